@@ -1,0 +1,162 @@
+//! The command line: one file per command group. Handlers parse arguments, call library
+//! functions and print; they hold no logic of their own.
+//!
+//! Exit status (DESIGN.md §16): 0 success, 1 the thing run failed, 2 bad usage or invalid input,
+//! 3 an internal or environment error.
+
+mod bench;
+mod output;
+mod run;
+mod workflow;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Dirs, Settings};
+use crate::engine::{Engine, EngineError};
+use crate::store::StoreError;
+
+/// An error that ends the command, with its exit status.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: 3,
+            message: message.into(),
+        }
+    }
+    /// The command ran and what it ran failed; the message (if any) was already printed.
+    pub fn failed() -> Self {
+        Self {
+            code: 1,
+            message: String::new(),
+        }
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::Invalid(_) | EngineError::Busy { .. } => 2,
+            EngineError::Store(StoreError::NoSuchRun(_) | StoreError::Ambiguous { .. }) => 2,
+            EngineError::Store(_) | EngineError::Definition(_) | EngineError::Io(_) => 3,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// claw: durable YAML workflows, schedules and fleet operations for homelabs and small ops.
+#[derive(Debug, Parser)]
+#[command(name = "claw", version, about, max_term_width = 100)]
+#[command(
+    after_help = "Data directory: --home > CLAW_HOME > SUPERPOWERS_DATA_DIR > ~/.claw\n\
+Config root:    --root > CLAW_ROOT > the current directory if it has workflows/ or claw.yaml > the data directory\n\
+Exit status:    0 success, 1 what ran failed, 2 bad usage or invalid input, 3 internal or environment error"
+)]
+pub struct Cli {
+    /// Data directory (state: claw.db, logs, vault, audit log).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Config root (workflows/, skills/, claw.yaml, …).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, check, show and run workflows.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// Inspect and control runs: list, show, logs, resume, cancel, rerun, approve, reject.
+    #[command(subcommand)]
+    Run(run::RunCommand),
+    /// Built-in benchmarks, each measured against a baseline in the same process run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Context shared by the handlers.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) dirs: Dirs,
+}
+
+impl Ctx {
+    pub(crate) fn settings(&self) -> Result<Settings, CliError> {
+        Settings::load(&self.dirs.root).map_err(|e| CliError::usage(e.render()))
+    }
+
+    pub(crate) fn engine(&self) -> Result<Engine, CliError> {
+        Ok(Engine::open(self.dirs.clone(), self.settings()?)?)
+    }
+}
+
+/// Parses `args` (including the program name) and runs the command. Returns the exit status.
+pub fn run(args: Vec<OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            if !e.message.is_empty() {
+                let msg = e.message.trim_end();
+                if msg.starts_with("error") {
+                    eprintln!("{msg}");
+                } else {
+                    eprintln!("error: {msg}");
+                }
+            }
+            e.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> CliResult {
+    let dirs = Dirs::resolve(cli.home, cli.root).map_err(CliError::internal)?;
+    let ctx = Ctx { dirs };
+    match cli.command {
+        Command::Workflow(cmd) => workflow::run(&ctx, cmd),
+        Command::Run(cmd) => run::run(&ctx, cmd),
+        Command::Bench(cmd) => bench::run(&ctx, cmd),
+    }
+}
+
+/// A single-threaded runtime: the engine's steps are processes, so one thread drives them all.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::internal(format!("cannot start the async runtime: {e}")))
+}

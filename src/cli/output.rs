@@ -1,0 +1,224 @@
+//! Printing: progress on a terminal, tables, and the JSON shapes of `--json`.
+
+use std::io::IsTerminal as _;
+
+use chrono::{DateTime, Local, Utc};
+
+use crate::engine::{Event, Progress};
+use crate::store::{RunRecord, StepRecord, StepStatus};
+
+/// Whether stderr is a terminal (progress and colour only then).
+pub(crate) fn stderr_is_tty() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+pub(crate) fn rfc3339(ms: Option<i64>) -> serde_json::Value {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map_or(serde_json::Value::Null, |t| t.to_rfc3339().into())
+}
+
+pub(crate) fn local_time(ms: Option<i64>) -> String {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map_or_else(
+            || "-".to_owned(),
+            |t| {
+                t.with_timezone(&Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            },
+        )
+}
+
+pub(crate) fn duration_ms(start: Option<i64>, end: Option<i64>) -> Option<i64> {
+    Some(end?.saturating_sub(start?))
+}
+
+pub(crate) fn human_ms(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".to_owned(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => {
+            crate::workflow::duration::format(std::time::Duration::from_millis(ms.unsigned_abs()))
+        }
+    }
+}
+
+/// First line of a text, cut to `max` characters.
+pub(crate) fn first_line(text: &str, max: usize) -> String {
+    let line = text.trim().lines().next().unwrap_or_default();
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
+}
+
+fn symbol(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Succeeded => "✓",
+        StepStatus::Failed => "✗",
+        StepStatus::Skipped => "-",
+        StepStatus::Cancelled => "■",
+        StepStatus::Interrupted => "?",
+        StepStatus::Pending | StepStatus::Running => "▸",
+    }
+}
+
+/// Live progress on stderr when it is a terminal; silent otherwise.
+#[derive(Debug)]
+pub(crate) struct TermProgress {
+    enabled: bool,
+}
+
+impl TermProgress {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Self {
+            enabled: !quiet && stderr_is_tty(),
+        }
+    }
+}
+
+impl Progress for TermProgress {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            // Waiting needs a person: say it on any stderr, terminal or not.
+            Event::Waiting { message } => eprintln!("claw: {message}"),
+            _ if !self.enabled => {}
+            Event::StepStarted { name, attempt } => {
+                if *attempt > 1 {
+                    eprintln!("▸ {name} (attempt {attempt})");
+                } else {
+                    eprintln!("▸ {name}");
+                }
+            }
+            Event::StepFinished { step } => {
+                let took = human_ms(duration_ms(step.started_at, step.finished_at));
+                let msg = step
+                    .message
+                    .as_deref()
+                    .map(|m| format!("  {}", first_line(m, 100)))
+                    .unwrap_or_default();
+                eprintln!("{} {} {took}{msg}", symbol(step.status), step.name);
+            }
+            Event::Note { message } => eprintln!("  {message}"),
+        }
+    }
+}
+
+/// A plain table with aligned columns.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                l.push_str(cell);
+                l.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// The steps of a run as a table (the seed's Step / Status / Duration / Output).
+pub(crate) fn steps_table(steps: &[StepRecord]) -> String {
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let detail = s
+                .message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .or_else(|| {
+                    let out = if s.stdout_tail.trim().is_empty() {
+                        &s.stderr_tail
+                    } else {
+                        &s.stdout_tail
+                    };
+                    Some(out.trim().lines().last().unwrap_or_default().to_owned())
+                })
+                .unwrap_or_default();
+            vec![
+                s.name.clone(),
+                s.status.to_string(),
+                human_ms(duration_ms(s.started_at, s.finished_at)),
+                first_line(&detail, 80),
+            ]
+        })
+        .collect();
+    table(&["STEP", "STATUS", "DURATION", "OUTPUT"], &rows)
+}
+
+pub(crate) fn step_json(s: &StepRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "phase": s.phase.as_str(),
+        "status": s.status.as_str(),
+        "exit_code": s.exit_code,
+        "attempts": s.attempts,
+        "started_at": rfc3339(s.started_at),
+        "finished_at": rfc3339(s.finished_at),
+        "duration_ms": duration_ms(s.started_at, s.finished_at),
+        "message": s.message,
+        "outputs": s.outputs,
+        "stdout": s.stdout_tail,
+        "stderr": s.stderr_tail,
+        "log": s.log_path,
+        "decision": s.decision,
+        "decided_by": s.decided_by,
+    })
+}
+
+pub(crate) fn run_json(
+    r: &RunRecord,
+    orphaned: bool,
+    steps: Option<&[StepRecord]>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": r.id,
+        "workflow": r.workflow,
+        "status": r.status.as_str(),
+        "orphaned": orphaned,
+        "dry_run": r.dry_run,
+        "params": r.params,
+        "trigger": r.trigger,
+        "outputs": r.outputs,
+        "error": r.error,
+        "created_at": rfc3339(Some(r.created_at)),
+        "started_at": rfc3339(r.started_at),
+        "finished_at": rfc3339(r.finished_at),
+        "duration_ms": duration_ms(r.started_at, r.finished_at),
+        "workflow_path": r.workflow_path,
+        "owner": r.owner,
+    });
+    if let (Some(steps), Some(obj)) = (steps, v.as_object_mut()) {
+        obj.insert("steps".into(), steps.iter().map(step_json).collect());
+    }
+    v
+}
+
+pub(crate) fn print_json(v: &serde_json::Value) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}

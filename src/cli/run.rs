@@ -1,0 +1,492 @@
+//! `claw run list | show | logs | resume | cancel | rerun | approve | reject`.
+
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::output;
+use super::workflow::{drive_foreground, report, spawn_detached};
+use super::{CliError, CliResult, Ctx};
+use crate::engine::{Engine, NewRun};
+use crate::store::{Phase, RunFilter, RunRecord, RunStatus, StepStatus};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunCommand {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        /// queued, running, waiting, succeeded, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run and its steps. RUN is an id or a unique prefix of one.
+    Show {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the logs of a run's steps (or of one step).
+    Logs {
+        run: String,
+        step: Option<String>,
+        /// Keep printing until the run finishes.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Carry on a run whose process died (or one queued with --detach), in the foreground.
+    ///
+    /// Finished steps are not run again. A step that was running when its process died runs again
+    /// if it is idempotent; otherwise the run waits for `claw run approve|reject RUN STEP`.
+    Resume {
+        /// The run; with --all, every run left behind by a dead process.
+        run: Option<String>,
+        #[arg(long, conflicts_with = "run")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Cancel a run: its running steps are stopped and the rest skipped.
+    Cancel { run: String },
+    /// Start a new run of the same workflow with the same params.
+    ///
+    /// With --from STEP, the steps that STEP does not (transitively) depend on... are copied from the
+    /// old run when they succeeded there, and STEP and everything after it run again.
+    Rerun {
+        run: String,
+        /// Run again from this step (the steps it needs keep their old results).
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Decide a step that waits: run an interrupted step again.
+    Approve {
+        run: String,
+        /// The waiting step (may be left out when only one waits).
+        step: Option<String>,
+        /// Who decides (default: the local user, as `cli:<user>`).
+        #[arg(long = "as", value_name = "WHO")]
+        who: Option<String>,
+        /// Decide and leave; do not carry the run on in this process.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Decide a step that waits: mark an interrupted step failed.
+    Reject {
+        run: String,
+        step: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long = "as", value_name = "WHO")]
+        who: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: RunCommand) -> CliResult {
+    let engine = ctx.engine()?;
+    match cmd {
+        RunCommand::List {
+            workflow,
+            status,
+            limit,
+            json,
+        } => list(&engine, workflow, status.as_deref(), limit, json),
+        RunCommand::Show { run, json } => show(&engine, &run, json),
+        RunCommand::Logs { run, step, follow } => logs(&engine, &run, step.as_deref(), follow),
+        RunCommand::Resume {
+            run,
+            all,
+            json,
+            quiet,
+        } => resume(ctx, &engine, run.as_deref(), all, json, quiet),
+        RunCommand::Cancel { run } => cancel(&engine, &run),
+        RunCommand::Rerun {
+            run,
+            from,
+            json,
+            quiet,
+        } => rerun(ctx, &engine, &run, from.as_deref(), json, quiet),
+        RunCommand::Approve {
+            run,
+            step,
+            who,
+            no_wait,
+        } => decide(&engine, &run, step.as_deref(), true, who, None, no_wait),
+        RunCommand::Reject {
+            run,
+            step,
+            reason,
+            who,
+            no_wait,
+        } => decide(&engine, &run, step.as_deref(), false, who, reason, no_wait),
+    }
+}
+
+fn status_label(engine: &Engine, r: &RunRecord) -> String {
+    if engine.is_orphaned(r) {
+        format!("{} (orphaned: `claw run resume {}`)", r.status, r.id)
+    } else {
+        r.status.to_string()
+    }
+}
+
+fn list(
+    engine: &Engine,
+    workflow: Option<String>,
+    status: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> CliResult {
+    let status = status
+        .map(str::parse::<RunStatus>)
+        .transpose()
+        .map_err(|e| {
+            CliError::usage(format!(
+                "{e} (expected queued, running, waiting, succeeded, failed or cancelled)"
+            ))
+        })?;
+    let runs = engine.store.list_runs(&RunFilter {
+        workflow,
+        status,
+        limit: Some(limit),
+    })?;
+    if json {
+        let items: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| output::run_json(r, engine.is_orphaned(r), None))
+            .collect();
+        output::print_json(&serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("No runs.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.workflow.clone(),
+                status_label(engine, r),
+                output::local_time(Some(r.created_at)),
+                output::human_ms(output::duration_ms(r.started_at, r.finished_at)),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"], &rows)
+    );
+    Ok(())
+}
+
+fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
+    let run = engine.store.find_run(id)?;
+    let steps = engine.store.steps(&run.id)?;
+    if json {
+        output::print_json(&output::run_json(
+            &run,
+            engine.is_orphaned(&run),
+            Some(&steps),
+        ));
+        return Ok(());
+    }
+    println!("run       {}", run.id);
+    println!("workflow  {} ({})", run.workflow, run.workflow_path);
+    println!(
+        "status    {}{}",
+        status_label(engine, &run),
+        if run.dry_run { " (dry run)" } else { "" }
+    );
+    println!("created   {}", output::local_time(Some(run.created_at)));
+    if run.finished_at.is_some() {
+        println!(
+            "finished  {} (took {})",
+            output::local_time(run.finished_at),
+            output::human_ms(output::duration_ms(run.started_at, run.finished_at))
+        );
+    }
+    if run.params.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("params    {}", run.params);
+    }
+    if run.outputs.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("outputs   {}", run.outputs);
+    }
+    if let Some(e) = &run.error {
+        println!("error     {e}");
+    }
+    println!();
+    print!("{}", output::steps_table(&steps));
+    for s in steps.iter().filter(|s| s.status == StepStatus::Interrupted) {
+        println!("\n{}: {}", s.name, s.message.as_deref().unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResult {
+    let run = engine.store.find_run(id)?;
+    let mut offsets: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    loop {
+        let steps = engine.store.steps(&run.id)?;
+        if let Some(name) = step
+            && !steps.iter().any(|s| s.name == name)
+        {
+            let hint = crate::config::diagnostic::did_you_mean(
+                name,
+                steps.iter().map(|s| s.name.as_str()),
+            )
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+            return Err(CliError::usage(format!(
+                "run {} has no step `{name}`{hint}",
+                run.id
+            )));
+        }
+        let many = step.is_none();
+        for s in steps.iter().filter(|s| step.is_none_or(|n| n == s.name)) {
+            let Some(path) = &s.log_path else { continue };
+            let Ok(mut f) = std::fs::File::open(path) else {
+                continue;
+            };
+            let from = offsets.get(&s.name).copied().unwrap_or(0);
+            let len = f.metadata().map_or(0, |m| m.len());
+            if len <= from {
+                continue;
+            }
+            if from == 0 && many {
+                println!("==> {} ({}) <==", s.name, s.status);
+            }
+            let _ = f.seek(SeekFrom::Start(from));
+            let mut buf = Vec::new();
+            let _ = f.read_to_end(&mut buf);
+            print!("{}", String::from_utf8_lossy(&buf));
+            offsets.insert(s.name.clone(), len);
+        }
+        if !follow {
+            return Ok(());
+        }
+        let now = engine.store.find_run(&run.id)?;
+        if now.status.is_finished() || engine.is_orphaned(&now) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn resume(
+    ctx: &Ctx,
+    engine: &Engine,
+    id: Option<&str>,
+    all: bool,
+    json: bool,
+    quiet: bool,
+) -> CliResult {
+    if all {
+        let runs: Vec<RunRecord> = engine
+            .store
+            .unfinished_runs(None)?
+            .into_iter()
+            .filter(|r| r.owner.is_none() || engine.is_orphaned(r))
+            .collect();
+        if runs.is_empty() {
+            println!("No runs to resume.");
+            return Ok(());
+        }
+        let mut failed = false;
+        for r in runs {
+            eprintln!("resuming run {} ({})", r.id, r.workflow);
+            if let Err(e) = drive_foreground(engine, &r.id, json, quiet) {
+                failed = true;
+                if !e.message.is_empty() {
+                    eprintln!("error: {}", e.message);
+                }
+            }
+        }
+        let _ = ctx;
+        return if failed {
+            Err(CliError::failed())
+        } else {
+            Ok(())
+        };
+    }
+    let Some(id) = id else {
+        return Err(CliError::usage("give a run id, or --all"));
+    };
+    let run = engine.store.find_run(id)?;
+    if run.status.is_finished() {
+        eprintln!("run {} already {}", run.id, run.status);
+        return report(engine, &run, json);
+    }
+    drive_foreground(engine, &run.id, json, quiet)
+}
+
+fn cancel(engine: &Engine, id: &str) -> CliResult {
+    let run = engine.store.find_run(id)?;
+    if run.status.is_finished() {
+        println!("run {} already {}", run.id, run.status);
+        return Ok(());
+    }
+    match engine.cancel(&run)? {
+        RunStatus::Cancelled => println!("run {} cancelled", run.id),
+        _ => println!(
+            "run {}: cancellation requested; its process is stopping it",
+            run.id
+        ),
+    }
+    Ok(())
+}
+
+fn rerun(
+    ctx: &Ctx,
+    engine: &Engine,
+    id: &str,
+    from: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> CliResult {
+    let old = engine.store.find_run(id)?;
+    // The workflow as it is now (fixed since the failure, perhaps); the stored one if the file is gone.
+    let wf = match crate::config::workflow_file::load_file(std::path::Path::new(&old.workflow_path))
+    {
+        Ok(wf) => wf,
+        Err(_) => engine.definition(&old)?,
+    };
+    let mut keep = std::collections::HashSet::new();
+    if let Some(step) = from {
+        let Some(start) = wf.step_index(step) else {
+            let hint = crate::config::diagnostic::did_you_mean(
+                step,
+                wf.steps.iter().map(|s| s.name.as_str()),
+            )
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+            return Err(CliError::usage(format!(
+                "workflow `{}` has no step `{step}`{hint}",
+                wf.name
+            )));
+        };
+        // STEP and everything downstream of it run again; the rest keeps its old result.
+        let mut again = vec![false; wf.steps.len()];
+        again[start] = true;
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for s in &wf.steps {
+                if !again[s.index] && s.needs.iter().any(|&d| again[d]) {
+                    again[s.index] = true;
+                    changed = true;
+                }
+            }
+        }
+        for s in &wf.steps {
+            if !again[s.index] {
+                keep.insert(s.name.clone());
+            }
+        }
+    }
+    let run = engine.create_run(&NewRun {
+        workflow: &wf,
+        params: old.params.clone(),
+        trigger: serde_json::json!({"type": "rerun", "of": old.id, "from": from}),
+        dry_run: old.dry_run,
+        claim: true,
+    })?;
+    if !keep.is_empty() {
+        let copied: Vec<_> = engine
+            .store
+            .steps(&old.id)?
+            .into_iter()
+            .filter(|s| s.phase == Phase::Main && keep.contains(&s.name))
+            .filter(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
+            .map(|mut s| {
+                s.message = Some(format!("kept from run {}", old.id));
+                s
+            })
+            .collect();
+        engine.store.record_steps(&run.id, &copied, None)?;
+    }
+    if !json {
+        eprintln!("rerun of {}: run {}", old.id, run.id);
+    }
+    let _ = ctx;
+    drive_foreground(engine, &run.id, json, quiet)
+}
+
+fn decide(
+    engine: &Engine,
+    id: &str,
+    step: Option<&str>,
+    retry: bool,
+    who: Option<String>,
+    reason: Option<String>,
+    no_wait: bool,
+) -> CliResult {
+    let run = engine.store.find_run(id)?;
+    let steps = engine.store.steps(&run.id)?;
+    let step = match step {
+        Some(s) => s.to_owned(),
+        None => {
+            let waiting: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Interrupted)
+                .map(|s| s.name.as_str())
+                .collect();
+            match waiting.as_slice() {
+                [one] => (*one).to_owned(),
+                [] => {
+                    return Err(CliError::usage(format!(
+                        "run {} has no step waiting for a decision",
+                        run.id
+                    )));
+                }
+                many => {
+                    return Err(CliError::usage(format!(
+                        "run {} has several steps waiting ({}): name one",
+                        run.id,
+                        many.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let who = who.unwrap_or_else(|| format!("cli:{user}"));
+    let who = match &reason {
+        Some(r) => format!("{who} ({r})"),
+        None => who,
+    };
+    engine.decide(&run, &step, retry, &who)?;
+    println!(
+        "run {}: step `{step}` {} by {who}",
+        run.id,
+        if retry {
+            "will run again"
+        } else {
+            "marked failed"
+        }
+    );
+    // Nobody executes the run any more: carry it on here, unless asked not to.
+    let now = engine.store.find_run(&run.id)?;
+    if !no_wait && (now.owner.is_none() || engine.is_orphaned(&now)) && !now.status.is_finished() {
+        return drive_foreground(engine, &run.id, false, false);
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn detach(ctx: &Ctx, engine: &Engine, id: &str) -> CliResult {
+    spawn_detached(ctx, engine, id)
+}

@@ -1,0 +1,666 @@
+//! `claw workflow list | show | validate | run | graph | init`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use super::output::{self, TermProgress};
+use super::{CliError, CliResult, Ctx};
+use crate::config::diagnostic::did_you_mean;
+use crate::config::workflow_file::{self, FileErrors};
+use crate::engine::{Engine, NewRun, params};
+use crate::store::{RunRecord, RunStatus};
+use crate::workflow::{StepKind, Workflow};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// List the workflows in the config root's workflows/ (and the data directory's).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workflow: params, steps, dependencies.
+    Show {
+        /// Name (file stem) or path of the workflow.
+        workflow: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check workflow files and report every problem, with file, line and column. Runs nothing.
+    ///
+    /// Without arguments, checks every workflow file. Exit status 2 when any file is invalid.
+    Validate {
+        /// Names or paths; all workflows when none is given.
+        workflows: Vec<String>,
+        /// Also check the machine: interpreters on PATH, step kinds this claw can run.
+        #[arg(long)]
+        env: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a workflow in the foreground (or queue it with --detach).
+    ///
+    /// Exit status 0 when the run succeeds, 1 when a step failed or the run was cancelled,
+    /// 2 when the workflow or its params are invalid.
+    Run {
+        /// Name (file stem) or path of the workflow.
+        workflow: String,
+        /// A param value, `-p key=value` (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Show what would run without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Start the run in the background and print its id.
+        #[arg(long)]
+        detach: bool,
+        /// Print the finished run as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// No progress lines, even on a terminal.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the step graph.
+    Graph {
+        workflow: String,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Write the starter workflows (deploy, backup, morning-brief) into workflows/ if absent.
+    Init,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: WorkflowCommand) -> CliResult {
+    match cmd {
+        WorkflowCommand::List { json } => list(ctx, json),
+        WorkflowCommand::Show { workflow, json } => show(ctx, &workflow, json),
+        WorkflowCommand::Validate {
+            workflows,
+            env,
+            json,
+        } => validate(ctx, &workflows, env, json),
+        WorkflowCommand::Run {
+            workflow,
+            params,
+            dry_run,
+            detach,
+            json,
+            quiet,
+        } => run_workflow(ctx, &workflow, &params, dry_run, detach, json, quiet),
+        WorkflowCommand::Graph { workflow, format } => graph(ctx, &workflow, format),
+        WorkflowCommand::Init => init(ctx),
+    }
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Every workflow file, sorted by stem; the config root's shadow the data directory's.
+pub(crate) fn all_files(ctx: &Ctx) -> Vec<PathBuf> {
+    let mut seen = std::collections::BTreeMap::new();
+    for dir in ctx.dirs.workflow_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_yaml(p) && !p.is_dir())
+            .collect();
+        files.sort();
+        for f in files {
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            seen.entry(stem).or_insert(f);
+        }
+    }
+    seen.into_values().collect()
+}
+
+/// A workflow argument: a path to a file, or a name looked up in the workflow folders.
+pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
+    let as_path = Path::new(arg);
+    if (arg.contains('/') || is_yaml(as_path)) && as_path.exists() {
+        return Ok(as_path.to_path_buf());
+    }
+    for dir in ctx.dirs.workflow_dirs() {
+        for ext in ["yaml", "yml"] {
+            let p = dir.join(format!("{arg}.{ext}"));
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    if arg.contains('/') || is_yaml(as_path) {
+        return Err(CliError::usage(format!("workflow file not found: {arg}")));
+    }
+    let stems: Vec<String> = all_files(ctx)
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let hint = did_you_mean(arg, stems.iter().map(String::as_str))
+        .map(|h| format!("\n  = help: {h}"))
+        .unwrap_or_default();
+    let looked: Vec<String> = ctx
+        .dirs
+        .workflow_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    Err(CliError::usage(format!(
+        "Workflow not found: {arg} (looked in {}){hint}",
+        looked.join(", ")
+    )))
+}
+
+pub(crate) fn load(ctx: &Ctx, arg: &str) -> Result<Workflow, CliError> {
+    let path = locate(ctx, arg)?;
+    workflow_file::load_file(&path).map_err(|e| CliError::usage(e.render()))
+}
+
+fn list(ctx: &Ctx, json: bool) -> CliResult {
+    let files = all_files(ctx);
+    let loaded: Vec<(PathBuf, Result<Workflow, FileErrors>)> = files
+        .into_iter()
+        .map(|f| {
+            let r = workflow_file::load_file(&f);
+            (f, r)
+        })
+        .collect();
+    if json {
+        let items: Vec<serde_json::Value> = loaded
+            .iter()
+            .map(|(path, r)| match r {
+                Ok(wf) => serde_json::json!({
+                    "name": wf.name, "description": wf.description, "path": path,
+                    "steps": wf.steps.len(), "valid": true,
+                }),
+                Err(e) => serde_json::json!({
+                    "name": path.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                    "path": path, "valid": false, "problems": e.diagnostics.len(),
+                }),
+            })
+            .collect();
+        output::print_json(&serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if loaded.is_empty() {
+        let looked: Vec<String> = ctx
+            .dirs
+            .workflow_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        println!(
+            "No workflows found (looked in {}). `claw workflow init` writes starter ones.",
+            looked.join(", ")
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = loaded
+        .iter()
+        .map(|(path, r)| match r {
+            Ok(wf) => vec![
+                wf.name.clone(),
+                wf.steps.len().to_string(),
+                output::first_line(&wf.description, 60),
+            ],
+            Err(e) => vec![
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                "-".into(),
+                format!(
+                    "INVALID: {} problem(s); see `claw workflow validate {}`",
+                    e.diagnostics.len(),
+                    path.display()
+                ),
+            ],
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["NAME", "STEPS", "DESCRIPTION"], &rows)
+    );
+    Ok(())
+}
+
+fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "type": s.kind.type_name(),
+        "needs": s.needs.iter().map(|&i| wf.steps[i].name.clone()).collect::<Vec<_>>(),
+        "on_failure": s.on_failure.as_str(),
+        "timeout_secs": s.timeout.as_secs_f64(),
+        "retries": s.retry.limit,
+        "idempotent": s.idempotent,
+        "if": s.if_expr,
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Unavailable { .. } => None },
+        "compensation": s.compensation.is_some(),
+    })
+}
+
+fn show(ctx: &Ctx, arg: &str, json: bool) -> CliResult {
+    let wf = load(ctx, arg)?;
+    if json {
+        output::print_json(&serde_json::json!({
+            "name": wf.name,
+            "description": wf.description,
+            "path": wf.path,
+            "params": wf.params.iter().map(|p| serde_json::json!({
+                "name": p.name, "type": p.kind.as_str(), "default": p.default,
+                "enum": p.choices, "required": p.required, "description": p.description,
+            })).collect::<Vec<_>>(),
+            "max_parallel": wf.max_parallel,
+            "timeout_secs": wf.timeout.map(|t| t.as_secs_f64()),
+            "steps": wf.steps.iter().map(|s| step_json(s, &wf)).collect::<Vec<_>>(),
+            "rollback": wf.rollback.iter().map(|s| step_json(s, &wf)).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println!("{}  ({})", wf.name, wf.path.display());
+    if !wf.description.is_empty() {
+        println!("{}", wf.description);
+    }
+    if !wf.params.is_empty() {
+        println!("\nparams:");
+        for p in &wf.params {
+            let default = p
+                .default
+                .as_ref()
+                .map(|d| format!(" = {d}"))
+                .unwrap_or_default();
+            let req = if p.required { " (required)" } else { "" };
+            let choices = if p.choices.is_empty() {
+                String::new()
+            } else {
+                format!(" one of {}", serde_json::Value::Array(p.choices.clone()))
+            };
+            println!("  {}: {}{default}{req}{choices}", p.name, p.kind.as_str());
+        }
+    }
+    println!("\nsteps:");
+    let rows: Vec<Vec<String>> = wf
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.kind.type_name().to_owned(),
+                s.needs
+                    .iter()
+                    .map(|&i| wf.steps[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.on_failure.as_str().to_owned(),
+                output::first_line(&s.kind.describe(), 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["STEP", "TYPE", "NEEDS", "ON_FAILURE", "DOES"], &rows)
+    );
+    if !wf.rollback.is_empty() {
+        println!("\nrollback:");
+        for s in &wf.rollback {
+            println!(
+                "  {}: {}",
+                s.name,
+                output::first_line(&s.kind.describe(), 80)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn env_problems(wf: &Workflow) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in wf.steps.iter().chain(&wf.rollback) {
+        match &s.kind {
+            StepKind::Unavailable { kind } => out.push(format!(
+                "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
+                s.name
+            )),
+            StepKind::Shell(sh) => {
+                if let Some(prog) = &sh.shell
+                    && !on_path(prog)
+                {
+                    out.push(format!("step `{}`: shell `{prog}` is not on PATH", s.name));
+                }
+                if let Some(cwd) = &sh.cwd
+                    && !crate::workflow::expr::has_expressions(cwd)
+                    && !Path::new(cwd).is_dir()
+                {
+                    out.push(format!(
+                        "step `{}`: working directory `{cwd}` does not exist",
+                        s.name
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn on_path(prog: &str) -> bool {
+    if prog.contains('/') {
+        return Path::new(prog).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}
+
+fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
+    let mut targets: Vec<Result<PathBuf, String>> = Vec::new();
+    if args.is_empty() {
+        targets.extend(all_files(ctx).into_iter().map(Ok));
+        if targets.is_empty() && !json {
+            let looked: Vec<String> = ctx
+                .dirs
+                .workflow_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            println!("No workflow files found (looked in {}).", looked.join(", "));
+            return Ok(());
+        }
+    } else {
+        for a in args {
+            targets.push(locate(ctx, a).map_err(|e| e.message));
+        }
+    }
+    let mut invalid = 0usize;
+    let mut report = Vec::new();
+    for t in &targets {
+        match t {
+            Err(msg) => {
+                invalid += 1;
+                if !json {
+                    eprintln!("error: {msg}\n");
+                }
+                report.push(serde_json::json!({"path": null, "valid": false, "problems": [{"message": msg}]}));
+            }
+            Ok(path) => match workflow_file::load_file(path) {
+                Ok(wf) => {
+                    let problems = if env { env_problems(&wf) } else { Vec::new() };
+                    if problems.is_empty() {
+                        if !json {
+                            println!("ok: {} ({} steps)", path.display(), wf.steps.len());
+                        }
+                        report
+                            .push(serde_json::json!({"path": path, "valid": true, "problems": []}));
+                    } else {
+                        invalid += 1;
+                        if !json {
+                            for p in &problems {
+                                eprintln!("error: {}: {p}", path.display());
+                            }
+                            eprintln!();
+                        }
+                        report.push(serde_json::json!({"path": path, "valid": false,
+                            "problems": problems.iter().map(|p| serde_json::json!({"message": p})).collect::<Vec<_>>()}));
+                    }
+                }
+                Err(e) => {
+                    invalid += 1;
+                    if !json {
+                        eprintln!("{}", e.render());
+                    }
+                    report.push(serde_json::json!({"path": path, "valid": false,
+                        "problems": e.diagnostics.iter().map(|d| serde_json::json!({
+                            "line": d.pos.line, "column": d.pos.col, "message": d.message, "help": d.help,
+                        })).collect::<Vec<_>>()}));
+                }
+            },
+        }
+    }
+    if json {
+        output::print_json(&serde_json::Value::Array(report));
+    } else {
+        let total = targets.len();
+        let summary = format!("{} of {total} workflow file(s) valid", total - invalid);
+        if invalid > 0 {
+            eprintln!("{summary}");
+        } else {
+            println!("{summary}");
+        }
+    }
+    if invalid > 0 {
+        Err(CliError {
+            code: 2,
+            message: String::new(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn run_workflow(
+    ctx: &Ctx,
+    arg: &str,
+    raw_params: &[String],
+    dry_run: bool,
+    detach: bool,
+    json: bool,
+    quiet: bool,
+) -> CliResult {
+    let wf = load(ctx, arg)?;
+    let mut given = Vec::new();
+    for p in raw_params {
+        given.push(params::split_assignment(p).map_err(|e| CliError::usage(format!("-p {e}")))?);
+    }
+    let bound =
+        params::bind(&wf, &given).map_err(|errs| CliError::usage(errs.join("\nerror: ")))?;
+    let engine = ctx.engine()?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let run = engine.create_run(&NewRun {
+        workflow: &wf,
+        params: bound,
+        trigger: serde_json::json!({"type": "manual", "user": user}),
+        dry_run,
+        claim: !detach,
+    })?;
+    if detach {
+        spawn_detached(ctx, &engine, &run.id)?;
+        if json {
+            output::print_json(&serde_json::json!({"id": run.id, "status": "queued"}));
+        } else {
+            println!("{}", run.id);
+        }
+        return Ok(());
+    }
+    drive_foreground(&engine, &run.id, json, quiet)
+}
+
+/// Starts `claw run resume ID` in its own process group, detached from this terminal.
+pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliResult {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::internal(format!("cannot find the claw binary: {e}")))?;
+    let dir = engine.dirs.run_log_dir(run_id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let log = std::fs::File::create(dir.join("claw.log"))
+        .map_err(|e| CliError::internal(format!("cannot create the run's log: {e}")))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(&ctx.dirs.home)
+        .arg("--root")
+        .arg(&ctx.dirs.root);
+    cmd.args(["run", "resume", run_id, "--quiet"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.spawn()
+        .map_err(|e| CliError::internal(format!("cannot start the background run: {e}")))?;
+    Ok(())
+}
+
+/// Executes a run in this process, with Ctrl-C / SIGTERM cancelling it cleanly, and prints the result.
+pub(crate) fn drive_foreground(
+    engine: &Engine,
+    run_id: &str,
+    json: bool,
+    quiet: bool,
+) -> CliResult {
+    let rt = super::runtime()?;
+    let progress = TermProgress::new(quiet || json);
+    let cancel = CancellationToken::new();
+    let finished = rt.block_on(async {
+        let watcher = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("claw: cancelling the run (stopping its steps)…");
+            watcher.cancel();
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("claw: stopped; the run can be resumed with `claw run resume`");
+            std::process::exit(130);
+        });
+        engine.drive(run_id, &cancel, &progress).await
+    })?;
+    report(engine, &finished, json)
+}
+
+/// Prints a finished run and maps its status to the exit status.
+pub(crate) fn report(engine: &Engine, run: &RunRecord, json: bool) -> CliResult {
+    let steps = engine.store.steps(&run.id)?;
+    if json {
+        output::print_json(&output::run_json(run, false, Some(&steps)));
+    } else {
+        print!("{}", output::steps_table(&steps));
+        let count = |st: crate::store::StepStatus| steps.iter().filter(|s| s.status == st).count();
+        let mut line = format!(
+            "\nRun {} {} in {}: {} succeeded, {} failed, {} skipped",
+            run.id,
+            run.status,
+            output::human_ms(output::duration_ms(
+                run.started_at.or(Some(run.created_at)),
+                run.finished_at
+            )),
+            count(crate::store::StepStatus::Succeeded),
+            count(crate::store::StepStatus::Failed),
+            count(crate::store::StepStatus::Skipped),
+        );
+        if let Some(e) = &run.error
+            && run.status != RunStatus::Succeeded
+        {
+            line.push_str(&format!("\n{}", output::first_line(e, 200)));
+        }
+        println!("{line}");
+    }
+    match run.status {
+        RunStatus::Succeeded => Ok(()),
+        RunStatus::Queued | RunStatus::Running | RunStatus::Waiting => Ok(()),
+        RunStatus::Failed | RunStatus::Cancelled => Err(CliError::failed()),
+    }
+}
+
+fn graph(ctx: &Ctx, arg: &str, format: GraphFormat) -> CliResult {
+    let wf = load(ctx, arg)?;
+    let id = |i: usize| format!("s{i}");
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    match format {
+        GraphFormat::Dot => {
+            println!("digraph \"{}\" {{\n  rankdir=LR;", esc(&wf.name));
+            for s in &wf.steps {
+                println!("  {} [label=\"{}\"];", id(s.index), esc(&s.name));
+            }
+            for s in &wf.steps {
+                for &d in &s.needs {
+                    println!("  {} -> {};", id(d), id(s.index));
+                }
+            }
+            println!("}}");
+        }
+        GraphFormat::Mermaid => {
+            println!("graph TD");
+            for s in &wf.steps {
+                println!("  {}[\"{}\"]", id(s.index), s.name.replace('"', "#quot;"));
+            }
+            for s in &wf.steps {
+                for &d in &s.needs {
+                    println!("  {} --> {}", id(d), id(s.index));
+                }
+            }
+        }
+        GraphFormat::Text => {
+            // Levels: a step's level is one more than its deepest dependency's.
+            let mut level = vec![0usize; wf.steps.len()];
+            for s in &wf.steps {
+                level[s.index] = s.needs.iter().map(|&d| level[d] + 1).max().unwrap_or(0);
+            }
+            // Dependencies may point forward in the file; settle the levels.
+            for _ in 0..wf.steps.len() {
+                for s in &wf.steps {
+                    level[s.index] = s.needs.iter().map(|&d| level[d] + 1).max().unwrap_or(0);
+                }
+            }
+            let max = level.iter().copied().max().unwrap_or(0);
+            for l in 0..=max {
+                let names: Vec<String> = wf
+                    .steps
+                    .iter()
+                    .filter(|s| level[s.index] == l)
+                    .map(|s| {
+                        if s.needs.is_empty() {
+                            s.name.clone()
+                        } else {
+                            let deps: Vec<&str> =
+                                s.needs.iter().map(|&d| wf.steps[d].name.as_str()).collect();
+                            format!("{} ← {}", s.name, deps.join(", "))
+                        }
+                    })
+                    .collect();
+                println!("{}. {}", l + 1, names.join("   |   "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init(ctx: &Ctx) -> CliResult {
+    const TEMPLATES: &[(&str, &str)] = &[
+        ("deploy", include_str!("templates/deploy.yaml")),
+        ("backup", include_str!("templates/backup.yaml")),
+        (
+            "morning-brief",
+            include_str!("templates/morning-brief.yaml"),
+        ),
+    ];
+    let dir = ctx.dirs.root.join("workflows");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
+    for (name, text) in TEMPLATES {
+        let path = dir.join(format!("{name}.yaml"));
+        if path.exists() {
+            println!("kept     {}", path.display());
+            continue;
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
+        println!("created  {}", path.display());
+    }
+    Ok(())
+}

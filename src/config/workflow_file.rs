@@ -1,0 +1,1120 @@
+//! Loading `workflows/*.yaml`: the spanned YAML tree is checked key by key and turned into the
+//! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
+//! before anything is returned; a file with any problem yields no workflow at all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::diagnostic::{Diagnostic, Pos, did_you_mean};
+use super::node::{self, Node, Value};
+use crate::workflow::expr::Evaluator;
+use crate::workflow::{
+    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, OutputMode, ParamSpec,
+    ParamType, RetryPolicy, STEP_TYPES, ShellStep, Step, StepKind, Workflow, canonical_type,
+    duration,
+};
+
+/// Workflow files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Everything wrong with one file.
+#[derive(Debug, Clone)]
+pub struct FileErrors {
+    pub path: PathBuf,
+    /// The file's text, when it could be read (for rendering source lines).
+    pub source: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileErrors {
+    fn single(path: &Path, source: Option<String>, diagnostic: Diagnostic) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            source,
+            diagnostics: vec![diagnostic.in_file(path)],
+        }
+    }
+
+    /// Every diagnostic rendered with its source line.
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(self.source.as_deref()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "params",
+    "env",
+    "concurrency",
+    "timeout",
+    "max_parallel",
+    "notify_profile",
+    "notify",
+    "outputs",
+    "steps",
+    "rollback",
+];
+
+const COMMON_STEP_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "needs",
+    "if",
+    "condition",
+    "on_failure",
+    "retry",
+    "timeout",
+    "env",
+    "args",
+    "rollback",
+    "idempotent",
+    "description",
+    "command",
+];
+
+/// Keys each kind adds to the common ones.
+fn kind_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "shell" => &["shell", "cwd", "stdin", "outputs"],
+        "llm" => &[
+            "prompt",
+            "system",
+            "model",
+            "role",
+            "json_schema",
+            "tools",
+            "max_turns",
+            "outputs",
+        ],
+        "skill" => &["skill"],
+        "http" => &[
+            "url",
+            "method",
+            "headers",
+            "query",
+            "body",
+            "json",
+            "expect",
+            "extract",
+            "max_response_bytes",
+            "follow_redirects",
+            "max_redirects",
+            "tls_verify",
+        ],
+        "ssh" => &["hosts", "parallel", "fail_fast", "upload", "download"],
+        "browser" => &["profile", "actions"],
+        "approval" => &["message", "approvers", "quorum", "on_timeout", "input"],
+        "notify" => &["profile", "to", "message"],
+        "workflow" => &["workflow", "params", "wait"],
+        _ => &[],
+    }
+}
+
+/// Reads and loads a workflow file.
+pub fn load_file(path: &Path) -> Result<Workflow, FileErrors> {
+    let no_pos = Pos::default();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        FileErrors::single(
+            path,
+            None,
+            Diagnostic::error(no_pos, io_message(&e, "read")),
+        )
+    })?;
+    if meta.is_dir() {
+        return Err(FileErrors::single(
+            path,
+            None,
+            Diagnostic::error(no_pos, "is a directory, not a workflow file"),
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(FileErrors::single(
+            path,
+            None,
+            Diagnostic::error(
+                no_pos,
+                format!(
+                    "file is {} bytes; workflow files are limited to {MAX_FILE_BYTES} bytes",
+                    meta.len()
+                ),
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        FileErrors::single(
+            path,
+            None,
+            Diagnostic::error(no_pos, io_message(&e, "read")),
+        )
+    })?;
+    let source = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            return Err(FileErrors::single(
+                path,
+                None,
+                Diagnostic::error(
+                    Pos { line, col },
+                    "file is not valid UTF-8 (workflow files must be UTF-8 text)",
+                ),
+            ));
+        }
+    };
+    load_str(path, source)
+}
+
+fn io_message(e: &std::io::Error, verb: &str) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => format!("cannot {verb}: permission denied"),
+        _ => format!("cannot {verb}: {e}"),
+    }
+}
+
+/// Loads a workflow from text; `path` names it in diagnostics and gives the default name.
+pub fn load_str(path: &Path, source: String) -> Result<Workflow, FileErrors> {
+    let root = match node::parse(&source) {
+        Ok(root) => root,
+        Err(d) => return Err(FileErrors::single(path, Some(source), d)),
+    };
+    let evaluator = Evaluator::new();
+    let mut cx = Cx {
+        diags: Vec::new(),
+        eval: &evaluator,
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let workflow = cx.workflow(&root, path, &stem, &source);
+    if cx.diags.is_empty()
+        && let Some(workflow) = workflow
+    {
+        return Ok(workflow);
+    }
+    let mut diagnostics: Vec<Diagnostic> = cx.diags.into_iter().map(|d| d.in_file(path)).collect();
+    diagnostics.sort_by_key(|d| d.pos);
+    diagnostics.dedup();
+    Err(FileErrors {
+        path: path.to_path_buf(),
+        source: Some(source),
+        diagnostics,
+    })
+}
+
+struct Cx<'a> {
+    diags: Vec<Diagnostic>,
+    eval: &'a Evaluator,
+}
+
+/// A step as read, before dependencies are resolved.
+struct RawStep<'n> {
+    step: Step,
+    node: &'n Node,
+    needs: Option<Vec<(String, Pos)>>,
+}
+
+impl Cx<'_> {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diags.push(Diagnostic::error(pos, message));
+    }
+
+    fn err_help(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
+        self.diags
+            .push(Diagnostic::error(pos, message).with_help_opt(help));
+    }
+
+    /// The entries of a mapping node; reports keys outside `allowed` (with a suggestion).
+    fn entries<'n>(
+        &mut self,
+        node: &'n Node,
+        allowed: &[&str],
+        what: &str,
+    ) -> Vec<(&'n str, &'n Node)> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.kind()),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            let Some(k) = key.as_str() else {
+                self.err(
+                    key.pos,
+                    format!("keys in {what} must be strings, found {}", key.kind()),
+                );
+                continue;
+            };
+            if !allowed.is_empty() && !allowed.contains(&k) {
+                self.err_help(
+                    key.pos,
+                    format!("unknown key `{k}` in {what}"),
+                    did_you_mean(k, allowed.iter().copied()),
+                );
+                continue;
+            }
+            out.push((k, value));
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("`{field}` must be a string, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("`{field}` must be true or false, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive_int(&mut self, node: &Node, field: &str) -> Option<u32> {
+        match node.value {
+            Value::Int(i) if i >= 1 => u32::try_from(i).ok(),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("`{field}` must be a whole number of at least 1"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
+        let parsed = match &node.value {
+            Value::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
+            Value::Int(_) => Err("must be greater than zero".to_owned()),
+            Value::Float(f) if *f > 0.0 => {
+                Duration::try_from_secs_f64(*f).map_err(|_| "is out of range".to_owned())
+            }
+            Value::Str(s) => duration::parse(s).and_then(|d| {
+                if d.is_zero() {
+                    Err("must be greater than zero".to_owned())
+                } else {
+                    Ok(d)
+                }
+            }),
+            _ => Err(format!("found {}", node.kind())),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "invalid duration for `{field}`: {why} (expected seconds or e.g. 30s, 5m, 1h, 2h30m)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A mapping of names to scalar strings (`env:`).
+    fn string_map(&mut self, node: &Node, field: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, v) in self.entries(node, &[], &format!("`{field}`")) {
+            if let Some(s) = self.string(v, &format!("{field}.{k}")) {
+                self.template(v, &s);
+                out.push((k.to_owned(), s));
+            }
+        }
+        out
+    }
+
+    /// Checks the `${{ }}` expressions in a string value.
+    fn template(&mut self, node: &Node, text: &str) {
+        for e in self.eval.check_template(text) {
+            self.err(node.pos, format!("invalid expression: {e}"));
+        }
+    }
+
+    /// Checks every string under a node for expressions.
+    fn templates_in(&mut self, node: &Node) {
+        match &node.value {
+            Value::Str(s) => self.template(node, s),
+            Value::Seq(items) => items.iter().for_each(|n| self.templates_in(n)),
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.templates_in(v)),
+            _ => {}
+        }
+    }
+
+    fn workflow(&mut self, root: &Node, path: &Path, stem: &str, source: &str) -> Option<Workflow> {
+        if root.value == Value::Null {
+            self.err(
+                Pos { line: 1, col: 1 },
+                "the file is empty: a workflow needs `steps:`",
+            );
+            return None;
+        }
+        let entries = self.entries(root, WORKFLOW_KEYS, "the workflow");
+        let mut wf = Workflow {
+            name: stem.to_owned(),
+            description: String::new(),
+            path: path.to_path_buf(),
+            source: source.to_owned(),
+            params: Vec::new(),
+            env: Vec::new(),
+            concurrency: None,
+            timeout: None,
+            max_parallel: std::thread::available_parallelism().map_or(2, usize::from),
+            notify_profile: None,
+            outputs: Vec::new(),
+            steps: Vec::new(),
+            rollback: Vec::new(),
+        };
+        let mut steps_node = None;
+        let mut rollback_node = None;
+        for (key, value) in entries {
+            match key {
+                "name" => {
+                    if let Some(name) = self.string(value, "name") {
+                        if name.trim().is_empty() || name.contains(['/', '\n', '\0']) {
+                            self.err(
+                                value.pos,
+                                "`name` must be a non-empty name without `/` or line breaks",
+                            );
+                        } else {
+                            wf.name = name;
+                        }
+                    }
+                }
+                "description" if value.value != Value::Null => {
+                    wf.description = self.string(value, "description").unwrap_or_default();
+                }
+                "params" => wf.params = self.params(value),
+                "env" => wf.env = self.string_map(value, "env"),
+                "concurrency" => wf.concurrency = self.concurrency(value),
+                "timeout" => wf.timeout = self.duration(value, "timeout"),
+                "max_parallel" => {
+                    if let Some(n) = self.positive_int(value, "max_parallel") {
+                        wf.max_parallel = n as usize;
+                    }
+                }
+                "notify_profile" => {
+                    wf.notify_profile = self
+                        .string(value, "notify_profile")
+                        .filter(|s| !s.is_empty());
+                }
+                "notify" => {
+                    // Accepted now so files written for later versions validate; sent once channels exist.
+                    self.entries(value, &["on_failure", "on_success", "on_wait"], "`notify`");
+                }
+                "outputs" => {
+                    for (k, v) in self.entries(value, &[], "`outputs`") {
+                        if let Some(s) = self.string(v, &format!("outputs.{k}")) {
+                            self.template(v, &s);
+                            wf.outputs.push((k.to_owned(), s));
+                        }
+                    }
+                }
+                "steps" => steps_node = Some(value),
+                "rollback" => rollback_node = Some(value),
+                _ => {}
+            }
+        }
+        let Some(steps_node) = steps_node else {
+            self.err(root.pos, "the workflow has no `steps:`");
+            return None;
+        };
+        let raw = self.step_list(steps_node, "steps", false);
+        if raw.is_empty() && matches!(&steps_node.value, Value::Seq(_)) {
+            self.err(
+                steps_node.pos,
+                "`steps` is empty: a workflow needs at least one step",
+            );
+        }
+        let step_names: Vec<String> = raw.iter().map(|r| r.step.name.clone()).collect();
+        wf.steps = self.resolve_needs(raw);
+        self.check_step_refs(steps_node, &step_names);
+        if let Some(rb) = rollback_node {
+            let raw = self.step_list(rb, "rollback", true);
+            wf.rollback = raw.into_iter().map(|r| r.step).collect();
+        }
+        Some(wf)
+    }
+
+    fn params(&mut self, node: &Node) -> Vec<ParamSpec> {
+        let mut out = Vec::new();
+        for (name, spec) in self.entries(node, &[], "`params`") {
+            let mut p = ParamSpec {
+                name: name.to_owned(),
+                kind: ParamType::String,
+                default: None,
+                choices: Vec::new(),
+                required: false,
+                description: String::new(),
+            };
+            match &spec.value {
+                Value::Map(_) => {
+                    let mut kind_set = false;
+                    let mut required = None;
+                    let fields = self.entries(
+                        spec,
+                        &["type", "default", "enum", "required", "description"],
+                        &format!("param `{name}`"),
+                    );
+                    for (k, v) in &fields {
+                        if *k == "type" {
+                            let t = self.string(v, "type").unwrap_or_default();
+                            p.kind = match t.as_str() {
+                                "string" | "str" => ParamType::String,
+                                "integer" | "int" => ParamType::Integer,
+                                "number" | "float" => ParamType::Number,
+                                "boolean" | "bool" => ParamType::Boolean,
+                                other => {
+                                    self.err_help(
+                                        v.pos,
+                                        format!("unknown param type `{other}` (expected string, integer, number or boolean)"),
+                                        did_you_mean(other, ["string", "integer", "number", "boolean"]),
+                                    );
+                                    ParamType::String
+                                }
+                            };
+                            kind_set = true;
+                        }
+                    }
+                    for (k, v) in fields {
+                        match k {
+                            "default" => {
+                                let value = v.to_json();
+                                if !kind_set {
+                                    p.kind = infer_type(&value);
+                                }
+                                if !value.is_null() && !p.kind.accepts(&value) {
+                                    self.err(v.pos, format!("default of `{name}` is not of type {}", p.kind.as_str()));
+                                }
+                                if !value.is_null() {
+                                    p.default = Some(value);
+                                }
+                            }
+                            "enum" => {
+                                if let Value::Seq(items) = &v.value {
+                                    for item in items {
+                                        let value = item.to_json();
+                                        if !p.kind.accepts(&value) {
+                                            self.err(item.pos, format!("choice for `{name}` is not of type {}", p.kind.as_str()));
+                                        }
+                                        p.choices.push(value);
+                                    }
+                                } else {
+                                    self.err(v.pos, format!("`enum` must be a list, found {}", v.kind()));
+                                }
+                            }
+                            "required" => required = self.boolean(v, "required"),
+                            "description" => p.description = self.string(v, "description").unwrap_or_default(),
+                            _ => {}
+                        }
+                    }
+                    p.required = required.unwrap_or(p.default.is_none());
+                    if let Some(default) = &p.default
+                        && !p.choices.is_empty() && !p.choices.contains(default) {
+                            self.err(spec.pos, format!("default of `{name}` is not one of its `enum` choices"));
+                        }
+                }
+                Value::Null => p.required = true,
+                Value::Seq(_) => self.err(spec.pos, format!("param `{name}` must be a default value or a mapping with `type`, `default`, `enum`")),
+                _ => {
+                    let value = spec.to_json();
+                    p.kind = infer_type(&value);
+                    p.default = Some(value);
+                }
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {
+        if let Value::Int(_) = node.value {
+            return self
+                .positive_int(node, "concurrency")
+                .map(|limit| Concurrency {
+                    limit,
+                    on_busy: OnBusy::Queue,
+                });
+        }
+        let mut c = Concurrency {
+            limit: 1,
+            on_busy: OnBusy::Queue,
+        };
+        for (k, v) in self.entries(node, &["limit", "on_busy"], "`concurrency`") {
+            match k {
+                "limit" => c.limit = self.positive_int(v, "concurrency.limit")?,
+                "on_busy" => {
+                    let s = self.string(v, "on_busy")?;
+                    c.on_busy = match s.as_str() {
+                        "queue" => OnBusy::Queue,
+                        "skip" => OnBusy::Skip,
+                        "cancel_running" => OnBusy::CancelRunning,
+                        other => {
+                            self.err_help(
+                                v.pos,
+                                format!("unknown `on_busy` value `{other}` (expected queue, skip or cancel_running)"),
+                                did_you_mean(other, ["queue", "skip", "cancel_running"]),
+                            );
+                            return None;
+                        }
+                    };
+                }
+                _ => {}
+            }
+        }
+        Some(c)
+    }
+
+    fn step_list<'n>(&mut self, node: &'n Node, list: &str, is_rollback: bool) -> Vec<RawStep<'n>> {
+        let Value::Seq(items) = &node.value else {
+            if node.value != Value::Null {
+                self.err(
+                    node.pos,
+                    format!("`{list}` must be a list of steps, found {}", node.kind()),
+                );
+            }
+            return Vec::new();
+        };
+        let mut out: Vec<RawStep<'n>> = Vec::new();
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let Some(raw) = self.step(item, index, list, is_rollback) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&raw.step.name) {
+                self.err(
+                    raw.step.pos,
+                    format!(
+                        "duplicate step name `{}` (first used at line {}): step names must be unique",
+                        raw.step.name, first.line
+                    ),
+                );
+                continue;
+            }
+            seen.insert(raw.step.name.clone(), raw.step.pos);
+            out.push(raw);
+        }
+        // Re-number so that indices match positions in the returned list.
+        for (i, r) in out.iter_mut().enumerate() {
+            r.step.index = i;
+        }
+        out
+    }
+
+    fn step<'n>(
+        &mut self,
+        node: &'n Node,
+        index: usize,
+        list: &str,
+        is_rollback: bool,
+    ) -> Option<RawStep<'n>> {
+        let Value::Map(_) = node.value else {
+            self.err(
+                node.pos,
+                format!(
+                    "each entry of `{list}` must be a step (a mapping with `name`), found {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let type_node = node.get("type");
+        let type_name = match type_node {
+            Some(t) => self.string(t, "type")?,
+            None => "shell".to_owned(),
+        };
+        let Some(kind) = canonical_type(&type_name) else {
+            let pos = type_node.map_or(node.pos, |t| t.pos);
+            self.err_help(
+                pos,
+                format!(
+                    "unknown step type `{type_name}` (expected one of: {})",
+                    STEP_TYPES.join(", ")
+                ),
+                did_you_mean(&type_name, STEP_TYPES.iter().copied()),
+            );
+            return None;
+        };
+        let mut allowed: Vec<&str> = COMMON_STEP_KEYS.to_vec();
+        allowed.extend_from_slice(kind_keys(kind));
+        let what = match node.get("name").and_then(Node::as_str) {
+            Some(n) => format!("step `{n}`"),
+            None => format!("step {} of `{list}`", index + 1),
+        };
+        let entries = self.entries(node, &allowed, &what);
+        let mut name = None;
+        let mut command = None;
+        let mut step = Step {
+            name: String::new(),
+            index,
+            kind: StepKind::Unavailable {
+                kind: kind.to_owned(),
+            },
+            needs: Vec::new(),
+            condition: None,
+            if_expr: None,
+            on_failure: OnFailure::Abort,
+            retry: RetryPolicy::NONE,
+            timeout: DEFAULT_STEP_TIMEOUT,
+            env: Vec::new(),
+            args: Vec::new(),
+            idempotent: false,
+            compensation: None,
+            pos: node.pos,
+        };
+        let mut needs = None;
+        let mut shell = ShellStep {
+            command: String::new(),
+            shell: None,
+            cwd: None,
+            stdin: None,
+            outputs: OutputMode::File,
+        };
+        let mut idempotent = None;
+        let mut kind_payload = false;
+        for (key, value) in entries {
+            match key {
+                "name" => {
+                    if let Some(n) = self.string(value, "name") {
+                        if n.trim().is_empty() || n.contains(['\n', '\0']) {
+                            self.err(value.pos, "a step `name` must be non-empty and on one line");
+                        } else {
+                            name = Some(n);
+                        }
+                    }
+                }
+                "type" | "description" => {}
+                "command" => command = self.string(value, "command"),
+                "needs" => needs = Some(self.name_list(value, "needs")),
+                "if" => {
+                    if let Some(e) = self.string(value, "if") {
+                        if let Err(err) = self.eval.check(strip_braces(&e)) {
+                            self.err(value.pos, format!("invalid expression in `if`: {err}"));
+                        }
+                        step.if_expr = Some(e);
+                    }
+                }
+                "condition" => {
+                    let c = self.string(value, "condition").unwrap_or_default();
+                    step.condition = match c.trim() {
+                        "" => None,
+                        "previous.ok" => Some(Condition::PreviousOk),
+                        "previous.failed" => Some(Condition::PreviousFailed),
+                        "always" => Some(Condition::Always),
+                        other => {
+                            self.err_help(
+                                value.pos,
+                                format!("unknown condition `{other}` (expected previous.ok, previous.failed or always; use `if:` for expressions)"),
+                                did_you_mean(other, ["previous.ok", "previous.failed", "always"]),
+                            );
+                            None
+                        }
+                    };
+                }
+                "on_failure" => {
+                    let s = self.string(value, "on_failure").unwrap_or_default();
+                    step.on_failure = match s.as_str() {
+                        "abort" => OnFailure::Abort,
+                        "continue" => OnFailure::Continue,
+                        "rollback" => OnFailure::Rollback,
+                        other => {
+                            self.err_help(
+                                value.pos,
+                                format!("unknown on_failure `{other}` (expected abort, continue or rollback)"),
+                                did_you_mean(other, ["abort", "continue", "rollback"]),
+                            );
+                            OnFailure::Abort
+                        }
+                    };
+                }
+                "retry" => step.retry = self.retry(value).unwrap_or(RetryPolicy::NONE),
+                "timeout" => {
+                    if let Some(d) = self.duration(value, "timeout") {
+                        step.timeout = d;
+                    }
+                }
+                "env" => step.env = self.string_map(value, "env"),
+                "args" => {
+                    for (k, v) in self.entries(value, &[], "`args`") {
+                        self.templates_in(v);
+                        step.args.push((k.to_owned(), v.to_json()));
+                    }
+                }
+                "idempotent" => idempotent = self.boolean(value, "idempotent"),
+                "rollback" => {
+                    if is_rollback {
+                        self.err(value.pos, "a rollback step cannot have its own `rollback`");
+                    } else {
+                        step.compensation = self.compensation(value, &what).map(Box::new);
+                    }
+                }
+                "shell" => shell.shell = self.string(value, "shell"),
+                "cwd" => {
+                    shell.cwd = self.string(value, "cwd");
+                    self.templates_in(value);
+                }
+                "stdin" => {
+                    shell.stdin = self.string(value, "stdin");
+                    self.templates_in(value);
+                }
+                "outputs" => {
+                    let s = self.string(value, "outputs").unwrap_or_default();
+                    shell.outputs = match s.as_str() {
+                        "json" => OutputMode::Json,
+                        "file" | "lines" => OutputMode::File,
+                        other => {
+                            self.err(value.pos, format!("unknown `outputs` mode `{other}` (expected `json`, or leave it out to use $CLAW_OUTPUT)"));
+                            OutputMode::File
+                        }
+                    };
+                }
+                _ => {
+                    // Fields of kinds that are not built yet: checked for expressions only.
+                    kind_payload = true;
+                    self.templates_in(value);
+                }
+            }
+        }
+        let Some(name) = name else {
+            self.err(node.pos, format!("{what} has no `name`"));
+            return None;
+        };
+        step.name = name;
+        if let Some(c) = &command
+            && let Some(n) = node.get("command")
+        {
+            self.template(n, c);
+        }
+        if kind == "shell" {
+            match command {
+                Some(c) if !c.trim().is_empty() => shell.command = c,
+                _ => {
+                    self.err(node.pos, format!("step `{}` has no `command`", step.name));
+                    return None;
+                }
+            }
+            step.kind = StepKind::Shell(shell);
+        } else if command.is_none() && !kind_payload && kind != "approval" {
+            self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
+        }
+        step.idempotent = idempotent.unwrap_or(match kind {
+            "llm" | "browser" | "notify" => true,
+            "http" => node
+                .get("method")
+                .and_then(Node::as_str)
+                .is_some_and(|m| m.eq_ignore_ascii_case("get") || m.eq_ignore_ascii_case("head")),
+            _ => false,
+        });
+        Some(RawStep { step, node, needs })
+    }
+
+    fn compensation(&mut self, node: &Node, owner: &str) -> Option<Step> {
+        if let Value::Str(cmd) = &node.value {
+            self.template(node, cmd);
+            return Some(Step {
+                name: format!(
+                    "{}-compensate",
+                    owner.trim_start_matches("step ").trim_matches('`')
+                ),
+                index: 0,
+                kind: StepKind::Shell(ShellStep {
+                    command: cmd.clone(),
+                    shell: None,
+                    cwd: None,
+                    stdin: None,
+                    outputs: OutputMode::File,
+                }),
+                needs: Vec::new(),
+                condition: None,
+                if_expr: None,
+                on_failure: OnFailure::Continue,
+                retry: RetryPolicy::NONE,
+                timeout: DEFAULT_STEP_TIMEOUT,
+                env: Vec::new(),
+                args: Vec::new(),
+                idempotent: false,
+                compensation: None,
+                pos: node.pos,
+            });
+        }
+        // A mapping without a name gets one from its owner.
+        if let Value::Map(entries) = &node.value
+            && node.get("name").is_none()
+        {
+            let mut named = entries.clone();
+            let owner_name = owner
+                .trim_start_matches("step ")
+                .trim_matches('`')
+                .to_owned();
+            named.insert(
+                0,
+                (
+                    Node {
+                        value: Value::Str("name".into()),
+                        pos: node.pos,
+                    },
+                    Node {
+                        value: Value::Str(format!("{owner_name}-compensate")),
+                        pos: node.pos,
+                    },
+                ),
+            );
+            let synthetic = Node {
+                value: Value::Map(named),
+                pos: node.pos,
+            };
+            return self.step(&synthetic, 0, "rollback", true).map(|r| r.step);
+        }
+        self.step(node, 0, "rollback", true).map(|r| r.step)
+    }
+
+    fn retry(&mut self, node: &Node) -> Option<RetryPolicy> {
+        let mut p = RetryPolicy::NONE;
+        if let Value::Int(_) = node.value {
+            p.limit = self.positive_int(node, "retry")?;
+            return Some(p);
+        }
+        for (k, v) in self.entries(node, &["limit", "delay", "backoff", "max_delay"], "`retry`") {
+            match k {
+                "limit" => p.limit = self.positive_int(v, "retry.limit")?,
+                "delay" => p.delay = self.duration(v, "retry.delay")?,
+                "max_delay" => p.max_delay = self.duration(v, "retry.max_delay")?,
+                "backoff" => match v.value {
+                    Value::Int(i) if i >= 1 => p.backoff = i as f64,
+                    Value::Float(f) if (1.0..=100.0).contains(&f) => p.backoff = f,
+                    _ => {
+                        self.err(v.pos, "`retry.backoff` must be a number from 1 to 100");
+                        return None;
+                    }
+                },
+                _ => {}
+            }
+        }
+        Some(p)
+    }
+
+    fn name_list(&mut self, node: &Node, field: &str) -> Vec<(String, Pos)> {
+        match &node.value {
+            Value::Str(s) => vec![(s.clone(), node.pos)],
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.string(i, field).map(|s| (s, i.pos)))
+                .collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("`{field}` must be a step name or a list of step names"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Turns `needs` names into indices (default: the step before), adds the implicit dependency of
+    /// `condition: previous.*`, and rejects unknown names and cycles.
+    fn resolve_needs(&mut self, raw: Vec<RawStep<'_>>) -> Vec<Step> {
+        let names: Vec<String> = raw.iter().map(|r| r.step.name.clone()).collect();
+        let mut steps = Vec::with_capacity(raw.len());
+        for r in raw {
+            let mut step = r.step;
+            let _ = r.node;
+            let mut deps = Vec::new();
+            match r.needs {
+                None => {
+                    if step.index > 0 {
+                        deps.push(step.index - 1);
+                    }
+                }
+                Some(list) => {
+                    for (name, pos) in list {
+                        match names.iter().position(|n| *n == name) {
+                            Some(i) if i == step.index => {
+                                self.err(pos, format!("step `{name}` cannot need itself"));
+                            }
+                            Some(i) => {
+                                if !deps.contains(&i) {
+                                    deps.push(i);
+                                }
+                            }
+                            None => self.err_help(
+                                pos,
+                                format!("`needs` names an unknown step `{name}`"),
+                                did_you_mean(&name, names.iter().map(String::as_str)),
+                            ),
+                        }
+                    }
+                    if matches!(
+                        step.condition,
+                        Some(Condition::PreviousOk | Condition::PreviousFailed)
+                    ) && step.index > 0
+                        && !deps.contains(&(step.index - 1))
+                    {
+                        deps.push(step.index - 1);
+                    }
+                }
+            }
+            step.needs = deps;
+            steps.push(step);
+        }
+        if let Some(cycle) = find_cycle(&steps) {
+            let path: Vec<&str> = cycle.iter().map(|&i| steps[i].name.as_str()).collect();
+            let first = cycle[0];
+            self.err(
+                steps[first].pos,
+                format!("dependency cycle: {} → {}", path.join(" → "), path[0]),
+            );
+        }
+        steps
+    }
+
+    /// Every `steps.<name>` an expression mentions must be a step of the workflow.
+    fn check_step_refs(&mut self, node: &Node, names: &[String]) {
+        match &node.value {
+            Value::Str(s) if s.contains("steps") => {
+                for r in referenced_steps(s) {
+                    if !names.contains(&r) {
+                        self.err_help(
+                            node.pos,
+                            format!("expression refers to an unknown step `{r}`"),
+                            did_you_mean(&r, names.iter().map(String::as_str)),
+                        );
+                    }
+                }
+            }
+            Value::Seq(items) => items.iter().for_each(|n| self.check_step_refs(n, names)),
+            Value::Map(entries) => entries
+                .iter()
+                .for_each(|(_, v)| self.check_step_refs(v, names)),
+            _ => {}
+        }
+    }
+}
+
+fn infer_type(value: &serde_json::Value) -> ParamType {
+    match value {
+        serde_json::Value::Bool(_) => ParamType::Boolean,
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
+        serde_json::Value::Number(_) => ParamType::Number,
+        _ => ParamType::String,
+    }
+}
+
+/// `${{ expr }}` → `expr`; a bare expression is returned as is.
+pub fn strip_braces(e: &str) -> &str {
+    let t = e.trim();
+    match t.strip_prefix("${{").and_then(|r| r.strip_suffix("}}")) {
+        Some(inner) if !inner.contains("${{") => inner.trim(),
+        _ => t,
+    }
+}
+
+/// Names used as `steps.<name>` or `steps['<name>']` inside `${{ }}` expressions (or in a bare `if:`).
+pub fn referenced_steps(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("steps") {
+        let before_ok = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        let after = &rest[i + 5..];
+        rest = after;
+        if !before_ok {
+            continue;
+        }
+        let name = if let Some(a) = after.strip_prefix('.') {
+            let end = a
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(a.len());
+            a[..end].trim_end_matches('-').to_owned()
+        } else if let Some(a) = after
+            .strip_prefix("[\"")
+            .or_else(|| after.strip_prefix("['"))
+        {
+            match a.find(['"', '\'']) {
+                Some(end) => a[..end].to_owned(),
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
+    // Colour DFS: 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut colour = vec![0u8; steps.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    fn visit(
+        i: usize,
+        steps: &[Step],
+        colour: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        colour[i] = 1;
+        stack.push(i);
+        for &d in &steps[i].needs {
+            if d >= steps.len() {
+                continue;
+            }
+            if colour[d] == 1 {
+                let start = stack.iter().position(|&s| s == d).unwrap_or(0);
+                let mut cycle: Vec<usize> = stack[start..].to_vec();
+                cycle.reverse();
+                return Some(cycle);
+            }
+            if colour[d] == 0
+                && let Some(c) = visit(d, steps, colour, stack)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        colour[i] = 2;
+        None
+    }
+    for i in 0..steps.len() {
+        if colour[i] == 0
+            && let Some(c) = visit(i, steps, &mut colour, &mut stack)
+        {
+            return Some(c);
+        }
+    }
+    None
+}

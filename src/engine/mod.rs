@@ -1,0 +1,285 @@
+//! The engine: creates runs, claims them, and executes their step DAG to the end.
+//!
+//! One event loop per run ([`run::Exec`]) starts every step whose dependencies are done, up to
+//! `max_parallel`, and records each transition in the store *before* the work it starts, so that
+//! a `kill -9` at any moment leaves a state from which [`Engine::drive`] can carry on: finished
+//! steps are never run again, an interrupted idempotent step is run again, and an interrupted
+//! non-idempotent step waits for a person's decision.
+
+pub mod owner;
+pub mod params;
+mod run;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::workflow_file::{self, FileErrors};
+use crate::config::{Dirs, Settings};
+use crate::store::{RunRecord, RunStatus, SqliteStore, StepRecord, Store, StoreError};
+use crate::workflow::Workflow;
+use crate::workflow::expr::Evaluator;
+
+/// Faults of the engine itself (a failed step is not one of these).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The input was wrong: bad params, a decision for a step that does not wait, …
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the run's stored workflow definition no longer loads:\n{}", .0.render())]
+    Definition(Box<FileErrors>),
+    #[error(
+        "run {run} is being executed by another process ({owner}); wait for it, or cancel it with `claw run cancel {run}`"
+    )]
+    Busy { run: String, owner: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What the engine tells whoever watches a run (the CLI prints it on a terminal).
+#[derive(Debug)]
+pub enum Event<'a> {
+    StepStarted {
+        name: &'a str,
+        attempt: u32,
+    },
+    StepFinished {
+        step: &'a StepRecord,
+    },
+    /// The run waits for a person (an interrupted step, a concurrency slot).
+    Waiting {
+        message: &'a str,
+    },
+    Note {
+        message: &'a str,
+    },
+}
+
+/// Receives [`Event`]s.
+pub trait Progress {
+    fn event(&self, event: &Event<'_>);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn event(&self, _: &Event<'_>) {}
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The engine for one data directory.
+#[derive(Debug)]
+pub struct Engine {
+    pub dirs: Dirs,
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    owner: String,
+    eval: Evaluator,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub workflow: &'a Workflow,
+    pub params: serde_json::Value,
+    pub trigger: serde_json::Value,
+    pub dry_run: bool,
+    /// Whether this process will execute the run itself (else it stays unowned in the queue).
+    pub claim: bool,
+}
+
+impl Engine {
+    /// Opens the store in the data directory (creating both if needed).
+    pub fn open(dirs: Dirs, settings: Settings) -> Result<Self> {
+        dirs.ensure_home().map_err(|e| {
+            EngineError::Io(format!(
+                "cannot create the data directory {}: {e}",
+                dirs.home.display()
+            ))
+        })?;
+        let store = SqliteStore::open(&dirs.db_path())?;
+        Ok(Self::with_store(dirs, settings, Arc::new(store)))
+    }
+
+    pub fn with_store(dirs: Dirs, settings: Settings, store: Arc<dyn Store>) -> Self {
+        Self {
+            dirs,
+            settings,
+            store,
+            owner: owner::current(),
+            eval: Evaluator::new(),
+        }
+    }
+
+    /// This process's owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Whether a run's owner is gone.
+    pub fn is_orphaned(&self, run: &RunRecord) -> bool {
+        !run.status.is_finished() && run.owner.is_some() && owner::is_dead(run, now_ms())
+    }
+
+    /// Records a new run (status `queued`) and returns it.
+    pub fn create_run(&self, new: &NewRun<'_>) -> Result<RunRecord> {
+        let now = now_ms();
+        let run = RunRecord {
+            id: ulid::Ulid::new().to_string().to_ascii_lowercase(),
+            workflow: new.workflow.name.clone(),
+            workflow_path: new.workflow.path.display().to_string(),
+            definition: new.workflow.source.clone(),
+            params: new.params.clone(),
+            trigger: new.trigger.clone(),
+            status: RunStatus::Queued,
+            owner: new.claim.then(|| self.owner.clone()),
+            lease_until: new.claim.then_some(now + owner::LEASE_MS),
+            dry_run: new.dry_run,
+            cancel_requested: false,
+            parent_run: None,
+            outputs: serde_json::json!({}),
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        self.store.create_run(&run)?;
+        Ok(run)
+    }
+
+    /// Loads the workflow definition a run was created with.
+    pub fn definition(&self, run: &RunRecord) -> Result<Workflow> {
+        workflow_file::load_str(Path::new(&run.workflow_path), run.definition.clone())
+            .map_err(|e| EngineError::Definition(Box::new(e)))
+    }
+
+    /// Claims a run and executes it until it finishes (waiting, in this process, for whatever
+    /// decisions it needs). Works the same for a new run and for one left behind by a dead process.
+    pub async fn drive(
+        &self,
+        run_id: &str,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
+        let now = now_ms();
+        let claimed = self
+            .store
+            .claim_run(run_id, &self.owner, now + owner::LEASE_MS, &|r| {
+                owner::is_dead(r, now_ms())
+            })?;
+        let Some(run) = claimed else {
+            let r = self.store.find_run(run_id)?;
+            return Err(EngineError::Busy {
+                run: r.id,
+                owner: r.owner.unwrap_or_default(),
+            });
+        };
+        if run.status.is_finished() {
+            return Ok(run);
+        }
+        let wf = self.definition(&run)?;
+        run::Exec::new(self, wf, run, cancel.child_token(), progress)?
+            .execute()
+            .await
+    }
+
+    /// Records a person's decision on an interrupted step: `retry` runs it again, `fail` marks it
+    /// failed. Returns an error if the step does not wait for a decision.
+    pub fn decide(&self, run: &RunRecord, step: &str, retry: bool, who: &str) -> Result<()> {
+        let steps = self.store.steps(&run.id)?;
+        let Some(rec) = steps.iter().find(|s| s.name == step) else {
+            let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+            let hint = crate::config::diagnostic::did_you_mean(step, names.iter().copied())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            return Err(EngineError::Invalid(format!(
+                "run {} has no step `{step}`{hint}",
+                run.id
+            )));
+        };
+        if rec.status != crate::store::StepStatus::Interrupted {
+            return Err(EngineError::Invalid(format!(
+                "step `{step}` of run {} is {}, not waiting for a decision",
+                run.id, rec.status
+            )));
+        }
+        let decision = if retry { "retry" } else { "fail" };
+        if !self.store.decide_step(&run.id, step, decision, who)? {
+            return Err(EngineError::Invalid(format!(
+                "step `{step}` of run {} no longer waits for a decision",
+                run.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Asks a run to stop. A run nobody executes any more is marked cancelled right away.
+    pub fn cancel(&self, run: &RunRecord) -> Result<RunStatus> {
+        if run.status.is_finished() {
+            return Ok(run.status);
+        }
+        self.store.request_cancel(&run.id)?;
+        let unowned = run.owner.is_none() || owner::is_dead(run, now_ms());
+        if unowned {
+            // Claim it so that no resume races with us, then close it.
+            let claimed =
+                self.store
+                    .claim_run(&run.id, &self.owner, now_ms() + owner::LEASE_MS, &|r| {
+                        owner::is_dead(r, now_ms())
+                    })?;
+            if claimed.is_some() {
+                let mut steps = self.store.steps(&run.id)?;
+                for s in &mut steps {
+                    if !s.status.is_finished() {
+                        s.status = if s.status == crate::store::StepStatus::Pending {
+                            crate::store::StepStatus::Skipped
+                        } else {
+                            crate::store::StepStatus::Cancelled
+                        };
+                        s.message = Some("run cancelled".into());
+                        s.finished_at.get_or_insert(now_ms());
+                    }
+                }
+                self.store.record_steps(&run.id, &steps, None)?;
+                self.store.update_run(
+                    &run.id,
+                    RunStatus::Cancelled,
+                    Some("cancelled"),
+                    None,
+                    now_ms(),
+                )?;
+                return Ok(RunStatus::Cancelled);
+            }
+        }
+        Ok(run.status)
+    }
+
+    /// Deletes runs past the retention policy, with their logs.
+    pub fn prune(&self, workflow: &str) -> Result<usize> {
+        let max_age =
+            i64::try_from(self.settings.retention_max_age.as_millis()).unwrap_or(i64::MAX);
+        let gone = self.store.prune_runs(
+            workflow,
+            now_ms().saturating_sub(max_age),
+            self.settings.retention_max_runs,
+        )?;
+        for id in &gone {
+            let _ = std::fs::remove_dir_all(self.dirs.run_log_dir(id));
+        }
+        Ok(gone.len())
+    }
+}

@@ -1,0 +1,1089 @@
+//! The execution of one run: the DAG loop, then the rollback and compensation phases.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, Event, Progress, Result, now_ms, owner, params::env_key};
+use crate::config::workflow_file::strip_braces;
+use crate::steps::{self, StepInput, StepOutcome, StepReport};
+use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::workflow::{Condition, OnBusy, OnFailure, Step, StepKind, Workflow};
+
+/// How often the loop looks at the store (cancel requests, decisions) while steps run.
+const POLL: Duration = Duration::from_millis(250);
+/// Cap of a step's stdout kept in the store.
+const STDOUT_TAIL: usize = 64 * 1024;
+
+/// Why no further main step may start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    Abort(String),
+    Rollback(String),
+    Cancel,
+    Timeout,
+}
+
+/// A finished attempt coming back from its task.
+type Done = (String, u32, StepReport);
+
+pub(super) struct Exec<'a> {
+    engine: &'a Engine,
+    wf: Workflow,
+    run: RunRecord,
+    /// Every step record of the run, by record name (`name`, `rollback:name`, `compensate:name`).
+    recs: HashMap<String, StepRecord>,
+    cancel: CancellationToken,
+    progress: &'a dyn Progress,
+    stop: Option<Stop>,
+    log_dir: PathBuf,
+    base_env: Option<serde_json::Value>,
+    last_heartbeat: i64,
+    deadline: Option<Instant>,
+}
+
+fn rec_name(phase: Phase, step: &Step) -> String {
+    match phase {
+        Phase::Main => step.name.clone(),
+        Phase::Rollback => format!("rollback:{}", step.name),
+        Phase::Compensation => format!("compensate:{}", step.name),
+    }
+}
+
+fn file_name(seq: i64, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    format!("{seq:02}-{clean}")
+}
+
+fn json_str(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_owned()
+}
+
+impl<'a> Exec<'a> {
+    pub(super) fn new(
+        engine: &'a Engine,
+        wf: Workflow,
+        run: RunRecord,
+        cancel: CancellationToken,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let recs = engine
+            .store
+            .steps(&run.id)?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let log_dir = engine.dirs.run_log_dir(&run.id);
+        Ok(Self {
+            engine,
+            wf,
+            run,
+            recs,
+            cancel,
+            progress,
+            stop: None,
+            log_dir,
+            base_env: None,
+            last_heartbeat: now_ms(),
+            deadline: None,
+        })
+    }
+
+    fn store(&self) -> &dyn crate::store::Store {
+        self.engine.store.as_ref()
+    }
+
+    pub(super) async fn execute(mut self) -> Result<RunRecord> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| {
+            EngineError::Io(format!(
+                "cannot create the log directory {}: {e}",
+                self.log_dir.display()
+            ))
+        })?;
+        if self.run.status == RunStatus::Queued && !self.admit().await? {
+            return self.reload();
+        }
+        if self.run.cancel_requested {
+            self.stop = Some(Stop::Cancel);
+        }
+        if let Some(limit) = self.wf.timeout {
+            let started = self.run.started_at.unwrap_or_else(now_ms);
+            let elapsed = u64::try_from(now_ms().saturating_sub(started)).unwrap_or(0);
+            let left = limit.saturating_sub(Duration::from_millis(elapsed));
+            self.deadline = Some(Instant::now() + left);
+        }
+        self.recover_interrupted()?;
+        self.derive_stop();
+        self.main_phase().await?;
+        if let Some(Stop::Rollback(_)) = &self.stop {
+            self.sequential_phase(Phase::Rollback).await?;
+        }
+        let failed = self.main_failed();
+        if failed && self.stop != Some(Stop::Cancel) {
+            self.sequential_phase(Phase::Compensation).await?;
+        }
+        self.finish().await
+    }
+
+    fn reload(&self) -> Result<RunRecord> {
+        Ok(self.store().find_run(&self.run.id)?)
+    }
+
+    /// Waits for the workflow's concurrency limit to let the run start.
+    async fn admit(&mut self) -> Result<bool> {
+        let (limit, on_busy) = match self.wf.concurrency {
+            Some(c) => (c.limit, c.on_busy),
+            None => (u32::MAX, OnBusy::Queue),
+        };
+        let is_dead = |r: &RunRecord| owner::is_dead(r, now_ms());
+        let mut told = false;
+        loop {
+            if self
+                .store()
+                .admit_run(&self.run.id, limit, now_ms(), &is_dead)?
+            {
+                self.run.status = RunStatus::Running;
+                self.run.started_at.get_or_insert(now_ms());
+                return Ok(true);
+            }
+            match on_busy {
+                OnBusy::Skip => {
+                    let msg = format!(
+                        "skipped: {limit} run(s) of `{}` already active (concurrency on_busy: skip)",
+                        self.wf.name
+                    );
+                    self.store().update_run(
+                        &self.run.id,
+                        RunStatus::Cancelled,
+                        Some(&msg),
+                        None,
+                        now_ms(),
+                    )?;
+                    self.progress.event(&Event::Note { message: &msg });
+                    return Ok(false);
+                }
+                OnBusy::CancelRunning if !told => {
+                    for other in self.store().unfinished_runs(Some(&self.wf.name))? {
+                        if other.id != self.run.id && other.created_at <= self.run.created_at {
+                            self.engine.cancel(&other)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if !told {
+                told = true;
+                let msg = format!(
+                    "waiting for a concurrency slot ({limit} run(s) of `{}` at a time)",
+                    self.wf.name
+                );
+                self.progress.event(&Event::Waiting { message: &msg });
+            }
+            self.heartbeat()?;
+            tokio::select! {
+                () = sleep(Duration::from_millis(500)) => {}
+                () = self.cancel.cancelled() => {
+                    self.store().update_run(&self.run.id, RunStatus::Cancelled, Some("cancelled while queued"), None, now_ms())?;
+                    return Ok(false);
+                }
+            }
+            if self.store().cancel_requested(&self.run.id)? {
+                self.store().update_run(
+                    &self.run.id,
+                    RunStatus::Cancelled,
+                    Some("cancelled while queued"),
+                    None,
+                    now_ms(),
+                )?;
+                return Ok(false);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) -> Result<()> {
+        let now = now_ms();
+        if now - self.last_heartbeat >= owner::HEARTBEAT_MS {
+            self.store()
+                .heartbeat(&self.run.id, self.engine.owner(), now + owner::LEASE_MS)?;
+            self.last_heartbeat = now;
+        }
+        Ok(())
+    }
+
+    fn step_def(&self, name: &str) -> Option<(Phase, &Step)> {
+        if let Some(n) = name.strip_prefix("rollback:") {
+            return self
+                .wf
+                .rollback
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| (Phase::Rollback, s));
+        }
+        if let Some(n) = name.strip_prefix("compensate:") {
+            return self
+                .wf
+                .steps
+                .iter()
+                .find(|s| s.name == n)
+                .and_then(|s| s.compensation.as_deref())
+                .map(|c| (Phase::Compensation, c));
+        }
+        self.wf
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| (Phase::Main, s))
+    }
+
+    /// Steps left `running` by a dead owner: idempotent ones run again, the others wait.
+    fn recover_interrupted(&mut self) -> Result<()> {
+        let mut changed = Vec::new();
+        let mut waiting = false;
+        let names: Vec<String> = self
+            .recs
+            .values()
+            .filter(|r| r.status == StepStatus::Running)
+            .map(|r| r.name.clone())
+            .collect();
+        for name in names {
+            let idempotent =
+                self.step_def(&name).is_none_or(|(_, s)| s.idempotent) || self.run.dry_run;
+            let Some(rec) = self.recs.get_mut(&name) else {
+                continue;
+            };
+            if idempotent {
+                rec.status = StepStatus::Pending;
+                rec.message = Some(format!(
+                    "attempt {} was interrupted (claw stopped); running it again because the step is idempotent",
+                    rec.attempts
+                ));
+            } else {
+                rec.status = StepStatus::Interrupted;
+                rec.message = Some(format!(
+                    "interrupted while running (claw stopped) and not idempotent: it may or may not have done its work. \
+                     Run it again with `claw run approve {run} {name}`, or mark it failed with `claw run reject {run} {name}`",
+                    run = self.run.id
+                ));
+                waiting = true;
+            }
+            changed.push(rec.clone());
+        }
+        if !changed.is_empty() {
+            let status = if waiting {
+                RunStatus::Waiting
+            } else {
+                RunStatus::Running
+            };
+            self.store()
+                .record_steps(&self.run.id, &changed, Some(status))?;
+            self.run.status = status;
+            let msg = format!(
+                "resumed run {}: {} step(s) were interrupted",
+                self.run.id,
+                changed.len()
+            );
+            self.progress.event(&Event::Note { message: &msg });
+        } else if self.run.status != RunStatus::Running {
+            self.store()
+                .update_run(&self.run.id, RunStatus::Running, None, None, now_ms())?;
+            self.run.status = RunStatus::Running;
+        }
+        Ok(())
+    }
+
+    fn status_of(&self, name: &str) -> StepStatus {
+        self.recs
+            .get(name)
+            .map_or(StepStatus::Pending, |r| r.status)
+    }
+
+    fn main_failed(&self) -> bool {
+        self.wf
+            .steps
+            .iter()
+            .any(|s| self.status_of(&s.name) == StepStatus::Failed)
+            || self.stop == Some(Stop::Timeout)
+    }
+
+    /// After a resume, the stop reason follows from what is recorded.
+    fn derive_stop(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let mut failed: Vec<&StepRecord> = self
+            .wf
+            .steps
+            .iter()
+            .filter_map(|s| self.recs.get(&s.name))
+            .filter(|r| r.status == StepStatus::Failed)
+            .collect();
+        failed.sort_by_key(|r| r.finished_at);
+        for r in failed {
+            if let Some((_, step)) = self.step_def(&r.name)
+                && let Some(stop) = self.stop_after_failure(step)
+            {
+                self.stop = Some(stop);
+                return;
+            }
+        }
+    }
+
+    fn stop_after_failure(&self, step: &Step) -> Option<Stop> {
+        match step.on_failure {
+            OnFailure::Abort => Some(Stop::Abort(step.name.clone())),
+            OnFailure::Rollback if !self.wf.rollback.is_empty() => {
+                Some(Stop::Rollback(step.name.clone()))
+            }
+            OnFailure::Rollback | OnFailure::Continue => None,
+        }
+    }
+
+    /// The expression context: params, env, steps, run, trigger.
+    fn context(&mut self) -> minijinja::Value {
+        let env = self
+            .base_env
+            .get_or_insert_with(|| {
+                let mut m: serde_json::Map<String, serde_json::Value> =
+                    crate::config::paths::process_env()
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.into_string().ok()?, v.into_string().ok()?.into()))
+                        })
+                        .collect();
+                for (k, v) in &self.wf.env {
+                    if !crate::workflow::expr::has_expressions(v) {
+                        m.insert(k.clone(), v.clone().into());
+                    }
+                }
+                serde_json::Value::Object(m)
+            })
+            .clone();
+        let mut steps = serde_json::Map::new();
+        for s in &self.wf.steps {
+            let entry = match self.recs.get(&s.name) {
+                Some(r) => serde_json::json!({
+                    "status": r.status.as_str(),
+                    "exit_code": r.exit_code,
+                    "stdout": r.stdout_tail,
+                    "outputs": r.outputs,
+                    "attempts": r.attempts,
+                }),
+                None => {
+                    serde_json::json!({"status": "pending", "exit_code": null, "stdout": "", "outputs": {}})
+                }
+            };
+            steps.insert(s.name.clone(), entry);
+        }
+        let ctx = serde_json::json!({
+            "params": self.run.params,
+            "env": env,
+            "steps": steps,
+            "trigger": self.run.trigger,
+            "run": {
+                "id": self.run.id,
+                "workflow": self.run.workflow,
+                "created_at": self.run.created_at,
+                "started_at": self.run.started_at,
+                "dry_run": self.run.dry_run,
+            },
+        });
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    fn needs_context(step: &Step) -> bool {
+        use crate::workflow::expr::has_expressions as h;
+        step.if_expr.is_some()
+            || step.env.iter().any(|(_, v)| h(v))
+            || match &step.kind {
+                StepKind::Shell(s) => {
+                    h(&s.command)
+                        || s.cwd.as_deref().is_some_and(h)
+                        || s.stdin.as_deref().is_some_and(h)
+                }
+                StepKind::Unavailable { .. } => false,
+            }
+    }
+
+    /// Renders a step's fields into the input of one attempt.
+    fn prepare(
+        &mut self,
+        step: &Step,
+        phase: Phase,
+        attempt: u32,
+    ) -> std::result::Result<StepInput, String> {
+        let name = rec_name(phase, step);
+        let seq = self.recs.get(&name).map_or(0, |r| r.seq);
+        let ctx = if Self::needs_context(step)
+            || self
+                .wf
+                .env
+                .iter()
+                .any(|(_, v)| crate::workflow::expr::has_expressions(v))
+        {
+            Some(self.context())
+        } else {
+            None
+        };
+        let eval = &self.engine.eval;
+        let plain = |text: &str| -> std::result::Result<String, String> {
+            match &ctx {
+                Some(c) if crate::workflow::expr::has_expressions(text) => {
+                    eval.render_plain(text, c).map_err(|e| e.to_string())
+                }
+                _ => Ok(text.to_owned()),
+            }
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.wf.env {
+            env.push((
+                k.clone(),
+                plain(v).map_err(|e| format!("cannot render env `{k}`: {e}"))?,
+            ));
+        }
+        for (k, v) in &step.env {
+            env.push((
+                k.clone(),
+                plain(v).map_err(|e| format!("cannot render env `{k}`: {e}"))?,
+            ));
+        }
+        for (k, v) in &step.args {
+            let text = json_str(v);
+            env.push((
+                env_key("WF_", k),
+                plain(&text).map_err(|e| format!("cannot render arg `{k}`: {e}"))?,
+            ));
+        }
+        if let serde_json::Value::Object(params) = &self.run.params {
+            for (k, v) in params {
+                env.push((env_key("CLAW_PARAM_", k), json_str(v)));
+            }
+        }
+        let base = file_name(seq, &name);
+        let outputs_path = self.log_dir.join(format!("{base}.{attempt}.out"));
+        env.extend([
+            ("CLAW_RUN_ID".to_owned(), self.run.id.clone()),
+            ("CLAW_WORKFLOW".to_owned(), self.wf.name.clone()),
+            ("CLAW_STEP".to_owned(), name.clone()),
+            ("CLAW_ATTEMPT".to_owned(), attempt.to_string()),
+            (
+                "CLAW_IDEMPOTENCY_KEY".to_owned(),
+                format!("{}/{}/{}", self.run.id, name, attempt),
+            ),
+            ("CLAW_OUTPUT".to_owned(), outputs_path.display().to_string()),
+        ]);
+        let (command, cwd, stdin) = match &step.kind {
+            StepKind::Shell(s) => {
+                let command = match &ctx {
+                    Some(c) if crate::workflow::expr::has_expressions(&s.command) => eval
+                        .render_shell(&s.command, c)
+                        .map_err(|e| format!("cannot render the command: {e}"))?,
+                    _ => s.command.clone(),
+                };
+                let cwd = s.cwd.as_deref().map(plain).transpose()?.map(PathBuf::from);
+                let stdin = s.stdin.as_deref().map(plain).transpose()?;
+                (command, cwd, stdin)
+            }
+            StepKind::Unavailable { .. } => (String::new(), None, None),
+        };
+        Ok(StepInput {
+            kind: step.kind.clone(),
+            command,
+            env,
+            cwd,
+            stdin,
+            timeout: step.timeout,
+            kill_grace: self.engine.settings.kill_grace,
+            log_path: self.log_dir.join(format!("{base}.log")),
+            max_log_bytes: self.engine.settings.max_step_log_bytes,
+            outputs_path,
+        })
+    }
+
+    fn record(&mut self, rec: StepRecord) -> Result<()> {
+        self.store().record_step(&self.run.id, &rec)?;
+        self.recs.insert(rec.name.clone(), rec);
+        Ok(())
+    }
+
+    fn finish_record(
+        &mut self,
+        name: &str,
+        status: StepStatus,
+        message: Option<String>,
+    ) -> Result<()> {
+        let Some(mut rec) = self.recs.get(name).cloned() else {
+            return Ok(());
+        };
+        rec.status = status;
+        rec.message = message;
+        rec.finished_at = Some(now_ms());
+        self.record(rec.clone())?;
+        self.progress.event(&Event::StepFinished { step: &rec });
+        Ok(())
+    }
+
+    fn skip(&mut self, step: &Step, phase: Phase, reason: &str) -> Result<()> {
+        let name = rec_name(phase, step);
+        let mut rec = self
+            .recs
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| StepRecord::new(&name, phase, step.index as i64));
+        rec.status = StepStatus::Skipped;
+        rec.message = Some(reason.to_owned());
+        rec.finished_at = Some(now_ms());
+        self.record(rec.clone())?;
+        self.progress.event(&Event::StepFinished { step: &rec });
+        Ok(())
+    }
+
+    /// Decides whether a ready main step runs: `Ok(None)` to run it, `Ok(Some(reason))` to skip.
+    fn gate(&mut self, step: &Step) -> std::result::Result<Option<String>, String> {
+        if let Some(stop) = &self.stop {
+            return Ok(Some(match stop {
+                Stop::Abort(s) => format!("not run: the run stopped after `{s}` failed"),
+                Stop::Rollback(s) => format!("not run: rolling back after `{s}` failed"),
+                Stop::Cancel => "not run: the run was cancelled".to_owned(),
+                Stop::Timeout => "not run: the workflow timed out".to_owned(),
+            }));
+        }
+        let previous = step
+            .index
+            .checked_sub(1)
+            .and_then(|i| self.wf.steps.get(i))
+            .map(|p| self.status_of(&p.name));
+        let condition = step.condition.as_ref().map(|c| match c {
+            Condition::Always => true,
+            Condition::PreviousOk => previous == Some(StepStatus::Succeeded),
+            Condition::PreviousFailed => previous == Some(StepStatus::Failed),
+        });
+        let if_ok = match &step.if_expr {
+            Some(e) => {
+                let ctx = self.context();
+                Some(
+                    self.engine
+                        .eval
+                        .truthy(strip_braces(e), &ctx)
+                        .map_err(|err| format!("cannot evaluate `if`: {err}"))?,
+                )
+            }
+            None => None,
+        };
+        let explicit = condition.is_some() || if_ok.is_some();
+        if !(condition.unwrap_or(true) && if_ok.unwrap_or(true)) {
+            return Ok(Some("condition not met".to_owned()));
+        }
+        let failed_before = self.main_failed();
+        if failed_before && step.on_failure != OnFailure::Continue && !explicit {
+            return Ok(Some(
+                "not run: an earlier step failed (use `on_failure: continue` or a `condition` to run after failures)"
+                    .to_owned(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Marks a step running (committed) and starts its attempt, or records its dry-run result.
+    fn start(
+        &mut self,
+        step: &Step,
+        phase: Phase,
+        tasks: &mut JoinSet<Done>,
+        delay: Duration,
+    ) -> Result<()> {
+        let name = rec_name(phase, step);
+        let mut rec = self
+            .recs
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| StepRecord::new(&name, phase, step.index as i64));
+        rec.attempts += 1;
+        let attempt = rec.attempts;
+        rec.status = StepStatus::Running;
+        rec.started_at.get_or_insert(now_ms());
+        rec.finished_at = None;
+        rec.decision = None;
+        rec.decided_by = None;
+        if self.run.dry_run {
+            rec.status = StepStatus::Succeeded;
+            rec.finished_at = Some(now_ms());
+            rec.message = Some(match &step.kind {
+                StepKind::Unavailable { kind } if kind == "approval" => {
+                    "dry-run: gate auto-approved".to_owned()
+                }
+                kind => format!(
+                    "dry-run: would execute {}: {}",
+                    kind.type_name(),
+                    kind.describe()
+                ),
+            });
+            self.record(rec.clone())?;
+            self.progress.event(&Event::StepFinished { step: &rec });
+            return Ok(());
+        }
+        let input = match self.prepare(step, phase, attempt) {
+            Ok(i) => i,
+            Err(why) => {
+                rec.status = StepStatus::Failed;
+                rec.finished_at = Some(now_ms());
+                rec.message = Some(why);
+                self.record(rec.clone())?;
+                self.progress.event(&Event::StepFinished { step: &rec });
+                return Ok(());
+            }
+        };
+        rec.log_path = Some(input.log_path.display().to_string());
+        // Committed before the process starts: after a crash we know this attempt may have run.
+        self.record(rec)?;
+        self.progress.event(&Event::StepStarted {
+            name: &name,
+            attempt,
+        });
+        let cancel = self.cancel.clone();
+        tasks.spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = sleep(delay) => {}
+                    () = cancel.cancelled() => {
+                        return (name, attempt, StepReport { outcome: StepOutcome::Cancelled, ..StepReport::failed("") });
+                    }
+                }
+            }
+            let report = steps::run(&input, &cancel).await;
+            (name, attempt, report)
+        });
+        Ok(())
+    }
+
+    /// Records a finished attempt. Returns the delay before a retry, if the step gets one.
+    fn complete(&mut self, name: &str, report: StepReport) -> Result<Option<Duration>> {
+        let Some((phase, step)) = self.step_def(name).map(|(p, s)| (p, s.clone())) else {
+            return Ok(None);
+        };
+        let Some(mut rec) = self.recs.get(name).cloned() else {
+            return Ok(None);
+        };
+        rec.exit_code = report.exit_code;
+        rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
+        rec.stderr_tail = report.stderr_tail.clone();
+        rec.outputs = serde_json::Value::Object(report.outputs.clone());
+        match report.outcome {
+            StepOutcome::Succeeded => {
+                rec.status = StepStatus::Succeeded;
+                rec.message = None;
+            }
+            StepOutcome::Cancelled => {
+                rec.status = StepStatus::Cancelled;
+                rec.message = Some(match self.stop {
+                    Some(Stop::Timeout) => "stopped: the workflow timed out".to_owned(),
+                    _ => "stopped: the run was cancelled".to_owned(),
+                });
+            }
+            StepOutcome::Failed { reason } => {
+                if rec.attempts <= step.retry.limit && self.stop.is_none() {
+                    let delay = step.retry.delay_before(rec.attempts + 1);
+                    rec.message = Some(format!(
+                        "attempt {} failed: {reason}; retrying in {}",
+                        rec.attempts,
+                        crate::workflow::duration::format(delay)
+                    ));
+                    self.record(rec.clone())?;
+                    self.progress.event(&Event::Note {
+                        message: &format!("{name}: {}", rec.message.as_deref().unwrap_or_default()),
+                    });
+                    return Ok(Some(delay));
+                }
+                rec.status = StepStatus::Failed;
+                rec.message = Some(if rec.attempts > 1 {
+                    format!("{reason} (after {} attempts)", rec.attempts)
+                } else {
+                    reason
+                });
+            }
+        }
+        rec.finished_at = Some(now_ms());
+        let failed = rec.status == StepStatus::Failed;
+        self.record(rec.clone())?;
+        self.progress.event(&Event::StepFinished { step: &rec });
+        if failed && phase == Phase::Main && self.stop.is_none() {
+            self.stop = self.stop_after_failure(&step);
+        }
+        Ok(None)
+    }
+
+    /// Applies decisions on interrupted steps; returns true if some step still waits.
+    fn apply_decisions(&mut self, phase_filter: Option<Phase>) -> Result<bool> {
+        let waiting: Vec<String> = self
+            .recs
+            .values()
+            .filter(|r| {
+                r.status == StepStatus::Interrupted && phase_filter.is_none_or(|p| p == r.phase)
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(false);
+        }
+        let stored: HashMap<String, StepRecord> = self
+            .store()
+            .steps(&self.run.id)?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let mut still = false;
+        for name in waiting {
+            let decided = stored
+                .get(&name)
+                .and_then(|s| s.decision.clone().map(|d| (d, s.decided_by.clone())));
+            if self.stop == Some(Stop::Cancel) {
+                self.finish_record(
+                    &name,
+                    StepStatus::Cancelled,
+                    Some("run cancelled while waiting for a decision".into()),
+                )?;
+                continue;
+            }
+            match decided {
+                Some((d, who)) if d == "retry" => {
+                    let Some(mut rec) = self.recs.get(&name).cloned() else {
+                        continue;
+                    };
+                    rec.status = StepStatus::Pending;
+                    rec.message = Some(format!(
+                        "run again on the decision of {}",
+                        who.unwrap_or_default()
+                    ));
+                    rec.decision = Some(d);
+                    self.record(rec)?;
+                }
+                Some((_, who)) => {
+                    let msg = format!("interrupted; marked failed by {}", who.unwrap_or_default());
+                    self.finish_record(&name, StepStatus::Failed, Some(msg))?;
+                    if let Some((Phase::Main, step)) =
+                        self.step_def(&name).map(|(p, s)| (p, s.clone()))
+                        && self.stop.is_none()
+                    {
+                        self.stop = self.stop_after_failure(&step);
+                    }
+                }
+                None => still = true,
+            }
+        }
+        Ok(still)
+    }
+
+    async fn wait_for_decision(&mut self, phase: Option<Phase>) -> Result<()> {
+        if self.run.status != RunStatus::Waiting {
+            self.store()
+                .update_run(&self.run.id, RunStatus::Waiting, None, None, now_ms())?;
+            self.run.status = RunStatus::Waiting;
+            let names: Vec<String> = self
+                .recs
+                .values()
+                .filter(|r| r.status == StepStatus::Interrupted)
+                .map(|r| r.name.clone())
+                .collect();
+            let msg = format!(
+                "run {} waits for a decision on {}: `claw run approve {} STEP` runs it again, `claw run reject {} STEP` marks it failed",
+                self.run.id,
+                names.join(", "),
+                self.run.id,
+                self.run.id
+            );
+            self.progress.event(&Event::Waiting { message: &msg });
+        }
+        while self.apply_decisions(phase)? {
+            self.poll_cancel()?;
+            self.heartbeat()?;
+            tokio::select! {
+                () = sleep(Duration::from_millis(500)) => {}
+                () = self.cancel.cancelled() => { self.stop = Some(Stop::Cancel); }
+            }
+        }
+        self.store()
+            .update_run(&self.run.id, RunStatus::Running, None, None, now_ms())?;
+        self.run.status = RunStatus::Running;
+        Ok(())
+    }
+
+    fn poll_cancel(&mut self) -> Result<()> {
+        if self.stop != Some(Stop::Cancel)
+            && (self.cancel.is_cancelled() || self.store().cancel_requested(&self.run.id)?)
+        {
+            self.stop = Some(Stop::Cancel);
+            self.cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// The DAG: start every ready step, up to `max_parallel`, until nothing is left.
+    async fn main_phase(&mut self) -> Result<()> {
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut running = 0usize;
+        let mut next_poll = Instant::now() + POLL;
+        loop {
+            // Start what can start.
+            let steps = self.wf.steps.clone();
+            for step in &steps {
+                if running >= self.wf.max_parallel {
+                    break;
+                }
+                if self.status_of(&step.name) != StepStatus::Pending {
+                    continue;
+                }
+                if !step
+                    .needs
+                    .iter()
+                    .all(|&d| self.status_of(&steps[d].name).is_finished())
+                {
+                    continue;
+                }
+                match self.gate(step) {
+                    Ok(Some(reason)) => self.skip(step, Phase::Main, &reason)?,
+                    Err(why) => {
+                        let mut rec = StepRecord::new(&step.name, Phase::Main, step.index as i64);
+                        rec.status = StepStatus::Failed;
+                        rec.message = Some(why);
+                        rec.finished_at = Some(now_ms());
+                        self.record(rec.clone())?;
+                        self.progress.event(&Event::StepFinished { step: &rec });
+                        if self.stop.is_none() {
+                            self.stop = self.stop_after_failure(step);
+                        }
+                    }
+                    Ok(None) => {
+                        self.start(step, Phase::Main, &mut tasks, Duration::ZERO)?;
+                        if self.status_of(&step.name) == StepStatus::Running {
+                            running += 1;
+                        }
+                    }
+                }
+            }
+            if running == 0 {
+                let pending = steps
+                    .iter()
+                    .any(|s| self.status_of(&s.name) == StepStatus::Pending);
+                let interrupted = steps
+                    .iter()
+                    .any(|s| self.status_of(&s.name) == StepStatus::Interrupted);
+                if interrupted {
+                    self.wait_for_decision(Some(Phase::Main)).await?;
+                    continue;
+                }
+                if !pending {
+                    return Ok(());
+                }
+                // Pending steps whose dependencies are done get started (or skipped) above, so
+                // anything still pending waits on a step that is pending or interrupted too.
+                if !steps.iter().any(|s| {
+                    self.status_of(&s.name) == StepStatus::Pending
+                        && s.needs
+                            .iter()
+                            .all(|&d| self.status_of(&steps[d].name).is_finished())
+                }) {
+                    return Err(EngineError::Invalid(format!(
+                        "run {} cannot make progress (a dependency never finished)",
+                        self.run.id
+                    )));
+                }
+                continue;
+            }
+            let deadline = self.deadline;
+            tokio::select! {
+                done = tasks.join_next() => {
+                    let Some(done) = done else { running = 0; continue };
+                    running -= 1;
+                    let (name, _attempt, report) = done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    if let Some(delay) = self.complete(&name, report)?
+                        && let Some((phase, step)) = self.step_def(&name).map(|(p, s)| (p, s.clone())) {
+                            self.start(&step, phase, &mut tasks, delay)?;
+                            running += 1;
+                        }
+                }
+                () = sleep_until(next_poll) => {
+                    next_poll = Instant::now() + POLL;
+                    self.poll_cancel()?;
+                    self.heartbeat()?;
+                }
+                () = async { if let Some(d) = deadline { sleep_until(d).await } else { std::future::pending().await } }, if self.stop != Some(Stop::Timeout) && deadline.is_some() => {
+                    self.stop = Some(Stop::Timeout);
+                    self.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// The workflow's `rollback:` steps, or the compensations of succeeded steps (newest first):
+    /// one after another, every one even if another fails.
+    async fn sequential_phase(&mut self, phase: Phase) -> Result<()> {
+        let list: Vec<Step> = match phase {
+            Phase::Rollback => self.wf.rollback.clone(),
+            Phase::Compensation => {
+                let mut done: Vec<(i64, Step)> = self
+                    .wf
+                    .steps
+                    .iter()
+                    .filter(|s| self.status_of(&s.name) == StepStatus::Succeeded)
+                    .filter_map(|s| {
+                        let mut c = s.compensation.as_deref()?.clone();
+                        c.name = s.name.clone();
+                        c.index = s.index;
+                        Some((
+                            self.recs
+                                .get(&s.name)
+                                .and_then(|r| r.finished_at)
+                                .unwrap_or(0),
+                            c,
+                        ))
+                    })
+                    .collect();
+                done.sort_by_key(|(t, c)| (std::cmp::Reverse(*t), std::cmp::Reverse(c.index)));
+                done.into_iter().map(|(_, c)| c).collect()
+            }
+            Phase::Main => return Ok(()),
+        };
+        if list.is_empty() {
+            return Ok(());
+        }
+        // Compensation records are found by their owner's name.
+        let fresh_cancel = CancellationToken::new();
+        let saved = std::mem::replace(&mut self.cancel, fresh_cancel);
+        let saved_stop = self.stop.take();
+        for step in &list {
+            let name = rec_name(phase, step);
+            loop {
+                let status = self.status_of(&name);
+                if status.is_finished() {
+                    break;
+                }
+                if status == StepStatus::Interrupted {
+                    self.wait_for_decision(Some(phase)).await?;
+                    continue;
+                }
+                let mut tasks: JoinSet<Done> = JoinSet::new();
+                let mut delay = Duration::ZERO;
+                loop {
+                    self.start_phase_step(step, phase, &mut tasks, delay)?;
+                    let Some(done) = tasks.join_next().await else {
+                        break;
+                    };
+                    let (n, _, report) =
+                        done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    match self.complete(&n, report)? {
+                        Some(d) => delay = d,
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.cancel = saved;
+        self.stop = saved_stop;
+        Ok(())
+    }
+
+    fn start_phase_step(
+        &mut self,
+        step: &Step,
+        phase: Phase,
+        tasks: &mut JoinSet<Done>,
+        delay: Duration,
+    ) -> Result<()> {
+        self.start(step, phase, tasks, delay)
+    }
+
+    async fn finish(mut self) -> Result<RunRecord> {
+        let status = if self.stop == Some(Stop::Cancel) {
+            RunStatus::Cancelled
+        } else if self.main_failed() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let error = match &self.stop {
+            Some(Stop::Cancel) => Some("cancelled".to_owned()),
+            Some(Stop::Timeout) => Some(format!(
+                "the workflow timed out after {}",
+                self.wf
+                    .timeout
+                    .map(crate::workflow::duration::format)
+                    .unwrap_or_default()
+            )),
+            _ => self
+                .wf
+                .steps
+                .iter()
+                .filter_map(|s| self.recs.get(&s.name))
+                .filter(|r| r.status == StepStatus::Failed)
+                .min_by_key(|r| r.finished_at)
+                .map(|r| {
+                    format!(
+                        "step `{}` failed: {}",
+                        r.name,
+                        r.message.clone().unwrap_or_default()
+                    )
+                }),
+        };
+        let outputs = if self.wf.outputs.is_empty() {
+            None
+        } else {
+            let ctx = self.context();
+            let mut out = serde_json::Map::new();
+            for (k, tpl) in &self.wf.outputs {
+                let v = self
+                    .engine
+                    .eval
+                    .render_plain(tpl, &ctx)
+                    .map_or(serde_json::Value::Null, serde_json::Value::String);
+                out.insert(k.clone(), v);
+            }
+            Some(serde_json::Value::Object(out))
+        };
+        let error = if status == RunStatus::Succeeded {
+            None
+        } else {
+            error
+        };
+        self.store().update_run(
+            &self.run.id,
+            status,
+            error.as_deref(),
+            outputs.as_ref(),
+            now_ms(),
+        )?;
+        if let Err(e) = self.engine.prune(&self.wf.name) {
+            let msg = format!("could not prune old runs: {e}");
+            self.progress.event(&Event::Note { message: &msg });
+        }
+        self.cancel.cancel();
+        self.reload()
+    }
+}

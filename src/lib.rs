@@ -1,0 +1,17 @@
+//! claw: durable YAML workflows for homelabs and small ops, in one binary.
+//!
+//! # Layout
+//! - [`cli`]: the command line, one file per command group; no logic of its own.
+//! - [`config`]: everything read from files and the environment: the spanned YAML tree,
+//!   diagnostics, workflow files, `claw.yaml`, where the data directory and config root are.
+//! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
+//! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
+//! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
+//! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod steps;
+pub mod store;
+pub mod workflow;

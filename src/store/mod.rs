@@ -1,0 +1,320 @@
+//! Durable state: runs and steps. The only module that writes SQL.
+//!
+//! [`Store`] is a trait of domain verbs so that the engine does not know which database is behind
+//! it: SQLite is the embedded default, PostgreSQL will follow for several workers. Nothing in the
+//! trait assumes SQLite (no rowids, no SQLite types; times are integers, JSON is text).
+//! Every method commits before it returns: the engine relies on "committed before the work it
+//! starts" (DESIGN.md §10).
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use sqlite::SqliteStore;
+
+/// Errors from the database, or stored data that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no run matches `{0}`")]
+    NoSuchRun(String),
+    #[error("`{prefix}` matches several runs: {candidates}")]
+    Ambiguous { prefix: String, candidates: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Run states (DESIGN.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Waiting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Waiting => "waiting",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown run status `{s}`"))
+    }
+}
+
+/// Step states. `Interrupted` is a step that was running when its owner died and is not
+/// idempotent: it waits for a person to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Cancelled,
+        Self::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown step status `{s}`"))
+    }
+}
+
+/// Which list a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Main,
+    /// The workflow's `rollback:` steps (named `rollback:<name>`, as in the seed).
+    Rollback,
+    /// A step's own `rollback:` (named `compensate:<step>`).
+    Compensation,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Rollback => "rollback",
+            Self::Compensation => "compensation",
+        }
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "main" => Ok(Self::Main),
+            "rollback" => Ok(Self::Rollback),
+            "compensation" => Ok(Self::Compensation),
+            _ => Err(format!("unknown phase `{s}`")),
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_path: String,
+    /// The workflow file's text when the run was created.
+    pub definition: String,
+    pub params: serde_json::Value,
+    pub trigger: serde_json::Value,
+    pub status: RunStatus,
+    /// Who executes the run (see `engine::owner`); `None` when nobody has claimed it.
+    pub owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub dry_run: bool,
+    pub cancel_requested: bool,
+    pub parent_run: Option<String>,
+    pub outputs: serde_json::Value,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A step of a run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub name: String,
+    pub phase: Phase,
+    /// Order for display: the step's index in its list.
+    pub seq: i64,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub outputs: serde_json::Value,
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+    /// Why it failed or was skipped, or what a dry run would have done.
+    pub message: Option<String>,
+    pub log_path: Option<String>,
+    /// A person's decision on an interrupted step: `retry` or `fail`.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+impl StepRecord {
+    pub fn new(name: &str, phase: Phase, seq: i64) -> Self {
+        Self {
+            name: name.to_owned(),
+            phase,
+            seq,
+            status: StepStatus::Pending,
+            attempts: 0,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            outputs: serde_json::Value::Object(serde_json::Map::new()),
+            stdout_tail: String::new(),
+            stderr_tail: String::new(),
+            message: None,
+            log_path: None,
+            decision: None,
+            decided_by: None,
+        }
+    }
+}
+
+/// Filter for [`Store::list_runs`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: Option<u32>,
+}
+
+/// The persistent store of runs and steps.
+///
+/// Methods are blocking and short (one small transaction each). The engine calls them between
+/// steps from its own thread; a server embedding the engine calls them from `spawn_blocking`.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Inserts a new run (status as given, normally `queued`).
+    fn create_run(&self, run: &RunRecord) -> Result<()>;
+    fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
+    /// A run by id or unique id prefix.
+    fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord>;
+    /// Newest first.
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// Runs not finished (queued, running, waiting), oldest first.
+    fn unfinished_runs(&self, workflow: Option<&str>) -> Result<Vec<RunRecord>>;
+
+    /// Takes ownership of a run if it has no owner, is already ours, or its owner is dead
+    /// according to `is_dead`. Atomic against other processes. Returns the run as claimed, or
+    /// `None` if a live owner holds it.
+    fn claim_run(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+        is_dead: &dyn Fn(&RunRecord) -> bool,
+    ) -> Result<Option<RunRecord>>;
+
+    /// Moves a queued run to `running` if fewer than `limit` other runs of its workflow are active
+    /// (running or waiting with a live owner, or queued before it). Atomic against other processes.
+    fn admit_run(
+        &self,
+        id: &str,
+        limit: u32,
+        now: i64,
+        is_dead: &dyn Fn(&RunRecord) -> bool,
+    ) -> Result<bool>;
+
+    /// Extends the owner's lease.
+    fn heartbeat(&self, id: &str, owner: &str, lease_until: i64) -> Result<()>;
+    /// Sets the run's status (and finish time, error, outputs when given).
+    fn update_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        outputs: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<()>;
+    /// Marks the run for cancellation; its owner sees it at its next check.
+    fn request_cancel(&self, id: &str) -> Result<()>;
+    fn cancel_requested(&self, id: &str) -> Result<bool>;
+
+    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>>;
+    /// Writes one step's whole record (insert or replace).
+    fn record_step(&self, run_id: &str, step: &StepRecord) -> Result<()>;
+    /// Writes several step records and the run status in one transaction.
+    fn record_steps(
+        &self,
+        run_id: &str,
+        steps: &[StepRecord],
+        run_status: Option<RunStatus>,
+    ) -> Result<()>;
+    /// Records a person's decision on an interrupted step.
+    fn decide_step(&self, run_id: &str, step: &str, decision: &str, who: &str) -> Result<bool>;
+
+    /// Deletes finished runs older than `older_than` (ms) or beyond the newest `keep` of their
+    /// workflow; returns the ids deleted so their log directories can go too.
+    fn prune_runs(&self, workflow: &str, older_than: i64, keep: u32) -> Result<Vec<String>>;
+}

@@ -1,0 +1,561 @@
+//! The embedded SQLite store: WAL journal, `synchronous=FULL` (a committed transition survives a
+//! power cut), foreign keys on, numbered migrations embedded in the binary.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Result, RunFilter, RunRecord, RunStatus, StepRecord, Store, StoreError};
+
+/// Numbered migrations; `PRAGMA user_version` holds how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_runs.sql")];
+
+/// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
+/// (with a busy timeout) serialises their writes.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e.to_string())
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+const RUN_COLUMNS: &str = "id, workflow, workflow_path, definition, params, trigger_data, status, owner, \
+     lease_until, dry_run, cancel_requested, parent_run, outputs, error, created_at, started_at, finished_at";
+
+const STEP_COLUMNS: &str = "name, phase, seq, status, attempts, exit_code, started_at, finished_at, outputs, \
+     stdout_tail, stderr_tail, message, log_path, decision, decided_by";
+
+fn json(text: &str, what: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Result<RunRecord>> {
+    let status: String = row.get(6)?;
+    let params: String = row.get(4)?;
+    let trigger: String = row.get(5)?;
+    let outputs: String = row.get(12)?;
+    let build = || -> Result<RunRecord> {
+        Ok(RunRecord {
+            id: row.get(0)?,
+            workflow: row.get(1)?,
+            workflow_path: row.get(2)?,
+            definition: row.get(3)?,
+            params: json(&params, "run params")?,
+            trigger: json(&trigger, "run trigger")?,
+            status: status.parse().map_err(|e| corrupt("run status", e))?,
+            owner: row.get(7)?,
+            lease_until: row.get(8)?,
+            dry_run: row.get(9)?,
+            cancel_requested: row.get(10)?,
+            parent_run: row.get(11)?,
+            outputs: json(&outputs, "run outputs")?,
+            error: row.get(13)?,
+            created_at: row.get(14)?,
+            started_at: row.get(15)?,
+            finished_at: row.get(16)?,
+        })
+    };
+    Ok(build())
+}
+
+fn step_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StepRecord>> {
+    let phase: String = row.get(1)?;
+    let status: String = row.get(3)?;
+    let outputs: String = row.get(8)?;
+    let attempts: i64 = row.get(4)?;
+    let build = || -> Result<StepRecord> {
+        Ok(StepRecord {
+            name: row.get(0)?,
+            phase: phase.parse().map_err(|e| corrupt("step phase", e))?,
+            seq: row.get(2)?,
+            status: status.parse().map_err(|e| corrupt("step status", e))?,
+            attempts: u32::try_from(attempts).map_err(|e| corrupt("step attempts", e))?,
+            exit_code: row.get(5)?,
+            started_at: row.get(6)?,
+            finished_at: row.get(7)?,
+            outputs: json(&outputs, "step outputs")?,
+            stdout_tail: row.get(9)?,
+            stderr_tail: row.get(10)?,
+            message: row.get(11)?,
+            log_path: row.get(12)?,
+            decision: row.get(13)?,
+            decided_by: row.get(14)?,
+        })
+    };
+    Ok(build())
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T>>>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+const ACTIVE: &str = "('running', 'waiting')";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // WAL lets readers (claw run list) work while a run writes; FULL makes every commit durable.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned lock only means another thread panicked mid-call; the connection is still
+        // consistent because every write is one transaction.
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let applied = usize::try_from(version).map_err(|e| corrupt("schema version", e))?;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Db(format!(
+                "the database has schema version {applied}, newer than this claw knows ({}); upgrade claw",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn status_str(s: RunStatus) -> &'static str {
+    s.as_str()
+}
+
+fn write_step(conn: &Connection, run_id: &str, s: &StepRecord) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO steps (run_id, {STEP_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        run_id,
+        s.name,
+        s.phase.as_str(),
+        s.seq,
+        s.status.as_str(),
+        s.attempts,
+        s.exit_code,
+        s.started_at,
+        s.finished_at,
+        s.outputs.to_string(),
+        s.stdout_tail,
+        s.stderr_tail,
+        s.message,
+        s.log_path,
+        s.decision,
+        s.decided_by,
+    ])?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create_run(&self, r: &RunRecord) -> Result<()> {
+        self.conn().execute(
+            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            params![
+                r.id,
+                r.workflow,
+                r.workflow_path,
+                r.definition,
+                r.params.to_string(),
+                r.trigger.to_string(),
+                status_str(r.status),
+                r.owner,
+                r.lease_until,
+                r.dry_run,
+                r.cancel_requested,
+                r.parent_run,
+                r.outputs.to_string(),
+                r.error,
+                r.created_at,
+                r.started_at,
+                r.finished_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+        stmt.query_row([id], run_from_row).optional()?.transpose()
+    }
+
+    fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
+        if let Some(r) = self.get_run(id_or_prefix)? {
+            return Ok(r);
+        }
+        let prefix = id_or_prefix.to_ascii_lowercase();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id >= ?1 AND id < ?1 || x'7f' ORDER BY id LIMIT 6"
+        ))?;
+        let runs = collect(stmt.query_map([&prefix], run_from_row)?)?;
+        match runs.len() {
+            0 => Err(StoreError::NoSuchRun(id_or_prefix.to_owned())),
+            1 => Ok(runs
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::NoSuchRun(prefix.clone()))?),
+            _ => Err(StoreError::Ambiguous {
+                prefix: id_or_prefix.to_owned(),
+                candidates: runs
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ))?;
+        let limit = f.limit.map_or(-1, i64::from);
+        collect(stmt.query_map(
+            params![f.workflow, f.status.map(status_str), limit],
+            run_from_row,
+        )?)
+    }
+
+    fn unfinished_runs(&self, workflow: Option<&str>) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'waiting') \
+             AND (?1 IS NULL OR workflow = ?1) ORDER BY created_at, id"
+        ))?;
+        collect(stmt.query_map(params![workflow], run_from_row)?)
+    }
+
+    fn claim_run(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+        is_dead: &dyn Fn(&RunRecord) -> bool,
+    ) -> Result<Option<RunRecord>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let run = {
+            let mut stmt =
+                tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+            stmt.query_row([id], run_from_row).optional()?.transpose()?
+        };
+        let Some(mut run) = run else {
+            return Err(StoreError::NoSuchRun(id.to_owned()));
+        };
+        let free = match run.owner.as_deref() {
+            None => true,
+            Some(o) if o == owner => true,
+            Some(_) => is_dead(&run),
+        };
+        if !free {
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE runs SET owner = ?2, lease_until = ?3 WHERE id = ?1",
+            params![id, owner, lease_until],
+        )?;
+        tx.commit()?;
+        run.owner = Some(owner.to_owned());
+        run.lease_until = Some(lease_until);
+        Ok(Some(run))
+    }
+
+    fn admit_run(
+        &self,
+        id: &str,
+        limit: u32,
+        now: i64,
+        is_dead: &dyn Fn(&RunRecord) -> bool,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (workflow, created_at): (String, i64) = tx
+            .query_row(
+                "SELECT workflow, created_at FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NoSuchRun(id.to_owned()))?;
+        let others = {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE workflow = ?1 AND id != ?2 AND \
+                 (status IN {ACTIVE} OR (status = 'queued' AND (created_at < ?3 OR (created_at = ?3 AND id < ?2))))"
+            ))?;
+            collect(stmt.query_map(params![workflow, id, created_at], run_from_row)?)?
+        };
+        // A run whose owner died holds no slot; an unowned queued run (a detached one not yet
+        // picked up) keeps its place in the queue.
+        let busy = others.iter().filter(|r| !is_dead(r)).count();
+        if busy >= limit as usize {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?2) WHERE id = ?1",
+            params![id, now],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn heartbeat(&self, id: &str, owner: &str, lease_until: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2",
+            params![id, owner, lease_until],
+        )?;
+        Ok(())
+    }
+
+    fn update_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        outputs: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<()> {
+        let finished = status.is_finished().then_some(now);
+        let started = (status == RunStatus::Running).then_some(now);
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, error = COALESCE(?3, error), outputs = COALESCE(?4, outputs), \
+             finished_at = COALESCE(?5, finished_at), started_at = COALESCE(started_at, ?6) WHERE id = ?1",
+            params![
+                id,
+                status_str(status),
+                error,
+                outputs.map(ToString::to_string),
+                finished,
+                started
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn request_cancel(&self, id: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn cancel_requested(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT cancel_requested FROM runs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ?1 ORDER BY \
+             CASE phase WHEN 'main' THEN 0 WHEN 'rollback' THEN 1 ELSE 2 END, seq, started_at"
+        ))?;
+        collect(stmt.query_map([run_id], step_from_row)?)
+    }
+
+    fn record_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
+        let conn = self.conn();
+        write_step(&conn, run_id, step)
+    }
+
+    fn record_steps(
+        &self,
+        run_id: &str,
+        steps: &[StepRecord],
+        run_status: Option<RunStatus>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for s in steps {
+            write_step(&tx, run_id, s)?;
+        }
+        if let Some(status) = run_status {
+            tx.execute(
+                "UPDATE runs SET status = ?2 WHERE id = ?1",
+                params![run_id, status_str(status)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn decide_step(&self, run_id: &str, step: &str, decision: &str, who: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE steps SET decision = ?3, decided_by = ?4 WHERE run_id = ?1 AND name = ?2 AND status = 'interrupted'",
+            params![run_id, step, decision, who],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn prune_runs(&self, workflow: &str, older_than: i64, keep: u32) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM runs WHERE workflow = ?1 AND status IN ('succeeded', 'failed', 'cancelled') \
+                 AND (created_at < ?2 OR id NOT IN (SELECT id FROM runs WHERE workflow = ?1 \
+                 ORDER BY created_at DESC, id DESC LIMIT ?3))",
+            )?;
+            let rows = stmt.query_map(params![workflow, older_than, keep], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Phase, StepStatus};
+
+    fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            workflow: workflow.into(),
+            workflow_path: "wf.yaml".into(),
+            definition: "steps: []".into(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"type": "manual"}),
+            status: RunStatus::Queued,
+            owner: None,
+            lease_until: None,
+            dry_run: false,
+            cancel_requested: false,
+            parent_run: None,
+            outputs: serde_json::json!({}),
+            error: None,
+            created_at: created,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn runs_round_trip_and_prefixes_resolve() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        s.create_run(&run("01abc", "wf", 1))?;
+        s.create_run(&run("01abd", "wf", 2))?;
+        assert_eq!(s.find_run("01abc")?.workflow, "wf");
+        assert!(matches!(
+            s.find_run("01ab"),
+            Err(StoreError::Ambiguous { .. })
+        ));
+        assert!(matches!(s.find_run("zz"), Err(StoreError::NoSuchRun(_))));
+        assert_eq!(s.find_run("01abd")?.created_at, 2);
+        let listed = s.list_runs(&RunFilter::default())?;
+        assert_eq!(
+            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["01abd", "01abc"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn claim_respects_live_owner() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        s.create_run(&run("r1", "wf", 1))?;
+        assert!(s.claim_run("r1", "a", 10, &|_| false)?.is_some());
+        assert!(s.claim_run("r1", "b", 10, &|_| false)?.is_none());
+        assert!(s.claim_run("r1", "b", 10, &|_| true)?.is_some());
+        assert_eq!(s.get_run("r1")?.and_then(|r| r.owner).as_deref(), Some("b"));
+        Ok(())
+    }
+
+    #[test]
+    fn admission_honours_limit_and_order() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        s.create_run(&run("r1", "wf", 1))?;
+        s.create_run(&run("r2", "wf", 2))?;
+        assert!(
+            !s.admit_run("r2", 1, 5, &|_| false)?,
+            "r1 is queued ahead of r2"
+        );
+        assert!(s.admit_run("r1", 1, 5, &|_| false)?);
+        assert!(!s.admit_run("r2", 1, 5, &|_| false)?);
+        s.update_run("r1", RunStatus::Succeeded, None, None, 6)?;
+        assert!(s.admit_run("r2", 1, 7, &|_| false)?);
+        Ok(())
+    }
+
+    #[test]
+    fn steps_and_decisions() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        s.create_run(&run("r1", "wf", 1))?;
+        let mut st = StepRecord::new("a", Phase::Main, 0);
+        st.status = StepStatus::Interrupted;
+        s.record_step("r1", &st)?;
+        assert!(s.decide_step("r1", "a", "retry", "me")?);
+        assert!(!s.decide_step("r1", "zz", "retry", "me")?);
+        let steps = s.steps("r1")?;
+        assert_eq!(steps[0].decision.as_deref(), Some("retry"));
+        Ok(())
+    }
+
+    #[test]
+    fn prune_keeps_newest_and_unfinished() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        for i in 0..5 {
+            s.create_run(&run(&format!("r{i}"), "wf", i))?;
+            s.update_run(&format!("r{i}"), RunStatus::Succeeded, None, None, i)?;
+        }
+        s.create_run(&run("q", "wf", 0))?;
+        let mut gone = s.prune_runs("wf", -1, 2)?;
+        gone.sort();
+        assert_eq!(gone, ["r0", "r1", "r2"]);
+        assert!(s.get_run("q")?.is_some());
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real `claw` binary in a temporary data directory.
+
+mod common;
