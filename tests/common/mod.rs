@@ -1,1 +1,148 @@
-//! Test harness.
+//! The test harness: each test gets a fresh temporary directory holding a data directory
+//! (`home/`) and a config root (`root/`, with `workflows/`), and runs the real `claw` binary in it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub root: PathBuf,
+}
+
+/// What a finished `claw` command printed, and how it exited.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    /// Panics with everything printed unless the exit status is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
+        Self { dir, home, root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `root/workflows/<name>.yaml`.
+    pub fn workflow(&self, name: &str, yaml: &str) -> PathBuf {
+        let p = self.root.join("workflows").join(format!("{name}.yaml"));
+        std::fs::write(&p, yaml).expect("write workflow");
+        p
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// A `claw` command with this environment's directories, run from the temp dir.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_claw"));
+        c.args(args)
+            .env("CLAW_HOME", &self.home)
+            .env("CLAW_ROOT", &self.root)
+            .env_remove("SUPERPOWERS_DATA_DIR")
+            .env_remove("CLAUDE_SUPERPOWERS_DATA_DIR")
+            .env("CLAW_KILL_GRACE", "1s")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn claw(&self, args: &[&str]) -> Ran {
+        self.command(args).output().expect("run claw").into()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn claw")
+    }
+
+    /// `claw run show RUN --json`.
+    pub fn show(&self, run: &str) -> serde_json::Value {
+        self.claw(&["run", "show", run, "--json"]).expect_code(0).json()
+    }
+
+    /// The newest run's id, if any.
+    pub fn last_run(&self) -> Option<String> {
+        let list = self.claw(&["run", "list", "--json", "--limit", "1"]);
+        list.json().as_array()?.first()?["id"].as_str().map(str::to_owned)
+    }
+
+    /// The status of each step of a run, by name.
+    pub fn step_statuses(&self, run: &str) -> Vec<(String, String)> {
+        self.show(run)["steps"]
+            .as_array()
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|s| (s["name"].as_str().unwrap_or("").to_owned(), s["status"].as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
