@@ -1,4 +1,6 @@
 //! End-to-end tests: the real `claw` binary in a temporary data directory.
+#![allow(unreachable_pub)]
 //! One test binary (`autotests = false`), one module per topic.
 
 mod common;
+mod crash;

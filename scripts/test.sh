@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, as CI does. Installs what the tests need when it is
+# missing (Debian packages via apt-get; run as root or with sudo available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "==> installing ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is not installed (https://rustup.rs)" >&2
+  exit 3
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "==> cargo test"
+# The crash test kills claw at random moments; CI runs it for 60 cycles.
+export CLAW_CRASH_CYCLES="${CLAW_CRASH_CYCLES:-60}"
+cargo test --locked --all-targets
+
+echo "==> cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
