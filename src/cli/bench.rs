@@ -77,6 +77,27 @@ fn engine(ctx: &Ctx, steps: usize, rounds: usize, json: bool) -> CliResult {
             Ok(())
         })?;
         let d = t.elapsed();
+        if std::env::var_os("CLAW_BENCH_DEBUG").is_some() {
+            let t2 = Instant::now();
+            rt.block_on(async {
+                for i in 0..steps {
+                    let input = crate::steps::StepInput {
+                        kind: wf.steps[0].kind.clone(),
+                        command: "true".into(),
+                        env: vec![("A".into(), "b".into())],
+                        cwd: None,
+                        stdin: None,
+                        timeout: Duration::from_secs(300),
+                        kill_grace: Duration::from_secs(5),
+                        log_path: scratch.join(format!("{i}.log")),
+                        max_log_bytes: 1 << 20,
+                        outputs_path: scratch.join(format!("{i}.out")),
+                    };
+                    crate::steps::run(&input, &cancel).await;
+                }
+            });
+            eprintln!("step runner alone: {:?}", t2.elapsed());
+        }
         let t = Instant::now();
         let run = engine.create_run(&NewRun {
             workflow: &wf,
@@ -85,7 +106,7 @@ fn engine(ctx: &Ctx, steps: usize, rounds: usize, json: bool) -> CliResult {
             dry_run: false,
             claim: true,
         })?;
-        let done = rt.block_on(engine.drive(&run.id, &cancel, &Silent))?;
+        let done = rt.block_on(engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent))?;
         let e = t.elapsed();
         if done.status != crate::store::RunStatus::Succeeded {
             return Err(CliError::internal(format!(

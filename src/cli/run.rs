@@ -308,7 +308,7 @@ fn resume(
         let mut failed = false;
         for r in runs {
             eprintln!("resuming run {} ({})", r.id, r.workflow);
-            if let Err(e) = drive_foreground(engine, &r.id, json, quiet) {
+            if let Err(e) = drive_foreground(engine, &r.id, None, json, quiet) {
                 failed = true;
                 if !e.message.is_empty() {
                     eprintln!("error: {}", e.message);
@@ -330,7 +330,7 @@ fn resume(
         eprintln!("run {} already {}", run.id, run.status);
         return report(engine, &run, json);
     }
-    drive_foreground(engine, &run.id, json, quiet)
+    drive_foreground(engine, &run.id, None, json, quiet)
 }
 
 fn cancel(engine: &Engine, id: &str) -> CliResult {
@@ -422,7 +422,7 @@ fn rerun(
         eprintln!("rerun of {}: run {}", old.id, run.id);
     }
     let _ = ctx;
-    drive_foreground(engine, &run.id, json, quiet)
+    drive_foreground(engine, &run.id, None, json, quiet)
 }
 
 fn decide(
@@ -481,7 +481,7 @@ fn decide(
     // Nobody executes the run any more: carry it on here, unless asked not to.
     let now = engine.store.find_run(&run.id)?;
     if !no_wait && (now.owner.is_none() || engine.is_orphaned(&now)) && !now.status.is_finished() {
-        return drive_foreground(engine, &run.id, false, false);
+        return drive_foreground(engine, &run.id, None, false, false);
     }
     Ok(())
 }

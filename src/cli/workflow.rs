@@ -481,7 +481,7 @@ fn run_workflow(
         }
         return Ok(());
     }
-    drive_foreground(&engine, &run.id, json, quiet)
+    drive_foreground(&engine, &run.id, Some(&wf), json, quiet)
 }
 
 /// Starts `claw run resume ID` in its own process group, detached from this terminal.
@@ -515,6 +515,7 @@ pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliRes
 pub(crate) fn drive_foreground(
     engine: &Engine,
     run_id: &str,
+    workflow: Option<&Workflow>,
     json: bool,
     quiet: bool,
 ) -> CliResult {
@@ -538,7 +539,9 @@ pub(crate) fn drive_foreground(
             eprintln!("claw: stopped; the run can be resumed with `claw run resume`");
             std::process::exit(130);
         });
-        engine.drive(run_id, &cancel, &progress).await
+        engine
+            .drive_loaded(run_id, workflow, &cancel, &progress)
+            .await
     })?;
     report(engine, &finished, json)
 }

@@ -138,6 +138,8 @@ impl Engine {
     /// Records a new run (status `queued`) and returns it.
     pub fn create_run(&self, new: &NewRun<'_>) -> Result<RunRecord> {
         let now = now_ms();
+        // A run this process executes at once, with no concurrency limit, needs no admission.
+        let start_now = new.claim && new.workflow.concurrency.is_none();
         let run = RunRecord {
             id: ulid::Ulid::new().to_string().to_ascii_lowercase(),
             workflow: new.workflow.name.clone(),
@@ -145,7 +147,11 @@ impl Engine {
             definition: new.workflow.source.clone(),
             params: new.params.clone(),
             trigger: new.trigger.clone(),
-            status: RunStatus::Queued,
+            status: if start_now {
+                RunStatus::Running
+            } else {
+                RunStatus::Queued
+            },
             owner: new.claim.then(|| self.owner.clone()),
             lease_until: new.claim.then_some(now + owner::LEASE_MS),
             dry_run: new.dry_run,
@@ -154,7 +160,7 @@ impl Engine {
             outputs: serde_json::json!({}),
             error: None,
             created_at: now,
-            started_at: None,
+            started_at: start_now.then_some(now),
             finished_at: None,
         };
         self.store.create_run(&run)?;
@@ -175,6 +181,17 @@ impl Engine {
         cancel: &CancellationToken,
         progress: &dyn Progress,
     ) -> Result<RunRecord> {
+        self.drive_loaded(run_id, None, cancel, progress).await
+    }
+
+    /// [`Engine::drive`] for a run just created from `workflow` (saves parsing its stored text again).
+    pub async fn drive_loaded(
+        &self,
+        run_id: &str,
+        workflow: Option<&Workflow>,
+        cancel: &CancellationToken,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
         let now = now_ms();
         let claimed = self
             .store
@@ -191,7 +208,10 @@ impl Engine {
         if run.status.is_finished() {
             return Ok(run);
         }
-        let wf = self.definition(&run)?;
+        let wf = match workflow {
+            Some(wf) if wf.source == run.definition => wf.clone(),
+            _ => self.definition(&run)?,
+        };
         run::Exec::new(self, wf, run, cancel.child_token(), progress)?
             .execute()
             .await

@@ -42,6 +42,9 @@ pub(super) struct Exec<'a> {
     stop: Option<Stop>,
     log_dir: PathBuf,
     base_env: Option<serde_json::Value>,
+    /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
+    /// and is called before anything is started or awaited.
+    unflushed: Vec<StepRecord>,
     last_heartbeat: i64,
     deadline: Option<Instant>,
 }
@@ -113,6 +116,7 @@ impl<'a> Exec<'a> {
             stop: None,
             log_dir,
             base_env: None,
+            unflushed: Vec::new(),
             last_heartbeat: now_ms(),
             deadline: None,
         })
@@ -441,7 +445,7 @@ impl<'a> Exec<'a> {
         attempt: u32,
     ) -> std::result::Result<StepInput, String> {
         let name = rec_name(phase, step);
-        let seq = self.recs.get(&name).map_or(0, |r| r.seq);
+        let seq = self.recs.get(&name).map_or(step.index as i64, |r| r.seq);
         let ctx = if Self::needs_context(step)
             || self
                 .wf
@@ -528,9 +532,23 @@ impl<'a> Exec<'a> {
         })
     }
 
+    /// Records a step's new state; it is committed at the next [`Exec::flush`].
     fn record(&mut self, rec: StepRecord) -> Result<()> {
-        self.store().record_step(&self.run.id, &rec)?;
+        self.unflushed.retain(|r| r.name != rec.name);
+        self.unflushed.push(rec.clone());
         self.recs.insert(rec.name.clone(), rec);
+        Ok(())
+    }
+
+    /// Commits the recorded states (one transaction: a finished step and the start of the next
+    /// one cost one fsync together).
+    fn flush(&mut self) -> Result<()> {
+        if !self.unflushed.is_empty() {
+            self.engine
+                .store
+                .record_steps(&self.run.id, &self.unflushed, None)?;
+            self.unflushed.clear();
+        }
         Ok(())
     }
 
@@ -664,6 +682,7 @@ impl<'a> Exec<'a> {
         rec.log_path = Some(input.log_path.display().to_string());
         // Committed before the process starts: after a crash we know this attempt may have run.
         self.record(rec)?;
+        self.flush()?;
         self.progress.event(&Event::StepStarted {
             name: &name,
             attempt,
@@ -802,6 +821,7 @@ impl<'a> Exec<'a> {
     }
 
     async fn wait_for_decision(&mut self, phase: Option<Phase>) -> Result<()> {
+        self.flush()?;
         if self.run.status != RunStatus::Waiting {
             self.store()
                 .update_run(&self.run.id, RunStatus::Waiting, None, None, now_ms())?;
@@ -822,6 +842,7 @@ impl<'a> Exec<'a> {
             self.progress.event(&Event::Waiting { message: &msg });
         }
         while self.apply_decisions(phase)? {
+            self.flush()?;
             self.poll_cancel()?;
             self.heartbeat()?;
             tokio::select! {
@@ -917,6 +938,8 @@ impl<'a> Exec<'a> {
                 }
                 continue;
             }
+            // Everything recorded so far is committed before this task waits.
+            self.flush()?;
             let deadline = self.deadline;
             tokio::select! {
                 done = tasks.join_next() => {
@@ -1005,6 +1028,7 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+        self.flush()?;
         self.cancel = saved;
         self.stop = saved_stop;
         Ok(())
@@ -1072,8 +1096,11 @@ impl<'a> Exec<'a> {
         } else {
             error
         };
-        self.store().update_run(
+        // The last step records and the run's end in one transaction.
+        let last = std::mem::take(&mut self.unflushed);
+        self.store().finish_run(
             &self.run.id,
+            &last,
             status,
             error.as_deref(),
             outputs.as_ref(),

@@ -37,22 +37,29 @@ struct LogFile {
 }
 
 impl LogFile {
+    /// The file is created on the first write: a step that prints nothing leaves no log file
+    /// (and costs no file creation).
     fn open(path: &Path, cap: u64) -> Self {
-        let mut log = Self {
+        Self {
             path: path.to_path_buf(),
             file: None,
             written: 0,
             cap,
             error: None,
-        };
-        match File::options().create(true).append(true).open(path) {
-            Ok(f) => {
-                log.written = f.metadata().map_or(0, |m| m.len());
-                log.file = Some(f);
-            }
-            Err(e) => log.fail(&e),
         }
-        log
+    }
+
+    fn ensure_open(&mut self) {
+        if self.file.is_some() || self.error.is_some() {
+            return;
+        }
+        match File::options().create(true).append(true).open(&self.path) {
+            Ok(f) => {
+                self.written = f.metadata().map_or(0, |m| m.len());
+                self.file = Some(f);
+            }
+            Err(e) => self.fail(&e),
+        }
     }
 
     fn fail(&mut self, e: &std::io::Error) {
@@ -66,6 +73,7 @@ impl LogFile {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        self.ensure_open();
         if self.file.is_none() {
             return;
         }

@@ -297,6 +297,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         outputs: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<()>;
+    /// Writes the last step records and the run's final status in one transaction.
+    fn finish_run(
+        &self,
+        id: &str,
+        steps: &[StepRecord],
+        status: RunStatus,
+        error: Option<&str>,
+        outputs: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<()>;
     /// Marks the run for cancellation; its owner sees it at its next check.
     fn request_cancel(&self, id: &str) -> Result<()>;
     fn cancel_requested(&self, id: &str) -> Result<bool>;

@@ -291,7 +291,8 @@ impl Store for SqliteStore {
         };
         let free = match run.owner.as_deref() {
             None => true,
-            Some(o) if o == owner => true,
+            // Already ours (the creator claimed it): nothing to write.
+            Some(o) if o == owner => return Ok(Some(run)),
             Some(_) => is_dead(&run),
         };
         if !free {
@@ -378,6 +379,28 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn finish_run(
+        &self,
+        id: &str,
+        steps: &[StepRecord],
+        status: RunStatus,
+        error: Option<&str>,
+        outputs: Option<&serde_json::Value>,
+        now: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for s in steps {
+            write_step(&tx, id, s)?;
+        }
+        tx.execute(
+            "UPDATE runs SET status = ?2, error = ?3, outputs = COALESCE(?4, outputs), finished_at = ?5 WHERE id = ?1",
+            params![id, status_str(status), error, outputs.map(ToString::to_string), now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn request_cancel(&self, id: &str) -> Result<()> {
         self.conn()
             .execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [id])?;
@@ -438,6 +461,16 @@ impl Store for SqliteStore {
 
     fn prune_runs(&self, workflow: &str, older_than: i64, keep: u32) -> Result<Vec<String>> {
         let mut conn = self.conn();
+        // Most calls find nothing to delete: check without taking the write lock.
+        let (count, oldest): (i64, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT COUNT(*), MIN(created_at) FROM runs WHERE workflow = ?1 \
+                 AND status IN ('succeeded', 'failed', 'cancelled')",
+            )?
+            .query_row([workflow], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if count <= i64::from(keep) && oldest.is_none_or(|t| t >= older_than) {
+            return Ok(Vec::new());
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids: Vec<String> = {
             let mut stmt = tx.prepare_cached(

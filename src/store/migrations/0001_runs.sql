@@ -40,4 +40,4 @@ CREATE TABLE steps (
     decision    TEXT,
     decided_by  TEXT,
     PRIMARY KEY (run_id, name)
-);
+) WITHOUT ROWID;
