@@ -124,6 +124,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Keep the WAL file when the last connection closes (no checkpoint-and-delete on every
+        // `claw` invocation): later commits then overwrite WAL space instead of growing the file,
+        // and an fsync that does not change the file's size is far cheaper. SQLite checkpoints on
+        // its own every 1000 pages; the WAL stays at that size.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         let store = Self {
             conn: Mutex::new(conn),
         };
