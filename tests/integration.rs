@@ -5,3 +5,4 @@
 mod common;
 mod crash;
 mod seed_semantics;
+mod dag;
