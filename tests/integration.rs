@@ -6,3 +6,4 @@ mod common;
 mod crash;
 mod seed_semantics;
 mod dag;
+mod retry_timeout;
