@@ -7,3 +7,4 @@ mod crash;
 mod seed_semantics;
 mod dag;
 mod retry_timeout;
+mod injection;

@@ -1,0 +1,224 @@
+//! Values substituted into shell commands are quoted for the place they land: unquoted, inside
+//! "double" or inside 'single' quotes, a value prints exactly as it is and never runs as code.
+//! `| raw` opts out; plain `{{ ... }}` (Go templates) is left alone.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// The places a value can land in a command, and what the command prints around it.
+const FORMS: &[(&str, &str, &str, &str)] = &[
+    // (step name, command, printed before the value, printed after it)
+    ("bare", "echo ${{ params.x }}", "", "\n"),
+    ("double", "echo \"${{ params.x }}\"", "", "\n"),
+    ("single", "echo '${{ params.x }}'", "", "\n"),
+    ("glued", "printf '%s' pre${{ params.x }}post", "pre", "post"),
+];
+
+/// A workflow with one step per form, each running in the test's directory.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let dir = env.dir.path().to_path_buf();
+    let mut yaml = String::from("params:\n  x: {type: string, default: \"\"}\nsteps:\n");
+    for (name, command, _, _) in FORMS {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    needs: []\n    on_failure: continue\n    cwd: {}\n    command: |-\n      {command}\n",
+            dir.display()
+        ));
+    }
+    env.workflow("inject", &yaml);
+    (env, dir.join("PWNED"))
+}
+
+#[track_caller]
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
+}
+
+/// Runs every form with `-p x=<payload>`: each prints exactly the payload and nothing runs.
+#[track_caller]
+fn check(payload: &str) {
+    let (env, pwned) = setup();
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "inject",
+        "--json",
+        "-p",
+        &format!("x={payload}"),
+    ]);
+    let run = ran.json();
+    let mut wrong = Vec::new();
+    for (name, command, before, after) in FORMS {
+        let s = step(&run, name);
+        let want = format!("{before}{payload}{after}");
+        if s["status"] != "succeeded" || s["stdout"] != want.as_str() {
+            wrong.push(format!(
+                "  {command}\n    want stdout {want:?}\n    got  {} {:?} ({})",
+                s["status"], s["stdout"], s["message"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "payload {payload:?} was not printed exactly:\n{}",
+        wrong.join("\n")
+    );
+    assert!(!pwned.exists(), "payload {payload:?} ran a command");
+    ran.expect_code(0);
+}
+
+#[test]
+fn a_command_separator_does_not_inject() {
+    check("\"; touch PWNED #");
+}
+
+#[test]
+fn a_single_quote_separator_does_not_inject() {
+    check("'; touch PWNED #");
+}
+
+#[test]
+fn command_substitution_does_not_run() {
+    check("$(touch PWNED)");
+}
+
+#[test]
+fn backticks_do_not_run() {
+    check("`touch PWNED`");
+}
+
+#[test]
+fn mixed_quotes_print_as_they_are() {
+    check("a'b\"c");
+}
+
+#[test]
+fn a_newline_does_not_start_a_new_command() {
+    check("line1\nline2; touch PWNED");
+}
+
+#[test]
+fn variables_are_not_expanded() {
+    check("$HOME");
+}
+
+#[test]
+fn a_lone_backslash_prints() {
+    check("\\");
+}
+
+#[test]
+fn an_empty_value_prints_nothing() {
+    check("");
+}
+
+#[test]
+fn globs_and_spaces_stay_one_literal_word() {
+    check("*  two  spaces ?");
+}
+
+#[test]
+fn step_outputs_are_quoted_too() {
+    let env = Env::new();
+    let dir = env.dir.path().display().to_string();
+    env.workflow(
+        "outputs",
+        &format!(
+            r#"steps:
+  - name: produce
+    command: printf 'evil=%s\n' '$(touch PWNED); `touch PWNED`' >> "$CLAW_OUTPUT"
+  - name: consume
+    cwd: {dir}
+    command: echo "${{{{ steps.produce.outputs.evil }}}}" ${{{{ steps.produce.outputs.evil }}}}
+"#
+        ),
+    );
+    let ran = env.claw(&["workflow", "run", "outputs", "--json"]);
+    let run = ran.json();
+    assert_eq!(
+        step(&run, "consume")["stdout"],
+        "$(touch PWNED); `touch PWNED` $(touch PWNED); `touch PWNED`\n",
+        "{run:#}"
+    );
+    assert!(!env.path("PWNED").exists());
+    ran.expect_code(0);
+}
+
+#[test]
+fn params_reach_the_step_unchanged_as_environment_variables() {
+    let env = Env::new();
+    env.workflow(
+        "envs",
+        r#"params:
+  x: {type: string, default: ""}
+env:
+  FROM_WF: ${{ params.x }}
+steps:
+  - name: s
+    env:
+      FROM_STEP: ${{ params.x }}
+    command: printf '%s|%s|%s' "$CLAW_PARAM_X" "$FROM_WF" "$FROM_STEP"
+"#,
+    );
+    let payload = "$(touch PWNED) 'q' \"d\" `b` \\";
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "envs",
+        "--json",
+        "-p",
+        &format!("x={payload}"),
+    ]);
+    ran.expect_code(0);
+    assert_eq!(
+        step(&ran.json(), "s")["stdout"],
+        format!("{payload}|{payload}|{payload}").as_str()
+    );
+    assert!(!env.path("PWNED").exists());
+}
+
+#[test]
+fn raw_opts_out_of_quoting() {
+    let env = Env::new();
+    env.workflow(
+        "raw",
+        "params:\n  cmd: {type: string, default: \"echo hi\"}\nsteps:\n  - name: s\n    command: ${{ params.cmd | raw }}\n",
+    );
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "raw",
+        "--json",
+        "-p",
+        "cmd=echo hi; echo there",
+    ]);
+    ran.expect_code(0);
+    assert_eq!(step(&ran.json(), "s")["stdout"], "hi\nthere\n");
+}
+
+#[test]
+fn go_templates_are_left_alone() {
+    let env = Env::new();
+    env.workflow(
+        "gotpl",
+        r#"params:
+  x: {type: string, default: web}
+steps:
+  - name: plain
+    command: echo '{{.Names}}' "{{ .Status }}"
+  - name: mixed
+    command: echo '{{.Names}}' ${{ params.x }} {{.ID}}
+"#,
+    );
+    let ran = env.claw(&["workflow", "run", "gotpl", "--json"]);
+    ran.expect_code(0);
+    let run = ran.json();
+    assert_eq!(step(&run, "plain")["stdout"], "{{.Names}} {{ .Status }}\n");
+    assert_eq!(step(&run, "mixed")["stdout"], "{{.Names}} web {{.ID}}\n");
+}
