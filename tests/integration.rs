@@ -4,7 +4,9 @@
 
 mod common;
 mod crash;
+mod docs;
 mod seed_semantics;
 mod dag;
 mod retry_timeout;
 mod injection;
+mod diagnostics;
