@@ -10,3 +10,4 @@ mod dag;
 mod retry_timeout;
 mod injection;
 mod diagnostics;
+mod seed_examples;
