@@ -11,3 +11,4 @@ mod retry_timeout;
 mod injection;
 mod diagnostics;
 mod seed_examples;
+mod bad_input;
