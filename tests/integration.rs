@@ -12,3 +12,4 @@ mod injection;
 mod diagnostics;
 mod seed_examples;
 mod bad_input;
+mod cli;

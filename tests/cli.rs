@@ -1,0 +1,453 @@
+//! The command line: version, workflow show/graph, run list/show/logs/rerun, --detach, and the
+//! isolation `CLAW_HOME` gives.
+
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const DIAMOND: &str = "name: diamond
+description: A fan-out and a join
+steps:
+  - name: root
+    command: echo root
+  - name: left
+    needs: [root]
+    command: echo left
+  - name: right
+    needs: [root]
+    command: echo right
+  - name: join
+    needs: [left, right]
+    command: echo join
+";
+
+#[track_caller]
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
+}
+
+/// Runs a workflow with `--json`; returns its exit status and run id.
+fn run(env: &Env, name: &str) -> (i32, String) {
+    let ran = env.claw(&["workflow", "run", name, "--json"]);
+    let id = ran.json()["id"].as_str().expect("run id").to_owned();
+    (ran.code, id)
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn version() {
+    let env = Env::new();
+    let ran = env.claw(&["--version"]);
+    ran.expect_code(0);
+    assert_eq!(ran.stdout, "claw 0.1.0\n");
+}
+
+#[test]
+fn workflow_show_lists_steps_and_needs() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let shown = env.claw(&["workflow", "show", "diamond", "--json"]);
+    shown.expect_code(0);
+    let shown = shown.json();
+    assert_eq!(shown["name"], "diamond");
+    assert_eq!(shown["description"], "A fan-out and a join");
+    let needs: Vec<(String, Value)> = shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["needs"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        needs,
+        vec![
+            ("root".to_owned(), json!([])),
+            ("left".to_owned(), json!(["root"])),
+            ("right".to_owned(), json!(["root"])),
+            ("join".to_owned(), json!(["left", "right"])),
+        ]
+    );
+    assert_eq!(step(&shown, "root")["type"], "shell");
+    assert_eq!(step(&shown, "root")["command"], "echo root");
+    assert_eq!(step(&shown, "root")["on_failure"], "abort");
+    assert_eq!(step(&shown, "root")["timeout_secs"], 300.0);
+
+    let text = env.claw(&["workflow", "show", "diamond"]);
+    text.expect_code(0);
+    assert!(text.stdout.contains("left,right"), "{}", text.stdout);
+}
+
+#[test]
+fn graph_as_dot() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let ran = env.claw(&["workflow", "graph", "diamond", "--format", "dot"]);
+    ran.expect_code(0);
+    assert_eq!(
+        ran.stdout,
+        r#"digraph "diamond" {
+  rankdir=LR;
+  s0 [label="root"];
+  s1 [label="left"];
+  s2 [label="right"];
+  s3 [label="join"];
+  s0 -> s1;
+  s0 -> s2;
+  s1 -> s3;
+  s2 -> s3;
+}
+"#
+    );
+}
+
+#[test]
+fn graph_as_mermaid() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let ran = env.claw(&["workflow", "graph", "diamond", "--format", "mermaid"]);
+    ran.expect_code(0);
+    assert_eq!(
+        ran.stdout,
+        r#"graph TD
+  s0["root"]
+  s1["left"]
+  s2["right"]
+  s3["join"]
+  s0 --> s1
+  s0 --> s2
+  s1 --> s3
+  s2 --> s3
+"#
+    );
+}
+
+#[test]
+fn graph_as_text_shows_levels() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let ran = env.claw(&["workflow", "graph", "diamond"]);
+    ran.expect_code(0);
+    assert_eq!(
+        ran.stdout,
+        "1. root\n2. left ← root   |   right ← root\n3. join ← left, right\n"
+    );
+}
+
+#[test]
+fn run_list_filters() {
+    let env = Env::new();
+    assert_eq!(env.claw(&["run", "list"]).stdout, "No runs.\n");
+    env.workflow("good", "steps:\n  - name: a\n    command: 'true'\n");
+    env.workflow("bad", "steps:\n  - name: a\n    command: 'false'\n");
+    let (code, good1) = run(&env, "good");
+    assert_eq!(code, 0);
+    let (code, bad1) = run(&env, "bad");
+    assert_eq!(code, 1);
+    let (_, good2) = run(&env, "good");
+
+    let all = env.claw(&["run", "list", "--json"]);
+    all.expect_code(0);
+    assert_eq!(
+        ids(&all.json()),
+        vec![good2.clone(), bad1.clone(), good1.clone()],
+        "newest first"
+    );
+
+    let failed = env
+        .claw(&["run", "list", "--json", "--status", "failed"])
+        .json();
+    assert_eq!(ids(&failed), vec![bad1.clone()]);
+    assert_eq!(failed[0]["workflow"], "bad");
+    assert_eq!(failed[0]["status"], "failed");
+
+    let good = env
+        .claw(&["run", "list", "--json", "--workflow", "good"])
+        .json();
+    assert_eq!(ids(&good), vec![good2.clone(), good1.clone()]);
+
+    let limited = env.claw(&["run", "list", "--json", "--limit", "1"]).json();
+    assert_eq!(ids(&limited), vec![good2.clone()]);
+
+    let none = env
+        .claw(&[
+            "run",
+            "list",
+            "--json",
+            "--workflow",
+            "good",
+            "--status",
+            "failed",
+        ])
+        .json();
+    assert_eq!(none, json!([]));
+
+    let table = env.claw(&["run", "list"]);
+    table.expect_code(0);
+    assert!(table.stdout.starts_with("RUN "), "{}", table.stdout);
+    for id in [&good1, &bad1, &good2] {
+        assert!(table.stdout.contains(id.as_str()), "{}", table.stdout);
+    }
+}
+
+#[test]
+fn run_show_takes_a_unique_prefix() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let (_, first) = run(&env, "diamond");
+    let (_, second) = run(&env, "diamond");
+
+    // The shortest prefix that tells the two apart.
+    let common = first
+        .chars()
+        .zip(second.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let prefix = &second[..=common];
+    assert_eq!(env.show(prefix)["id"], second.as_str());
+    assert_eq!(env.show(&second.to_uppercase())["id"], second.as_str());
+
+    let ambiguous = env.claw(&["run", "show", &second[..common]]);
+    ambiguous.expect_code(2);
+    assert!(
+        ambiguous.stderr.contains("matches several runs"),
+        "{}",
+        ambiguous.stderr
+    );
+
+    let text = env.claw(&["run", "show", prefix]);
+    text.expect_code(0);
+    assert!(
+        text.stdout.starts_with(&format!("run       {second}\n")),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("status    succeeded"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn run_show_of_an_unknown_id_is_usage_error() {
+    let env = Env::new();
+    let ran = env.claw(&["run", "show", "01zzzzzzzz"]);
+    ran.expect_code(2);
+    assert_eq!(ran.stderr, "error: no run matches `01zzzzzzzz`\n");
+}
+
+#[test]
+fn run_logs_prints_step_output() {
+    let env = Env::new();
+    env.workflow(
+        "talk",
+        "steps:
+  - name: one
+    command: echo out-one
+  - name: two
+    command: echo out-two; echo err-two >&2
+  - name: quiet
+    command: 'true'
+",
+    );
+    let (code, id) = run(&env, "talk");
+    assert_eq!(code, 0);
+    let all = env.claw(&["run", "logs", &id]);
+    all.expect_code(0);
+    assert_eq!(
+        all.stdout,
+        "==> one (succeeded) <==\nout-one\n==> two (succeeded) <==\nout-two\nerr-two\n"
+    );
+    let two = env.claw(&["run", "logs", &id, "two"]);
+    two.expect_code(0);
+    assert_eq!(two.stdout, "out-two\nerr-two\n");
+
+    let wrong = env.claw(&["run", "logs", &id, "tow"]);
+    wrong.expect_code(2);
+    assert!(
+        wrong
+            .stderr
+            .contains("has no step `tow`; did you mean `two`?"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn rerun_from_a_step_keeps_the_earlier_ones() {
+    let env = Env::new();
+    let counts = env.path("counts");
+    std::fs::create_dir_all(&counts).expect("mkdir");
+    let fixed = env.path("fixed");
+    let c = counts.display();
+    env.workflow(
+        "pipeline",
+        &format!(
+            "steps:
+  - name: fetch
+    command: echo run >> {c}/fetch
+  - name: build
+    command: echo run >> {c}/build; test -e {fixed}
+  - name: ship
+    command: echo run >> {c}/ship
+",
+            fixed = fixed.display()
+        ),
+    );
+    let count = |s: &str| read(&counts.join(s)).lines().count();
+    let (code, old) = run(&env, "pipeline");
+    assert_eq!(code, 1);
+    assert_eq!((count("fetch"), count("build"), count("ship")), (1, 1, 0));
+
+    std::fs::write(&fixed, "").expect("fix");
+    let ran = env.claw(&["run", "rerun", &old, "--from", "build", "--json"]);
+    ran.expect_code(0);
+    let new = ran.json();
+    let new_id = new["id"].as_str().expect("id").to_owned();
+    assert_ne!(new_id, old);
+    assert_eq!((count("fetch"), count("build"), count("ship")), (1, 2, 1));
+
+    let shown = env.show(&new_id);
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(step(&shown, "fetch")["status"], "succeeded");
+    assert_eq!(
+        step(&shown, "fetch")["message"],
+        format!("kept from run {old}").as_str()
+    );
+    assert_eq!(step(&shown, "build")["status"], "succeeded");
+    assert_eq!(step(&shown, "build")["attempts"], 1);
+    assert_eq!(step(&shown, "ship")["status"], "succeeded");
+    assert_eq!(shown["trigger"]["type"], "rerun");
+    assert_eq!(shown["trigger"]["of"], old.as_str());
+    // The old run is untouched.
+    assert_eq!(env.show(&old)["status"], "failed");
+}
+
+#[test]
+fn rerun_without_from_runs_everything_again() {
+    let env = Env::new();
+    let log = env.path("log");
+    env.workflow(
+        "twice",
+        &format!(
+            "params:\n  who: {{type: string, default: a}}\nsteps:\n  - name: s\n    command: echo $CLAW_PARAM_WHO >> {}\n",
+            log.display()
+        ),
+    );
+    let ran = env.claw(&["workflow", "run", "twice", "--json", "-p", "who=b"]);
+    ran.expect_code(0);
+    let old = ran.json()["id"].as_str().expect("id").to_owned();
+    env.claw(&["run", "rerun", &old, "--json"]).expect_code(0);
+    assert_eq!(read(&log), "b\nb\n", "the rerun used the same params");
+}
+
+#[test]
+fn rerun_from_an_unknown_step() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let (_, id) = run(&env, "diamond");
+    let ran = env.claw(&["run", "rerun", &id, "--from", "jion"]);
+    ran.expect_code(2);
+    assert!(
+        ran.stderr
+            .contains("workflow `diamond` has no step `jion`; did you mean `join`?"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        ids(&env.claw(&["run", "list", "--json"]).json()),
+        vec![id.clone()]
+    );
+}
+
+#[test]
+fn detach_prints_the_id_and_the_run_finishes_in_the_background() {
+    let env = Env::new();
+    let marker = env.path("done");
+    env.workflow(
+        "bg",
+        &format!(
+            "steps:\n  - name: a\n    command: sleep 0.3\n  - name: b\n    command: touch {}\n",
+            marker.display()
+        ),
+    );
+    let ran = env.claw(&["workflow", "run", "bg", "--detach"]);
+    ran.expect_code(0);
+    let id = ran.stdout.trim().to_owned();
+    assert_eq!(id.len(), 26, "not a run id: {:?}", ran.stdout);
+    let status = wait_for(Duration::from_secs(5), || {
+        let s = env.show(&id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        matches!(s.as_str(), "succeeded" | "failed" | "cancelled").then_some(s)
+    });
+    assert_eq!(status.as_deref(), Some("succeeded"));
+    assert!(marker.exists());
+
+    let ran = env.claw(&["workflow", "run", "bg", "--detach", "--json"]);
+    ran.expect_code(0);
+    let queued = ran.json();
+    assert_eq!(queued["status"], "queued");
+    let id = queued["id"].as_str().expect("id").to_owned();
+    assert!(
+        wait_for(Duration::from_secs(5), || (env.show(&id)["status"]
+            == "succeeded")
+            .then_some(()))
+        .is_some()
+    );
+}
+
+#[test]
+fn claw_home_isolates_instances() {
+    let one = Env::new();
+    let two = Env::new();
+    one.workflow("diamond", DIAMOND);
+    two.workflow("diamond", DIAMOND);
+    let (_, id) = run(&one, "diamond");
+    assert_eq!(two.claw(&["run", "list", "--json"]).json(), json!([]));
+    two.claw(&["run", "show", &id]).expect_code(2);
+    let (_, id2) = run(&two, "diamond");
+    assert_eq!(
+        ids(&one.claw(&["run", "list", "--json"]).json()),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        ids(&two.claw(&["run", "list", "--json"]).json()),
+        vec![id2.clone()]
+    );
+    assert!(one.home.join("claw.db").is_file());
+    assert!(two.home.join("claw.db").is_file());
+}
+
+#[test]
+fn the_home_flag_overrides_the_environment() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let other = env.path("other-home");
+    let other = other.display().to_string();
+    let ran = env.claw(&["--home", &other, "workflow", "run", "diamond", "--json"]);
+    ran.expect_code(0);
+    assert_eq!(env.claw(&["run", "list", "--json"]).json(), json!([]));
+    let listed = env
+        .claw(&["--home", &other, "run", "list", "--json"])
+        .json();
+    assert_eq!(ids(&listed).len(), 1);
+}
