@@ -179,6 +179,12 @@ impl<'de> Visitor<'de> for ValueVisitor {
 ///
 /// Errors (syntax, budget exceeded, duplicate keys) come back as one diagnostic with the position
 /// the parser reported.
+///
+/// One leniency, for files written for PyYAML (the seed's own `code-health.yaml` has one): the
+/// continuation lines of a quoted string may start at column 1. YAML 1.2 wants them indented past
+/// the enclosing block; PyYAML does not care. Leading white space on a continuation line is never
+/// part of a quoted string's value, so indenting such a line and parsing again yields exactly the
+/// value PyYAML reads. Other lines keep their positions.
 pub fn parse(source: &str) -> Result<Node, Diagnostic> {
     if source.trim().is_empty() {
         return Ok(Node {
@@ -186,6 +192,59 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
             pos: Pos { line: 1, col: 1 },
         });
     }
+    let mut text = std::borrow::Cow::Borrowed(source);
+    // Each retry fixes one line; a file cannot need more retries than it has lines.
+    let max_retries = source.lines().count().min(10_000);
+    let mut first_error = None;
+    for _ in 0..=max_retries {
+        match parse_once(&text) {
+            Ok(node) => return Ok(node),
+            Err((d, raw)) => {
+                let fixed = raw
+                    .contains("invalid indentation in multiline quoted scalar")
+                    .then(|| indent_line(&text, d.pos.line))
+                    .flatten();
+                if first_error.is_none() {
+                    first_error = Some(d);
+                }
+                match fixed {
+                    Some(t) => text = std::borrow::Cow::Owned(t),
+                    None => break,
+                }
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| Diagnostic::error(Pos { line: 1, col: 1 }, "invalid YAML")))
+}
+
+/// Indents line `line` (1-based) two columns deeper than the line before it.
+fn indent_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let idx = line.checked_sub(1)?;
+    let target = *lines.get(idx)?;
+    let prev_indent = lines[..idx]
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.len() - l.trim_start_matches(' ').len());
+    let own = target.len() - target.trim_start_matches([' ', '\t']).len();
+    if own > prev_indent {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + prev_indent + 2);
+    for (i, l) in lines.iter().enumerate() {
+        if i == idx {
+            out.push_str(&" ".repeat(prev_indent + 2));
+            out.push_str(l.trim_start_matches([' ', '\t']));
+        } else {
+            out.push_str(l);
+        }
+    }
+    Some(out)
+}
+
+/// One parse; on error, the diagnostic and the parser's own message.
+fn parse_once(source: &str) -> Result<Node, (Diagnostic, String)> {
     let options = serde_saphyr::options! {
         with_snippet: false,
     };
@@ -193,13 +252,63 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
         Ok(root) => Ok(node_of(root)),
         Err(err) => {
             let pos = err.location().map_or(Pos { line: 1, col: 1 }, pos_of);
-            let message = err.to_string();
-            // serde-saphyr appends its own " at line X column Y"; the diagnostic prints the position itself.
-            let message = match message.rfind(" at line ") {
-                Some(i) => message[..i].to_owned(),
-                None => message,
-            };
-            Err(Diagnostic::error(pos, format!("invalid YAML: {message}")))
+            let raw = err.to_string();
+            Err((Diagnostic::error(pos, format!("invalid YAML: {}", clean_message(&raw))), raw))
         }
+    }
+}
+
+/// The parser's message without its own position suffix (the diagnostic prints the position).
+fn clean_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw).trim();
+    if let Some(rest) = first.strip_prefix("budget breached: ") {
+        // The parser refused to go on: say what limit, in words.
+        let kind = rest.split([' ', '{']).next().unwrap_or_default();
+        let number: String = rest
+            .split(':')
+            .nth(1)
+            .map(|n| n.trim_start().chars().take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
+        let what = match kind {
+            "Nodes" => "the document expands to too many nodes (aliases that multiply, as in a \"billion laughs\" file?)",
+            "Depth" => "the document is nested too deeply",
+            "Aliases" | "AliasAnchorRatio" => "the document uses too many aliases",
+            "Anchors" => "the document defines too many anchors",
+            "ScalarBytes" | "InputBytes" => "the document is too large",
+            "MergeKeys" => "the document uses too many merge keys",
+            "Documents" => "the file holds too many YAML documents",
+            _ => "the document exceeds the parser's limits",
+        };
+        return if number.is_empty() {
+            format!("refused: {what}")
+        } else {
+            format!("refused: {what}; limit reached at {number}")
+        };
+    }
+    let cut = match first.rfind(" at line ") {
+        Some(i) if first[i..].chars().skip(9).take_while(char::is_ascii_digit).count() > 0 => &first[..i],
+        _ => first,
+    };
+    cut.trim_end_matches([':', ' ']).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyyaml_style_continuation_lines_parse_to_the_same_value() {
+        let src = "steps:\n  - name: a\n    command: \"one\ntwo\n  three\"\n";
+        let node = parse(src).unwrap_or_else(|d| panic!("{d:?}"));
+        let steps = node.get("steps").expect("steps");
+        let Value::Seq(items) = &steps.value else { panic!("not a list") };
+        assert_eq!(items[0].get("command").and_then(Node::as_str), Some("one two three"));
+    }
+
+    #[test]
+    fn syntax_errors_keep_their_position() {
+        let err = parse("a: [1, 2\nb: 3\n").expect_err("invalid");
+        assert!(err.pos.line >= 1);
+        assert!(err.message.starts_with("invalid YAML: "), "{}", err.message);
     }
 }

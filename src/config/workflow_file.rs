@@ -451,7 +451,7 @@ impl Cx<'_> {
             return None;
         };
         let raw = self.step_list(steps_node, "steps", false);
-        if raw.is_empty() && matches!(&steps_node.value, Value::Seq(_)) {
+        if matches!(&steps_node.value, Value::Seq(items) if items.is_empty()) {
             self.err(
                 steps_node.pos,
                 "`steps` is empty: a workflow needs at least one step",
@@ -1077,43 +1077,43 @@ pub fn referenced_steps(text: &str) -> Vec<String> {
     out
 }
 
+/// A dependency cycle, as the list of steps on it, if there is one. Iterative (an explicit
+/// stack), so a workflow with a very long chain of steps cannot overflow the call stack.
 fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
-    // Colour DFS: 0 = unvisited, 1 = on the stack, 2 = done.
+    // 0 = not visited, 1 = on the current path, 2 = done.
     let mut colour = vec![0u8; steps.len()];
-    let mut stack: Vec<usize> = Vec::new();
-    fn visit(
-        i: usize,
-        steps: &[Step],
-        colour: &mut [u8],
-        stack: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        colour[i] = 1;
-        stack.push(i);
-        for &d in &steps[i].needs {
+    for root in 0..steps.len() {
+        if colour[root] != 0 {
+            continue;
+        }
+        // (node, index of the next dependency to look at)
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        colour[root] = 1;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let deps = &steps[node].needs;
+            if *next >= deps.len() {
+                colour[node] = 2;
+                path.pop();
+                continue;
+            }
+            let d = deps[*next];
+            *next += 1;
             if d >= steps.len() {
                 continue;
             }
-            if colour[d] == 1 {
-                let start = stack.iter().position(|&s| s == d).unwrap_or(0);
-                let mut cycle: Vec<usize> = stack[start..].to_vec();
-                cycle.reverse();
-                return Some(cycle);
+            match colour[d] {
+                0 => {
+                    colour[d] = 1;
+                    path.push((d, 0));
+                }
+                1 => {
+                    let start = path.iter().position(|&(n, _)| n == d).unwrap_or(0);
+                    let mut cycle: Vec<usize> = path[start..].iter().map(|&(n, _)| n).collect();
+                    cycle.reverse();
+                    return Some(cycle);
+                }
+                _ => {}
             }
-            if colour[d] == 0
-                && let Some(c) = visit(d, steps, colour, stack)
-            {
-                return Some(c);
-            }
-        }
-        stack.pop();
-        colour[i] = 2;
-        None
-    }
-    for i in 0..steps.len() {
-        if colour[i] == 0
-            && let Some(c) = visit(i, steps, &mut colour, &mut stack)
-        {
-            return Some(c);
         }
     }
     None
