@@ -451,3 +451,64 @@ fn the_home_flag_overrides_the_environment() {
         .json();
     assert_eq!(ids(&listed).len(), 1);
 }
+
+#[test]
+fn rerun_from_a_branch_keeps_the_other_branch() {
+    let env = Env::new();
+    let counts = env.path("counts");
+    std::fs::create_dir_all(&counts).expect("mkdir");
+    let c = counts.display();
+    env.workflow(
+        "branches",
+        &format!(
+            "steps:
+  - name: root
+    command: echo run >> {c}/root
+  - name: left
+    needs: [root]
+    command: echo run >> {c}/left
+  - name: right
+    needs: [root]
+    command: echo run >> {c}/right
+  - name: join
+    needs: [left, right]
+    command: echo run >> {c}/join
+"
+        ),
+    );
+    let count = |s: &str| read(&counts.join(s)).lines().count();
+    let (code, old) = run(&env, "branches");
+    assert_eq!(code, 0);
+    let ran = env.claw(&["run", "rerun", &old, "--from", "left", "--json"]);
+    ran.expect_code(0);
+    let new = ran.json();
+    assert_eq!(
+        [count("root"), count("left"), count("right"), count("join")],
+        [1, 2, 1, 2],
+        "only `left` and what depends on it ran again"
+    );
+    let kept = format!("kept from run {old}");
+    assert_eq!(step(&new, "root")["message"], kept.as_str());
+    assert_eq!(step(&new, "right")["message"], kept.as_str());
+    assert_eq!(step(&new, "join")["status"], "succeeded");
+}
+
+#[test]
+fn rerun_works_after_the_workflow_file_is_gone() {
+    let env = Env::new();
+    let log = env.path("log");
+    let path = env.workflow(
+        "ephemeral",
+        &format!(
+            "steps:\n  - name: a\n    command: echo a >> {l}\n  - name: b\n    command: echo b >> {l}\n",
+            l = log.display()
+        ),
+    );
+    let (code, old) = run(&env, "ephemeral");
+    assert_eq!(code, 0);
+    std::fs::remove_file(&path).expect("rm");
+    let ran = env.claw(&["run", "rerun", &old, "--from", "b", "--json"]);
+    ran.expect_code(0);
+    assert_eq!(ran.json()["status"], "succeeded");
+    assert_eq!(read(&log), "a\nb\nb\n");
+}
