@@ -257,7 +257,6 @@ fn a_missing_command() {
 }
 
 #[test]
-#[ignore = "BUG: a single invalid step also reports a false \"`steps` is empty\" error"]
 fn a_lone_step_without_command_is_one_problem() {
     let env = Env::new();
     let ran = validate(
@@ -278,7 +277,6 @@ fn a_lone_step_without_command_is_one_problem() {
 }
 
 #[test]
-#[ignore = "BUG: a single step of an unknown type also reports a false \"`steps` is empty\" error"]
 fn a_lone_step_of_unknown_type_is_one_problem() {
     let env = Env::new();
     let ran = validate(

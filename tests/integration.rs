@@ -2,14 +2,14 @@
 #![allow(unreachable_pub)]
 //! One test binary (`autotests = false`), one module per topic.
 
-mod common;
-mod crash;
-mod docs;
-mod seed_semantics;
-mod dag;
-mod retry_timeout;
-mod injection;
-mod diagnostics;
-mod seed_examples;
 mod bad_input;
 mod cli;
+mod common;
+mod crash;
+mod dag;
+mod diagnostics;
+mod docs;
+mod injection;
+mod retry_timeout;
+mod seed_examples;
+mod seed_semantics;

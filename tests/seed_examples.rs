@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
-/// Seed files that claw rejects today (each has an ignored test below naming the bug).
-const KNOWN_BAD: &[&str] = &["code-health.yaml"];
-
 fn fixtures(sub: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/seed")
@@ -39,9 +36,6 @@ fn every_seed_workflow_validates() {
     let env = Env::new();
     let mut problems = Vec::new();
     for f in all_fixtures() {
-        if KNOWN_BAD.contains(&file_name(&f).as_str()) {
-            continue;
-        }
         let ran = env.claw(&["workflow", "validate", &f.display().to_string()]);
         if ran.code != 0 {
             problems.push(format!(
@@ -56,23 +50,10 @@ fn every_seed_workflow_validates() {
 }
 
 #[test]
-#[ignore = "BUG: a multi-line double-quoted command whose continuation lines start at column 1 \
-            (accepted by the seed's PyYAML) is rejected: \"invalid indentation in multiline quoted scalar\""]
-fn the_code_health_seed_workflow_validates() {
-    let env = Env::new();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed/code-health.yaml");
-    let ran = env.claw(&["workflow", "validate", &path.display().to_string()]);
-    ran.expect_code(0);
-}
-
-#[test]
 fn every_seed_workflow_dry_runs() {
     let env = Env::new();
     let mut problems = Vec::new();
     for f in all_fixtures() {
-        if KNOWN_BAD.contains(&file_name(&f).as_str()) {
-            continue;
-        }
         let ran = env.claw(&[
             "workflow",
             "run",
@@ -130,9 +111,7 @@ fn check_listed(files: &[PathBuf]) {
             .iter()
             .find(|w| w["name"] == name.as_str())
             .unwrap_or_else(|| panic!("{name} not listed: {listed:#?}"));
-        if !KNOWN_BAD.contains(&file.as_str()) {
-            assert_eq!(entry["valid"], true, "{entry:#}");
-        }
+        assert_eq!(entry["valid"], true, "{file}: {entry:#}");
     }
     let table = env.claw(&["workflow", "list"]);
     table.expect_code(0);
