@@ -17,16 +17,44 @@ const FORMS: &[(&str, &str, &str, &str)] = &[
     ("glued", "printf '%s' pre${{ params.x }}post", "pre", "post"),
 ];
 
+/// The nested places docs/workflows.md names: command substitution, backticks, here-docs. Each
+/// prints the value and a newline.
+const NESTED: &[(&str, &str, &str, &str)] = &[
+    ("subst", "echo \"$(printf '%s' ${{ params.x }})\"", "", "\n"),
+    (
+        "subst-double",
+        "echo \"$(printf '%s' \"${{ params.x }}\")\"",
+        "",
+        "\n",
+    ),
+    (
+        "backticks",
+        "v=`printf '%s' ${{ params.x }}`\nprintf '%s\\n' \"$v\"",
+        "",
+        "\n",
+    ),
+    ("heredoc", "cat <<EOF\n${{ params.x }}\nEOF", "", "\n"),
+    (
+        "heredoc-quoted",
+        "cat <<'EOF'\n${{ params.x }}\nEOF",
+        "",
+        "\n",
+    ),
+];
+
 /// A workflow with one step per form, each running in the test's directory.
-fn setup() -> (Env, PathBuf) {
+fn setup(forms: &[(&str, &str, &str, &str)]) -> (Env, PathBuf) {
     let env = Env::new();
     let dir = env.dir.path().to_path_buf();
     let mut yaml = String::from("params:\n  x: {type: string, default: \"\"}\nsteps:\n");
-    for (name, command, _, _) in FORMS {
+    for (name, command, _, _) in forms {
         yaml.push_str(&format!(
-            "  - name: {name}\n    needs: []\n    on_failure: continue\n    cwd: {}\n    command: |-\n      {command}\n",
+            "  - name: {name}\n    needs: []\n    on_failure: continue\n    cwd: {}\n    command: |-\n",
             dir.display()
         ));
+        for line in command.lines() {
+            yaml.push_str(&format!("      {line}\n"));
+        }
     }
     env.workflow("inject", &yaml);
     (env, dir.join("PWNED"))
@@ -43,7 +71,12 @@ fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
 /// Runs every form with `-p x=<payload>`: each prints exactly the payload and nothing runs.
 #[track_caller]
 fn check(payload: &str) {
-    let (env, pwned) = setup();
+    check_forms(FORMS, payload);
+}
+
+#[track_caller]
+fn check_forms(forms: &[(&str, &str, &str, &str)], payload: &str) {
+    let (env, pwned) = setup(forms);
     let ran = env.claw(&[
         "workflow",
         "run",
@@ -54,7 +87,7 @@ fn check(payload: &str) {
     ]);
     let run = ran.json();
     let mut wrong = Vec::new();
-    for (name, command, before, after) in FORMS {
+    for (name, command, before, after) in forms {
         let s = step(&run, name);
         let want = format!("{before}{payload}{after}");
         if s["status"] != "succeeded" || s["stdout"] != want.as_str() {
@@ -221,4 +254,89 @@ steps:
     let run = ran.json();
     assert_eq!(step(&run, "plain")["stdout"], "{{.Names}} {{ .Status }}\n");
     assert_eq!(step(&run, "mixed")["stdout"], "{{.Names}} web {{.ID}}\n");
+}
+
+const PAYLOADS: &[&str] = &[
+    "\"; touch PWNED #",
+    "'; touch PWNED #",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a'b\"c",
+    "line1\nline2; touch PWNED",
+    "$HOME",
+    "\\",
+    "",
+    "*  two  spaces ?",
+];
+
+#[test]
+fn values_inside_command_substitution_backticks_and_here_docs() {
+    for payload in PAYLOADS {
+        check_forms(NESTED, payload);
+    }
+}
+
+#[test]
+fn a_value_that_would_end_a_here_doc_fails_the_step() {
+    let env = Env::new();
+    let dir = env.dir.path().display().to_string();
+    env.workflow(
+        "heredoc",
+        &format!(
+            "params:
+  x: {{type: string, default: \"\"}}
+steps:
+  - name: s
+    cwd: {dir}
+    command: |-
+      cat <<EOF
+      ${{{{ params.x }}}}
+      EOF
+"
+        ),
+    );
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "heredoc",
+        "--json",
+        "-p",
+        "x=a\nEOF\ntouch PWNED",
+    ]);
+    ran.expect_code(1);
+    assert_eq!(step(&ran.json(), "s")["status"], "failed");
+    assert!(!env.path("PWNED").exists());
+}
+
+#[test]
+fn a_newline_in_a_comment_fails_the_step() {
+    let env = Env::new();
+    let dir = env.dir.path().display().to_string();
+    env.workflow(
+        "comment",
+        &format!(
+            "params:
+  x: {{type: string, default: \"\"}}
+steps:
+  - name: s
+    cwd: {dir}
+    command: echo ok # ${{{{ params.x }}}}
+"
+        ),
+    );
+    let ran = env.claw(&["workflow", "run", "comment", "--json", "-p", "x=harmless"]);
+    ran.expect_code(0);
+    assert_eq!(step(&ran.json(), "s")["stdout"], "ok\n");
+
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "comment",
+        "--json",
+        "-p",
+        "x=a\ntouch PWNED",
+    ]);
+    ran.expect_code(1);
+    assert_eq!(step(&ran.json(), "s")["status"], "failed");
+    assert!(!env.path("PWNED").exists());
 }
