@@ -357,3 +357,51 @@ steps:
         serde_json::json!({"version": "2.0", "summary": "built 2.0 for web"})
     );
 }
+
+/// docs/workflows.md: printing a value that does not exist fails the step, naming the expression.
+#[test]
+fn printing_a_missing_output_fails_the_step() {
+    let env = Env::new();
+    let marker = env.path("ran");
+    env.workflow(
+        "typo",
+        &format!(
+            r#"steps:
+  - name: build
+    command: echo version=1 >> "$CLAW_OUTPUT"
+  - name: ship
+    command: echo ${{{{ steps.build.outputs.verison }}}}; touch {}
+"#,
+            marker.display()
+        ),
+    );
+    let ran = env.claw(&["workflow", "run", "typo", "--json"]);
+    ran.expect_code(1);
+    let run = ran.json();
+    let ship = step(&run, "ship");
+    assert_eq!(ship["status"], "failed");
+    let msg = ship["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("steps.build.outputs.verison"), "{msg}");
+    assert!(!marker.exists(), "the command ran with a missing value");
+}
+
+#[test]
+fn a_missing_output_can_be_tested_in_a_condition() {
+    let env = Env::new();
+    env.workflow(
+        "defined",
+        r#"steps:
+  - name: probe
+    command: echo found=1 >> "$CLAW_OUTPUT"
+  - name: if-missing
+    if: ${{ steps.probe.outputs.other is defined }}
+    command: echo no
+  - name: if-present
+    if: ${{ steps.probe.outputs.found is defined }}
+    command: echo yes
+"#,
+    );
+    let run = run_ok(&env, "defined", &[]);
+    assert_eq!(step(&run, "if-missing")["status"], "skipped");
+    assert_eq!(step(&run, "if-present")["status"], "succeeded");
+}
