@@ -512,3 +512,39 @@ fn rerun_works_after_the_workflow_file_is_gone() {
     assert_eq!(ran.json()["status"], "succeeded");
     assert_eq!(read(&log), "a\nb\nb\n");
 }
+
+#[test]
+fn logs_follow_prints_until_the_run_ends() {
+    let env = Env::new();
+    env.workflow(
+        "chatty",
+        "steps:\n  - name: a\n    command: echo first; sleep 0.5; echo second\n  - name: b\n    command: echo third\n",
+    );
+    let ran = env.claw(&["workflow", "run", "chatty", "--detach"]);
+    ran.expect_code(0);
+    let id = ran.stdout.trim().to_owned();
+    let follow = env.claw(&["run", "logs", &id, "--follow"]);
+    follow.expect_code(0);
+    let text: String = follow
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("==> "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(text, "first\nsecond\nthird\n", "{}", follow.stdout);
+    assert_eq!(env.show(&id)["status"], "succeeded");
+}
+
+#[test]
+fn resuming_a_finished_run_reports_it() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    let (_, id) = run(&env, "diamond");
+    let ran = env.claw(&["run", "resume", &id]);
+    ran.expect_code(0);
+    assert!(
+        ran.stderr.contains(&format!("run {id} already succeeded")),
+        "{}",
+        ran.stderr
+    );
+}
