@@ -288,15 +288,11 @@ fn interrupt_cancels_the_run(signal: nix::sys::signal::Signal) {
 }
 
 #[test]
-#[ignore = "BUG: after SIGINT the run is recorded `succeeded` and claw exits 0; the next step is \
-            started (attempts 1, then `cancelled`) instead of skipped"]
 fn ctrl_c_cancels_the_run() {
     interrupt_cancels_the_run(nix::sys::signal::Signal::SIGINT);
 }
 
 #[test]
-#[ignore = "BUG: after SIGTERM the run is recorded `succeeded` and claw exits 0; the next step is \
-            started (attempts 1, then `cancelled`) instead of skipped"]
 fn sigterm_cancels_the_run() {
     interrupt_cancels_the_run(nix::sys::signal::Signal::SIGTERM);
 }

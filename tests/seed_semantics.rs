@@ -534,8 +534,6 @@ fn kinds_not_built_yet_fail_cleanly() {
 }
 
 #[test]
-#[ignore = "BUG: a dry run fails (exit 1) a step whose `if:` reads an earlier step's outputs: \
-            \"cannot evaluate `if`: undefined value\" (no step ran, so no outputs exist)"]
 fn a_dry_run_of_an_if_on_outputs_does_not_fail() {
     let env = Env::new();
     env.workflow(
@@ -555,8 +553,6 @@ fn a_dry_run_of_an_if_on_outputs_does_not_fail() {
 
 /// Seed rule: a dry run says "dry-run: would execute <type>: <command>" for every step but a gate.
 #[test]
-#[ignore = "BUG: the dry-run message of a kind not built yet drops its command: \
-            `dry-run: would execute llm: llm step` instead of naming the prompt"]
 fn dry_run_names_the_command_of_every_kind() {
     let env = Env::new();
     env.workflow(

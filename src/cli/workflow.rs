@@ -329,7 +329,7 @@ fn env_problems(wf: &Workflow) -> Vec<String> {
     let mut out = Vec::new();
     for s in wf.steps.iter().chain(&wf.rollback) {
         match &s.kind {
-            StepKind::Unavailable { kind } => out.push(format!(
+            StepKind::Unavailable { written: kind, .. } => out.push(format!(
                 "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
                 s.name
             )),

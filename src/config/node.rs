@@ -253,7 +253,10 @@ fn parse_once(source: &str) -> Result<Node, (Diagnostic, String)> {
         Err(err) => {
             let pos = err.location().map_or(Pos { line: 1, col: 1 }, pos_of);
             let raw = err.to_string();
-            Err((Diagnostic::error(pos, format!("invalid YAML: {}", clean_message(&raw))), raw))
+            Err((
+                Diagnostic::error(pos, format!("invalid YAML: {}", clean_message(&raw))),
+                raw,
+            ))
         }
     }
 }
@@ -267,10 +270,17 @@ fn clean_message(raw: &str) -> String {
         let number: String = rest
             .split(':')
             .nth(1)
-            .map(|n| n.trim_start().chars().take_while(char::is_ascii_digit).collect())
+            .map(|n| {
+                n.trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
             .unwrap_or_default();
         let what = match kind {
-            "Nodes" => "the document expands to too many nodes (aliases that multiply, as in a \"billion laughs\" file?)",
+            "Nodes" => {
+                "the document expands to too many nodes (aliases that multiply, as in a \"billion laughs\" file?)"
+            }
             "Depth" => "the document is nested too deeply",
             "Aliases" | "AliasAnchorRatio" => "the document uses too many aliases",
             "Anchors" => "the document defines too many anchors",
@@ -286,7 +296,16 @@ fn clean_message(raw: &str) -> String {
         };
     }
     let cut = match first.rfind(" at line ") {
-        Some(i) if first[i..].chars().skip(9).take_while(char::is_ascii_digit).count() > 0 => &first[..i],
+        Some(i)
+            if first[i..]
+                .chars()
+                .skip(9)
+                .take_while(char::is_ascii_digit)
+                .count()
+                > 0 =>
+        {
+            &first[..i]
+        }
         _ => first,
     };
     cut.trim_end_matches([':', ' ']).to_owned()
@@ -301,8 +320,13 @@ mod tests {
         let src = "steps:\n  - name: a\n    command: \"one\ntwo\n  three\"\n";
         let node = parse(src).unwrap_or_else(|d| panic!("{d:?}"));
         let steps = node.get("steps").expect("steps");
-        let Value::Seq(items) = &steps.value else { panic!("not a list") };
-        assert_eq!(items[0].get("command").and_then(Node::as_str), Some("one two three"));
+        let Value::Seq(items) = &steps.value else {
+            panic!("not a list")
+        };
+        assert_eq!(
+            items[0].get("command").and_then(Node::as_str),
+            Some("one two three")
+        );
     }
 
     #[test]

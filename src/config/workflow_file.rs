@@ -680,6 +680,8 @@ impl Cx<'_> {
             index,
             kind: StepKind::Unavailable {
                 kind: kind.to_owned(),
+                written: type_name.clone(),
+                summary: String::new(),
             },
             needs: Vec::new(),
             condition: None,
@@ -825,7 +827,26 @@ impl Cx<'_> {
                 }
             }
             step.kind = StepKind::Shell(shell);
-        } else if command.is_none() && !kind_payload && kind != "approval" {
+        } else {
+            let main_field = [
+                "prompt", "url", "skill", "workflow", "message", "profile", "to",
+            ]
+            .iter()
+            .find_map(|k| node.get(k).and_then(Node::scalar_text));
+            let summary = command
+                .clone()
+                .or(main_field)
+                .or_else(|| {
+                    node.get("args")
+                        .and_then(|a| a.get("prompt"))
+                        .and_then(Node::scalar_text)
+                })
+                .unwrap_or_else(|| format!("{kind} step"));
+            if let StepKind::Unavailable { summary: s, .. } = &mut step.kind {
+                *s = summary;
+            }
+        }
+        if kind != "shell" && node.get("command").is_none() && !kind_payload && kind != "approval" {
             self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
         }
         step.idempotent = idempotent.unwrap_or(match kind {

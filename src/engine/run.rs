@@ -605,6 +605,13 @@ impl<'a> Exec<'a> {
             Condition::PreviousFailed => previous == Some(StepStatus::Failed),
         });
         let if_ok = match &step.if_expr {
+            // A dry run has no outputs or exit codes: a condition on them is decided at run time.
+            Some(e)
+                if self.run.dry_run
+                    && !crate::config::workflow_file::referenced_steps(e).is_empty() =>
+            {
+                Some(true)
+            }
             Some(e) => {
                 let ctx = self.context();
                 Some(
@@ -655,13 +662,20 @@ impl<'a> Exec<'a> {
             rec.status = StepStatus::Succeeded;
             rec.finished_at = Some(now_ms());
             rec.message = Some(match &step.kind {
-                StepKind::Unavailable { kind } if kind == "approval" => {
+                StepKind::Unavailable { kind, .. } if kind == "approval" => {
                     "dry-run: gate auto-approved".to_owned()
                 }
                 kind => format!(
-                    "dry-run: would execute {}: {}",
+                    "dry-run: would execute {}: {}{}",
                     kind.type_name(),
-                    kind.describe()
+                    kind.describe(),
+                    if step.if_expr.as_deref().is_some_and(|e| {
+                        !crate::config::workflow_file::referenced_steps(e).is_empty()
+                    }) {
+                        " (its `if` is decided at run time)"
+                    } else {
+                        ""
+                    }
                 ),
             });
             self.record(rec.clone())?;
@@ -721,6 +735,10 @@ impl<'a> Exec<'a> {
                 rec.message = None;
             }
             StepOutcome::Cancelled => {
+                // A step is only cancelled through the run's token: the run is being cancelled.
+                if self.stop.is_none() {
+                    self.stop = Some(Stop::Cancel);
+                }
                 rec.status = StepStatus::Cancelled;
                 rec.message = Some(match self.stop {
                     Some(Stop::Timeout) => "stopped: the workflow timed out".to_owned(),
@@ -956,6 +974,10 @@ impl<'a> Exec<'a> {
                     next_poll = Instant::now() + POLL;
                     self.poll_cancel()?;
                     self.heartbeat()?;
+                }
+                () = self.cancel.cancelled(), if self.stop.is_none() => {
+                    // Ctrl-C, SIGTERM or the workflow's own token: stop starting steps now.
+                    self.stop = Some(Stop::Cancel);
                 }
                 () = async { if let Some(d) = deadline { sleep_until(d).await } else { std::future::pending().await } }, if self.stop != Some(Stop::Timeout) && deadline.is_some() => {
                     self.stop = Some(Stop::Timeout);

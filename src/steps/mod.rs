@@ -69,7 +69,7 @@ pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
             let program = shell.shell.as_deref().unwrap_or("/bin/sh");
             shell::run(program, input, shell.outputs == OutputMode::Json, cancel).await
         }
-        StepKind::Unavailable { kind } => StepReport::failed(format!(
+        StepKind::Unavailable { written: kind, .. } => StepReport::failed(format!(
             "step type `{kind}` is not available yet in this version of claw"
         )),
     }

@@ -159,7 +159,12 @@ pub enum StepKind {
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
+        /// The canonical kind (`llm` for `claude_prompt`).
         kind: String,
+        /// The `type:` as written in the file.
+        written: String,
+        /// What it would do: its `command`, or its main field (`prompt`, `url`, `skill`, ...).
+        summary: String,
     },
 }
 
@@ -167,7 +172,7 @@ impl StepKind {
     pub fn type_name(&self) -> &str {
         match self {
             Self::Shell(_) => "shell",
-            Self::Unavailable { kind } => kind,
+            Self::Unavailable { written, .. } => written,
         }
     }
 
@@ -175,7 +180,7 @@ impl StepKind {
     pub fn describe(&self) -> String {
         match self {
             Self::Shell(s) => s.command.clone(),
-            Self::Unavailable { kind } => format!("{kind} step"),
+            Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
 }
