@@ -165,7 +165,7 @@ fn a_bad_duration() {
     );
     assert_fails_with(
         &ran,
-        r"error: dur.yaml:3:14: invalid duration for `timeout`: unknown unit `x` in `5x` (expected ms, s, m, h or d) (expected seconds or e.g. 30s, 5m, 1h, 2h30m)
+        r"error: dur.yaml:3:14: invalid duration for `timeout`: unknown unit `x` in `5x` (expected ms, s, m, h or d)
   |
 3 |     timeout: 5x
   |              ^
@@ -321,7 +321,7 @@ steps:
     );
     assert_fails_with(
         &ran,
-        r"error: multi.yaml:2:10: invalid duration for `timeout`: unknown unit `x` in `5x` (expected ms, s, m, h or d) (expected seconds or e.g. 30s, 5m, 1h, 2h30m)
+        r"error: multi.yaml:2:10: invalid duration for `timeout`: unknown unit `x` in `5x` (expected ms, s, m, h or d)
   |
 2 | timeout: 5x
   |          ^

@@ -12,6 +12,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// Source lines longer than this many characters are cut around the column.
+const MAX_SHOWN: usize = 120;
+
 /// A 1-based line and column. Line 0 means "no position known".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
@@ -83,17 +86,26 @@ impl Diagnostic {
             let number = self.pos.line.to_string();
             let gutter = " ".repeat(number.len());
             let line = line.replace('\t', " ");
+            // Very long lines (minified or generated input) are shown as a window around the column.
+            let chars: Vec<char> = line.chars().collect();
+            let col = self.pos.col.saturating_sub(1).min(chars.len());
+            let (start, prefix) = if chars.len() > MAX_SHOWN && col > MAX_SHOWN / 2 {
+                (col - MAX_SHOWN / 2, "…")
+            } else {
+                (0, "")
+            };
+            let end = (start + MAX_SHOWN).min(chars.len());
+            let suffix = if end < chars.len() { "…" } else { "" };
+            let shown: String = chars[start..end].iter().collect();
             // The caret goes under the column, counted in characters.
-            let caret_pad: String = line
-                .chars()
-                .take(self.pos.col.saturating_sub(1))
-                .map(|_| ' ')
-                .collect();
+            let caret_pad = " ".repeat(col - start + prefix.chars().count());
             let _ = writeln!(out, "{gutter} |");
-            let _ = writeln!(out, "{number} | {line}");
+            let _ = writeln!(out, "{number} | {prefix}{shown}{suffix}");
             let _ = writeln!(out, "{gutter} | {caret_pad}^");
-        }
-        if let Some(help) = &self.help {
+            if let Some(help) = &self.help {
+                let _ = writeln!(out, "{gutter} = help: {help}");
+            }
+        } else if let Some(help) = &self.help {
             let _ = writeln!(out, "  = help: {help}");
         }
         out

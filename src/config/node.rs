@@ -245,8 +245,13 @@ fn indent_line(text: &str, line: usize) -> Option<String> {
 
 /// One parse; on error, the diagnostic and the parser's own message.
 fn parse_once(source: &str) -> Result<Node, (Diagnostic, String)> {
+    // YAML 1.2 scalars: only true/false are booleans (`y`, `no`, `on` stay strings, so a
+    // command argument `y` is not turned into `true`), and `0755` stays the string it looks like.
+    // Fields that want a boolean accept yes/no/on/off themselves, as PyYAML did.
     let options = serde_saphyr::options! {
         with_snippet: false,
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
     };
     match serde_saphyr::from_str_with_options::<Spanned<Value>>(source, options) {
         Ok(root) => Ok(node_of(root)),

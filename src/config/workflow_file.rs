@@ -288,8 +288,11 @@ impl Cx<'_> {
     }
 
     fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
-        match node.value {
-            Value::Bool(b) => Some(b),
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            // YAML 1.1 spellings, which the seed's PyYAML read as booleans.
+            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "yes" | "on") => Some(true),
+            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "no" | "off") => Some(false),
             _ => {
                 self.err(
                     node.pos,
@@ -332,11 +335,14 @@ impl Cx<'_> {
         match parsed {
             Ok(d) => Some(d),
             Err(why) => {
+                let hint = if why.contains("expected") {
+                    String::new()
+                } else {
+                    " (expected seconds or e.g. 30s, 5m, 1h, 2h30m)".to_owned()
+                };
                 self.err(
                     node.pos,
-                    format!(
-                        "invalid duration for `{field}`: {why} (expected seconds or e.g. 30s, 5m, 1h, 2h30m)"
-                    ),
+                    format!("invalid duration for `{field}`: {why}{hint}"),
                 );
                 None
             }
