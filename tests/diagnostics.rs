@@ -351,7 +351,7 @@ error: multi.yaml:13:17: unknown on_failure `contine` (expected abort, continue 
    |
 13 |     on_failure: contine
    |                 ^
-  = help: did you mean `continue`?
+   = help: did you mean `continue`?
 
 0 of 1 workflow file(s) valid
 ",
