@@ -320,7 +320,8 @@ fn a_newline_in_a_comment_fails_the_step() {
 steps:
   - name: s
     cwd: {dir}
-    command: echo ok # ${{{{ params.x }}}}
+    command: |
+      echo ok # ${{{{ params.x }}}}
 "
         ),
     );

@@ -1012,7 +1012,14 @@ impl<'a> Exec<'a> {
                     })
                     .collect();
                 done.sort_by_key(|(t, c)| (std::cmp::Reverse(*t), std::cmp::Reverse(c.index)));
-                done.into_iter().map(|(_, c)| c).collect()
+                // Recorded in the order they run.
+                done.into_iter()
+                    .enumerate()
+                    .map(|(i, (_, mut c))| {
+                        c.index = i;
+                        c
+                    })
+                    .collect()
             }
             Phase::Main => return Ok(()),
         };
