@@ -537,6 +537,8 @@ pub(crate) fn drive_foreground(
             watcher.cancel();
             tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
             eprintln!("claw: stopped; the run can be resumed with `claw run resume`");
+            // The user asked twice: leave now. The run stays resumable (its owner is gone).
+            #[allow(clippy::disallowed_methods)]
             std::process::exit(130);
         });
         engine
