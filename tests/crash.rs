@@ -85,10 +85,16 @@ fn kill_9_loses_nothing_and_never_silently_reruns() {
         let counts_dir = env.path(&format!("counts-{cycle}"));
         std::fs::create_dir_all(&counts_dir).expect("mkdir");
         env.workflow("crashy", &workflow(&counts_dir));
-        let before_runs = env.claw(&["run", "list", "--json", "--limit", "1000"]).json();
+        let before_runs = env
+            .claw(&["run", "list", "--json", "--limit", "1000"])
+            .json();
         let before_ids: Vec<String> = before_runs
             .as_array()
-            .map(|a| a.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
 
         let mut child = env.spawn(&["workflow", "run", "crashy", "--quiet"]);
@@ -98,7 +104,9 @@ fn kill_9_loses_nothing_and_never_silently_reruns() {
         // Steps live in their own process groups and may still be finishing: let them.
         std::thread::sleep(Duration::from_millis(250));
 
-        let after = env.claw(&["run", "list", "--json", "--limit", "1000"]).json();
+        let after = env
+            .claw(&["run", "list", "--json", "--limit", "1000"])
+            .json();
         let new_runs: Vec<String> = after
             .as_array()
             .map(|a| {
@@ -152,7 +160,8 @@ fn kill_9_loses_nothing_and_never_silently_reruns() {
                             NON_IDEMPOTENT.contains(&name.as_str()),
                             "cycle {cycle}: idempotent step {name} waits for a decision"
                         );
-                        env.claw(&["run", "approve", &run, &name, "--no-wait"]).expect_code(0);
+                        env.claw(&["run", "approve", &run, &name, "--no-wait"])
+                            .expect_code(0);
                         *approvals.entry(name).or_default() += 1;
                         approvals_total += 1;
                     }
@@ -171,7 +180,11 @@ fn kill_9_loses_nothing_and_never_silently_reruns() {
         let final_counts = counts(&counts_dir);
         let final_status = statuses(&env, &run);
         for step in STEPS {
-            assert_eq!(final_status.get(step).map(String::as_str), Some("succeeded"), "cycle {cycle}: {step}");
+            assert_eq!(
+                final_status.get(step).map(String::as_str),
+                Some("succeeded"),
+                "cycle {cycle}: {step}"
+            );
             assert!(final_counts[step] >= 1, "cycle {cycle}: {step} never ran");
         }
         // A step recorded as finished before the crash never ran again.

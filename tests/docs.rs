@@ -60,7 +60,13 @@ fn every_documented_workflow_validates() {
         for (name, yaml) in workflow_blocks(&page) {
             let file = env.write(&format!("docs/{name}.yaml"), &yaml);
             let out = env.claw(&["workflow", "validate", file.to_str().expect("utf-8")]);
-            assert_eq!(out.code, 0, "{} example `{name}`:\n{}", page.display(), out.stderr);
+            assert_eq!(
+                out.code,
+                0,
+                "{} example `{name}`:\n{}",
+                page.display(),
+                out.stderr
+            );
             count += 1;
         }
     }
@@ -93,11 +99,22 @@ fn documented_examples_behave_as_documented() {
         .as_array()
         .expect("steps")
         .iter()
-        .map(|s| format!("{}={}", s["name"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or("")))
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["name"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(
         statuses,
-        ["flaky-check=failed", "report-failure=succeeded", "deploy=skipped", "cleanup=succeeded"]
+        [
+            "flaky-check=failed",
+            "report-failure=succeeded",
+            "deploy=skipped",
+            "cleanup=succeeded"
+        ]
     );
 
     let saga = run_doc_example(&env, "docs/workflows.md", "saga");
@@ -133,12 +150,27 @@ fn documented_examples_behave_as_documented() {
 fn example_workflows_validate_and_hello_runs() {
     let env = Env::new();
     let dir = repo().join("workflows");
-    let out = env.claw(&["--root", repo().to_str().expect("utf-8"), "workflow", "validate"]);
+    let out = env.claw(&[
+        "--root",
+        repo().to_str().expect("utf-8"),
+        "workflow",
+        "validate",
+    ]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("hello.yaml"), "{}", out.stdout);
-    let run = env.claw(&["workflow", "run", dir.join("hello.yaml").to_str().expect("utf-8"), "-p", "who=O'Brien", "--json"]);
+    let run = env.claw(&[
+        "workflow",
+        "run",
+        dir.join("hello.yaml").to_str().expect("utf-8"),
+        "-p",
+        "who=O'Brien",
+        "--json",
+    ]);
     run.expect_code(0);
     let j = run.json();
     assert_eq!(j["steps"][0]["stdout"], "hello, O'Brien\n");
-    assert_eq!(j["steps"][3]["stdout"], "hello, O'Brien: 14 bytes, 2 words\n");
+    assert_eq!(
+        j["steps"][3]["stdout"],
+        "hello, O'Brien: 14 bytes, 2 words\n"
+    );
 }

@@ -44,8 +44,12 @@ impl Ran {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -106,13 +110,17 @@ impl Env {
 
     /// `claw run show RUN --json`.
     pub fn show(&self, run: &str) -> serde_json::Value {
-        self.claw(&["run", "show", run, "--json"]).expect_code(0).json()
+        self.claw(&["run", "show", run, "--json"])
+            .expect_code(0)
+            .json()
     }
 
     /// The newest run's id, if any.
     pub fn last_run(&self) -> Option<String> {
         let list = self.claw(&["run", "list", "--json", "--limit", "1"]);
-        list.json().as_array()?.first()?["id"].as_str().map(str::to_owned)
+        list.json().as_array()?.first()?["id"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// The status of each step of a run, by name.
@@ -122,7 +130,12 @@ impl Env {
             .map(|steps| {
                 steps
                     .iter()
-                    .map(|s| (s["name"].as_str().unwrap_or("").to_owned(), s["status"].as_str().unwrap_or("").to_owned()))
+                    .map(|s| {
+                        (
+                            s["name"].as_str().unwrap_or("").to_owned(),
+                            s["status"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
