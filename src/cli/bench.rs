@@ -24,13 +24,13 @@ pub(crate) enum BenchCommand {
     },
 }
 
-pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
+pub(crate) fn run(_ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Engine {
             steps,
             rounds,
             json,
-        } => engine(ctx, steps.max(1), rounds.max(1), json),
+        } => engine(steps.max(1), rounds.max(1), json),
     }
 }
 
@@ -39,9 +39,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn engine(ctx: &Ctx, steps: usize, rounds: usize, json: bool) -> CliResult {
+fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
     // A scratch data directory: the benchmark must not fill the user's run history.
-    let scratch = tempfile_dir(&ctx.dirs)?;
+    let scratch = scratch_dir()?;
     let dirs = Dirs {
         home: scratch.clone(),
         root: scratch.clone(),
@@ -171,9 +171,8 @@ fn engine(ctx: &Ctx, steps: usize, rounds: usize, json: bool) -> CliResult {
     Ok(())
 }
 
-fn tempfile_dir(dirs: &Dirs) -> Result<std::path::PathBuf, CliError> {
+fn scratch_dir() -> Result<std::path::PathBuf, CliError> {
     let base = std::env::temp_dir();
-    let _ = dirs;
     let dir = base.join(format!(
         "claw-bench-{}",
         ulid::Ulid::new().to_string().to_ascii_lowercase()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::output;
-use super::workflow::{drive_foreground, report, spawn_detached};
+use super::workflow::{drive_foreground, report};
 use super::{CliError, CliResult, Ctx};
 use crate::engine::{Engine, NewRun};
 use crate::store::{Phase, RunFilter, RunRecord, RunStatus, StepStatus};
@@ -110,14 +110,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: RunCommand) -> CliResult {
             all,
             json,
             quiet,
-        } => resume(ctx, &engine, run.as_deref(), all, json, quiet),
+        } => resume(&engine, run.as_deref(), all, json, quiet),
         RunCommand::Cancel { run } => cancel(&engine, &run),
         RunCommand::Rerun {
             run,
             from,
             json,
             quiet,
-        } => rerun(ctx, &engine, &run, from.as_deref(), json, quiet),
+        } => rerun(&engine, &run, from.as_deref(), json, quiet),
         RunCommand::Approve {
             run,
             step,
@@ -286,14 +286,7 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
     }
 }
 
-fn resume(
-    ctx: &Ctx,
-    engine: &Engine,
-    id: Option<&str>,
-    all: bool,
-    json: bool,
-    quiet: bool,
-) -> CliResult {
+fn resume(engine: &Engine, id: Option<&str>, all: bool, json: bool, quiet: bool) -> CliResult {
     if all {
         let runs: Vec<RunRecord> = engine
             .store
@@ -315,7 +308,6 @@ fn resume(
                 }
             }
         }
-        let _ = ctx;
         return if failed {
             Err(CliError::failed())
         } else {
@@ -349,14 +341,7 @@ fn cancel(engine: &Engine, id: &str) -> CliResult {
     Ok(())
 }
 
-fn rerun(
-    ctx: &Ctx,
-    engine: &Engine,
-    id: &str,
-    from: Option<&str>,
-    json: bool,
-    quiet: bool,
-) -> CliResult {
+fn rerun(engine: &Engine, id: &str, from: Option<&str>, json: bool, quiet: bool) -> CliResult {
     let old = engine.store.find_run(id)?;
     // The workflow as it is now (fixed since the failure, perhaps); the stored one if the file is gone.
     let wf = match crate::config::workflow_file::load_file(std::path::Path::new(&old.workflow_path))
@@ -421,7 +406,6 @@ fn rerun(
     if !json {
         eprintln!("rerun of {}: run {}", old.id, run.id);
     }
-    let _ = ctx;
     drive_foreground(engine, &run.id, None, json, quiet)
 }
 
@@ -484,9 +468,4 @@ fn decide(
         return drive_foreground(engine, &run.id, None, false, false);
     }
     Ok(())
-}
-
-#[allow(dead_code)]
-fn detach(ctx: &Ctx, engine: &Engine, id: &str) -> CliResult {
-    spawn_detached(ctx, engine, id)
 }

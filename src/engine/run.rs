@@ -1044,7 +1044,7 @@ impl<'a> Exec<'a> {
                 let mut tasks: JoinSet<Done> = JoinSet::new();
                 let mut delay = Duration::ZERO;
                 loop {
-                    self.start_phase_step(step, phase, &mut tasks, delay)?;
+                    self.start(step, phase, &mut tasks, delay)?;
                     let Some(done) = tasks.join_next().await else {
                         break;
                     };
@@ -1061,16 +1061,6 @@ impl<'a> Exec<'a> {
         self.cancel = saved;
         self.stop = saved_stop;
         Ok(())
-    }
-
-    fn start_phase_step(
-        &mut self,
-        step: &Step,
-        phase: Phase,
-        tasks: &mut JoinSet<Done>,
-        delay: Duration,
-    ) -> Result<()> {
-        self.start(step, phase, tasks, delay)
     }
 
     async fn finish(mut self) -> Result<RunRecord> {
