@@ -24,14 +24,6 @@ steps:
     command: echo join
 ";
 
-#[track_caller]
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
-}
-
 /// Runs a workflow with `--json`; returns its exit status and run id.
 fn run(env: &Env, name: &str) -> (i32, String) {
     let ran = env.claw(&["workflow", "run", name, "--json"]);

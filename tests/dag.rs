@@ -19,14 +19,6 @@ fn run_ok(env: &Env, name: &str, args: &[&str]) -> Value {
 }
 
 #[track_caller]
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
-}
-
-#[track_caller]
 fn time(run: &Value, name: &str, field: &str) -> DateTime<FixedOffset> {
     let text = step(run, name)[field]
         .as_str()

@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
-
 use crate::common::*;
 
 /// The places a value can land in a command, and what the command prints around it.
@@ -58,14 +56,6 @@ fn setup(forms: &[(&str, &str, &str, &str)]) -> (Env, PathBuf) {
     }
     env.workflow("inject", &yaml);
     (env, dir.join("PWNED"))
-}
-
-#[track_caller]
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
 }
 
 /// Runs every form with `-p x=<payload>`: each prints exactly the payload and nothing runs.

@@ -4,17 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::common::*;
-
-#[track_caller]
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
-}
 
 /// Whether a process is gone (a zombie waiting for its reaper counts as gone: it runs no more).
 fn process_gone(pid: u32) -> bool {
@@ -321,4 +311,46 @@ fn cancel_stops_a_detached_run() {
     });
     assert_eq!(status.as_deref(), Some("cancelled"), "{:#}", env.show(&id));
     assert_eq!(step(&env.show(&id), "after")["status"], "skipped");
+}
+
+/// A command that floods its output still times out, and its log stays within the cap
+/// (the current file plus one rotated file).
+#[test]
+fn a_flooding_step_still_times_out_and_its_log_is_capped() {
+    let env = Env::new();
+    std::fs::write(
+        env.root.join("claw.yaml"),
+        "logs:\n  max_step_bytes: 65536\n",
+    )
+    .expect("claw.yaml");
+    env.workflow(
+        "flood",
+        "steps:\n  - name: flood\n    timeout: 1\n    command: yes\n",
+    );
+    let start = Instant::now();
+    let ran = env.claw(&["workflow", "run", "flood", "--json"]);
+    ran.expect_code(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    let run = ran.json();
+    let flood = step(&run, "flood");
+    assert!(
+        flood["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timed out"),
+        "{flood}"
+    );
+    let log = std::path::PathBuf::from(flood["log"].as_str().expect("log path"));
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let rotated = std::path::PathBuf::from(format!("{}.1", log.display()));
+    assert!(size(&log) <= 65536, "{}", size(&log));
+    assert!(
+        size(&rotated) <= 65536 && size(&rotated) > 0,
+        "{}",
+        size(&rotated)
+    );
 }

@@ -19,15 +19,6 @@ fn run(env: &Env, name: &str, args: &[&str]) -> (Ran, Value) {
     (ran, shown)
 }
 
-/// The record of step `name` in a shown run.
-#[track_caller]
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
-}
-
 /// `(name, status)` of every step, in the order `run show` lists them.
 fn statuses(run: &Value) -> Vec<(String, String)> {
     run["steps"]

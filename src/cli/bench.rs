@@ -56,12 +56,7 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
     let engine = Engine::open(dirs, settings)?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
-
-    // The first run on a new database is measured on its own; then the store is brought to the
-    // state of a data directory in use (its WAL file at full size, overwritten in place, which
-    // makes each commit's fsync cheaper) before the measured rounds.
-    let first = {
-        let t = Instant::now();
+    let one_run = || -> Result<crate::store::RunRecord, CliError> {
         let run = engine.create_run(&NewRun {
             workflow: &wf,
             params: serde_json::json!({}),
@@ -69,7 +64,15 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
             dry_run: false,
             claim: true,
         })?;
-        rt.block_on(engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent))?;
+        Ok(rt.block_on(engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent))?)
+    };
+
+    // The first run on a new database is measured on its own; then the store is brought to the
+    // state of a data directory in use (its WAL file at full size, overwritten in place, which
+    // makes each commit's fsync cheaper) before the measured rounds.
+    let first = {
+        let t = Instant::now();
+        one_run()?;
         t.elapsed()
     };
     let wal = scratch.join("claw.db-wal");
@@ -77,14 +80,7 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
     let mut warmup = 0;
     let mut last = wal_size();
     while warmup < 60 {
-        let run = engine.create_run(&NewRun {
-            workflow: &wf,
-            params: serde_json::json!({}),
-            trigger: serde_json::json!({"type": "bench"}),
-            dry_run: false,
-            claim: true,
-        })?;
-        rt.block_on(engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent))?;
+        one_run()?;
         warmup += 1;
         let now = wal_size();
         if now == last && now > 0 {
@@ -113,14 +109,7 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
         })?;
         let d = t.elapsed();
         let t = Instant::now();
-        let run = engine.create_run(&NewRun {
-            workflow: &wf,
-            params: serde_json::json!({}),
-            trigger: serde_json::json!({"type": "bench"}),
-            dry_run: false,
-            claim: true,
-        })?;
-        let done = rt.block_on(engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent))?;
+        let done = one_run()?;
         let e = t.elapsed();
         if done.status != crate::store::RunStatus::Succeeded {
             return Err(CliError::internal(format!(

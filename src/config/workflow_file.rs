@@ -822,7 +822,14 @@ impl Cx<'_> {
         if let Some(c) = &command
             && let Some(n) = node.get("command")
         {
-            self.template(n, c);
+            if kind == "shell" {
+                // Also refuses places where no value could ever be quoted safely.
+                for e in self.eval.check_shell_template(c) {
+                    self.err(n.pos, format!("invalid expression: {e}"));
+                }
+            } else {
+                self.template(n, c);
+            }
         }
         if kind == "shell" {
             match command {

@@ -215,28 +215,10 @@ pub async fn run(
             break;
         }
         tokio::select! {
-            r = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match r {
-                Some(n) => {
-                    log.write(&out_buf[..n]);
-                    out_capture.push(&out_buf[..n]);
-                }
-                None => stdout = None,
-            },
-            r = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match r {
-                Some(n) => {
-                    log.write(&err_buf[..n]);
-                    err_tail.push(&err_buf[..n]);
-                }
-                None => stderr = None,
-            },
-            s = child.wait(), if status.is_none() => {
-                status = Some(s);
-                // Stop what the command left running in its group; it would hold our pipes open.
-                signal_group(pgid, Signal::SIGTERM);
-                if kill_at == far {
-                    kill_at = Instant::now() + input.kill_grace;
-                }
-            },
+            // Fixed order. Timers and cancellation first: they are rarely ready, and a command
+            // that floods its output must not starve them. Then stdout before stderr, so that
+            // `echo out; echo err >&2` reaches the log in that order, and output before the exit.
+            biased;
             () = sleep_until(deadline), if !timed_out && status.is_none() && !cancelled => {
                 timed_out = true;
                 signal_group(pgid, Signal::SIGTERM);
@@ -258,6 +240,28 @@ pub async fn run(
                 stderr = None;
                 if status.is_none() {
                     status = Some(child.wait().await);
+                }
+            },
+            r = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match r {
+                Some(n) => {
+                    log.write(&out_buf[..n]);
+                    out_capture.push(&out_buf[..n]);
+                }
+                None => stdout = None,
+            },
+            r = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match r {
+                Some(n) => {
+                    log.write(&err_buf[..n]);
+                    err_tail.push(&err_buf[..n]);
+                }
+                None => stderr = None,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s);
+                // Stop what the command left running in its group; it would hold our pipes open.
+                signal_group(pgid, Signal::SIGTERM);
+                if kill_at == far {
+                    kill_at = Instant::now() + input.kill_grace;
                 }
             },
         }

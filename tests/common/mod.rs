@@ -159,3 +159,12 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+/// The record of step `name` in a shown run (`claw run show --json` or `workflow run --json`).
+#[track_caller]
+pub fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
+}
