@@ -9,7 +9,7 @@ use super::output::{self, TermProgress};
 use super::{CliError, CliResult, Ctx};
 use crate::config::diagnostic::did_you_mean;
 use crate::config::workflow_file::{self, FileErrors};
-use crate::engine::{Engine, NewRun, params};
+use crate::engine::{Engine, EngineError, NewRun, params};
 use crate::store::{RunRecord, RunStatus};
 use crate::workflow::{StepKind, Workflow};
 
@@ -544,7 +544,21 @@ pub(crate) fn drive_foreground(
         engine
             .drive_loaded(run_id, workflow, &cancel, &progress)
             .await
-    })?;
+    });
+    let finished = match finished {
+        Ok(run) => run,
+        // The store or the machine failed mid-run: what was committed stays, and the run can
+        // be carried on once the problem is fixed.
+        Err(e @ (EngineError::Store(_) | EngineError::Io(_))) => {
+            let mut err = CliError::from(e);
+            err.message.push_str(&format!(
+                "
+  run {run_id} stopped where it was; once this is fixed, continue it with `claw run resume {run_id}`"
+            ));
+            return Err(err);
+        }
+        Err(e) => return Err(e.into()),
+    };
     report(engine, &finished, json)
 }
 
