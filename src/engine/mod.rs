@@ -1,6 +1,6 @@
 //! The engine: creates runs, claims them, and executes their step DAG to the end.
 //!
-//! One event loop per run ([`run::Exec`]) starts every step whose dependencies are done, up to
+//! One event loop per run (`run::Exec`) starts every step whose dependencies are done, up to
 //! `max_parallel`, and records each transition in the store *before* the work it starts, so that
 //! a `kill -9` at any moment leaves a state from which [`Engine::drive`] can carry on: finished
 //! steps are never run again, an interrupted idempotent step is run again, and an interrupted
