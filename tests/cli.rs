@@ -540,3 +540,29 @@ fn resuming_a_finished_run_reports_it() {
         ran.stderr
     );
 }
+
+/// `claw workflow list` shows `name:`; a workflow can be run by it as well as by its file name.
+#[test]
+fn a_workflow_runs_by_its_name_field_too() {
+    let env = Env::new();
+    env.workflow(
+        "nb",
+        "name: nightly-backup\nsteps:\n  - name: a\n    command: echo by-name\n",
+    );
+    let ran = env.claw(&["workflow", "run", "nightly-backup", "--json"]);
+    ran.expect_code(0);
+    assert_eq!(ran.json()["workflow"], "nightly-backup");
+    env.workflow(
+        "nb2",
+        "name: nightly-backup\nsteps:\n  - name: a\n    command: echo twin\n",
+    );
+    let twice = env.claw(&["workflow", "run", "nightly-backup"]);
+    twice.expect_code(2);
+    assert!(
+        twice
+            .stderr
+            .contains("several workflows are named `nightly-backup`"),
+        "{}",
+        twice.stderr
+    );
+}

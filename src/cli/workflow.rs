@@ -145,6 +145,21 @@ pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
     if arg.contains('/') || is_yaml(as_path) {
         return Err(CliError::usage(format!("workflow file not found: {arg}")));
     }
+    // `claw workflow list` shows each workflow's `name:`; find it by that too.
+    let by_name: Vec<PathBuf> = all_files(ctx)
+        .into_iter()
+        .filter(|p| workflow_file::load_file(p).is_ok_and(|wf| wf.name == arg))
+        .collect();
+    if let [one] = by_name.as_slice() {
+        return Ok(one.clone());
+    }
+    if by_name.len() > 1 {
+        let files: Vec<String> = by_name.iter().map(|p| p.display().to_string()).collect();
+        return Err(CliError::usage(format!(
+            "several workflows are named `{arg}`: {}; give the file's path",
+            files.join(", ")
+        )));
+    }
     let stems: Vec<String> = all_files(ctx)
         .iter()
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
