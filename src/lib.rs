@@ -1,6 +1,7 @@
 //! claw: durable YAML workflows for homelabs and small ops, in one binary.
 //!
 //! # Layout
+//! - [`audit`]: the hash-chained, append-only audit log.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 //! - [`config`]: everything read from files and the environment: the spanned YAML tree,
 //!   diagnostics, workflow files, `claw.yaml`, where the data directory and config root are.
@@ -9,6 +10,7 @@
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;

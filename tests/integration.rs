@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)]
 //! One test binary (`autotests = false`), one module per topic.
 
+mod audit;
 mod bad_input;
 mod cli;
 mod common;

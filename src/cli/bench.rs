@@ -11,6 +11,14 @@ use crate::engine::{Engine, NewRun, Silent};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// `claw audit verify` on a log of N entries, against reading and parsing the same lines
+    /// without checking them.
+    Audit {
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// A workflow of N sequential `true` steps through the engine, against N direct
     /// `/bin/sh -c true` spawns measured in the same process run.
     Engine {
@@ -26,6 +34,7 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(_ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
+        BenchCommand::Audit { entries, json } => audit(entries.max(1), json),
         BenchCommand::Engine {
             steps,
             rounds,
@@ -169,4 +178,77 @@ fn scratch_dir() -> Result<std::path::PathBuf, CliError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
+}
+
+fn audit(entries: usize, json: bool) -> CliResult {
+    use crate::audit::{AuditLog, Event, write_chain};
+    let scratch = scratch_dir()?;
+    let path = scratch.join("audit.log");
+    let events = (0..entries).map(|i| {
+        Event::new(
+            "cli:bench",
+            if i % 2 == 0 {
+                "workflow.step.started"
+            } else {
+                "workflow.step.finished"
+            },
+            &format!("01jdzbenchrun{:08}/step-{}", i / 40, i % 40),
+            "ok",
+            serde_json::json!({"attempt": 1, "exit_code": 0}),
+        )
+    });
+    write_chain(&path, events).map_err(|e| CliError::internal(e.to_string()))?;
+    let log = AuditLog::new(&path);
+    let mut verify_times = Vec::new();
+    let mut parse_times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let report = log
+            .verify()
+            .map_err(|e| CliError::internal(e.to_string()))?;
+        verify_times.push(t.elapsed());
+        if report.problem.is_some() || report.entries != entries {
+            return Err(CliError::internal(format!(
+                "benchmark log did not verify: {report:?}"
+            )));
+        }
+        // Baseline: what any reader pays, reading and parsing every line.
+        let t = Instant::now();
+        let text = std::fs::read(&path).map_err(|e| CliError::internal(e.to_string()))?;
+        let mut n = 0usize;
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if serde_json::from_slice::<serde_json::Value>(line).is_ok() {
+                n += 1;
+            }
+        }
+        parse_times.push(t.elapsed());
+        if n != entries {
+            return Err(CliError::internal("baseline parse lost lines"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let v = median(verify_times);
+    let p = median(parse_times);
+    let ratio = v.as_secs_f64() / p.as_secs_f64().max(1e-9);
+    if json {
+        super::output::print_json(&serde_json::json!({
+            "benchmark": "audit",
+            "entries": entries,
+            "verify_ms": v.as_secs_f64() * 1000.0,
+            "baseline_parse_ms": p.as_secs_f64() * 1000.0,
+            "ratio": ratio,
+        }));
+    } else {
+        println!("audit verify: {entries} entries, median of 3");
+        println!(
+            "  read + parse every line (baseline)  {:>9.1} ms",
+            p.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  claw audit verify                   {:>9.1} ms",
+            v.as_secs_f64() * 1000.0
+        );
+        println!("  ratio                               {ratio:>9.2}x");
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! Exit status (DESIGN.md §16): 0 success, 1 the thing run failed, 2 bad usage or invalid input,
 //! 3 an internal or environment error.
 
+mod audit;
 mod bench;
 mod output;
 mod run;
@@ -96,6 +97,9 @@ enum Command {
     /// Inspect and control runs: list, show, logs, resume, cancel, rerun, approve, reject.
     #[command(subcommand)]
     Run(run::RunCommand),
+    /// The tamper-evident audit log: tail, search, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Built-in benchmarks, each measured against a baseline in the same process run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -149,6 +153,7 @@ fn dispatch(cli: Cli) -> CliResult {
     match cli.command {
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Run(cmd) => run::run(&ctx, cmd),
+        Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
     }
 }

@@ -446,7 +446,7 @@ fn decide(
             }
         }
     };
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = crate::config::paths::local_user();
     let who = who.unwrap_or_else(|| format!("cli:{user}"));
     let who = match &reason {
         Some(r) => format!("{who} ({r})"),

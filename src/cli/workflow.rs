@@ -430,6 +430,7 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
                 }
                 Err(e) => {
                     invalid += 1;
+                    record_invalid(ctx, path, e.diagnostics.len());
                     if !json {
                         eprintln!("{}", e.render());
                     }
@@ -462,6 +463,25 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
     }
 }
 
+/// Audits a file that failed validation (only in an existing data directory: validating
+/// creates no state).
+fn record_invalid(ctx: &Ctx, path: &Path, problems: usize) {
+    if !ctx.dirs.home.is_dir() {
+        return;
+    }
+    let user = crate::config::paths::local_user();
+    let event = crate::audit::Event::new(
+        &format!("cli:{user}"),
+        "config.validation_failed",
+        &path.display().to_string(),
+        "failed",
+        serde_json::json!({"problems": problems}),
+    );
+    if let Err(e) = crate::audit::AuditLog::in_dir(&ctx.dirs.home).record(&event) {
+        eprintln!("warning: {e}");
+    }
+}
+
 fn run_workflow(
     ctx: &Ctx,
     arg: &str,
@@ -479,7 +499,7 @@ fn run_workflow(
     let bound =
         params::bind(&wf, &given).map_err(|errs| CliError::usage(errs.join("\nerror: ")))?;
     let engine = ctx.engine()?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = crate::config::paths::local_user();
     let run = engine.create_run(&NewRun {
         workflow: &wf,
         params: bound,

@@ -85,3 +85,15 @@ pub fn process_env() -> Vec<(OsString, OsString)> {
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
+
+/// The local user's name: `$USER`, else the password database's name for this uid, else the uid.
+pub fn local_user() -> String {
+    if let Some(u) = env_var("USER") {
+        return u;
+    }
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}

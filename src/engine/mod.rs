@@ -87,6 +87,7 @@ pub struct Engine {
     pub dirs: Dirs,
     pub settings: Settings,
     pub store: Arc<dyn Store>,
+    pub audit: crate::audit::AuditLog,
     owner: String,
     eval: Evaluator,
 }
@@ -117,11 +118,34 @@ impl Engine {
 
     pub fn with_store(dirs: Dirs, settings: Settings, store: Arc<dyn Store>) -> Self {
         Self {
+            audit: crate::audit::AuditLog::in_dir(&dirs.home),
             dirs,
             settings,
             store,
             owner: owner::current(),
             eval: Evaluator::new(),
+        }
+    }
+
+    /// Records an audit entry. A failure to write the audit log does not stop the work; it is
+    /// reported to `progress`.
+    pub fn audit(&self, event: &crate::audit::Event, progress: &dyn Progress) {
+        if let Err(e) = self.audit.record(event) {
+            let msg = format!("warning: {e}");
+            progress.event(&Event::Note { message: &msg });
+        }
+    }
+
+    /// Who started a run, for the audit log: `cli:<user>` for a manual run.
+    pub fn actor_of(run: &RunRecord) -> String {
+        match run.trigger.get("user").and_then(serde_json::Value::as_str) {
+            Some(u) => format!("cli:{u}"),
+            None => run
+                .trigger
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("claw")
+                .to_owned(),
         }
     }
 
@@ -244,6 +268,16 @@ impl Engine {
                 run.id
             )));
         }
+        self.audit(
+            &crate::audit::Event::new(
+                who,
+                "workflow.step.decided",
+                &format!("{}/{step}", run.id),
+                decision,
+                serde_json::json!({"workflow": run.workflow}),
+            ),
+            &Silent,
+        );
         Ok(())
     }
 
@@ -253,6 +287,16 @@ impl Engine {
             return Ok(run.status);
         }
         self.store.request_cancel(&run.id)?;
+        self.audit(
+            &crate::audit::Event::new(
+                &format!("cli:{}", crate::config::paths::local_user()),
+                "workflow.run.cancel_requested",
+                &run.id,
+                "ok",
+                serde_json::json!({"workflow": run.workflow}),
+            ),
+            &Silent,
+        );
         let unowned = run.owner.is_none() || owner::is_dead(run, now_ms());
         if unowned {
             // Claim it so that no resume races with us, then close it.

@@ -139,6 +139,25 @@ impl<'a> Exec<'a> {
         if self.run.cancel_requested {
             self.stop = Some(Stop::Cancel);
         }
+        let action = if self.recs.is_empty() {
+            "workflow.run.started"
+        } else {
+            "workflow.run.resumed"
+        };
+        self.engine.audit(
+            &crate::audit::Event::new(
+                &Engine::actor_of(&self.run),
+                action,
+                &self.run.id,
+                "ok",
+                serde_json::json!({
+                    "workflow": self.wf.name,
+                    "dry_run": self.run.dry_run,
+                    "params": self.run.params.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+                }),
+            ),
+            self.progress,
+        );
         if let Some(limit) = self.wf.timeout {
             let started = self.run.started_at.unwrap_or_else(now_ms);
             let elapsed = u64::try_from(now_ms().saturating_sub(started)).unwrap_or(0);
@@ -1125,6 +1144,16 @@ impl<'a> Exec<'a> {
             outputs.as_ref(),
             now_ms(),
         )?;
+        self.engine.audit(
+            &crate::audit::Event::new(
+                &Engine::actor_of(&self.run),
+                "workflow.run.finished",
+                &self.run.id,
+                status.as_str(),
+                serde_json::json!({"workflow": self.wf.name, "error": error}),
+            ),
+            self.progress,
+        );
         if let Err(e) = self.engine.prune(&self.wf.name) {
             let msg = format!("could not prune old runs: {e}");
             self.progress.event(&Event::Note { message: &msg });

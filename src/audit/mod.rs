@@ -1,0 +1,674 @@
+//! The audit log: `audit.log` in the data directory, one JSON object per line, each entry chained
+//! to the one before it by a SHA-256 hash, so that editing, deleting, reordering or truncating
+//! entries is detected by [`AuditLog::verify`].
+//!
+//! An entry is `{ts, seq, actor, action, target, outcome, detail, prev, hash}` where
+//! `hash = sha256(prev || canonical JSON of the entry without hash)` and `prev` is the hash of the
+//! entry before it (64 zeros for the first). Canonical JSON is compact with keys sorted.
+//!
+//! Lines written by the seed system (`{ts, action, detail, source}`, no hash) are accepted as a
+//! legacy prefix and reported as unchained. A last line torn by a crash is reported by `verify`
+//! and, on the next append, moved aside to `audit.log.torn-<time>` (never glued to the next
+//! entry), with an `audit.repaired` entry saying so.
+//!
+//! Appends take an exclusive lock on the file, so several claw processes can write one log; each
+//! append is one `write` of a whole line followed by `fsync`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first chained entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How far back from the end an append looks for the last entry.
+const TAIL_WINDOW: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the last entry cannot be read ({why}); run `claw audit verify`")]
+    Unreadable { path: PathBuf, why: String },
+}
+
+/// What happened, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Who: `cli:<user>`, `engine`, `telegram:<id>`, …
+    pub actor: String,
+    /// What, dotted: `workflow.run.started`, `vault.set`, …
+    pub action: String,
+    /// On what: a run id, a workflow name, a key name (never a secret value).
+    pub target: String,
+    /// `ok`, `failed`, `refused`, …
+    pub outcome: String,
+    pub detail: Value,
+}
+
+impl Event {
+    pub fn new(actor: &str, action: &str, target: &str, outcome: &str, detail: Value) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// A chained entry.
+    Entry(Value),
+    /// A seed-format line (no hash).
+    Legacy(Value),
+}
+
+impl Line {
+    pub fn value(&self) -> &Value {
+        match self {
+            Self::Entry(v) | Self::Legacy(v) => v,
+        }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Chained entries read (up to the first problem).
+    pub entries: usize,
+    /// Seed-format lines before the chain starts.
+    pub legacy: usize,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+/// The first broken place of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number.
+    pub line: usize,
+    pub kind: ProblemKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// An entry's content does not match its hash.
+    Edited,
+    /// Entries are missing before this one.
+    Deleted,
+    /// Entries are out of order.
+    Reordered,
+    /// The chain does not link (`prev` is not the previous entry's hash).
+    Broken,
+    /// A line that is not an entry.
+    Garbled,
+    /// The last line is incomplete (a crash while writing, or a truncated file).
+    Torn,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AuditError + 'a {
+    move |source| AuditError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The hash of an entry: sha256 over `prev` then the canonical JSON of the entry without `hash`.
+pub fn entry_hash(entry: &Map<String, Value>) -> String {
+    let prev = entry
+        .get("prev")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut body = entry.clone();
+    body.remove("hash");
+    // serde_json's map keeps keys sorted (no `preserve_order`): this is the canonical form.
+    let canonical = Value::Object(body).to_string();
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(canonical.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The audit log of one data directory.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// `<home>/audit.log`.
+    pub fn in_dir(home: &Path) -> Self {
+        Self::new(&home.join("audit.log"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry, chained to the last one, and syncs it to disk before returning.
+    pub fn record(&self, event: &Event) -> Result<Value, AuditError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io("open", &self.path))?;
+        let mut file =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| AuditError::Io {
+                what: "lock",
+                path: self.path.clone(),
+                source: e.into(),
+            })?;
+        let (mut last, torn) = self.read_tail(&mut file)?;
+        if let Some((keep, fragment)) = torn {
+            // Move the torn bytes aside and say so in the chain.
+            let aside = self.path.with_file_name(format!(
+                "{}.torn-{}",
+                self.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+            ));
+            std::fs::write(&aside, &fragment).map_err(io("write", &aside))?;
+            file.set_len(keep).map_err(io("truncate", &self.path))?;
+            let repair = Event::new(
+                "claw",
+                "audit.repaired",
+                &self.path.display().to_string(),
+                "ok",
+                json!({"torn_bytes": fragment.len(), "saved_to": aside.display().to_string()}),
+            );
+            last = Some(self.append(&mut file, &repair, last.as_ref())?);
+        }
+        self.append(&mut file, event, last.as_ref())
+    }
+
+    fn append(
+        &self,
+        file: &mut File,
+        event: &Event,
+        last: Option<&Value>,
+    ) -> Result<Value, AuditError> {
+        let (seq, prev) = match last {
+            Some(v) if v.get("hash").is_some() => (
+                v.get("seq").and_then(Value::as_u64).unwrap_or(0) + 1,
+                v.get("hash")
+                    .and_then(Value::as_str)
+                    .unwrap_or(GENESIS)
+                    .to_owned(),
+            ),
+            _ => (1, GENESIS.to_owned()),
+        };
+        let mut entry = Map::new();
+        entry.insert(
+            "ts".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        entry.insert("seq".into(), seq.into());
+        entry.insert("actor".into(), event.actor.clone().into());
+        entry.insert("action".into(), event.action.clone().into());
+        entry.insert("target".into(), event.target.clone().into());
+        entry.insert("outcome".into(), event.outcome.clone().into());
+        entry.insert("detail".into(), event.detail.clone());
+        entry.insert("prev".into(), prev.into());
+        let hash = entry_hash(&entry);
+        entry.insert("hash".into(), hash.into());
+        let value = Value::Object(entry);
+        let mut line = value.to_string();
+        line.push('\n');
+        // One write of the whole line (O_APPEND), then to disk.
+        file.write_all(line.as_bytes())
+            .map_err(io("write", &self.path))?;
+        file.sync_data().map_err(io("sync", &self.path))?;
+        Ok(value)
+    }
+
+    /// The last complete line, and the torn fragment after it (with the length to keep) if the
+    /// file does not end with a newline.
+    #[allow(clippy::type_complexity)]
+    fn read_tail(
+        &self,
+        file: &mut File,
+    ) -> Result<(Option<Value>, Option<(u64, Vec<u8>)>), AuditError> {
+        let len = file.metadata().map_err(io("read", &self.path))?.len();
+        if len == 0 {
+            return Ok((None, None));
+        }
+        let start = len.saturating_sub(TAIL_WINDOW);
+        file.seek(SeekFrom::Start(start))
+            .map_err(io("read", &self.path))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(io("read", &self.path))?;
+        let mut torn = None;
+        let mut body = &buf[..];
+        if buf.last() != Some(&b'\n') {
+            let cut = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            torn = Some((start + cut as u64, buf[cut..].to_vec()));
+            body = &buf[..cut];
+        }
+        let last = body
+            .split(|&b| b == b'\n')
+            .rev()
+            .find(|l| !l.iter().all(u8::is_ascii_whitespace));
+        let last =
+            match last {
+                None => None,
+                Some(l) => Some(serde_json::from_slice::<Value>(l).map_err(|e| {
+                    AuditError::Unreadable {
+                        path: self.path.clone(),
+                        why: e.to_string(),
+                    }
+                })?),
+            };
+        Ok((last, torn))
+    }
+
+    /// Every line, oldest first. A missing file is an empty log.
+    pub fn lines(&self) -> Result<Vec<Line>, AuditError> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("read", &self.path)(e)),
+        };
+        let mut out = Vec::new();
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(io("read", &self.path))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                if v.get("hash").is_some() {
+                    out.push(Line::Entry(v));
+                } else {
+                    out.push(Line::Legacy(v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last `n` lines.
+    pub fn tail(&self, n: usize) -> Result<Vec<Line>, AuditError> {
+        let mut all = self.lines()?;
+        let cut = all.len().saturating_sub(n);
+        Ok(all.split_off(cut))
+    }
+
+    /// Lines matching every given filter, oldest first. `text` matches anywhere in the line,
+    /// case-insensitively; `since`/`until` compare RFC 3339 timestamps.
+    pub fn search(&self, q: &Query) -> Result<Vec<Line>, AuditError> {
+        let text = q.text.as_deref().map(str::to_lowercase);
+        Ok(self
+            .lines()?
+            .into_iter()
+            .filter(|l| {
+                let v = l.value();
+                let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+                text.as_ref()
+                    .is_none_or(|t| v.to_string().to_lowercase().contains(t))
+                    && q.action.as_deref().is_none_or(|a| {
+                        field("action") == a || field("action").starts_with(&format!("{a}."))
+                    })
+                    && q.actor.as_deref().is_none_or(|a| field("actor") == a)
+                    && q.since.as_deref().is_none_or(|s| field("ts") >= s)
+                    && q.until.as_deref().is_none_or(|u| field("ts") <= u)
+            })
+            .collect())
+    }
+
+    /// Checks the whole chain and names the first broken entry.
+    pub fn verify(&self) -> Result<Report, AuditError> {
+        let mut bytes = Vec::new();
+        match File::open(&self.path) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes).map_err(io("read", &self.path))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read", &self.path)(e)),
+        }
+        let ends_clean = bytes.is_empty() || bytes.last() == Some(&b'\n');
+        let raw: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        // The piece after the last newline is empty when the file ends cleanly.
+        let count = raw.len() - usize::from(ends_clean);
+        let mut report = Report {
+            entries: 0,
+            legacy: 0,
+            problem: None,
+        };
+        let mut last_hash = GENESIS.to_owned();
+        let mut expected_seq = 1u64;
+        // Sequence numbers of all lines, to tell a deletion from a reordering.
+        let seqs: Vec<Option<u64>> = raw[..count]
+            .iter()
+            .map(|l| {
+                serde_json::from_slice::<Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("seq").and_then(Value::as_u64))
+            })
+            .collect();
+        for (i, line) in raw[..count].iter().enumerate() {
+            let n = i + 1;
+            let fail = |kind, message: String| Problem {
+                line: n,
+                kind,
+                message,
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value = match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Object(m)) => m,
+                _ if i + 1 == count && !ends_clean => {
+                    report.problem = Some(fail(
+                        ProblemKind::Torn,
+                        format!(
+                            "line {n} is an incomplete entry (a crash while writing, or the file was cut); the next append moves it aside"
+                        ),
+                    ));
+                    return Ok(report);
+                }
+                _ => {
+                    report.problem = Some(fail(
+                        ProblemKind::Garbled,
+                        format!("line {n} is not an audit entry"),
+                    ));
+                    return Ok(report);
+                }
+            };
+            let Some(hash) = value.get("hash").and_then(Value::as_str) else {
+                if report.entries == 0 {
+                    report.legacy += 1;
+                    continue;
+                }
+                report.problem = Some(fail(
+                    ProblemKind::Garbled,
+                    format!("line {n} has no hash, after the chain began (an inserted line?)"),
+                ));
+                return Ok(report);
+            };
+            let seq = value.get("seq").and_then(Value::as_u64).unwrap_or(0);
+            if entry_hash(&value) != hash {
+                report.problem = Some(fail(
+                    ProblemKind::Edited,
+                    format!(
+                        "entry {seq} (line {n}) was changed: its content does not match its hash"
+                    ),
+                ));
+                return Ok(report);
+            }
+            if seq != expected_seq {
+                let (kind, message) = if seq < expected_seq {
+                    (
+                        ProblemKind::Reordered,
+                        format!(
+                            "entry {seq} (line {n}) is out of order: entry {expected_seq} was expected"
+                        ),
+                    )
+                } else if seqs[i + 1..].contains(&Some(expected_seq)) {
+                    (
+                        ProblemKind::Reordered,
+                        format!(
+                            "entry {seq} (line {n}) is out of order: entry {expected_seq} comes later"
+                        ),
+                    )
+                } else {
+                    (
+                        ProblemKind::Deleted,
+                        format!(
+                            "entries {expected_seq}..{} are missing before line {n}",
+                            seq - 1
+                        ),
+                    )
+                };
+                report.problem = Some(fail(kind, message));
+                return Ok(report);
+            }
+            let prev = value
+                .get("prev")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if prev != last_hash {
+                report.problem = Some(fail(
+                    ProblemKind::Broken,
+                    format!(
+                        "entry {seq} (line {n}) does not link to the entry before it (the chain was rewritten from here)"
+                    ),
+                ));
+                return Ok(report);
+            }
+            last_hash = hash.to_owned();
+            expected_seq = seq + 1;
+            report.entries += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// Filters for [`AuditLog::search`].
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub text: Option<String>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Writes `events` as a fresh chained log in one go (for benchmarks and tests: no lock, one
+/// sync at the end).
+pub fn write_chain(path: &Path, events: impl IntoIterator<Item = Event>) -> Result<(), AuditError> {
+    let mut out = String::new();
+    let mut prev = GENESIS.to_owned();
+    for (i, e) in events.into_iter().enumerate() {
+        let mut entry = Map::new();
+        entry.insert(
+            "ts".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        entry.insert("seq".into(), (i as u64 + 1).into());
+        entry.insert("actor".into(), e.actor.into());
+        entry.insert("action".into(), e.action.into());
+        entry.insert("target".into(), e.target.into());
+        entry.insert("outcome".into(), e.outcome.into());
+        entry.insert("detail".into(), e.detail);
+        entry.insert("prev".into(), prev.clone().into());
+        let hash = entry_hash(&entry);
+        prev.clone_from(&hash);
+        entry.insert("hash".into(), hash.into());
+        out.push_str(&Value::Object(entry).to_string());
+        out.push('\n');
+    }
+    let mut f = File::create(path).map_err(io("create", path))?;
+    f.write_all(out.as_bytes()).map_err(io("write", path))?;
+    f.sync_all().map_err(io("sync", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(dir.path());
+        for i in 0..n {
+            log.record(&Event::new(
+                "cli:me",
+                "workflow.run.started",
+                &format!("run{i}"),
+                "ok",
+                json!({"i": i}),
+            ))
+            .unwrap();
+        }
+        (dir, log)
+    }
+
+    fn rewrite(log: &AuditLog, f: impl FnOnce(&mut Vec<String>)) {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        f(&mut lines);
+        std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_untouched_log_verifies() {
+        let (_d, log) = log_with(20);
+        let r = log.verify().unwrap();
+        assert_eq!((r.entries, r.legacy, r.problem), (20, 0, None));
+    }
+
+    #[test]
+    fn an_edited_field_is_named() {
+        let (_d, log) = log_with(10);
+        rewrite(&log, |l| l[4] = l[4].replace("run4", "run9"));
+        let p = log.verify().unwrap().problem.unwrap();
+        assert_eq!((p.line, p.kind), (5, ProblemKind::Edited), "{}", p.message);
+        assert!(p.message.contains("entry 5"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_deleted_line_is_named() {
+        let (_d, log) = log_with(10);
+        rewrite(&log, |l| {
+            l.remove(3);
+        });
+        let p = log.verify().unwrap().problem.unwrap();
+        assert_eq!((p.line, p.kind), (4, ProblemKind::Deleted), "{}", p.message);
+        assert!(
+            p.message.contains("entries 4..4 are missing"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn swapped_lines_are_named() {
+        let (_d, log) = log_with(10);
+        rewrite(&log, |l| l.swap(2, 6));
+        let p = log.verify().unwrap().problem.unwrap();
+        assert_eq!(
+            (p.line, p.kind),
+            (3, ProblemKind::Reordered),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn a_rewritten_chain_tail_is_caught() {
+        // Someone recomputes the hash of an edited entry: the next entry no longer links.
+        let (_d, log) = log_with(5);
+        rewrite(&log, |l| {
+            let mut v: Map<String, Value> = serde_json::from_str(&l[1]).unwrap();
+            v.insert("target".into(), "forged".into());
+            let h = entry_hash(&v);
+            v.insert("hash".into(), h.into());
+            l[1] = Value::Object(v).to_string();
+        });
+        let p = log.verify().unwrap().problem.unwrap();
+        assert_eq!((p.line, p.kind), (3, ProblemKind::Broken), "{}", p.message);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_reported_then_moved_aside() {
+        let (dir, log) = log_with(3);
+        let full = std::fs::read(log.path()).unwrap();
+        std::fs::write(log.path(), &full[..full.len() - 20]).unwrap();
+        let p = log.verify().unwrap().problem.unwrap();
+        assert_eq!((p.line, p.kind), (3, ProblemKind::Torn), "{}", p.message);
+        log.record(&Event::new("cli:me", "x", "y", "ok", json!({})))
+            .unwrap();
+        let r = log.verify().unwrap();
+        assert_eq!(r.problem, None);
+        assert_eq!(r.entries, 4, "2 kept + repair + new");
+        let lines = log.lines().unwrap();
+        assert_eq!(lines[2].value()["action"], "audit.repaired");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+    }
+
+    #[test]
+    fn seed_lines_are_a_legacy_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(dir.path());
+        std::fs::write(
+            log.path(),
+            "{\"ts\": \"2026-01-01T00:00:00\", \"action\": \"skill.run\", \"detail\": \"heartbeat\", \"source\": \"cli\"}\n",
+        )
+        .unwrap();
+        log.record(&Event::new("cli:me", "vault.set", "KEY", "ok", json!({})))
+            .unwrap();
+        let r = log.verify().unwrap();
+        assert_eq!((r.entries, r.legacy, r.problem), (1, 1, None));
+        assert_eq!(
+            log.search(&Query {
+                text: Some("HEARTBEAT".into()),
+                ..Query::default()
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+        assert_eq!(
+            log.search(&Query {
+                action: Some("vault".into()),
+                ..Query::default()
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn concurrent_appenders_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let log = AuditLog::new(&path);
+                    for i in 0..25 {
+                        log.record(&Event::new("t", "a", &format!("{t}-{i}"), "ok", json!({})))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let r = AuditLog::new(&path).verify().unwrap();
+        assert_eq!((r.entries, r.problem), (200, None));
+    }
+}

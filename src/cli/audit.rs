@@ -1,0 +1,152 @@
+//! `claw audit tail | search | verify`.
+
+use clap::Subcommand;
+
+use super::output;
+use super::{CliError, CliResult, Ctx};
+use crate::audit::{AuditLog, Line, Query};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// The last entries.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Entries matching a text (case-insensitive) and filters.
+    Search {
+        query: Option<String>,
+        /// An action, or a prefix of one (`vault` matches `vault.set`).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        /// RFC 3339 time or date (`2026-11-22`, `2026-11-22T10:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and name the first broken entry. Exit status 1 if it is broken.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: AuditCommand) -> CliResult {
+    let log = AuditLog::in_dir(&ctx.dirs.home);
+    let fail = |e: crate::audit::AuditError| CliError::internal(e.to_string());
+    match cmd {
+        AuditCommand::Tail { lines, json } => print(&log.tail(lines).map_err(fail)?, json),
+        AuditCommand::Search {
+            query,
+            action,
+            actor,
+            since,
+            until,
+            json,
+        } => {
+            let q = Query {
+                text: query,
+                action,
+                actor,
+                since,
+                until,
+            };
+            print(&log.search(&q).map_err(fail)?, json)
+        }
+        AuditCommand::Verify { json } => {
+            let r = log.verify().map_err(fail)?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "path": log.path(),
+                    "ok": r.problem.is_none(),
+                    "entries": r.entries,
+                    "legacy": r.legacy,
+                    "problem": r.problem.as_ref().map(|p| serde_json::json!({
+                        "line": p.line, "kind": format!("{:?}", p.kind).to_lowercase(), "message": p.message,
+                    })),
+                }));
+            } else {
+                if r.legacy > 0 {
+                    println!(
+                        "{} seed-format line(s) before the chain: not chained, not verifiable",
+                        r.legacy
+                    );
+                }
+                match &r.problem {
+                    None => println!(
+                        "ok: {} entries, chain intact ({})",
+                        r.entries,
+                        log.path().display()
+                    ),
+                    Some(p) => eprintln!(
+                        "BROKEN at line {}: {}\n({} entries before it verified)",
+                        p.line, p.message, r.entries
+                    ),
+                }
+            }
+            if r.problem.is_some() {
+                Err(CliError::failed())
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn print(lines: &[Line], json: bool) -> CliResult {
+    if json {
+        output::print_json(&serde_json::Value::Array(
+            lines.iter().map(|l| l.value().clone()).collect(),
+        ));
+        return Ok(());
+    }
+    let s = |v: &serde_json::Value, k: &str| match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let v = l.value();
+            let detail = s(v, "detail");
+            vec![
+                s(v, "ts"),
+                s(v, "actor").if_empty(&s(v, "source")),
+                s(v, "action"),
+                s(v, "target"),
+                s(v, "outcome"),
+                output::first_line(&detail, 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "DETAIL"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() {
+            other.to_owned()
+        } else {
+            self
+        }
+    }
+}

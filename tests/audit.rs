@@ -1,0 +1,149 @@
+//! The audit log through the binary: runs are recorded, `claw audit verify` detects an edited,
+//! deleted, reordered or cut entry and names it, and a torn last line is repaired on the next
+//! append without losing it.
+
+use crate::common::*;
+
+fn lines(env: &Env) -> Vec<String> {
+    read(&env.home.join("audit.log"))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(env: &Env, lines: &[String]) {
+    std::fs::write(env.home.join("audit.log"), lines.join("\n") + "\n").expect("write");
+}
+
+/// Three quick runs: six entries.
+fn env_with_runs() -> Env {
+    let env = Env::new();
+    env.workflow("q", "steps:\n  - name: a\n    command: 'true'\n");
+    for _ in 0..3 {
+        env.claw(&["workflow", "run", "q"]).expect_code(0);
+    }
+    env
+}
+
+#[test]
+fn runs_are_recorded_and_the_chain_verifies() {
+    let env = env_with_runs();
+    let tail = env
+        .claw(&["audit", "tail", "-n", "2", "--json"])
+        .expect_code(0)
+        .json();
+    let actions: Vec<&str> = tail
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, ["workflow.run.started", "workflow.run.finished"]);
+    assert_eq!(tail[1]["outcome"], "succeeded");
+    assert!(
+        tail[1]["actor"].as_str().unwrap_or("").starts_with("cli:"),
+        "{tail}"
+    );
+    let verify = env.claw(&["audit", "verify"]);
+    verify.expect_code(0);
+    assert!(verify.stdout.contains("ok: 6 entries"), "{}", verify.stdout);
+    let found = env
+        .claw(&["audit", "search", "--action", "workflow.run", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(found.as_array().map(Vec::len), Some(6));
+}
+
+#[test]
+fn an_edit_is_detected_and_named() {
+    let env = env_with_runs();
+    let mut l = lines(&env);
+    l[2] = l[2].replace("\"ok\"", "\"failed\"");
+    write_lines(&env, &l);
+    let v = env.claw(&["audit", "verify"]);
+    v.expect_code(1);
+    assert!(
+        v.stderr
+            .contains("BROKEN at line 3: entry 3 (line 3) was changed"),
+        "{}",
+        v.stderr
+    );
+}
+
+#[test]
+fn a_deleted_line_is_detected_and_named() {
+    let env = env_with_runs();
+    let mut l = lines(&env);
+    l.remove(1);
+    write_lines(&env, &l);
+    let v = env.claw(&["audit", "verify", "--json"]);
+    v.expect_code(1);
+    let j = v.json();
+    assert_eq!(j["problem"]["line"], 2);
+    assert_eq!(j["problem"]["kind"], "deleted");
+}
+
+#[test]
+fn swapped_lines_are_detected_and_named() {
+    let env = env_with_runs();
+    let mut l = lines(&env);
+    l.swap(1, 4);
+    write_lines(&env, &l);
+    let j = env
+        .claw(&["audit", "verify", "--json"])
+        .expect_code(1)
+        .json();
+    assert_eq!(j["problem"]["line"], 2);
+    assert_eq!(j["problem"]["kind"], "reordered");
+}
+
+#[test]
+fn a_cut_last_line_is_reported_then_repaired_by_the_next_append() {
+    let env = env_with_runs();
+    let path = env.home.join("audit.log");
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() - 15]).expect("cut");
+    let j = env
+        .claw(&["audit", "verify", "--json"])
+        .expect_code(1)
+        .json();
+    assert_eq!(j["problem"]["kind"], "torn");
+    assert_eq!(j["problem"]["line"], 6);
+    env.claw(&["workflow", "run", "q"]).expect_code(0);
+    let after = env
+        .claw(&["audit", "verify", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(after["entries"], 8, "5 kept + repair + 2 new: {after}");
+    let repaired = env
+        .claw(&["audit", "search", "--action", "audit.repaired", "--json"])
+        .expect_code(0)
+        .json();
+    let saved = repaired[0]["detail"]["saved_to"]
+        .as_str()
+        .expect("saved_to")
+        .to_owned();
+    let cut = &bytes[..bytes.len() - 15];
+    let fragment = &cut[cut.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)..];
+    assert_eq!(std::fs::read(&saved).expect("fragment"), fragment);
+}
+
+#[test]
+fn a_seed_audit_log_is_an_unchained_prefix() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).expect("mkdir");
+    std::fs::write(
+        env.home.join("audit.log"),
+        "{\"ts\": \"2026-03-01T10:00:00\", \"action\": \"skill.run\", \"detail\": \"heartbeat ok\", \"source\": \"cli\"}\n",
+    )
+    .expect("write");
+    env.workflow("q", "steps:\n  - name: a\n    command: 'true'\n");
+    env.claw(&["workflow", "run", "q"]).expect_code(0);
+    let v = env.claw(&["audit", "verify"]);
+    v.expect_code(0);
+    assert!(v.stdout.contains("1 seed-format line(s)"), "{}", v.stdout);
+    assert!(v.stdout.contains("ok: 2 entries"), "{}", v.stdout);
+    let found = env.claw(&["audit", "search", "HEARTBEAT"]);
+    found.expect_code(0);
+    assert!(found.stdout.contains("skill.run"), "{}", found.stdout);
+}
