@@ -257,11 +257,25 @@ impl AuditLog {
         if len == 0 {
             return Ok((None, None));
         }
-        let start = len.saturating_sub(TAIL_WINDOW);
-        file.seek(SeekFrom::Start(start))
-            .map_err(io("read", &self.path))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf).map_err(io("read", &self.path))?;
+        // Read back from the end in growing windows until the window holds the last complete
+        // line (entries are a few hundred bytes: one small read is the usual case).
+        let mut window = 4096u64;
+        let (start, buf) = loop {
+            let start = len.saturating_sub(window);
+            file.seek(SeekFrom::Start(start))
+                .map_err(io("read", &self.path))?;
+            let mut buf = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+            file.read_to_end(&mut buf).map_err(io("read", &self.path))?;
+            let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let has_line_start = body.iter().rposition(|&b| b == b'\n').is_some_and(|i| {
+                // A newline before the last line (or before the torn tail and a line before it).
+                buf.last() == Some(&b'\n') || body[..i].contains(&b'\n') || start == 0
+            });
+            if start == 0 || has_line_start || window >= TAIL_WINDOW {
+                break (start, buf);
+            }
+            window *= 4;
+        };
         let mut torn = None;
         let mut body = &buf[..];
         if buf.last() != Some(&b'\n') {
@@ -647,6 +661,22 @@ mod tests {
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn entries_longer_than_the_first_read_window_chain_correctly() {
+        let (_d, log) = log_with(2);
+        let big = "x".repeat(50_000);
+        log.record(&Event::new("a", "b", "c", "ok", json!({"big": big})))
+            .unwrap();
+        log.record(&Event::new("a", "b", "c", "ok", json!({})))
+            .unwrap();
+        let full = std::fs::read(log.path()).unwrap();
+        std::fs::write(log.path(), &full[..full.len() - 5]).unwrap();
+        log.record(&Event::new("a", "after-tear", "c", "ok", json!({})))
+            .unwrap();
+        let r = log.verify().unwrap();
+        assert_eq!((r.entries, r.problem), (5, None), "3 kept + repair + new");
     }
 
     #[test]
