@@ -7,6 +7,7 @@
 //!   diagnostics, workflow files, `claw.yaml`, where the data directory and config root are.
 //! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
 //! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
+//! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
 
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod redact;
 pub mod steps;
 pub mod store;
 pub mod workflow;

@@ -45,6 +45,8 @@ pub(super) struct Exec<'a> {
     /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
     /// and is called before anything is started or awaited.
     unflushed: Vec<StepRecord>,
+    /// Masks the run's secret values in everything recorded (none until the vault supplies them).
+    redactor: crate::redact::Redactor,
     last_heartbeat: i64,
     deadline: Option<Instant>,
 }
@@ -117,6 +119,7 @@ impl<'a> Exec<'a> {
             log_dir,
             base_env: None,
             unflushed: Vec::new(),
+            redactor: crate::redact::Redactor::default(),
             last_heartbeat: now_ms(),
             deadline: None,
         })
@@ -548,11 +551,15 @@ impl<'a> Exec<'a> {
             log_path: self.log_dir.join(format!("{base}.log")),
             max_log_bytes: self.engine.settings.max_step_log_bytes,
             outputs_path,
+            redactor: self.redactor.clone(),
         })
     }
 
     /// Records a step's new state; it is committed at the next [`Exec::flush`].
-    fn record(&mut self, rec: StepRecord) -> Result<()> {
+    fn record(&mut self, mut rec: StepRecord) -> Result<()> {
+        if let Some(m) = &rec.message {
+            rec.message = Some(self.redactor.redact(m).into_owned());
+        }
         self.unflushed.retain(|r| r.name != rec.name);
         self.unflushed.push(rec.clone());
         self.recs.insert(rec.name.clone(), rec);

@@ -27,6 +27,9 @@ pub struct StepInput {
     pub max_log_bytes: u64,
     /// The file named by `$CLAW_OUTPUT`.
     pub outputs_path: PathBuf,
+    /// Masks secret values in everything the step's output turns into (log, stored output,
+    /// outputs).
+    pub redactor: crate::redact::Redactor,
 }
 
 /// How a step ended.

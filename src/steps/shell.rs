@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::{StepInput, StepOutcome, StepReport};
+use crate::redact::StreamRedactor;
 
 /// How much of stdout is kept in memory (for `outputs: json` and `steps.<name>.stdout`).
 pub const STDOUT_CAPTURE: usize = 1024 * 1024;
@@ -196,6 +197,8 @@ pub async fn run(
     }
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
+    let mut out_mask = StreamRedactor::new(input.redactor.clone());
+    let mut err_mask = StreamRedactor::new(input.redactor.clone());
     let mut out_capture = Tail::new(STDOUT_CAPTURE);
     let mut err_tail = Tail::new(STDERR_TAIL);
     let mut out_buf = vec![0u8; 16 * 1024];
@@ -236,6 +239,11 @@ pub async fn run(
                 give_up_at = Instant::now() + Duration::from_secs(2);
             },
             () = sleep_until(give_up_at), if give_up_at != far => {
+                for (mask, tail) in [(&mut out_mask, &mut out_capture), (&mut err_mask, &mut err_tail)] {
+                    let rest = mask.finish();
+                    log.write(&rest);
+                    tail.push(&rest);
+                }
                 stdout = None;
                 stderr = None;
                 if status.is_none() {
@@ -244,17 +252,29 @@ pub async fn run(
             },
             r = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match r {
                 Some(n) => {
-                    log.write(&out_buf[..n]);
-                    out_capture.push(&out_buf[..n]);
+                    let clean = out_mask.push(&out_buf[..n]);
+                    log.write(&clean);
+                    out_capture.push(&clean);
                 }
-                None => stdout = None,
+                None => {
+                    let rest = out_mask.finish();
+                    log.write(&rest);
+                    out_capture.push(&rest);
+                    stdout = None;
+                }
             },
             r = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match r {
                 Some(n) => {
-                    log.write(&err_buf[..n]);
-                    err_tail.push(&err_buf[..n]);
+                    let clean = err_mask.push(&err_buf[..n]);
+                    log.write(&clean);
+                    err_tail.push(&clean);
                 }
-                None => stderr = None,
+                None => {
+                    let rest = err_mask.finish();
+                    log.write(&rest);
+                    err_tail.push(&rest);
+                    stderr = None;
+                }
             },
             s = child.wait(), if status.is_none() => {
                 status = Some(s);
@@ -310,7 +330,12 @@ pub async fn run(
         read_outputs_file(&input.outputs_path)
     };
     match outputs {
-        Ok(o) => report.outputs = o,
+        Ok(o) => {
+            report.outputs = match input.redactor.redact_json(&serde_json::Value::Object(o)) {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+        }
         Err(reason) => report.outcome = StepOutcome::Failed { reason },
     }
     report

@@ -1,0 +1,573 @@
+//! The secrets vault: `vault.enc`, an age-encrypted JSON object of string values, and
+//! `age-identity.txt`, the X25519 identity it is encrypted to, both in the data directory.
+//!
+//! Compatible with the Python seed (and the `age`/`age-keygen` CLIs): the identity is the file
+//! `age-keygen` writes, the vault is binary age output (armored input is read too). All
+//! crypto is done in-process by the `age` crate.
+//!
+//! Every change is a read-modify-write under an exclusive `flock` on `vault.lock`, written to a
+//! `.vault-<random>.tmp` file (0600) that is fsynced and renamed over its target, then the
+//! directory fsynced: a crash leaves the old or the new file, never a mix. Reads take no lock.
+
+mod file;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use age::x25519;
+use zeroize::{Zeroize, Zeroizing};
+
+use file::Replace;
+
+/// File name of the encrypted vault inside the data directory.
+pub const VAULT_FILE: &str = "vault.enc";
+/// File name of the age identity inside the data directory.
+pub const IDENTITY_FILE: &str = "age-identity.txt";
+/// File name of the lock file that serialises writers.
+pub const LOCK_FILE: &str = "vault.lock";
+
+/// A secret value: `Debug` and `Display` print `***`; zeroized on drop.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The plain value. Don't log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// The seed's masking for display: the first 2 and last 2 characters with `****` between
+/// (`sk****23`); values of 4 characters or fewer are all `****`.
+pub fn mask(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= 4 {
+        return "****".to_owned();
+    }
+    let head: String = value.chars().take(2).collect();
+    let tail: String = value.chars().skip(n - 2).collect();
+    format!("{head}****{tail}")
+}
+
+/// Checks a secret's name: non-empty, only `A-Z a-z 0-9 _ . : -`.
+pub fn validate_key(key: &str) -> Result<(), VaultError> {
+    let why = if key.is_empty() {
+        "it is empty"
+    } else if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    {
+        "only letters, digits and `_ . : -` are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(VaultError::InvalidKey {
+        key: key.to_owned(),
+        why,
+    })
+}
+
+/// Everything that can go wrong with the vault; each message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Neither an identity nor a vault exists in the data directory.
+    #[error("no vault in {}: run `claw vault init` to create one", dir.display())]
+    NotInitialized { dir: PathBuf },
+    /// The vault exists but the identity that decrypts it does not.
+    #[error(
+        "the vault identity {} is missing, so the vault cannot be decrypted: restore it \
+         (or an `age-identity.txt.*.bak` backup renamed to it) from where you keep it",
+        path.display()
+    )]
+    NoIdentity { path: PathBuf },
+    /// The identity file cannot be used.
+    #[error(
+        "{} is not a usable age identity ({why}): it must hold an `AGE-SECRET-KEY-1…` line \
+         as written by `age-keygen`",
+        path.display()
+    )]
+    BadIdentity { path: PathBuf, why: String },
+    /// The vault file could not be decrypted.
+    #[error("cannot decrypt {}: {why}", path.display())]
+    Decrypt { path: PathBuf, why: String },
+    /// The vault decrypted but is not a JSON object of strings.
+    #[error(
+        "{} decrypted but is not a vault ({why}); restore it from a backup",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, why: String },
+    /// Encryption failed (should not happen with X25519 recipients).
+    #[error("cannot encrypt {}: {why}", path.display())]
+    Encrypt { path: PathBuf, why: String },
+    /// A file-system operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// No secret of that name.
+    #[error("no secret named `{0}` in the vault (see `claw vault list`)")]
+    NoSuchKey(String),
+    /// A secret's name is not allowed.
+    #[error("invalid secret name `{key}`: {why} (e.g. `ssh:host:password`)")]
+    InvalidKey { key: String, why: &'static str },
+    /// `init` found a vault but no identity: a new identity could never decrypt it.
+    #[error(
+        "{} exists but its identity `age-identity.txt` does not; refusing to create a new \
+         identity that could not read it: restore the identity (or a `.bak` of it), or move \
+         the old vault away first",
+        path.display()
+    )]
+    AlreadyInitialized { path: PathBuf },
+    /// Another writer held the lock for too long.
+    #[error(
+        "another process has held the vault lock {} for over {}s; try again when it is done",
+        path.display(),
+        waited.as_secs()
+    )]
+    Locked { path: PathBuf, waited: Duration },
+}
+
+/// What `Vault::init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// A new identity (and an empty vault) was created.
+    Created { public_key: String },
+    /// An identity was already there and was kept (a missing vault file was created empty).
+    AlreadyThere { public_key: String },
+}
+
+/// The identities of `age-identity.txt`: the first one's public key is the vault's.
+struct Keys {
+    identities: Vec<x25519::Identity>,
+}
+
+impl Keys {
+    fn parse(text: &str, path: &Path) -> Result<Self, VaultError> {
+        let bad = |why: String| VaultError::BadIdentity {
+            path: path.to_path_buf(),
+            why,
+        };
+        let mut identities = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if !line.starts_with("AGE-SECRET-KEY-1") {
+                return Err(bad(format!(
+                    "line {} is not an X25519 secret key (`AGE-SECRET-KEY-1…`)",
+                    n + 1
+                )));
+            }
+            let id = x25519::Identity::from_str(line)
+                .map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
+            identities.push(id);
+        }
+        if identities.is_empty() {
+            return Err(bad("it holds no secret key".to_owned()));
+        }
+        Ok(Self { identities })
+    }
+
+    fn public_key(&self) -> String {
+        self.identities
+            .first()
+            .map(|id| id.to_public().to_string())
+            .unwrap_or_default()
+    }
+
+    fn recipients(&self) -> Vec<x25519::Recipient> {
+        self.identities
+            .iter()
+            .map(x25519::Identity::to_public)
+            .collect()
+    }
+}
+
+/// The text `age-keygen` writes for an identity.
+fn identity_file_text(id: &x25519::Identity) -> Zeroizing<String> {
+    let created = file::rfc3339_utc(file::now_secs());
+    Zeroizing::new(format!(
+        "# created: {created}\n# public key: {}\n{}\n",
+        id.to_public(),
+        id.to_string().expose_secret()
+    ))
+}
+
+/// The vault in a data directory.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    dir: PathBuf,
+    lock_timeout: Duration,
+}
+
+impl Vault {
+    /// The vault in `dir` (nothing is read until used).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            lock_timeout: file::LOCK_TIMEOUT,
+        }
+    }
+
+    /// How long writers wait for another writer's lock before failing with `Locked`.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `vault.enc`.
+    pub fn vault_path(&self) -> PathBuf {
+        self.dir.join(VAULT_FILE)
+    }
+
+    /// Path of `age-identity.txt`.
+    pub fn identity_path(&self) -> PathBuf {
+        self.dir.join(IDENTITY_FILE)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// Creates the identity (0600) and an empty vault. Idempotent: an existing identity is
+    /// kept (`AlreadyThere`), and is never overwritten.
+    pub fn init(&self) -> Result<InitOutcome, VaultError> {
+        create_private_dir(&self.dir)?;
+        let _lock = self.lock()?;
+        let id_path = self.identity_path();
+        let vault_path = self.vault_path();
+        if id_path.exists() {
+            let keys = self.load_keys()?;
+            if !vault_path.exists() {
+                self.write_vault(&keys, &BTreeMap::new())?;
+            }
+            return Ok(InitOutcome::AlreadyThere {
+                public_key: keys.public_key(),
+            });
+        }
+        if vault_path.exists() {
+            return Err(VaultError::AlreadyInitialized { path: vault_path });
+        }
+        let id = x25519::Identity::generate();
+        let text = identity_file_text(&id);
+        let placed = file::write_atomic(&id_path, Replace::IfAbsent, |f| {
+            f.write_all(text.as_bytes()).map_err(io_at(&id_path))
+        })?;
+        let keys = self.load_keys()?;
+        if !vault_path.exists() {
+            self.write_vault(&keys, &BTreeMap::new())?;
+        }
+        let public_key = keys.public_key();
+        Ok(if placed {
+            InitOutcome::Created { public_key }
+        } else {
+            InitOutcome::AlreadyThere { public_key }
+        })
+    }
+
+    /// The vault's public key (`age1…`), from the identity file.
+    pub fn public_key(&self) -> Result<String, VaultError> {
+        Ok(self.load_keys()?.public_key())
+    }
+
+    /// One secret, or `None` if the vault has no such name.
+    pub fn get(&self, key: &str) -> Result<Option<Secret>, VaultError> {
+        validate_key(key)?;
+        Ok(self.all()?.remove(key))
+    }
+
+    /// The names of all secrets, sorted; never their values.
+    pub fn list(&self) -> Result<Vec<String>, VaultError> {
+        Ok(self.all()?.into_keys().collect())
+    }
+
+    /// Every secret. A missing vault file is an empty vault.
+    pub fn all(&self) -> Result<BTreeMap<String, Secret>, VaultError> {
+        let path = self.vault_path();
+        let ciphertext = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let keys = self.load_keys()?;
+        decrypt_vault(&keys, &ciphertext, &path)
+    }
+
+    /// Adds or replaces a secret.
+    pub fn set(&self, key: &str, value: &Secret) -> Result<(), VaultError> {
+        validate_key(key)?;
+        self.modify(|map| {
+            map.insert(key.to_owned(), value.clone());
+            Ok(())
+        })
+    }
+
+    /// Removes a secret; `NoSuchKey` if there is none of that name.
+    pub fn delete(&self, key: &str) -> Result<(), VaultError> {
+        validate_key(key)?;
+        self.modify(|map| match map.remove(key) {
+            Some(_) => Ok(()),
+            None => Err(VaultError::NoSuchKey(key.to_owned())),
+        })
+    }
+
+    /// Makes a new identity and re-encrypts the vault to it. The old identity is kept as
+    /// `age-identity.txt.<YYYYmmddTHHMMSSZ>.bak` (0600), whose path is returned.
+    ///
+    /// Crash-safe: the vault is first encrypted to both keys, then the identity replaced,
+    /// then the vault encrypted to the new key alone, so whatever identity file is in place
+    /// always decrypts the vault.
+    pub fn rotate_key(&self) -> Result<PathBuf, VaultError> {
+        let _lock = self.lock()?;
+        let old = self.load_keys()?;
+        let map = self.read_locked(&old)?;
+        let id_path = self.identity_path();
+
+        let stamp = file::compact_utc(file::now_secs());
+        let mut n = 1;
+        let backup = loop {
+            let name = if n == 1 {
+                format!("{IDENTITY_FILE}.{stamp}.bak")
+            } else {
+                format!("{IDENTITY_FILE}.{stamp}-{n}.bak")
+            };
+            let candidate = self.dir.join(name);
+            if file::copy_new(&id_path, &candidate)? {
+                break candidate;
+            }
+            n += 1;
+        };
+
+        let new_id = x25519::Identity::generate();
+        let both = Keys {
+            identities: old
+                .identities
+                .iter()
+                .cloned()
+                .chain(std::iter::once(new_id.clone()))
+                .collect(),
+        };
+        self.write_vault(&both, &map)?;
+        let text = identity_file_text(&new_id);
+        file::write_atomic(&id_path, Replace::Always, |f| {
+            f.write_all(text.as_bytes()).map_err(io_at(&id_path))
+        })?;
+        let new = Keys {
+            identities: vec![new_id],
+        };
+        self.write_vault(&new, &map)?;
+        Ok(backup)
+    }
+
+    /// Read-modify-write under the lock.
+    fn modify<F>(&self, change: F) -> Result<(), VaultError>
+    where
+        F: FnOnce(&mut BTreeMap<String, Secret>) -> Result<(), VaultError>,
+    {
+        let _lock = self.lock()?;
+        let keys = self.load_keys()?;
+        let mut map = self.read_locked(&keys)?;
+        change(&mut map)?;
+        self.write_vault(&keys, &map)
+    }
+
+    fn read_locked(&self, keys: &Keys) -> Result<BTreeMap<String, Secret>, VaultError> {
+        let path = self.vault_path();
+        match fs::read(&path) {
+            Ok(bytes) => decrypt_vault(keys, &bytes, &path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    /// Takes the writers' lock and clears temp files a killed writer left.
+    fn lock(&self) -> Result<file::VaultLock, VaultError> {
+        if !self.dir.is_dir() {
+            return Err(VaultError::NotInitialized {
+                dir: self.dir.clone(),
+            });
+        }
+        let lock = file::VaultLock::acquire(&self.lock_path(), self.lock_timeout)?;
+        file::remove_stale_temps(&self.dir);
+        Ok(lock)
+    }
+
+    fn load_keys(&self) -> Result<Keys, VaultError> {
+        let path = self.identity_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => Zeroizing::new(t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if self.vault_path().exists() {
+                    VaultError::NoIdentity { path }
+                } else {
+                    VaultError::NotInitialized {
+                        dir: self.dir.clone(),
+                    }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(VaultError::BadIdentity {
+                    path,
+                    why: "it is not UTF-8 text".to_owned(),
+                });
+            }
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        Keys::parse(&text, &path)
+    }
+
+    fn write_vault(&self, keys: &Keys, map: &BTreeMap<String, Secret>) -> Result<(), VaultError> {
+        let path = self.vault_path();
+        let plaintext = encode_map(map);
+        let recipients = keys.recipients();
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| VaultError::Encrypt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+        file::write_atomic(&path, Replace::Always, |f| {
+            let mut w = encryptor
+                .wrap_output(io::BufWriter::new(f))
+                .map_err(io_at(&path))?;
+            w.write_all(&plaintext).map_err(io_at(&path))?;
+            let mut buffered = w.finish().map_err(io_at(&path))?;
+            buffered.flush().map_err(io_at(&path))
+        })?;
+        Ok(())
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> VaultError + '_ {
+    move |source| VaultError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), VaultError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_at(dir))
+}
+
+/// The vault's JSON, in a buffer that is zeroized when dropped.
+fn encode_map(map: &BTreeMap<String, Secret>) -> Zeroizing<Vec<u8>> {
+    struct Exposed<'a>(&'a BTreeMap<String, Secret>);
+    impl serde::Serialize for Exposed<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v.expose())))
+        }
+    }
+    // Room for escapes up front, so the buffer is not reallocated (leaving copies behind).
+    let estimate: usize = map.iter().map(|(k, v)| 6 * (k.len() + v.0.len()) + 8).sum();
+    let mut buf = Zeroizing::new(Vec::with_capacity(estimate + 2));
+    // Serialising strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, &Exposed(map));
+    buf
+}
+
+fn decrypt_vault(
+    keys: &Keys,
+    ciphertext: &[u8],
+    path: &Path,
+) -> Result<BTreeMap<String, Secret>, VaultError> {
+    let fail = |why: String| VaultError::Decrypt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let reader = age::armor::ArmoredReader::new(ciphertext);
+    let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| {
+        fail(format!(
+            "{e} (it is not an age file: restore it from a backup)"
+        ))
+    })?;
+    let mut plain = decryptor
+        .decrypt(keys.identities.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => fail(format!(
+                "it is not encrypted to the identity in {} (after a key rotation, the \
+                 previous identity is in an `age-identity.txt.*.bak` file)",
+                path.with_file_name(IDENTITY_FILE).display()
+            )),
+            other => fail(format!("{other}; restore it from a backup")),
+        })?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    plain.read_to_end(&mut buf).map_err(|e| {
+        fail(format!(
+            "{e}; the file is damaged: restore it from a backup"
+        ))
+    })?;
+    serde_json::from_slice::<BTreeMap<String, Secret>>(&buf).map_err(|e| {
+        // serde_json's message may quote the content: report only where it went wrong.
+        VaultError::Corrupt {
+            path: path.to_path_buf(),
+            why: format!(
+                "not a JSON object of string values: {:?} error at line {}, column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        }
+    })
+}
