@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 //! - [`config`]: everything read from files and the environment: the spanned YAML tree,
 //!   diagnostics, workflow files, `claw.yaml`, where the data directory and config root are.
+//! - [`vault`]: the age-encrypted secrets vault (`vault.enc`, `age-identity.txt`).
 //! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
 //! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
@@ -18,4 +19,5 @@ pub mod engine;
 pub mod redact;
 pub mod steps;
 pub mod store;
+pub mod vault;
 pub mod workflow;

@@ -14,3 +14,4 @@ mod injection;
 mod retry_timeout;
 mod seed_examples;
 mod seed_semantics;
+mod vault;

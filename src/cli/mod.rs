@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod output;
 mod run;
+mod vault;
 mod workflow;
 
 use std::ffi::OsString;
@@ -97,6 +98,9 @@ enum Command {
     /// Inspect and control runs: list, show, logs, resume, cancel, rerun, approve, reject.
     #[command(subcommand)]
     Run(run::RunCommand),
+    /// Secrets in the age-encrypted vault.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
     /// The tamper-evident audit log: tail, search, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -123,6 +127,7 @@ impl Ctx {
 
 /// Parses `args` (including the program name) and runs the command. Returns the exit status.
 pub fn run(args: Vec<OsString>) -> u8 {
+    quiet_on_closed_stdout();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -154,6 +159,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
         Command::Run(cmd) => run::run(&ctx, cmd),
         Command::Audit(cmd) => audit::run(&ctx, cmd),
+        Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
     }
 }
@@ -164,4 +170,24 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// `claw run list | head -1`: when stdout's reader goes away, `println!` panics. claw keeps
+/// SIGPIPE ignored (it writes to steps' stdin pipes and must survive their closing), so instead
+/// such a panic ends the process quietly with the status a shell expects (128 + SIGPIPE).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            #[allow(clippy::disallowed_methods)]
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -95,7 +95,8 @@ pub fn mask(value: &str) -> String {
     }
     let head: String = value.chars().take(2).collect();
     let tail: String = value.chars().skip(n - 2).collect();
-    format!("{head}****{tail}")
+    // As the seed: one `*` for each hidden character.
+    format!("{head}{}{tail}", "*".repeat(n - 4))
 }
 
 /// Checks a secret's name: non-empty, only `A-Z a-z 0-9 _ . : -`.

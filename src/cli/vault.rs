@@ -1,0 +1,181 @@
+//! `claw vault init | set | get | list | delete | rotate-key`.
+
+use std::io::{IsTerminal as _, Read as _};
+
+use clap::Subcommand;
+
+use super::output;
+use super::{CliError, CliResult, Ctx};
+use crate::audit::{AuditLog, Event};
+use crate::vault::{InitOutcome, Secret, Vault, VaultError, mask};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VaultCommand {
+    /// Create the identity (age-identity.txt) and an empty vault (vault.enc). Idempotent.
+    Init,
+    /// Store a secret. Without VALUE, it is read from stdin (without echo on a terminal), which
+    /// keeps it out of your shell history and the process list.
+    Set { key: String, value: Option<String> },
+    /// Show a secret, masked unless --reveal.
+    Get {
+        key: String,
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// The names of the secrets (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    Delete { key: String },
+    /// Re-encrypt the vault to a new identity; the old one is kept as a dated backup.
+    RotateKey,
+}
+
+fn err(e: VaultError) -> CliError {
+    let code = match e {
+        VaultError::NoSuchKey(_) => 1,
+        VaultError::InvalidKey { .. } => 2,
+        _ => 3,
+    };
+    CliError {
+        code,
+        message: e.to_string(),
+    }
+}
+
+fn audit(ctx: &Ctx, action: &str, target: &str) {
+    let actor = format!("cli:{}", crate::config::paths::local_user());
+    let event = Event::new(&actor, action, target, "ok", serde_json::json!({}));
+    if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
+        eprintln!("warning: {e}");
+    }
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
+    let vault = Vault::new(&ctx.dirs.home);
+    match cmd {
+        VaultCommand::Init => {
+            ctx.dirs.ensure_home().map_err(|e| {
+                CliError::internal(format!("cannot create {}: {e}", ctx.dirs.home.display()))
+            })?;
+            match vault.init().map_err(err)? {
+                InitOutcome::Created { public_key } => {
+                    audit(
+                        ctx,
+                        "vault.init",
+                        &vault.identity_path().display().to_string(),
+                    );
+                    println!(
+                        "Vault initialized.\n  identity:   {}\n  vault:      {}\n  public key: {public_key}",
+                        vault.identity_path().display(),
+                        vault.vault_path().display()
+                    );
+                }
+                InitOutcome::AlreadyThere { public_key } => {
+                    println!("Vault already initialized (public key {public_key}).");
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::Set { key, value } => {
+            crate::vault::validate_key(&key).map_err(err)?;
+            let value = match value {
+                Some(v) => v,
+                None => read_secret(&key)?,
+            };
+            vault.set(&key, &Secret::new(value)).map_err(err)?;
+            audit(ctx, "vault.set", &key);
+            println!("Stored {key}.");
+            Ok(())
+        }
+        VaultCommand::Get { key, reveal } => {
+            let Some(secret) = vault.get(&key).map_err(err)? else {
+                return Err(CliError {
+                    code: 1,
+                    message: format!("Key not found: {key}"),
+                });
+            };
+            if reveal {
+                audit(ctx, "vault.get.reveal", &key);
+                println!("{}", secret.expose());
+            } else {
+                println!("{key} = {}", mask(secret.expose()));
+            }
+            Ok(())
+        }
+        VaultCommand::List { json } => {
+            let keys = vault.list().map_err(err)?;
+            if json {
+                output::print_json(&serde_json::json!(keys));
+            } else if keys.is_empty() {
+                println!("The vault is empty.");
+            } else {
+                for k in keys {
+                    println!("{k}");
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::Delete { key } => {
+            vault.delete(&key).map_err(err)?;
+            audit(ctx, "vault.delete", &key);
+            println!("Deleted {key}.");
+            Ok(())
+        }
+        VaultCommand::RotateKey => {
+            let backup = vault.rotate_key().map_err(err)?;
+            audit(
+                ctx,
+                "vault.rotate_key",
+                &vault.identity_path().display().to_string(),
+            );
+            println!(
+                "Rotated: the vault is encrypted to a new identity.\n  old identity kept at {}\n  new public key: {}",
+                backup.display(),
+                vault.public_key().map_err(err)?
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The value from stdin: on a terminal, one line typed without echo; otherwise all of stdin
+/// (one trailing newline removed).
+fn read_secret(key: &str) -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        eprint!("Value for {key}: ");
+        let saved = tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_flags.remove(LocalFlags::ECHO);
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+        }
+        let mut line = String::new();
+        let read = stdin.read_line(&mut line);
+        if let Some(t) = &saved {
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+        }
+        eprintln!();
+        read.map_err(|e| CliError::internal(format!("cannot read the value: {e}")))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    let mut all = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut all)
+        .map_err(|e| CliError::usage(format!("cannot read the value from stdin: {e}")))?;
+    let value = all
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(&all);
+    if value.is_empty() {
+        return Err(CliError::usage(format!(
+            "no value for {key}: give it as an argument or on stdin"
+        )));
+    }
+    Ok(value.to_owned())
+}
