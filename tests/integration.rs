@@ -12,6 +12,7 @@ mod diagnostics;
 mod docs;
 mod injection;
 mod retry_timeout;
+mod secrets;
 mod seed_examples;
 mod seed_semantics;
 mod vault;

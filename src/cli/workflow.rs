@@ -340,8 +340,22 @@ fn show(ctx: &Ctx, arg: &str, json: bool) -> CliResult {
     Ok(())
 }
 
-fn env_problems(wf: &Workflow) -> Vec<String> {
+fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
     let mut out = Vec::new();
+    // Every secret a step mentions must be in the vault.
+    let names = crate::workflow::expr::secrets_in(&wf.source);
+    if !names.is_empty() {
+        let vault = crate::vault::Vault::new(home);
+        for name in names {
+            match vault.get(&name) {
+                Ok(Some(_)) => {}
+                Ok(None) => out.push(format!(
+                    "secret `{name}` is not in the vault (store it with `claw vault set {name}`)"
+                )),
+                Err(e) => out.push(format!("secret `{name}`: {e}")),
+            }
+        }
+    }
     for s in wf.steps.iter().chain(&wf.rollback) {
         match &s.kind {
             StepKind::Unavailable { written: kind, .. } => out.push(format!(
@@ -409,7 +423,11 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
             }
             Ok(path) => match workflow_file::load_file(path) {
                 Ok(wf) => {
-                    let problems = if env { env_problems(&wf) } else { Vec::new() };
+                    let problems = if env {
+                        env_problems(&wf, &ctx.dirs.home)
+                    } else {
+                        Vec::new()
+                    };
                     if problems.is_empty() {
                         if !json {
                             println!("ok: {} ({} steps)", path.display(), wf.steps.len());

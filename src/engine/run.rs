@@ -45,8 +45,10 @@ pub(super) struct Exec<'a> {
     /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
     /// and is called before anything is started or awaited.
     unflushed: Vec<StepRecord>,
-    /// Masks the run's secret values in everything recorded (none until the vault supplies them).
+    /// Masks the run's secret values in everything recorded.
     redactor: crate::redact::Redactor,
+    /// Every secret value the run has used so far.
+    secret_values: std::collections::BTreeSet<String>,
     last_heartbeat: i64,
     deadline: Option<Instant>,
 }
@@ -120,6 +122,7 @@ impl<'a> Exec<'a> {
             base_env: None,
             unflushed: Vec::new(),
             redactor: crate::redact::Redactor::default(),
+            secret_values: std::collections::BTreeSet::new(),
             last_heartbeat: now_ms(),
             deadline: None,
         })
@@ -393,8 +396,84 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The values of the secrets a step mentions (`${{ secrets.NAME }}` in any of its fields or
+    /// the workflow's `env`), read from the vault; they join the run's redactor.
+    fn load_secrets(
+        &mut self,
+        step: &Step,
+    ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+        use crate::workflow::expr::secrets_in;
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |t: &str| {
+            for n in secrets_in(t) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        };
+        for (_, v) in self.wf.env.iter().chain(&step.env) {
+            add(v);
+        }
+        for (_, v) in &step.args {
+            add(&json_str(v));
+        }
+        if let StepKind::Shell(sh) = &step.kind {
+            add(&sh.command);
+            sh.cwd
+                .as_deref()
+                .into_iter()
+                .chain(sh.stdin.as_deref())
+                .for_each(&mut add);
+        }
+        let mut out = std::collections::BTreeMap::new();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let vault = crate::vault::Vault::new(&self.engine.dirs.home);
+        for name in names {
+            match vault.get(&name) {
+                Ok(Some(secret)) => {
+                    out.insert(name, secret.expose().to_owned());
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "secret `{name}` is not in the vault (store it with `claw vault set {name}`)"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot read secret `{name}`: {e}")),
+            }
+        }
+        let before = self.secret_values.len();
+        self.secret_values.extend(out.values().cloned());
+        if self.secret_values.len() != before {
+            self.redactor =
+                crate::redact::Redactor::new(self.secret_values.iter().map(String::as_str));
+        }
+        Ok(out)
+    }
+
+    /// [`Exec::context`] plus `secrets` (for fields other than shell commands).
+    fn context_with(
+        &mut self,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> minijinja::Value {
+        if secrets.is_empty() {
+            return self.context();
+        }
+        let mut ctx = self.context_json();
+        if let Some(obj) = ctx.as_object_mut() {
+            obj.insert("secrets".into(), serde_json::json!(secrets));
+        }
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
     /// The expression context: params, env, steps, run, trigger.
     fn context(&mut self) -> minijinja::Value {
+        let ctx = self.context_json();
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    fn context_json(&mut self) -> serde_json::Value {
         let env = self
             .base_env
             .get_or_insert_with(|| {
@@ -442,7 +521,7 @@ impl<'a> Exec<'a> {
                 "dry_run": self.run.dry_run,
             },
         });
-        minijinja::Value::from(minijinja::value::Serde(&ctx))
+        ctx
     }
 
     fn needs_context(step: &Step) -> bool {
@@ -468,6 +547,7 @@ impl<'a> Exec<'a> {
     ) -> std::result::Result<StepInput, String> {
         let name = rec_name(phase, step);
         let seq = self.recs.get(&name).map_or(step.index as i64, |r| r.seq);
+        let secrets = self.load_secrets(step)?;
         let ctx = if Self::needs_context(step)
             || self
                 .wf
@@ -475,7 +555,7 @@ impl<'a> Exec<'a> {
                 .iter()
                 .any(|(_, v)| crate::workflow::expr::has_expressions(v))
         {
-            Some(self.context())
+            Some(self.context_with(&secrets))
         } else {
             None
         };
@@ -513,6 +593,10 @@ impl<'a> Exec<'a> {
                 env.push((env_key("CLAW_PARAM_", k), json_str(v)));
             }
         }
+        // Secrets reach the command through its environment, never its command line.
+        for (k, v) in &secrets {
+            env.push((env_key("CLAW_SECRET_", k), v.clone()));
+        }
         let base = file_name(seq, &name);
         let outputs_path = self.log_dir.join(format!("{base}.{attempt}.out"));
         env.extend([
@@ -530,7 +614,11 @@ impl<'a> Exec<'a> {
             StepKind::Shell(s) => {
                 let command = match &ctx {
                     Some(c) if crate::workflow::expr::has_expressions(&s.command) => eval
-                        .render_shell(&s.command, c)
+                        .render_shell_with(&s.command, c, &|name| {
+                            secrets
+                                .contains_key(name)
+                                .then(|| env_key("CLAW_SECRET_", name))
+                        })
                         .map_err(|e| format!("cannot render the command: {e}"))?,
                     _ => s.command.clone(),
                 };

@@ -26,6 +26,8 @@ pub struct Redactor {
     matcher: Option<AhoCorasick>,
     /// The longest pattern, in bytes.
     max_len: usize,
+    /// Whether some pattern contains a line break (only if a secret does).
+    multiline: bool,
 }
 
 impl Default for Redactor {
@@ -88,6 +90,7 @@ impl Redactor {
         patterns.sort();
         patterns.dedup();
         let max_len = patterns.iter().map(String::len).max().unwrap_or(0);
+        let multiline = patterns.iter().any(|p| p.contains('\n'));
         let matcher = if patterns.is_empty() {
             None
         } else {
@@ -96,7 +99,11 @@ impl Redactor {
                 .build(&patterns)
                 .ok()
         };
-        Self { matcher, max_len }
+        Self {
+            matcher,
+            max_len,
+            multiline,
+        }
     }
 
     /// Whether there is anything to mask.
@@ -169,6 +176,13 @@ impl StreamRedactor {
         self.pending.extend_from_slice(bytes);
         let len = self.pending.len();
         let mut cut = len.saturating_sub(self.redactor.max_len.saturating_sub(1));
+        // No pattern spans a line break, so everything up to the last one can go now: line
+        // output keeps flowing (and keeps its order against the other stream).
+        if !self.redactor.multiline
+            && let Some(nl) = self.pending.iter().rposition(|&b| b == b'\n')
+        {
+            cut = cut.max(nl + 1);
+        }
         // A match that starts before the cut is final: any longer pattern starting there would
         // also fit in the buffer, and leftmost-longest would have chosen it. Emit it whole.
         for found in m.find_iter(&self.pending[..]) {
@@ -244,6 +258,15 @@ mod tests {
         }
         out.extend(s.finish());
         assert_eq!(String::from_utf8(out).unwrap(), "x***y***");
+    }
+
+    #[test]
+    fn complete_lines_are_not_held_back() {
+        let mut s = StreamRedactor::new(r());
+        assert_eq!(s.push(b"first line\nsecond"), b"first line\n");
+        let mut rest = s.push(format!(" {CANARY}\n").as_bytes());
+        rest.extend(s.finish());
+        assert_eq!(String::from_utf8(rest).unwrap(), "second ***\n");
     }
 
     #[test]

@@ -395,6 +395,8 @@ pub fn read_outputs_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(serde_json::Map::new()),
         Err(e) => return Err(format!("cannot read $CLAW_OUTPUT: {e}")),
     };
+    // Consumed: the outputs live (masked) in the store; the raw file must not stay behind.
+    let _ = std::fs::remove_file(path);
     parse_outputs(&text)
 }
 

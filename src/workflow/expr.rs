@@ -632,6 +632,19 @@ impl Evaluator {
     /// As for [`render_plain`](Self::render_plain), and when a value cannot
     /// be placed safely where it lands (the message says why).
     pub fn render_shell(&self, tpl: &str, ctx: &Value) -> Result<String, ExprError> {
+        self.render_shell_with(tpl, ctx, &|_| None)
+    }
+
+    /// [`render_shell`](Self::render_shell), where an expression that is exactly a secret
+    /// (`${{ secrets.NAME }}`) becomes a quoted reference to the environment variable that
+    /// `secret_var(NAME)` names, instead of the value. Any other use of `secrets` in a shell
+    /// command is refused: the value would end up in the command line.
+    pub fn render_shell_with(
+        &self,
+        tpl: &str,
+        ctx: &Value,
+        secret_var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, ExprError> {
         let mut out = String::with_capacity(tpl.len());
         let mut state = ShellState::new();
         let mut offset = 0;
@@ -645,6 +658,23 @@ impl Evaluator {
                     out.push_str(&text);
                 }
                 Segment::Expr(r) => {
+                    if let Some(name) = secret_name(&r.source) {
+                        let var = secret_var(name).ok_or_else(|| {
+                            ExprError::new(format!("secret `{name}` is not available"))
+                                .at(r.start)
+                                .for_expr(&r.source)
+                        })?;
+                        let text = state.emit_env_ref(&var).map_err(|m| shell_error(&r, &m))?;
+                        out.push_str(&text);
+                        offset = r.end;
+                        continue;
+                    }
+                    if mentions_secrets(&r.source) {
+                        return Err(shell_error(
+                            &r,
+                            "a secret can only be used alone, as `${{ secrets.NAME }}` (its value would otherwise land in the command line)",
+                        ));
+                    }
                     let value = self.eval_ref(&r, ctx)?;
                     if r.raw {
                         out.push_str(&value);
@@ -658,6 +688,72 @@ impl Evaluator {
         }
         Ok(out)
     }
+}
+
+/// `NAME` if the expression is exactly `secrets.NAME` or `secrets['NAME']`.
+pub fn secret_name(source: &str) -> Option<&str> {
+    let s = source.trim();
+    let name = if let Some(rest) = s.strip_prefix("secrets.") {
+        rest
+    } else {
+        s.strip_prefix("secrets[")?
+            .strip_suffix(']')?
+            .trim()
+            .strip_prefix(['\'', '"'])?
+            .strip_suffix(['\'', '"'])?
+    };
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    (ok && (s.starts_with("secrets[") || !name.contains('.'))).then_some(name)
+}
+
+/// Whether an expression refers to `secrets` at all.
+pub fn mentions_secrets(source: &str) -> bool {
+    let b = source.as_bytes();
+    source.match_indices("secrets").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| b[j]);
+        let after = b.get(i + 7).copied();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+    })
+}
+
+/// Every secret name the `${{ }}` expressions of a template mention as `secrets.NAME`.
+pub fn secrets_in(tpl: &str) -> Vec<String> {
+    let Ok(segments) = parse_template(tpl) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for seg in segments {
+        if let Segment::Expr(r) = seg {
+            let src = r.source.as_str();
+            let mut rest = src;
+            while let Some(i) = rest.find("secrets") {
+                let tail = &rest[i + 7..];
+                let name: Option<String> = if let Some(t) = tail.strip_prefix('.') {
+                    let n: String = t
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    (!n.is_empty()).then_some(n)
+                } else if let Some(t) = tail.strip_prefix("['").or_else(|| tail.strip_prefix("[\""))
+                {
+                    t.find(['\'', '"']).map(|e| t[..e].to_owned())
+                } else {
+                    None
+                };
+                if let Some(n) = name
+                    && !out.contains(&n)
+                {
+                    out.push(n);
+                }
+                rest = tail;
+            }
+        }
+    }
+    out
 }
 
 fn shell_error(r: &ExprRef, reason: &str) -> ExprError {
@@ -1979,6 +2075,33 @@ impl ShellState {
                     value.to_owned()
                 }
             }
+        };
+        if plan.backtick {
+            text = escape_with(&text, &['\\', '`', '$']);
+        }
+        self.track_heredoc(&text)?;
+        self.mark_emitted();
+        Ok(text)
+    }
+
+    /// A reference to environment variable `var` (which holds a secret) for the current
+    /// position: the shell expands it, so the value itself never appears in the command line.
+    fn emit_env_ref(&mut self, var: &str) -> Result<String, String> {
+        let plan = self.plan()?;
+        if !matches!(plan.restrict, Restrict::None) {
+            return Err(
+                "a secret cannot be used where the text is read again as code (`sh -c`, `eval`, `ssh`, arithmetic, …); use $CLAW_SECRET_<NAME> inside that code instead".to_owned(),
+            );
+        }
+        let mut text = match plan.base {
+            Base::Word => format!("\"${{{var}}}\""),
+            Base::Double | Base::HeredocUnquoted => format!("${{{var}}}"),
+            Base::Single => format!("'\"${{{var}}}\"'"),
+            Base::HeredocQuoted => {
+                return Err("a secret cannot be used in a quoted here-document, where variables do not expand".to_owned());
+            }
+            Base::Comment => return Err("a secret has no place in a comment".to_owned()),
+            Base::Inert => return Err("a secret cannot be used here".to_owned()),
         };
         if plan.backtick {
             text = escape_with(&text, &['\\', '`', '$']);
