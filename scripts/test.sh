@@ -20,6 +20,23 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 3
 fi
 
+# The C2SP CCTV age test vectors, from the npm registry (cctv-age@0.2.0), unpacked to files.
+CCTV_DIR="$PWD/target/cctv-age-0.2.0"
+if [ ! -f "$CCTV_DIR/.complete" ]; then
+  echo "==> fetching the CCTV age test vectors (npm: cctv-age@0.2.0)"
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+  fi
+  rm -rf "$CCTV_DIR" && mkdir -p "$CCTV_DIR/vectors"
+  (cd "$CCTV_DIR" && npm pack --silent cctv-age@0.2.0 >/dev/null && tar xzf cctv-age-0.2.0.tgz \
+    && node -e 'const v = require("./package"); const fs = require("fs");
+                for (const [k, b] of Object.entries(v)) if (k !== "default") fs.writeFileSync("vectors/" + k, Buffer.from(b));')
+  touch "$CCTV_DIR/.complete"
+fi
+export CLAW_CCTV_DIR="$CCTV_DIR/vectors"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

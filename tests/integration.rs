@@ -4,6 +4,7 @@
 
 mod audit;
 mod bad_input;
+mod cctv;
 mod cli;
 mod common;
 mod crash;

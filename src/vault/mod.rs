@@ -528,6 +528,100 @@ fn encode_map(map: &BTreeMap<String, Secret>) -> Zeroizing<Vec<u8>> {
     buf
 }
 
+/// Where decrypting an age file failed.
+#[derive(Debug)]
+pub enum AgeFailure {
+    /// The header is not valid age (or the ASCII armor around it is broken).
+    Header(String),
+    /// None of the identities opens it.
+    NoMatch,
+    /// The header's MAC is wrong (the header was changed).
+    Mac,
+    /// The header is fine but the encrypted payload is damaged or truncated.
+    Payload(String),
+}
+
+/// Decrypts an age file (binary or armored) with any of `identities`. The one decryption path of
+/// claw: the vault uses it, and the C2SP test vectors check it.
+pub fn open_age(
+    ciphertext: &[u8],
+    identities: &[&dyn age::Identity],
+) -> Result<Zeroizing<Vec<u8>>, AgeFailure> {
+    // Armored files may have white space around them (the spec allows it; the crate does not).
+    const ARMOR_BEGIN: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+    let trimmed = ciphertext.trim_ascii();
+    let input = if trimmed.starts_with(ARMOR_BEGIN) {
+        trimmed
+    } else {
+        ciphertext
+    };
+    // Decode the armor (if any) first, so that the header can be checked as binary.
+    let mut binary = Zeroizing::new(Vec::with_capacity(input.len()));
+    age::armor::ArmoredReader::new(input)
+        .read_to_end(&mut binary)
+        .map_err(|e| AgeFailure::Header(format!("bad armor: {e}")))?;
+    check_header(&binary).map_err(AgeFailure::Header)?;
+    let decryptor =
+        age::Decryptor::new_buffered(&binary[..]).map_err(|e| AgeFailure::Header(e.to_string()))?;
+    let mut plain = decryptor
+        .decrypt(identities.iter().copied())
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => AgeFailure::NoMatch,
+            // A passphrase that does not open its scrypt stanza is no match either.
+            age::DecryptError::DecryptionFailed if is_scrypt(&binary) => AgeFailure::NoMatch,
+            age::DecryptError::InvalidMac => AgeFailure::Mac,
+            other => AgeFailure::Header(other.to_string()),
+        })?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    plain
+        .read_to_end(&mut buf)
+        .map_err(|e| AgeFailure::Payload(e.to_string()))?;
+    Ok(buf)
+}
+
+/// The header grammar of age v1, strictly: the version line, stanzas (`-> type args` and a body
+/// of base64 lines of 64 columns ending with a shorter line, possibly empty), then `--- mac`.
+/// The crate accepts a stanza without its final short line; the spec does not.
+fn check_header(file: &[u8]) -> Result<(), String> {
+    let mut lines = file.split(|&b| b == b'\n');
+    if lines.next() != Some(b"age-encryption.org/v1".as_slice()) {
+        // Not v1: let the crate say what it is.
+        return Ok(());
+    }
+    let mut in_body = false;
+    for line in lines {
+        if line.starts_with(b"---") {
+            return if in_body {
+                Err("a stanza's body does not end with a short line".to_owned())
+            } else {
+                Ok(())
+            };
+        }
+        if line.starts_with(b"-> ") {
+            if in_body {
+                return Err("a stanza's body does not end with a short line".to_owned());
+            }
+            in_body = true;
+            continue;
+        }
+        if !in_body {
+            return Err("a header line is outside any stanza".to_owned());
+        }
+        match line.len() {
+            64 => {}
+            n if n < 64 => in_body = false,
+            _ => return Err("a stanza body line is longer than 64 columns".to_owned()),
+        }
+    }
+    Err("the header does not end with a `---` line".to_owned())
+}
+
+fn is_scrypt(file: &[u8]) -> bool {
+    file.split(|&b| b == b'\n')
+        .take_while(|l| !l.starts_with(b"---"))
+        .any(|l| l.starts_with(b"-> scrypt "))
+}
+
 fn decrypt_vault(
     keys: &Keys,
     ciphertext: &[u8],
@@ -537,27 +631,26 @@ fn decrypt_vault(
         path: path.to_path_buf(),
         why,
     };
-    let reader = age::armor::ArmoredReader::new(ciphertext);
-    let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| {
-        fail(format!(
-            "{e} (it is not an age file: restore it from a backup)"
-        ))
-    })?;
-    let mut plain = decryptor
-        .decrypt(keys.identities.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => fail(format!(
-                "it is not encrypted to the identity in {} (after a key rotation, the \
-                 previous identity is in an `age-identity.txt.*.bak` file)",
-                path.with_file_name(IDENTITY_FILE).display()
-            )),
-            other => fail(format!("{other}; restore it from a backup")),
-        })?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
-    plain.read_to_end(&mut buf).map_err(|e| {
-        fail(format!(
-            "{e}; the file is damaged: restore it from a backup"
-        ))
+    let ids: Vec<&dyn age::Identity> = keys
+        .identities
+        .iter()
+        .map(|i| i as &dyn age::Identity)
+        .collect();
+    let buf = open_age(ciphertext, &ids).map_err(|e| match e {
+        AgeFailure::Header(why) => fail(format!(
+            "{why} (it is not an age file: restore it from a backup)"
+        )),
+        AgeFailure::NoMatch => fail(format!(
+            "it is not encrypted to the identity in {} (after a key rotation, the \
+             previous identity is in an `age-identity.txt.*.bak` file)",
+            path.with_file_name(IDENTITY_FILE).display()
+        )),
+        AgeFailure::Mac => {
+            fail("its header was changed (bad MAC); restore it from a backup".into())
+        }
+        AgeFailure::Payload(why) => fail(format!(
+            "{why}; the file is damaged: restore it from a backup"
+        )),
     })?;
     serde_json::from_slice::<BTreeMap<String, Secret>>(&buf).map_err(|e| {
         // serde_json's message may quote the content: report only where it went wrong.
