@@ -192,3 +192,44 @@ fn the_audit_log_names_keys_and_never_values() {
     assert!(!log.contains("zz-canary-value-91"), "{log}");
     env.claw(&["audit", "verify"]).expect_code(0);
 }
+
+#[test]
+fn rotation_policies_flag_old_and_unknown_secrets() {
+    let env = Env::new();
+    env.claw(&["vault", "init"]).expect_code(0);
+    // A seed-format policy file: one key rotated long ago, one never.
+    std::fs::write(
+        env.home.join("rotation_policies.yaml"),
+        "OLD_TOKEN:\n  max_age_days: 30\n  last_rotated: '2020-01-01T00:00:00'\nFRESH:\n  max_age_days: 30\n",
+    )
+    .expect("write");
+    let check = env.claw(&["vault", "rotation", "check", "--json"]);
+    check.expect_code(1);
+    let j = check.json();
+    assert_eq!(j[0]["key"], "FRESH");
+    assert_eq!(j[0]["state"], "expired", "unknown date counts as expired");
+    assert_eq!(j[1]["key"], "OLD_TOKEN");
+    assert_eq!(j[1]["state"], "expired");
+    env.claw(&["vault", "set", "FRESH", "new-value-1"])
+        .expect_code(0);
+    env.claw(&["vault", "set", "OLD_TOKEN", "new-value-2"])
+        .expect_code(0);
+    let check = env.claw(&["vault", "rotation", "check", "--json"]);
+    check.expect_code(0);
+    assert!(
+        check
+            .json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|p| p["state"] == "ok")
+    );
+    env.claw(&["vault", "rotation", "policy", "set", "NEW_KEY", "7"])
+        .expect_code(0);
+    let list = env.claw(&["vault", "rotation", "policy", "list"]);
+    assert!(
+        list.stdout.contains("NEW_KEY") && list.stdout.contains("unknown"),
+        "{}",
+        list.stdout
+    );
+}

@@ -31,6 +31,30 @@ pub(crate) enum VaultCommand {
     Delete { key: String },
     /// Re-encrypt the vault to a new identity; the old one is kept as a dated backup.
     RotateKey,
+    /// Credential rotation: which secrets are older than their policy allows.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RotationCommand {
+    /// Every secret with a policy: its age and whether it is ok, due soon (80%) or expired.
+    /// Exit status 1 if any is expired.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policies: `set KEY DAYS` or `list`.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Rotate KEY at least every DAYS days.
+    Set { key: String, days: u32 },
+    /// The policies.
+    List,
 }
 
 fn err(e: VaultError) -> CliError {
@@ -87,6 +111,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             };
             vault.set(&key, &Secret::new(value)).map_err(err)?;
             audit(ctx, "vault.set", &key);
+            // A new value is a rotation, for the key's policy.
+            if let Err(e) =
+                crate::vault::rotation::mark_rotated(&ctx.dirs.home, &key, chrono::Utc::now())
+            {
+                eprintln!("warning: {e}");
+            }
             println!("Stored {key}.");
             Ok(())
         }
@@ -124,6 +154,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             println!("Deleted {key}.");
             Ok(())
         }
+        VaultCommand::Rotation(cmd) => rotation(ctx, cmd),
         VaultCommand::RotateKey => {
             let backup = vault.rotate_key().map_err(err)?;
             audit(
@@ -178,4 +209,87 @@ fn read_secret(key: &str) -> Result<String, CliError> {
         )));
     }
     Ok(value.to_owned())
+}
+
+fn rotation(ctx: &Ctx, cmd: RotationCommand) -> CliResult {
+    use crate::vault::rotation::{self, State};
+    let home = &ctx.dirs.home;
+    match cmd {
+        RotationCommand::Policy(PolicyCommand::Set { key, days }) => {
+            crate::vault::validate_key(&key).map_err(err)?;
+            if days == 0 {
+                return Err(CliError::usage("DAYS must be at least 1"));
+            }
+            ctx.dirs.ensure_home().map_err(|e| {
+                CliError::internal(format!("cannot create {}: {e}", home.display()))
+            })?;
+            rotation::set_policy(home, &key, days).map_err(CliError::internal)?;
+            audit(ctx, "vault.rotation.policy_set", &key);
+            println!("{key}: rotate at least every {days} days.");
+            Ok(())
+        }
+        RotationCommand::Policy(PolicyCommand::List) => {
+            let all = rotation::load(home).map_err(CliError::usage)?;
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.key.clone(),
+                        p.max_age_days.to_string(),
+                        p.last_rotated
+                            .map_or_else(|| "unknown".to_owned(), |t| t.to_rfc3339()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(&["KEY", "MAX DAYS", "LAST ROTATED"], &rows)
+            );
+            Ok(())
+        }
+        RotationCommand::Check { json } => {
+            let all = rotation::load(home).map_err(CliError::usage)?;
+            let now = chrono::Utc::now();
+            let checked: Vec<(&rotation::Policy, Option<i64>, State)> = all
+                .iter()
+                .map(|p| {
+                    let (age, state) = p.check(now);
+                    (p, age, state)
+                })
+                .collect();
+            if json {
+                output::print_json(&serde_json::Value::Array(
+                    checked
+                        .iter()
+                        .map(|(p, age, state)| {
+                            serde_json::json!({
+                                "key": p.key, "max_age_days": p.max_age_days,
+                                "age_days": age, "state": state.as_str(),
+                            })
+                        })
+                        .collect(),
+                ));
+            } else if checked.is_empty() {
+                println!("No rotation policies (`claw vault rotation policy set KEY DAYS`).");
+            } else {
+                let rows: Vec<Vec<String>> = checked
+                    .iter()
+                    .map(|(p, age, state)| {
+                        vec![
+                            p.key.clone(),
+                            age.map_or_else(|| "unknown".to_owned(), |d| format!("{d} days")),
+                            format!("{} days", p.max_age_days),
+                            state.as_str().to_owned(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", output::table(&["KEY", "AGE", "MAX", "STATE"], &rows));
+            }
+            if checked.iter().any(|(_, _, s)| *s == State::Expired) {
+                Err(CliError::failed())
+            } else {
+                Ok(())
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! directory fsynced: a crash leaves the old or the new file, never a mix. Reads take no lock.
 
 mod file;
+pub mod rotation;
 #[cfg(test)]
 mod tests;
 
