@@ -11,6 +11,7 @@ mod crash;
 mod dag;
 mod diagnostics;
 mod docs;
+mod doctor;
 mod injection;
 mod retry_timeout;
 mod secrets;

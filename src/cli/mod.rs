@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod doctor;
 mod output;
 mod run;
 mod vault;
@@ -104,6 +105,8 @@ enum Command {
     /// The tamper-evident audit log: tail, search, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Check the machine, the data directory and the settings (with where each came from).
+    Doctor,
     /// Built-in benchmarks, each measured against a baseline in the same process run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -161,6 +164,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
+        Command::Doctor => doctor::run(&ctx),
     }
 }
 

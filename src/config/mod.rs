@@ -5,6 +5,7 @@
 pub mod diagnostic;
 pub mod node;
 pub mod paths;
+pub mod resolve;
 pub mod settings;
 pub mod workflow_file;
 

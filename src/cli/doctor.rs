@@ -1,0 +1,159 @@
+//! `claw doctor`: checks the machine and shows every setting with where it came from.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use super::{CliError, CliResult, Ctx, output};
+use crate::config::resolve;
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: &str) {
+        println!("  ok       {what}: {detail}");
+    }
+    fn warn(&self, what: &str, detail: &str) {
+        println!("  warning  {what}: {detail}");
+    }
+    fn bad(&mut self, what: &str, detail: &str) {
+        self.problems += 1;
+        println!("  PROBLEM  {what}: {detail}");
+    }
+}
+
+fn on_path(prog: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(prog))
+            .find(|p| p.is_file())
+    })
+}
+
+pub(crate) fn run(ctx: &Ctx) -> CliResult {
+    let mut r = Report { problems: 0 };
+    let dirs = &ctx.dirs;
+    println!("claw {}", env!("CARGO_PKG_VERSION"));
+    println!("\nplaces:");
+    r.ok("data directory", &dirs.home.display().to_string());
+    r.ok("config root", &dirs.root.display().to_string());
+
+    println!("\nmachine:");
+    for (prog, needed) in [("sh", true), ("bash", false), ("age", false)] {
+        match on_path(prog) {
+            Some(p) => r.ok(prog, &p.display().to_string()),
+            None if needed => r.bad(prog, "not on PATH: shell steps need it"),
+            None => r.warn(prog, "not on PATH (optional)"),
+        }
+    }
+
+    println!("\nstate:");
+    match ctx.settings() {
+        Ok(s) => r.ok(
+            "claw.yaml",
+            &format!(
+                "retention {} / {} runs, step logs {} bytes, kill grace {}",
+                crate::workflow::duration::format(s.retention_max_age),
+                s.retention_max_runs,
+                s.max_step_log_bytes,
+                crate::workflow::duration::format(s.kill_grace)
+            ),
+        ),
+        Err(e) => r.bad("claw.yaml", &e.message),
+    }
+    if dirs.db_path().exists() {
+        match crate::store::SqliteStore::open(&dirs.db_path()) {
+            Ok(store) => {
+                use crate::store::Store as _;
+                let runs = store
+                    .list_runs(&crate::store::RunFilter::default())
+                    .map_or(0, |v| v.len());
+                r.ok(
+                    "store",
+                    &format!("{} ({runs} runs)", dirs.db_path().display()),
+                );
+            }
+            Err(e) => r.bad("store", &e.to_string()),
+        }
+    } else {
+        r.ok("store", "not created yet (made by the first run)");
+    }
+    let files = super::workflow::all_files(ctx);
+    let invalid = files
+        .iter()
+        .filter(|f| crate::config::workflow_file::load_file(f).is_err())
+        .count();
+    if invalid > 0 {
+        r.bad(
+            "workflows",
+            &format!(
+                "{invalid} of {} invalid: run `claw workflow validate`",
+                files.len()
+            ),
+        );
+    } else {
+        r.ok("workflows", &format!("{} valid", files.len()));
+    }
+    let vault = crate::vault::Vault::new(&dirs.home);
+    if vault.identity_path().exists() {
+        let mode =
+            std::fs::metadata(vault.identity_path()).map_or(0, |m| m.permissions().mode() & 0o777);
+        if mode & 0o077 != 0 {
+            r.bad(
+                "vault identity",
+                &format!(
+                    "{} is mode {mode:o}: run chmod 600",
+                    vault.identity_path().display()
+                ),
+            );
+        }
+        match vault.list() {
+            Ok(keys) => r.ok("vault", &format!("{} secret(s)", keys.len())),
+            Err(e) => r.bad("vault", &e.to_string()),
+        }
+    } else {
+        r.warn("vault", "not initialized (`claw vault init`)");
+    }
+    let audit = crate::audit::AuditLog::in_dir(&dirs.home);
+    match audit.verify() {
+        Ok(rep) => match rep.problem {
+            None => r.ok(
+                "audit log",
+                &format!("{} entries, chain intact", rep.entries),
+            ),
+            Some(p) => r.bad(
+                "audit log",
+                &format!("broken at line {}: {}", p.line, p.message),
+            ),
+        },
+        Err(e) => r.bad("audit log", &e.to_string()),
+    }
+
+    println!("\nsettings (flag > environment > vault > .env > claw.yaml settings: > default):");
+    let (layers, notes) = resolve::gather(&dirs.root, &dirs.home, Default::default());
+    for n in notes {
+        r.warn("settings", &n);
+    }
+    let rows: Vec<Vec<String>> = layers
+        .all()
+        .into_iter()
+        .map(|s| {
+            let value = match (&s.value, s.def.secret) {
+                (None, _) => "-".to_owned(),
+                (Some(v), true) => crate::vault::mask(v),
+                (Some(v), false) if v.is_empty() => "(empty)".to_owned(),
+                (Some(v), false) => output::first_line(v, 40),
+            };
+            vec![s.def.name.to_owned(), value, s.source.describe()]
+        })
+        .collect();
+    for line in output::table(&["SETTING", "VALUE", "FROM"], &rows).lines() {
+        println!("  {line}");
+    }
+    if r.problems > 0 {
+        println!("\n{} problem(s) found", r.problems);
+        return Err(CliError::failed());
+    }
+    println!("\nno problems found");
+    Ok(())
+}
