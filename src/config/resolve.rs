@@ -160,14 +160,17 @@ pub struct Resolved {
     pub source: Source,
 }
 
+/// A file's settings, with the file they came from.
+pub type FileLayer = (PathBuf, BTreeMap<String, String>);
+
 /// The inputs of resolution, gathered once.
 #[derive(Debug, Default)]
 pub struct Layers {
     pub flags: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     pub vault: BTreeMap<String, String>,
-    pub dotenv: Option<(PathBuf, BTreeMap<String, String>)>,
-    pub claw_yaml: Option<(PathBuf, BTreeMap<String, String>)>,
+    pub dotenv: Option<FileLayer>,
+    pub claw_yaml: Option<FileLayer>,
 }
 
 impl Layers {
@@ -234,9 +237,7 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 }
 
 /// `settings:` of `claw.yaml` (scalars only).
-pub fn claw_yaml_settings(
-    root: &Path,
-) -> Result<Option<(PathBuf, BTreeMap<String, String>)>, String> {
+pub fn claw_yaml_settings(root: &Path) -> Result<Option<FileLayer>, String> {
     let path = root.join("claw.yaml");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
