@@ -220,22 +220,7 @@ impl AuditLog {
             ),
             _ => (1, GENESIS.to_owned()),
         };
-        let mut entry = Map::new();
-        entry.insert(
-            "ts".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                .into(),
-        );
-        entry.insert("seq".into(), seq.into());
-        entry.insert("actor".into(), event.actor.clone().into());
-        entry.insert("action".into(), event.action.clone().into());
-        entry.insert("target".into(), event.target.clone().into());
-        entry.insert("outcome".into(), event.outcome.clone().into());
-        entry.insert("detail".into(), event.detail.clone());
-        entry.insert("prev".into(), prev.into());
-        let hash = entry_hash(&entry);
-        entry.insert("hash".into(), hash.into());
+        let entry = build_entry(seq, &prev, event.clone());
         let value = Value::Object(entry);
         let mut line = value.to_string();
         line.push('\n');
@@ -497,29 +482,39 @@ pub fn write_chain(path: &Path, events: impl IntoIterator<Item = Event>) -> Resu
     let mut out = String::new();
     let mut prev = GENESIS.to_owned();
     for (i, e) in events.into_iter().enumerate() {
-        let mut entry = Map::new();
-        entry.insert(
-            "ts".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                .into(),
-        );
-        entry.insert("seq".into(), (i as u64 + 1).into());
-        entry.insert("actor".into(), e.actor.into());
-        entry.insert("action".into(), e.action.into());
-        entry.insert("target".into(), e.target.into());
-        entry.insert("outcome".into(), e.outcome.into());
-        entry.insert("detail".into(), e.detail);
-        entry.insert("prev".into(), prev.clone().into());
-        let hash = entry_hash(&entry);
-        prev.clone_from(&hash);
-        entry.insert("hash".into(), hash.into());
+        let entry = build_entry(i as u64 + 1, &prev, e);
+        prev = entry
+            .get("hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         out.push_str(&Value::Object(entry).to_string());
         out.push('\n');
     }
     let mut f = File::create(path).map_err(io("create", path))?;
     f.write_all(out.as_bytes()).map_err(io("write", path))?;
     f.sync_all().map_err(io("sync", path))
+}
+
+/// An entry with its hash, chained to `prev`.
+fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert(
+        "ts".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    entry.insert("seq".into(), seq.into());
+    entry.insert("actor".into(), e.actor.into());
+    entry.insert("action".into(), e.action.into());
+    entry.insert("target".into(), e.target.into());
+    entry.insert("outcome".into(), e.outcome.into());
+    entry.insert("detail".into(), e.detail);
+    entry.insert("prev".into(), prev.into());
+    let hash = entry_hash(&entry);
+    entry.insert("hash".into(), hash.into());
+    entry
 }
 
 #[cfg(test)]
