@@ -56,17 +56,7 @@ fn workflow_show_lists_steps_and_needs() {
     let shown = shown.json();
     assert_eq!(shown["name"], "diamond");
     assert_eq!(shown["description"], "A fan-out and a join");
-    let needs: Vec<(String, Value)> = shown["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap_or_default().to_owned(),
-                s["needs"].clone(),
-            )
-        })
-        .collect();
+    let needs = needs_of(&shown);
     assert_eq!(
         needs,
         vec![

@@ -144,17 +144,7 @@ steps:
     );
     let shown = env.claw(&["workflow", "show", "seq", "--json"]);
     let shown = shown.expect_code(0).json();
-    let needs: Vec<(String, Value)> = shown["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap_or_default().to_owned(),
-                s["needs"].clone(),
-            )
-        })
-        .collect();
+    let needs = needs_of(&shown);
     assert_eq!(
         needs,
         vec![

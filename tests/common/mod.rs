@@ -168,3 +168,18 @@ pub fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
         .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
 }
+
+/// `(step name, its needs)` from `claw workflow show --json`, in order.
+pub fn needs_of(shown: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["needs"].clone(),
+            )
+        })
+        .collect()
+}
