@@ -556,3 +556,54 @@ fn a_workflow_runs_by_its_name_field_too() {
         twice.stderr
     );
 }
+
+/// Retention: a finished run beyond `retention.max_runs` of its workflow, or older than
+/// `retention.max_age`, is deleted with its logs when a run finishes.
+#[test]
+fn run_history_keeps_the_newest_runs_and_drops_old_logs() {
+    let env = Env::new();
+    std::fs::write(env.root.join("claw.yaml"), "retention:\n  max_runs: 2\n").expect("claw.yaml");
+    env.workflow("r", "steps:\n  - name: a\n    command: echo hi\n");
+    env.workflow("other", "steps:\n  - name: a\n    command: echo other\n");
+    env.claw(&["workflow", "run", "other"]).expect_code(0);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        env.claw(&["workflow", "run", "r"]).expect_code(0);
+        ids.push(env.last_run().expect("run id"));
+    }
+    let listed = env
+        .claw(&["run", "list", "--workflow", "r", "--json"])
+        .json();
+    let kept: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(kept, [ids[3].as_str(), ids[2].as_str()]);
+    assert!(
+        !env.home.join("logs/runs").join(&ids[0]).exists(),
+        "old logs removed"
+    );
+    assert!(env.home.join("logs/runs").join(&ids[3]).exists());
+    // Another workflow's history is its own.
+    assert_eq!(
+        env.claw(&["run", "list", "--workflow", "other", "--json"])
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    std::fs::write(
+        env.root.join("claw.yaml"),
+        "retention:\n  max_age: 1s\n  max_runs: 100\n",
+    )
+    .expect("claw.yaml");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    env.claw(&["workflow", "run", "r"]).expect_code(0);
+    let listed = env
+        .claw(&["run", "list", "--workflow", "r", "--json"])
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
