@@ -111,7 +111,7 @@ fn an_alias_bomb_is_refused_quickly() {
     let start = Instant::now();
     let ran = env.claw(&["workflow", "run", "bomb"]);
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
@@ -147,7 +147,7 @@ fn deep_nesting_is_refused_quickly() {
     let start = Instant::now();
     let ran = env.claw(&["workflow", "run", "deep"]);
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
@@ -162,7 +162,7 @@ fn deep_nesting_is_refused_quickly() {
     let start = Instant::now();
     let ran = env.claw(&["workflow", "validate", "deepmap"]);
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );

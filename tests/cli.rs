@@ -374,7 +374,7 @@ fn detach_prints_the_id_and_the_run_finishes_in_the_background() {
     ran.expect_code(0);
     let id = ran.stdout.trim().to_owned();
     assert_eq!(id.len(), 26, "not a run id: {:?}", ran.stdout);
-    let status = wait_for(Duration::from_secs(5), || {
+    let status = wait_for(Duration::from_secs(30), || {
         let s = env.show(&id)["status"]
             .as_str()
             .unwrap_or_default()
@@ -390,7 +390,7 @@ fn detach_prints_the_id_and_the_run_finishes_in_the_background() {
     assert_eq!(queued["status"], "queued");
     let id = queued["id"].as_str().expect("id").to_owned();
     assert!(
-        wait_for(Duration::from_secs(5), || (env.show(&id)["status"]
+        wait_for(Duration::from_secs(30), || (env.show(&id)["status"]
             == "succeeded")
             .then_some(()))
         .is_some()

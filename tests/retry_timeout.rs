@@ -120,7 +120,7 @@ fn a_timeout_kills_the_grandchildren_too() {
         .parse()
         .expect("the grandchild wrote its pid");
     assert!(
-        wait_for(Duration::from_secs(3), || process_gone(pid).then_some(())).is_some(),
+        wait_for(Duration::from_secs(30), || process_gone(pid).then_some(())).is_some(),
         "grandchild {pid} outlived its step's timeout"
     );
 }
@@ -139,10 +139,10 @@ fn a_finished_step_leaves_no_background_process() {
     let start = Instant::now();
     env.claw(&["workflow", "run", "leaky", "--json"])
         .expect_code(0);
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(20));
     let pid: u32 = read(&pidfile).trim().parse().expect("pid");
     assert!(
-        wait_for(Duration::from_secs(3), || process_gone(pid).then_some(())).is_some(),
+        wait_for(Duration::from_secs(30), || process_gone(pid).then_some(())).is_some(),
         "background process {pid} outlived its step"
     );
 }
@@ -160,7 +160,7 @@ fn cancel_from_another_process_stops_the_run() {
     );
     let start = Instant::now();
     let child = env.spawn(&["workflow", "run", "long", "--json"]);
-    let id = wait_for(Duration::from_secs(5), || {
+    let id = wait_for(Duration::from_secs(30), || {
         let id = env.last_run()?;
         is_running(&env, &id, "long").then_some(id)
     })
@@ -171,7 +171,7 @@ fn cancel_from_another_process_stops_the_run() {
     let out: Ran = child.wait_with_output().expect("wait").into();
     out.expect_code(1);
     assert!(
-        start.elapsed() < Duration::from_secs(8),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
@@ -210,7 +210,7 @@ fn a_workflow_timeout_stops_a_long_run() {
     let start = Instant::now();
     let ran = env.claw(&["workflow", "run", "slow", "--json"]);
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
@@ -260,7 +260,7 @@ fn interrupt_cancels_the_run(signal: nix::sys::signal::Signal) {
         ),
     );
     let child = env.spawn(&["workflow", "run", "long", "--json"]);
-    let id = wait_for(Duration::from_secs(5), || {
+    let id = wait_for(Duration::from_secs(30), || {
         let id = env.last_run()?;
         is_running(&env, &id, "long").then_some(id)
     })
@@ -297,12 +297,12 @@ fn cancel_stops_a_detached_run() {
     let ran = env.claw(&["workflow", "run", "long", "--detach"]);
     ran.expect_code(0);
     let id = ran.stdout.trim().to_owned();
-    wait_for(Duration::from_secs(5), || {
+    wait_for(Duration::from_secs(30), || {
         is_running(&env, &id, "long").then_some(())
     })
     .expect("the detached run never started its step");
     env.claw(&["run", "cancel", &id]).expect_code(0);
-    let status = wait_for(Duration::from_secs(5), || {
+    let status = wait_for(Duration::from_secs(30), || {
         let s = env.show(&id)["status"]
             .as_str()
             .unwrap_or_default()
@@ -331,7 +331,7 @@ fn a_flooding_step_still_times_out_and_its_log_is_capped() {
     let ran = env.claw(&["workflow", "run", "flood", "--json"]);
     ran.expect_code(1);
     assert!(
-        start.elapsed() < Duration::from_secs(8),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
