@@ -446,8 +446,7 @@ fn decide(
             }
         }
     };
-    let user = crate::config::paths::local_user();
-    let who = who.unwrap_or_else(|| format!("cli:{user}"));
+    let who = who.unwrap_or_else(crate::config::paths::cli_actor);
     let who = match &reason {
         Some(r) => format!("{who} ({r})"),
         None => who,

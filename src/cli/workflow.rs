@@ -487,9 +487,8 @@ fn record_invalid(ctx: &Ctx, path: &Path, problems: usize) {
     if !ctx.dirs.home.is_dir() {
         return;
     }
-    let user = crate::config::paths::local_user();
     let event = crate::audit::Event::new(
-        &format!("cli:{user}"),
+        &crate::config::paths::cli_actor(),
         "config.validation_failed",
         &path.display().to_string(),
         "failed",

@@ -97,3 +97,8 @@ pub fn local_user() -> String {
         _ => uid.to_string(),
     }
 }
+
+/// The audit actor of a command typed on this machine: `cli:<user>`.
+pub fn cli_actor() -> String {
+    format!("cli:{}", local_user())
+}

@@ -268,16 +268,20 @@ impl Engine {
                 run.id
             )));
         }
-        self.audit(
-            &crate::audit::Event::new(
+        // The decision is stored; a failure to audit it is reported, never dropped.
+        self.audit
+            .record(&crate::audit::Event::new(
                 who,
                 "workflow.step.decided",
                 &format!("{}/{step}", run.id),
                 decision,
                 serde_json::json!({"workflow": run.workflow}),
-            ),
-            &Silent,
-        );
+            ))
+            .map_err(|e| {
+                EngineError::Io(format!(
+                    "the decision was recorded, but not in the audit log: {e}"
+                ))
+            })?;
         Ok(())
     }
 
@@ -287,16 +291,19 @@ impl Engine {
             return Ok(run.status);
         }
         self.store.request_cancel(&run.id)?;
-        self.audit(
-            &crate::audit::Event::new(
-                &format!("cli:{}", crate::config::paths::local_user()),
+        self.audit
+            .record(&crate::audit::Event::new(
+                &crate::config::paths::cli_actor(),
                 "workflow.run.cancel_requested",
                 &run.id,
                 "ok",
                 serde_json::json!({"workflow": run.workflow}),
-            ),
-            &Silent,
-        );
+            ))
+            .map_err(|e| {
+                EngineError::Io(format!(
+                    "the cancel request was recorded, but not in the audit log: {e}"
+                ))
+            })?;
         let unowned = run.owner.is_none() || owner::is_dead(run, now_ms());
         if unowned {
             // Claim it so that no resume races with us, then close it.

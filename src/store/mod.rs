@@ -312,8 +312,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn cancel_requested(&self, id: &str) -> Result<bool>;
 
     fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>>;
-    /// Writes one step's whole record (insert or replace).
-    fn record_step(&self, run_id: &str, step: &StepRecord) -> Result<()>;
     /// Writes several step records and the run status in one transaction.
     fn record_steps(
         &self,

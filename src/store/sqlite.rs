@@ -433,11 +433,6 @@ impl Store for SqliteStore {
         collect(stmt.query_map([run_id], step_from_row)?)
     }
 
-    fn record_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
-        let conn = self.conn();
-        write_step(&conn, run_id, step)
-    }
-
     fn record_steps(
         &self,
         run_id: &str,
@@ -577,7 +572,7 @@ mod tests {
         s.create_run(&run("r1", "wf", 1))?;
         let mut st = StepRecord::new("a", Phase::Main, 0);
         st.status = StepStatus::Interrupted;
-        s.record_step("r1", &st)?;
+        s.record_steps("r1", std::slice::from_ref(&st), None)?;
         assert!(s.decide_step("r1", "a", "retry", "me")?);
         assert!(!s.decide_step("r1", "zz", "retry", "me")?);
         let steps = s.steps("r1")?;
