@@ -175,6 +175,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// How many under-indented continuation lines are re-indented at most (each costs a re-parse;
+/// the seed's files need a handful, a hostile file must not make validation crawl).
+const MAX_INDENT_FIXES: usize = 200;
+
 /// Parses one YAML document. An empty document is a `Null` node at 1:1.
 ///
 /// Errors (syntax, budget exceeded, duplicate keys) come back as one diagnostic with the position
@@ -193,8 +197,8 @@ pub fn parse(source: &str) -> Result<Node, Diagnostic> {
         });
     }
     let mut text = std::borrow::Cow::Borrowed(source);
-    // Each retry fixes one line; a file cannot need more retries than it has lines.
-    let max_retries = source.lines().count().min(10_000);
+    // Each retry fixes one line.
+    let max_retries = source.lines().count().min(MAX_INDENT_FIXES);
     let mut first_error = None;
     for _ in 0..=max_retries {
         match parse_once(&text) {
