@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)]
 //! One test binary (`autotests = false`), one module per topic.
 
+mod approval;
 mod audit;
 mod bad_input;
 mod cctv;
@@ -17,4 +18,5 @@ mod retry_timeout;
 mod secrets;
 mod seed_examples;
 mod seed_semantics;
+mod subworkflow;
 mod vault;

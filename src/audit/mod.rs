@@ -167,6 +167,21 @@ impl AuditLog {
 
     /// Appends one entry, chained to the last one, and syncs it to disk before returning.
     pub fn record(&self, event: &Event) -> Result<Value, AuditError> {
+        let mut last = self.record_batch(std::slice::from_ref(event), true)?;
+        last.pop().ok_or_else(|| AuditError::Unreadable {
+            path: self.path.clone(),
+            why: "nothing was appended".into(),
+        })
+    }
+
+    /// Appends several entries under one lock. With `sync`, they are on disk before this returns;
+    /// without, they are written (a crash of claw cannot lose them, a power cut can) and reach
+    /// the disk with the next synced append — used for step start/finish entries, whose
+    /// transitions the store already holds durably.
+    pub fn record_batch(&self, events: &[Event], sync: bool) -> Result<Vec<Value>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -201,15 +216,25 @@ impl AuditLog {
             );
             last = Some(self.append(&mut file, &repair, last.as_ref())?);
         }
-        self.append(&mut file, event, last.as_ref())
+        let mut text = String::new();
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let value = Self::entry_after(event, last.as_ref());
+            text.push_str(&value.to_string());
+            text.push('\n');
+            last = Some(value.clone());
+            out.push(value);
+        }
+        // One write of all the lines (O_APPEND), then to disk.
+        file.write_all(text.as_bytes())
+            .map_err(io("write", &self.path))?;
+        if sync {
+            file.sync_data().map_err(io("sync", &self.path))?;
+        }
+        Ok(out)
     }
 
-    fn append(
-        &self,
-        file: &mut File,
-        event: &Event,
-        last: Option<&Value>,
-    ) -> Result<Value, AuditError> {
+    fn entry_after(event: &Event, last: Option<&Value>) -> Value {
         let (seq, prev) = match last {
             Some(v) if v.get("hash").is_some() => (
                 v.get("seq").and_then(Value::as_u64).unwrap_or(0) + 1,
@@ -220,11 +245,18 @@ impl AuditLog {
             ),
             _ => (1, GENESIS.to_owned()),
         };
-        let entry = build_entry(seq, &prev, event.clone());
-        let value = Value::Object(entry);
+        Value::Object(build_entry(seq, &prev, event.clone()))
+    }
+
+    fn append(
+        &self,
+        file: &mut File,
+        event: &Event,
+        last: Option<&Value>,
+    ) -> Result<Value, AuditError> {
+        let value = Self::entry_after(event, last);
         let mut line = value.to_string();
         line.push('\n');
-        // One write of the whole line (O_APPEND), then to disk.
         file.write_all(line.as_bytes())
             .map_err(io("write", &self.path))?;
         file.sync_data().map_err(io("sync", &self.path))?;

@@ -53,7 +53,7 @@ impl CliError {
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         let code = match &e {
-            EngineError::Invalid(_) | EngineError::Busy { .. } => 2,
+            EngineError::Invalid(_) | EngineError::Busy { .. } | EngineError::Denied(_) => 2,
             EngineError::Store(StoreError::NoSuchRun(_) | StoreError::Ambiguous { .. }) => 2,
             EngineError::Store(_) | EngineError::Definition(_) | EngineError::Io(_) => 3,
         };

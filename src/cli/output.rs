@@ -61,7 +61,7 @@ fn symbol(status: StepStatus) -> &'static str {
         StepStatus::Failed => "✗",
         StepStatus::Skipped => "-",
         StepStatus::Cancelled => "■",
-        StepStatus::Interrupted => "?",
+        StepStatus::Interrupted | StepStatus::Waiting => "?",
         StepStatus::Pending | StepStatus::Running => "▸",
     }
 }
@@ -209,6 +209,7 @@ pub(crate) fn run_json(
         "duration_ms": duration_ms(r.started_at, r.finished_at),
         "workflow_path": r.workflow_path,
         "owner": r.owner,
+        "parent_run": r.parent_run,
     });
     if let (Some(steps), Some(obj)) = (steps, v.as_object_mut()) {
         obj.insert("steps".into(), steps.iter().map(step_json).collect());

@@ -69,19 +69,30 @@ pub(crate) enum RunCommand {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Decide a step that waits: run an interrupted step again.
+    /// Decide a step that waits: approve an approval gate, or run an interrupted step again.
+    ///
+    /// An approval gate needs `quorum` distinct allowed approvers; its `input` fields are given
+    /// with `--input k=v`. An interrupted step (claw stopped while it ran) runs again, or with
+    /// `--skip` is taken as done without running again.
     Approve {
         run: String,
         /// The waiting step (may be left out when only one waits).
         step: Option<String>,
-        /// Who decides (default: the local user, as `cli:<user>`).
+        /// Who decides: `cli:NAME`, `telegram:ID`, `dashboard:NAME`, or a bare NAME meaning
+        /// `cli:NAME` (default: the local user, as `cli:<user>`).
         #[arg(long = "as", value_name = "WHO")]
         who: Option<String>,
+        /// A field the approval asks for (repeatable).
+        #[arg(long = "input", value_name = "KEY=VALUE")]
+        input: Vec<String>,
+        /// For an interrupted step: do not run it again, take it as done (it is marked skipped).
+        #[arg(long)]
+        skip: bool,
         /// Decide and leave; do not carry the run on in this process.
         #[arg(long)]
         no_wait: bool,
     },
-    /// Decide a step that waits: mark an interrupted step failed.
+    /// Decide a step that waits: reject an approval gate, or mark an interrupted step failed.
     Reject {
         run: String,
         step: Option<String>,
@@ -122,15 +133,46 @@ pub(crate) fn run(ctx: &Ctx, cmd: RunCommand) -> CliResult {
             run,
             step,
             who,
+            input,
+            skip,
             no_wait,
-        } => decide(&engine, &run, step.as_deref(), true, who, None, no_wait),
+        } => {
+            let verdict = if skip {
+                Verdict::Skip
+            } else {
+                Verdict::Approve
+            };
+            let input = input
+                .iter()
+                .map(|kv| crate::engine::params::split_assignment(kv).map_err(CliError::usage))
+                .collect::<Result<Vec<_>, _>>()?;
+            decide(
+                &engine,
+                &run,
+                step.as_deref(),
+                verdict,
+                who,
+                None,
+                &input,
+                no_wait,
+            )
+        }
         RunCommand::Reject {
             run,
             step,
             reason,
             who,
             no_wait,
-        } => decide(&engine, &run, step.as_deref(), false, who, reason, no_wait),
+        } => decide(
+            &engine,
+            &run,
+            step.as_deref(),
+            Verdict::Reject,
+            who,
+            reason,
+            &[],
+            no_wait,
+        ),
     }
 }
 
@@ -161,11 +203,26 @@ fn list(
         workflow,
         status,
         limit: Some(limit),
+        ..RunFilter::default()
     })?;
+    let waits: Vec<Vec<Wait>> = runs
+        .iter()
+        .map(|r| waiting_for(engine, r))
+        .collect::<Result<_, _>>()?;
     if json {
         let items: Vec<serde_json::Value> = runs
             .iter()
-            .map(|r| output::run_json(r, engine.is_orphaned(r), None))
+            .zip(&waits)
+            .map(|(r, w)| {
+                let mut v = output::run_json(r, engine.is_orphaned(r), None);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "waiting_for".into(),
+                        w.iter().map(|w| w.json.clone()).collect(),
+                    );
+                }
+                v
+            })
             .collect();
         output::print_json(&serde_json::Value::Array(items));
         return Ok(());
@@ -174,34 +231,126 @@ fn list(
         println!("No runs.");
         return Ok(());
     }
+    let any_wait = waits.iter().any(|w| !w.is_empty());
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|r| {
-            vec![
+        .zip(&waits)
+        .map(|(r, w)| {
+            let mut row = vec![
                 r.id.clone(),
                 r.workflow.clone(),
                 status_label(engine, r),
                 output::local_time(Some(r.created_at)),
                 output::human_ms(output::duration_ms(r.started_at, r.finished_at)),
-            ]
+            ];
+            if any_wait {
+                row.push(
+                    w.iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+            row
         })
         .collect();
-    print!(
-        "{}",
-        output::table(&["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"], &rows)
-    );
+    let mut headers = vec!["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"];
+    if any_wait {
+        headers.push("WAITING FOR");
+    }
+    print!("{}", output::table(&headers, &rows));
     Ok(())
+}
+
+/// One thing a run waits for: an approval, or a decision on an interrupted step.
+#[derive(Debug)]
+struct Wait {
+    text: String,
+    json: serde_json::Value,
+}
+
+fn waiting_for(engine: &Engine, run: &RunRecord) -> Result<Vec<Wait>, CliError> {
+    if run.status != RunStatus::Waiting {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for s in engine.store.steps(&run.id)? {
+        match s.status {
+            StepStatus::Waiting => {
+                let Some(a) = engine.store.approval(&run.id, &s.name)? else {
+                    continue;
+                };
+                let r = &a.request;
+                let approved: Vec<&str> = a
+                    .votes
+                    .iter()
+                    .filter(|v| v.decision == "approve")
+                    .map(|v| v.approver.as_str())
+                    .collect();
+                let who = if r.approvers.is_empty() {
+                    "anyone".to_owned()
+                } else {
+                    r.approvers.join(", ")
+                };
+                let deadline = r.deadline.map(crate::engine::approval::rfc3339);
+                out.push(Wait {
+                    text: format!(
+                        "approval of `{}` by {who} ({}/{}){}",
+                        s.name,
+                        approved.len(),
+                        r.quorum,
+                        deadline
+                            .as_deref()
+                            .map(|d| format!(", until {d} then {}", r.on_timeout))
+                            .unwrap_or_default()
+                    ),
+                    json: serde_json::json!({
+                        "kind": "approval",
+                        "step": s.name,
+                        "message": r.message,
+                        "approvers": r.approvers,
+                        "quorum": r.quorum,
+                        "approved_by": approved,
+                        "deadline": deadline,
+                        "on_timeout": r.on_timeout,
+                        "input": r.input,
+                    }),
+                });
+            }
+            StepStatus::Interrupted => out.push(Wait {
+                text: format!("decision on interrupted `{}` (retry, skip or fail)", s.name),
+                json: serde_json::json!({"kind": "interrupted", "step": s.name}),
+            }),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
     let run = engine.store.find_run(id)?;
     let steps = engine.store.steps(&run.id)?;
+    let waits = waiting_for(engine, &run)?;
+    let children = engine.store.list_runs(&RunFilter {
+        parent: Some(run.id.clone()),
+        ..RunFilter::default()
+    })?;
     if json {
-        output::print_json(&output::run_json(
-            &run,
-            engine.is_orphaned(&run),
-            Some(&steps),
-        ));
+        let mut v = output::run_json(&run, engine.is_orphaned(&run), Some(&steps));
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "waiting_for".into(),
+                waits.iter().map(|w| w.json.clone()).collect(),
+            );
+            o.insert(
+                "children".into(),
+                children
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "workflow": c.workflow, "status": c.status.as_str()}))
+                    .collect(),
+            );
+        }
+        output::print_json(&v);
         return Ok(());
     }
     println!("run       {}", run.id);
@@ -227,6 +376,18 @@ fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
     }
     if let Some(e) = &run.error {
         println!("error     {e}");
+    }
+    if let Some(p) = &run.parent_run {
+        println!("parent    {p}");
+    }
+    for c in &children {
+        println!("child     {} ({}, {})", c.id, c.workflow, c.status);
+    }
+    for w in &waits {
+        println!("waiting   {}", w.text);
+        if let Some(m) = w.json.get("message").and_then(serde_json::Value::as_str) {
+            println!("          {m}");
+        }
     }
     println!();
     print!("{}", output::steps_table(&steps));
@@ -409,13 +570,22 @@ fn rerun(engine: &Engine, id: &str, from: Option<&str>, json: bool, quiet: bool)
     drive_foreground(engine, &run.id, None, json, quiet)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Approve,
+    Reject,
+    Skip,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide(
     engine: &Engine,
     id: &str,
     step: Option<&str>,
-    retry: bool,
+    verdict: Verdict,
     who: Option<String>,
     reason: Option<String>,
+    input: &[(String, String)],
     no_wait: bool,
 ) -> CliResult {
     let run = engine.store.find_run(id)?;
@@ -425,7 +595,7 @@ fn decide(
         None => {
             let waiting: Vec<&str> = steps
                 .iter()
-                .filter(|s| s.status == StepStatus::Interrupted)
+                .filter(|s| matches!(s.status, StepStatus::Interrupted | StepStatus::Waiting))
                 .map(|s| s.name.as_str())
                 .collect();
             match waiting.as_slice() {
@@ -446,21 +616,69 @@ fn decide(
             }
         }
     };
-    let who = who.unwrap_or_else(crate::config::paths::cli_actor);
-    let who = match &reason {
-        Some(r) => format!("{who} ({r})"),
-        None => who,
-    };
-    engine.decide(&run, &step, retry, &who)?;
-    println!(
-        "run {}: step `{step}` {} by {who}",
-        run.id,
-        if retry {
-            "will run again"
-        } else {
-            "marked failed"
+    let identity = crate::engine::approval::identity(who.as_deref());
+    let gate = steps
+        .iter()
+        .any(|s| s.name == step && s.status == StepStatus::Waiting);
+    if gate {
+        if verdict == Verdict::Skip {
+            return Err(CliError::usage(
+                "--skip is for interrupted steps; an approval gate is approved or rejected",
+            ));
         }
-    );
+        let result = engine.vote(
+            &run,
+            &step,
+            &identity,
+            verdict == Verdict::Approve,
+            reason.as_deref(),
+            input,
+        )?;
+        let crate::engine::approval::VoteResult::Recorded {
+            decided,
+            approvals,
+            quorum,
+        } = result;
+        match &decided {
+            Some(r) => println!(
+                "run {}: step `{step}` {}",
+                run.id,
+                crate::engine::approval::describe(r)
+            ),
+            None => println!(
+                "run {}: {identity} approved step `{step}` ({approvals} of {quorum} approvals)",
+                run.id
+            ),
+        }
+        if decided.is_none() {
+            return Ok(());
+        }
+    } else {
+        if !input.is_empty() {
+            return Err(CliError::usage(format!(
+                "step `{step}` is not an approval gate: --input does not apply"
+            )));
+        }
+        let decision = match verdict {
+            Verdict::Approve => "retry",
+            Verdict::Reject => "fail",
+            Verdict::Skip => "skip",
+        };
+        let who = match &reason {
+            Some(r) => format!("{identity} ({r})"),
+            None => identity,
+        };
+        engine.decide(&run, &step, decision, &who)?;
+        println!(
+            "run {}: step `{step}` {} by {who}",
+            run.id,
+            match verdict {
+                Verdict::Approve => "will run again",
+                Verdict::Reject => "marked failed",
+                Verdict::Skip => "taken as done (skipped)",
+            }
+        );
+    }
     // Nobody executes the run any more: carry it on here, unless asked not to.
     let now = engine.store.find_run(&run.id)?;
     if !no_wait && (now.owner.is_none() || engine.is_orphaned(&now)) && !now.status.is_finished() {

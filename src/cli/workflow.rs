@@ -261,7 +261,7 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Unavailable { .. } => None },
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => None },
         "compensation": s.compensation.is_some(),
     })
 }
@@ -362,6 +362,7 @@ fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
                 "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
                 s.name
             )),
+            StepKind::Approval(_) | StepKind::Workflow(_) => {}
             StepKind::Shell(sh) => {
                 if let Some(prog) = &sh.shell
                     && !on_path(prog)
@@ -423,11 +424,10 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
             }
             Ok(path) => match workflow_file::load_file(path) {
                 Ok(wf) => {
-                    let problems = if env {
-                        env_problems(&wf, &ctx.dirs.home)
-                    } else {
-                        Vec::new()
-                    };
+                    let mut problems = crate::engine::subflow::check(&ctx.dirs, &wf);
+                    if env {
+                        problems.extend(env_problems(&wf, &ctx.dirs.home));
+                    }
                     if problems.is_empty() {
                         if !json {
                             println!("ok: {} ({} steps)", path.display(), wf.steps.len());
@@ -509,6 +509,10 @@ fn run_workflow(
     quiet: bool,
 ) -> CliResult {
     let wf = load(ctx, arg)?;
+    let problems = crate::engine::subflow::check(&ctx.dirs, &wf);
+    if !problems.is_empty() {
+        return Err(CliError::usage(problems.join("\nerror: ")));
+    }
     let mut given = Vec::new();
     for p in raw_params {
         given.push(params::split_assignment(p).map_err(|e| CliError::usage(format!("-p {e}")))?);

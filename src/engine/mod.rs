@@ -6,9 +6,11 @@
 //! steps are never run again, an interrupted idempotent step is run again, and an interrupted
 //! non-idempotent step waits for a person's decision.
 
+pub mod approval;
 pub mod owner;
 pub mod params;
 mod run;
+pub mod subflow;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +40,9 @@ pub enum EngineError {
     Busy { run: String, owner: String },
     #[error("{0}")]
     Io(String),
+    /// Someone not allowed tried to decide (audited).
+    #[error("{0}")]
+    Denied(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -180,7 +185,12 @@ impl Engine {
             lease_until: new.claim.then_some(now + owner::LEASE_MS),
             dry_run: new.dry_run,
             cancel_requested: false,
-            parent_run: None,
+            // A sub-workflow's child names its parent in its trigger.
+            parent_run: new
+                .trigger
+                .get("parent_run")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
             outputs: serde_json::json!({}),
             error: None,
             created_at: now,
@@ -241,9 +251,9 @@ impl Engine {
             .await
     }
 
-    /// Records a person's decision on an interrupted step: `retry` runs it again, `fail` marks it
-    /// failed. Returns an error if the step does not wait for a decision.
-    pub fn decide(&self, run: &RunRecord, step: &str, retry: bool, who: &str) -> Result<()> {
+    /// Records a person's decision on an interrupted step: `retry` runs it again, `skip` takes it
+    /// as done (marked skipped), `fail` marks it failed. Returns an error if the step does not wait for a decision.
+    pub fn decide(&self, run: &RunRecord, step: &str, decision: &str, who: &str) -> Result<()> {
         let steps = self.store.steps(&run.id)?;
         let Some(rec) = steps.iter().find(|s| s.name == step) else {
             let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
@@ -261,7 +271,6 @@ impl Engine {
                 run.id, rec.status
             )));
         }
-        let decision = if retry { "retry" } else { "fail" };
         if !self.store.decide_step(&run.id, step, decision, who)? {
             return Err(EngineError::Invalid(format!(
                 "step `{step}` of run {} no longer waits for a decision",

@@ -14,6 +14,8 @@ use crate::steps::{self, StepInput, StepOutcome, StepReport};
 use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::workflow::{Condition, OnBusy, OnFailure, Step, StepKind, Workflow};
 
+mod waits;
+
 /// How often the loop looks at the store (cancel requests, decisions) while steps run.
 const POLL: Duration = Duration::from_millis(250);
 /// Cap of a step's stdout kept in the store.
@@ -51,6 +53,8 @@ pub(super) struct Exec<'a> {
     secret_values: std::collections::BTreeSet<String>,
     last_heartbeat: i64,
     deadline: Option<Instant>,
+    /// Step start/finish audit entries, written (not synced) with each flush.
+    audit_buf: Vec<crate::audit::Event>,
 }
 
 fn rec_name(phase: Phase, step: &Step) -> String {
@@ -125,6 +129,7 @@ impl<'a> Exec<'a> {
             secret_values: std::collections::BTreeSet::new(),
             last_heartbeat: now_ms(),
             deadline: None,
+            audit_buf: Vec::new(),
         })
     }
 
@@ -295,6 +300,12 @@ impl<'a> Exec<'a> {
 
     /// Steps left `running` by a dead owner: idempotent ones run again, the others wait.
     fn recover_interrupted(&mut self) -> Result<()> {
+        // Approval gates reopen their stored request (same deadline) when started again.
+        for rec in self.recs.values_mut() {
+            if rec.status == StepStatus::Waiting {
+                rec.status = StepStatus::Pending;
+            }
+        }
         let mut changed = Vec::new();
         let mut waiting = false;
         let names: Vec<String> = self
@@ -534,7 +545,9 @@ impl<'a> Exec<'a> {
                         || s.cwd.as_deref().is_some_and(h)
                         || s.stdin.as_deref().is_some_and(h)
                 }
-                StepKind::Unavailable { .. } => false,
+                StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => {
+                    false
+                }
             }
     }
 
@@ -626,7 +639,9 @@ impl<'a> Exec<'a> {
                 let stdin = s.stdin.as_deref().map(plain).transpose()?;
                 (command, cwd, stdin)
             }
-            StepKind::Unavailable { .. } => (String::new(), None, None),
+            StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => {
+                (String::new(), None, None)
+            }
         };
         Ok(StepInput {
             kind: step.kind.clone(),
@@ -648,6 +663,23 @@ impl<'a> Exec<'a> {
         if let Some(m) = &rec.message {
             rec.message = Some(self.redactor.redact(m).into_owned());
         }
+        let before = self.recs.get(&rec.name).map(|r| (r.status, r.attempts));
+        if before != Some((rec.status, rec.attempts)) {
+            let action = match rec.status {
+                StepStatus::Running => Some("workflow.step.started"),
+                s if s.is_finished() => Some("workflow.step.finished"),
+                _ => None,
+            };
+            if let Some(action) = action {
+                self.audit_buf.push(crate::audit::Event::new(
+                    &Engine::actor_of(&self.run),
+                    action,
+                    &format!("{}/{}", self.run.id, rec.name),
+                    rec.status.as_str(),
+                    serde_json::json!({"workflow": self.wf.name, "attempt": rec.attempts}),
+                ));
+            }
+        }
         self.unflushed.retain(|r| r.name != rec.name);
         self.unflushed.push(rec.clone());
         self.recs.insert(rec.name.clone(), rec);
@@ -663,7 +695,21 @@ impl<'a> Exec<'a> {
                 .record_steps(&self.run.id, &self.unflushed, None)?;
             self.unflushed.clear();
         }
+        self.write_audit(false);
         Ok(())
+    }
+
+    /// Writes the buffered step entries to the audit log (synced with the next synced entry:
+    /// the store already holds these transitions durably).
+    fn write_audit(&mut self, sync: bool) {
+        if self.audit_buf.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.audit_buf);
+        if let Err(e) = self.engine.audit.record_batch(&events, sync) {
+            let msg = format!("warning: {e}");
+            self.progress.event(&Event::Note { message: &msg });
+        }
     }
 
     fn finish_record(
@@ -765,7 +811,10 @@ impl<'a> Exec<'a> {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| StepRecord::new(&name, phase, step.index as i64));
-        rec.attempts += 1;
+        // A gate reopened after a restart keeps its attempt (and its request and deadline).
+        if !(matches!(step.kind, StepKind::Approval(_)) && rec.attempts > 0) {
+            rec.attempts += 1;
+        }
         let attempt = rec.attempts;
         rec.status = StepStatus::Running;
         rec.started_at.get_or_insert(now_ms());
@@ -776,9 +825,7 @@ impl<'a> Exec<'a> {
             rec.status = StepStatus::Succeeded;
             rec.finished_at = Some(now_ms());
             rec.message = Some(match &step.kind {
-                StepKind::Unavailable { kind, .. } if kind == "approval" => {
-                    "dry-run: gate auto-approved".to_owned()
-                }
+                StepKind::Approval(_) => "dry-run: gate auto-approved".to_owned(),
                 kind => format!(
                     "dry-run: would execute {}: {}{}",
                     kind.type_name(),
@@ -795,6 +842,11 @@ impl<'a> Exec<'a> {
             self.record(rec.clone())?;
             self.progress.event(&Event::StepFinished { step: &rec });
             return Ok(());
+        }
+        match &step.kind {
+            StepKind::Approval(gate) => return self.open_gate(step, gate, rec, tasks),
+            StepKind::Workflow(child) => return self.start_child(step, child, rec, tasks),
+            _ => {}
         }
         let input = match self.prepare(step, phase, attempt) {
             Ok(i) => i,
@@ -843,10 +895,11 @@ impl<'a> Exec<'a> {
         rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
         rec.stderr_tail = report.stderr_tail.clone();
         rec.outputs = serde_json::Value::Object(report.outputs.clone());
+        let finished_at = report.finished_at;
         match report.outcome {
             StepOutcome::Succeeded => {
                 rec.status = StepStatus::Succeeded;
-                rec.message = None;
+                rec.message = report.note.clone();
             }
             StepOutcome::Cancelled => {
                 // A step is only cancelled through the run's token: the run is being cancelled.
@@ -881,9 +934,12 @@ impl<'a> Exec<'a> {
                 });
             }
         }
-        rec.finished_at = Some(now_ms());
+        rec.finished_at = Some(finished_at.unwrap_or_else(now_ms));
         let failed = rec.status == StepStatus::Failed;
         self.record(rec.clone())?;
+        if matches!(step.kind, StepKind::Approval(_)) {
+            self.gate_closed(&step, &rec)?;
+        }
         self.progress.event(&Event::StepFinished { step: &rec });
         if failed && phase == Phase::Main && self.stop.is_none() {
             self.stop = self.stop_after_failure(&step);
@@ -935,6 +991,13 @@ impl<'a> Exec<'a> {
                     ));
                     rec.decision = Some(d);
                     self.record(rec)?;
+                }
+                Some((d, who)) if d == "skip" => {
+                    let msg = format!(
+                        "interrupted; taken as done (not run again) on the decision of {}",
+                        who.unwrap_or_default()
+                    );
+                    self.finish_record(&name, StepStatus::Skipped, Some(msg))?;
                 }
                 Some((_, who)) => {
                     let msg = format!("interrupted; marked failed by {}", who.unwrap_or_default());
@@ -1035,7 +1098,10 @@ impl<'a> Exec<'a> {
                     }
                     Ok(None) => {
                         self.start(step, Phase::Main, &mut tasks, Duration::ZERO)?;
-                        if self.status_of(&step.name) == StepStatus::Running {
+                        if matches!(
+                            self.status_of(&step.name),
+                            StepStatus::Running | StepStatus::Waiting
+                        ) {
                             running += 1;
                         }
                     }
@@ -1231,6 +1297,8 @@ impl<'a> Exec<'a> {
         };
         // The last step records and the run's end in one transaction.
         let last = std::mem::take(&mut self.unflushed);
+        // Step entries first: the run's own (synced) entry then carries them to disk.
+        self.write_audit(false);
         self.store().finish_run(
             &self.run.id,
             &last,

@@ -49,6 +49,11 @@ pub struct StepReport {
     pub stdout: String,
     pub stderr_tail: String,
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// What to say about a success (an approval's approvers, a child run's id).
+    pub note: Option<String>,
+    /// When the step ended, if not now (an approval decided by its deadline while claw was
+    /// down is dated at the deadline).
+    pub finished_at: Option<i64>,
 }
 
 impl StepReport {
@@ -61,6 +66,8 @@ impl StepReport {
             stdout: String::new(),
             stderr_tail: String::new(),
             outputs: serde_json::Map::new(),
+            note: None,
+            finished_at: None,
         }
     }
 }
@@ -71,6 +78,10 @@ pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
         StepKind::Shell(shell) => {
             let program = shell.shell.as_deref().unwrap_or("/bin/sh");
             shell::run(program, input, shell.outputs == OutputMode::Json, cancel).await
+        }
+        // Run by the engine itself (they need the store), never through here.
+        StepKind::Approval(_) | StepKind::Workflow(_) => {
+            StepReport::failed("internal error: this step kind is run by the engine")
         }
         StepKind::Unavailable { written: kind, .. } => StepReport::failed(format!(
             "step type `{kind}` is not available yet in this version of claw"

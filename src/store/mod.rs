@@ -92,10 +92,12 @@ pub enum StepStatus {
     Skipped,
     Cancelled,
     Interrupted,
+    /// An approval gate waiting for its decision.
+    Waiting,
 }
 
 impl StepStatus {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Pending,
         Self::Running,
         Self::Succeeded,
@@ -103,6 +105,7 @@ impl StepStatus {
         Self::Skipped,
         Self::Cancelled,
         Self::Interrupted,
+        Self::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +117,7 @@ impl StepStatus {
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
             Self::Interrupted => "interrupted",
+            Self::Waiting => "waiting",
         }
     }
 
@@ -242,12 +246,51 @@ impl StepRecord {
     }
 }
 
+/// What a waiting approval step asks for (one per run and step; a resumed run keeps it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRequest {
+    pub run_id: String,
+    pub step: String,
+    /// The rendered question (secrets masked).
+    pub message: String,
+    /// Who may decide; empty: anyone.
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    /// When `on_timeout` decides, in ms since the epoch.
+    pub deadline: Option<i64>,
+    /// `approve` or `reject`.
+    pub on_timeout: String,
+    /// The input fields the approvers fill in: `[{name, type, required, default, description}]`.
+    pub input: serde_json::Value,
+    pub requested_at: i64,
+}
+
+/// One approver's decision on an approval request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub input: serde_json::Value,
+    pub decided_at: i64,
+}
+
+/// A request with the votes cast so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub request: ApprovalRequest,
+    pub votes: Vec<Vote>,
+}
+
 /// Filter for [`Store::list_runs`].
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<RunStatus>,
     pub limit: Option<u32>,
+    /// Only the children of this run (sub-workflows).
+    pub parent: Option<String>,
 }
 
 /// The persistent store of runs and steps.
@@ -321,6 +364,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<()>;
     /// Records a person's decision on an interrupted step.
     fn decide_step(&self, run_id: &str, step: &str, decision: &str, who: &str) -> Result<bool>;
+
+    /// Stores the request of an approval step, unless the step already has one (a resumed run
+    /// keeps its first request and deadline). Returns the stored request and whether it is new.
+    fn open_approval(&self, request: &ApprovalRequest) -> Result<(ApprovalRequest, bool)>;
+    fn approval(&self, run_id: &str, step: &str) -> Result<Option<Approval>>;
+    /// Adds a vote; `false` if this approver has already voted on the request.
+    fn add_vote(&self, run_id: &str, step: &str, vote: &Vote) -> Result<bool>;
+    /// Requests whose step is still waiting, oldest first.
+    fn pending_approvals(&self) -> Result<Vec<Approval>>;
 
     /// Deletes finished runs older than `older_than` (ms) or beyond the newest `keep` of their
     /// workflow; returns the ids deleted so their log directories can go too.

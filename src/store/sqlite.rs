@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Result, RunFilter, RunRecord, RunStatus, StepRecord, Store, StoreError};
+use super::{
+    Approval, ApprovalRequest, Result, RunFilter, RunRecord, RunStatus, StepRecord, Store,
+    StoreError, Vote,
+};
 
 /// Numbered migrations; `PRAGMA user_version` holds how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_runs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_runs.sql"),
+    include_str!("migrations/0002_approvals.sql"),
+];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
 /// (with a busy timeout) serialises their writes.
@@ -262,11 +268,11 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
-             ORDER BY created_at DESC, id DESC LIMIT ?3"
+             AND (?4 IS NULL OR parent_run = ?4) ORDER BY created_at DESC, id DESC LIMIT ?3"
         ))?;
         let limit = f.limit.map_or(-1, i64::from);
         collect(stmt.query_map(
-            params![f.workflow, f.status.map(status_str), limit],
+            params![f.workflow, f.status.map(status_str), limit, f.parent],
             run_from_row,
         )?)
     }
@@ -462,6 +468,72 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    fn open_approval(&self, request: &ApprovalRequest) -> Result<(ApprovalRequest, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO approvals (run_id, step, message, approvers, quorum, deadline, \
+             on_timeout, input, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                request.run_id,
+                request.step,
+                request.message,
+                serde_json::Value::from(request.approvers.clone()).to_string(),
+                request.quorum,
+                request.deadline,
+                request.on_timeout,
+                request.input.to_string(),
+                request.requested_at,
+            ],
+        )?;
+        let stored = read_approval(&tx, &request.run_id, &request.step)?
+            .ok_or_else(|| StoreError::Db("the approval request vanished".into()))?;
+        tx.commit()?;
+        Ok((stored.request, n > 0))
+    }
+
+    fn approval(&self, run_id: &str, step: &str) -> Result<Option<Approval>> {
+        read_approval(&self.conn(), run_id, step)
+    }
+
+    fn add_vote(&self, run_id: &str, step: &str, vote: &Vote) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO approval_votes (run_id, step, approver, decision, reason, input, decided_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run_id,
+                step,
+                vote.approver,
+                vote.decision,
+                vote.reason,
+                vote.input.to_string(),
+                vote.decided_at,
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn pending_approvals(&self) -> Result<Vec<Approval>> {
+        let conn = self.conn();
+        let keys: Vec<(String, String)> = {
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.run_id, a.step FROM approvals a JOIN steps s ON s.run_id = a.run_id AND s.name = a.step \
+                 JOIN runs r ON r.id = a.run_id \
+                 WHERE s.status = 'waiting' AND r.status NOT IN ('succeeded', 'failed', 'cancelled') \
+                 ORDER BY a.requested_at",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = Vec::new();
+        for (run, step) in keys {
+            if let Some(a) = read_approval(&conn, &run, &step)? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     fn prune_runs(&self, workflow: &str, older_than: i64, keep: u32) -> Result<Vec<String>> {
         let mut conn = self.conn();
         // Most calls find nothing to delete: check without taking the write lock.
@@ -490,6 +562,67 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(ids)
     }
+}
+
+fn read_approval(conn: &Connection, run_id: &str, step: &str) -> Result<Option<Approval>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT message, approvers, quorum, deadline, on_timeout, input, requested_at \
+             FROM approvals WHERE run_id = ?1 AND step = ?2",
+        )?
+        .query_row([run_id, step], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((message, approvers, quorum, deadline, on_timeout, input, requested_at)) = row else {
+        return Ok(None);
+    };
+    let approvers: Vec<String> =
+        serde_json::from_str(&approvers).map_err(|e| corrupt("approvers", e))?;
+    let request = ApprovalRequest {
+        run_id: run_id.to_owned(),
+        step: step.to_owned(),
+        message,
+        approvers,
+        quorum,
+        deadline,
+        on_timeout,
+        input: json(&input, "approval input")?,
+        requested_at,
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT approver, decision, reason, input, decided_at FROM approval_votes \
+         WHERE run_id = ?1 AND step = ?2 ORDER BY decided_at, approver",
+    )?;
+    let rows = stmt.query_map([run_id, step], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut votes = Vec::new();
+    for row in rows {
+        let (approver, decision, reason, input, decided_at) = row?;
+        votes.push(Vote {
+            approver,
+            decision,
+            reason,
+            input: json(&input, "vote input")?,
+            decided_at,
+        });
+    }
+    Ok(Some(Approval { request, votes }))
 }
 
 #[cfg(test)]

@@ -156,6 +156,10 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Shell(ShellStep),
+    /// A durable approval gate (`type: approval`, seed `approval_gate`).
+    Approval(ApprovalStep),
+    /// Runs another workflow as a child run (`type: workflow`).
+    Workflow(SubWorkflowStep),
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
@@ -172,6 +176,8 @@ impl StepKind {
     pub fn type_name(&self) -> &str {
         match self {
             Self::Shell(_) => "shell",
+            Self::Approval(_) => "approval",
+            Self::Workflow(_) => "workflow",
             Self::Unavailable { written, .. } => written,
         }
     }
@@ -180,6 +186,8 @@ impl StepKind {
     pub fn describe(&self) -> String {
         match self {
             Self::Shell(s) => s.command.clone(),
+            Self::Approval(a) => a.message.clone(),
+            Self::Workflow(w) => format!("run workflow {}", w.workflow),
             Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
@@ -194,6 +202,42 @@ pub struct ShellStep {
     pub cwd: Option<String>,
     pub stdin: Option<String>,
     pub outputs: OutputMode,
+}
+
+/// An approval gate: the run waits, durably, until enough allowed people approve (or one rejects,
+/// or the deadline passes).
+#[derive(Debug, Clone)]
+pub struct ApprovalStep {
+    /// What the approvers are asked; may hold expressions (rendered when the gate opens).
+    pub message: String,
+    /// Who may decide (`cli:alice`, `telegram:123`, `dashboard:admin`, or a bare name that matches
+    /// that name on any front end). Empty: anyone.
+    pub approvers: Vec<String>,
+    /// How many distinct approvers must approve.
+    pub quorum: u32,
+    /// How long to wait; `None` waits for as long as it takes.
+    pub timeout: Option<Duration>,
+    /// What the deadline decides.
+    pub on_timeout: TimeoutDecision,
+    /// Fields an approver fills in (`--input k=v`); they become the step's outputs.
+    pub input: Vec<ParamSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutDecision {
+    Approve,
+    Reject,
+}
+
+/// A sub-workflow: another workflow run as a child of this run.
+#[derive(Debug, Clone)]
+pub struct SubWorkflowStep {
+    /// The workflow, as `claw workflow run` takes it (a name or a path relative to this file).
+    pub workflow: String,
+    /// Params for the child; values may hold expressions.
+    pub params: Vec<(String, serde_json::Value)>,
+    /// Whether the step waits for the child (default) or succeeds once it is queued.
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,354 @@
+//! Approval gates: who may decide, how votes add up, and recording a decision.
+//!
+//! A waiting approval step has a request in the store ([`ApprovalRequest`]); each decision is a
+//! [`Vote`] row, written by whichever process the approver used (CLI today; Telegram and the
+//! dashboard later). The process that owns the run polls the request and applies the outcome, so
+//! a decision never needs the run's owner to be alive: the next owner applies it.
+
+use crate::store::{Approval, ApprovalRequest, RunRecord, StepStatus, Vote};
+use crate::workflow::ParamSpec;
+
+use super::{Engine, EngineError, Result, now_ms};
+
+/// The identity a decision is made as: `--as NAME` (a bare name means `cli:NAME`), or the local
+/// OS user as `cli:<user>`.
+pub fn identity(who: Option<&str>) -> String {
+    match who.map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) if w.contains(':') => w.to_owned(),
+        Some(w) => format!("cli:{w}"),
+        None => crate::config::paths::cli_actor(),
+    }
+}
+
+/// Whether `identity` (`front:name`) may decide: an empty list allows anyone; an entry with a
+/// front end (`telegram:123`) must match exactly; a bare entry (`alice`) matches that name on
+/// any front end.
+pub fn allowed(approvers: &[String], identity: &str) -> bool {
+    if approvers.is_empty() {
+        return true;
+    }
+    let bare = identity.split_once(':').map_or(identity, |(_, n)| n);
+    approvers
+        .iter()
+        .any(|a| a == identity || (!a.contains(':') && a == bare))
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Approved {
+        by: Vec<String>,
+        at: i64,
+        /// The approvers' input, merged (later votes win), defaults filled in.
+        input: serde_json::Map<String, serde_json::Value>,
+    },
+    Rejected {
+        by: String,
+        reason: Option<String>,
+        at: i64,
+    },
+    /// The deadline passed with no decision; `approve` tells what `on_timeout` decided.
+    TimedOut { approve: bool, at: i64 },
+}
+
+/// Decides a request from its votes, or from its deadline (`now` past it).
+pub fn resolve(approval: &Approval, now: i64) -> Option<Resolution> {
+    let req = &approval.request;
+    if let Some(v) = approval.votes.iter().find(|v| v.decision == "reject") {
+        if v.approver == TIMEOUT_ACTOR {
+            return Some(Resolution::TimedOut {
+                approve: false,
+                at: v.decided_at,
+            });
+        }
+        return Some(Resolution::Rejected {
+            by: v.approver.clone(),
+            reason: v.reason.clone(),
+            at: v.decided_at,
+        });
+    }
+    if let Some(v) = approval.votes.iter().find(|v| v.approver == TIMEOUT_ACTOR) {
+        return Some(Resolution::TimedOut {
+            approve: true,
+            at: v.decided_at,
+        });
+    }
+    let approvals: Vec<&Vote> = approval
+        .votes
+        .iter()
+        .filter(|v| v.decision == "approve")
+        .collect();
+    if approvals.len() >= req.quorum.max(1) as usize {
+        let mut input = defaults(&req.input);
+        for v in &approvals {
+            if let serde_json::Value::Object(m) = &v.input {
+                input.extend(m.clone());
+            }
+        }
+        return Some(Resolution::Approved {
+            by: approvals.iter().map(|v| v.approver.clone()).collect(),
+            at: approvals.iter().map(|v| v.decided_at).max().unwrap_or(now),
+            input,
+        });
+    }
+    match req.deadline {
+        Some(d) if now >= d => Some(Resolution::TimedOut {
+            approve: req.on_timeout == "approve",
+            at: d,
+        }),
+        _ => None,
+    }
+}
+
+/// The approver recorded when a deadline decides.
+pub const TIMEOUT_ACTOR: &str = "claw:timeout";
+
+fn defaults(spec: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for field in spec.as_array().into_iter().flatten() {
+        if let (Some(name), Some(default)) = (
+            field.get("name").and_then(serde_json::Value::as_str),
+            field.get("default").filter(|d| !d.is_null()),
+        ) {
+            out.insert(name.to_owned(), default.clone());
+        }
+    }
+    out
+}
+
+/// The input fields of an approval step as stored with its request.
+pub fn input_spec(fields: &[ParamSpec]) -> serde_json::Value {
+    fields
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "type": f.kind.as_str(),
+                "required": f.required,
+                "default": f.default,
+                "enum": f.choices,
+                "description": f.description,
+            })
+        })
+        .collect()
+}
+
+/// Checks `--input k=v` values against the request's fields, converting their types.
+fn bind_input(
+    req: &ApprovalRequest,
+    given: &[(String, String)],
+) -> std::result::Result<serde_json::Map<String, serde_json::Value>, String> {
+    let fields: Vec<&serde_json::Value> = req.input.as_array().into_iter().flatten().collect();
+    let name_of = |f: &serde_json::Value| {
+        f.get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut out = serde_json::Map::new();
+    let mut problems = Vec::new();
+    for (k, v) in given {
+        let Some(field) = fields.iter().find(|f| name_of(f) == *k) else {
+            let names: Vec<String> = fields.iter().map(|f| name_of(f)).collect();
+            problems.push(if names.is_empty() {
+                format!("input `{k}`: this approval takes no input")
+            } else {
+                format!(
+                    "unknown input `{k}` (expected one of: {}){}",
+                    names.join(", "),
+                    crate::config::diagnostic::did_you_mean(k, names.iter().map(String::as_str))
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default()
+                )
+            });
+            continue;
+        };
+        let kind = match field.get("type").and_then(serde_json::Value::as_str) {
+            Some("integer") => crate::workflow::ParamType::Integer,
+            Some("number") => crate::workflow::ParamType::Number,
+            Some("boolean") => crate::workflow::ParamType::Boolean,
+            _ => crate::workflow::ParamType::String,
+        };
+        match kind.parse(v) {
+            Ok(value) => {
+                let choices = field
+                    .get("enum")
+                    .and_then(serde_json::Value::as_array)
+                    .filter(|c| !c.is_empty());
+                if let Some(choices) = choices
+                    && !choices.contains(&value)
+                {
+                    let list: Vec<String> = choices.iter().map(ToString::to_string).collect();
+                    problems.push(format!(
+                        "input `{k}`: `{v}` is not one of {}",
+                        list.join(", ")
+                    ));
+                } else {
+                    out.insert(k.clone(), value);
+                }
+            }
+            Err(e) => problems.push(format!("input `{k}`: {e}")),
+        }
+    }
+    for field in &fields {
+        let name = name_of(field);
+        let required = field
+            .get("required")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let has_default = field.get("default").is_some_and(|d| !d.is_null());
+        if required && !has_default && !out.contains_key(&name) {
+            problems.push(format!(
+                "input `{name}` is required: add `--input {name}=VALUE`"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// What `claw run approve|reject` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoteResult {
+    /// Recorded; `decided` is the outcome if this vote settled the request.
+    Recorded {
+        decided: Option<Resolution>,
+        approvals: usize,
+        quorum: u32,
+    },
+}
+
+impl Engine {
+    /// Records `who`'s decision on the approval step `step` of `run`. Refusals (not an allowed
+    /// approver, already voted, bad input) are audited and returned as [`EngineError::Denied`]
+    /// or [`EngineError::Invalid`].
+    pub fn vote(
+        &self,
+        run: &RunRecord,
+        step: &str,
+        who: &str,
+        approve: bool,
+        reason: Option<&str>,
+        input: &[(String, String)],
+    ) -> Result<VoteResult> {
+        let steps = self.store.steps(&run.id)?;
+        let waiting = steps
+            .iter()
+            .find(|s| s.name == step)
+            .is_some_and(|s| s.status == StepStatus::Waiting);
+        let Some(approval) = self.store.approval(&run.id, step)?.filter(|_| waiting) else {
+            return Err(EngineError::Invalid(format!(
+                "step `{step}` of run {} is not waiting for approval",
+                run.id
+            )));
+        };
+        let req = &approval.request;
+        let target = format!("{}/{step}", run.id);
+        let refuse = |why: String| -> Result<VoteResult> {
+            self.audit
+                .record(&crate::audit::Event::new(
+                    who,
+                    "approval.refused",
+                    &target,
+                    "denied",
+                    serde_json::json!({"workflow": run.workflow, "why": why}),
+                ))
+                .map_err(|e| EngineError::Io(format!("{why} (and the audit log failed: {e})")))?;
+            Err(EngineError::Denied(why))
+        };
+        if !allowed(&req.approvers, who) {
+            return refuse(format!(
+                "{who} may not decide step `{step}` of run {} (allowed: {})",
+                run.id,
+                req.approvers.join(", ")
+            ));
+        }
+        if let Some(prev) = approval.votes.iter().find(|v| v.approver == who) {
+            return refuse(format!(
+                "{who} has already decided step `{step}` of run {} ({}); quorum needs distinct approvers",
+                run.id, prev.decision
+            ));
+        }
+        if let Some(r) = resolve(&approval, now_ms()) {
+            return Err(EngineError::Invalid(format!(
+                "step `{step}` of run {} is already decided ({})",
+                run.id,
+                describe(&r)
+            )));
+        }
+        let input = if approve {
+            bind_input(req, input).map_err(EngineError::Invalid)?
+        } else {
+            serde_json::Map::new()
+        };
+        let vote = Vote {
+            approver: who.to_owned(),
+            decision: if approve { "approve" } else { "reject" }.to_owned(),
+            reason: reason.map(str::to_owned),
+            input: serde_json::Value::Object(input),
+            decided_at: now_ms(),
+        };
+        if !self.store.add_vote(&run.id, step, &vote)? {
+            return refuse(format!("{who} has already decided step `{step}`"));
+        }
+        // The vote is stored; a failure to audit it is reported, never dropped.
+        self.audit
+            .record(&crate::audit::Event::new(
+                who,
+                "approval.decided",
+                &target,
+                &vote.decision,
+                serde_json::json!({
+                    "workflow": run.workflow,
+                    "reason": reason,
+                    "input": vote.input.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+                }),
+            ))
+            .map_err(|e| {
+                EngineError::Io(format!(
+                    "the decision was recorded, but not in the audit log: {e}"
+                ))
+            })?;
+        let after = self
+            .store
+            .approval(&run.id, step)?
+            .ok_or_else(|| EngineError::Invalid("the approval request vanished".into()))?;
+        let approvals = after
+            .votes
+            .iter()
+            .filter(|v| v.decision == "approve")
+            .count();
+        Ok(VoteResult::Recorded {
+            decided: resolve(&after, now_ms()),
+            approvals,
+            quorum: after.request.quorum,
+        })
+    }
+}
+
+/// A one-line account of an outcome.
+pub fn describe(r: &Resolution) -> String {
+    match r {
+        Resolution::Approved { by, .. } => format!("approved by {}", by.join(", ")),
+        Resolution::Rejected { by, reason, .. } => match reason {
+            Some(why) => format!("rejected by {by}: {why}"),
+            None => format!("rejected by {by}"),
+        },
+        Resolution::TimedOut { approve, at } => format!(
+            "no decision before the deadline ({}): {}",
+            rfc3339(*at),
+            if *approve { "approved" } else { "rejected" }
+        ),
+    }
+}
+
+/// A time in ms since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
