@@ -116,7 +116,11 @@ fn the_age_cli_opens_claws_protected_identity() {
     init.env(PASS_ENV, PASS).env_remove(CHEAP.0);
     let ran: Ran = init.output().expect("claw").into();
     ran.expect_code(0);
-    assert!(ran.stdout.contains("passphrase-protected"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("passphrase-protected"),
+        "{}",
+        ran.stdout
+    );
     assert_eq!(names(&env.home), ["age-identity.txt.age"]);
     let id = env.home.join("age-identity.txt.age");
     let text = read(&id);
@@ -142,10 +146,7 @@ fn the_age_cli_opens_claws_protected_identity() {
     );
     // One scrypt stanza, with the age CLI's default work factor.
     use base64::Engine as _;
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     let binary = base64::engine::general_purpose::STANDARD
         .decode(body)
         .expect("armor");
@@ -202,7 +203,10 @@ fn claw_reads_an_identity_protected_by_age_p() {
     got.expect_code(0);
     assert_eq!(got.stdout, "from age -r\n");
     // Typed at claw's own prompt on the terminal.
-    let typed = on_pty(&claw_cmd(&env, &["vault", "get", "SEED_KEY", "--reveal"]), &[PASS]);
+    let typed = on_pty(
+        &claw_cmd(&env, &["vault", "get", "SEED_KEY", "--reveal"]),
+        &[PASS],
+    );
     typed.expect_code(0);
     assert!(
         typed
@@ -221,7 +225,11 @@ fn claw_reads_an_identity_protected_by_age_p() {
         PASS,
     );
     out.expect_code(0);
-    assert!(out.stdout.contains(r#""NEW":"n3w-value""#), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(r#""NEW":"n3w-value""#),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -252,7 +260,8 @@ fn a_wrong_or_missing_passphrase_changes_nothing() {
         let none = claw_without_terminal(&env, args);
         none.expect_code(3);
         assert!(
-            none.stderr.contains("is passphrase-protected and no passphrase was given")
+            none.stderr
+                .contains("is passphrase-protected and no passphrase was given")
                 && none.stderr.contains("CLAW_VAULT_PASSPHRASE"),
             "{args:?}: {}",
             none.stderr
@@ -261,7 +270,11 @@ fn a_wrong_or_missing_passphrase_changes_nothing() {
     // A wrong answer at the prompt: one clear error, no retry loop.
     let typed = on_pty(&claw_cmd(&env, &["vault", "list"]), &["nope"]);
     typed.expect_code(3);
-    assert!(typed.stdout.contains("wrong passphrase"), "{}", typed.stdout);
+    assert!(
+        typed.stdout.contains("wrong passphrase"),
+        "{}",
+        typed.stdout
+    );
     let after = (
         std::fs::read(env.home.join("vault.enc")).expect("vault"),
         std::fs::read(env.home.join("age-identity.txt.age")).expect("id"),

@@ -53,7 +53,11 @@ fn debug_lines_mask_secrets_and_mirror_the_audit_log() {
         "step started",
         "run finished",
     ] {
-        assert!(!having(needle).is_empty(), "no `{needle}` line in\n{}", ran.stderr);
+        assert!(
+            !having(needle).is_empty(),
+            "no `{needle}` line in\n{}",
+            ran.stderr
+        );
     }
     let finished = having("step=bad-cwd");
     let finished: Vec<&&str> = finished
@@ -82,7 +86,13 @@ fn debug_lines_mask_secrets_and_mirror_the_audit_log() {
 fn json_lines_and_the_flag_and_the_default() {
     let env = env_with_canary();
     let ran: Ran = env
-        .command(&["--log-level", "claw::audit=info", "workflow", "run", "traced"])
+        .command(&[
+            "--log-level",
+            "claw::audit=info",
+            "workflow",
+            "run",
+            "traced",
+        ])
         .env("CLAW_LOG_FORMAT", "json")
         .env("CLAW_LOG", "off")
         .output()
@@ -96,7 +106,10 @@ fn json_lines_and_the_flag_and_the_default() {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     assert!(!events.is_empty(), "{}", ran.stderr);
-    assert!(events.iter().all(|e| e["target"] == "claw::audit"), "{events:?}");
+    assert!(
+        events.iter().all(|e| e["target"] == "claw::audit"),
+        "{events:?}"
+    );
     let finished = events
         .iter()
         .find(|e| e["fields"]["action"] == "workflow.run.finished")

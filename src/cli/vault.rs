@@ -288,7 +288,9 @@ fn new_passphrase(from_stdin: bool, env_ok: bool) -> Result<Secret, CliError> {
             .map_err(CliError::internal)?;
         let again = passphrase::prompt("Confirm the passphrase: ").map_err(CliError::internal)?;
         if first.expose() != again.expose() {
-            return Err(CliError::usage("the passphrases do not match; nothing was changed"));
+            return Err(CliError::usage(
+                "the passphrases do not match; nothing was changed",
+            ));
         }
         first
     } else {
@@ -298,7 +300,9 @@ fn new_passphrase(from_stdin: bool, env_ok: bool) -> Result<Secret, CliError> {
         ));
     };
     if value.expose().is_empty() {
-        return Err(CliError::usage("the passphrase is empty; nothing was changed"));
+        return Err(CliError::usage(
+            "the passphrase is empty; nothing was changed",
+        ));
     }
     Ok(value)
 }

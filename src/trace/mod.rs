@@ -89,9 +89,7 @@ pub fn init(config: &Config) -> Result<(), String> {
         .with_writer(Redacting::new(io::stderr))
         .with_target(true);
     let installed = match config.format {
-        Format::Text => builder
-            .with_ansi(io::stderr().is_terminal())
-            .try_init(),
+        Format::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
         Format::Json => builder.json().with_ansi(false).try_init(),
     };
     // Already installed (an in-process caller ran `cli::run` twice): keep the first.
@@ -197,9 +195,10 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .with_writer(Redacting::new(sink.clone()))
             .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(token = CANARY, "value {CANARY} in the message");
+            tracing::info!(token = %CANARY, "value {CANARY} in the message");
             tracing::debug!(hex = %hex::encode(CANARY), "and encoded");
         });
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -221,6 +220,9 @@ mod tests {
             format: Format::Text,
         };
         let e = bad.env_filter().unwrap_err();
-        assert!(e.starts_with("--log-level: `claw=loud` is not a log filter"), "{e}");
+        assert!(
+            e.starts_with("--log-level: `claw=loud` is not a log filter"),
+            "{e}"
+        );
     }
 }

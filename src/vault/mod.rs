@@ -468,9 +468,10 @@ impl Vault {
         let map = self.read_locked(&old)?;
         // The identity keeps its form: a protected one stays protected, by the same passphrase.
         let id_path = self.identity_in_use();
-        let id_name = id_path
-            .file_name()
-            .map_or_else(|| IDENTITY_FILE.to_owned(), |n| n.to_string_lossy().into_owned());
+        let id_name = id_path.file_name().map_or_else(
+            || IDENTITY_FILE.to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
 
         let stamp = file::compact_utc(file::now_secs());
         let mut n = 1;
@@ -520,9 +521,7 @@ impl Vault {
     /// does not touch.
     pub fn set_passphrase(&self, new: &Secret) -> Result<Vec<PathBuf>, VaultError> {
         if new.expose().is_empty() {
-            return Err(VaultError::Passphrase(
-                "the passphrase is empty".to_owned(),
-            ));
+            return Err(VaultError::Passphrase("the passphrase is empty".to_owned()));
         }
         let _lock = self.lock()?;
         let keys = self.load_keys()?;

@@ -109,9 +109,9 @@ impl Unlock {
                         || path.display().to_string(),
                         |n| n.to_string_lossy().into_owned(),
                     );
-                    prompt(&format!("Passphrase for the vault identity {name}: ")).map_err(
-                        |why| missing(&format!("CLAW_VAULT_PASSPHRASE is not set and {why}")),
-                    )
+                    prompt(&format!("Passphrase for the vault identity {name}: ")).map_err(|why| {
+                        missing(&format!("CLAW_VAULT_PASSPHRASE is not set and {why}"))
+                    })
                 }
             },
         }
@@ -156,24 +156,29 @@ pub(super) fn forget(path: &Path) {
 }
 
 /// The identity text inside a protected identity file.
-fn decrypt(path: &Path, bytes: &[u8], passphrase: &Secret) -> Result<Zeroizing<String>, VaultError> {
+fn decrypt(
+    path: &Path,
+    bytes: &[u8],
+    passphrase: &Secret,
+) -> Result<Zeroizing<String>, VaultError> {
     let bad = |why: String| VaultError::BadIdentity {
         path: path.to_path_buf(),
         why,
     };
     let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.expose()));
     identity.set_max_work_factor(SCRYPT_MAX_LOG_N);
-    let plain = super::open_age(bytes, &[&identity as &dyn age::Identity]).map_err(|e| match e {
-        AgeFailure::NoMatch if is_passphrase_file(bytes) => VaultError::WrongPassphrase {
-            path: path.to_path_buf(),
-        },
-        AgeFailure::NoMatch => bad(
-            "it is an age file but not one encrypted with a passphrase (`age -p`)".to_owned(),
-        ),
-        AgeFailure::Header(why) => bad(format!("{why}; it is not an age file")),
-        AgeFailure::Mac => bad("its header was changed (bad MAC)".to_owned()),
-        AgeFailure::Payload(why) => bad(format!("{why}; the file is damaged")),
-    })?;
+    let plain =
+        super::open_age(bytes, &[&identity as &dyn age::Identity]).map_err(|e| match e {
+            AgeFailure::NoMatch if is_passphrase_file(bytes) => VaultError::WrongPassphrase {
+                path: path.to_path_buf(),
+            },
+            AgeFailure::NoMatch => bad(
+                "it is an age file but not one encrypted with a passphrase (`age -p`)".to_owned(),
+            ),
+            AgeFailure::Header(why) => bad(format!("{why}; it is not an age file")),
+            AgeFailure::Mac => bad("its header was changed (bad MAC)".to_owned()),
+            AgeFailure::Payload(why) => bad(format!("{why}; the file is damaged")),
+        })?;
     let text = Zeroizing::new(
         String::from_utf8(plain.to_vec())
             .map_err(|_| bad("it decrypts to something that is not text".to_owned()))?,
@@ -207,8 +212,9 @@ pub(super) fn encrypt(
     };
     let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.expose()));
     recipient.set_work_factor(work_factor());
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-        .map_err(|e| fail(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .map_err(|e| fail(e.to_string()))?;
     let mut out = Zeroizing::new(Vec::with_capacity(text.len() * 2 + 512));
     let armored = age::armor::ArmoredWriter::wrap_output(&mut *out, age::armor::Format::AsciiArmor)
         .map_err(|e| fail(e.to_string()))?;
@@ -223,7 +229,9 @@ pub(super) fn encrypt(
     // The old identity is removed only after this: prove the new file opens first.
     let back = decrypt(path, &out, passphrase)?;
     if back.as_str() != text {
-        return Err(fail("the encrypted identity does not decrypt back to itself".to_owned()));
+        return Err(fail(
+            "the encrypted identity does not decrypt back to itself".to_owned(),
+        ));
     }
     Ok(out)
 }
@@ -235,4 +243,56 @@ fn work_factor() -> u8 {
         .and_then(|v| v.parse::<u8>().ok())
         .filter(|n| (10..=SCRYPT_MAX_LOG_N).contains(n))
         .unwrap_or(SCRYPT_LOG_N)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::Vault;
+
+    #[test]
+    fn given_passphrases_are_checked_and_an_interrupted_conversion_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = Secret::from("a passphrase");
+        let vault = Vault::new(dir.path()).with_unlock(Unlock::Given(pass.clone()));
+        vault.init_protected(&pass).unwrap();
+        vault.set("K", &Secret::from("v-value")).unwrap();
+        assert_eq!(vault.protection(), Some(Protection::Passphrase));
+
+        let wrong = Vault::new(dir.path()).with_unlock(Unlock::Given(Secret::from("nope")));
+        assert!(matches!(
+            wrong.list(),
+            Err(VaultError::WrongPassphrase { .. })
+        ));
+        let bytes = std::fs::read(vault.protected_identity_path()).unwrap();
+        let text = decrypt(&vault.protected_identity_path(), &bytes, &pass).unwrap();
+
+        // A crash between writing one form and removing the other leaves both: the plain one
+        // is used, and either command finishes the job.
+        std::fs::write(vault.identity_path(), text.as_bytes()).unwrap();
+        assert_eq!(vault.protection(), Some(Protection::Both));
+        assert_eq!(wrong.get("K").unwrap().unwrap().expose(), "v-value");
+        vault.remove_passphrase().unwrap();
+        assert_eq!(vault.protection(), Some(Protection::None));
+        assert_eq!(
+            std::fs::read_to_string(vault.identity_path()).unwrap(),
+            *text
+        );
+
+        let again = Secret::from("another one");
+        vault.set_passphrase(&again).unwrap();
+        assert_eq!(vault.protection(), Some(Protection::Passphrase));
+        let new = Vault::new(dir.path()).with_unlock(Unlock::Given(again));
+        assert_eq!(new.get("K").unwrap().unwrap().expose(), "v-value");
+        assert!(matches!(
+            vault.list(),
+            Err(VaultError::WrongPassphrase { .. })
+        ));
+        assert!(matches!(
+            Vault::new(dir.path())
+                .with_unlock(Unlock::Given(Secret::from("")))
+                .set_passphrase(&Secret::from("")),
+            Err(VaultError::Passphrase(_))
+        ));
+    }
 }
