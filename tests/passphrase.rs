@@ -216,9 +216,21 @@ fn claw_reads_an_identity_protected_by_age_p() {
         typed.stdout
     );
     assert!(typed.stdout.contains("from age -r"), "{}", typed.stdout);
+    // rotate-key on a terminal asks once: the new identity it wrote is not unlocked again.
+    let rotated = on_pty(&claw_cmd(&env, &["vault", "rotate-key"]), &[PASS]);
+    rotated.expect_code(0);
+    assert_eq!(
+        rotated
+            .stdout
+            .matches("Passphrase for the vault identity")
+            .count(),
+        1,
+        "{}",
+        rotated.stdout
+    );
     // A write keeps the identity as it is, and the age CLI still opens the vault.
     claw_with(&env, PASS, &["vault", "set", "NEW", "n3w-value"]).expect_code(0);
-    assert_eq!(names(&env.home), ["age-identity.txt.age"]);
+    assert!(!env.home.join("age-identity.txt").exists());
     let out = age_decrypt(
         &env.home.join("age-identity.txt.age"),
         &env.home.join("vault.enc"),

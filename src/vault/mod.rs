@@ -525,9 +525,7 @@ impl Vault {
         }
         let _lock = self.lock()?;
         let keys = self.load_keys()?;
-        let protected = self.protected_identity_path();
         self.write_identity(&keys.text, Some(new), Replace::Always)?;
-        passphrase::forget(&protected);
         self.remove_identity_file(&self.identity_path())?;
         Ok(self.plain_backups())
     }
@@ -586,7 +584,14 @@ impl Vault {
             Some(p) => {
                 let path = self.protected_identity_path();
                 let bytes = passphrase::encrypt(&path, text, p)?;
-                file::write_atomic(&path, how, |f| f.write_all(&bytes).map_err(io_at(&path)))
+                let placed =
+                    file::write_atomic(&path, how, |f| f.write_all(&bytes).map_err(io_at(&path)))?;
+                if placed {
+                    let mut keys = Keys::parse(text, &path)?;
+                    keys.passphrase = Some(p.clone());
+                    passphrase::remember(&path, &bytes, keys, &self.unlock);
+                }
+                Ok(placed)
             }
         }
     }

@@ -148,6 +148,19 @@ pub(super) fn unlock(path: &Path, bytes: &[u8], how: &Unlock) -> Result<Keys, Va
     Ok(keys)
 }
 
+/// Records keys this process just wrote to `path` (as `bytes`), so that reading them back does
+/// not ask for the passphrase again.
+pub(super) fn remember(path: &Path, bytes: &[u8], keys: Keys, how: &Unlock) {
+    if matches!(how, Unlock::Given(_)) {
+        return;
+    }
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    if let Ok(mut cache) = UNLOCKED.lock() {
+        cache.retain(|(p, _, _)| p != path);
+        cache.push((path.to_path_buf(), digest, keys));
+    }
+}
+
 /// Forgets what this process unlocked from `path` (after it was rewritten or removed).
 pub(super) fn forget(path: &Path) {
     if let Ok(mut cache) = UNLOCKED.lock() {
