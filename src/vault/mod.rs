@@ -1,5 +1,6 @@
 //! The secrets vault: `vault.enc`, an age-encrypted JSON object of string values, and
-//! `age-identity.txt`, the X25519 identity it is encrypted to, both in the data directory.
+//! `age-identity.txt`, the X25519 identity it is encrypted to, both in the data directory. The
+//! identity may instead be passphrase-protected, as `age-identity.txt.age` ([`passphrase`]).
 //!
 //! Compatible with the Python seed (and the `age`/`age-keygen` CLIs): the identity is the file
 //! `age-keygen` writes, the vault is binary age output (armored input is read too). All
@@ -341,10 +342,6 @@ impl Vault {
 
     /// The identity file in use: the plain one if it is there, else the protected one.
     pub fn identity_in_use_path(&self) -> PathBuf {
-        self.identity_in_use()
-    }
-
-    fn identity_in_use(&self) -> PathBuf {
         let plain = self.identity_path();
         let protected = self.protected_identity_path();
         if !plain.exists() && protected.exists() {
@@ -467,7 +464,7 @@ impl Vault {
         let old = self.load_keys()?;
         let map = self.read_locked(&old)?;
         // The identity keeps its form: a protected one stays protected, by the same passphrase.
-        let id_path = self.identity_in_use();
+        let id_path = self.identity_in_use_path();
         let id_name = id_path.file_name().map_or_else(
             || IDENTITY_FILE.to_owned(),
             |n| n.to_string_lossy().into_owned(),
