@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-# The vault tests check interop with the real age CLI in both directions.
+# The vault tests check interop with the real age CLI in both directions; the passphrase tests
+# type at its prompts on a pseudo-terminal (python3) and run claw without one (setsid).
 command -v age >/dev/null 2>&1 || need_pkgs+=(age)
+command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -11,6 +11,7 @@
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+//! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before stderr.
 
 pub mod audit;
 pub mod cli;
@@ -19,5 +20,6 @@ pub mod engine;
 pub mod redact;
 pub mod steps;
 pub mod store;
+pub mod trace;
 pub mod vault;
 pub mod workflow;

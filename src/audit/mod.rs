@@ -260,6 +260,7 @@ impl AuditLog {
         file.write_all(line.as_bytes())
             .map_err(io("write", &self.path))?;
         file.sync_data().map_err(io("sync", &self.path))?;
+        trace_entry(seq, event);
         Ok(value)
     }
 
@@ -526,6 +527,22 @@ pub fn write_chain(path: &Path, events: impl IntoIterator<Item = Event>) -> Resu
     let mut f = File::create(path).map_err(io("create", path))?;
     f.write_all(out.as_bytes()).map_err(io("write", path))?;
     f.sync_all().map_err(io("sync", path))
+}
+
+/// The tracing mirror of a recorded entry (target `claw::audit`), emitted once the entry is on
+/// disk, so the trace never shows an entry the log does not have. The detail is masked.
+fn trace_entry(seq: u64, event: &Event) {
+    let detail = crate::redact::global().redact_json(&event.detail);
+    tracing::info!(
+        target: "claw::audit",
+        seq,
+        actor = %event.actor,
+        action = %event.action,
+        "target" = %event.target,
+        outcome = %event.outcome,
+        detail = %detail,
+        "audit entry recorded"
+    );
 }
 
 /// An entry with its hash, chained to `prev`.

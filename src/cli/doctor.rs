@@ -94,21 +94,28 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
     } else {
         r.ok("workflows", &format!("{} valid", files.len()));
     }
-    let vault = crate::vault::Vault::new(&dirs.home);
-    if vault.identity_path().exists() {
-        let mode =
-            std::fs::metadata(vault.identity_path()).map_or(0, |m| m.permissions().mode() & 0o777);
+    // Never prompts: a protected identity is opened only with CLAW_VAULT_PASSPHRASE.
+    let vault = crate::vault::Vault::new(&dirs.home).with_unlock(crate::vault::Unlock::EnvOnly);
+    if let Some(protection) = vault.protection() {
+        let id_path = vault.identity_in_use_path();
+        let mode = std::fs::metadata(&id_path).map_or(0, |m| m.permissions().mode() & 0o777);
         if mode & 0o077 != 0 {
             r.bad(
                 "vault identity",
-                &format!(
-                    "{} is mode {mode:o}: run chmod 600",
-                    vault.identity_path().display()
-                ),
+                &format!("{} is mode {mode:o}: run chmod 600", id_path.display()),
             );
+        }
+        let what = format!("{}: {}", id_path.display(), protection.describe());
+        match protection {
+            crate::vault::Protection::Both => r.bad("vault identity", &what),
+            _ => r.ok("vault identity", &what),
         }
         match vault.list() {
             Ok(keys) => r.ok("vault", &format!("{} secret(s)", keys.len())),
+            Err(crate::vault::VaultError::NoPassphrase { .. }) => r.warn(
+                "vault",
+                "locked: set CLAW_VAULT_PASSPHRASE to check that it opens",
+            ),
             Err(e) => r.bad("vault", &e.to_string()),
         }
     } else {

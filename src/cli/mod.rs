@@ -78,6 +78,7 @@ pub type CliResult = Result<(), CliError>;
 #[command(
     after_help = "Data directory: --home > CLAW_HOME > SUPERPOWERS_DATA_DIR > ~/.claw\n\
 Config root:    --root > CLAW_ROOT > the current directory if it has workflows/ or claw.yaml > the data directory\n\
+Diagnostic log: --log-level > -v > CLAW_LOG > warn, on stderr (CLAW_LOG_FORMAT=json for JSON)\n\
 Exit status:    0 success, 1 what ran failed, 2 bad usage or invalid input, 3 internal or environment error"
 )]
 pub struct Cli {
@@ -87,6 +88,14 @@ pub struct Cli {
     /// Config root (workflows/, skills/, claw.yaml, …).
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Diagnostic log level on stderr: a level (error, warn, info, debug, trace) or filter
+    /// directives (`claw=debug,claw::audit=info`). Overrides CLAW_LOG; the default is warn.
+    /// CLAW_LOG_FORMAT=json writes JSON lines. Secret values are masked.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// More diagnostic log on stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,6 +148,12 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return code;
         }
     };
+    let logging = crate::trace::Config::resolve(cli.log_level.as_deref(), cli.verbose)
+        .and_then(|c| crate::trace::init(&c));
+    if let Err(e) = logging {
+        eprintln!("error: {e}");
+        return 2;
+    }
     match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {

@@ -1,4 +1,4 @@
-//! `claw vault init | set | get | list | delete | rotate-key`.
+//! `claw vault init | set | get | list | delete | rotate-key | passphrase | rotation`.
 
 use std::io::{IsTerminal as _, Read as _};
 
@@ -7,12 +7,21 @@ use clap::Subcommand;
 use super::output;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditLog, Event};
-use crate::vault::{InitOutcome, Secret, Vault, VaultError, mask};
+use crate::vault::{InitOutcome, Protection, Secret, Vault, VaultError, mask, passphrase};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VaultCommand {
     /// Create the identity (age-identity.txt) and an empty vault (vault.enc). Idempotent.
-    Init,
+    Init {
+        /// Protect the identity with a passphrase (it is then age-identity.txt.age, as
+        /// `age -p` writes it). The passphrase is typed twice on the terminal, or taken from
+        /// CLAW_VAULT_PASSPHRASE, or from stdin with --passphrase-stdin.
+        #[arg(long)]
+        passphrase: bool,
+        /// Read the new passphrase from stdin (one line) instead of the terminal.
+        #[arg(long, requires = "passphrase")]
+        passphrase_stdin: bool,
+    },
     /// Store a secret. Without VALUE, it is read from stdin (without echo on a terminal), which
     /// keeps it out of your shell history and the process list.
     Set { key: String, value: Option<String> },
@@ -31,9 +40,30 @@ pub(crate) enum VaultCommand {
     Delete { key: String },
     /// Re-encrypt the vault to a new identity; the old one is kept as a dated backup.
     RotateKey,
+    /// The passphrase on the identity: set (or change) it, remove it, or show whether there
+    /// is one. Every vault command unlocks a protected identity with CLAW_VAULT_PASSPHRASE,
+    /// else asks on the terminal.
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
     /// Credential rotation: which secrets are older than their policy allows.
     #[command(subcommand)]
     Rotation(RotationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PassphraseCommand {
+    /// Protect the identity with a passphrase, or change it. The new passphrase is typed
+    /// twice on the terminal, or read from stdin with --passphrase-stdin, or (when the
+    /// identity is not protected yet) taken from CLAW_VAULT_PASSPHRASE.
+    Set {
+        /// Read the new passphrase from stdin (one line).
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Store the identity in clear again (age-identity.txt).
+    Remove,
+    /// Whether the identity is passphrase-protected.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +90,7 @@ pub(crate) enum PolicyCommand {
 fn err(e: VaultError) -> CliError {
     let code = match e {
         VaultError::NoSuchKey(_) => 1,
-        VaultError::InvalidKey { .. } => 2,
+        VaultError::InvalidKey { .. } | VaultError::Passphrase(_) => 2,
         _ => 3,
     };
     CliError {
@@ -80,29 +110,47 @@ fn audit(ctx: &Ctx, action: &str, target: &str) {
 pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
     let vault = Vault::new(&ctx.dirs.home);
     match cmd {
-        VaultCommand::Init => {
+        VaultCommand::Init {
+            passphrase,
+            passphrase_stdin,
+        } => {
             ctx.dirs.ensure_home().map_err(|e| {
                 CliError::internal(format!("cannot create {}: {e}", ctx.dirs.home.display()))
             })?;
-            match vault.init().map_err(err)? {
+            let outcome = if passphrase && vault.protection().is_none() {
+                let new = new_passphrase(passphrase_stdin, true)?;
+                vault.init_protected(&new).map_err(err)?
+            } else {
+                vault.init().map_err(err)?
+            };
+            let id_path = vault.identity_in_use_path();
+            match outcome {
                 InitOutcome::Created { public_key } => {
-                    audit(
-                        ctx,
-                        "vault.init",
-                        &vault.identity_path().display().to_string(),
-                    );
+                    audit(ctx, "vault.init", &id_path.display().to_string());
                     println!(
-                        "Vault initialized.\n  identity:   {}\n  vault:      {}\n  public key: {public_key}",
-                        vault.identity_path().display(),
+                        "Vault initialized.\n  identity:   {}{}\n  vault:      {}\n  public key: {public_key}",
+                        id_path.display(),
+                        if passphrase {
+                            " (passphrase-protected)"
+                        } else {
+                            ""
+                        },
                         vault.vault_path().display()
                     );
                 }
                 InitOutcome::AlreadyThere { public_key } => {
                     println!("Vault already initialized (public key {public_key}).");
+                    if passphrase && vault.protection() == Some(Protection::None) {
+                        eprintln!(
+                            "note: its identity is not passphrase-protected; \
+                             `claw vault passphrase set` protects it"
+                        );
+                    }
                 }
             }
             Ok(())
         }
+        VaultCommand::Passphrase(cmd) => passphrase_cmd(ctx, &vault, cmd),
         VaultCommand::Set { key, value } => {
             crate::vault::validate_key(&key).map_err(err)?;
             let value = match value {
@@ -170,6 +218,93 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+fn passphrase_cmd(ctx: &Ctx, vault: &Vault, cmd: PassphraseCommand) -> CliResult {
+    let Some(protection) = vault.protection() else {
+        return Err(err(VaultError::NotInitialized {
+            dir: vault.dir().to_path_buf(),
+        }));
+    };
+    match cmd {
+        PassphraseCommand::Status => {
+            println!(
+                "{}: {}",
+                vault.identity_in_use_path().display(),
+                protection.describe()
+            );
+            Ok(())
+        }
+        PassphraseCommand::Set { passphrase_stdin } => {
+            // Changing a passphrase: CLAW_VAULT_PASSPHRASE is the old one, so the new one is
+            // typed or piped.
+            let new = new_passphrase(passphrase_stdin, protection != Protection::Passphrase)?;
+            let plain_backups = vault.set_passphrase(&new).map_err(err)?;
+            let path = vault.protected_identity_path();
+            audit(ctx, "vault.passphrase.set", &path.display().to_string());
+            println!(
+                "The vault identity is passphrase-protected: {}\n\
+                 Decrypt the vault with the age CLI: age -d -i {} {}",
+                path.display(),
+                path.display(),
+                vault.vault_path().display()
+            );
+            if !plain_backups.is_empty() {
+                eprintln!(
+                    "warning: older identities from key rotations are still in clear (they \
+                     decrypt only the vault backups of their time):"
+                );
+                for b in plain_backups {
+                    eprintln!("  {}", b.display());
+                }
+            }
+            Ok(())
+        }
+        PassphraseCommand::Remove => {
+            vault.remove_passphrase().map_err(err)?;
+            let path = vault.identity_path();
+            audit(ctx, "vault.passphrase.remove", &path.display().to_string());
+            println!("The vault identity is in clear again: {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+/// A new passphrase: from stdin (`--passphrase-stdin`), else from `CLAW_VAULT_PASSPHRASE` when
+/// `env_ok`, else typed twice on the terminal.
+fn new_passphrase(from_stdin: bool, env_ok: bool) -> Result<Secret, CliError> {
+    let value = if from_stdin {
+        let mut all = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut all)
+            .map_err(|e| CliError::usage(format!("cannot read the passphrase from stdin: {e}")))?;
+        let line = all.lines().next().unwrap_or_default();
+        Secret::new(line.trim_end_matches('\r').to_owned())
+    } else if let Some(p) = passphrase::from_env().filter(|_| env_ok) {
+        p
+    } else if passphrase::terminal_available() {
+        let first = passphrase::prompt("New passphrase for the vault identity: ")
+            .map_err(CliError::internal)?;
+        let again = passphrase::prompt("Confirm the passphrase: ").map_err(CliError::internal)?;
+        if first.expose() != again.expose() {
+            return Err(CliError::usage(
+                "the passphrases do not match; nothing was changed",
+            ));
+        }
+        first
+    } else {
+        return Err(CliError::usage(
+            "no new passphrase: type it on a terminal, pipe it with --passphrase-stdin, or \
+             (for an identity not protected yet) set CLAW_VAULT_PASSPHRASE",
+        ));
+    };
+    if value.expose().is_empty() {
+        return Err(CliError::usage(
+            "the passphrase is empty; nothing was changed",
+        ));
+    }
+    Ok(value)
 }
 
 /// The value from stdin: on a terminal, one line typed without echo; otherwise all of stdin

@@ -75,10 +75,13 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The environment claw passes to steps (its own, unchanged). Kept here so that reading the
+/// claw's environment as `${{ env.* }}` sees it: its own, less the vault passphrase (a step gets
+/// the secrets it names, never the key to all of them). Kept here so that reading the
 /// environment stays in `config/`.
 pub fn process_env() -> Vec<(OsString, OsString)> {
-    std::env::vars_os().collect()
+    std::env::vars_os()
+        .filter(|(k, _)| k != crate::vault::passphrase::PASSPHRASE_ENV)
+        .collect()
 }
 
 /// One environment variable (for the few settings that have one).

@@ -169,6 +169,7 @@ impl<'a> Exec<'a> {
             ),
             self.progress,
         );
+        tracing::info!(run = %self.run.id, workflow = %self.wf.name, action = %action, dry_run = self.run.dry_run, "run started");
         if let Some(limit) = self.wf.timeout {
             let started = self.run.started_at.unwrap_or_else(now_ms);
             let elapsed = u64::try_from(now_ms().saturating_sub(started)).unwrap_or(0);
@@ -456,6 +457,7 @@ impl<'a> Exec<'a> {
         }
         let before = self.secret_values.len();
         self.secret_values.extend(out.values().cloned());
+        crate::redact::register_global(out.values().map(String::as_str));
         if self.secret_values.len() != before {
             self.redactor =
                 crate::redact::Redactor::new(self.secret_values.iter().map(String::as_str));
@@ -867,6 +869,7 @@ impl<'a> Exec<'a> {
             name: &name,
             attempt,
         });
+        tracing::debug!(run = %self.run.id, step = %name, attempt, "step started");
         let cancel = self.cancel.clone();
         tasks.spawn(async move {
             if !delay.is_zero() {
@@ -891,6 +894,7 @@ impl<'a> Exec<'a> {
         let Some(mut rec) = self.recs.get(name).cloned() else {
             return Ok(None);
         };
+        tracing::debug!(run = %self.run.id, step = %name, attempt = rec.attempts, outcome = ?report.outcome, exit_code = ?report.exit_code, "step finished");
         rec.exit_code = report.exit_code;
         rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
         rec.stderr_tail = report.stderr_tail.clone();
@@ -1307,6 +1311,7 @@ impl<'a> Exec<'a> {
             outputs.as_ref(),
             now_ms(),
         )?;
+        tracing::info!(run = %self.run.id, workflow = %self.wf.name, status = %status.as_str(), error = error.as_deref().unwrap_or_default(), "run finished");
         self.engine.audit(
             &crate::audit::Event::new(
                 &Engine::actor_of(&self.run),

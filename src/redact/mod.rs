@@ -10,10 +10,14 @@
 //! Values shorter than [`MIN_LEN`] characters are not masked: masking `on` or `42` everywhere
 //! would garble every log and protect nothing.
 
+mod global;
+
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
+
+pub use global::{global, register_global};
 
 /// Values shorter than this are not masked.
 pub const MIN_LEN: usize = 4;

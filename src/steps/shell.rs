@@ -158,6 +158,8 @@ pub async fn run(
     let mut cmd = Command::new(program);
     cmd.arg("-c").arg(&input.command);
     cmd.envs(input.env.iter().map(|(k, v)| (k, v)));
+    // A step gets the secrets it names, never the key that opens all of them.
+    cmd.env_remove(crate::vault::passphrase::PASSPHRASE_ENV);
     if let Some(cwd) = &input.cwd {
         cmd.current_dir(cwd);
     }

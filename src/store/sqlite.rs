@@ -116,6 +116,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        tracing::debug!(path = %path.display(), "store opened");
         Self::init(conn)
     }
 

@@ -1,5 +1,6 @@
 //! The secrets vault: `vault.enc`, an age-encrypted JSON object of string values, and
-//! `age-identity.txt`, the X25519 identity it is encrypted to, both in the data directory.
+//! `age-identity.txt`, the X25519 identity it is encrypted to, both in the data directory. The
+//! identity may instead be passphrase-protected, as `age-identity.txt.age` ([`passphrase`]).
 //!
 //! Compatible with the Python seed (and the `age`/`age-keygen` CLIs): the identity is the file
 //! `age-keygen` writes, the vault is binary age output (armored input is read too). All
@@ -10,6 +11,7 @@
 //! directory fsynced: a crash leaves the old or the new file, never a mix. Reads take no lock.
 
 mod file;
+pub mod passphrase;
 pub mod rotation;
 #[cfg(test)]
 mod tests;
@@ -27,6 +29,7 @@ use age::x25519;
 use zeroize::{Zeroize, Zeroizing};
 
 use file::Replace;
+pub use passphrase::{PROTECTED_IDENTITY_FILE, Protection, Unlock};
 
 /// File name of the encrypted vault inside the data directory.
 pub const VAULT_FILE: &str = "vault.enc";
@@ -171,6 +174,23 @@ pub enum VaultError {
         path.display()
     )]
     AlreadyInitialized { path: PathBuf },
+    /// The passphrase does not open the protected identity.
+    #[error(
+        "wrong passphrase for {} (from CLAW_VAULT_PASSPHRASE if it is set, else as typed); \
+         nothing was changed",
+        path.display()
+    )]
+    WrongPassphrase { path: PathBuf },
+    /// The identity is protected and no passphrase could be had.
+    #[error(
+        "the vault identity {} is passphrase-protected and no passphrase was given ({why}): \
+         set CLAW_VAULT_PASSPHRASE or run the command on a terminal",
+        path.display()
+    )]
+    NoPassphrase { path: PathBuf, why: String },
+    /// `passphrase set|remove` has nothing to do, or was asked the impossible.
+    #[error("{0}")]
+    Passphrase(String),
     /// Another writer held the lock for too long.
     #[error(
         "another process has held the vault lock {} for over {}s; try again when it is done",
@@ -190,8 +210,13 @@ pub enum InitOutcome {
 }
 
 /// The identities of `age-identity.txt`: the first one's public key is the vault's.
+#[derive(Clone)]
 struct Keys {
     identities: Vec<x25519::Identity>,
+    /// The identity file's text (in clear), as read.
+    text: Zeroizing<String>,
+    /// The passphrase that unlocked it, if it was protected.
+    passphrase: Option<Secret>,
 }
 
 impl Keys {
@@ -219,7 +244,11 @@ impl Keys {
         if identities.is_empty() {
             return Err(bad("it holds no secret key".to_owned()));
         }
-        Ok(Self { identities })
+        Ok(Self {
+            identities,
+            text: Zeroizing::new(text.to_owned()),
+            passphrase: None,
+        })
     }
 
     fn public_key(&self) -> String {
@@ -252,6 +281,7 @@ fn identity_file_text(id: &x25519::Identity) -> Zeroizing<String> {
 pub struct Vault {
     dir: PathBuf,
     lock_timeout: Duration,
+    unlock: Unlock,
 }
 
 impl Vault {
@@ -260,7 +290,15 @@ impl Vault {
         Self {
             dir: dir.to_path_buf(),
             lock_timeout: file::LOCK_TIMEOUT,
+            unlock: Unlock::default(),
         }
+    }
+
+    /// Where the passphrase of a protected identity comes from (default: the environment,
+    /// else a prompt on the terminal).
+    pub fn with_unlock(mut self, unlock: Unlock) -> Self {
+        self.unlock = unlock;
+        self
     }
 
     /// How long writers wait for another writer's lock before failing with `Locked`.
@@ -284,6 +322,35 @@ impl Vault {
         self.dir.join(IDENTITY_FILE)
     }
 
+    /// Path of `age-identity.txt.age` (the passphrase-protected identity).
+    pub fn protected_identity_path(&self) -> PathBuf {
+        self.dir.join(PROTECTED_IDENTITY_FILE)
+    }
+
+    /// Whether the identity is passphrase-protected; `None` if there is no identity.
+    pub fn protection(&self) -> Option<Protection> {
+        match (
+            self.identity_path().exists(),
+            self.protected_identity_path().exists(),
+        ) {
+            (true, true) => Some(Protection::Both),
+            (true, false) => Some(Protection::None),
+            (false, true) => Some(Protection::Passphrase),
+            (false, false) => None,
+        }
+    }
+
+    /// The identity file in use: the plain one if it is there, else the protected one.
+    pub fn identity_in_use_path(&self) -> PathBuf {
+        let plain = self.identity_path();
+        let protected = self.protected_identity_path();
+        if !plain.exists() && protected.exists() {
+            protected
+        } else {
+            plain
+        }
+    }
+
     fn lock_path(&self) -> PathBuf {
         self.dir.join(LOCK_FILE)
     }
@@ -291,11 +358,20 @@ impl Vault {
     /// Creates the identity (0600) and an empty vault. Idempotent: an existing identity is
     /// kept (`AlreadyThere`), and is never overwritten.
     pub fn init(&self) -> Result<InitOutcome, VaultError> {
+        self.init_with(None)
+    }
+
+    /// [`Vault::init`], with the new identity protected by `passphrase` (as
+    /// `age-identity.txt.age`). An existing identity is kept as it is, protected or not.
+    pub fn init_protected(&self, passphrase: &Secret) -> Result<InitOutcome, VaultError> {
+        self.init_with(Some(passphrase))
+    }
+
+    fn init_with(&self, passphrase: Option<&Secret>) -> Result<InitOutcome, VaultError> {
         create_private_dir(&self.dir)?;
         let _lock = self.lock()?;
-        let id_path = self.identity_path();
         let vault_path = self.vault_path();
-        if id_path.exists() {
+        if self.protection().is_some() {
             let keys = self.load_keys()?;
             if !vault_path.exists() {
                 self.write_vault(&keys, &BTreeMap::new())?;
@@ -309,10 +385,15 @@ impl Vault {
         }
         let id = x25519::Identity::generate();
         let text = identity_file_text(&id);
-        let placed = file::write_atomic(&id_path, Replace::IfAbsent, |f| {
-            f.write_all(text.as_bytes()).map_err(io_at(&id_path))
-        })?;
-        let keys = self.load_keys()?;
+        let placed = self.write_identity(&text, passphrase, Replace::IfAbsent)?;
+        let keys = match passphrase {
+            // Just written and checked: no need to pay for scrypt again.
+            Some(p) if placed => Keys {
+                passphrase: Some(p.clone()),
+                ..Keys::parse(&text, &self.protected_identity_path())?
+            },
+            _ => self.load_keys()?,
+        };
         if !vault_path.exists() {
             self.write_vault(&keys, &BTreeMap::new())?;
         }
@@ -349,7 +430,9 @@ impl Vault {
             Err(e) => return Err(io_at(&path)(e)),
         };
         let keys = self.load_keys()?;
-        decrypt_vault(&keys, &ciphertext, &path)
+        let map = decrypt_vault(&keys, &ciphertext, &path)?;
+        tracing::debug!(vault = %path.display(), secrets = map.len(), "vault read");
+        Ok(map)
     }
 
     /// Adds or replaces a secret.
@@ -380,15 +463,20 @@ impl Vault {
         let _lock = self.lock()?;
         let old = self.load_keys()?;
         let map = self.read_locked(&old)?;
-        let id_path = self.identity_path();
+        // The identity keeps its form: a protected one stays protected, by the same passphrase.
+        let id_path = self.identity_in_use_path();
+        let id_name = id_path.file_name().map_or_else(
+            || IDENTITY_FILE.to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
 
         let stamp = file::compact_utc(file::now_secs());
         let mut n = 1;
         let backup = loop {
             let name = if n == 1 {
-                format!("{IDENTITY_FILE}.{stamp}.bak")
+                format!("{id_name}.{stamp}.bak")
             } else {
-                format!("{IDENTITY_FILE}.{stamp}-{n}.bak")
+                format!("{id_name}.{stamp}-{n}.bak")
             };
             let candidate = self.dir.join(name);
             if file::copy_new(&id_path, &candidate)? {
@@ -405,17 +493,112 @@ impl Vault {
                 .cloned()
                 .chain(std::iter::once(new_id.clone()))
                 .collect(),
+            ..old.clone()
         };
         self.write_vault(&both, &map)?;
         let text = identity_file_text(&new_id);
-        file::write_atomic(&id_path, Replace::Always, |f| {
-            f.write_all(text.as_bytes()).map_err(io_at(&id_path))
-        })?;
+        let passphrase = if id_path == self.identity_path() {
+            None
+        } else {
+            old.passphrase.as_ref()
+        };
+        self.write_identity(&text, passphrase, Replace::Always)?;
         let new = Keys {
             identities: vec![new_id],
+            ..old
         };
         self.write_vault(&new, &map)?;
         Ok(backup)
+    }
+
+    /// Protects the identity with `new` (or changes its passphrase): writes
+    /// `age-identity.txt.age` (checked by decrypting it back) before removing
+    /// `age-identity.txt`, under the vault lock, so an identity is on disk at every moment.
+    /// Returns the plain backups of earlier rotations (`age-identity.txt.*.bak`), which it
+    /// does not touch.
+    pub fn set_passphrase(&self, new: &Secret) -> Result<Vec<PathBuf>, VaultError> {
+        if new.expose().is_empty() {
+            return Err(VaultError::Passphrase("the passphrase is empty".to_owned()));
+        }
+        let _lock = self.lock()?;
+        let keys = self.load_keys()?;
+        self.write_identity(&keys.text, Some(new), Replace::Always)?;
+        self.remove_identity_file(&self.identity_path())?;
+        Ok(self.plain_backups())
+    }
+
+    /// Removes the passphrase: writes `age-identity.txt` in clear, then removes
+    /// `age-identity.txt.age`, under the vault lock.
+    pub fn remove_passphrase(&self) -> Result<(), VaultError> {
+        let _lock = self.lock()?;
+        let protected = self.protected_identity_path();
+        if self.protection() == Some(Protection::None) {
+            return Err(VaultError::Passphrase(format!(
+                "the vault identity {} is not passphrase-protected",
+                self.identity_path().display()
+            )));
+        }
+        let keys = self.load_keys()?;
+        self.write_identity(&keys.text, None, Replace::Always)?;
+        self.remove_identity_file(&protected)?;
+        passphrase::forget(&protected);
+        Ok(())
+    }
+
+    /// The backups of plain identities left by earlier rotations.
+    fn plain_backups(&self) -> Vec<PathBuf> {
+        let prefix = format!("{IDENTITY_FILE}.");
+        let mut out: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(&prefix) && name.ends_with(".bak") && !name.contains(".age.")
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Writes the identity text: in clear to `age-identity.txt`, or with a passphrase to
+    /// `age-identity.txt.age`. Returns whether it was placed (see [`Replace`]).
+    fn write_identity(
+        &self,
+        text: &str,
+        passphrase: Option<&Secret>,
+        how: Replace,
+    ) -> Result<bool, VaultError> {
+        match passphrase {
+            None => {
+                let path = self.identity_path();
+                file::write_atomic(&path, how, |f| {
+                    f.write_all(text.as_bytes()).map_err(io_at(&path))
+                })
+            }
+            Some(p) => {
+                let path = self.protected_identity_path();
+                let bytes = passphrase::encrypt(&path, text, p)?;
+                let placed =
+                    file::write_atomic(&path, how, |f| f.write_all(&bytes).map_err(io_at(&path)))?;
+                if placed {
+                    let mut keys = Keys::parse(text, &path)?;
+                    keys.passphrase = Some(p.clone());
+                    passphrase::remember(&path, &bytes, keys, &self.unlock);
+                }
+                Ok(placed)
+            }
+        }
+    }
+
+    fn remove_identity_file(&self, path: &Path) -> Result<(), VaultError> {
+        match fs::remove_file(path) {
+            Ok(()) => file::sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(path)(e)),
+        }
     }
 
     /// Read-modify-write under the lock.
@@ -453,6 +636,11 @@ impl Vault {
 
     fn load_keys(&self) -> Result<Keys, VaultError> {
         let path = self.identity_path();
+        let protected = self.protected_identity_path();
+        if !path.exists() && protected.exists() {
+            let bytes = Zeroizing::new(fs::read(&protected).map_err(io_at(&protected))?);
+            return passphrase::unlock(&protected, &bytes, &self.unlock);
+        }
         let text = match fs::read_to_string(&path) {
             Ok(t) => Zeroizing::new(t),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
