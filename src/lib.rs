@@ -11,12 +11,17 @@
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+//! - [`scheduler`]: schedule expressions (cron, `every`, `daily at`), catch-up planning, the
+//!   seed's `cron/jobs.json` and running one job.
+//! - [`fsutil`]: lock files and atomic file replacement.
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fsutil;
 pub mod redact;
+pub mod scheduler;
 pub mod steps;
 pub mod store;
 pub mod vault;
