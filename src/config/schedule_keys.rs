@@ -249,3 +249,88 @@ pub fn load(entries: &[(&str, Pos, &Node)], diags: &mut Vec<Diagnostic>) -> Vec<
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::workflow_file::load_str;
+    use crate::scheduler::{CatchUp, Overlap};
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn load(yaml: &str) -> Result<crate::workflow::Workflow, String> {
+        load_str(Path::new("wf.yaml"), yaml.to_owned()).map_err(|e| {
+            e.diagnostics
+                .iter()
+                .map(|d| d.headline())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn string_list_and_object_items_with_inherited_policy() {
+        let wf = load(concat!(
+            "schedule:\n",
+            "  - \"0 2 * * *\"\n",
+            "  - {cron: every 5m, catch_up: all, jitter: 30s}\n",
+            "tz: Europe/Berlin\ncatch_up: none\noverlap: queue\nmax_catch_up: 3\ncatch_up_window: 2h\n",
+            "steps:\n  - {name: a, command: 'true'}\n",
+        ))
+        .unwrap();
+        assert_eq!(wf.schedules.len(), 2);
+        let (a, b) = (&wf.schedules[0], &wf.schedules[1]);
+        assert_eq!(a.expr, "0 2 * * *");
+        assert_eq!(a.tz.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(a.policy.catch_up, CatchUp::None);
+        assert_eq!(a.policy.overlap, Overlap::Queue);
+        assert_eq!(a.policy.max_catch_up, 3);
+        assert_eq!(a.policy.catch_up_window, Duration::from_secs(7200));
+        assert_eq!(b.policy.catch_up, CatchUp::All);
+        assert_eq!(b.policy.jitter, Some(Duration::from_secs(30)));
+        assert_eq!(b.tz.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(a.pos.line, 2);
+        assert_eq!(
+            wf.schedules[0].id("nightly"),
+            "workflow:nightly:0 2 * * *@Europe/Berlin"
+        );
+    }
+
+    #[test]
+    fn single_string_and_defaults() {
+        let wf = load("schedule: '@hourly'\nsteps:\n  - {name: a, command: 'true'}\n").unwrap();
+        assert_eq!(wf.schedules.len(), 1);
+        assert_eq!(wf.schedules[0].policy, crate::scheduler::Policy::default());
+        let none = load("steps:\n  - {name: a, command: 'true'}\n").unwrap();
+        assert!(none.schedules.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let e = load(
+            "schedule:\n  - \"61 * * * *\"\n  - {cron: '@daily', catchup: all}\n  - {tz: UTC}\ncatch_up: sometimes\ntz: Mars/Olympus\njitter: soon\nmax_catch_up: -1\nsteps:\n  - {name: a, command: 'true'}\n",
+        )
+        .unwrap_err();
+        for want in [
+            "wf.yaml:2:5: invalid schedule: minute field `61` out of range 0-59",
+            "wf.yaml:3:22: unknown key `catchup` in a schedule",
+            "wf.yaml:4:5: a schedule object needs `cron:`",
+            "wf.yaml:5:11: unknown `catch_up` value `sometimes` (expected none, last, all)",
+            "wf.yaml:6:5: unknown time zone `Mars/Olympus`",
+            "wf.yaml:7:9: invalid duration for `jitter`",
+            "wf.yaml:8:15: `max_catch_up` must be a whole number from 0 to 10000",
+        ] {
+            assert!(e.contains(want), "missing `{want}` in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn policy_keys_without_schedule_are_refused() {
+        let e = load("overlap: allow\nsteps:\n  - {name: a, command: 'true'}\n").unwrap_err();
+        assert!(
+            e.contains(
+                "wf.yaml:1:10: `overlap` applies to schedules, but the workflow has no `schedule:`"
+            ),
+            "{e}"
+        );
+    }
+}

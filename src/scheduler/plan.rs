@@ -360,3 +360,211 @@ fn merge(list: &mut Vec<Missed>, m: Missed) {
         list.push(m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn hourly() -> Schedule {
+        Schedule::parse("0 * * * *", Some("UTC")).unwrap()
+    }
+
+    fn policy(catch_up: CatchUp) -> Policy {
+        Policy {
+            catch_up,
+            ..Policy::default()
+        }
+    }
+
+    fn times(p: &Plan) -> Vec<DateTime<Utc>> {
+        p.enqueue.iter().map(|f| f.scheduled_for).collect()
+    }
+
+    #[test]
+    fn on_time_fire_runs_under_every_policy() {
+        for c in [CatchUp::None, CatchUp::Last, CatchUp::All] {
+            let p = plan(
+                &hourly(),
+                "s",
+                t("2024-01-01T09:00:00Z"),
+                t("2024-01-01T10:00:05Z"),
+                &policy(c),
+            );
+            assert_eq!(times(&p), vec![t("2024-01-01T10:00:00Z")], "{c:?}");
+            assert!(!p.enqueue[0].late);
+            assert!(p.missed.is_empty());
+            assert_eq!(p.last_fire, Some(t("2024-01-01T10:00:00Z")));
+            assert_eq!(p.next, Some(t("2024-01-01T11:00:00Z")));
+        }
+    }
+
+    #[test]
+    fn nothing_due_gives_the_next_fire() {
+        let p = plan(
+            &hourly(),
+            "s",
+            t("2024-01-01T10:00:00Z"),
+            t("2024-01-01T10:30:00Z"),
+            &Policy::default(),
+        );
+        assert!(p.enqueue.is_empty() && p.missed.is_empty() && p.last_fire.is_none());
+        assert_eq!(p.next_due, Some(t("2024-01-01T11:00:00Z")));
+    }
+
+    #[test]
+    fn downtime_under_each_policy() {
+        // Down from 10:00 (last fire) to 15:30: fires 11..15 were missed.
+        let (last, now) = (t("2024-01-01T10:00:00Z"), t("2024-01-01T15:30:00Z"));
+        let none = plan(&hourly(), "s", last, now, &policy(CatchUp::None));
+        assert!(none.enqueue.is_empty());
+        assert_eq!(none.missed.len(), 1);
+        assert_eq!(
+            (none.missed[0].reason, none.missed[0].count),
+            (MissReason::PolicyNone, 5)
+        );
+        assert_eq!(none.last_fire, Some(t("2024-01-01T15:00:00Z")));
+
+        let last_p = plan(&hourly(), "s", last, now, &policy(CatchUp::Last));
+        assert_eq!(times(&last_p), vec![t("2024-01-01T15:00:00Z")]);
+        assert!(last_p.enqueue[0].late);
+        assert_eq!(
+            (last_p.missed[0].reason, last_p.missed[0].count),
+            (MissReason::Superseded, 4)
+        );
+
+        let all = plan(
+            &hourly(),
+            "s",
+            last,
+            now,
+            &Policy {
+                max_catch_up: 3,
+                ..policy(CatchUp::All)
+            },
+        );
+        assert_eq!(
+            times(&all),
+            vec![
+                t("2024-01-01T13:00:00Z"),
+                t("2024-01-01T14:00:00Z"),
+                t("2024-01-01T15:00:00Z")
+            ]
+        );
+        assert_eq!(
+            (all.missed[0].reason, all.missed[0].count),
+            (MissReason::OverMax, 2)
+        );
+        assert_eq!(all.missed[0].first, t("2024-01-01T11:00:00Z"));
+    }
+
+    #[test]
+    fn window_bounds_catch_up() {
+        // Down for three days; only the last 24 h may be caught up.
+        let (last, now) = (t("2024-01-01T00:00:00Z"), t("2024-01-04T00:30:00Z"));
+        let p = plan(
+            &hourly(),
+            "s",
+            last,
+            now,
+            &Policy {
+                max_catch_up: 100,
+                ..policy(CatchUp::All)
+            },
+        );
+        let outside = p
+            .missed
+            .iter()
+            .find(|m| m.reason == MissReason::OutsideWindow)
+            .unwrap();
+        assert_eq!(outside.count, 48);
+        assert!(outside.exact);
+        assert_eq!(p.enqueue.len(), 24); // 2024-01-03T01:00 .. 2024-01-04T00:00
+        assert_eq!(p.enqueue[0].scheduled_for, t("2024-01-03T01:00:00Z"));
+        // A fire older than the window is never run, even under `last`.
+        let p = plan(
+            &hourly(),
+            "s",
+            last,
+            t("2024-01-01T02:30:00Z"),
+            &Policy {
+                catch_up_window: Duration::from_secs(600),
+                ..policy(CatchUp::Last)
+            },
+        );
+        assert!(p.enqueue.is_empty());
+        assert_eq!(p.missed[0].reason, MissReason::OutsideWindow);
+        assert_eq!(p.missed[0].count, 2);
+    }
+
+    #[test]
+    fn huge_gaps_are_counted_without_enumerating_forever() {
+        let every_second = Schedule::parse("* * * * * *", Some("UTC")).unwrap();
+        let p = plan(
+            &every_second,
+            "s",
+            t("2020-01-01T00:00:00Z"),
+            t("2024-01-01T00:00:00Z"),
+            &Policy::default(),
+        );
+        let outside = p
+            .missed
+            .iter()
+            .find(|m| m.reason == MissReason::OutsideWindow)
+            .unwrap();
+        assert!(!outside.exact && outside.count >= COUNT_CAP);
+        assert_eq!(p.enqueue.len(), 1);
+        assert_eq!(p.last_fire, Some(t("2024-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn jitter_is_stable_bounded_and_delays_the_due_time() {
+        let j = Some(Duration::from_secs(300));
+        let a = jitter_offset("workflow:backup:0 2 * * *", j);
+        assert_eq!(a, jitter_offset("workflow:backup:0 2 * * *", j));
+        assert!(a < Duration::from_secs(300));
+        let offsets: std::collections::HashSet<_> = (0..50)
+            .map(|i| jitter_offset(&format!("s{i}"), j))
+            .collect();
+        assert!(offsets.len() > 40, "offsets do not spread: {offsets:?}");
+        assert_eq!(jitter_offset("x", None), Duration::ZERO);
+        let pol = Policy {
+            jitter: j,
+            ..Policy::default()
+        };
+        let off = TimeDelta::from_std(jitter_offset("id", j)).unwrap();
+        // Nominally due, but not yet with the offset: it is the next fire.
+        let p = plan(
+            &hourly(),
+            "id",
+            t("2024-01-01T09:00:00Z"),
+            t("2024-01-01T10:00:00Z") + off - TimeDelta::milliseconds(1),
+            &pol,
+        );
+        assert!(p.enqueue.is_empty());
+        assert_eq!(p.next_due, Some(t("2024-01-01T10:00:00Z") + off));
+        let p = plan(
+            &hourly(),
+            "id",
+            t("2024-01-01T09:00:00Z"),
+            t("2024-01-01T10:00:00Z") + off,
+            &pol,
+        );
+        assert_eq!(p.enqueue[0].scheduled_for, t("2024-01-01T10:00:00Z"));
+        assert_eq!(p.enqueue[0].due_at, t("2024-01-01T10:00:00Z") + off);
+    }
+
+    #[test]
+    fn next_comes_from_the_last_fire_not_from_start_time() {
+        // Replanning with the persisted last fire never enqueues a fire twice.
+        let s = hourly();
+        let now = t("2024-01-01T10:00:30Z");
+        let first = plan(&s, "s", t("2024-01-01T09:00:00Z"), now, &Policy::default());
+        assert_eq!(first.enqueue.len(), 1);
+        let again = plan(&s, "s", first.last_fire.unwrap(), now, &Policy::default());
+        assert!(again.enqueue.is_empty());
+    }
+}
