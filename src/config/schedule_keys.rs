@@ -261,7 +261,7 @@ mod tests {
         load_str(Path::new("wf.yaml"), yaml.to_owned()).map_err(|e| {
             e.diagnostics
                 .iter()
-                .map(|d| d.headline())
+                .map(crate::config::Diagnostic::headline)
                 .collect::<Vec<_>>()
                 .join("\n")
         })

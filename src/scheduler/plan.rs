@@ -212,10 +212,7 @@ pub fn plan(
     let mut due: Vec<DateTime<Utc>> = Vec::new();
     let mut dropped_in_window: Option<Missed> = None;
     let mut cursor = last;
-    loop {
-        let Some(f) = schedule.next_after(cursor) else {
-            break;
-        };
+    while let Some(f) = schedule.next_after(cursor) {
         let due_at = f.checked_add_signed(offset).unwrap_or(f);
         if due_at > now {
             out.next = Some(f);

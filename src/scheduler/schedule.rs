@@ -589,7 +589,7 @@ impl CronExpr {
         if self.dow_last & (1 << dow) != 0 && d.day() + 7 > days_in_month(d.year(), d.month()) {
             return true;
         }
-        let idx = (d.day() + 6) / 7;
+        let idx = d.day().div_ceil(7);
         self.dow_nth.iter().any(|&(w, n)| w == dow && n == idx)
     }
 
