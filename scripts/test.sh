@@ -11,6 +11,8 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # type at its prompts on a pseudo-terminal (python3) and run claw without one (setsid).
 command -v age >/dev/null 2>&1 || need_pkgs+=(age)
 command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
+# The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -38,6 +40,16 @@ if [ ! -f "$CCTV_DIR/.complete" ]; then
   touch "$CCTV_DIR/.complete"
 fi
 export CLAW_CCTV_DIR="$CCTV_DIR/vectors"
+
+# cronsim (PyPI, pinned) is the oracle for cron semantics (src/scheduler/schedule_tests.rs).
+CRONSIM_VENV="$PWD/target/cronsim-venv"
+if ! "$CRONSIM_VENV/bin/python3" -c 'import cronsim' >/dev/null 2>&1; then
+  echo "==> installing cronsim 2.8 into target/cronsim-venv"
+  rm -rf "$CRONSIM_VENV"
+  python3 -m venv "$CRONSIM_VENV"
+  "$CRONSIM_VENV/bin/pip" install --quiet --disable-pip-version-check cronsim==2.8
+fi
+export CLAW_CRONSIM_PYTHON="$CRONSIM_VENV/bin/python3"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -12,12 +12,17 @@
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
 //! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before stderr.
+//! - [`scheduler`]: schedule expressions (cron, `every`, `daily at`), catch-up planning, the
+//!   seed's `cron/jobs.json` and running one job.
+//! - [`fsutil`]: lock files and atomic file replacement.
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fsutil;
 pub mod redact;
+pub mod scheduler;
 pub mod steps;
 pub mod store;
 pub mod trace;

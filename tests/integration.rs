@@ -9,6 +9,7 @@ mod cctv;
 mod cli;
 mod common;
 mod crash;
+mod cron;
 mod dag;
 mod diagnostics;
 mod docs;

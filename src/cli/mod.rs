@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod cron;
 mod doctor;
 mod output;
 mod run;
@@ -114,6 +115,9 @@ enum Command {
     /// The tamper-evident audit log: tail, search, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Scheduled jobs in cron/jobs.json: list, add, remove, enable, disable, run, logs, next.
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
     Doctor,
     /// Built-in benchmarks, each measured against a baseline in the same process run.
@@ -180,6 +184,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Cron(cmd) => cron::run(&ctx, cmd),
     }
 }
 

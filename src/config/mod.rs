@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod node;
 pub mod paths;
 pub mod resolve;
+pub mod schedule_keys;
 pub mod settings;
 pub mod workflow_file;
 

@@ -61,6 +61,14 @@ const WORKFLOW_KEYS: &[&str] = &[
     "outputs",
     "steps",
     "rollback",
+    // Schedules (config/schedule_keys.rs).
+    "schedule",
+    "tz",
+    "catch_up",
+    "catch_up_window",
+    "max_catch_up",
+    "overlap",
+    "jitter",
 ];
 
 const COMMON_STEP_KEYS: &[&str] = &[
@@ -403,7 +411,9 @@ impl Cx<'_> {
             outputs: Vec::new(),
             steps: Vec::new(),
             rollback: Vec::new(),
+            schedules: Vec::new(),
         };
+        let mut schedule_entries = Vec::new();
         let mut steps_node = None;
         let mut rollback_node = None;
         for (key, value) in entries {
@@ -451,8 +461,14 @@ impl Cx<'_> {
                 }
                 "steps" => steps_node = Some(value),
                 "rollback" => rollback_node = Some(value),
+                k if super::schedule_keys::KEYS.contains(&k) => {
+                    schedule_entries.push((k, value.pos, value));
+                }
                 _ => {}
             }
+        }
+        if !schedule_entries.is_empty() {
+            wf.schedules = super::schedule_keys::load(&schedule_entries, &mut self.diags);
         }
         let Some(steps_node) = steps_node else {
             self.err(root.pos, "the workflow has no `steps:`");

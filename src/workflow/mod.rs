@@ -35,6 +35,8 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     /// Seed key: run (all of them) when a step with `on_failure: rollback` fails.
     pub rollback: Vec<Step>,
+    /// `schedule:` with its policy keys (empty: the workflow runs only when started).
+    pub schedules: Vec<crate::scheduler::ScheduleSpec>,
 }
 
 impl Workflow {

@@ -1,0 +1,419 @@
+//! `claw cron list | add | remove | enable | disable | run | logs | next`, on the seed's
+//! `cron/jobs.json`. Job ids may be given as any unique prefix.
+
+use chrono::Utc;
+use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
+
+use super::output;
+use super::{CliError, CliResult, Ctx};
+use crate::audit::{AuditLog, Event};
+use crate::scheduler::jobs::{Job, JobType, JobsError, JobsFile, find_index};
+use crate::scheduler::runner::{self, Delivery};
+use crate::scheduler::{Schedule, parse_tz};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CronCommand {
+    /// The jobs of cron/jobs.json (ids shortened to 8 characters; --json shows everything).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a job. SCHEDULE: 5-field cron (optional leading seconds field), @hourly-style macros,
+    /// `every 30s|5m|2h30m|1d`, `daily at HH:MM` or `HH:MM`. The schedule is checked before saving.
+    Add {
+        name: String,
+        schedule: String,
+        /// Shell command, workflow name, prompt, URL or skill name (by --type).
+        command: String,
+        /// What COMMAND is.
+        #[arg(long = "type", value_name = "TYPE", default_value = "shell",
+              value_parser = clap::builder::PossibleValuesParser::new(JobType::NAMES))]
+        job_type: String,
+        /// Where the output goes: `file` (cron/output/<id>/), `CHANNEL:TARGET` or a profile name.
+        #[arg(long, value_name = "OUTPUT", default_value = "file")]
+        output: String,
+        /// Save the job disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// IANA time zone of the schedule (default: the machine's).
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
+        /// An argument for the job (`JOB_<KEY>` for shell jobs, a param for workflow jobs).
+        #[arg(long = "arg", value_name = "KEY=VALUE")]
+        args: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a job (its output files stay).
+    Remove { id: String },
+    /// Enable a job (idempotent).
+    Enable { id: String },
+    /// Disable a job (idempotent).
+    Disable { id: String },
+    /// Run a job now in the foreground, record its output and status. Exit status 1 if it failed.
+    Run {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the newest output files of a job.
+    Logs {
+        id: String,
+        /// How many (newest first).
+        #[arg(short = 'n', long = "lines", default_value_t = 5, value_name = "N")]
+        n: usize,
+    },
+    /// The next fires of a job, or of a workflow's `schedule:`, in the schedule's zone and UTC.
+    Next {
+        /// A job id (prefix) or a workflow name.
+        target: String,
+        #[arg(short = 'n', default_value_t = 5, value_name = "N")]
+        n: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn jobs_err(e: JobsError) -> CliError {
+    match e {
+        JobsError::NotFound(_) | JobsError::Ambiguous { .. } => CliError {
+            code: 1,
+            message: e.to_string(),
+        },
+        JobsError::Invalid { .. } => CliError::usage(e.to_string()),
+        JobsError::Io { .. } => CliError::internal(e.to_string()),
+    }
+}
+
+fn audit(ctx: &Ctx, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
+    let actor = crate::config::paths::cli_actor();
+    let event = Event::new(&actor, action, target, outcome, detail);
+    if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
+        eprintln!("warning: {e}");
+    }
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
+    let file = JobsFile::in_home(&ctx.dirs.home);
+    match cmd {
+        CronCommand::List { json } => list(&file, json),
+        CronCommand::Add {
+            name,
+            schedule,
+            command,
+            job_type,
+            output,
+            disabled,
+            tz,
+            args,
+            json,
+        } => {
+            let job_type = JobType::parse(&job_type)
+                .ok_or_else(|| CliError::usage(format!("unknown job type `{job_type}`")))?;
+            if let Some(z) = &tz {
+                parse_tz(z).map_err(CliError::usage)?;
+            }
+            Schedule::parse(&schedule, tz.as_deref())
+                .map_err(|e| CliError::usage(format!("invalid schedule: {e}")))?;
+            if name.trim().is_empty() {
+                return Err(CliError::usage("the job needs a non-empty NAME"));
+            }
+            let mut job = Job::new(name.trim(), &schedule, job_type, &command);
+            job.enabled = !disabled;
+            job.output_channel = output;
+            job.tz = tz;
+            for a in &args {
+                let (k, v) = crate::engine::params::split_assignment(a)
+                    .map_err(|e| CliError::usage(format!("--arg {e}")))?;
+                job.args.insert(k, serde_json::Value::String(v));
+            }
+            let saved = job.clone();
+            file.update(|jobs| {
+                jobs.push(job);
+                Ok::<_, JobsError>(())
+            })
+            .map_err(jobs_err)?;
+            audit(
+                ctx,
+                "cron.add",
+                &saved.id,
+                "ok",
+                serde_json::json!({"name": saved.name, "schedule": saved.schedule, "type": saved.job_type.as_str()}),
+            );
+            if json {
+                output::print_json(&serde_json::to_value(&saved).unwrap_or_default());
+            } else {
+                println!(
+                    "Added job {} ({}){}",
+                    saved.id,
+                    saved.name,
+                    if saved.enabled { "" } else { " — disabled" }
+                );
+            }
+            Ok(())
+        }
+        CronCommand::Remove { id } => {
+            let removed = file
+                .update(|jobs| {
+                    let i = find_index(jobs, &id)?;
+                    Ok::<_, JobsError>(jobs.remove(i))
+                })
+                .map_err(jobs_err)?;
+            audit(
+                ctx,
+                "cron.remove",
+                &removed.id,
+                "ok",
+                serde_json::json!({"name": removed.name}),
+            );
+            println!("Removed job {} ({})", removed.id, removed.name);
+            Ok(())
+        }
+        CronCommand::Enable { id } => set_enabled(ctx, &file, &id, true),
+        CronCommand::Disable { id } => set_enabled(ctx, &file, &id, false),
+        CronCommand::Run { id, json } => run_now(ctx, &file, &id, json),
+        CronCommand::Logs { id, n } => logs(&file, &id, n),
+        CronCommand::Next { target, n, json } => next(ctx, &file, &target, n, json),
+    }
+}
+
+fn list(file: &JobsFile, json: bool) -> CliResult {
+    let jobs = file.load().map_err(jobs_err)?;
+    let now = Utc::now();
+    if json {
+        let items: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                let mut v = serde_json::to_value(j).unwrap_or_default();
+                let next = j.compiled().ok().and_then(|s| s.next_after(now));
+                v["next_run"] =
+                    serde_json::json!(next.filter(|_| j.enabled).map(|t| t.to_rfc3339()));
+                v
+            })
+            .collect();
+        output::print_json(&serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if jobs.is_empty() {
+        println!("No cron jobs. Add one with `claw cron add NAME SCHEDULE COMMAND`.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let next = match (j.enabled, j.compiled()) {
+                (false, _) => "-".to_owned(),
+                (true, Ok(s)) => s.next_after(now).map_or_else(
+                    || "never".to_owned(),
+                    |t| {
+                        t.with_timezone(&s.tz())
+                            .format("%Y-%m-%d %H:%M:%S %Z")
+                            .to_string()
+                    },
+                ),
+                (true, Err(_)) => "invalid schedule".to_owned(),
+            };
+            vec![
+                j.short_id().to_owned(),
+                j.name.clone(),
+                j.schedule.clone(),
+                j.job_type.to_string(),
+                if j.enabled { "yes" } else { "no" }.to_owned(),
+                j.last_run.clone().unwrap_or_else(|| "-".into()),
+                j.last_status.clone().unwrap_or_else(|| "-".into()),
+                next,
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "ID", "NAME", "SCHEDULE", "TYPE", "ENABLED", "LAST RUN", "STATUS", "NEXT"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+fn set_enabled(ctx: &Ctx, file: &JobsFile, id: &str, on: bool) -> CliResult {
+    let (job, changed) = file
+        .update(|jobs| {
+            let i = find_index(jobs, id)?;
+            let changed = jobs[i].enabled != on;
+            jobs[i].enabled = on;
+            Ok::<_, JobsError>((jobs[i].clone(), changed))
+        })
+        .map_err(jobs_err)?;
+    let verb = if on { "enable" } else { "disable" };
+    if changed {
+        audit(
+            ctx,
+            &format!("cron.{verb}"),
+            &job.id,
+            "ok",
+            serde_json::json!({"name": job.name}),
+        );
+    }
+    let state = if on { "enabled" } else { "disabled" };
+    if changed {
+        println!("Job {} ({}) {state}", job.short_id(), job.name);
+    } else {
+        println!("Job {} ({}) was already {state}", job.short_id(), job.name);
+    }
+    Ok(())
+}
+
+fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
+    // Resolve first, so a bad id is reported without opening the store.
+    let job = file.find(id).map_err(jobs_err)?;
+    let engine = ctx.engine()?;
+    let rt = super::runtime()?;
+    let cancel = CancellationToken::new();
+    let done = rt
+        .block_on(async {
+            let watcher = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    watcher.cancel();
+                }
+            });
+            runner::run_job(&engine, &job.id, None, &cancel, &crate::engine::Silent).await
+        })
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    audit(
+        ctx,
+        "cron.run",
+        &done.job_id,
+        if done.ok() { "ok" } else { "failed" },
+        serde_json::json!({"name": done.job_name, "status": done.status, "run": done.run_id}),
+    );
+    if json {
+        output::print_json(&serde_json::json!({
+            "id": done.job_id, "name": done.job_name, "exit_code": done.exit_code,
+            "status": done.status, "output": done.output, "output_file": done.output_file,
+            "run": done.run_id,
+            "delivery": match &done.delivery { Delivery::File => serde_json::json!("file"),
+                Delivery::Pending { target } => serde_json::json!({"pending": target}) },
+        }));
+    } else {
+        print!("{}", done.output);
+        if !done.output.is_empty() && !done.output.ends_with('\n') {
+            println!();
+        }
+        eprintln!(
+            "job {} ({}): {} — output in {}",
+            done.job_id,
+            done.job_name,
+            done.status,
+            done.output_file.display()
+        );
+        if let Delivery::Pending { target } = &done.delivery {
+            eprintln!(
+                "note: output for `{target}` is pending: channels are not available yet in this version of claw"
+            );
+        }
+    }
+    if done.ok() {
+        Ok(())
+    } else {
+        Err(CliError::failed())
+    }
+}
+
+fn logs(file: &JobsFile, id: &str, n: usize) -> CliResult {
+    let job = file.find(id).map_err(jobs_err)?;
+    let dir = file.output_dir(&job.id);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.is_empty() {
+        println!("No output yet for job {} ({}).", job.short_id(), job.name);
+        return Ok(());
+    }
+    // Names are UTC timestamps: sorting them sorts by time.
+    files.sort();
+    files.reverse();
+    for f in files.iter().take(n) {
+        println!("==> {} <==", f.display());
+        print!("{}", std::fs::read_to_string(f).unwrap_or_default());
+        println!();
+    }
+    Ok(())
+}
+
+fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliResult {
+    let now = Utc::now();
+    let mut schedules: Vec<(String, Schedule)> = Vec::new();
+    match file.find(target) {
+        Ok(job) => {
+            let s = job.compiled().map_err(|e| {
+                CliError::usage(format!(
+                    "job {} has an invalid schedule: {e}",
+                    job.short_id()
+                ))
+            })?;
+            schedules.push((format!("job {} ({})", job.short_id(), job.name), s));
+        }
+        Err(JobsError::NotFound(_)) => {
+            let wf = super::workflow::load(ctx, target).map_err(|e| {
+                CliError::usage(format!(
+                    "no job or workflow matches `{target}`: {}",
+                    e.message
+                ))
+            })?;
+            if wf.schedules.is_empty() {
+                return Err(CliError::usage(format!(
+                    "workflow `{}` has no `schedule:`",
+                    wf.name
+                )));
+            }
+            for spec in wf.schedules {
+                schedules.push((
+                    format!("workflow {} `{}`", wf.name, spec.expr),
+                    spec.schedule,
+                ));
+            }
+        }
+        Err(e) => return Err(jobs_err(e)),
+    }
+    if json {
+        let v: Vec<serde_json::Value> = schedules
+            .iter()
+            .map(|(what, s)| {
+                serde_json::json!({
+                    "schedule": what, "expr": s.expr(), "tz": s.tz().name(), "describe": s.describe(),
+                    "next": s.upcoming(now, n).iter().map(|t| serde_json::json!({
+                        "utc": t.to_rfc3339(),
+                        "local": t.with_timezone(&s.tz()).to_rfc3339(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        output::print_json(&serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for (what, s) in &schedules {
+        println!("{what}: {}", s.describe());
+        let fires = s.upcoming(now, n);
+        if fires.is_empty() {
+            println!("  (no fire within 50 years)");
+        }
+        for t in fires {
+            println!(
+                "  {}   {}",
+                t.with_timezone(&s.tz())
+                    .format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
+                t.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The seed's `cron/jobs.json`: a pretty-printed JSON list of jobs, read and written compatibly.
+//!
+//! Fields (seed-reference §1.2): `id` (uuid4), `name`, `schedule`, `job_type`
+//! (shell|claude|webhook|skill, and claw's `workflow`), `command`, `args`, `output_channel`,
+//! `enabled`, `llm_model`, `created_at`, `last_run`, `last_status`, `last_output_file`. claw adds
+//! `tz` only when one is set. Fields it does not know are kept as they are on every rewrite.
+//! Every change is a read-modify-write under `cron/.jobs.lock`, written atomically (the seed's
+//! `.jobs_*.tmp` names), so concurrent `claw cron` commands and the daemon never lose an update.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Schedule;
+use crate::fsutil::{self, FileLock};
+
+const TEMP_PREFIX: &str = ".jobs_";
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobType {
+    Shell,
+    Claude,
+    Webhook,
+    Skill,
+    Workflow,
+}
+
+impl JobType {
+    pub const NAMES: [&'static str; 5] = ["shell", "claude", "webhook", "skill", "workflow"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shell" => Some(Self::Shell),
+            "claude" => Some(Self::Claude),
+            "webhook" => Some(Self::Webhook),
+            "skill" => Some(Self::Skill),
+            "workflow" => Some(Self::Workflow),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shell => "shell",
+            Self::Claude => "claude",
+            Self::Webhook => "webhook",
+            Self::Skill => "skill",
+            Self::Workflow => "workflow",
+        }
+    }
+}
+
+impl fmt::Display for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn default_type() -> JobType {
+    JobType::Shell
+}
+fn default_output() -> String {
+    "file".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// One job, with the seed's fields in the seed's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub name: String,
+    pub schedule: String,
+    #[serde(default = "default_type")]
+    pub job_type: JobType,
+    #[serde(default)]
+    pub command: String,
+    #[serde(default)]
+    pub args: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "default_output")]
+    pub output_channel: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub llm_model: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub last_run: Option<String>,
+    #[serde(default)]
+    pub last_status: Option<String>,
+    #[serde(default)]
+    pub last_output_file: Option<String>,
+    /// claw: the schedule's IANA zone (absent: the machine's local zone, as in the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// Fields claw does not know, kept on rewrite.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Job {
+    /// A new enabled job with a fresh uuid4 id, created now.
+    pub fn new(name: &str, schedule: &str, job_type: JobType, command: &str) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            schedule: schedule.trim().to_owned(),
+            job_type,
+            command: command.to_owned(),
+            args: serde_json::Map::new(),
+            output_channel: default_output(),
+            enabled: true,
+            llm_model: String::new(),
+            created_at: iso_utc(Utc::now()),
+            last_run: None,
+            last_status: None,
+            last_output_file: None,
+            tz: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The creation time (the anchor of `every` schedules), if `created_at` parses.
+    pub fn created(&self) -> Option<DateTime<Utc>> {
+        parse_time(&self.created_at)
+    }
+
+    /// The compiled schedule (anchored at the creation time).
+    pub fn compiled(&self) -> Result<Schedule, String> {
+        let s = Schedule::parse(&self.schedule, self.tz.as_deref())?;
+        Ok(match self.created() {
+            Some(c) => s.with_anchor(c),
+            None => s,
+        })
+    }
+
+    /// The first 8 characters of the id, as `cron list` shows them.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..8).unwrap_or(&self.id)
+    }
+}
+
+/// `2024-05-01T12:00:00.123456+00:00`: Python's `datetime.now(timezone.utc).isoformat()`.
+pub fn iso_utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// Reads the seed's ISO times (with an offset, a `Z`, or naive meaning UTC).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// Problems with `jobs.json` or with finding a job in it.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("{path}:{line}:{col}: {why}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        why: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no job matches `{0}` (see `claw cron list`)")]
+    NotFound(String),
+    #[error("`{prefix}` matches {} jobs: {}; give more of the id", matches.len(), matches.join(", "))]
+    Ambiguous {
+        prefix: String,
+        matches: Vec<String>,
+    },
+}
+
+/// The job file of a data directory.
+#[derive(Debug, Clone)]
+pub struct JobsFile {
+    path: PathBuf,
+}
+
+impl JobsFile {
+    /// `<home>/cron/jobs.json`.
+    pub fn in_home(home: &Path) -> Self {
+        Self {
+            path: home.join("cron").join("jobs.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `<home>/cron/output/<job-id>/`.
+    pub fn output_dir(&self, job_id: &str) -> PathBuf {
+        self.dir().join("output").join(job_id)
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn io(&self, source: std::io::Error) -> JobsError {
+        JobsError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every job (a missing or empty file is no jobs).
+    pub fn load(&self) -> Result<Vec<Job>, JobsError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str::<Vec<Job>>(&text).map_err(|e| JobsError::Invalid {
+            path: self.path.clone(),
+            line: e.line(),
+            col: e.column(),
+            why: format!("{e}").split(" at line ").next().unwrap_or_default().to_owned()
+                + " (expected the seed's list of jobs: [{\"id\": ..., \"name\": ..., \"schedule\": ..., ...}])",
+        })
+    }
+
+    /// Applies `change` to the jobs under the lock and saves the result atomically. The value
+    /// `change` returns is passed back; an `Err` from it leaves the file untouched.
+    pub fn update<T, E>(&self, change: impl FnOnce(&mut Vec<Job>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<JobsError>,
+    {
+        std::fs::create_dir_all(self.dir()).map_err(|e| self.io(e))?;
+        let _lock = FileLock::acquire(&self.dir().join(".jobs.lock"), LOCK_TIMEOUT)
+            .map_err(|e| self.io(e))?;
+        fsutil::remove_stale_temps(self.dir(), TEMP_PREFIX);
+        let mut jobs = self.load()?;
+        let out = change(&mut jobs)?;
+        let mut text =
+            serde_json::to_string_pretty(&jobs).map_err(|e| self.io(std::io::Error::other(e)))?;
+        text.push('\n');
+        fsutil::write_atomic(&self.path, TEMP_PREFIX, text.as_bytes()).map_err(|e| self.io(e))?;
+        Ok(out)
+    }
+
+    /// The job whose id is `prefix` or starts with it (exactly one).
+    pub fn find(&self, prefix: &str) -> Result<Job, JobsError> {
+        let jobs = self.load()?;
+        find_index(&jobs, prefix).map(|i| jobs[i].clone())
+    }
+}
+
+/// The index of the job whose id equals `prefix`, else the one id starting with it.
+pub fn find_index(jobs: &[Job], prefix: &str) -> Result<usize, JobsError> {
+    let prefix = prefix.trim();
+    if prefix.is_empty() {
+        return Err(JobsError::NotFound(String::new()));
+    }
+    if let Some(i) = jobs.iter().position(|j| j.id == prefix) {
+        return Ok(i);
+    }
+    let hits: Vec<usize> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.id.starts_with(prefix))
+        .map(|(i, _)| i)
+        .collect();
+    match hits[..] {
+        [i] => Ok(i),
+        [] => Err(JobsError::NotFound(prefix.to_owned())),
+        _ => Err(JobsError::Ambiguous {
+            prefix: prefix.to_owned(),
+            matches: hits
+                .iter()
+                .map(|&i| format!("{} ({})", jobs[i].id, jobs[i].name))
+                .collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"[
+  {
+    "id": "3f2b1c9e-8a47-4d2e-9b6a-1f0e2d3c4b5a",
+    "name": "backup",
+    "schedule": "daily at 2:30",
+    "job_type": "shell",
+    "command": "echo hi",
+    "args": {"dest": "/srv"},
+    "output_channel": "file",
+    "enabled": true,
+    "llm_model": "",
+    "created_at": "2024-05-01T12:00:00.123456+00:00",
+    "last_run": null,
+    "last_status": null,
+    "last_output_file": null,
+    "future_field": {"kept": [1, 2]}
+  }
+]"#;
+
+    #[test]
+    fn seed_jobs_round_trip_with_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = JobsFile::in_home(dir.path());
+        std::fs::create_dir_all(f.path().parent().unwrap()).unwrap();
+        std::fs::write(f.path(), SEED).unwrap();
+        let jobs = f.load().unwrap();
+        assert_eq!(jobs[0].job_type, JobType::Shell);
+        assert_eq!(jobs[0].extra["future_field"]["kept"][1], 2);
+        f.update(|jobs| {
+            jobs[0].enabled = false;
+            Ok::<_, JobsError>(())
+        })
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+        let mut want: serde_json::Value = serde_json::from_str(SEED).unwrap();
+        want[0]["enabled"] = false.into();
+        assert_eq!(v, want);
+        assert!(
+            !std::fs::read_to_string(f.path())
+                .unwrap()
+                .contains("\"tz\"")
+        );
+    }
+
+    #[test]
+    fn bad_file_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = JobsFile::in_home(dir.path());
+        std::fs::create_dir_all(f.path().parent().unwrap()).unwrap();
+        std::fs::write(f.path(), "[\n  {\"id\": 3}\n]").unwrap();
+        let e = f.load().unwrap_err().to_string();
+        assert!(e.contains("jobs.json:2:"), "{e}");
+        assert!(e.contains("expected the seed's list"), "{e}");
+    }
+
+    #[test]
+    fn prefix_lookup() {
+        let mut a = Job::new("a", "@hourly", JobType::Shell, "true");
+        let mut b = a.clone();
+        a.id = "abc123".into();
+        b.id = "abd456".into();
+        let jobs = vec![a, b];
+        assert_eq!(find_index(&jobs, "abc").unwrap(), 0);
+        assert_eq!(find_index(&jobs, "abd456").unwrap(), 1);
+        assert!(matches!(
+            find_index(&jobs, "ab"),
+            Err(JobsError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            find_index(&jobs, "zz"),
+            Err(JobsError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn times_in_seed_forms() {
+        let t = parse_time("2024-05-01T12:00:00.123456+00:00").unwrap();
+        assert_eq!(iso_utc(t), "2024-05-01T12:00:00.123456+00:00");
+        assert!(parse_time("2024-05-01T12:00:00").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+}

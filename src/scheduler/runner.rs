@@ -1,0 +1,361 @@
+//! Running one `jobs.json` job now, as the seed's cron runner did: the output goes to
+//! `cron/output/<job-id>/<YYYYmmddTHHMMSSZ>.log` with the seed's header
+//! (`exit_code: N\ntimestamp: TS\n---\n<output>\n`) and the job's `last_run`, `last_status`
+//! (`ok` or `error(<exit>)`) and `last_output_file` are updated in `jobs.json`.
+//!
+//! Shell jobs run with `/bin/sh -c` (claw runs every command through a shell; the seed split it
+//! with shlex), in their own process group, with the seed's fixed 300 s timeout and its
+//! environment: `JOB_<KEY>` for each arg and `LLM_MODEL`. Workflow jobs run the workflow named by
+//! `command` through the engine (args become params) and log the run's id and status.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::jobs::{Job, JobType, JobsError, JobsFile, iso_utc};
+use crate::engine::{Engine, NewRun, Progress};
+
+/// The seed's fixed timeout for shell jobs.
+pub const SHELL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Output kept in the log per stream (the end is kept when longer).
+pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// Where a job's output goes besides its log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// `output_channel: file`: the log file only.
+    File,
+    /// A `channel:target` or a profile: kept pending until channels exist (the log file has it).
+    Pending { target: String },
+}
+
+/// How a job run went.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    pub job_id: String,
+    pub job_name: String,
+    pub exit_code: i32,
+    /// `ok` or `error(<exit>)`, as stored in `last_status`.
+    pub status: String,
+    pub output: String,
+    pub output_file: PathBuf,
+    pub delivery: Delivery,
+    /// The run of a workflow job.
+    pub run_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl JobRun {
+    pub fn ok(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+/// Why a job could not be run at all (a job that ran and failed is a [`JobRun`] with an error
+/// status, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
+    #[error("cannot write the job's output {}: {source}", path.display())]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Runs job `job` (an id or unique id prefix) now, in this process, and records the result.
+/// `scheduled_for` is the fire that started it (`None` for `claw cron run`).
+pub async fn run_job(
+    engine: &Engine,
+    job: &str,
+    scheduled_for: Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<JobRun, JobError> {
+    let file = JobsFile::in_home(&engine.dirs.home);
+    let job = file.find(job)?;
+    let started_at = Utc::now();
+    let (exit_code, output, run_id) = match job.job_type {
+        JobType::Shell => {
+            let (code, out) = run_shell(&job, engine, cancel).await;
+            (code, out, None)
+        }
+        JobType::Workflow => run_workflow(&job, engine, scheduled_for, cancel, progress).await,
+        other => (
+            1,
+            format!(
+                "Exception: job type `{other}` is not available yet in this version of claw (shell and workflow jobs run today)"
+            ),
+            None,
+        ),
+    };
+    let status = if exit_code == 0 {
+        "ok".to_owned()
+    } else {
+        format!("error({exit_code})")
+    };
+    let output_file = write_log(&file, &job, started_at, exit_code, &output)?;
+    let id = job.id.clone();
+    let finished = Utc::now();
+    let (st, of) = (status.clone(), output_file.display().to_string());
+    file.update(|jobs| {
+        // The job may have been removed meanwhile: then there is nothing to record.
+        if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
+            j.last_run = Some(iso_utc(finished));
+            j.last_status = Some(st);
+            j.last_output_file = Some(of);
+        }
+        Ok::<_, JobsError>(())
+    })?;
+    let delivery = match job.output_channel.trim() {
+        "" | "file" => Delivery::File,
+        target => Delivery::Pending {
+            target: target.to_owned(),
+        },
+    };
+    Ok(JobRun {
+        job_id: job.id,
+        job_name: job.name,
+        exit_code,
+        status,
+        output,
+        output_file,
+        delivery,
+        run_id,
+        started_at,
+    })
+}
+
+/// The seed's message for a channel: `[cron] <name> — OK|FAILED(<code>)\n<first 2000 chars>`.
+pub fn channel_message(run: &JobRun) -> String {
+    let head = if run.ok() {
+        "OK".to_owned()
+    } else {
+        format!("FAILED({})", run.exit_code)
+    };
+    let body: String = run.output.chars().take(2000).collect();
+    format!("[cron] {} — {head}\n{body}", run.job_name)
+}
+
+fn write_log(
+    file: &JobsFile,
+    job: &Job,
+    started: DateTime<Utc>,
+    exit_code: i32,
+    output: &str,
+) -> Result<PathBuf, JobError> {
+    let dir = file.output_dir(&job.id);
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| JobError::Output { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(err(&dir))?;
+    let stamp = started.format("%Y%m%dT%H%M%SZ").to_string();
+    let text = format!(
+        "exit_code: {exit_code}\ntimestamp: {}\n---\n{output}\n",
+        iso_utc(started)
+    );
+    // Two runs in one second get `-2`, `-3`, … rather than overwriting each other.
+    for n in 1..1000 {
+        let name = if n == 1 {
+            format!("{stamp}.log")
+        } else {
+            format!("{stamp}-{n}.log")
+        };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, text.as_bytes()).map_err(err(&path))?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(&path)(e)),
+        }
+    }
+    Err(err(&dir)(std::io::Error::other(
+        "too many logs in one second",
+    )))
+}
+
+fn arg_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(&job.command);
+    for (k, v) in &job.args {
+        cmd.env(format!("JOB_{}", k.to_ascii_uppercase()), arg_text(v));
+    }
+    let model = if job.llm_model.is_empty() {
+        crate::config::paths::env_var("JOB_MODEL").unwrap_or_else(|| "claude".into())
+    } else {
+        job.llm_model.clone()
+    };
+    cmd.env("LLM_MODEL", model);
+    cmd.env("CLAW_JOB_ID", &job.id);
+    cmd.current_dir(&engine.dirs.home);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.process_group(0);
+    cmd.kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (1, format!("Exception: cannot start /bin/sh: {e}")),
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let read = async {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let a = async {
+            if let Some(s) = out.as_mut() {
+                let _ = s.read_to_end(&mut o).await;
+            }
+        };
+        let b = async {
+            if let Some(s) = err.as_mut() {
+                let _ = s.read_to_end(&mut e).await;
+            }
+        };
+        tokio::join!(a, b);
+        (o, e)
+    };
+    let waited = async {
+        let (o, e) = read.await;
+        let status = child.wait().await;
+        (status, o, e)
+    };
+    let stop = |why: &str| {
+        if let Some(p) = pgid {
+            let _ = killpg(p, Signal::SIGKILL);
+        }
+        (1, format!("Exception: {why}"))
+    };
+    tokio::select! {
+        (status, o, e) = waited => {
+            // Whatever the command left running in its group goes with it.
+            if let Some(p) = pgid {
+                let _ = killpg(p, Signal::SIGKILL);
+            }
+            let mut text = tail(&o);
+            text.push_str(&tail(&e));
+            let code = match status {
+                Ok(s) => s.code().unwrap_or_else(|| {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    128 + s.signal().unwrap_or(0)
+                }),
+                Err(e) => return (1, format!("Exception: {e}")),
+            };
+            (code, text)
+        }
+        () = tokio::time::sleep(SHELL_TIMEOUT) => stop(&format!("Command '{}' timed out after {} seconds", job.command, SHELL_TIMEOUT.as_secs())),
+        () = cancel.cancelled() => stop("cancelled"),
+    }
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(MAX_OUTPUT);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// A workflow by path, file stem or `name:` in the workflow folders.
+fn find_workflow(engine: &Engine, arg: &str) -> Result<crate::workflow::Workflow, String> {
+    use crate::config::workflow_file::load_file;
+    let p = Path::new(arg);
+    if arg.contains('/') && p.is_file() {
+        return load_file(p).map_err(|e| e.render());
+    }
+    let dirs = engine.dirs.workflow_dirs();
+    for dir in &dirs {
+        for ext in ["yaml", "yml"] {
+            let f = dir.join(format!("{arg}.{ext}"));
+            if f.is_file() {
+                return load_file(&f).map_err(|e| e.render());
+            }
+        }
+    }
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if let Ok(wf) = load_file(&e.path())
+                && wf.name == arg
+            {
+                return Ok(wf);
+            }
+        }
+    }
+    Err(format!("Workflow not found: {arg}"))
+}
+
+async fn run_workflow(
+    job: &Job,
+    engine: &Engine,
+    scheduled_for: Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> (i32, String, Option<String>) {
+    let wf = match find_workflow(engine, job.command.trim()) {
+        Ok(wf) => wf,
+        Err(e) => return (1, format!("Exception: {e}"), None),
+    };
+    let given: Vec<(String, String)> = job
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), arg_text(v)))
+        .collect();
+    let params = match crate::engine::params::bind(&wf, &given) {
+        Ok(p) => p,
+        Err(errs) => return (1, format!("Exception: {}", errs.join("; ")), None),
+    };
+    let trigger = serde_json::json!({
+        "type": "cron",
+        "job": job.id,
+        "job_name": job.name,
+        "scheduled_for": scheduled_for.map(|t| t.to_rfc3339()),
+    });
+    let run = match engine.create_run(&NewRun {
+        workflow: &wf,
+        params,
+        trigger,
+        dry_run: false,
+        claim: true,
+    }) {
+        Ok(r) => r,
+        Err(e) => return (1, format!("Exception: {e}"), None),
+    };
+    match engine
+        .drive_loaded(&run.id, Some(&wf), cancel, progress)
+        .await
+    {
+        Ok(done) => {
+            let code = i32::from(done.status != crate::store::RunStatus::Succeeded);
+            let mut text = format!("run {} {}", done.id, done.status);
+            if let Some(e) = &done.error {
+                text.push_str(&format!("\n{e}"));
+            }
+            (code, text, Some(done.id))
+        }
+        Err(e) => (1, format!("Exception: {e}"), Some(run.id)),
+    }
+}

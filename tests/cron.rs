@@ -1,0 +1,312 @@
+//! `claw cron ...` on the seed's `cron/jobs.json`: read and rewritten compatibly, jobs run with
+//! the seed's log files and status fields, unique id prefixes, schedules checked before saving.
+
+use crate::common::{Env, read};
+
+const SEED_JOBS: &str = include_str!("fixtures/seed/cron/jobs.json");
+
+fn seeded() -> Env {
+    let env = Env::new();
+    env.write("home/cron/jobs.json", SEED_JOBS);
+    env
+}
+
+fn jobs(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&read(&env.home.join("cron/jobs.json"))).expect("jobs.json is JSON")
+}
+
+/// The keys of each job, in file order.
+fn key_order(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("    \""))
+        .filter_map(|l| l.split_once('"').map(|(k, _)| k.to_owned()))
+        .collect()
+}
+
+#[test]
+fn seed_jobs_are_listed_and_rewritten_compatibly() {
+    let env = seeded();
+    let list = env.claw(&["cron", "list", "--json"]).expect_code(0).json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["disk-report", "morning-brief", "greet"]);
+    // Disabled jobs have no next run.
+    assert!(list[2]["next_run"].is_null());
+    assert!(list[0]["next_run"].is_string());
+    let table = env.claw(&["cron", "list"]).expect_code(0).stdout.clone();
+    assert!(
+        table.contains("f47ac10b")
+            && table.contains("greet")
+            && table.contains("*/15 9-17 * * 1-5"),
+        "{table}"
+    );
+
+    env.claw(&["cron", "enable", "f47a"]).expect_code(0);
+    let mut want: serde_json::Value = serde_json::from_str(SEED_JOBS).unwrap();
+    want[2]["enabled"] = true.into();
+    assert_eq!(jobs(&env), want, "only `enabled` changed");
+    let text = read(&env.home.join("cron/jobs.json"));
+    assert_eq!(
+        key_order(&text),
+        key_order(SEED_JOBS),
+        "the seed's field order is kept"
+    );
+    // Idempotent, as in the seed.
+    let again = env.claw(&["cron", "enable", "f47a"]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("already enabled"), "{}", again.stdout);
+    env.claw(&["cron", "disable", "f47ac10b-58cc-4372-a567-0e02b2c3d479"])
+        .expect_code(0);
+    env.claw(&["cron", "disable", "f47a"]).expect_code(0);
+    assert_eq!(
+        jobs(&env),
+        serde_json::from_str::<serde_json::Value>(SEED_JOBS).unwrap()
+    );
+    // No temp files are left next to it.
+    let leftovers: Vec<_> = std::fs::read_dir(env.home.join("cron"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn unknown_fields_survive_a_rewrite() {
+    let env = Env::new();
+    let mut v: serde_json::Value = serde_json::from_str(SEED_JOBS).unwrap();
+    v[0]["future_field"] = serde_json::json!({"nested": [1, "two"]});
+    env.write(
+        "home/cron/jobs.json",
+        &serde_json::to_string_pretty(&v).unwrap(),
+    );
+    env.claw(&["cron", "disable", "7c9e6679"]).expect_code(0);
+    let after = jobs(&env);
+    assert_eq!(after[0]["future_field"], v[0]["future_field"]);
+    assert_eq!(after[0]["enabled"], false);
+}
+
+#[test]
+fn prefixes_must_be_unique() {
+    let env = seeded();
+    let amb = env.claw(&["cron", "run", "7c9e"]);
+    amb.expect_code(1);
+    assert!(
+        amb.stderr.contains("`7c9e` matches 2 jobs")
+            && amb.stderr.contains("disk-report")
+            && amb.stderr.contains("morning-brief"),
+        "{}",
+        amb.stderr
+    );
+    let none = env.claw(&["cron", "remove", "0000"]);
+    none.expect_code(1);
+    assert!(
+        none.stderr.contains("no job matches `0000`"),
+        "{}",
+        none.stderr
+    );
+    assert_eq!(
+        jobs(&env),
+        serde_json::from_str::<serde_json::Value>(SEED_JOBS).unwrap()
+    );
+}
+
+#[test]
+fn shell_job_runs_with_the_seed_log_and_status() {
+    let env = seeded();
+    let ran = env.claw(&["cron", "run", "f47a"]);
+    ran.expect_code(0);
+    assert_eq!(ran.stdout, "hello world from claude\n");
+    let j = &jobs(&env)[2];
+    assert_eq!(j["last_status"], "ok");
+    assert!(j["last_run"].as_str().unwrap().ends_with("+00:00"));
+    let log = std::path::PathBuf::from(j["last_output_file"].as_str().unwrap());
+    assert!(
+        log.starts_with(
+            env.home
+                .join("cron/output/f47ac10b-58cc-4372-a567-0e02b2c3d479")
+        )
+    );
+    let name = log.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.len() == "20240502T081542Z.log".len() && name.ends_with("Z.log"),
+        "{name}"
+    );
+    let text = read(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "exit_code: 0");
+    assert!(lines[1].starts_with("timestamp: "));
+    assert_eq!(lines[2], "---");
+    assert_eq!(lines[3], "hello world from claude");
+    let logs = env
+        .claw(&["cron", "logs", "f47a"])
+        .expect_code(0)
+        .stdout
+        .clone();
+    assert!(
+        logs.contains("hello world from claude") && logs.contains("==> "),
+        "{logs}"
+    );
+
+    // A failing job: exit status 1, `error(<exit>)`, output kept.
+    env.claw(&["cron", "add", "fail", "@daily", "echo oops >&2; exit 3"])
+        .expect_code(0);
+    let id = jobs(&env)[3]["id"].as_str().unwrap().to_owned();
+    let failed = env.claw(&["cron", "run", &id[..8]]);
+    failed.expect_code(1);
+    let j = &jobs(&env)[3];
+    assert_eq!(j["last_status"], "error(3)");
+    let text = read(std::path::Path::new(
+        j["last_output_file"].as_str().unwrap(),
+    ));
+    assert!(
+        text.starts_with("exit_code: 3\n") && text.contains("oops"),
+        "{text}"
+    );
+}
+
+#[test]
+fn job_types_without_a_step_kind_fail_clearly() {
+    let env = seeded();
+    let ran = env.claw(&["cron", "run", "7c9e1234"]);
+    ran.expect_code(1);
+    assert!(
+        ran.stdout
+            .contains("job type `claude` is not available yet"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stderr.contains("pending"), "{}", ran.stderr);
+    assert_eq!(jobs(&env)[1]["last_status"], "error(1)");
+}
+
+#[test]
+fn add_checks_the_schedule_and_next_shows_fires() {
+    let env = Env::new();
+    let bad = env.claw(&["cron", "add", "x", "61 * * * *", "true"]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains("minute field `61` out of range 0-59"),
+        "{}",
+        bad.stderr
+    );
+    let bad_tz = env.claw(&["cron", "add", "x", "@daily", "true", "--tz", "Europe/Berln"]);
+    bad_tz.expect_code(2);
+    assert!(
+        bad_tz.stderr.contains("unknown time zone `Europe/Berln`"),
+        "{}",
+        bad_tz.stderr
+    );
+    assert!(!env.home.join("cron/jobs.json").exists());
+
+    let added = env
+        .claw(&[
+            "cron",
+            "add",
+            "nightly",
+            "30 2 * * *",
+            "true",
+            "--tz",
+            "Europe/Berlin",
+            "--disabled",
+            "--json",
+        ])
+        .expect_code(0)
+        .json();
+    let id = added["id"].as_str().unwrap();
+    assert_eq!(id.len(), 36);
+    assert_eq!(added["enabled"], false);
+    assert_eq!(added["tz"], "Europe/Berlin");
+    assert_eq!(added["job_type"], "shell");
+    assert_eq!(added["output_channel"], "file");
+    let next = env
+        .claw(&["cron", "next", &id[..6], "-n", "3", "--json"])
+        .expect_code(0)
+        .json();
+    let fires = next[0]["next"].as_array().unwrap();
+    assert_eq!(fires.len(), 3);
+    for f in fires {
+        let local = f["local"].as_str().unwrap();
+        assert!(local.contains("T02:30:00+0"), "{local}");
+    }
+    let text = env
+        .claw(&["cron", "next", &id[..6], "-n", "2"])
+        .expect_code(0)
+        .stdout
+        .clone();
+    assert!(text.contains("CET") || text.contains("CEST"), "{text}");
+    assert!(text.contains("UTC"), "{text}");
+    env.claw(&["cron", "remove", &id[..6]]).expect_code(0);
+    assert_eq!(jobs(&env), serde_json::json!([]));
+}
+
+#[test]
+fn workflow_jobs_run_through_the_engine_and_workflows_show_their_schedules() {
+    let env = Env::new();
+    env.workflow(
+        "tick",
+        "schedule:\n  - '0 9 * * MON-FRI'\n  - {cron: every 90m, tz: UTC}\ntz: America/New_York\nparams:\n  who: {default: nobody}\nsteps:\n  - name: hi\n    command: echo \"hi ${{ params.who }}\"\n",
+    );
+    env.claw(&["workflow", "validate", "tick"]).expect_code(0);
+    let next = env
+        .claw(&["cron", "next", "tick", "-n", "2", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(next.as_array().unwrap().len(), 2);
+    assert_eq!(next[0]["tz"], "America/New_York");
+    assert!(
+        next[0]["next"][0]["local"]
+            .as_str()
+            .unwrap()
+            .contains("T09:00:00-0")
+    );
+    assert_eq!(next[1]["tz"], "UTC");
+
+    env.claw(&[
+        "cron", "add", "wf", "@hourly", "tick", "--type", "workflow", "--arg", "who=cron",
+    ])
+    .expect_code(0);
+    let id = jobs(&env)[0]["id"].as_str().unwrap().to_owned();
+    let ran = env.claw(&["cron", "run", &id]);
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("succeeded"), "{}", ran.stdout);
+    assert_eq!(jobs(&env)[0]["last_status"], "ok");
+    // The run is in the store like any other, with its trigger.
+    let run = env.last_run().expect("a run");
+    let shown = env.show(&run);
+    assert_eq!(shown["trigger"]["type"], "cron");
+    assert_eq!(shown["params"]["who"], "cron");
+}
+
+#[test]
+fn bad_workflow_schedule_is_a_positioned_error() {
+    let env = Env::new();
+    env.workflow(
+        "w",
+        "schedule: '0 25 * * *'\nsteps:\n  - {name: a, command: 'true'}\n",
+    );
+    let r = env.claw(&["workflow", "validate", "w"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr
+            .contains("w.yaml:1:11: invalid schedule: hour field `25` out of range 0-23"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_corrupt_jobs_file_is_named_with_its_position() {
+    let env = Env::new();
+    env.write(
+        "home/cron/jobs.json",
+        "[\n  {\"id\": \"x\", \"name\": \"n\"\n]\n",
+    );
+    let r = env.claw(&["cron", "list"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("cron/jobs.json:3:"), "{}", r.stderr);
+}
