@@ -12,6 +12,7 @@ mod dag;
 mod diagnostics;
 mod docs;
 mod doctor;
+mod http_step;
 mod injection;
 mod retry_timeout;
 mod secrets;

@@ -261,7 +261,7 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Unavailable { .. } => None },
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Http(h) => Some(h.describe()), StepKind::Unavailable { .. } => None },
         "compensation": s.compensation.is_some(),
     })
 }
@@ -362,6 +362,8 @@ fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
                 "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
                 s.name
             )),
+            // Reachability is not checked: the server may only be up when the workflow runs.
+            StepKind::Http(_) => {}
             StepKind::Shell(sh) => {
                 if let Some(prog) = &sh.shell
                     && !on_path(prog)

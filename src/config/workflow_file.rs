@@ -2,6 +2,8 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
+mod http;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -840,6 +842,12 @@ impl Cx<'_> {
                 }
             }
             step.kind = StepKind::Shell(shell);
+        } else if kind == "http" {
+            // On a problem the step keeps its placeholder kind: the file fails anyway, and later
+            // references to the step are not reported as unknown.
+            if let Some(http) = self.http_step(node, &step.name) {
+                step.kind = StepKind::Http(http);
+            }
         } else {
             let main_field = [
                 "prompt", "url", "skill", "workflow", "message", "profile", "to",
@@ -859,15 +867,12 @@ impl Cx<'_> {
                 *s = summary;
             }
         }
-        if kind != "shell" && node.get("command").is_none() && !kind_payload && kind != "approval" {
+        if !matches!(kind, "shell" | "http" | "approval") && node.get("command").is_none() && !kind_payload {
             self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
         }
         step.idempotent = idempotent.unwrap_or(match kind {
             "llm" | "browser" | "notify" => true,
-            "http" => node
-                .get("method")
-                .and_then(Node::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case("get") || m.eq_ignore_ascii_case("head")),
+            "http" => matches!(&step.kind, StepKind::Http(h) if h.safe_method()),
             _ => false,
         });
         Some(RawStep { step, node, needs })

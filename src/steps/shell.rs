@@ -296,6 +296,8 @@ pub async fn run(
         stdout: stdout_text,
         stderr_tail: err_tail.into_string(),
         outputs: serde_json::Map::new(),
+        retryable: true,
+        retry_after: None,
     };
     if cancelled {
         report.outcome = StepOutcome::Cancelled;

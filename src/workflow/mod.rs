@@ -6,11 +6,13 @@
 
 pub mod duration;
 pub mod expr;
+pub mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::diagnostic::Pos;
+pub use http::HttpStep;
 
 /// A workflow ready to run.
 #[derive(Debug, Clone)]
@@ -156,6 +158,7 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Shell(ShellStep),
+    Http(HttpStep),
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
@@ -172,6 +175,7 @@ impl StepKind {
     pub fn type_name(&self) -> &str {
         match self {
             Self::Shell(_) => "shell",
+            Self::Http(_) => "http",
             Self::Unavailable { written, .. } => written,
         }
     }
@@ -180,6 +184,7 @@ impl StepKind {
     pub fn describe(&self) -> String {
         match self {
             Self::Shell(s) => s.command.clone(),
+            Self::Http(h) => h.describe(),
             Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
