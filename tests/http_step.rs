@@ -42,7 +42,7 @@ impl Server {
         self.shared
             .seen
             .lock()
-            .unwrap()
+            .expect("lock")
             .iter()
             .filter(|s| s.path == path)
             .cloned()
@@ -51,7 +51,7 @@ impl Server {
 }
 
 fn record(st: &St, path: &str, headers: &HeaderMap, body: &str) -> usize {
-    let mut seen = st.seen.lock().unwrap();
+    let mut seen = st.seen.lock().expect("lock");
     seen.push(Seen {
         path: path.to_owned(),
         headers: headers.clone(),
@@ -75,19 +75,21 @@ fn app(shared: St) -> Router {
         )
         .route(
             "/echo",
-            post(|State(st): State<St>, h: HeaderMap, body: String| async move {
-                record(&st, "/echo", &h, &body);
-                let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let auth = h
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                (
-                    StatusCode::CREATED,
-                    axum::Json(serde_json::json!({"got": json, "auth_seen": auth})),
-                )
-            }),
+            post(
+                |State(st): State<St>, h: HeaderMap, body: String| async move {
+                    record(&st, "/echo", &h, &body);
+                    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let auth = h
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(serde_json::json!({"got": json, "auth_seen": auth})),
+                    )
+                },
+            ),
         )
         .route(
             "/flaky",
@@ -102,10 +104,12 @@ fn app(shared: St) -> Router {
         )
         .route(
             "/bad",
-            any(|State(st): State<St>, h: HeaderMap| async move {
-                record(&st, "/bad", &h, "");
-                (StatusCode::BAD_REQUEST, "{\"error\": \"missing field\"}")
-            }),
+            any(
+                |State(st): State<St>, h: HeaderMap, body: String| async move {
+                    record(&st, "/bad", &h, &body);
+                    (StatusCode::BAD_REQUEST, "{\"error\": \"missing field\"}")
+                },
+            ),
         )
         .route(
             "/big",
@@ -145,7 +149,7 @@ fn app(shared: St) -> Router {
                         .status(StatusCode::TOO_MANY_REQUESTS)
                         .header(header::RETRY_AFTER, "1")
                         .body(axum::body::Body::from("slow down"))
-                        .unwrap()
+                        .expect("response")
                 } else {
                     "ok".into_response()
                 }
@@ -163,15 +167,20 @@ fn serve() -> Server {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .expect("tokio runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, router).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            tx.send(listener.local_addr().expect("local address"))
+                .expect("send the address");
+            axum::serve(listener, router).await.expect("serve");
         });
     });
     // Bound before the address is sent: connections wait in the backlog, no polling needed.
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server address");
     Server { addr, shared }
 }
 
@@ -183,7 +192,8 @@ fn serve_tls() -> Server {
 
     let shared = St::default();
     let router = app(shared.clone());
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("self-signed certificate");
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));
@@ -191,20 +201,23 @@ fn serve_tls() -> Server {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .unwrap()
+    .expect("TLS versions")
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)
-    .unwrap();
+    .expect("TLS certificate");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .expect("tokio runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            tx.send(listener.local_addr().expect("local address"))
+                .expect("send the address");
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
@@ -223,7 +236,9 @@ fn serve_tls() -> Server {
             }
         });
     });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server address");
     Server { addr, shared }
 }
 
@@ -283,13 +298,22 @@ fn get_with_expect_and_extract_feeds_a_later_step() {
     assert_eq!(fetch["outputs"]["first_id"], 7);
     assert_eq!(fetch["outputs"]["name"], "first");
     assert_eq!(fetch["outputs"]["json"]["ok"], true);
-    assert_eq!(step(&j, "use")["stdout"], "deep value 7 200 application/json\n");
+    assert_eq!(
+        step(&j, "use")["stdout"],
+        "deep value 7 200 application/json\n"
+    );
     let seen = server.seen("/data");
     assert_eq!(seen.len(), 1);
     // The query was encoded, a list repeats its name; a GET carries no body.
     assert_eq!(seen[0].body, "");
     let log = read(std::path::Path::new(fetch["log"].as_str().unwrap()));
-    assert!(log.contains(&format!("> GET {}?q=a+b%26c&tag=x&tag=y", server.url("/data"))), "{log}");
+    assert!(
+        log.contains(&format!(
+            "> GET {}?q=a+b%26c&tag=x&tag=y",
+            server.url("/data")
+        )),
+        "{log}"
+    );
     assert!(log.contains("< 200 OK in "), "{log}");
     // A GET is idempotent by default: the key header is there all the same.
     let key = header(&seen[0], "idempotency-key");
@@ -302,7 +326,8 @@ fn post_json_with_a_secret_header_masks_it_everywhere() {
     let server = serve();
     let env = Env::new();
     env.claw(&["vault", "init"]).expect_code(0);
-    env.claw(&["vault", "set", "API_TOKEN", CANARY]).expect_code(0);
+    env.claw(&["vault", "set", "API_TOKEN", CANARY])
+        .expect_code(0);
     env.workflow(
         "post",
         &format!(
@@ -321,7 +346,7 @@ steps:
       count: 3
       tags: [a, "${{{{ params.tag }}}}"]
     expect: {{status: 201}}
-    extract: {{echoed: got.tags[1]}}
+    extract: {{echoed: "got.tags[1]"}}
 "#,
             url = server.url("/echo")
         ),
@@ -331,7 +356,10 @@ steps:
     let seen = server.seen("/echo");
     assert_eq!(seen.len(), 1);
     // In clear in the request, and only there.
-    assert_eq!(header(&seen[0], "authorization"), format!("Bearer {CANARY}"));
+    assert_eq!(
+        header(&seen[0], "authorization"),
+        format!("Bearer {CANARY}")
+    );
     assert_eq!(header(&seen[0], "x-tag"), "blue");
     assert_eq!(header(&seen[0], "content-type"), "application/json");
     let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
@@ -351,7 +379,10 @@ steps:
     assert!(!shown.stdout.contains(CANARY));
     let log = read(std::path::Path::new(create["log"].as_str().unwrap()));
     assert!(log.contains("> POST "), "{log}");
-    assert!(log.contains("authorization"), "header names are logged: {log}");
+    assert!(
+        log.contains("authorization"),
+        "header names are logged: {log}"
+    );
     for entry in walk(&env.home) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         assert!(
@@ -504,7 +535,8 @@ fn a_response_over_the_size_cap_fails() {
     assert_eq!(call["attempts"], 1, "the cap is not worth retrying");
     let message = call["message"].as_str().unwrap();
     assert!(
-        message.starts_with("the response body is 5000 bytes, over max_response_bytes (1024 bytes)"),
+        message
+            .starts_with("the response body is 5000 bytes, over max_response_bytes (1024 bytes)"),
         "{message}"
     );
     assert_eq!(call["outputs"]["status"], 200);
@@ -627,7 +659,10 @@ fn a_self_signed_certificate_is_refused_unless_tls_verify_is_off() {
     assert_eq!(lax["status"], "succeeded");
     assert_eq!(lax["outputs"]["deep"], "deep value");
     let log = read(std::path::Path::new(lax["log"].as_str().unwrap()));
-    assert!(log.contains("warning: TLS certificate verification is off"), "{log}");
+    assert!(
+        log.contains("warning: TLS certificate verification is off"),
+        "{log}"
+    );
     // Only the lax step got through the handshake.
     assert_eq!(server.seen("/data").len(), 1);
 }
@@ -712,21 +747,25 @@ fn bad_http_fields_are_reported_with_positions() {
     let out = env.claw(&["workflow", "validate", file.to_str().unwrap()]);
     out.expect_code(2);
     let expected = [
-        "broken.yaml:4:10: error: unsupported URL scheme `ftp` in `url` (expected http or https)",
-        "broken.yaml:5:13: error: unknown HTTP method `FETCH`",
-        "broken.yaml:7:11: error: `body` and `json` both give the request body",
-        "broken.yaml:8:22: error: invalid `expect.status` `2xy`",
-        "broken.yaml:8:27: error: unknown key `body_contain` in `expect`",
-        "broken.yaml:9:18: error: `extract.v`: invalid path `a..b`: empty name between dots",
-        "broken.yaml:9:29: error: `extract.w`: invalid JSON pointer `/a~2`",
-        "broken.yaml:10:25: error: invalid `max_response_bytes`: must be at least 1 byte",
-        "broken.yaml:11:20: error: `max_redirects` must be a whole number from 0 to 100",
-        "broken.yaml:12:17: error: `tls_verify` must be true or false",
-        "broken.yaml:13:27: error: invalid header name `Bad Name`",
-        "broken.yaml:17:14: error: step `b` has both `url` and `command`",
-        "broken.yaml:18:5: error: step `c` (http) has no `url`",
+        "broken.yaml:4:10: unsupported URL scheme `ftp` in `url` (expected http or https)",
+        "broken.yaml:5:13: unknown HTTP method `FETCH`",
+        "broken.yaml:7:11: `body` and `json` both give the request body",
+        "broken.yaml:8:22: invalid `expect.status` `2xy`",
+        "broken.yaml:8:27: unknown key `body_contain` in `expect`",
+        "broken.yaml:9:18: `extract.v`: invalid path `a..b`: empty name between dots",
+        "broken.yaml:9:29: `extract.w`: invalid JSON pointer `/a~2`",
+        "broken.yaml:10:25: invalid `max_response_bytes`: must be at least 1 byte",
+        "broken.yaml:11:20: `max_redirects` must be a whole number from 0 to 100",
+        "broken.yaml:12:17: `tls_verify` must be true or false",
+        "broken.yaml:13:27: invalid header name `Bad Name`",
+        "broken.yaml:17:14: step `b` has both `url` and `command`",
+        "broken.yaml:18:5: step `c` (http) has no `url`",
     ];
     for line in expected {
-        assert!(out.stderr.contains(line), "missing `{line}` in:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(line),
+            "missing `{line}` in:\n{}",
+            out.stderr
+        );
     }
 }

@@ -867,7 +867,10 @@ impl Cx<'_> {
                 *s = summary;
             }
         }
-        if !matches!(kind, "shell" | "http" | "approval") && node.get("command").is_none() && !kind_payload {
+        if !matches!(kind, "shell" | "http" | "approval")
+            && node.get("command").is_none()
+            && !kind_payload
+        {
             self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
         }
         step.idempotent = idempotent.unwrap_or(match kind {

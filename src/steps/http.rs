@@ -38,7 +38,17 @@ pub async fn run(step: &HttpStep, input: &StepInput, cancel: &CancellationToken)
     if !step.tls_verify {
         log.line("warning: TLS certificate verification is off (tls_verify: false)");
     }
-    log.line(&format!("> {} {}", step.method, safe_url(&request.url)));
+    let attempt = input
+        .env
+        .iter()
+        .find(|(k, _)| k == "CLAW_ATTEMPT")
+        .map(|(_, n)| format!(" (attempt {n})"))
+        .unwrap_or_default();
+    log.line(&format!(
+        "> {} {}{attempt}",
+        step.method,
+        safe_url(&request.url)
+    ));
     log.line(&format!("> headers: {}", request.header_names()));
     let requested = request.url.clone();
     let started = Instant::now();
@@ -62,7 +72,11 @@ pub async fn run(step: &HttpStep, input: &StepInput, cancel: &CancellationToken)
     let received = match received {
         Ok(r) => r,
         Err(f) => {
-            log.line(&format!("! {} (after {} ms)", f.reason, elapsed.as_millis()));
+            log.line(&format!(
+                "! {} (after {} ms)",
+                f.reason,
+                elapsed.as_millis()
+            ));
             return f.into_report();
         }
     };
@@ -158,8 +172,8 @@ fn install_crypto_provider() {
 
 fn build(step: &HttpStep, input: &StepInput) -> Result<Request, Failure> {
     let text = step.url.trim();
-    let mut url = Url::parse(text)
-        .map_err(|e| Failure::for_good(format!("invalid URL `{text}`: {e}")))?;
+    let mut url =
+        Url::parse(text).map_err(|e| Failure::for_good(format!("invalid URL `{text}`: {e}")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(Failure::for_good(format!(
             "unsupported URL scheme `{}` (expected http or https)",
@@ -199,21 +213,22 @@ fn build(step: &HttpStep, input: &StepInput) -> Result<Request, Failure> {
             HeaderValue::from_static(concat!("claw/", env!("CARGO_PKG_VERSION"))),
         );
     }
-    let body = match &step.body {
-        None => None,
-        Some(HttpBody::Text(t)) => Some(t.clone().into_bytes()),
-        Some(HttpBody::Json(v)) => {
-            if !headers.contains_key(header::CONTENT_TYPE) {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+    let body =
+        match &step.body {
+            None => None,
+            Some(HttpBody::Text(t)) => Some(t.clone().into_bytes()),
+            Some(HttpBody::Json(v)) => {
+                if !headers.contains_key(header::CONTENT_TYPE) {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                }
+                Some(serde_json::to_vec(v).map_err(|e| {
+                    Failure::for_good(format!("cannot encode the `json` body: {e}"))
+                })?)
             }
-            Some(serde_json::to_vec(v).map_err(|e| {
-                Failure::for_good(format!("cannot encode the `json` body: {e}"))
-            })?)
-        }
-    };
+        };
     install_crypto_provider();
     let max = step.max_redirects;
     let policy = if max == 0 {
@@ -231,9 +246,7 @@ fn build(step: &HttpStep, input: &StepInput) -> Result<Request, Failure> {
         .redirect(policy)
         .tls_danger_accept_invalid_certs(!step.tls_verify)
         .build()
-        .map_err(|e| {
-            Failure::for_good(format!("cannot set up the HTTP client: {}", chain(&e)))
-        })?;
+        .map_err(|e| Failure::for_good(format!("cannot set up the HTTP client: {}", chain(&e))))?;
     Ok(Request {
         client,
         method,
@@ -274,11 +287,7 @@ async fn exchange(request: Request, cap: u64) -> Result<Received, Failure> {
         });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| classify(&e, &shown))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, &shown))? {
         if (body.len() + chunk.len()) as u64 > cap {
             return Ok(Received {
                 status,

@@ -66,10 +66,7 @@ impl HttpStep {
     }
 
     /// A copy with every template rendered by `render` (plain text, no shell quoting).
-    pub fn render(
-        &self,
-        render: &dyn Fn(&str) -> Result<String, String>,
-    ) -> Result<Self, String> {
+    pub fn render(&self, render: &dyn Fn(&str) -> Result<String, String>) -> Result<Self, String> {
         let mut out = self.clone();
         out.url = render(&self.url).map_err(|e| format!("cannot render `url`: {e}"))?;
         for (k, v) in &mut out.headers {
@@ -171,7 +168,9 @@ impl Default for HttpExpect {
 
 impl HttpExpect {
     pub fn status_ok(&self, status: u16) -> bool {
-        self.status.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+        self.status
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
     }
 
     /// The accepted statuses as written back: `2xx`, `200`, `200-204`, joined with ` or `.
@@ -378,7 +377,9 @@ mod tests {
         assert_eq!(p("a/b.c").unwrap(), "/a~1b/c");
         assert_eq!(p("/a/b/0").unwrap(), "/a/b/0");
         assert_eq!(p("").unwrap(), "");
-        for bad in ["a..b", "a.", ".a", "a[x]", "a[0", "a]", "a[0]b", "/a~2", "a.[0]"] {
+        for bad in [
+            "a..b", "a.", ".a", "a[x]", "a[0", "a]", "a[0]b", "/a~2", "a.[0]",
+        ] {
             assert!(p(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -395,7 +396,10 @@ mod tests {
     fn contains_is_a_subset_match() {
         let doc = serde_json::json!({"ok": true, "n": 1, "inner": {"x": 1, "y": 2}, "l": [1, 2]});
         assert!(json_contains(&doc, &serde_json::json!({"ok": true})));
-        assert!(json_contains(&doc, &serde_json::json!({"inner": {"y": 2}, "n": 1.0})));
+        assert!(json_contains(
+            &doc,
+            &serde_json::json!({"inner": {"y": 2}, "n": 1.0})
+        ));
         assert!(!json_contains(&doc, &serde_json::json!({"ok": false})));
         assert!(!json_contains(&doc, &serde_json::json!({"missing": null})));
         assert!(!json_contains(&doc, &serde_json::json!({"l": [1]})));
@@ -428,11 +432,12 @@ mod tests {
         s.headers.push(("A".into(), "${{ x }}".into()));
         s.body = Some(HttpBody::Json(serde_json::json!({"k": ["${{ x }}", 1]})));
         assert_eq!(s.templates().len(), 3);
-        let r = s
-            .render(&|t: &str| Ok(t.replace("${{ x }}", "v")))
-            .unwrap();
+        let r = s.render(&|t: &str| Ok(t.replace("${{ x }}", "v"))).unwrap();
         assert_eq!(r.url, "http://h/v");
         assert_eq!(r.headers[0].1, "v");
-        assert_eq!(r.body, Some(HttpBody::Json(serde_json::json!({"k": ["v", 1]}))));
+        assert_eq!(
+            r.body,
+            Some(HttpBody::Json(serde_json::json!({"k": ["v", 1]})))
+        );
     }
 }

@@ -19,7 +19,9 @@ impl Cx<'_> {
     /// The http fields of step `name`; `None` (with diagnostics) when any is wrong.
     pub(super) fn http_step(&mut self, node: &Node, name: &str) -> Option<HttpStep> {
         let before = self.diags.len();
-        let args = node.get("args").filter(|a| matches!(a.value, Value::Map(_)));
+        let args = node
+            .get("args")
+            .filter(|a| matches!(a.value, Value::Map(_)));
         let arg = |key: &str| args.and_then(|a| a.get(key));
         let (url_node, seed) = match (node.get("url"), node.get("command")) {
             (Some(_), Some(c)) => {
@@ -48,21 +50,21 @@ impl Cx<'_> {
             step.method = "POST".to_owned();
         }
 
-        if let Some(m) = self.native_or_arg(node, args, "method") {
-            if let Some(text) = self.string(m, "method") {
-                let upper = text.trim().to_ascii_uppercase();
-                if METHODS.contains(&upper.as_str()) {
-                    step.method = upper;
-                } else {
-                    self.err_help(
-                        m.pos,
-                        format!(
-                            "unknown HTTP method `{text}` (expected one of: {})",
-                            METHODS.join(", ")
-                        ),
-                        did_you_mean(&upper, METHODS.iter().copied()),
-                    );
-                }
+        if let Some(m) = self.native_or_arg(node, args, "method")
+            && let Some(text) = self.string(m, "method")
+        {
+            let upper = text.trim().to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                step.method = upper;
+            } else {
+                self.err_help(
+                    m.pos,
+                    format!(
+                        "unknown HTTP method `{text}` (expected one of: {})",
+                        METHODS.join(", ")
+                    ),
+                    did_you_mean(&upper, METHODS.iter().copied()),
+                );
             }
         }
 
@@ -146,7 +148,10 @@ impl Cx<'_> {
                         );
                     }
                 }
-                _ => self.err(n.pos, "`max_redirects` must be a whole number from 0 to 100"),
+                _ => self.err(
+                    n.pos,
+                    "`max_redirects` must be a whole number from 0 to 100",
+                ),
             }
         }
         if follow == Some(false) {
@@ -182,7 +187,10 @@ impl Cx<'_> {
     fn check_url(&mut self, pos: Pos, url: &str, field: &str) {
         let url = url.trim();
         if url.is_empty() {
-            self.err(pos, format!("`{field}` is empty: expected an http:// or https:// URL"));
+            self.err(
+                pos,
+                format!("`{field}` is empty: expected an http:// or https:// URL"),
+            );
             return;
         }
         if has_expressions(url) {
@@ -194,7 +202,9 @@ impl Cx<'_> {
             {
                 self.err(
                     pos,
-                    format!("unsupported URL scheme `{scheme}` in `{field}` (expected http or https)"),
+                    format!(
+                        "unsupported URL scheme `{scheme}` in `{field}` (expected http or https)"
+                    ),
                 );
             }
             return;
@@ -225,7 +235,9 @@ impl Cx<'_> {
                 // A key node's position is not at hand here; the value's line names it.
                 self.err(
                     value.pos,
-                    format!("invalid header name `{name}` (letters, digits and !#$%&'*+-.^_`|~ only)"),
+                    format!(
+                        "invalid header name `{name}` (letters, digits and !#$%&'*+-.^_`|~ only)"
+                    ),
                 );
                 continue;
             }
@@ -255,7 +267,10 @@ impl Cx<'_> {
                 if matches!(item.value, Value::Map(_) | Value::Seq(_) | Value::Null) {
                     self.err(
                         item.pos,
-                        format!("`query.{name}` must be a value or a list of values, found {}", item.kind()),
+                        format!(
+                            "`query.{name}` must be a value or a list of values, found {}",
+                            item.kind()
+                        ),
                     );
                     continue;
                 }
