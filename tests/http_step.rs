@@ -119,6 +119,15 @@ fn app(shared: St) -> Router {
             }),
         )
         .route(
+            "/stream",
+            get(|State(st): State<St>, h: HeaderMap| async move {
+                record(&st, "/stream", &h, "");
+                // Chunked, no Content-Length: the cap is found while reading.
+                let chunks = (0..10).map(|_| Ok::<_, std::io::Error>("y".repeat(500)));
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
+        .route(
             "/slow",
             get(|State(st): State<St>, h: HeaderMap| async move {
                 record(&st, "/slow", &h, "");
@@ -519,18 +528,34 @@ fn a_response_over_the_size_cap_fails() {
         "big",
         &format!(
             r#"steps:
+  - name: head
+    type: http
+    method: HEAD
+    url: "{big}"
+    max_response_bytes: 1KiB
   - name: call
     type: http
-    url: "{url}"
+    url: "{big}"
     max_response_bytes: 1KiB
     retry: 2
+    on_failure: continue
+  - name: stream
+    type: http
+    url: "{stream}"
+    max_response_bytes: 4000
+    condition: always
 "#,
-            url = server.url("/big")
+            big = server.url("/big"),
+            stream = server.url("/stream")
         ),
     );
     let ran = run(&env, "big");
     ran.expect_code(1);
     let j = ran.json();
+    // A HEAD response announces 5000 bytes but has no body to cap.
+    let head = step(&j, "head");
+    assert_eq!(head["status"], "succeeded");
+    assert_eq!(head["outputs"]["headers"]["content-length"], "5000");
     let call = step(&j, "call");
     assert_eq!(call["attempts"], 1, "the cap is not worth retrying");
     let message = call["message"].as_str().unwrap();
@@ -541,6 +566,11 @@ fn a_response_over_the_size_cap_fails() {
     );
     assert_eq!(call["outputs"]["status"], 200);
     assert_eq!(call["outputs"]["body"], "");
+    let stream = step(&j, "stream");
+    assert_eq!(
+        stream["message"],
+        "the response body is more than 4000 bytes, over max_response_bytes (4000 bytes)"
+    );
 }
 
 #[test]

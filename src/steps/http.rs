@@ -259,6 +259,8 @@ fn build(step: &HttpStep, input: &StepInput) -> Result<Request, Failure> {
 /// Sends the request and reads the response, the body up to `cap` bytes.
 async fn exchange(request: Request, cap: u64) -> Result<Received, Failure> {
     let shown = safe_url(&request.url);
+    // A HEAD response announces the length of a body it does not send.
+    let bodiless = request.method == Method::HEAD;
     let mut builder = request
         .client
         .request(request.method, request.url)
@@ -275,6 +277,15 @@ async fn exchange(request: Request, cap: u64) -> Result<Received, Failure> {
             "the response body is {size}, over max_response_bytes ({cap} bytes)"
         ))
     };
+    if bodiless {
+        return Ok(Received {
+            status,
+            headers,
+            body: Vec::new(),
+            url,
+            over_cap: None,
+        });
+    }
     if let Some(len) = response.content_length()
         && len > cap
     {
