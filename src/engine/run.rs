@@ -890,11 +890,13 @@ impl<'a> Exec<'a> {
                     return Ok(Some(delay));
                 }
                 rec.status = StepStatus::Failed;
+                let not_retried = "not retried: another attempt would fail the same way";
                 rec.message = Some(match rec.attempts {
-                    _ if retries_left && !report.retryable => {
-                        format!("{reason} (not retried: another attempt would fail the same way)")
-                    }
+                    1 if retries_left && !report.retryable => format!("{reason} ({not_retried})"),
                     1 => reason,
+                    n if retries_left && !report.retryable => {
+                        format!("{reason} (after {n} attempts; {not_retried})")
+                    }
                     n => format!("{reason} (after {n} attempts)"),
                 });
             }
