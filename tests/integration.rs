@@ -14,6 +14,7 @@ mod dag;
 mod diagnostics;
 mod docs;
 mod doctor;
+mod http_step;
 mod injection;
 mod passphrase;
 mod retry_timeout;

@@ -261,7 +261,7 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => None },
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Http(h) => Some(h.describe()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => None },
         "compensation": s.compensation.is_some(),
     })
 }
@@ -363,6 +363,8 @@ fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
                 s.name
             )),
             StepKind::Approval(_) | StepKind::Workflow(_) => {}
+            // Reachability is not checked: the server may only be up when the workflow runs.
+            StepKind::Http(_) => {}
             StepKind::Shell(sh) => {
                 if let Some(prog) = &sh.shell
                     && !on_path(prog)

@@ -3,6 +3,7 @@
 //! before anything is returned; a file with any problem yields no workflow at all.
 
 mod kinds;
+mod http;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -862,6 +863,12 @@ impl Cx<'_> {
                 }
             }
             step.kind = StepKind::Shell(shell);
+        } else if kind == "http" {
+            // On a problem the step keeps its placeholder kind: the file fails anyway, and later
+            // references to the step are not reported as unknown.
+            if let Some(http) = self.http_step(node, &step.name) {
+                step.kind = StepKind::Http(http);
+            }
         } else {
             let main_field = [
                 "prompt", "url", "skill", "workflow", "message", "profile", "to",
@@ -881,7 +888,7 @@ impl Cx<'_> {
                 *s = summary;
             }
         }
-        if !["shell", "approval", "workflow"].contains(&kind)
+        if !matches!(kind, "shell" | "http" | "approval" | "workflow")
             && node.get("command").is_none()
             && !kind_payload
         {
@@ -889,10 +896,7 @@ impl Cx<'_> {
         }
         step.idempotent = idempotent.unwrap_or(match kind {
             "llm" | "browser" | "notify" => true,
-            "http" => node
-                .get("method")
-                .and_then(Node::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case("get") || m.eq_ignore_ascii_case("head")),
+            "http" => matches!(&step.kind, StepKind::Http(h) if h.safe_method()),
             _ => false,
         });
         Some(RawStep { step, node, needs })

@@ -437,6 +437,9 @@ impl<'a> Exec<'a> {
                 .chain(sh.stdin.as_deref())
                 .for_each(&mut add);
         }
+        if let StepKind::Http(http) = &step.kind {
+            http.templates().into_iter().for_each(&mut add);
+        }
         let mut out = std::collections::BTreeMap::new();
         if names.is_empty() {
             return Ok(out);
@@ -547,6 +550,7 @@ impl<'a> Exec<'a> {
                         || s.cwd.as_deref().is_some_and(h)
                         || s.stdin.as_deref().is_some_and(h)
                 }
+                StepKind::Http(http) => http.templates().into_iter().any(h),
                 StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => {
                     false
                 }
@@ -641,12 +645,18 @@ impl<'a> Exec<'a> {
                 let stdin = s.stdin.as_deref().map(plain).transpose()?;
                 (command, cwd, stdin)
             }
-            StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => {
-                (String::new(), None, None)
-            }
+            StepKind::Http(_)
+            | StepKind::Approval(_)
+            | StepKind::Workflow(_)
+            | StepKind::Unavailable { .. } => (String::new(), None, None),
+        };
+        let kind = match &step.kind {
+            // Rendered as plain text: a URL or a header is not a shell command.
+            StepKind::Http(http) => StepKind::Http(http.render(&plain)?),
+            other => other.clone(),
         };
         Ok(StepInput {
-            kind: step.kind.clone(),
+            kind,
             command,
             env,
             cwd,
@@ -917,8 +927,15 @@ impl<'a> Exec<'a> {
                 });
             }
             StepOutcome::Failed { reason } => {
-                if rec.attempts <= step.retry.limit && self.stop.is_none() {
-                    let delay = step.retry.delay_before(rec.attempts + 1);
+                let retries_left = rec.attempts <= step.retry.limit;
+                if retries_left && report.retryable && self.stop.is_none() {
+                    let mut delay = step.retry.delay_before(rec.attempts + 1);
+                    // The wait the server asked for, unless it is longer than the policy allows.
+                    if let Some(asked) = report.retry_after
+                        && asked <= step.retry.max_delay
+                    {
+                        delay = asked;
+                    }
                     rec.message = Some(format!(
                         "attempt {} failed: {reason}; retrying in {}",
                         rec.attempts,
@@ -931,10 +948,14 @@ impl<'a> Exec<'a> {
                     return Ok(Some(delay));
                 }
                 rec.status = StepStatus::Failed;
-                rec.message = Some(if rec.attempts > 1 {
-                    format!("{reason} (after {} attempts)", rec.attempts)
-                } else {
-                    reason
+                let not_retried = "not retried: another attempt would fail the same way";
+                rec.message = Some(match rec.attempts {
+                    1 if retries_left && !report.retryable => format!("{reason} ({not_retried})"),
+                    1 => reason,
+                    n if retries_left && !report.retryable => {
+                        format!("{reason} (after {n} attempts; {not_retried})")
+                    }
+                    n => format!("{reason} (after {n} attempts)"),
                 });
             }
         }

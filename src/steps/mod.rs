@@ -2,6 +2,7 @@
 //! [`StepInput`]; the step does its work and returns a [`StepReport`]. Steps never touch the
 //! store: the engine records what they report. A failed step is an outcome, not an `Err`.
 
+pub mod http;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::workflow::{OutputMode, StepKind};
 /// What a step was told to do, with every expression already substituted.
 #[derive(Debug, Clone)]
 pub struct StepInput {
+    /// The step's kind; an http step's fields are already rendered.
     pub kind: StepKind,
     /// The rendered command (shell steps).
     pub command: String,
@@ -54,6 +56,11 @@ pub struct StepReport {
     /// When the step ended, if not now (an approval decided by its deadline while claw was
     /// down is dated at the deadline).
     pub finished_at: Option<i64>,
+    /// Whether another attempt could go differently (a failed step is retried, when its `retry`
+    /// allows, only if this is true). An HTTP 400 is not worth retrying; a 503 is.
+    pub retryable: bool,
+    /// The wait the other side asked for before another attempt (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl StepReport {
@@ -68,6 +75,16 @@ impl StepReport {
             outputs: serde_json::Map::new(),
             note: None,
             finished_at: None,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    /// A failure that another attempt would repeat.
+    pub fn failed_for_good(reason: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            ..Self::failed(reason)
         }
     }
 }
@@ -83,6 +100,7 @@ pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
         StepKind::Approval(_) | StepKind::Workflow(_) => {
             StepReport::failed("internal error: this step kind is run by the engine")
         }
+        StepKind::Http(http) => http::run(http, input, cancel).await,
         StepKind::Unavailable { written: kind, .. } => StepReport::failed(format!(
             "step type `{kind}` is not available yet in this version of claw"
         )),

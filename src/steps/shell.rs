@@ -300,6 +300,8 @@ pub async fn run(
         outputs: serde_json::Map::new(),
         note: None,
         finished_at: None,
+        retryable: true,
+        retry_after: None,
     };
     if cancelled {
         report.outcome = StepOutcome::Cancelled;

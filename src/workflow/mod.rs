@@ -6,11 +6,13 @@
 
 pub mod duration;
 pub mod expr;
+pub mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::diagnostic::Pos;
+pub use http::HttpStep;
 
 /// A workflow ready to run.
 #[derive(Debug, Clone)]
@@ -162,6 +164,7 @@ pub enum StepKind {
     Approval(ApprovalStep),
     /// Runs another workflow as a child run (`type: workflow`).
     Workflow(SubWorkflowStep),
+    Http(HttpStep),
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
@@ -180,6 +183,7 @@ impl StepKind {
             Self::Shell(_) => "shell",
             Self::Approval(_) => "approval",
             Self::Workflow(_) => "workflow",
+            Self::Http(_) => "http",
             Self::Unavailable { written, .. } => written,
         }
     }
@@ -190,6 +194,7 @@ impl StepKind {
             Self::Shell(s) => s.command.clone(),
             Self::Approval(a) => a.message.clone(),
             Self::Workflow(w) => format!("run workflow {}", w.workflow),
+            Self::Http(h) => h.describe(),
             Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
