@@ -9,6 +9,8 @@
 //! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
 //! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
+//! - [`skills`]: `skills/<name>/skill.yaml`: manifests, discovery, the sandboxed runner,
+//!   Landlock, SkillHub.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
 
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod redact;
+pub mod skills;
 pub mod steps;
 pub mod store;
 pub mod vault;

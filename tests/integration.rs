@@ -17,4 +17,5 @@ mod retry_timeout;
 mod secrets;
 mod seed_examples;
 mod seed_semantics;
+mod skills;
 mod vault;

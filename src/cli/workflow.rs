@@ -261,7 +261,8 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Unavailable { .. } => None },
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Skill(_) | StepKind::Unavailable { .. } => None },
+        "skill": match &s.kind { StepKind::Skill(sk) => Some(sk.name.clone()), _ => None },
         "compensation": s.compensation.is_some(),
     })
 }
@@ -340,7 +341,8 @@ fn show(ctx: &Ctx, arg: &str, json: bool) -> CliResult {
     Ok(())
 }
 
-fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
+fn env_problems(wf: &Workflow, dirs: &crate::config::Dirs) -> Vec<String> {
+    let home = &dirs.home;
     let mut out = Vec::new();
     // Every secret a step mentions must be in the vault.
     let names = crate::workflow::expr::secrets_in(&wf.source);
@@ -362,6 +364,11 @@ fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
                 "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
                 s.name
             )),
+            StepKind::Skill(sk) => out.extend(
+                crate::skills::runner::environment_problems(dirs, &sk.name)
+                    .into_iter()
+                    .map(|p| format!("step `{}`: {p}", s.name)),
+            ),
             StepKind::Shell(sh) => {
                 if let Some(prog) = &sh.shell
                     && !on_path(prog)
@@ -424,7 +431,7 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
             Ok(path) => match workflow_file::load_file(path) {
                 Ok(wf) => {
                     let problems = if env {
-                        env_problems(&wf, &ctx.dirs.home)
+                        env_problems(&wf, &ctx.dirs)
                     } else {
                         Vec::new()
                     };

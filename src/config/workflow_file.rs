@@ -2,6 +2,8 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
+mod skill;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -831,7 +833,9 @@ impl Cx<'_> {
                 self.template(n, c);
             }
         }
-        if kind == "shell" {
+        if kind == "skill" {
+            step.kind = StepKind::Skill(self.skill_step(node, &step.name, step.timeout)?);
+        } else if kind == "shell" {
             match command {
                 Some(c) if !c.trim().is_empty() => shell.command = c,
                 _ => {
@@ -859,7 +863,10 @@ impl Cx<'_> {
                 *s = summary;
             }
         }
-        if kind != "shell" && node.get("command").is_none() && !kind_payload && kind != "approval" {
+        if !["shell", "approval", "skill"].contains(&kind)
+            && node.get("command").is_none()
+            && !kind_payload
+        {
             self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
         }
         step.idempotent = idempotent.unwrap_or(match kind {

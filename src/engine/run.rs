@@ -528,13 +528,14 @@ impl<'a> Exec<'a> {
         use crate::workflow::expr::has_expressions as h;
         step.if_expr.is_some()
             || step.env.iter().any(|(_, v)| h(v))
+            || step.args.iter().any(|(_, v)| h(&json_str(v)))
             || match &step.kind {
                 StepKind::Shell(s) => {
                     h(&s.command)
                         || s.cwd.as_deref().is_some_and(h)
                         || s.stdin.as_deref().is_some_and(h)
                 }
-                StepKind::Unavailable { .. } => false,
+                StepKind::Skill(_) | StepKind::Unavailable { .. } => false,
             }
     }
 
@@ -581,12 +582,12 @@ impl<'a> Exec<'a> {
                 plain(v).map_err(|e| format!("cannot render env `{k}`: {e}"))?,
             ));
         }
+        let mut rendered_args = Vec::with_capacity(step.args.len());
         for (k, v) in &step.args {
             let text = json_str(v);
-            env.push((
-                env_key("WF_", k),
-                plain(&text).map_err(|e| format!("cannot render arg `{k}`: {e}"))?,
-            ));
+            let text = plain(&text).map_err(|e| format!("cannot render arg `{k}`: {e}"))?;
+            rendered_args.push((k.clone(), text.clone()));
+            env.push((env_key("WF_", k), text));
         }
         if let serde_json::Value::Object(params) = &self.run.params {
             for (k, v) in params {
@@ -626,7 +627,28 @@ impl<'a> Exec<'a> {
                 let stdin = s.stdin.as_deref().map(plain).transpose()?;
                 (command, cwd, stdin)
             }
-            StepKind::Unavailable { .. } => (String::new(), None, None),
+            StepKind::Skill(_) | StepKind::Unavailable { .. } => (String::new(), None, None),
+        };
+        // A skill is looked up and checked (script, dependencies, arguments, vault grants) now:
+        // what cannot work fails the step before anything starts.
+        let skill = match &step.kind {
+            StepKind::Skill(s) => {
+                let launch = crate::skills::runner::prepare_step(
+                    &self.engine.dirs,
+                    s,
+                    &rendered_args,
+                    &outputs_path,
+                )?;
+                let before = self.secret_values.len();
+                self.secret_values
+                    .extend(launch.secret_values().map(str::to_owned));
+                if self.secret_values.len() != before {
+                    self.redactor =
+                        crate::redact::Redactor::new(self.secret_values.iter().map(String::as_str));
+                }
+                Some(Box::new(launch))
+            }
+            _ => None,
         };
         Ok(StepInput {
             kind: step.kind.clone(),
@@ -634,13 +656,30 @@ impl<'a> Exec<'a> {
             env,
             cwd,
             stdin,
-            timeout: step.timeout,
+            timeout: skill.as_ref().map_or(step.timeout, |l| l.timeout),
             kill_grace: self.engine.settings.kill_grace,
             log_path: self.log_dir.join(format!("{base}.log")),
             max_log_bytes: self.engine.settings.max_step_log_bytes,
             outputs_path,
             redactor: self.redactor.clone(),
+            skill,
         })
+    }
+
+    /// The `skill.run` audit entry of a skill step's attempt (other kinds: nothing).
+    fn audit_skill(&self, step: &Step, outcome: &str, reason: &str, exit_code: Option<i32>) {
+        if let StepKind::Skill(s) = &step.kind {
+            let detail = serde_json::json!({
+                "run": self.run.id,
+                "workflow": self.wf.name,
+                "step": step.name,
+                "exit_code": exit_code,
+                "reason": self.redactor.redact(reason),
+            });
+            let event =
+                crate::skills::audit_event(&Engine::actor_of(&self.run), &s.name, outcome, detail);
+            self.engine.audit(&event, self.progress);
+        }
     }
 
     /// Records a step's new state; it is committed at the next [`Exec::flush`].
@@ -799,6 +838,7 @@ impl<'a> Exec<'a> {
         let input = match self.prepare(step, phase, attempt) {
             Ok(i) => i,
             Err(why) => {
+                self.audit_skill(step, "refused", &why, None);
                 rec.status = StepStatus::Failed;
                 rec.finished_at = Some(now_ms());
                 rec.message = Some(why);
@@ -839,6 +879,12 @@ impl<'a> Exec<'a> {
         let Some(mut rec) = self.recs.get(name).cloned() else {
             return Ok(None);
         };
+        let (outcome, why) = match &report.outcome {
+            StepOutcome::Succeeded => ("ok", String::new()),
+            StepOutcome::Failed { reason } => ("failed", reason.clone()),
+            StepOutcome::Cancelled => ("cancelled", String::new()),
+        };
+        self.audit_skill(&step, outcome, &why, report.exit_code);
         rec.exit_code = report.exit_code;
         rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
         rec.stderr_tail = report.stderr_tail.clone();

@@ -3,6 +3,7 @@
 //! store: the engine records what they report. A failed step is an outcome, not an `Err`.
 
 pub mod shell;
+pub mod skill;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct StepInput {
     /// Masks secret values in everything the step's output turns into (log, stored output,
     /// outputs).
     pub redactor: crate::redact::Redactor,
+    /// A skill step's prepared launch (program, stripped environment, confinement).
+    pub skill: Option<Box<crate::skills::runner::Launch>>,
 }
 
 /// How a step ended.
@@ -72,6 +75,7 @@ pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
             let program = shell.shell.as_deref().unwrap_or("/bin/sh");
             shell::run(program, input, shell.outputs == OutputMode::Json, cancel).await
         }
+        StepKind::Skill(_) => skill::run(input, cancel).await,
         StepKind::Unavailable { written: kind, .. } => StepReport::failed(format!(
             "step type `{kind}` is not available yet in this version of claw"
         )),

@@ -107,6 +107,15 @@ impl ParamType {
     }
 }
 
+/// A skill step: the skill's name (`skill:`, or the seed's `command:`); its arguments are the
+/// step's `args` (they reach the script as `SKILL_<KEY>`).
+#[derive(Debug, Clone)]
+pub struct SkillStep {
+    pub name: String,
+    /// The step's own `timeout:`, which overrides the skill's; without one the manifest decides.
+    pub timeout: Option<Duration>,
+}
+
 /// How many runs of one workflow may be active at once, and what happens to one more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Concurrency {
@@ -156,6 +165,8 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Shell(ShellStep),
+    /// Runs a skill from `skills/` (`type: skill`).
+    Skill(SkillStep),
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
@@ -172,6 +183,7 @@ impl StepKind {
     pub fn type_name(&self) -> &str {
         match self {
             Self::Shell(_) => "shell",
+            Self::Skill(_) => "skill",
             Self::Unavailable { written, .. } => written,
         }
     }
@@ -180,6 +192,7 @@ impl StepKind {
     pub fn describe(&self) -> String {
         match self {
             Self::Shell(s) => s.command.clone(),
+            Self::Skill(s) => format!("run skill {}", s.name),
             Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
