@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# Skill tests: SkillHub round trips go through the git CLI.
+command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 # The vault tests check interop with the real age CLI in both directions.
 command -v age >/dev/null 2>&1 || need_pkgs+=(age)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
