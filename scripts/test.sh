@@ -9,6 +9,9 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # The vault tests check interop with the real age CLI in both directions; the passphrase tests
 # type at its prompts on a pseudo-terminal (python3) and run claw without one (setsid).
+# Skill tests: SkillHub round trips go through the git CLI.
+command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+# The vault tests check interop with the real age CLI in both directions.
 command -v age >/dev/null 2>&1 || need_pkgs+=(age)
 command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
 # The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).

@@ -9,6 +9,8 @@
 //! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
 //! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
+//! - [`skills`]: `skills/<name>/skill.yaml`: manifests, discovery, the sandboxed runner,
+//!   Landlock, SkillHub.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
 //! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before stderr.
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod fsutil;
 pub mod redact;
 pub mod scheduler;
+pub mod skills;
 pub mod steps;
 pub mod store;
 pub mod trace;

@@ -23,4 +23,5 @@ mod seed_examples;
 mod seed_semantics;
 mod subworkflow;
 mod tracing;
+mod skills;
 mod vault;

@@ -47,6 +47,16 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         }
     }
 
+    for (bad, what, detail) in super::skill::doctor_lines(ctx) {
+        if bad {
+            r.bad(&what, &detail);
+        } else if what == "landlock" && detail.starts_with("not available") {
+            r.warn(&what, &detail);
+        } else {
+            r.ok(&what, &detail);
+        }
+    }
+
     println!("\nstate:");
     match ctx.settings() {
         Ok(s) => r.ok(

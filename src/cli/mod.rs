@@ -10,6 +10,7 @@ mod cron;
 mod doctor;
 mod output;
 mod run;
+mod skill;
 mod vault;
 mod workflow;
 
@@ -118,11 +119,27 @@ enum Command {
     /// Scheduled jobs in cron/jobs.json: list, add, remove, enable, disable, run, logs, next.
     #[command(subcommand)]
     Cron(cron::CronCommand),
+    /// Skills: list, info, run, validate, create, and SkillHub (hub push|pull|list|diff).
+    #[command(subcommand)]
+    Skill(skill::SkillCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
     Doctor,
     /// Built-in benchmarks, each measured against a baseline in the same process run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Internal: the launcher of a Landlock-confined skill (confines itself, then executes).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SandboxArgs {
+    #[arg(long = "read", value_name = "PATH")]
+    read: Vec<PathBuf>,
+    #[arg(long = "write", value_name = "PATH")]
+    write: Vec<PathBuf>,
+    #[arg(last = true, required = true)]
+    command: Vec<OsString>,
 }
 
 /// Context shared by the handlers.
@@ -152,6 +169,13 @@ pub fn run(args: Vec<OsString>) -> u8 {
             return code;
         }
     };
+    if let Command::Sandbox(a) = &cli.command {
+        // Before anything else: the launcher reads no configuration and must not need any.
+        let Some((program, args)) = a.command.split_first() else {
+            return 2;
+        };
+        return crate::skills::sandbox::launch(&a.read, &a.write, program, args);
+    }
     let logging = crate::trace::Config::resolve(cli.log_level.as_deref(), cli.verbose)
         .and_then(|c| crate::trace::init(&c));
     if let Err(e) = logging {
@@ -183,8 +207,12 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
+        Command::Skill(cmd) => skill::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
         Command::Cron(cmd) => cron::run(&ctx, cmd),
+        Command::Sandbox(_) => Err(CliError::internal(
+            "the sandbox launcher runs before dispatch",
+        )),
     }
 }
 

@@ -261,7 +261,8 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Http(h) => Some(h.describe()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => None },
+        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Http(h) => Some(h.describe()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Skill(_) | StepKind::Unavailable { .. } => None },
+        "skill": match &s.kind { StepKind::Skill(sk) => Some(sk.name.clone()), _ => None },
         "compensation": s.compensation.is_some(),
     })
 }
@@ -340,7 +341,8 @@ fn show(ctx: &Ctx, arg: &str, json: bool) -> CliResult {
     Ok(())
 }
 
-fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
+fn env_problems(wf: &Workflow, dirs: &crate::config::Dirs) -> Vec<String> {
+    let home = &dirs.home;
     let mut out = Vec::new();
     // Every secret a step mentions must be in the vault.
     let names = crate::workflow::expr::secrets_in(&wf.source);
@@ -365,6 +367,11 @@ fn env_problems(wf: &Workflow, home: &Path) -> Vec<String> {
             StepKind::Approval(_) | StepKind::Workflow(_) => {}
             // Reachability is not checked: the server may only be up when the workflow runs.
             StepKind::Http(_) => {}
+            StepKind::Skill(sk) => out.extend(
+                crate::skills::runner::environment_problems(dirs, &sk.name)
+                    .into_iter()
+                    .map(|p| format!("step `{}`: {p}", s.name)),
+            ),
             StepKind::Shell(sh) => {
                 if let Some(prog) = &sh.shell
                     && !on_path(prog)
@@ -428,7 +435,7 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
                 Ok(wf) => {
                     let mut problems = crate::engine::subflow::check(&ctx.dirs, &wf);
                     if env {
-                        problems.extend(env_problems(&wf, &ctx.dirs.home));
+                        problems.extend(env_problems(&wf, &ctx.dirs));
                     }
                     if problems.is_empty() {
                         if !json {

@@ -124,6 +124,12 @@ pub const DEFS: &[Def] = &[
     def("SMTP_FROM", false, None, "sender address"),
     def("DASHBOARD_USER", false, None, "dashboard login"),
     def("DASHBOARD_PASS", true, None, "dashboard password"),
+    def(
+        "CLAW_SKILL_HUB",
+        false,
+        None,
+        "SkillHub: the git repository (URL or path) of `claw skill hub`",
+    ),
 ];
 
 /// Where a value came from.

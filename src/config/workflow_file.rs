@@ -4,6 +4,7 @@
 
 mod kinds;
 mod http;
+mod skill;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -854,6 +855,8 @@ impl Cx<'_> {
             step.kind = StepKind::Approval(self.approval_step(node, &step.name));
         } else if kind == "workflow" {
             step.kind = StepKind::Workflow(self.workflow_step(node, &step.name)?);
+        } else if kind == "skill" {
+            step.kind = StepKind::Skill(self.skill_step(node, &step.name, step.timeout)?);
         } else if kind == "shell" {
             match command {
                 Some(c) if !c.trim().is_empty() => shell.command = c,
@@ -888,7 +891,7 @@ impl Cx<'_> {
                 *s = summary;
             }
         }
-        if !matches!(kind, "shell" | "http" | "approval" | "workflow")
+        if !matches!(kind, "shell" | "http" | "approval" | "workflow" | "skill")
             && node.get("command").is_none()
             && !kind_payload
         {

@@ -544,6 +544,7 @@ impl<'a> Exec<'a> {
         use crate::workflow::expr::has_expressions as h;
         step.if_expr.is_some()
             || step.env.iter().any(|(_, v)| h(v))
+            || step.args.iter().any(|(_, v)| h(&json_str(v)))
             || match &step.kind {
                 StepKind::Shell(s) => {
                     h(&s.command)
@@ -551,9 +552,10 @@ impl<'a> Exec<'a> {
                         || s.stdin.as_deref().is_some_and(h)
                 }
                 StepKind::Http(http) => http.templates().into_iter().any(h),
-                StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Unavailable { .. } => {
-                    false
-                }
+                StepKind::Approval(_)
+                | StepKind::Workflow(_)
+                | StepKind::Skill(_)
+                | StepKind::Unavailable { .. } => false,
             }
     }
 
@@ -600,12 +602,12 @@ impl<'a> Exec<'a> {
                 plain(v).map_err(|e| format!("cannot render env `{k}`: {e}"))?,
             ));
         }
+        let mut rendered_args = Vec::with_capacity(step.args.len());
         for (k, v) in &step.args {
             let text = json_str(v);
-            env.push((
-                env_key("WF_", k),
-                plain(&text).map_err(|e| format!("cannot render arg `{k}`: {e}"))?,
-            ));
+            let text = plain(&text).map_err(|e| format!("cannot render arg `{k}`: {e}"))?;
+            rendered_args.push((k.clone(), text.clone()));
+            env.push((env_key("WF_", k), text));
         }
         if let serde_json::Value::Object(params) = &self.run.params {
             for (k, v) in params {
@@ -648,6 +650,7 @@ impl<'a> Exec<'a> {
             StepKind::Http(_)
             | StepKind::Approval(_)
             | StepKind::Workflow(_)
+            | StepKind::Skill(_)
             | StepKind::Unavailable { .. } => (String::new(), None, None),
         };
         let kind = match &step.kind {
@@ -655,19 +658,57 @@ impl<'a> Exec<'a> {
             StepKind::Http(http) => StepKind::Http(http.render(&plain)?),
             other => other.clone(),
         };
+        // A skill is looked up and checked (script, dependencies, arguments, vault grants) now:
+        // what cannot work fails the step before anything starts.
+        let skill = match &step.kind {
+            StepKind::Skill(s) => {
+                let launch = crate::skills::runner::prepare_step(
+                    &self.engine.dirs,
+                    s,
+                    &rendered_args,
+                    &outputs_path,
+                )?;
+                let before = self.secret_values.len();
+                self.secret_values
+                    .extend(launch.secret_values().map(str::to_owned));
+                if self.secret_values.len() != before {
+                    self.redactor =
+                        crate::redact::Redactor::new(self.secret_values.iter().map(String::as_str));
+                }
+                Some(Box::new(launch))
+            }
+            _ => None,
+        };
         Ok(StepInput {
             kind,
             command,
             env,
             cwd,
             stdin,
-            timeout: step.timeout,
+            timeout: skill.as_ref().map_or(step.timeout, |l| l.timeout),
             kill_grace: self.engine.settings.kill_grace,
             log_path: self.log_dir.join(format!("{base}.log")),
             max_log_bytes: self.engine.settings.max_step_log_bytes,
             outputs_path,
             redactor: self.redactor.clone(),
+            skill,
         })
+    }
+
+    /// The `skill.run` audit entry of a skill step's attempt (other kinds: nothing).
+    fn audit_skill(&self, step: &Step, outcome: &str, reason: &str, exit_code: Option<i32>) {
+        if let StepKind::Skill(s) = &step.kind {
+            let detail = serde_json::json!({
+                "run": self.run.id,
+                "workflow": self.wf.name,
+                "step": step.name,
+                "exit_code": exit_code,
+                "reason": self.redactor.redact(reason),
+            });
+            let event =
+                crate::skills::audit_event(&Engine::actor_of(&self.run), &s.name, outcome, detail);
+            self.engine.audit(&event, self.progress);
+        }
     }
 
     /// Records a step's new state; it is committed at the next [`Exec::flush`].
@@ -863,6 +904,7 @@ impl<'a> Exec<'a> {
         let input = match self.prepare(step, phase, attempt) {
             Ok(i) => i,
             Err(why) => {
+                self.audit_skill(step, "refused", &why, None);
                 rec.status = StepStatus::Failed;
                 rec.finished_at = Some(now_ms());
                 rec.message = Some(why);
@@ -905,6 +947,12 @@ impl<'a> Exec<'a> {
             return Ok(None);
         };
         tracing::debug!(run = %self.run.id, step = %name, attempt = rec.attempts, outcome = ?report.outcome, exit_code = ?report.exit_code, "step finished");
+        let (outcome, why) = match &report.outcome {
+            StepOutcome::Succeeded => ("ok", String::new()),
+            StepOutcome::Failed { reason } => ("failed", reason.clone()),
+            StepOutcome::Cancelled => ("cancelled", String::new()),
+        };
+        self.audit_skill(&step, outcome, &why, report.exit_code);
         rec.exit_code = report.exit_code;
         rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
         rec.stderr_tail = report.stderr_tail.clone();

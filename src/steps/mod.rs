@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod shell;
+pub mod skill;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct StepInput {
     /// Masks secret values in everything the step's output turns into (log, stored output,
     /// outputs).
     pub redactor: crate::redact::Redactor,
+    /// A skill step's prepared launch (program, stripped environment, confinement).
+    pub skill: Option<Box<crate::skills::runner::Launch>>,
 }
 
 /// How a step ended.
@@ -101,6 +104,7 @@ pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
             StepReport::failed("internal error: this step kind is run by the engine")
         }
         StepKind::Http(http) => http::run(http, input, cancel).await,
+        StepKind::Skill(_) => skill::run(input, cancel).await,
         StepKind::Unavailable { written: kind, .. } => StepReport::failed(format!(
             "step type `{kind}` is not available yet in this version of claw"
         )),

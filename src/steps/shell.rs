@@ -163,6 +163,21 @@ pub async fn run(
     if let Some(cwd) = &input.cwd {
         cmd.current_dir(cwd);
     }
+    supervise(cmd, program, input, json_outputs, cancel, false).await
+}
+
+/// Runs a prepared command (program, arguments, environment and directory set) the way a shell
+/// step runs: its own process group, piped and capped output through the redactor, timeout and
+/// cancellation, outputs. With `echo`, the (masked) output is also copied to claw's own stdout and
+/// stderr as it arrives (`claw skill run`).
+pub(crate) async fn supervise(
+    mut cmd: Command,
+    program: &str,
+    input: &StepInput,
+    json_outputs: bool,
+    cancel: &CancellationToken,
+    echo: bool,
+) -> StepReport {
     cmd.stdin(if input.stdin.is_some() {
         Stdio::piped()
     } else {
@@ -256,11 +271,13 @@ pub async fn run(
                 Some(n) => {
                     let clean = out_mask.push(&out_buf[..n]);
                     log.write(&clean);
+                    echo_to(echo, &clean, false);
                     out_capture.push(&clean);
                 }
                 None => {
                     let rest = out_mask.finish();
                     log.write(&rest);
+                    echo_to(echo, &rest, false);
                     out_capture.push(&rest);
                     stdout = None;
                 }
@@ -269,11 +286,13 @@ pub async fn run(
                 Some(n) => {
                     let clean = err_mask.push(&err_buf[..n]);
                     log.write(&clean);
+                    echo_to(echo, &clean, true);
                     err_tail.push(&clean);
                 }
                 None => {
                     let rest = err_mask.finish();
                     log.write(&rest);
+                    echo_to(echo, &rest, true);
                     err_tail.push(&rest);
                     stderr = None;
                 }
@@ -345,6 +364,20 @@ pub async fn run(
         Err(reason) => report.outcome = StepOutcome::Failed { reason },
     }
     report
+}
+
+/// Copies output to claw's own stdout or stderr (a closed stdout is not an error here).
+fn echo_to(echo: bool, bytes: &[u8], to_stderr: bool) {
+    if !echo || bytes.is_empty() {
+        return;
+    }
+    if to_stderr {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(bytes).and_then(|()| e.flush());
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(bytes).and_then(|()| o.flush());
+    }
 }
 
 async fn read_some<R: tokio::io::AsyncRead + Unpin>(

@@ -111,6 +111,15 @@ impl ParamType {
     }
 }
 
+/// A skill step: the skill's name (`skill:`, or the seed's `command:`); its arguments are the
+/// step's `args` (they reach the script as `SKILL_<KEY>`).
+#[derive(Debug, Clone)]
+pub struct SkillStep {
+    pub name: String,
+    /// The step's own `timeout:`, which overrides the skill's; without one the manifest decides.
+    pub timeout: Option<Duration>,
+}
+
 /// How many runs of one workflow may be active at once, and what happens to one more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Concurrency {
@@ -165,6 +174,8 @@ pub enum StepKind {
     /// Runs another workflow as a child run (`type: workflow`).
     Workflow(SubWorkflowStep),
     Http(HttpStep),
+    /// Runs a skill from `skills/` (`type: skill`).
+    Skill(SkillStep),
     /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
     /// "not available yet" outcome.
     Unavailable {
@@ -184,6 +195,7 @@ impl StepKind {
             Self::Approval(_) => "approval",
             Self::Workflow(_) => "workflow",
             Self::Http(_) => "http",
+            Self::Skill(_) => "skill",
             Self::Unavailable { written, .. } => written,
         }
     }
@@ -195,6 +207,7 @@ impl StepKind {
             Self::Approval(a) => a.message.clone(),
             Self::Workflow(w) => format!("run workflow {}", w.workflow),
             Self::Http(h) => h.describe(),
+            Self::Skill(s) => format!("run skill {}", s.name),
             Self::Unavailable { summary, .. } => summary.clone(),
         }
     }
