@@ -11,13 +11,19 @@
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
 //! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
 //! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+//! - [`watch`]: file watchers (`watchers.yaml`): inotify, debouncing, the rules' actions.
+//! - [`webhook`]: `POST /hooks/<name>`: signature checks and the router the daemon mounts.
+//! - [`launch`]: starting runs from triggers (find the workflow, bind params, queue or drive).
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod launch;
 pub mod redact;
 pub mod steps;
 pub mod store;
 pub mod vault;
+pub mod watch;
+pub mod webhook;
 pub mod workflow;

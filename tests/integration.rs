@@ -18,3 +18,5 @@ mod secrets;
 mod seed_examples;
 mod seed_semantics;
 mod vault;
+mod watchers;
+mod webhooks;

@@ -10,6 +10,7 @@ mod doctor;
 mod output;
 mod run;
 mod vault;
+mod watcher;
 mod workflow;
 
 use std::ffi::OsString;
@@ -110,6 +111,9 @@ enum Command {
     /// Built-in benchmarks, each measured against a baseline in the same process run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// File watchers (watchers.yaml): list the rules, test one, or watch in the foreground.
+    #[command(subcommand)]
+    Watcher(watcher::WatcherCommand),
 }
 
 /// Context shared by the handlers.
@@ -165,6 +169,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Watcher(cmd) => watcher::run(&ctx, cmd),
     }
 }
 

@@ -2,6 +2,8 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
+mod triggers;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +61,7 @@ const WORKFLOW_KEYS: &[&str] = &[
     "outputs",
     "steps",
     "rollback",
+    "triggers",
 ];
 
 const COMMON_STEP_KEYS: &[&str] = &[
@@ -401,6 +404,7 @@ impl Cx<'_> {
             outputs: Vec::new(),
             steps: Vec::new(),
             rollback: Vec::new(),
+            triggers: Vec::new(),
         };
         let mut steps_node = None;
         let mut rollback_node = None;
@@ -449,6 +453,7 @@ impl Cx<'_> {
                 }
                 "steps" => steps_node = Some(value),
                 "rollback" => rollback_node = Some(value),
+                "triggers" => wf.triggers = self.triggers(value),
                 _ => {}
             }
         }

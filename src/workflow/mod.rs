@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod expr;
+pub mod trigger;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     /// Seed key: run (all of them) when a step with `on_failure: rollback` fails.
     pub rollback: Vec<Step>,
+    /// What else starts it: webhooks, chat commands.
+    pub triggers: Vec<trigger::Trigger>,
 }
 
 impl Workflow {
