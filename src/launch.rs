@@ -71,7 +71,9 @@ pub fn find_workflow(dirs: &Dirs, name: &str) -> Result<Workflow, LaunchError> {
             return Ok(wf);
         }
     }
-    Err(LaunchError::NotFound(format!("workflow `{name}` not found")))
+    Err(LaunchError::NotFound(format!(
+        "workflow `{name}` not found"
+    )))
 }
 
 /// What happens to a run once created.

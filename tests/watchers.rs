@@ -3,6 +3,9 @@
 //! polls for outcomes (never a fixed sleep for something it expects); a fixed wait is used only
 //! to prove that something did *not* happen, and is several debounce periods long.
 
+// Helpers here are test code: a failed setup is a failed test, with its backtrace.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -34,7 +37,9 @@ impl Watching {
         let w = Self { child, lines };
         for rule in rules {
             let tag = format!("[{rule}] ");
-            w.wait_line(|l| l.starts_with(&tag) && (l.contains(" watching ") || l.contains(" waiting for ")));
+            w.wait_line(|l| {
+                l.starts_with(&tag) && (l.contains(" watching ") || l.contains(" waiting for "))
+            });
         }
         w
     }
@@ -45,7 +50,9 @@ impl Watching {
 
     #[track_caller]
     fn wait_line(&self, f: impl Fn(&str) -> bool) -> String {
-        match wait_for(Duration::from_secs(20), || self.lines().into_iter().find(|l| f(l))) {
+        match wait_for(Duration::from_secs(20), || {
+            self.lines().into_iter().find(|l| f(l))
+        }) {
             Some(l) => l,
             None => panic!("no such line in:\n{}", self.lines().join("\n")),
         }
@@ -134,11 +141,15 @@ fn created_modified_moved_deleted() {
     );
     let out = w.stop();
     assert!(
-        out.iter().any(|l| l == &format!("[all] created {}", rel(&dir, "a.txt").display())),
+        out.iter()
+            .any(|l| l == &format!("[all] created {}", rel(&dir, "a.txt").display())),
         "{out:#?}"
     );
     assert!(
-        out.iter().any(|l| l.starts_with(&format!("[all] deleted {}: ok: exit 0", rel(&dir, "b.txt").display()))),
+        out.iter().any(|l| l.starts_with(&format!(
+            "[all] deleted {}: ok: exit 0",
+            rel(&dir, "b.txt").display()
+        ))),
         "{out:#?}"
     );
     // Each action is in the audit log.
@@ -165,10 +176,10 @@ fn a_burst_is_one_event_and_a_rename_save_is_one_modified() {
     std::fs::write(rel(&dir, ".doc.txt.swp"), "v2, saved by rename").unwrap();
     std::fs::rename(rel(&dir, ".doc.txt.swp"), rel(&dir, "doc.txt")).unwrap();
 
-    let mut got = wait_lines(&log, 2);
+    wait_lines(&log, 2);
     // Long enough for anything else to have been reported (several debounce periods).
     std::thread::sleep(Duration::from_millis(1000));
-    got = lines_of(&log).into_iter().collect::<Vec<_>>();
+    let mut got = lines_of(&log);
     got.sort();
     assert_eq!(
         got,
@@ -304,9 +315,14 @@ fn move_and_copy_actions() {
     std::fs::write(inbox.join("a.torrent"), "torrent").unwrap();
     std::fs::write(inbox.join("a.txt"), "not a torrent").unwrap();
     std::fs::write(copies.join("c.dat"), "data").unwrap();
-    let mtime = std::fs::metadata(copies.join("c.dat")).unwrap().modified().unwrap();
-    wait_for(Duration::from_secs(20), || moved_to.join("a.torrent").is_file().then_some(()))
-        .expect("moved");
+    let mtime = std::fs::metadata(copies.join("c.dat"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        moved_to.join("a.torrent").is_file().then_some(())
+    })
+    .expect("moved");
     wait_for(Duration::from_secs(20), || {
         (read(&backup.join("c.dat")) == "data").then_some(())
     })
@@ -315,7 +331,10 @@ fn move_and_copy_actions() {
     assert!(inbox.join("a.txt").exists());
     assert_eq!(read(&copies.join("c.dat")), "data");
     assert_eq!(
-        std::fs::metadata(backup.join("c.dat")).unwrap().modified().unwrap(),
+        std::fs::metadata(backup.join("c.dat"))
+            .unwrap()
+            .modified()
+            .unwrap(),
         mtime
     );
     drop(w);
@@ -329,21 +348,44 @@ fn list_test_and_the_seed_file() {
         include_str!("fixtures/seed/watchers.yaml"),
     )
     .unwrap();
-    let list = env.claw(&["watcher", "list", "--json"]).expect_code(0).json();
+    let list = env
+        .claw(&["watcher", "list", "--json"])
+        .expect_code(0)
+        .json();
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(list[0]["name"], "torrent-mover");
     assert_eq!(list[0]["pattern"], "*.torrent");
     assert_eq!(list[1]["action"], "shell");
-    let table = env.claw(&["watcher", "list"]).expect_code(0);
-    assert!(table.stdout.contains("screenshot-processor"), "{}", table.stdout);
+    let table = env.claw(&["watcher", "list"]);
+    table.expect_code(0);
+    assert!(
+        table.stdout.contains("screenshot-processor"),
+        "{}",
+        table.stdout
+    );
 
     // `test` shows what would happen, and runs nothing without --run.
-    let t = env
-        .claw(&["watcher", "test", "screenshot-processor", "--path", "/tmp/x/Screenshot 1.png"])
-        .expect_code(0);
-    assert!(t.stdout.contains("would run `/bin/sh -c optipng $WATCHER_FILE` with "), "{}", t.stdout);
-    assert!(t.stdout.contains("WATCHER_FILE=/tmp/x/Screenshot 1.png"), "{}", t.stdout);
-    let bad = env.claw(&["watcher", "test", "torent-mover"]).expect_code(2);
+    let t = env.claw(&[
+        "watcher",
+        "test",
+        "screenshot-processor",
+        "--path",
+        "/tmp/x/Screenshot 1.png",
+    ]);
+    t.expect_code(0);
+    assert!(
+        t.stdout
+            .contains("would run `/bin/sh -c optipng $WATCHER_FILE` with "),
+        "{}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains("WATCHER_FILE=/tmp/x/Screenshot 1.png"),
+        "{}",
+        t.stdout
+    );
+    let bad = env.claw(&["watcher", "test", "torent-mover"]);
+    bad.expect_code(2);
     assert_eq!(
         bad.stderr,
         "error: no watcher rule named `torent-mover`\n  = help: did you mean `torrent-mover`?\n"
@@ -362,9 +404,8 @@ fn test_run_does_the_action() {
             log.display()
         ),
     );
-    let r = env
-        .claw(&["watcher", "test", "echo", "--event", "modified", "--run"])
-        .expect_code(0);
+    let r = env.claw(&["watcher", "test", "echo", "--event", "modified", "--run"]);
+    r.expect_code(0);
     assert!(r.stdout.contains(": ok: exit 0"), "{}", r.stdout);
     assert_eq!(
         read(&log),
@@ -379,7 +420,8 @@ fn a_broken_watchers_yaml_is_reported_in_full() {
         &env,
         "- name: a\n  path: /tmp\n  events: [created, delted]\n  action: shel\n  command: x\n- name: b\n  path: /tmp\n  action: move\n  debounce: 500\n",
     );
-    let r = env.claw(&["watcher", "start"]).expect_code(2);
+    let r = env.claw(&["watcher", "start"]);
+    r.expect_code(2);
     let file = env.root.join("watchers.yaml");
     assert_eq!(
         r.stderr,

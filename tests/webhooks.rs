@@ -1,6 +1,9 @@
 //! Webhooks end to end over a real socket: the router served by axum on 127.0.0.1:0, requests
 //! written by hand over TCP, the run driven in-process and inspected with the real `claw` binary.
 
+// Helpers here are test code: a failed setup is a failed test, with its backtrace.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -54,7 +57,13 @@ fn serve(env: &Env, execution_drive: bool) -> (SocketAddr, CancellationToken) {
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut head = format!(
@@ -74,7 +83,10 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, String)
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"));
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -90,16 +102,29 @@ fn a_github_push_runs_the_workflow_with_its_body() {
         ),
     );
     env.claw(&["vault", "init"]).expect_code(0);
-    env.claw(&["vault", "set", "GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody"])
-        .expect_code(0);
+    env.claw(&[
+        "vault",
+        "set",
+        "GITHUB_WEBHOOK_SECRET",
+        "It's a Secret to Everybody",
+    ])
+    .expect_code(0);
     let (addr, cancel) = serve(&env, true);
 
     let body = r#"{"ref": "refs/heads/main"}"#;
-    let sig = sign(Method::HmacSha256, b"It's a Secret to Everybody", body.as_bytes(), 0);
+    let sig = sign(
+        Method::HmacSha256,
+        b"It's a Secret to Everybody",
+        body.as_bytes(),
+        0,
+    );
     let headers = vec![
         ("Content-Type", "application/json".to_owned()),
         ("X-GitHub-Event", "push".to_owned()),
-        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned()),
+        (
+            "X-GitHub-Delivery",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned(),
+        ),
         ("X-Hub-Signature-256", sig),
     ];
     let (status, resp) = request(addr, "POST", "/hooks/github", &headers, body);
@@ -107,8 +132,10 @@ fn a_github_push_runs_the_workflow_with_its_body() {
     let json: serde_json::Value = serde_json::from_str(&resp).unwrap();
     let run_id = json["run_id"].as_str().unwrap().to_owned();
 
-    wait_for(Duration::from_secs(20), || (env.show(&run_id)["status"] == "succeeded").then_some(()))
-        .unwrap_or_else(|| panic!("run never succeeded: {:#}", env.show(&run_id)));
+    wait_for(Duration::from_secs(20), || {
+        (env.show(&run_id)["status"] == "succeeded").then_some(())
+    })
+    .unwrap_or_else(|| panic!("run never succeeded: {:#}", env.show(&run_id)));
     assert_eq!(read(&out), "refs/heads/main push\n");
     let shown = env.show(&run_id);
     assert_eq!(shown["trigger"]["type"], "webhook");
@@ -119,7 +146,13 @@ fn a_github_push_runs_the_workflow_with_its_body() {
     assert_eq!(status, 200, "{resp}");
     assert!(resp.contains(&run_id), "{resp}");
     // Tampered body, wrong method, unknown hook.
-    let (status, _) = request(addr, "POST", "/hooks/github", &headers, r#"{"ref": "refs/heads/evil"}"#);
+    let (status, _) = request(
+        addr,
+        "POST",
+        "/hooks/github",
+        &headers,
+        r#"{"ref": "refs/heads/evil"}"#,
+    );
     assert_eq!(status, 401);
     assert_eq!(request(addr, "GET", "/hooks/github", &[], "").0, 405);
     assert_eq!(request(addr, "POST", "/hooks/gitlab", &[], "{}").0, 404);
@@ -144,7 +177,10 @@ fn a_queued_run_waits_for_the_daemon() {
         addr,
         "POST",
         "/hooks/q",
-        &[("Authorization", "Bearer letmein".to_owned()), ("Idempotency-Key", "k1".to_owned())],
+        &[
+            ("Authorization", "Bearer letmein".to_owned()),
+            ("Idempotency-Key", "k1".to_owned()),
+        ],
         "not json",
     );
     assert_eq!(status, 202, "{resp}");

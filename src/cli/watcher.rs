@@ -136,19 +136,15 @@ fn dispatcher(
     ))
 }
 
-fn test(
-    ctx: &Ctx,
-    name: &str,
-    path: Option<PathBuf>,
-    event: &str,
-    run: bool,
-) -> CliResult {
+fn test(ctx: &Ctx, name: &str, path: Option<PathBuf>, event: &str, run: bool) -> CliResult {
     let set = load(ctx)?;
     let Some(rule) = set.get(name) else {
         let hint = did_you_mean(name, set.rules.iter().map(|r| r.name.as_str()))
             .map(|h| format!("\n  = help: {h}"))
             .unwrap_or_default();
-        return Err(CliError::usage(format!("no watcher rule named `{name}`{hint}")));
+        return Err(CliError::usage(format!(
+            "no watcher rule named `{name}`{hint}"
+        )));
     };
     let Some(kind) = EventKind::parse(event) else {
         return Err(CliError::usage(format!(
@@ -191,7 +187,12 @@ fn test(
     if !rule.enabled {
         println!("note: rule `{}` is disabled", rule.name);
     }
-    println!("{} {}: would {}", kind, ev.path.display(), watch::action::describe(rule, &ev));
+    println!(
+        "{} {}: would {}",
+        kind,
+        ev.path.display(),
+        watch::action::describe(rule, &ev)
+    );
     if !run {
         return Ok(());
     }
@@ -230,8 +231,18 @@ fn test(
 
 fn print_outcome(ev: &FsEvent, outcome: &Outcome) {
     match outcome {
-        Outcome::Done(what) => println!("[{}] {} {}: ok: {what}", ev.rule, ev.kind, ev.path.display()),
-        Outcome::Failed(why) => println!("[{}] {} {}: failed: {why}", ev.rule, ev.kind, ev.path.display()),
+        Outcome::Done(what) => println!(
+            "[{}] {} {}: ok: {what}",
+            ev.rule,
+            ev.kind,
+            ev.path.display()
+        ),
+        Outcome::Failed(why) => println!(
+            "[{}] {} {}: failed: {why}",
+            ev.rule,
+            ev.kind,
+            ev.path.display()
+        ),
         Outcome::Started { run_id, .. } => println!(
             "[{}] {} {}: started run {run_id}",
             ev.rule,

@@ -347,5 +347,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 pub enum Delivery {
     New,
     /// Received before; the run it started, if it got that far.
-    Seen { run_id: Option<String> },
+    Seen {
+        run_id: Option<String>,
+    },
 }

@@ -187,7 +187,12 @@ pub fn shell_env(rule: &Rule, event: &FsEvent) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = rule
         .args
         .iter()
-        .map(|(k, v)| (format!("WATCHER_{}", k.to_ascii_uppercase()), scalar_text(v)))
+        .map(|(k, v)| {
+            (
+                format!("WATCHER_{}", k.to_ascii_uppercase()),
+                scalar_text(v),
+            )
+        })
         .collect();
     env.push(("WATCHER_FILE".into(), event.path.display().to_string()));
     env.push(("WATCHER_EVENT".into(), event.kind.as_str().into()));
@@ -275,7 +280,10 @@ fn copy_with_metadata(from: &Path, to: &Path) -> std::io::Result<()> {
     let times = std::fs::FileTimes::new()
         .set_accessed(meta.accessed()?)
         .set_modified(meta.modified()?);
-    std::fs::File::options().write(true).open(to)?.set_times(times)
+    std::fs::File::options()
+        .write(true)
+        .open(to)?
+        .set_times(times)
 }
 
 /// What `rule` would do for `event`, in words (`claw watcher test` without `--run`).

@@ -469,7 +469,10 @@ impl Cx<'_> {
                             match (k.as_str(), &v.value) {
                                 (Some(k), Value::Seq(_) | Value::Map(_)) => self.err(
                                     v.pos,
-                                    format!("`args.{k}` must be a single value, found {}", v.kind()),
+                                    format!(
+                                        "`args.{k}` must be a single value, found {}",
+                                        v.kind()
+                                    ),
                                     None,
                                 ),
                                 (Some(k), _) => args.push((k.to_owned(), v.to_json())),
@@ -552,7 +555,11 @@ impl Cx<'_> {
             Some(p) => match GlobBuilder::new(p).literal_separator(true).build() {
                 Ok(g) => Some(g.compile_matcher()),
                 Err(e) => {
-                    self.err(path_pos, format!("invalid glob in `path`: {}", e.kind()), None);
+                    self.err(
+                        path_pos,
+                        format!("invalid glob in `path`: {}", e.kind()),
+                        None,
+                    );
                     None
                 }
             },
@@ -564,7 +571,11 @@ impl Cx<'_> {
                 Ok(g) => {
                     set.add(g);
                 }
-                Err(e) => self.err(*pos, format!("invalid glob in `ignore`: {}", e.kind()), None),
+                Err(e) => self.err(
+                    *pos,
+                    format!("invalid glob in `ignore`: {}", e.kind()),
+                    None,
+                ),
             }
         }
         let ignore_set = set.build().unwrap_or_else(|_| GlobSet::empty());
@@ -649,9 +660,14 @@ impl Cx<'_> {
     /// component has a glob character (`*?[`), else the path itself.
     fn split_path(&self, p: &str) -> (PathBuf, Option<String>) {
         let resolved = self.resolve(p);
-        match resolved.file_name().map(|n| n.to_string_lossy().into_owned()) {
+        match resolved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        {
             Some(last) if last.contains(['*', '?', '[']) => {
-                let dir = resolved.parent().map_or_else(|| resolved.clone(), Path::to_path_buf);
+                let dir = resolved
+                    .parent()
+                    .map_or_else(|| resolved.clone(), Path::to_path_buf);
                 (dir, Some(last))
             }
             _ => (resolved, None),
@@ -747,7 +763,10 @@ mod tests {
     #[test]
     fn not_a_list() {
         let err = load("name: x\n").unwrap_err();
-        assert!(err.diagnostics[0].message.contains("must be a list"), "{err:?}");
+        assert!(
+            err.diagnostics[0].message.contains("must be a list"),
+            "{err:?}"
+        );
         assert!(load("").unwrap().is_empty());
     }
 }

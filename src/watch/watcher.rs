@@ -46,7 +46,10 @@ pub struct FsEvent {
 pub enum Report {
     Event(FsEvent),
     /// A rule's directory is watched (at start, or once it appeared).
-    Watching { rule: String, dir: PathBuf },
+    Watching {
+        rule: String,
+        dir: PathBuf,
+    },
     /// A rule's directory does not exist; its nearest existing ancestor is watched meanwhile.
     Waiting {
         rule: String,
@@ -352,7 +355,11 @@ impl Watcher {
             if let Some(r) = self.out.pop_front() {
                 return Some(r);
             }
-            let deadline = self.states.iter().filter_map(RuleState::next_deadline).min();
+            let deadline = self
+                .states
+                .iter()
+                .filter_map(RuleState::next_deadline)
+                .min();
             tokio::select! {
                 raw = self.rx.recv() => {
                     let first = raw?;
@@ -390,7 +397,10 @@ impl Watcher {
                 for st in &mut self.states {
                     let known: Vec<PathBuf> = st.snapshot.keys().cloned().collect();
                     let current: Vec<PathBuf> = if st.present {
-                        st.scan(&st.rule.dir.clone()).into_iter().map(|(p, _)| p).collect()
+                        st.scan(&st.rule.dir.clone())
+                            .into_iter()
+                            .map(|(p, _)| p)
+                            .collect()
                     } else {
                         Vec::new()
                     };
@@ -416,10 +426,15 @@ impl Watcher {
             if matches!(ev.kind, RawKind::Create(_)) {
                 structural = true;
             }
-            let rename_pair = matches!(ev.kind, RawKind::Modify(ModifyKind::Name(RenameMode::Both)))
-                && ev.paths.len() == 2;
+            let rename_pair =
+                matches!(ev.kind, RawKind::Modify(ModifyKind::Name(RenameMode::Both)))
+                    && ev.paths.len() == 2;
             for (i, path) in ev.paths.iter().enumerate() {
-                let link = if rename_pair { ev.paths.get(1 - i) } else { None };
+                let link = if rename_pair {
+                    ev.paths.get(1 - i)
+                } else {
+                    None
+                };
                 for st in &mut self.states {
                     if st.present && st.covers(path) {
                         st.mark(path, now, touched, link.map(PathBuf::as_path));

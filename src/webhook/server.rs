@@ -81,7 +81,7 @@ impl Registry {
                     let first = e
                         .diagnostics
                         .first()
-                        .map(|d| d.headline())
+                        .map(crate::config::Diagnostic::headline)
                         .unwrap_or_default();
                     reg.warnings.push(format!(
                         "{first} ({} problem(s) in all; its webhooks are not served until it is fixed)",
@@ -217,18 +217,16 @@ async fn receive(
         return answer(StatusCode::NOT_FOUND, json!({"error": "not found"}));
     };
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, st.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            st.log(&format!(
-                "webhook `{name}`: refused (413): body over {} bytes",
-                st.max_body
-            ));
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": format!("body over {} bytes", st.max_body)}),
-            );
-        }
+    // Over the limit (or cut off by the client): nothing of it is used.
+    let Ok(body) = axum::body::to_bytes(body, st.max_body).await else {
+        st.log(&format!(
+            "webhook `{name}`: refused (413): body over {} bytes",
+            st.max_body
+        ));
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("body over {} bytes", st.max_body)}),
+        );
     };
     match check(&st, &hook.trigger, &parts.headers, &body).await {
         Ok(()) => {}
@@ -238,14 +236,23 @@ async fn receive(
         }
         Err(Check::Fault(why)) => {
             st.log(&format!("webhook `{name}`: error (500): {why}"));
-            return answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"}));
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "internal error"}),
+            );
         }
     }
     let delivery = delivery_id(&hook.trigger, &parts.headers, &body);
     let st2 = st.clone();
-    let result = tokio::task::spawn_blocking(move || start(&st2, &hook, &parts.headers, &body, delivery))
-        .await
-        .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("task failed: {e}"))));
+    let result =
+        tokio::task::spawn_blocking(move || start(&st2, &hook, &parts.headers, &body, delivery))
+            .await
+            .unwrap_or_else(|e| {
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("task failed: {e}"),
+                ))
+            });
     match result {
         Ok(Accepted::New(run_id)) => {
             st.log(&format!("webhook `{name}`: accepted (202): run {run_id}"));
@@ -259,7 +266,10 @@ async fn receive(
             answer(StatusCode::OK, json!({"run_id": run_id, "duplicate": true}))
         }
         Err((status, why)) => {
-            st.log(&format!("webhook `{name}`: error ({}): {why}", status.as_u16()));
+            st.log(&format!(
+                "webhook `{name}`: error ({}): {why}",
+                status.as_u16()
+            ));
             let msg = if status == StatusCode::UNPROCESSABLE_ENTITY {
                 why
             } else {
@@ -288,9 +298,10 @@ async fn check(
         Some(SecretRef::Vault(key)) => {
             let home = st.engine.dirs.home.clone();
             let key2 = key.clone();
-            let got = tokio::task::spawn_blocking(move || crate::vault::Vault::new(&home).get(&key2))
-                .await
-                .map_err(|e| Check::Fault(format!("vault task failed: {e}")))?;
+            let got =
+                tokio::task::spawn_blocking(move || crate::vault::Vault::new(&home).get(&key2))
+                    .await
+                    .map_err(|e| Check::Fault(format!("vault task failed: {e}")))?;
             match got {
                 Ok(Some(s)) => s,
                 Ok(None) => {

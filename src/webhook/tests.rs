@@ -28,7 +28,11 @@ fn fixture(workflows: &[(&str, &str)]) -> Fixture {
     };
     std::fs::create_dir_all(dirs.root.join("workflows")).unwrap();
     for (name, text) in workflows {
-        std::fs::write(dirs.root.join("workflows").join(format!("{name}.yaml")), text).unwrap();
+        std::fs::write(
+            dirs.root.join("workflows").join(format!("{name}.yaml")),
+            text,
+        )
+        .unwrap();
     }
     let engine = Arc::new(Engine::open(dirs, Settings::default()).unwrap());
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -52,10 +56,16 @@ impl Fixture {
     fn set_secret(&self, key: &str, value: &str) {
         let v = crate::vault::Vault::new(&self.state.engine.dirs.home);
         v.init().unwrap();
-        v.set(key, &crate::vault::Secret::new(value.to_owned())).unwrap();
+        v.set(key, &crate::vault::Secret::new(value.to_owned()))
+            .unwrap();
     }
 
-    async fn post(&self, path: &str, headers: &[(&str, String)], body: &str) -> (StatusCode, serde_json::Value) {
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let mut req = Request::builder().method("POST").uri(path);
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -65,12 +75,21 @@ impl Fixture {
             .await
             .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     fn runs(&self) -> Vec<crate::store::RunRecord> {
-        self.state.engine.store.list_runs(&RunFilter::default()).unwrap()
+        self.state
+            .engine
+            .store
+            .list_runs(&RunFilter::default())
+            .unwrap()
     }
 
     fn logged(&self) -> String {
@@ -80,7 +99,10 @@ impl Fixture {
 
 fn gh_headers(secret: &str, body: &str, delivery: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("x-hub-signature-256", sign(Method::HmacSha256, secret.as_bytes(), body.as_bytes(), 0)),
+        (
+            "x-hub-signature-256",
+            sign(Method::HmacSha256, secret.as_bytes(), body.as_bytes(), 0),
+        ),
         ("x-github-delivery", delivery.to_owned()),
         ("x-github-event", "push".to_owned()),
         ("content-type", "application/json".to_owned()),
@@ -92,7 +114,13 @@ async fn accepted_creates_a_run_with_the_body() {
     let f = fixture(&[("deploy", GH)]);
     f.set_secret("GH_SECRET", "hunter2-secret");
     let body = r#"{"ref":"refs/heads/main","after":"abc"}"#;
-    let (status, json) = f.post("/hooks/gh", &gh_headers("hunter2-secret", body, "d-1"), body).await;
+    let (status, json) = f
+        .post(
+            "/hooks/gh",
+            &gh_headers("hunter2-secret", body, "d-1"),
+            body,
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{}", f.logged());
     let runs = f.runs();
     assert_eq!(runs.len(), 1);
@@ -117,12 +145,18 @@ async fn a_duplicate_delivery_starts_no_second_run() {
     let f = fixture(&[("deploy", GH)]);
     f.set_secret("GH_SECRET", "s");
     let body = "{}";
-    let (s1, j1) = f.post("/hooks/gh", &gh_headers("s", body, "same"), body).await;
-    let (s2, j2) = f.post("/hooks/gh", &gh_headers("s", body, "same"), body).await;
+    let (s1, j1) = f
+        .post("/hooks/gh", &gh_headers("s", body, "same"), body)
+        .await;
+    let (s2, j2) = f
+        .post("/hooks/gh", &gh_headers("s", body, "same"), body)
+        .await;
     assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::OK));
     assert_eq!(j1["run_id"], j2["run_id"]);
     assert_eq!(j2["duplicate"], true);
-    let (s3, _) = f.post("/hooks/gh", &gh_headers("s", body, "other"), body).await;
+    let (s3, _) = f
+        .post("/hooks/gh", &gh_headers("s", body, "other"), body)
+        .await;
     assert_eq!(s3, StatusCode::ACCEPTED);
     assert_eq!(f.runs().len(), 2);
 }
@@ -135,23 +169,42 @@ async fn refusals() {
     let (s, j) = f.post("/hooks/gh", &gh_headers("", body, "x"), body).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(j, serde_json::json!({"error": "unauthorized"}));
-    assert!(f.logged().contains("its secret `GH_SECRET` is not in the vault"), "{}", f.logged());
+    assert!(
+        f.logged()
+            .contains("its secret `GH_SECRET` is not in the vault"),
+        "{}",
+        f.logged()
+    );
     f.set_secret("GH_SECRET", "right");
-    let (s, _) = f.post("/hooks/gh", &gh_headers("wrong", body, "y"), body).await;
+    let (s, _) = f
+        .post("/hooks/gh", &gh_headers("wrong", body, "y"), body)
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(f.logged().contains("webhook `gh`: refused (401): signature does not match"));
+    assert!(
+        f.logged()
+            .contains("webhook `gh`: refused (401): signature does not match")
+    );
     let (s, _) = f.post("/hooks/gh", &[], body).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(f.logged().contains("missing header X-Hub-Signature-256"));
     // No secret configured at all.
     let (s, _) = f
-        .post("/hooks/open", &[("authorization", "Bearer ".to_owned())], body)
+        .post(
+            "/hooks/open",
+            &[("authorization", "Bearer ".to_owned())],
+            body,
+        )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(f.logged().contains("webhook `open`: refused (401): the hook has no secret configured"));
+    assert!(
+        f.logged()
+            .contains("webhook `open`: refused (401): the hook has no secret configured")
+    );
     // Over the size limit (1024 bytes here): 413, before any verification.
     let big = "x".repeat(2000);
-    let (s, _) = f.post("/hooks/gh", &gh_headers("right", &big, "z"), &big).await;
+    let (s, _) = f
+        .post("/hooks/gh", &gh_headers("right", &big, "z"), &big)
+        .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     // Unknown hook.
     let (s, j) = f.post("/hooks/nope", &[], body).await;
@@ -160,18 +213,31 @@ async fn refusals() {
     assert!(f.runs().is_empty());
     // A literal secret works (with a warning in the log).
     let (s, _) = f
-        .post("/hooks/literal", &[("authorization", "Bearer tok3n".to_owned())], "plain text")
+        .post(
+            "/hooks/literal",
+            &[("authorization", "Bearer tok3n".to_owned())],
+            "plain text",
+        )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(f.runs()[0].trigger["body"], "plain text");
-    assert!(f.logged().contains("has its secret written in the workflow file"));
+    assert!(
+        f.logged()
+            .contains("has its secret written in the workflow file")
+    );
 }
 
 #[tokio::test]
 async fn not_post_is_405() {
     let f = fixture(&[("deploy", GH)]);
     let resp = router(f.state.clone())
-        .oneshot(Request::builder().method("GET").uri("/hooks/gh").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .method("GET")
+                .uri("/hooks/gh")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -195,17 +261,33 @@ async fn slack_and_telegram() {
     let old = now - 360;
     let h_old = vec![
         ("x-slack-request-timestamp", old.to_string()),
-        ("x-slack-signature", sign(Method::Slack, b"slack-signing", body.as_bytes(), old)),
+        (
+            "x-slack-signature",
+            sign(Method::Slack, b"slack-signing", body.as_bytes(), old),
+        ),
     ];
-    assert_eq!(f.post("/hooks/sl", &h_old, body).await.0, StatusCode::UNAUTHORIZED);
-    assert!(f.logged().contains("timestamp is 360 s away"), "{}", f.logged());
+    assert_eq!(
+        f.post("/hooks/sl", &h_old, body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        f.logged().contains("timestamp is 360 s away"),
+        "{}",
+        f.logged()
+    );
     // Telegram: the update_id dedupes.
     let update = r#"{"update_id": 77, "message": {"text": "hi"}}"#;
     let h = vec![("x-telegram-bot-api-secret-token", "tg-token".to_owned())];
-    assert_eq!(f.post("/hooks/tg", &h, update).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        f.post("/hooks/tg", &h, update).await.0,
+        StatusCode::ACCEPTED
+    );
     assert_eq!(f.post("/hooks/tg", &h, update).await.0, StatusCode::OK);
     let bad = vec![("x-telegram-bot-api-secret-token", "TG-TOKEN".to_owned())];
-    assert_eq!(f.post("/hooks/tg", &bad, update).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        f.post("/hooks/tg", &bad, update).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(f.runs().len(), 2);
 }
 
@@ -215,7 +297,10 @@ async fn a_hook_declared_twice_refuses_and_params_without_defaults_are_422() {
     let needs = "params:\n  env: {type: string}\nsteps:\n  - name: s\n    command: 'true'\ntriggers:\n  - webhook: {name: needs, verify: bearer, secret: a}\n";
     let f = fixture(&[("one", twice), ("two", twice), ("three", needs)]);
     let h = vec![("authorization", "Bearer a".to_owned())];
-    assert_eq!(f.post("/hooks/dup", &h, "{}").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        f.post("/hooks/dup", &h, "{}").await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(f.logged().contains("is declared by several workflows"));
     let (s, j) = f.post("/hooks/needs", &h, "{}").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);

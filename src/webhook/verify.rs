@@ -72,9 +72,7 @@ fn hmac_of(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
 /// `sha256=<hex>` or `v0=<hex>`: the decoded digest, or why not.
 fn decode(header: Option<&str>, name: &'static str, prefix: &str) -> Result<Vec<u8>, Refusal> {
     let value = header.ok_or(Refusal::MissingHeader(name))?.trim();
-    let hex_part = value
-        .strip_prefix(prefix)
-        .ok_or(Refusal::Malformed(name))?;
+    let hex_part = value.strip_prefix(prefix).ok_or(Refusal::Malformed(name))?;
     hex::decode(hex_part).map_err(|_| Refusal::Malformed(name))
 }
 
@@ -164,10 +162,7 @@ pub fn verify(
             header("x-slack-signature").as_deref(),
             now,
         ),
-        Method::Telegram => telegram(
-            secret,
-            header("x-telegram-bot-api-secret-token").as_deref(),
-        ),
+        Method::Telegram => telegram(secret, header("x-telegram-bot-api-secret-token").as_deref()),
         Method::Bearer => bearer(secret, header("authorization").as_deref()),
     }
 }
@@ -212,7 +207,10 @@ mod tests {
     #[test]
     fn github_documented_example() {
         assert_eq!(github(GH_SECRET, b"Hello, World!", Some(GH_SIG)), Ok(()));
-        assert_eq!(sign(Method::HmacSha256, GH_SECRET, b"Hello, World!", 0), GH_SIG);
+        assert_eq!(
+            sign(Method::HmacSha256, GH_SECRET, b"Hello, World!", 0),
+            GH_SIG
+        );
     }
 
     #[test]
@@ -248,11 +246,22 @@ mod tests {
     fn slack_documented_example() {
         let now: i64 = 1_531_420_618 + 10;
         assert_eq!(
-            slack(SLACK_SECRET, SLACK_BODY.as_bytes(), Some(SLACK_TS), Some(SLACK_SIG), now),
+            slack(
+                SLACK_SECRET,
+                SLACK_BODY.as_bytes(),
+                Some(SLACK_TS),
+                Some(SLACK_SIG),
+                now
+            ),
             Ok(())
         );
         assert_eq!(
-            sign(Method::Slack, SLACK_SECRET, SLACK_BODY.as_bytes(), 1_531_420_618),
+            sign(
+                Method::Slack,
+                SLACK_SECRET,
+                SLACK_BODY.as_bytes(),
+                1_531_420_618
+            ),
             SLACK_SIG
         );
     }
@@ -263,21 +272,45 @@ mod tests {
         let ts = 1_531_420_618;
         // Stale, both ways, just past the window; just inside passes.
         assert_eq!(
-            slack(SLACK_SECRET, body, Some(SLACK_TS), Some(SLACK_SIG), ts + 301),
+            slack(
+                SLACK_SECRET,
+                body,
+                Some(SLACK_TS),
+                Some(SLACK_SIG),
+                ts + 301
+            ),
             Err(Refusal::Stale { age_secs: 301 })
         );
         assert_eq!(
-            slack(SLACK_SECRET, body, Some(SLACK_TS), Some(SLACK_SIG), ts - 301),
+            slack(
+                SLACK_SECRET,
+                body,
+                Some(SLACK_TS),
+                Some(SLACK_SIG),
+                ts - 301
+            ),
             Err(Refusal::Stale { age_secs: -301 })
         );
         assert_eq!(
-            slack(SLACK_SECRET, body, Some(SLACK_TS), Some(SLACK_SIG), ts + 300),
+            slack(
+                SLACK_SECRET,
+                body,
+                Some(SLACK_TS),
+                Some(SLACK_SIG),
+                ts + 300
+            ),
             Ok(())
         );
         // A replay with a fresh timestamp does not carry the old signature.
         let now = ts + 1000;
         assert_eq!(
-            slack(SLACK_SECRET, body, Some(&now.to_string()), Some(SLACK_SIG), now),
+            slack(
+                SLACK_SECRET,
+                body,
+                Some(&now.to_string()),
+                Some(SLACK_SIG),
+                now
+            ),
             Err(Refusal::BadSignature)
         );
         assert_eq!(
@@ -293,7 +326,13 @@ mod tests {
             Err(Refusal::Malformed("X-Slack-Request-Timestamp"))
         );
         assert_eq!(
-            slack(SLACK_SECRET, b"token=other", Some(SLACK_TS), Some(SLACK_SIG), ts),
+            slack(
+                SLACK_SECRET,
+                b"token=other",
+                Some(SLACK_TS),
+                Some(SLACK_SIG),
+                ts
+            ),
             Err(Refusal::BadSignature)
         );
     }
@@ -302,8 +341,14 @@ mod tests {
     fn telegram_and_bearer() {
         assert_eq!(telegram(b"s3cret-Token", Some("s3cret-Token")), Ok(()));
         // Case-sensitive, whole value.
-        assert_eq!(telegram(b"s3cret-Token", Some("s3cret-token")), Err(Refusal::BadToken));
-        assert_eq!(telegram(b"s3cret-Token", Some("s3cret")), Err(Refusal::BadToken));
+        assert_eq!(
+            telegram(b"s3cret-Token", Some("s3cret-token")),
+            Err(Refusal::BadToken)
+        );
+        assert_eq!(
+            telegram(b"s3cret-Token", Some("s3cret")),
+            Err(Refusal::BadToken)
+        );
         assert_eq!(
             telegram(b"s3cret-Token", None),
             Err(Refusal::MissingHeader("X-Telegram-Bot-Api-Secret-Token"))
@@ -311,9 +356,18 @@ mod tests {
         assert_eq!(bearer(b"tok", Some("Bearer tok")), Ok(()));
         assert_eq!(bearer(b"tok", Some("bearer tok")), Ok(()));
         assert_eq!(bearer(b"tok", Some("Bearer tok2")), Err(Refusal::BadToken));
-        assert_eq!(bearer(b"tok", Some("Basic dG9r")), Err(Refusal::Malformed("Authorization")));
-        assert_eq!(bearer(b"tok", Some("tok")), Err(Refusal::Malformed("Authorization")));
-        assert_eq!(bearer(b"tok", None), Err(Refusal::MissingHeader("Authorization")));
+        assert_eq!(
+            bearer(b"tok", Some("Basic dG9r")),
+            Err(Refusal::Malformed("Authorization"))
+        );
+        assert_eq!(
+            bearer(b"tok", Some("tok")),
+            Err(Refusal::Malformed("Authorization"))
+        );
+        assert_eq!(
+            bearer(b"tok", None),
+            Err(Refusal::MissingHeader("Authorization"))
+        );
     }
 
     #[test]
@@ -325,6 +379,9 @@ mod tests {
         // Not even a request "signed" with the empty key passes.
         let sig = sign(Method::HmacSha256, b"", b"x", 0);
         let h = move |name: &str| (name == "x-hub-signature-256").then(|| sig.clone());
-        assert_eq!(verify(Method::HmacSha256, b"", &h, b"x", 0), Err(Refusal::NoSecret));
+        assert_eq!(
+            verify(Method::HmacSha256, b"", &h, b"x", 0),
+            Err(Refusal::NoSecret)
+        );
     }
 }

@@ -17,7 +17,10 @@ use crate::webhook::verify::Method;
 pub enum Trigger {
     Webhook(WebhookTrigger),
     /// A chat command (`!name args…`).
-    Command { name: String, pos: Pos },
+    Command {
+        name: String,
+        pos: Pos,
+    },
 }
 
 /// `POST /hooks/<name>` starts the workflow, once the request passes `verify` with `secret`.

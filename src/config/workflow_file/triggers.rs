@@ -31,7 +31,10 @@ impl Cx<'_> {
                         "a trigger has exactly one kind (`webhook:` or `command:`); write one list item per trigger",
                     );
                 } else if matches!(item.value, Value::Map(ref m) if m.is_empty()) {
-                    self.err(item.pos, "empty trigger (expected `webhook:` or `command:`)");
+                    self.err(
+                        item.pos,
+                        "empty trigger (expected `webhook:` or `command:`)",
+                    );
                 }
                 continue;
             }
@@ -39,9 +42,9 @@ impl Cx<'_> {
             match kind {
                 "webhook" => {
                     if let Some(w) = self.webhook(value, item.pos) {
-                        let dup = out.iter().any(
-                            |t| matches!(t, Trigger::Webhook(o) if o.name == w.name),
-                        );
+                        let dup = out
+                            .iter()
+                            .any(|t| matches!(t, Trigger::Webhook(o) if o.name == w.name));
                         if dup {
                             self.err(w.pos, format!("webhook `{}` is declared twice", w.name));
                         } else {
@@ -53,7 +56,10 @@ impl Cx<'_> {
                     if let Some(name) = self.string(value, "command") {
                         let name = name.trim_start_matches('!').to_owned();
                         if name.is_empty() || name.contains(char::is_whitespace) {
-                            self.err(value.pos, "`command` must be one word (the `!command` of chat)");
+                            self.err(
+                                value.pos,
+                                "`command` must be one word (the `!command` of chat)",
+                            );
                         } else {
                             out.push(Trigger::Command {
                                 name,
@@ -83,7 +89,9 @@ impl Cx<'_> {
                     let n = self.string(v, "name")?;
                     if n.is_empty()
                         || n.len() > 100
-                        || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                     {
                         self.err(
                             v.pos,
@@ -128,7 +136,10 @@ impl Cx<'_> {
             }
         }
         if name.is_none() && ok && node.get("name").is_none() {
-            self.err(item_pos, "the webhook has no `name` (its URL is /hooks/<name>)");
+            self.err(
+                item_pos,
+                "the webhook has no `name` (its URL is /hooks/<name>)",
+            );
         }
         if verify.is_none() && ok && node.get("verify").is_none() {
             self.err(
@@ -152,7 +163,9 @@ fn parse_secret(s: &str) -> Result<Option<SecretRef>, String> {
         return Ok(None);
     }
     if !t.contains("${{") {
-        return Ok(Some(SecretRef::Literal(crate::vault::Secret::new(t.to_owned()))));
+        return Ok(Some(SecretRef::Literal(crate::vault::Secret::new(
+            t.to_owned(),
+        ))));
     }
     let inner = t
         .strip_prefix("${{")
