@@ -345,7 +345,7 @@ fn list_test_and_the_seed_file() {
     let env = Env::new();
     std::fs::write(
         env.root.join("watchers.yaml"),
-        include_str!("fixtures/seed/watchers.yaml"),
+        include_str!("fixtures/seed/examples/watchers.yaml"),
     )
     .unwrap();
     let list = env

@@ -706,7 +706,10 @@ mod tests {
 
     #[test]
     fn seed_example_loads() {
-        let rules = load(include_str!("../../tests/fixtures/seed/watchers.yaml")).unwrap();
+        let rules = load(include_str!(
+            "../../tests/fixtures/seed/examples/watchers.yaml"
+        ))
+        .unwrap();
         assert_eq!(rules.len(), 2);
         let t = &rules[0];
         assert_eq!(t.name, "torrent-mover");

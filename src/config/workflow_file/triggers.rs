@@ -182,3 +182,60 @@ fn parse_secret(s: &str) -> Result<Option<SecretRef>, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::workflow_file::load_str;
+    use crate::webhook::verify::Method;
+    use crate::workflow::trigger::{SecretRef, Trigger};
+
+    const STEPS: &str = "steps:\n  - name: s\n    command: 'true'\n";
+
+    #[test]
+    fn webhooks_and_commands_load() {
+        let wf = load_str(
+            Path::new("wf.yaml"),
+            format!("{STEPS}triggers:\n  - webhook:\n      name: gh\n      verify: hmac-sha256\n      secret: ${{{{ secrets.GH }}}}\n  - webhook: {{name: open, verify: bearer}}\n  - command: '!deploy'\n"),
+        )
+        .unwrap();
+        let [
+            Trigger::Webhook(gh),
+            Trigger::Webhook(open),
+            Trigger::Command { name, .. },
+        ] = wf.triggers.as_slice()
+        else {
+            panic!("{:?}", wf.triggers)
+        };
+        assert_eq!(gh.verify, Method::HmacSha256);
+        assert!(matches!(&gh.secret, Some(SecretRef::Vault(k)) if k == "GH"));
+        assert!(open.secret.is_none());
+        assert_eq!(open.warnings().len(), 1);
+        assert_eq!(name, "deploy");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = load_str(
+            Path::new("wf.yaml"),
+            format!("{STEPS}triggers:\n  - webhook:\n      name: a b\n      verify: hmac\n      secret: ${{{{ env.X }}}}\n  - webhok: {{}}\n  - webhook: {{verify: slack}}\n"),
+        )
+        .unwrap_err();
+        let got: Vec<String> = err.diagnostics.iter().map(|d| d.headline()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "wf.yaml:6:13: webhook name `a b` must be 1 to 100 letters, digits, `-`, `_` or `.` (it is a URL path segment)",
+                "wf.yaml:7:15: unknown webhook verification `hmac` (expected hmac-sha256, slack, telegram or bearer)",
+                "wf.yaml:8:15: `secret` must be `${{ secrets.NAME }}` or a literal value, found `${{ env.X }}`",
+                "wf.yaml:9:5: unknown key `webhok` in a trigger",
+                "wf.yaml:10:5: the webhook has no `name` (its URL is /hooks/<name>)",
+            ]
+        );
+        assert_eq!(
+            err.diagnostics[3].help.as_deref(),
+            Some("did you mean `webhook`?")
+        );
+    }
+}
