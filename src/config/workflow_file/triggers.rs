@@ -222,7 +222,11 @@ mod tests {
             format!("{STEPS}triggers:\n  - webhook:\n      name: a b\n      verify: hmac\n      secret: ${{{{ env.X }}}}\n  - webhok: {{}}\n  - webhook: {{verify: slack}}\n"),
         )
         .unwrap_err();
-        let got: Vec<String> = err.diagnostics.iter().map(|d| d.headline()).collect();
+        let got: Vec<String> = err
+            .diagnostics
+            .iter()
+            .map(crate::config::Diagnostic::headline)
+            .collect();
         assert_eq!(
             got,
             vec![
