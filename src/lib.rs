@@ -17,12 +17,16 @@
 //! - [`scheduler`]: schedule expressions (cron, `every`, `daily at`), catch-up planning, the
 //!   seed's `cron/jobs.json` and running one job.
 //! - [`fsutil`]: lock files and atomic file replacement.
+//! - [`watch`]: file watchers (`watchers.yaml`): inotify, debouncing, the rules' actions.
+//! - [`webhook`]: `POST /hooks/<name>`: signature checks and the router the daemon mounts.
+//! - [`launch`]: starting runs from triggers (find the workflow, bind params, queue or drive).
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod fsutil;
+pub mod launch;
 pub mod redact;
 pub mod scheduler;
 pub mod skills;
@@ -30,4 +34,6 @@ pub mod steps;
 pub mod store;
 pub mod trace;
 pub mod vault;
+pub mod watch;
+pub mod webhook;
 pub mod workflow;

@@ -25,3 +25,5 @@ mod subworkflow;
 mod tracing;
 mod skills;
 mod vault;
+mod watchers;
+mod webhooks;

@@ -231,6 +231,9 @@ impl AuditLog {
         if sync {
             file.sync_data().map_err(io("sync", &self.path))?;
         }
+        for (value, event) in out.iter().zip(events) {
+            trace_entry(value.get("seq").and_then(Value::as_u64).unwrap_or(0), event);
+        }
         Ok(out)
     }
 
@@ -260,7 +263,7 @@ impl AuditLog {
         file.write_all(line.as_bytes())
             .map_err(io("write", &self.path))?;
         file.sync_data().map_err(io("sync", &self.path))?;
-        trace_entry(seq, event);
+        trace_entry(value.get("seq").and_then(Value::as_u64).unwrap_or(0), event);
         Ok(value)
     }
 

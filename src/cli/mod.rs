@@ -12,6 +12,7 @@ mod output;
 mod run;
 mod skill;
 mod vault;
+mod watcher;
 mod workflow;
 
 use std::ffi::OsString;
@@ -130,6 +131,9 @@ enum Command {
     /// Internal: the launcher of a Landlock-confined skill (confines itself, then executes).
     #[command(name = "__sandbox", hide = true)]
     Sandbox(SandboxArgs),
+    /// File watchers (watchers.yaml): list the rules, test one, or watch in the foreground.
+    #[command(subcommand)]
+    Watcher(watcher::WatcherCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +217,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Sandbox(_) => Err(CliError::internal(
             "the sandbox launcher runs before dispatch",
         )),
+        Command::Watcher(cmd) => watcher::run(&ctx, cmd),
     }
 }
 

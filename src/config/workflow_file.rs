@@ -5,6 +5,7 @@
 mod kinds;
 mod http;
 mod skill;
+mod triggers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ const WORKFLOW_KEYS: &[&str] = &[
     "max_catch_up",
     "overlap",
     "jitter",
+    "triggers",
 ];
 
 const COMMON_STEP_KEYS: &[&str] = &[
@@ -414,6 +416,7 @@ impl Cx<'_> {
             steps: Vec::new(),
             rollback: Vec::new(),
             schedules: Vec::new(),
+            triggers: Vec::new(),
         };
         let mut schedule_entries = Vec::new();
         let mut steps_node = None;
@@ -466,6 +469,7 @@ impl Cx<'_> {
                 k if super::schedule_keys::KEYS.contains(&k) => {
                     schedule_entries.push((k, value.pos, value));
                 }
+                "triggers" => wf.triggers = self.triggers(value),
                 _ => {}
             }
         }

@@ -502,6 +502,8 @@ fn check(step: &HttpStep, r: &Received, input: &StepInput) -> StepReport {
         outputs,
         retryable: true,
         retry_after: None,
+        note: None,
+        finished_at: None,
     };
     if let Some(f) = failure {
         report.outcome = StepOutcome::Failed { reason: f.reason };

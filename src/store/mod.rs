@@ -377,4 +377,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes finished runs older than `older_than` (ms) or beyond the newest `keep` of their
     /// workflow; returns the ids deleted so their log directories can go too.
     fn prune_runs(&self, workflow: &str, older_than: i64, keep: u32) -> Result<Vec<String>>;
+
+    // --- webhook deliveries (dedupe by the sender's delivery id) ---
+
+    /// Records that `hook` received `delivery_id` (atomically: of two concurrent calls, one gets
+    /// [`Delivery::New`]). Ids received before `forget_before` (ms) are forgotten first.
+    fn claim_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<Delivery>;
+    /// The run a claimed delivery started; `None` forgets the delivery (no run was started, so a
+    /// retry may start one).
+    fn set_delivery_run(&self, hook: &str, delivery_id: &str, run_id: Option<&str>) -> Result<()>;
+}
+
+/// What [`Store::claim_delivery`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    New,
+    /// Received before; the run it started, if it got that far.
+    Seen {
+        run_id: Option<String>,
+    },
 }

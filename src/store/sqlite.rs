@@ -16,6 +16,7 @@ use super::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_runs.sql"),
     include_str!("migrations/0002_approvals.sql"),
+    include_str!("migrations/0003_webhooks.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -563,6 +564,56 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(ids)
     }
+
+    // --- webhook deliveries ---
+
+    fn claim_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<super::Delivery> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM webhook_deliveries WHERE received_at < ?1",
+            [forget_before],
+        )?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO webhook_deliveries (hook, delivery_id, run_id, received_at) \
+             VALUES (?1, ?2, NULL, ?3)",
+            params![hook, delivery_id, now],
+        )?;
+        let out = if inserted == 1 {
+            super::Delivery::New
+        } else {
+            let run_id: Option<String> = tx.query_row(
+                "SELECT run_id FROM webhook_deliveries WHERE hook = ?1 AND delivery_id = ?2",
+                params![hook, delivery_id],
+                |r| r.get(0),
+            )?;
+            super::Delivery::Seen { run_id }
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn set_delivery_run(&self, hook: &str, delivery_id: &str, run_id: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        if let Some(run_id) = run_id {
+            conn.execute(
+                "UPDATE webhook_deliveries SET run_id = ?3 WHERE hook = ?1 AND delivery_id = ?2",
+                params![hook, delivery_id, run_id],
+            )?;
+        } else {
+            conn.execute(
+                "DELETE FROM webhook_deliveries WHERE hook = ?1 AND delivery_id = ?2",
+                params![hook, delivery_id],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn read_approval(conn: &Connection, run_id: &str, step: &str) -> Result<Option<Approval>> {
@@ -629,7 +680,31 @@ fn read_approval(conn: &Connection, run_id: &str, step: &str) -> Result<Option<A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Phase, StepStatus};
+    use crate::store::{Delivery, Phase, StepStatus};
+
+    #[test]
+    fn webhook_deliveries_are_claimed_once() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        assert_eq!(s.claim_delivery("gh", "d1", 100, 0)?, Delivery::New);
+        assert_eq!(
+            s.claim_delivery("gh", "d1", 101, 0)?,
+            Delivery::Seen { run_id: None }
+        );
+        s.set_delivery_run("gh", "d1", Some("r1"))?;
+        assert_eq!(
+            s.claim_delivery("gh", "d1", 102, 0)?,
+            Delivery::Seen {
+                run_id: Some("r1".into())
+            }
+        );
+        // Another hook has its own ids; a failed delivery is forgotten so a retry can run.
+        assert_eq!(s.claim_delivery("other", "d1", 103, 0)?, Delivery::New);
+        s.set_delivery_run("other", "d1", None)?;
+        assert_eq!(s.claim_delivery("other", "d1", 104, 0)?, Delivery::New);
+        // Old ids are forgotten.
+        assert_eq!(s.claim_delivery("gh", "d1", 200, 150)?, Delivery::New);
+        Ok(())
+    }
 
     fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
         RunRecord {

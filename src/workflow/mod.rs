@@ -7,6 +7,7 @@
 pub mod duration;
 pub mod expr;
 pub mod http;
+pub mod trigger;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Workflow {
     pub rollback: Vec<Step>,
     /// `schedule:` with its policy keys (empty: the workflow runs only when started).
     pub schedules: Vec<crate::scheduler::ScheduleSpec>,
+    /// What else starts it: webhooks, chat commands.
+    pub triggers: Vec<trigger::Trigger>,
 }
 
 impl Workflow {

@@ -1,0 +1,318 @@
+//! What a rule does with an event: `shell`, `move`, `copy`, `workflow`, `skill`. Every action run
+//! is written to the audit log (`watcher.action`, actor `watcher:<rule>`).
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use super::rules::{ACTION_TIMEOUT, ActionKind, Rule};
+use super::watcher::FsEvent;
+use crate::audit::{AuditLog, Event};
+use crate::config::{Dirs, Settings};
+use crate::launch::Launcher;
+use crate::store::RunRecord;
+
+/// How an action went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Done: what it did.
+    Done(String),
+    Failed(String),
+    /// A workflow run was created; `finished` reports its end when this process drives it.
+    Started {
+        run_id: String,
+        finished: Option<tokio::sync::oneshot::Receiver<Result<RunRecord, String>>>,
+    },
+}
+
+impl Outcome {
+    fn audit_outcome(&self) -> &'static str {
+        match self {
+            Self::Done(_) => "ok",
+            Self::Failed(_) => "failed",
+            Self::Started { .. } => "started",
+        }
+    }
+}
+
+/// Runs rules' actions. The daemon holds one and calls [`Dispatcher::dispatch`] for each event.
+#[derive(Debug)]
+pub struct Dispatcher {
+    pub dirs: Dirs,
+    pub settings: Settings,
+    audit: AuditLog,
+    /// For `workflow` actions; without one they fail, saying so.
+    pub launcher: Option<Launcher>,
+    pub cancel: CancellationToken,
+}
+
+impl Dispatcher {
+    pub fn new(
+        dirs: Dirs,
+        settings: Settings,
+        launcher: Option<Launcher>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            audit: AuditLog::in_dir(&dirs.home),
+            dirs,
+            settings,
+            launcher,
+            cancel,
+        }
+    }
+
+    /// Runs `rule`'s action for `event` and audits it. A failed action is an [`Outcome`], and a
+    /// failure to write the audit log is appended to its text (it never stops the watcher).
+    pub async fn dispatch(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+        let mut outcome = match rule.action {
+            ActionKind::Shell => self.shell(rule, event).await,
+            ActionKind::Move => transfer(rule, event, true),
+            ActionKind::Copy => transfer(rule, event, false),
+            ActionKind::Workflow => self.workflow(rule, event),
+            ActionKind::Skill => skill(rule, event),
+        };
+        let mut detail = serde_json::json!({
+            "rule": rule.name,
+            "event": event.kind.as_str(),
+            "action": rule.action.as_str(),
+        });
+        match &outcome {
+            Outcome::Started { run_id, .. } => detail["run_id"] = run_id.clone().into(),
+            Outcome::Failed(why) => detail["error"] = why.clone().into(),
+            Outcome::Done(_) => {}
+        }
+        let entry = Event::new(
+            &format!("watcher:{}", rule.name),
+            "watcher.action",
+            &event.path.display().to_string(),
+            outcome.audit_outcome(),
+            detail,
+        );
+        if let Err(e) = self.audit.record(&entry) {
+            match &mut outcome {
+                Outcome::Done(s) | Outcome::Failed(s) => {
+                    s.push_str(&format!(" (warning: not audited: {e})"));
+                }
+                Outcome::Started { .. } => {}
+            }
+        }
+        outcome
+    }
+
+    async fn shell(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+        let log_dir = self.dirs.home.join("logs").join("watchers");
+        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+            return Outcome::Failed(format!("cannot create {}: {e}", log_dir.display()));
+        }
+        let input = crate::steps::StepInput {
+            kind: crate::workflow::StepKind::Shell(crate::workflow::ShellStep {
+                command: rule.command.clone(),
+                shell: None,
+                cwd: None,
+                stdin: None,
+                outputs: crate::workflow::OutputMode::File,
+            }),
+            command: rule.command.clone(),
+            env: shell_env(rule, event),
+            cwd: rule.dir.is_dir().then(|| rule.dir.clone()),
+            stdin: None,
+            timeout: ACTION_TIMEOUT,
+            kill_grace: self.settings.kill_grace,
+            log_path: log_dir.join(format!("{}.log", rule.name)),
+            max_log_bytes: self.settings.max_step_log_bytes,
+            outputs_path: log_dir.join(format!("{}.out", rule.name)),
+            redactor: crate::redact::Redactor::new(std::iter::empty::<&str>()),
+            skill: None,
+        };
+        let report = crate::steps::shell::run("/bin/sh", &input, false, &self.cancel).await;
+        let _ = std::fs::remove_file(&input.outputs_path);
+        let out = report.stdout.trim_end();
+        match report.outcome {
+            crate::steps::StepOutcome::Succeeded => Outcome::Done(if out.is_empty() {
+                "exit 0".to_owned()
+            } else {
+                format!("exit 0: {}", last_line(out))
+            }),
+            crate::steps::StepOutcome::Failed { reason } => {
+                let err = report.stderr_tail.trim_end();
+                Outcome::Failed(if err.is_empty() {
+                    reason
+                } else {
+                    format!("{reason}: {}", last_line(err))
+                })
+            }
+            crate::steps::StepOutcome::Cancelled => Outcome::Failed("cancelled".into()),
+        }
+    }
+
+    fn workflow(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+        let Some(launcher) = &self.launcher else {
+            return Outcome::Failed("workflow actions need the engine (not available here)".into());
+        };
+        let mut trigger = serde_json::json!({
+            "type": "watcher",
+            "rule": rule.name,
+            "path": event.path.display().to_string(),
+            "event": event.kind.as_str(),
+        });
+        if let Some(from) = &event.from {
+            trigger["from"] = from.display().to_string().into();
+        }
+        let given: Vec<(String, String)> = rule
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar_text(v)))
+            .collect();
+        match launcher.start_named(rule.command.trim(), &given, trigger) {
+            Ok(started) => Outcome::Started {
+                run_id: started.run.id,
+                finished: started.finished,
+            },
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+/// The single call site of skills from watchers: the skills subsystem is not in this build yet.
+fn skill(rule: &Rule, _event: &FsEvent) -> Outcome {
+    Outcome::Failed(format!(
+        "skill actions are not available yet in this version of claw (rule `{}` wants skill `{}`)",
+        rule.name, rule.command
+    ))
+}
+
+/// The environment of a shell action: the seed's `WATCHER_FILE` and `WATCHER_<ARG>`, plus
+/// `WATCHER_EVENT`, `WATCHER_RULE` and, for a move, `WATCHER_FROM`.
+pub fn shell_env(rule: &Rule, event: &FsEvent) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = rule
+        .args
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("WATCHER_{}", k.to_ascii_uppercase()),
+                scalar_text(v),
+            )
+        })
+        .collect();
+    env.push(("WATCHER_FILE".into(), event.path.display().to_string()));
+    env.push(("WATCHER_EVENT".into(), event.kind.as_str().into()));
+    env.push(("WATCHER_RULE".into(), rule.name.clone()));
+    if let Some(from) = &event.from {
+        env.push(("WATCHER_FROM".into(), from.display().to_string()));
+    }
+    env
+}
+
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or_default()
+}
+
+/// The destination directory of a move or copy (`command:`, as in the seed; `~` expanded).
+pub fn destination(rule: &Rule) -> PathBuf {
+    let c = rule.command.trim();
+    match (c.strip_prefix("~/"), crate::config::paths::env_var("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ if Path::new(c).is_relative() => rule.dir.join(c),
+        _ => PathBuf::from(c),
+    }
+}
+
+/// Moves or copies the event's file into the destination directory, keeping its name. A move
+/// refuses to replace a file already there (as the seed's `shutil.move` does); a copy replaces it.
+fn transfer(rule: &Rule, event: &FsEvent, is_move: bool) -> Outcome {
+    let verb = if is_move { "move" } else { "copy" };
+    let dest_dir = destination(rule);
+    let Some(name) = event.path.file_name() else {
+        return Outcome::Failed(format!("{} has no file name", event.path.display()));
+    };
+    if !event.path.is_file() {
+        return Outcome::Failed(format!(
+            "cannot {verb} {}: it is not a file (any more)",
+            event.path.display()
+        ));
+    }
+    if let Err(e) = std::fs::create_dir_all(&dest_dir) {
+        return Outcome::Failed(format!("cannot create {}: {e}", dest_dir.display()));
+    }
+    let dest = dest_dir.join(name);
+    let result = if is_move {
+        if dest.exists() {
+            return Outcome::Failed(format!(
+                "cannot move {}: {} already exists",
+                event.path.display(),
+                dest.display()
+            ));
+        }
+        std::fs::rename(&event.path, &dest).or_else(|e| {
+            // Another file system: copy, then remove the original.
+            if e.raw_os_error() == Some(nix::libc::EXDEV) {
+                copy_with_metadata(&event.path, &dest)?;
+                std::fs::remove_file(&event.path)
+            } else {
+                Err(e)
+            }
+        })
+    } else {
+        copy_with_metadata(&event.path, &dest)
+    };
+    match result {
+        Ok(()) => Outcome::Done(format!("{verb}d to {}", dest.display())),
+        Err(e) => Outcome::Failed(format!(
+            "cannot {verb} {} to {}: {e}",
+            event.path.display(),
+            dest.display()
+        )),
+    }
+}
+
+/// `shutil.copy2`: contents, permissions, and access and modification times.
+fn copy_with_metadata(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to)?;
+    let meta = std::fs::metadata(from)?;
+    let times = std::fs::FileTimes::new()
+        .set_accessed(meta.accessed()?)
+        .set_modified(meta.modified()?);
+    std::fs::File::options()
+        .write(true)
+        .open(to)?
+        .set_times(times)
+}
+
+/// What `rule` would do for `event`, in words (`claw watcher test` without `--run`).
+pub fn describe(rule: &Rule, event: &FsEvent) -> String {
+    match rule.action {
+        ActionKind::Shell => {
+            let env: Vec<String> = shell_env(rule, event)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("run `/bin/sh -c {}` with {}", rule.command, env.join(" "))
+        }
+        ActionKind::Move | ActionKind::Copy => format!(
+            "{} {} into {}",
+            rule.action.as_str(),
+            event.path.display(),
+            destination(rule).display()
+        ),
+        ActionKind::Workflow => format!(
+            "start workflow `{}` with trigger.path={} trigger.event={}",
+            rule.command.trim(),
+            event.path.display(),
+            event.kind
+        ),
+        ActionKind::Skill => format!(
+            "run skill `{}` with file={} (skills are not available yet in this version)",
+            rule.command.trim(),
+            event.path.display()
+        ),
+    }
+}
