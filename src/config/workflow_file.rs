@@ -2,8 +2,8 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
-mod kinds;
 mod http;
+mod kinds;
 mod skill;
 mod triggers;
 
