@@ -15,7 +15,8 @@ fn write_lines(env: &Env, lines: &[String]) {
     std::fs::write(env.home.join("audit.log"), lines.join("\n") + "\n").expect("write");
 }
 
-/// Three quick runs: six entries.
+/// Three quick runs of one step: twelve entries (run started, step started, step finished, run
+/// finished).
 fn env_with_runs() -> Env {
     let env = Env::new();
     env.workflow("q", "steps:\n  - name: a\n    command: 'true'\n");
@@ -29,7 +30,7 @@ fn env_with_runs() -> Env {
 fn runs_are_recorded_and_the_chain_verifies() {
     let env = env_with_runs();
     let tail = env
-        .claw(&["audit", "tail", "-n", "2", "--json"])
+        .claw(&["audit", "tail", "-n", "4", "--json"])
         .expect_code(0)
         .json();
     let actions: Vec<&str> = tail
@@ -38,15 +39,31 @@ fn runs_are_recorded_and_the_chain_verifies() {
         .iter()
         .map(|e| e["action"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(actions, ["workflow.run.started", "workflow.run.finished"]);
-    assert_eq!(tail[1]["outcome"], "succeeded");
+    assert_eq!(
+        actions,
+        [
+            "workflow.run.started",
+            "workflow.step.started",
+            "workflow.step.finished",
+            "workflow.run.finished"
+        ]
+    );
+    assert_eq!(
+        tail[2]["target"].as_str().map(|t| t.ends_with("/a")),
+        Some(true)
+    );
+    assert_eq!(tail[3]["outcome"], "succeeded");
     assert!(
-        tail[1]["actor"].as_str().unwrap_or("").starts_with("cli:"),
+        tail[3]["actor"].as_str().unwrap_or("").starts_with("cli:"),
         "{tail}"
     );
     let verify = env.claw(&["audit", "verify"]);
     verify.expect_code(0);
-    assert!(verify.stdout.contains("ok: 6 entries"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("ok: 12 entries"),
+        "{}",
+        verify.stdout
+    );
     let found = env
         .claw(&["audit", "search", "--action", "workflow.run", "--json"])
         .expect_code(0)
@@ -58,13 +75,14 @@ fn runs_are_recorded_and_the_chain_verifies() {
 fn an_edit_is_detected_and_named() {
     let env = env_with_runs();
     let mut l = lines(&env);
-    l[2] = l[2].replace("\"ok\"", "\"failed\"");
+    assert!(l[4].contains("workflow.run.started"), "{}", l[4]);
+    l[4] = l[4].replace("\"ok\"", "\"failed\"");
     write_lines(&env, &l);
     let v = env.claw(&["audit", "verify"]);
     v.expect_code(1);
     assert!(
         v.stderr
-            .contains("BROKEN at line 3: entry 3 (line 3) was changed"),
+            .contains("BROKEN at line 5: entry 5 (line 5) was changed"),
         "{}",
         v.stderr
     );
@@ -108,13 +126,13 @@ fn a_cut_last_line_is_reported_then_repaired_by_the_next_append() {
         .expect_code(1)
         .json();
     assert_eq!(j["problem"]["kind"], "torn");
-    assert_eq!(j["problem"]["line"], 6);
+    assert_eq!(j["problem"]["line"], 12);
     env.claw(&["workflow", "run", "q"]).expect_code(0);
     let after = env
         .claw(&["audit", "verify", "--json"])
         .expect_code(0)
         .json();
-    assert_eq!(after["entries"], 8, "5 kept + repair + 2 new: {after}");
+    assert_eq!(after["entries"], 16, "11 kept + repair + 4 new: {after}");
     let repaired = env
         .claw(&["audit", "search", "--action", "audit.repaired", "--json"])
         .expect_code(0)
@@ -142,7 +160,7 @@ fn a_seed_audit_log_is_an_unchained_prefix() {
     let v = env.claw(&["audit", "verify"]);
     v.expect_code(0);
     assert!(v.stdout.contains("1 seed-format line(s)"), "{}", v.stdout);
-    assert!(v.stdout.contains("ok: 2 entries"), "{}", v.stdout);
+    assert!(v.stdout.contains("ok: 4 entries"), "{}", v.stdout);
     let found = env.claw(&["audit", "search", "HEARTBEAT"]);
     found.expect_code(0);
     assert!(found.stdout.contains("skill.run"), "{}", found.stdout);

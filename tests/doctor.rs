@@ -82,7 +82,7 @@ fn a_broken_audit_log_is_a_problem() {
     let ran = env.claw(&["doctor"]);
     ran.expect_code(1);
     assert!(
-        ran.stdout.contains("PROBLEM  audit log: broken at line 2"),
+        ran.stdout.contains("PROBLEM  audit log: broken at line 3"),
         "{}",
         ran.stdout
     );
