@@ -29,6 +29,7 @@ pub mod fsutil;
 pub mod launch;
 pub mod redact;
 pub mod scheduler;
+pub mod serve;
 pub mod skills;
 pub mod steps;
 pub mod store;

@@ -64,6 +64,13 @@ pub(crate) enum CronCommand {
         #[arg(short = 'n', long = "lines", default_value_t = 5, value_name = "N")]
         n: usize,
     },
+    /// Whether the daemon runs, the job counts, and per schedule (jobs and workflows): its last
+    /// fire, next fire, and how many fires ran, were missed (claw down, per `catch_up`) or
+    /// skipped (`overlap: skip`).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// The next fires of a job, or of a workflow's `schedule:`, in the schedule's zone and UTC.
     Next {
         /// A job id (prefix) or a workflow name.
@@ -175,7 +182,105 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
         CronCommand::Run { id, json } => run_now(ctx, &file, &id, json),
         CronCommand::Logs { id, n } => logs(&file, &id, n),
         CronCommand::Next { target, n, json } => next(ctx, &file, &target, n, json),
+        CronCommand::Status { json } => status(ctx, &file, json),
     }
+}
+
+fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
+    let jobs = file.load().map_err(jobs_err)?;
+    let enabled = jobs.iter().filter(|j| j.enabled).count();
+    let daemon = crate::serve::lease::holder(&ctx.dirs.home);
+    let sources = crate::serve::cron::load_sources(&ctx.dirs);
+    let engine = ctx.engine()?;
+    let states: std::collections::HashMap<String, crate::store::ScheduleState> = engine
+        .store
+        .schedule_states()?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let when = |ms: i64| {
+        chrono::TimeZone::timestamp_millis_opt(&Utc, ms)
+            .single()
+            .map(|t| t.to_rfc3339())
+    };
+    let items: Vec<serde_json::Value> = sources
+        .entries
+        .iter()
+        .map(|e| {
+            let st = states.get(&e.id);
+            let anchor = st.map(|s| s.last_fire.unwrap_or(s.first_seen));
+            // From the persisted last fire, as the daemon computes it (in the past while the
+            // daemon is down: it is then caught up per the schedule's policy at the next start).
+            let base = anchor
+                .and_then(|a| chrono::TimeZone::timestamp_millis_opt(&Utc, a).single())
+                .unwrap_or_else(Utc::now);
+            let next = e.schedule.next_after(base);
+            serde_json::json!({
+                "schedule": e.id,
+                "name": e.label,
+                "expr": e.schedule.expr(),
+                "last_fire": st.and_then(|s| s.last_fire).and_then(when),
+                "next_fire": next.map(|t| t.to_rfc3339()),
+                "fired": st.map_or(0, |s| s.fired),
+                "missed": st.map_or(0, |s| s.missed),
+                "skipped": st.map_or(0, |s| s.skipped),
+            })
+        })
+        .collect();
+    if json {
+        output::print_json(&serde_json::json!({
+            "daemon": {"running": daemon.is_some(), "pid": daemon.flatten()},
+            "jobs": {"total": jobs.len(), "enabled": enabled, "disabled": jobs.len() - enabled},
+            "schedules": items,
+            "problems": sources.problems,
+        }));
+        return Ok(());
+    }
+    match daemon {
+        Some(pid) => println!(
+            "Daemon: running{}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        None => println!("Daemon: not running (start it with `claw serve`)"),
+    }
+    println!(
+        "Jobs: {} total, {enabled} enabled, {} disabled",
+        jobs.len(),
+        jobs.len() - enabled
+    );
+    for p in &sources.problems {
+        eprintln!("warning: {p}");
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                s(&i["name"]),
+                s(&i["expr"]),
+                s(&i["last_fire"]),
+                s(&i["next_fire"]),
+                s(&i["fired"]),
+                s(&i["missed"]),
+                s(&i["skipped"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["NAME", "SCHEDULE", "LAST FIRE", "NEXT FIRE", "FIRED", "MISSED", "SKIPPED"],
+            &rows
+        )
+    );
+    Ok(())
 }
 
 fn list(file: &JobsFile, json: bool) -> CliResult {

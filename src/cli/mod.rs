@@ -10,6 +10,7 @@ mod cron;
 mod doctor;
 mod output;
 mod run;
+mod serve;
 mod skill;
 mod vault;
 mod watcher;
@@ -134,6 +135,12 @@ enum Command {
     /// File watchers (watchers.yaml): list the rules, test one, or watch in the foreground.
     #[command(subcommand)]
     Watcher(watcher::WatcherCommand),
+    /// The daemon: scheduler, file watchers, webhooks (HTTP on 127.0.0.1:8200) and the runs they
+    /// start, plus runs queued with `claw workflow run --detach`. One per data directory.
+    Serve(serve::ServeArgs),
+    /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
+    #[command(subcommand)]
+    Daemon(serve::DaemonCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,6 +225,8 @@ fn dispatch(cli: Cli) -> CliResult {
             "the sandbox launcher runs before dispatch",
         )),
         Command::Watcher(cmd) => watcher::run(&ctx, cmd),
+        Command::Serve(args) => serve::serve(&ctx, args),
+        Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
     }
 }
 

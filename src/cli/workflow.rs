@@ -549,8 +549,12 @@ fn run_workflow(
     drive_foreground(&engine, &run.id, Some(&wf), json, quiet)
 }
 
-/// Starts `claw run resume ID` in its own process group, detached from this terminal.
+/// Leaves the queued run to the daemon when one owns the data directory (`claw serve`), else
+/// starts `claw run resume ID` in its own process group, detached from this terminal.
 pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliResult {
+    if crate::serve::lease::holder(&ctx.dirs.home).is_some() {
+        return Ok(());
+    }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::internal(format!("cannot find the claw binary: {e}")))?;
     let dir = engine.dirs.run_log_dir(run_id);

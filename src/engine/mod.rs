@@ -95,6 +95,9 @@ pub struct Engine {
     pub audit: crate::audit::AuditLog,
     owner: String,
     eval: Evaluator,
+    /// Cancelled when the daemon's shutdown deadline passes: runs stop their steps, record them
+    /// interrupted and stay resumable (unlike a cancel, which finishes the run).
+    shutdown: CancellationToken,
 }
 
 /// What starts a run.
@@ -129,6 +132,7 @@ impl Engine {
             store,
             owner: owner::current(),
             eval: Evaluator::new(),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -154,6 +158,18 @@ impl Engine {
         }
     }
 
+    /// Uses `token` as the shutdown signal of every run this engine drives.
+    #[must_use]
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
+    }
+
+    /// See [`Engine::with_shutdown`].
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
     /// This process's owner id.
     pub fn owner(&self) -> &str {
         &self.owner
@@ -166,10 +182,17 @@ impl Engine {
 
     /// Records a new run (status `queued`) and returns it.
     pub fn create_run(&self, new: &NewRun<'_>) -> Result<RunRecord> {
-        let now = now_ms();
+        let run = self.run_record(new, now_ms());
+        self.store.create_run(&run)?;
+        Ok(run)
+    }
+
+    /// The record [`Engine::create_run`] stores, not stored yet (the scheduler stores it in the
+    /// transaction that claims its fire).
+    pub fn run_record(&self, new: &NewRun<'_>, now: i64) -> RunRecord {
         // A run this process executes at once, with no concurrency limit, needs no admission.
         let start_now = new.claim && new.workflow.concurrency.is_none();
-        let run = RunRecord {
+        RunRecord {
             id: ulid::Ulid::new().to_string().to_ascii_lowercase(),
             workflow: new.workflow.name.clone(),
             workflow_path: new.workflow.path.display().to_string(),
@@ -196,9 +219,7 @@ impl Engine {
             created_at: now,
             started_at: start_now.then_some(now),
             finished_at: None,
-        };
-        self.store.create_run(&run)?;
-        Ok(run)
+        }
     }
 
     /// Loads the workflow definition a run was created with.

@@ -55,6 +55,12 @@ pub(super) struct Exec<'a> {
     deadline: Option<Instant>,
     /// Step start/finish audit entries, written (not synced) with each flush.
     audit_buf: Vec<crate::audit::Event>,
+    /// What the steps' tasks watch: cancelled with the run's token, or alone when the daemon
+    /// shuts down ([`Engine::shutdown_token`]).
+    halt: CancellationToken,
+    /// The daemon is shutting down: steps are being stopped and recorded interrupted, nothing
+    /// new starts, and the run stays resumable.
+    interrupting: bool,
 }
 
 fn rec_name(phase: Phase, step: &Step) -> String {
@@ -119,7 +125,6 @@ impl<'a> Exec<'a> {
             wf,
             run,
             recs,
-            cancel,
             progress,
             stop: None,
             log_dir,
@@ -130,6 +135,9 @@ impl<'a> Exec<'a> {
             last_heartbeat: now_ms(),
             deadline: None,
             audit_buf: Vec::new(),
+            halt: cancel.child_token(),
+            interrupting: false,
+            cancel,
         })
     }
 
@@ -179,6 +187,9 @@ impl<'a> Exec<'a> {
         self.recover_interrupted()?;
         self.derive_stop();
         self.main_phase().await?;
+        if self.interrupting {
+            return self.leave_interrupted();
+        }
         if let Some(Stop::Rollback(_)) = &self.stop {
             self.sequential_phase(Phase::Rollback).await?;
         }
@@ -922,7 +933,7 @@ impl<'a> Exec<'a> {
             attempt,
         });
         tracing::debug!(run = %self.run.id, step = %name, attempt, "step started");
-        let cancel = self.cancel.clone();
+        let cancel = self.halt.clone();
         tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::select! {
@@ -958,6 +969,10 @@ impl<'a> Exec<'a> {
         rec.stderr_tail = report.stderr_tail.clone();
         rec.outputs = serde_json::Value::Object(report.outputs.clone());
         let finished_at = report.finished_at;
+        if self.interrupting && !matches!(report.outcome, StepOutcome::Succeeded) {
+            self.record_interrupted(&step, rec)?;
+            return Ok(None);
+        }
         match report.outcome {
             StepOutcome::Succeeded => {
                 rec.status = StepStatus::Succeeded;
@@ -1124,6 +1139,60 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// A step stopped by the daemon's shutdown: an idempotent one (or a gate or sub-workflow,
+    /// which pick up their stored request or child again) runs again on resume; any other waits
+    /// for a person, as after a crash.
+    fn record_interrupted(&mut self, step: &Step, mut rec: StepRecord) -> Result<()> {
+        let again = step.idempotent
+            || self.run.dry_run
+            || matches!(step.kind, StepKind::Approval(_) | StepKind::Workflow(_));
+        if again {
+            rec.status = StepStatus::Pending;
+            rec.message = Some(format!(
+                "attempt {} was interrupted (claw serve stopped); it runs again when the run resumes",
+                rec.attempts
+            ));
+        } else {
+            rec.status = StepStatus::Interrupted;
+            rec.message = Some(format!(
+                "interrupted (claw serve stopped) and not idempotent: it may or may not have done its work. \
+                 Run it again with `claw run approve {run} {name}`, or mark it failed with `claw run reject {run} {name}`",
+                run = self.run.id,
+                name = rec.name
+            ));
+        }
+        self.record(rec)
+    }
+
+    /// Ends this process's part of a run interrupted by the daemon's shutdown: every record is
+    /// committed, the run stays unfinished (waiting if a step needs a decision) for the next
+    /// process that owns the queue.
+    fn leave_interrupted(mut self) -> Result<RunRecord> {
+        let waiting = self
+            .recs
+            .values()
+            .any(|r| r.status == StepStatus::Interrupted);
+        let status = if waiting {
+            RunStatus::Waiting
+        } else {
+            RunStatus::Running
+        };
+        self.flush()?;
+        self.store()
+            .update_run(&self.run.id, status, None, None, now_ms())?;
+        self.engine.audit(
+            &crate::audit::Event::new(
+                &Engine::actor_of(&self.run),
+                "workflow.run.interrupted",
+                &self.run.id,
+                "interrupted",
+                serde_json::json!({"workflow": self.wf.name, "waiting": waiting}),
+            ),
+            self.progress,
+        );
+        self.reload()
+    }
+
     fn poll_cancel(&mut self) -> Result<()> {
         if self.stop != Some(Stop::Cancel)
             && (self.cancel.is_cancelled() || self.store().cancel_requested(&self.run.id)?)
@@ -1142,8 +1211,11 @@ impl<'a> Exec<'a> {
         loop {
             // Start what can start.
             let steps = self.wf.steps.clone();
+            if self.interrupting && running == 0 {
+                return Ok(());
+            }
             for step in &steps {
-                if running >= self.wf.max_parallel {
+                if running >= self.wf.max_parallel || self.interrupting {
                     break;
                 }
                 if self.status_of(&step.name) != StepStatus::Pending {
@@ -1232,6 +1304,11 @@ impl<'a> Exec<'a> {
                     // Ctrl-C, SIGTERM or the workflow's own token: stop starting steps now.
                     self.stop = Some(Stop::Cancel);
                 }
+                () = self.engine.shutdown_token().cancelled(), if !self.interrupting => {
+                    // The daemon's shutdown deadline passed: stop the steps, keep the run resumable.
+                    self.interrupting = true;
+                    self.halt.cancel();
+                }
                 () = async { if let Some(d) = deadline { sleep_until(d).await } else { std::future::pending().await } }, if self.stop != Some(Stop::Timeout) && deadline.is_some() => {
                     self.stop = Some(Stop::Timeout);
                     self.cancel.cancel();
@@ -1281,6 +1358,7 @@ impl<'a> Exec<'a> {
         }
         // Compensation records are found by their owner's name.
         let fresh_cancel = CancellationToken::new();
+        let saved_halt = std::mem::replace(&mut self.halt, fresh_cancel.child_token());
         let saved = std::mem::replace(&mut self.cancel, fresh_cancel);
         let saved_stop = self.stop.take();
         for step in &list {
@@ -1312,6 +1390,7 @@ impl<'a> Exec<'a> {
         }
         self.flush()?;
         self.cancel = saved;
+        self.halt = saved_halt;
         self.stop = saved_stop;
         Ok(())
     }

@@ -148,6 +148,45 @@ impl Job {
     }
 }
 
+/// A job's scheduling policy: claw reads the optional keys `catch_up`, `catch_up_window`,
+/// `max_catch_up`, `overlap` and `jitter` from a job (the seed ignores them; they are kept on
+/// rewrite like any unknown field). Absent keys take the defaults.
+pub fn policy(job: &Job) -> Result<super::Policy, String> {
+    use crate::workflow::duration;
+    let mut p = super::Policy::default();
+    let text = |key: &str| -> Result<Option<&str>, String> {
+        match job.extra.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!("`{key}` must be a string, not {other}")),
+        }
+    };
+    if let Some(s) = text("catch_up")? {
+        p.catch_up = super::CatchUp::parse(s)
+            .ok_or_else(|| format!("`catch_up: {s}` (expected none, last or all)"))?;
+    }
+    if let Some(s) = text("overlap")? {
+        p.overlap = super::Overlap::parse(s)
+            .ok_or_else(|| format!("`overlap: {s}` (expected skip, queue or allow)"))?;
+    }
+    if let Some(s) = text("catch_up_window")? {
+        p.catch_up_window = duration::parse(s).map_err(|e| format!("`catch_up_window`: {e}"))?;
+    }
+    if let Some(s) = text("jitter")? {
+        p.jitter = Some(duration::parse(s).map_err(|e| format!("`jitter`: {e}"))?);
+    }
+    match job.extra.get("max_catch_up") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(v) => {
+            p.max_catch_up = v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("`max_catch_up` must be a whole number ≥ 0, not {v}"))?;
+        }
+    }
+    Ok(p)
+}
+
 /// `2024-05-01T12:00:00.123456+00:00`: Python's `datetime.now(timezone.utc).isoformat()`.
 pub fn iso_utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()

@@ -392,6 +392,123 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The run a claimed delivery started; `None` forgets the delivery (no run was started, so a
     /// retry may start one).
     fn set_delivery_run(&self, hook: &str, delivery_id: &str, run_id: Option<&str>) -> Result<()>;
+
+    // --- the scheduler: persisted last fires and exactly-once fire rows ---
+
+    /// The state of each schedule in `ids`, in order; a schedule not seen before is recorded with
+    /// `first_seen = now` (its anchor until it has a fire).
+    fn register_schedules(&self, ids: &[String], now: i64) -> Result<Vec<ScheduleState>>;
+    /// Every schedule's state.
+    fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
+    /// Commits one scheduler pass in one transaction: each fire is inserted under its unique key
+    /// `(schedule, scheduled_for)` (a fire already there is left alone and its run not created),
+    /// then each schedule's `last_fire` moves forward and its counters grow. Returns, per fire,
+    /// whether it was new.
+    fn commit_fires(&self, batch: &FireBatch, now: i64) -> Result<Vec<bool>>;
+    /// Whether a fire of `schedule` is still going: a job fire queued or running, or the run of a
+    /// workflow fire not finished.
+    fn schedule_busy(&self, schedule: &str) -> Result<bool>;
+    /// Moves a fire to `status` (`running`, `ok`, `error`, ...).
+    fn set_fire_status(
+        &self,
+        schedule: &str,
+        scheduled_for: i64,
+        status: &str,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+    /// At daemon start (it holds the data directory's lease, so no other process runs fires):
+    /// job fires left `running` become `interrupted` (not run again: a job is not known to be
+    /// idempotent); fires left `queued` are returned to be run now. Returns the interrupted ones too.
+    fn recover_fires(&self, now: i64) -> Result<RecoveredFires>;
+    /// Fires, newest first (of one schedule, or all).
+    fn list_fires(&self, schedule: Option<&str>, limit: u32) -> Result<Vec<FireRecord>>;
+    /// Deletes fire rows enqueued before `before` (ms), keeping each schedule's newest.
+    fn prune_fires(&self, before: i64) -> Result<usize>;
+}
+
+/// A schedule's persistent state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub id: String,
+    /// The newest fire instant handled (ms).
+    pub last_fire: Option<i64>,
+    pub first_seen: i64,
+    pub fired: u64,
+    pub missed: u64,
+    pub skipped: u64,
+}
+
+/// What a new fire row starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireStatus {
+    /// A job fire, to run now (or when the schedule's previous fire ends).
+    Queued,
+    /// Not run: the previous fire was still going (`overlap: skip`).
+    Skipped,
+    /// A workflow fire: its run is created in the same transaction.
+    Run,
+}
+
+impl FireStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Skipped => "skipped",
+            Self::Run => "run",
+        }
+    }
+}
+
+/// A fire to insert.
+#[derive(Debug, Clone)]
+pub struct NewFire {
+    pub schedule: String,
+    pub scheduled_for: i64,
+    pub due_at: i64,
+    pub late: bool,
+    pub status: FireStatus,
+    /// The run of a workflow fire (inserted only if the fire is new).
+    pub run: Option<RunRecord>,
+    pub detail: Option<String>,
+}
+
+/// A schedule's progress in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub schedule: String,
+    /// The newest fire instant handled (ms); `last_fire` never moves back.
+    pub last_fire: i64,
+    /// Fires recorded missed in this pass.
+    pub missed: u64,
+}
+
+/// One scheduler pass.
+#[derive(Debug, Clone, Default)]
+pub struct FireBatch {
+    pub fires: Vec<NewFire>,
+    pub advances: Vec<Advance>,
+}
+
+/// A stored fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FireRecord {
+    pub schedule: String,
+    pub scheduled_for: i64,
+    pub due_at: i64,
+    pub enqueued_at: i64,
+    pub late: bool,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub detail: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// What [`Store::recover_fires`] found.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveredFires {
+    pub queued: Vec<FireRecord>,
+    pub interrupted: Vec<FireRecord>,
 }
 
 /// What [`Store::claim_delivery`] found.

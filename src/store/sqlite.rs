@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    Approval, ApprovalRequest, Result, RunFilter, RunRecord, RunStatus, StepRecord, Store,
-    StoreError, Vote,
+    Approval, ApprovalRequest, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
+    RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
 };
 
 /// Numbered migrations; `PRAGMA user_version` holds how many are applied.
@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_runs.sql"),
     include_str!("migrations/0002_approvals.sql"),
     include_str!("migrations/0003_webhooks.sql"),
+    include_str!("migrations/0004_schedules.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -112,6 +113,39 @@ fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T>>>) -> Result
 
 const ACTIVE: &str = "('running', 'waiting')";
 
+const SCHEDULE_COLUMNS: &str = "id, last_fire, first_seen, fired, missed, skipped";
+
+fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleState> {
+    let count = |i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
+    };
+    Ok(ScheduleState {
+        id: row.get(0)?,
+        last_fire: row.get(1)?,
+        first_seen: row.get(2)?,
+        fired: count(3)?,
+        missed: count(4)?,
+        skipped: count(5)?,
+    })
+}
+
+const FIRE_COLUMNS: &str =
+    "schedule, scheduled_for, due_at, enqueued_at, late, status, run_id, detail, finished_at";
+
+fn fire_from_row(row: &Row<'_>) -> rusqlite::Result<FireRecord> {
+    Ok(FireRecord {
+        schedule: row.get(0)?,
+        scheduled_for: row.get(1)?,
+        due_at: row.get(2)?,
+        enqueued_at: row.get(3)?,
+        late: row.get(4)?,
+        status: row.get(5)?,
+        run_id: row.get(6)?,
+        detail: row.get(7)?,
+        finished_at: row.get(8)?,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
@@ -175,6 +209,32 @@ impl SqliteStore {
     }
 }
 
+fn insert_run(conn: &Connection, r: &RunRecord) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+                r.id,
+                r.workflow,
+                r.workflow_path,
+                r.definition,
+                r.params.to_string(),
+                r.trigger.to_string(),
+                status_str(r.status),
+                r.owner,
+                r.lease_until,
+                r.dry_run,
+                r.cancel_requested,
+                r.parent_run,
+                r.outputs.to_string(),
+                r.error,
+                r.created_at,
+                r.started_at,
+                r.finished_at,
+            ])?;
+    Ok(())
+}
+
 fn status_str(s: RunStatus) -> &'static str {
     s.as_str()
 }
@@ -207,29 +267,7 @@ fn write_step(conn: &Connection, run_id: &str, s: &StepRecord) -> Result<()> {
 
 impl Store for SqliteStore {
     fn create_run(&self, r: &RunRecord) -> Result<()> {
-        self.conn().execute(
-            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
-            params![
-                r.id,
-                r.workflow,
-                r.workflow_path,
-                r.definition,
-                r.params.to_string(),
-                r.trigger.to_string(),
-                status_str(r.status),
-                r.owner,
-                r.lease_until,
-                r.dry_run,
-                r.cancel_requested,
-                r.parent_run,
-                r.outputs.to_string(),
-                r.error,
-                r.created_at,
-                r.started_at,
-                r.finished_at,
-            ],
-        )?;
-        Ok(())
+        insert_run(&self.conn(), r)
     }
 
     fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -613,6 +651,168 @@ impl Store for SqliteStore {
             )?;
         }
         Ok(())
+    }
+
+    fn register_schedules(&self, ids: &[String], now: i64) -> Result<Vec<ScheduleState>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO schedules (id, first_seen) VALUES (?1, ?2)",
+            )?;
+            let mut select = tx.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"
+            ))?;
+            for id in ids {
+                insert.execute(params![id, now])?;
+                out.push(select.query_row([id], schedule_from_row)?);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], schedule_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn commit_fires(&self, batch: &FireBatch, now: i64) -> Result<Vec<bool>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut inserted = Vec::with_capacity(batch.fires.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO schedule_fires \
+                 (schedule, scheduled_for, due_at, enqueued_at, late, status, run_id, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut count = tx.prepare_cached(
+                "UPDATE schedules SET fired = fired + ?2, skipped = skipped + ?3 WHERE id = ?1",
+            )?;
+            for f in &batch.fires {
+                let run_id = f.run.as_ref().map(|r| r.id.as_str());
+                let new = insert.execute(params![
+                    f.schedule,
+                    f.scheduled_for,
+                    f.due_at,
+                    now,
+                    f.late,
+                    f.status.as_str(),
+                    run_id,
+                    f.detail,
+                ])? == 1;
+                if new {
+                    if let Some(run) = &f.run {
+                        insert_run(&tx, run)?;
+                    }
+                    let skipped = f.status == FireStatus::Skipped;
+                    count.execute(params![f.schedule, i64::from(!skipped), i64::from(skipped)])?;
+                }
+                inserted.push(new);
+            }
+            let mut advance = tx.prepare_cached(
+                "UPDATE schedules SET last_fire = MAX(COALESCE(last_fire, ?2), ?2), \
+                 missed = missed + ?3 WHERE id = ?1",
+            )?;
+            for a in &batch.advances {
+                let missed = i64::try_from(a.missed).unwrap_or(i64::MAX);
+                advance.execute(params![a.schedule, a.last_fire, missed])?;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn schedule_busy(&self, schedule: &str) -> Result<bool> {
+        let conn = self.conn();
+        let busy: i64 = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM schedule_fires f LEFT JOIN runs r ON r.id = f.run_id \
+                 WHERE f.schedule = ?1 AND (f.status IN ('queued', 'running') \
+                 OR (f.status = 'run' AND r.status IN ('queued', 'running', 'waiting'))))",
+            )?
+            .query_row([schedule], |r| r.get(0))?;
+        Ok(busy != 0)
+    }
+
+    fn set_fire_status(
+        &self,
+        schedule: &str,
+        scheduled_for: i64,
+        status: &str,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let finished = !matches!(status, "queued" | "running");
+        self.conn()
+            .prepare_cached(
+                "UPDATE schedule_fires SET status = ?3, detail = COALESCE(?4, detail), \
+                 finished_at = ?5 WHERE schedule = ?1 AND scheduled_for = ?2",
+            )?
+            .execute(params![
+                schedule,
+                scheduled_for,
+                status,
+                detail,
+                finished.then_some(now)
+            ])?;
+        Ok(())
+    }
+
+    fn recover_fires(&self, now: i64) -> Result<RecoveredFires> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let select = |status: &str| -> Result<Vec<FireRecord>> {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE status = ?1 \
+                 ORDER BY scheduled_for, schedule"
+            ))?;
+            let rows = stmt.query_map([status], fire_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        };
+        let queued = select("queued")?;
+        let mut interrupted = select("running")?;
+        tx.execute(
+            "UPDATE schedule_fires SET status = 'interrupted', finished_at = ?1, \
+             detail = 'interrupted: claw stopped while the job ran; not run again (a job may not be safe to repeat)' \
+             WHERE status = 'running'",
+            [now],
+        )?;
+        tx.commit()?;
+        for f in &mut interrupted {
+            f.status = "interrupted".into();
+        }
+        Ok(RecoveredFires {
+            queued,
+            interrupted,
+        })
+    }
+
+    fn list_fires(&self, schedule: Option<&str>, limit: u32) -> Result<Vec<FireRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FIRE_COLUMNS} FROM schedule_fires WHERE ?1 IS NULL OR schedule = ?1 \
+             ORDER BY scheduled_for DESC, schedule LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![schedule, limit], fire_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn prune_fires(&self, before: i64) -> Result<usize> {
+        let n = self.conn().execute(
+            "DELETE FROM schedule_fires WHERE enqueued_at < ?1 \
+             AND status NOT IN ('queued', 'running') \
+             AND scheduled_for < (SELECT MAX(scheduled_for) FROM schedule_fires g \
+                                  WHERE g.schedule = schedule_fires.schedule)",
+            [before],
+        )?;
+        Ok(n)
     }
 }
 

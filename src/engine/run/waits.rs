@@ -125,7 +125,7 @@ impl Exec<'_> {
         self.progress.event(&Event::Waiting { message: &msg });
         let store = self.engine.store.clone();
         let run_id = self.run.id.clone();
-        let cancel = self.cancel.clone();
+        let cancel = self.halt.clone();
         tasks.spawn(async move {
             loop {
                 let decided = match store.approval(&run_id, &name) {
@@ -238,7 +238,7 @@ impl Exec<'_> {
             attempt,
         });
         let store = self.engine.store.clone();
-        let cancel = self.cancel.clone();
+        let cancel = self.halt.clone();
         let launcher = Launcher {
             exe: std::env::current_exe().map_err(|e| {
                 crate::engine::EngineError::Io(format!("cannot find the claw binary: {e}"))

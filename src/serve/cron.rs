@@ -1,0 +1,527 @@
+//! The daemon's scheduler: which schedules exist (the seed's `cron/jobs.json` and workflows'
+//! `schedule:`), when each is due, and one pass over the due ones ([`Scheduler::tick`]).
+//!
+//! A pass asks [`crate::scheduler::plan()`] what each due schedule should enqueue and what it
+//! missed, applies the overlap policy, and commits everything in one store transaction: each
+//! fire is the row `(schedule, scheduled_for)` under a unique key (a workflow fire's run is
+//! created in that same transaction), and each schedule's `last_fire` moves forward. A fire
+//! already in the store is never enqueued again, whichever process tries. The time is passed in,
+//! so tests drive the scheduler with a clock of their own.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+
+use crate::audit::Event;
+use crate::config::Dirs;
+use crate::config::workflow_file;
+use crate::engine::{Engine, NewRun, params};
+use crate::scheduler::jobs::{Job, JobsFile};
+use crate::scheduler::{Overlap, Policy, Schedule, job_schedule_id, plan};
+use crate::store::{Advance, FireBatch, FireStatus, NewFire, StoreError};
+use crate::workflow::Workflow;
+
+/// The audit actor of scheduler entries.
+pub const ACTOR: &str = "claw:scheduler";
+
+/// What a schedule starts.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A `jobs.json` job, by id.
+    Job { job_id: String },
+    /// A workflow run (params at their defaults).
+    Workflow(Arc<Workflow>),
+}
+
+/// One schedule the daemon keeps.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// `job:<uuid>` or `workflow:<name>:<expr>[@tz]`.
+    pub id: String,
+    /// The job's or workflow's name.
+    pub label: String,
+    pub schedule: Schedule,
+    pub policy: Policy,
+    pub target: Target,
+}
+
+/// The schedules found in the files, and what was wrong with the others.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub entries: Vec<Entry>,
+    /// Schedules of disabled jobs: their time passes without fires (re-enabling one does not
+    /// replay what passed while it was disabled).
+    pub paused: Vec<String>,
+    /// One line per schedule that cannot run (bad expression, unreadable file, ...).
+    pub problems: Vec<String>,
+}
+
+/// Reads every schedule: enabled jobs of `cron/jobs.json` and the `schedule:` of every workflow.
+pub fn load_sources(dirs: &Dirs) -> Sources {
+    let mut out = Sources::default();
+    let file = JobsFile::in_home(&dirs.home);
+    match file.load() {
+        Ok(jobs) => {
+            for job in jobs {
+                let id = job_schedule_id(&job.id);
+                if !job.enabled {
+                    out.paused.push(id);
+                    continue;
+                }
+                match job_entry(&job) {
+                    Ok(e) => out.entries.push(e),
+                    Err(why) => out.problems.push(format!(
+                        "job {} ({}): {why}; it will not run",
+                        job.short_id(),
+                        job.name
+                    )),
+                }
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(format!("{e}; no job of it will run until it is fixed")),
+    }
+    for path in crate::launch::workflow_files(dirs) {
+        let wf = match workflow_file::load_file(&path) {
+            Ok(wf) => wf,
+            Err(e) => {
+                // A broken file that has no schedule is not the scheduler's business; one
+                // that has one is reported (it would have fired).
+                if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("schedule")) {
+                    out.problems.push(format!(
+                        "{}: the workflow has errors and its schedules will not fire:\n{}",
+                        path.display(),
+                        e.render()
+                    ));
+                }
+                continue;
+            }
+        };
+        if wf.schedules.is_empty() {
+            continue;
+        }
+        if let Err(errs) = params::bind(&wf, &[]) {
+            out.problems.push(format!(
+                "workflow `{}`: a scheduled run starts with default params, but {}; its schedules will not fire",
+                wf.name,
+                errs.join("; ")
+            ));
+            continue;
+        }
+        let wf = Arc::new(wf);
+        for spec in &wf.schedules {
+            out.entries.push(Entry {
+                id: spec.id(&wf.name),
+                label: wf.name.clone(),
+                schedule: spec.schedule.clone(),
+                policy: spec.policy,
+                target: Target::Workflow(wf.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// A job's schedule and policy (`catch_up`, `catch_up_window`, `max_catch_up`, `overlap` and
+/// `jitter` may be added to a job in `jobs.json`; the seed ignores them).
+pub fn job_entry(job: &Job) -> Result<Entry, String> {
+    let schedule = job.compiled()?;
+    Ok(Entry {
+        id: job_schedule_id(&job.id),
+        label: job.name.clone(),
+        schedule,
+        policy: crate::scheduler::jobs::policy(job)?,
+        target: Target::Job {
+            job_id: job.id.clone(),
+        },
+    })
+}
+
+/// A cheap fingerprint of the files schedules come from (path, size, mtime), to reload only
+/// when one changed.
+pub fn fingerprint(dirs: &Dirs) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut add = |p: &std::path::Path| {
+        p.hash(&mut h);
+        if let Ok(m) = std::fs::metadata(p) {
+            m.len().hash(&mut h);
+            m.modified().ok().hash(&mut h);
+        }
+    };
+    add(JobsFile::in_home(&dirs.home).path());
+    for f in crate::launch::workflow_files(dirs) {
+        add(&f);
+    }
+    h.finish()
+}
+
+/// Something a pass started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Run this job now; with `queue`, after the schedule's fire still going.
+    Job {
+        schedule: String,
+        scheduled_for: i64,
+        job_id: String,
+        /// Run after the schedule's previous fire ends (any overlap policy but `allow`).
+        serialize: bool,
+    },
+    /// A workflow run was created (queued, unowned): the daemon's queue runs it.
+    Run { schedule: String, run_id: String },
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub dispatch: Vec<Dispatch>,
+    /// Entries for the audit log (missed and skipped fires).
+    pub audit: Vec<Event>,
+    /// Fires enqueued in this pass.
+    pub fired: u64,
+    pub missed: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    /// The newest fire handled (or the anchor).
+    last: DateTime<Utc>,
+    due: Option<DateTime<Utc>>,
+    generation: u64,
+}
+
+/// The schedules and their next due times.
+#[derive(Debug)]
+pub struct Scheduler {
+    engine: Arc<Engine>,
+    slots: HashMap<String, Slot>,
+    heap: BinaryHeap<Reverse<(i64, u64, String)>>,
+    generation: u64,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+fn same_target(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Job { job_id: x }, Target::Job { job_id: y }) => x == y,
+        (Target::Workflow(x), Target::Workflow(y)) => x.source == y.source,
+        _ => false,
+    }
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            slots: HashMap::new(),
+            heap: BinaryHeap::new(),
+            generation: 0,
+        }
+    }
+
+    /// How many schedules are active.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Forgets every schedule (the next [`Scheduler::set_entries`] reads their state again).
+    pub fn reset(&mut self) {
+        self.slots.clear();
+        self.heap.clear();
+    }
+
+    /// Replaces the schedule set. A schedule seen for the first time is registered in the store
+    /// (its anchor is `now`); one known before continues from its persisted last fire.
+    pub fn set_entries(&mut self, sources: Sources, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let store = self.engine.store.clone();
+        if !sources.paused.is_empty() {
+            let batch = FireBatch {
+                fires: Vec::new(),
+                advances: sources
+                    .paused
+                    .iter()
+                    .map(|id| Advance {
+                        schedule: id.clone(),
+                        last_fire: ms(now),
+                        missed: 0,
+                    })
+                    .collect(),
+            };
+            store.commit_fires(&batch, ms(now))?;
+        }
+        let mut wanted: HashMap<String, Entry> = HashMap::new();
+        for e in sources.entries {
+            wanted.entry(e.id.clone()).or_insert(e);
+        }
+        self.slots.retain(|id, _| wanted.contains_key(id));
+        let mut fresh: Vec<Entry> = Vec::new();
+        for (id, e) in wanted {
+            match self.slots.get_mut(&id) {
+                Some(slot) if slot.entry.policy == e.policy && same_target(&slot.entry.target, &e.target) => {
+                    // Same schedule: the anchor of an `every` job may not have changed either.
+                    slot.entry = e;
+                }
+                Some(slot) => {
+                    slot.entry = e;
+                    let last = slot.last;
+                    let id = id.clone();
+                    self.place(&id, last);
+                }
+                None => fresh.push(e),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        fresh.sort_by(|a, b| a.id.cmp(&b.id));
+        let ids: Vec<String> = fresh.iter().map(|e| e.id.clone()).collect();
+        let states = store.register_schedules(&ids, ms(now))?;
+        for (entry, state) in fresh.into_iter().zip(states) {
+            let last = at(state.last_fire.unwrap_or(state.first_seen));
+            let id = entry.id.clone();
+            self.slots.insert(
+                id.clone(),
+                Slot {
+                    entry,
+                    last,
+                    due: None,
+                    generation: 0,
+                },
+            );
+            self.place(&id, last);
+        }
+        Ok(())
+    }
+
+    /// Computes the slot's next due time from `last` and puts it in the heap.
+    fn place(&mut self, id: &str, last: DateTime<Utc>) {
+        self.generation += 1;
+        let generation = self.generation;
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        slot.last = last;
+        slot.generation = generation;
+        let offset = crate::scheduler::jitter_offset(id, slot.entry.policy.jitter);
+        slot.due = slot
+            .entry
+            .schedule
+            .next_after(last)
+            .map(|f| f + chrono::TimeDelta::from_std(offset).unwrap_or_default());
+        if let Some(due) = slot.due {
+            self.heap.push(Reverse((ms(due), generation, id.to_owned())));
+        }
+    }
+
+    /// When the next schedule is due.
+    pub fn next_due(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((due, generation, id))) = self.heap.peek() {
+            if self.slots.get(id).is_some_and(|s| s.generation == *generation) {
+                return Some(at(*due));
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// The schedules and their next due times, by id.
+    pub fn upcoming(&self) -> Vec<(String, String, Option<DateTime<Utc>>)> {
+        let mut out: Vec<_> = self
+            .slots
+            .values()
+            .map(|s| (s.entry.id.clone(), s.entry.label.clone(), s.due))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// One pass at `now`: enqueues what is due, records what was missed or skipped.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Result<Tick, StoreError> {
+        let mut due_ids: Vec<String> = Vec::new();
+        while let Some(Reverse((due, generation, id))) = self.heap.peek() {
+            if *due > ms(now) {
+                break;
+            }
+            let fresh = self
+                .slots
+                .get(id)
+                .is_some_and(|s| s.generation == *generation);
+            if fresh {
+                due_ids.push(id.clone());
+            }
+            self.heap.pop();
+        }
+        let mut tick = Tick::default();
+        if due_ids.is_empty() {
+            return Ok(tick);
+        }
+        let result = self.pass(&due_ids, now, &mut tick);
+        if result.is_err() {
+            // The store did not take the pass: read every schedule's state again next time.
+            self.reset();
+        }
+        result.map(|()| tick)
+    }
+
+    fn pass(&mut self, due_ids: &[String], now: DateTime<Utc>, tick: &mut Tick) -> Result<(), StoreError> {
+        let store = self.engine.store.clone();
+        let mut batch = FireBatch::default();
+        let mut places: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for id in due_ids {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            let Some(slot) = self.slots.get(id) else {
+                continue;
+            };
+            let entry = &slot.entry;
+            let p = plan(&entry.schedule, id, slot.last, now, &entry.policy);
+            for (i, fire) in p.enqueue.iter().enumerate() {
+                // Later catch-up fires of one pass queue behind the first one.
+                let busy = entry.policy.overlap != Overlap::Allow
+                    && (i > 0 || store.schedule_busy(id)?);
+                let skip = busy && i == 0 && entry.policy.overlap == Overlap::Skip;
+                let queue = busy && !skip;
+                let mut new = NewFire {
+                    schedule: id.clone(),
+                    scheduled_for: ms(fire.scheduled_for),
+                    due_at: ms(fire.due_at),
+                    late: fire.late,
+                    status: FireStatus::Queued,
+                    run: None,
+                    detail: None,
+                };
+                if skip {
+                    new.status = FireStatus::Skipped;
+                    new.detail =
+                        Some("skipped: the previous fire was still running (overlap: skip)".into());
+                } else if let Target::Workflow(wf) = &entry.target {
+                    new.status = FireStatus::Run;
+                    let mut trigger = serde_json::json!({
+                        "type": "schedule",
+                        "schedule": id,
+                        "expr": entry.schedule.expr(),
+                        "scheduled_for": fire.scheduled_for.to_rfc3339(),
+                        "late": fire.late,
+                    });
+                    if queue {
+                        trigger["overlap"] = "queue".into();
+                    }
+                    let params = params::bind(wf, &[]).unwrap_or_default();
+                    let run = self.engine.run_record(
+                        &NewRun {
+                            workflow: wf,
+                            params,
+                            trigger,
+                            dry_run: false,
+                            claim: false,
+                        },
+                        ms(now),
+                    );
+                    new.run = Some(run);
+                } else if queue {
+                    new.detail = Some("queued behind the previous fire (overlap: queue)".into());
+                }
+                batch.fires.push(new);
+            }
+            let mut missed = 0u64;
+            for m in &p.missed {
+                missed += m.count;
+                tick.audit.push(Event::new(
+                    ACTOR,
+                    "schedule.missed",
+                    id,
+                    "missed",
+                    serde_json::json!({
+                        "name": entry.label,
+                        "reason": m.reason.as_str(),
+                        "count": m.count,
+                        "exact": m.exact,
+                        "first": m.first.to_rfc3339(),
+                        "last": m.last.to_rfc3339(),
+                    }),
+                ));
+            }
+            tick.missed += missed;
+            if let Some(last) = p.last_fire {
+                batch.advances.push(Advance {
+                    schedule: id.clone(),
+                    last_fire: ms(last),
+                    missed,
+                });
+            }
+            places.push((id.clone(), p.last_fire.unwrap_or(slot.last)));
+        }
+        let inserted = store.commit_fires(&batch, ms(now))?;
+        for (fire, new) in batch.fires.into_iter().zip(inserted) {
+            if !new {
+                continue;
+            }
+            let label = self
+                .slots
+                .get(&fire.schedule)
+                .map(|s| s.entry.label.clone())
+                .unwrap_or_default();
+            match (fire.status, fire.run) {
+                (FireStatus::Skipped, _) => {
+                    tick.skipped += 1;
+                    tick.audit.push(Event::new(
+                        ACTOR,
+                        "schedule.skipped",
+                        &fire.schedule,
+                        "skipped",
+                        serde_json::json!({
+                            "name": label,
+                            "scheduled_for": at(fire.scheduled_for).to_rfc3339(),
+                            "reason": "overlap",
+                        }),
+                    ));
+                }
+                (FireStatus::Run, Some(run)) => {
+                    tick.fired += 1;
+                    tick.dispatch.push(Dispatch::Run {
+                        schedule: fire.schedule,
+                        run_id: run.id,
+                    });
+                }
+                (_, _) => {
+                    tick.fired += 1;
+                    let Some(slot) = self.slots.get(&fire.schedule) else {
+                        continue;
+                    };
+                    let Target::Job { job_id } = &slot.entry.target else {
+                        continue;
+                    };
+                    tick.dispatch.push(Dispatch::Job {
+                        job_id: job_id.clone(),
+                        serialize: slot.entry.policy.overlap != Overlap::Allow,
+                        schedule: fire.schedule,
+                        scheduled_for: fire.scheduled_for,
+                    });
+                }
+            }
+        }
+        for (id, last) in places {
+            self.place(&id, last);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! One daemon per data directory: an exclusive `flock` on `<home>/serve.lock`, held for the
+//! daemon's whole life (the kernel releases it when the process dies, `kill -9` included), and
+//! the PID file `<home>/claw.pid` beside it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::fsutil::FileLock;
+
+pub const LOCK_FILE: &str = "serve.lock";
+pub const PID_FILE: &str = "claw.pid";
+
+/// How long a starting daemon retries the lock before it refuses (a `claw workflow run --detach`
+/// that checks for a daemon holds it for an instant).
+const START_TRIES: Duration = Duration::from_secs(2);
+
+/// The data directory is owned by another daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "another `claw serve`{} already owns the data directory {}: only one daemon may run its schedules and queue. \
+         Stop it first (`claw daemon status` shows it), or start this one with --wait to take over when it exits",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        home.display()
+    )]
+    Held { home: PathBuf, pid: Option<u32> },
+    #[error("cannot take the daemon lock {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The daemon's hold on its data directory; dropping it removes the PID file and releases it.
+#[derive(Debug)]
+pub struct Lease {
+    _lock: FileLock,
+    pid_file: PathBuf,
+}
+
+impl Lease {
+    /// Takes the lease; with `wait`, waits for the daemon holding it to exit (calling `waiting`
+    /// once), else refuses after a short retry.
+    pub fn acquire(home: &Path, wait: bool, waiting: &dyn Fn(Option<u32>)) -> Result<Lease, LeaseError> {
+        let path = home.join(LOCK_FILE);
+        let mut told = false;
+        let lock = loop {
+            match FileLock::acquire(&path, START_TRIES) {
+                Ok(lock) => break lock,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    if !wait {
+                        return Err(LeaseError::Held {
+                            home: home.to_owned(),
+                            pid: read_pid(home),
+                        });
+                    }
+                    if !told {
+                        waiting(read_pid(home));
+                        told = true;
+                    }
+                }
+                Err(source) => return Err(LeaseError::Io { path, source }),
+            }
+        };
+        let pid_file = home.join(PID_FILE);
+        let text = format!("{}\n", std::process::id());
+        crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(|source| {
+            LeaseError::Io {
+                path: pid_file.clone(),
+                source,
+            }
+        })?;
+        Ok(Lease {
+            _lock: lock,
+            pid_file,
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// The pid in the PID file, if any.
+pub fn read_pid(home: &Path) -> Option<u32> {
+    std::fs::read_to_string(home.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether a daemon holds the data directory now, and its pid if known. Probes the lock without
+/// waiting (a daemon that is starting retries past such a probe).
+pub fn holder(home: &Path) -> Option<Option<u32>> {
+    let path = home.join(LOCK_FILE);
+    if !path.exists() {
+        return None;
+    }
+    match FileLock::acquire(&path, Duration::ZERO) {
+        Ok(_released_at_once) => None,
+        Err(_) => Some(read_pid(home)),
+    }
+}

@@ -1,0 +1,604 @@
+//! `claw serve`: the daemon. One process per data directory ([`lease`]) owns the queue and runs
+//! the scheduler ([`cron`]), the file watchers, the HTTP listener (webhooks today, the dashboard
+//! later) and every run they start, plus runs queued by `claw workflow run --detach`.
+//!
+//! Everything runs on one thread (a current-thread runtime and a `LocalSet`: the engine's futures
+//! stay where they started; steps are processes). At start the daemon takes the lease, writes the
+//! PID file, marks job fires a dead daemon left running as interrupted, and resumes orphaned runs
+//! through its queue. On SIGTERM or SIGINT it stops taking work (scheduler, watchers, listener),
+//! lets running runs and jobs finish up to the grace period, then stops their steps and records
+//! them interrupted (the runs resume at the next start); a second signal skips the wait.
+
+pub mod cron;
+pub mod lease;
+pub mod systemd;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Dirs, Settings};
+use crate::engine::{Engine, EngineError, Silent, now_ms};
+use crate::launch::{Execution, Launcher};
+use crate::scheduler::runner::run_job;
+use crate::store::{RunRecord, RunStatus};
+
+pub use lease::{Lease, LeaseError};
+
+/// The default address of the HTTP listener.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8200";
+/// How long running work may take to finish after a stop signal.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Runs the daemon executes at once (more stay queued, in the store).
+pub const DEFAULT_MAX_RUNS: usize = 32;
+/// How often the queue and the schedule files are looked at without being told.
+const POLL: Duration = Duration::from_secs(1);
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The HTTP listener (`None`: none).
+    pub bind: Option<SocketAddr>,
+    pub grace: Duration,
+    /// Wait for another daemon to release the data directory instead of refusing.
+    pub wait: bool,
+    pub max_runs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.parse().ok(),
+            grace: DEFAULT_GRACE,
+            wait: false,
+            max_runs: DEFAULT_MAX_RUNS,
+        }
+    }
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("cannot listen on {addr}: {source} (is another program using it? choose another with --bind)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Io(String),
+}
+
+static LOG_FILE: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
+
+/// `<home>/logs/serve.log`, which `claw daemon logs` reads.
+pub fn log_path(home: &std::path::Path) -> std::path::PathBuf {
+    home.join("logs").join("serve.log")
+}
+
+/// The daemon's log: one line per event, with the time, on stderr (journald keeps it) and in
+/// [`log_path`]. Secret values the process has loaded are masked.
+pub fn log(line: &str) {
+    let masker = crate::redact::global();
+    let line = masker.redact(line);
+    let text = format!(
+        "{} claw serve: {line}\n",
+        Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+    eprint!("{text}");
+    if let Some(f) = LOG_FILE.get() {
+        use std::io::Write as _;
+        let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+fn open_log(home: &std::path::Path) {
+    let path = log_path(home);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => {
+            let _ = LOG_FILE.set(std::sync::Mutex::new(f));
+        }
+        Err(e) => eprintln!("claw serve: warning: cannot open {}: {e}", path.display()),
+    }
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// Runs the daemon until a stop signal (or `stop`, for tests and embedding).
+pub fn run(dirs: Dirs, settings: Settings, opts: &Options, stop: CancellationToken) -> Result<(), ServeError> {
+    dirs.ensure_home().map_err(|e| {
+        ServeError::Io(format!(
+            "cannot create the data directory {}: {e}",
+            dirs.home.display()
+        ))
+    })?;
+    let lease = Lease::acquire(&dirs.home, opts.wait, &|pid| {
+        log(&format!(
+            "waiting for the daemon{} that owns {} to exit",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            dirs.home.display()
+        ));
+    })?;
+    open_log(&dirs.home);
+    let shutdown = CancellationToken::new();
+    let engine = Arc::new(Engine::open(dirs, settings)?.with_shutdown(shutdown.clone()));
+    // Bound before anything starts, so that a busy port is a clear error, not a half-started daemon.
+    let listener = match opts.bind {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+            l.set_nonblocking(true)
+                .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
+            Some(l)
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Io(format!("cannot start the async runtime: {e}")))?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, daemon(engine, opts.clone(), listener, stop, shutdown));
+    drop(lease);
+    result
+}
+
+/// Shared by the daemon's tasks.
+struct Ctx {
+    engine: Arc<Engine>,
+    /// Cancelled on the first stop signal: take no new work.
+    intake: CancellationToken,
+    /// Cancelled when the grace period is over: interrupt what still runs.
+    shutdown: CancellationToken,
+    /// Wakes the queue loop (a run was created here).
+    poke: Notify,
+    runs: TaskTracker,
+    jobs: TaskTracker,
+    /// Runs this daemon drives now.
+    driving: RefCell<HashSet<String>>,
+    /// Per schedule: job fires of one schedule run one at a time (overlap skip and queue).
+    job_locks: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
+    max_runs: usize,
+}
+
+async fn daemon(
+    engine: Arc<Engine>,
+    opts: Options,
+    listener: Option<std::net::TcpListener>,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let ctx = Rc::new(Ctx {
+        engine: engine.clone(),
+        intake: CancellationToken::new(),
+        shutdown,
+        poke: Notify::new(),
+        runs: TaskTracker::new(),
+        jobs: TaskTracker::new(),
+        driving: RefCell::new(HashSet::new()),
+        job_locks: RefCell::new(HashMap::new()),
+        max_runs: opts.max_runs.max(1),
+    });
+    log(&format!(
+        "started (pid {}, data directory {}, config root {})",
+        std::process::id(),
+        engine.dirs.home.display(),
+        engine.dirs.root.display()
+    ));
+    engine.audit(
+        &crate::audit::Event::new(
+            cron::ACTOR,
+            "serve.started",
+            &engine.dirs.home.display().to_string(),
+            "ok",
+            serde_json::json!({"pid": std::process::id(), "bind": opts.bind.map(|a| a.to_string())}),
+        ),
+        &Silent,
+    );
+    spawn_signals(&ctx, stop);
+    recover_fires(&ctx);
+
+    let mut intake_tasks = Vec::new();
+    {
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move { queue_loop(c).await }));
+    }
+    {
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move { cron_loop(c).await }));
+    }
+    if let Some(t) = spawn_watchers(&ctx) {
+        intake_tasks.push(t);
+    }
+    if let Some(l) = listener {
+        let addr = l.local_addr().ok();
+        let router = http_router(&ctx);
+        let listener = tokio::net::TcpListener::from_std(l)
+            .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
+        if let Some(a) = addr {
+            log(&format!("listening on http://{a} (POST /hooks/<name>, GET /healthz)"));
+        }
+        let intake = ctx.intake.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { intake.cancelled().await })
+                .await
+            {
+                log(&format!("the HTTP listener stopped: {e}"));
+            }
+        }));
+    }
+
+    ctx.intake.cancelled().await;
+    for t in intake_tasks {
+        let _ = t.await;
+    }
+    ctx.runs.close();
+    ctx.jobs.close();
+    let busy = ctx.driving.borrow().len() + ctx.jobs.len();
+    if busy > 0 {
+        log(&format!(
+            "waiting up to {} for {busy} running run(s) and job(s) to finish",
+            crate::workflow::duration::format(opts.grace)
+        ));
+    }
+    let all_done = async {
+        ctx.runs.wait().await;
+        ctx.jobs.wait().await;
+    };
+    tokio::select! {
+        () = all_done => {}
+        () = tokio::time::sleep(opts.grace) => {
+            log("grace period over: stopping the steps still running and recording them interrupted");
+            ctx.shutdown.cancel();
+        }
+        () = ctx.shutdown.cancelled() => {
+            log("second stop signal: stopping the steps still running and recording them interrupted");
+        }
+    }
+    // Interrupted steps get their SIGTERM, then SIGKILL after the kill grace.
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        ctx.runs.wait().await;
+        ctx.jobs.wait().await;
+    })
+    .await;
+    engine.audit(
+        &crate::audit::Event::new(
+            cron::ACTOR,
+            "serve.stopped",
+            &engine.dirs.home.display().to_string(),
+            "ok",
+            serde_json::json!({"pid": std::process::id(), "interrupted": ctx.shutdown.is_cancelled()}),
+        ),
+        &Silent,
+    );
+    log("stopped");
+    Ok(())
+}
+
+fn spawn_signals(ctx: &Rc<Ctx>, stop: CancellationToken) {
+    let c = ctx.clone();
+    tokio::task::spawn_local(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            log("cannot listen for SIGINT/SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => log("SIGINT: stopping (no new work)"),
+            _ = term.recv() => log("SIGTERM: stopping (no new work)"),
+            () = stop.cancelled() => log("stopping (no new work)"),
+        }
+        c.intake.cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        c.shutdown.cancel();
+    });
+}
+
+/// Job fires a dead daemon left behind: `running` ones are recorded interrupted, `queued` ones
+/// (never started) run now.
+fn recover_fires(ctx: &Rc<Ctx>) {
+    match ctx.engine.store.recover_fires(now_ms()) {
+        Ok(found) => {
+            for f in &found.interrupted {
+                log(&format!(
+                    "{} fire of {} was running when claw stopped: recorded interrupted (not run again)",
+                    f.schedule,
+                    at(f.scheduled_for).to_rfc3339()
+                ));
+            }
+            for f in found.queued {
+                if let Some(job_id) = f.schedule.strip_prefix("job:") {
+                    spawn_job(ctx, f.schedule.clone(), f.scheduled_for, job_id.to_owned(), true);
+                }
+            }
+        }
+        Err(e) => log(&format!("cannot recover the fires of a previous daemon: {e}")),
+    }
+}
+
+/// Whether the daemon should drive `run` now.
+fn eligible(engine: &Engine, run: &RunRecord) -> bool {
+    if run.status == RunStatus::Queued && run.owner.is_none() {
+        // A sub-workflow's child is started by its parent's own `claw run resume` process.
+        return run.parent_run.is_none();
+    }
+    engine.is_orphaned(run)
+}
+
+/// Claims and drives queued and orphaned runs, up to `max_runs` at once.
+async fn queue_loop(ctx: Rc<Ctx>) {
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                () = ctx.poke.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        let runs = match ctx.engine.store.unfinished_runs(None) {
+            Ok(r) => r,
+            Err(e) => {
+                log(&format!("cannot read the queue: {e}"));
+                continue;
+            }
+        };
+        for run in &runs {
+            if ctx.driving.borrow().len() >= ctx.max_runs || ctx.intake.is_cancelled() {
+                break;
+            }
+            if ctx.driving.borrow().contains(&run.id) || !eligible(&ctx.engine, run) {
+                continue;
+            }
+            if queued_behind(run, &runs) {
+                continue;
+            }
+            if first || run.owner.is_some() {
+                log(&format!("resuming run {} ({}) left by a stopped process", run.id, run.workflow));
+            }
+            ctx.driving.borrow_mut().insert(run.id.clone());
+            let c = ctx.clone();
+            let id = run.id.clone();
+            ctx.runs.spawn_local(async move {
+                let never = CancellationToken::new();
+                match c.engine.drive(&id, &never, &Silent).await {
+                    Ok(r) if r.status.is_finished() => log(&format!("run {} ({}) {}", r.id, r.workflow, r.status)),
+                    Ok(r) => log(&format!("run {} ({}) left {}", r.id, r.workflow, r.status)),
+                    // Another process took it first.
+                    Err(EngineError::Busy { .. }) => {}
+                    Err(e) => log(&format!("run {id}: {e}")),
+                }
+                c.driving.borrow_mut().remove(&id);
+                c.poke.notify_one();
+            });
+        }
+        first = false;
+    }
+}
+
+/// A run of a schedule with `overlap: queue` waits while an earlier run of that schedule is
+/// unfinished.
+fn queued_behind(run: &RunRecord, all: &[RunRecord]) -> bool {
+    if run.trigger.get("overlap").and_then(|v| v.as_str()) != Some("queue") {
+        return false;
+    }
+    let Some(schedule) = run.trigger.get("schedule").and_then(|v| v.as_str()) else {
+        return false;
+    };
+    all.iter().any(|o| {
+        (o.created_at, &o.id) < (run.created_at, &run.id)
+            && o.trigger.get("schedule").and_then(|v| v.as_str()) == Some(schedule)
+    })
+}
+
+/// The scheduler: reloads the schedule files when they change, runs a pass whenever something is
+/// due, and sleeps until the next due time (at most [`POLL`]).
+async fn cron_loop(ctx: Rc<Ctx>) {
+    let dirs = ctx.engine.dirs.clone();
+    let mut sched = cron::Scheduler::new(ctx.engine.clone());
+    let mut loaded: Option<u64> = None;
+    let mut last_check = tokio::time::Instant::now() - POLL;
+    let mut reported: HashSet<String> = HashSet::new();
+    loop {
+        if last_check.elapsed() >= POLL || loaded.is_none() {
+            last_check = tokio::time::Instant::now();
+            let fp = cron::fingerprint(&dirs);
+            if loaded != Some(fp) {
+                let sources = cron::load_sources(&dirs);
+                let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
+                for p in &sources.problems {
+                    if !reported.contains(p) {
+                        log(&format!("warning: {p}"));
+                    }
+                }
+                reported = now_problems;
+                let before = sched.len();
+                match sched.set_entries(sources, Utc::now()) {
+                    Ok(()) => {
+                        loaded = Some(fp);
+                        if before != sched.len() || before == 0 {
+                            log(&format!("{} schedule(s) active", sched.len()));
+                        }
+                    }
+                    Err(e) => log(&format!("cannot load the schedules' state: {e}")),
+                }
+            }
+        }
+        match sched.tick(Utc::now()) {
+            Ok(tick) => {
+                if tick.missed > 0 || tick.skipped > 0 {
+                    log(&format!(
+                        "{} fire(s) missed and {} skipped (see `claw cron status` and the audit log)",
+                        tick.missed, tick.skipped
+                    ));
+                }
+                if !tick.audit.is_empty()
+                    && let Err(e) = ctx.engine.audit.record_batch(&tick.audit, true)
+                {
+                    log(&format!("warning: {e}"));
+                }
+                let mut runs = false;
+                for d in tick.dispatch {
+                    match d {
+                        cron::Dispatch::Job {
+                            schedule,
+                            scheduled_for,
+                            job_id,
+                            serialize,
+                        } => spawn_job(&ctx, schedule, scheduled_for, job_id, serialize),
+                        cron::Dispatch::Run { .. } => runs = true,
+                    }
+                }
+                if runs {
+                    ctx.poke.notify_one();
+                }
+            }
+            Err(e) => {
+                log(&format!("scheduler pass failed (retrying): {e}"));
+                loaded = None;
+            }
+        }
+        let now = Utc::now();
+        let wake = sched
+            .next_due()
+            .map_or(POLL, |d| (d - now).to_std().unwrap_or(Duration::ZERO))
+            .min(POLL);
+        tokio::select! {
+            () = ctx.intake.cancelled() => return,
+            () = tokio::time::sleep(wake) => {}
+        }
+    }
+}
+
+/// Runs one job fire (after the schedule's previous fire when `serialize`).
+fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String, serialize: bool) {
+    let c = ctx.clone();
+    ctx.jobs.spawn_local(async move {
+        let lock = serialize.then(|| {
+            c.job_locks
+                .borrow_mut()
+                .entry(schedule.clone())
+                .or_default()
+                .clone()
+        });
+        let _turn = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let store = c.engine.store.clone();
+        let set = |status: &str, detail: Option<&str>| {
+            if let Err(e) = store.set_fire_status(&schedule, scheduled_for, status, detail, now_ms()) {
+                log(&format!("cannot record the fire of {schedule}: {e}"));
+            }
+        };
+        if c.shutdown.is_cancelled() {
+            return;
+        }
+        set("running", None);
+        let result = run_job(&c.engine, &job_id, Some(at(scheduled_for)), &c.shutdown, &Silent).await;
+        match result {
+            _ if c.shutdown.is_cancelled() => {
+                set("interrupted", Some("interrupted: claw serve stopped while the job ran"));
+                log(&format!("job {job_id} interrupted by the shutdown"));
+            }
+            Ok(r) => {
+                let detail = r.output_file.display().to_string();
+                set(if r.ok() { "ok" } else { "error" }, Some(&detail));
+                log(&format!("job {} ({}) {}", &job_id[..job_id.len().min(8)], r.job_name, r.status));
+            }
+            Err(e) => {
+                set("error", Some(&e.to_string()));
+                log(&format!("job {job_id}: {e}"));
+            }
+        }
+    });
+}
+
+fn spawn_watchers(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
+    let dirs = ctx.engine.dirs.clone();
+    let set = match crate::watch::rules::load(&dirs) {
+        Ok(s) => s,
+        Err(e) => {
+            log(&format!("warning: the file watchers do not run:\n{}", e.render()));
+            return None;
+        }
+    };
+    let rules: Vec<crate::watch::Rule> = set.enabled().cloned().collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let launcher = Launcher::new(ctx.engine.clone(), Execution::Queue);
+    let dispatcher = Arc::new(crate::watch::Dispatcher::new(
+        dirs,
+        ctx.engine.settings.clone(),
+        Some(launcher),
+        ctx.intake.clone(),
+    ));
+    let c = ctx.clone();
+    let notify: Rc<dyn Fn(&crate::watch::Notice<'_>)> = Rc::new(move |n| watch_notice(&c, n));
+    let cancel = ctx.intake.clone();
+    Some(tokio::task::spawn_local(async move {
+        if let Err(e) = crate::watch::serve(rules, dispatcher, cancel, notify).await {
+            log(&format!("the file watchers stopped: {e}"));
+        }
+    }))
+}
+
+fn watch_notice(ctx: &Ctx, n: &crate::watch::Notice<'_>) {
+    use crate::watch::{Notice, Outcome, Report};
+    match n {
+        Notice::Watcher(Report::Watching { rule, dir }) => {
+            log(&format!("watcher [{rule}] watching {}", dir.display()));
+        }
+        Notice::Watcher(Report::Waiting { rule, dir, ancestor }) => log(&format!(
+            "watcher [{rule}] waiting for {} to appear (watching {})",
+            dir.display(),
+            ancestor.display()
+        )),
+        Notice::Watcher(Report::Problem(p)) => log(&format!("watcher warning: {p}")),
+        Notice::Watcher(Report::Event(_)) | Notice::RunFinished { .. } => {}
+        Notice::Action { event, outcome } => {
+            let what = match outcome {
+                Outcome::Done(s) => s.clone(),
+                Outcome::Failed(s) => format!("failed: {s}"),
+                Outcome::Started { run_id, .. } => {
+                    ctx.poke.notify_one();
+                    format!("started run {run_id}")
+                }
+            };
+            log(&format!("watcher [{}] {} {}: {what}", event.rule, event.kind, event.path.display()));
+        }
+    }
+}
+
+fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
+    let sink: crate::webhook::server::LogSink = Arc::new(|line: &str| log(line));
+    let state = Arc::new(crate::webhook::server::WebhookState::new(
+        ctx.engine.clone(),
+        Execution::Queue,
+        sink,
+    ));
+    crate::webhook::server::router(state).route("/healthz", axum::routing::get(|| async { "ok\n" }))
+}
