@@ -525,3 +525,7 @@ impl Scheduler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "cron_tests.rs"]
+mod tests;
