@@ -21,6 +21,7 @@ mod retry_timeout;
 mod secrets;
 mod seed_examples;
 mod seed_semantics;
+mod serve;
 mod skills;
 mod subworkflow;
 mod tracing;

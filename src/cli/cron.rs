@@ -276,7 +276,15 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     print!(
         "{}",
         output::table(
-            &["NAME", "SCHEDULE", "LAST FIRE", "NEXT FIRE", "FIRED", "MISSED", "SKIPPED"],
+            &[
+                "NAME",
+                "SCHEDULE",
+                "LAST FIRE",
+                "NEXT FIRE",
+                "FIRED",
+                "MISSED",
+                "SKIPPED"
+            ],
             &rows
         )
     );

@@ -129,14 +129,20 @@ fn install(ctx: &Ctx, bind: Option<SocketAddr>, grace: Duration, no_start: bool)
         .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
     println!("wrote {}", path.display());
     if no_start {
-        println!("start it with: systemctl --user daemon-reload && systemctl --user enable --now {}", systemd::UNIT);
+        println!(
+            "start it with: systemctl --user daemon-reload && systemctl --user enable --now {}",
+            systemd::UNIT
+        );
         return Ok(());
     }
     let started = systemd::systemctl(&["daemon-reload"])
         .and_then(|_| systemd::systemctl(&["enable", "--now", systemd::UNIT]));
     match started {
         Ok(_) => {
-            println!("enabled and started {} (logs: claw daemon logs)", systemd::UNIT);
+            println!(
+                "enabled and started {} (logs: claw daemon logs)",
+                systemd::UNIT
+            );
             Ok(())
         }
         Err(e) => Err(CliError::internal(format!(
@@ -148,7 +154,11 @@ fn install(ctx: &Ctx, bind: Option<SocketAddr>, grace: Duration, no_start: bool)
 fn uninstall() -> CliResult {
     let path = unit_path()?;
     if !path.exists() {
-        println!("{} is not installed ({} does not exist)", systemd::UNIT, path.display());
+        println!(
+            "{} is not installed ({} does not exist)",
+            systemd::UNIT,
+            path.display()
+        );
         return Ok(());
     }
     if let Err(e) = systemd::systemctl(&["disable", "--now", systemd::UNIT]) {
@@ -188,7 +198,10 @@ fn status(ctx: &Ctx, json: bool) -> CliResult {
         }
         match (&unit, &active) {
             (Some(p), Some(state)) => println!("unit {} ({}): {state}", systemd::UNIT, p.display()),
-            _ => println!("unit {}: not installed (claw daemon install)", systemd::UNIT),
+            _ => println!(
+                "unit {}: not installed (claw daemon install)",
+                systemd::UNIT
+            ),
         }
     }
     if holder.is_some() {
@@ -209,7 +222,12 @@ fn logs(ctx: &Ctx, n: usize, follow: bool) -> CliResult {
             println!("no daemon log yet ({} does not exist)", path.display());
             return Ok(());
         }
-        Err(e) => return Err(CliError::internal(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(CliError::internal(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
     };
     let mut reader = std::io::BufReader::new(file);
     let mut lines: std::collections::VecDeque<String> = std::collections::VecDeque::new();
@@ -239,7 +257,12 @@ fn logs(ctx: &Ctx, n: usize, follow: bool) -> CliResult {
                 let _ = reader.stream_position();
             }
             Ok(_) => print!("{l}"),
-            Err(e) => return Err(CliError::internal(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(CliError::internal(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
         }
     }
 }

@@ -274,7 +274,10 @@ impl Scheduler {
         let mut fresh: Vec<Entry> = Vec::new();
         for (id, e) in wanted {
             match self.slots.get_mut(&id) {
-                Some(slot) if slot.entry.policy == e.policy && same_target(&slot.entry.target, &e.target) => {
+                Some(slot)
+                    if slot.entry.policy == e.policy
+                        && same_target(&slot.entry.target, &e.target) =>
+                {
                     // Same schedule: the anchor of an `every` job may not have changed either.
                     slot.entry = e;
                 }
@@ -326,14 +329,19 @@ impl Scheduler {
             .next_after(last)
             .map(|f| f + chrono::TimeDelta::from_std(offset).unwrap_or_default());
         if let Some(due) = slot.due {
-            self.heap.push(Reverse((ms(due), generation, id.to_owned())));
+            self.heap
+                .push(Reverse((ms(due), generation, id.to_owned())));
         }
     }
 
     /// When the next schedule is due.
     pub fn next_due(&mut self) -> Option<DateTime<Utc>> {
         while let Some(Reverse((due, generation, id))) = self.heap.peek() {
-            if self.slots.get(id).is_some_and(|s| s.generation == *generation) {
+            if self
+                .slots
+                .get(id)
+                .is_some_and(|s| s.generation == *generation)
+            {
                 return Some(at(*due));
             }
             self.heap.pop();
@@ -380,7 +388,12 @@ impl Scheduler {
         result.map(|()| tick)
     }
 
-    fn pass(&mut self, due_ids: &[String], now: DateTime<Utc>, tick: &mut Tick) -> Result<(), StoreError> {
+    fn pass(
+        &mut self,
+        due_ids: &[String],
+        now: DateTime<Utc>,
+        tick: &mut Tick,
+    ) -> Result<(), StoreError> {
         let store = self.engine.store.clone();
         let mut batch = FireBatch::default();
         let mut places: Vec<(String, DateTime<Utc>)> = Vec::new();
@@ -396,8 +409,8 @@ impl Scheduler {
             let p = plan(&entry.schedule, id, slot.last, now, &entry.policy);
             for (i, fire) in p.enqueue.iter().enumerate() {
                 // Later catch-up fires of one pass queue behind the first one.
-                let busy = entry.policy.overlap != Overlap::Allow
-                    && (i > 0 || store.schedule_busy(id)?);
+                let busy =
+                    entry.policy.overlap != Overlap::Allow && (i > 0 || store.schedule_busy(id)?);
                 let skip = busy && i == 0 && entry.policy.overlap == Overlap::Skip;
                 let queue = busy && !skip;
                 let mut new = NewFire {

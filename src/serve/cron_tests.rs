@@ -83,18 +83,36 @@ fn a_restart_one_second_after_a_fire_instant_still_fires_it() {
     let s = Setup::new();
     s.job("0 * * * *", &[]);
     let mut a = s.scheduler(t("2026-03-01T00:00:00Z"));
-    assert!(a.tick(t("2026-03-01T00:59:59Z")).expect("tick").dispatch.is_empty());
+    assert!(
+        a.tick(t("2026-03-01T00:59:59Z"))
+            .expect("tick")
+            .dispatch
+            .is_empty()
+    );
     assert_eq!(a.next_due(), Some(t("2026-03-01T01:00:00Z")));
     drop(a); // claw goes down one second before the fire
 
     let mut b = s.scheduler(t("2026-03-01T01:00:01Z"));
     let tick = b.tick(t("2026-03-01T01:00:01Z")).expect("tick");
-    assert_eq!(job_fires(&tick), vec![t("2026-03-01T01:00:00Z").timestamp_millis()]);
+    assert_eq!(
+        job_fires(&tick),
+        vec![t("2026-03-01T01:00:00Z").timestamp_millis()]
+    );
     assert_eq!(tick.missed, 0);
     // And not again, by this scheduler or a third one.
-    assert!(b.tick(t("2026-03-01T01:00:02Z")).expect("tick").dispatch.is_empty());
+    assert!(
+        b.tick(t("2026-03-01T01:00:02Z"))
+            .expect("tick")
+            .dispatch
+            .is_empty()
+    );
     let mut c = s.scheduler(t("2026-03-01T01:00:03Z"));
-    assert!(c.tick(t("2026-03-01T01:00:03Z")).expect("tick").dispatch.is_empty());
+    assert!(
+        c.tick(t("2026-03-01T01:00:03Z"))
+            .expect("tick")
+            .dispatch
+            .is_empty()
+    );
     assert_eq!(c.next_due(), Some(t("2026-03-01T02:00:00Z")));
 }
 
@@ -105,11 +123,20 @@ fn three_hours_down(catch_up: &str) -> (Tick, crate::store::ScheduleState, Vec<S
     let job = s.job("0 * * * *", &[("catch_up", catch_up.into())]);
     let mut a = s.scheduler(t("2026-03-01T00:00:00Z"));
     let first = a.tick(t("2026-03-01T01:00:00.200Z")).expect("tick");
-    assert_eq!(job_fires(&first), vec![t("2026-03-01T01:00:00Z").timestamp_millis()]);
+    assert_eq!(
+        job_fires(&first),
+        vec![t("2026-03-01T01:00:00Z").timestamp_millis()]
+    );
     // That job ran and finished.
     s.engine()
         .store
-        .set_fire_status(&job_schedule_id(&job.id), job_fires(&first)[0], "ok", None, 0)
+        .set_fire_status(
+            &job_schedule_id(&job.id),
+            job_fires(&first)[0],
+            "ok",
+            None,
+            0,
+        )
         .expect("ok");
     drop(a);
     let mut b = s.scheduler(t("2026-03-01T04:30:00Z"));
@@ -130,10 +157,16 @@ fn three_hours_down(catch_up: &str) -> (Tick, crate::store::ScheduleState, Vec<S
 #[test]
 fn three_hours_down_with_catch_up_last_runs_the_newest_fire_and_records_two_missed() {
     let (tick, state, fires) = three_hours_down("last");
-    assert_eq!(job_fires(&tick), vec![t("2026-03-01T04:00:00Z").timestamp_millis()]);
+    assert_eq!(
+        job_fires(&tick),
+        vec![t("2026-03-01T04:00:00Z").timestamp_millis()]
+    );
     assert_eq!(tick.missed, 2);
     assert_eq!((state.fired, state.missed), (2, 2));
-    assert_eq!(state.last_fire, Some(t("2026-03-01T04:00:00Z").timestamp_millis()));
+    assert_eq!(
+        state.last_fire,
+        Some(t("2026-03-01T04:00:00Z").timestamp_millis())
+    );
     assert_eq!(fires.len(), 2, "{fires:?}");
     let audit = &tick.audit[0];
     assert_eq!(audit.action, "schedule.missed");
@@ -153,7 +186,13 @@ fn three_hours_down_with_catch_up_all_runs_each_missed_fire_once() {
     assert_eq!(job_fires(&tick), hours);
     assert_eq!((state.fired, state.missed), (4, 0));
     // Catch-up fires of one pass run one after another.
-    assert!(tick.dispatch.iter().all(|d| matches!(d, Dispatch::Job { serialize: true, .. })));
+    assert!(tick.dispatch.iter().all(|d| matches!(
+        d,
+        Dispatch::Job {
+            serialize: true,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -200,7 +239,12 @@ fn overlap(policy: &str) -> (Tick, Vec<String>) {
     s.job("* * * * *", &[("overlap", policy.into())]);
     let mut a = s.scheduler(t("2026-03-01T00:00:00Z"));
     let first = a.tick(t("2026-03-01T00:01:00.100Z")).expect("tick");
-    let Some(Dispatch::Job { schedule, scheduled_for, .. }) = first.dispatch.first().cloned() else {
+    let Some(Dispatch::Job {
+        schedule,
+        scheduled_for,
+        ..
+    }) = first.dispatch.first().cloned()
+    else {
         panic!("no first fire: {first:?}");
     };
     // The first fire's job runs longer than the period.
@@ -232,10 +276,22 @@ fn overlap_skip_records_the_fire_skipped_while_the_previous_one_runs() {
 #[test]
 fn overlap_queue_and_allow_start_the_fire_behind_or_beside_the_running_one() {
     let (tick, fires) = overlap("queue");
-    assert!(matches!(tick.dispatch[..], [Dispatch::Job { serialize: true, .. }]));
+    assert!(matches!(
+        tick.dispatch[..],
+        [Dispatch::Job {
+            serialize: true,
+            ..
+        }]
+    ));
     assert_eq!(fires, ["queued", "running"]);
     let (tick, fires) = overlap("allow");
-    assert!(matches!(tick.dispatch[..], [Dispatch::Job { serialize: false, .. }]));
+    assert!(matches!(
+        tick.dispatch[..],
+        [Dispatch::Job {
+            serialize: false,
+            ..
+        }]
+    ));
     assert_eq!(fires, ["queued", "running"]);
 }
 
@@ -296,7 +352,10 @@ fn two_schedulers_racing_on_one_database_enqueue_each_fire_once() {
             })
         })
         .collect();
-    let got: Vec<(usize, usize)> = threads.into_iter().map(|h| h.join().expect("thread")).collect();
+    let got: Vec<(usize, usize)> = threads
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     let minutes = usize::try_from(minutes).expect("count");
     // Between them, each fire was dispatched exactly once.
     assert_eq!(got[0].0 + got[1].0, minutes, "{got:?}");

@@ -41,7 +41,11 @@ pub struct Lease {
 impl Lease {
     /// Takes the lease; with `wait`, waits for the daemon holding it to exit (calling `waiting`
     /// once), else refuses after a short retry.
-    pub fn acquire(home: &Path, wait: bool, waiting: &dyn Fn(Option<u32>)) -> Result<Lease, LeaseError> {
+    pub fn acquire(
+        home: &Path,
+        wait: bool,
+        waiting: &dyn Fn(Option<u32>),
+    ) -> Result<Lease, LeaseError> {
         let path = home.join(LOCK_FILE);
         let mut told = false;
         let lock = loop {
@@ -64,12 +68,12 @@ impl Lease {
         };
         let pid_file = home.join(PID_FILE);
         let text = format!("{}\n", std::process::id());
-        crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(|source| {
-            LeaseError::Io {
+        crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(
+            |source| LeaseError::Io {
                 path: pid_file.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(Lease {
             _lock: lock,
             pid_file,

@@ -69,7 +69,9 @@ impl Default for Options {
 pub enum ServeError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("cannot listen on {addr}: {source} (is another program using it? choose another with --bind)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another program using it? choose another with --bind)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -109,7 +111,11 @@ fn open_log(home: &std::path::Path) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         Ok(f) => {
             let _ = LOG_FILE.set(std::sync::Mutex::new(f));
         }
@@ -124,7 +130,12 @@ fn at(ms: i64) -> DateTime<Utc> {
 }
 
 /// Runs the daemon until a stop signal (or `stop`, for tests and embedding).
-pub fn run(dirs: Dirs, settings: Settings, opts: &Options, stop: CancellationToken) -> Result<(), ServeError> {
+pub fn run(
+    dirs: Dirs,
+    settings: Settings,
+    opts: &Options,
+    stop: CancellationToken,
+) -> Result<(), ServeError> {
     dirs.ensure_home().map_err(|e| {
         ServeError::Io(format!(
             "cannot create the data directory {}: {e}",
@@ -144,7 +155,8 @@ pub fn run(dirs: Dirs, settings: Settings, opts: &Options, stop: CancellationTok
     // Bound before anything starts, so that a busy port is a clear error, not a half-started daemon.
     let listener = match opts.bind {
         Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|source| ServeError::Bind { addr, source })?;
             l.set_nonblocking(true)
                 .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
             Some(l)
@@ -234,7 +246,9 @@ async fn daemon(
         let listener = tokio::net::TcpListener::from_std(l)
             .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
         if let Some(a) = addr {
-            log(&format!("listening on http://{a} (POST /hooks/<name>, GET /healthz)"));
+            log(&format!(
+                "listening on http://{a} (POST /hooks/<name>, GET /healthz)"
+            ));
         }
         let intake = ctx.intake.clone();
         intake_tasks.push(tokio::task::spawn_local(async move {
@@ -330,11 +344,19 @@ fn recover_fires(ctx: &Rc<Ctx>) {
             }
             for f in found.queued {
                 if let Some(job_id) = f.schedule.strip_prefix("job:") {
-                    spawn_job(ctx, f.schedule.clone(), f.scheduled_for, job_id.to_owned(), true);
+                    spawn_job(
+                        ctx,
+                        f.schedule.clone(),
+                        f.scheduled_for,
+                        job_id.to_owned(),
+                        true,
+                    );
                 }
             }
         }
-        Err(e) => log(&format!("cannot recover the fires of a previous daemon: {e}")),
+        Err(e) => log(&format!(
+            "cannot recover the fires of a previous daemon: {e}"
+        )),
     }
 }
 
@@ -376,7 +398,10 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 continue;
             }
             if first || run.owner.is_some() {
-                log(&format!("resuming run {} ({}) left by a stopped process", run.id, run.workflow));
+                log(&format!(
+                    "resuming run {} ({}) left by a stopped process",
+                    run.id, run.workflow
+                ));
             }
             ctx.driving.borrow_mut().insert(run.id.clone());
             let c = ctx.clone();
@@ -384,7 +409,9 @@ async fn queue_loop(ctx: Rc<Ctx>) {
             ctx.runs.spawn_local(async move {
                 let never = CancellationToken::new();
                 match c.engine.drive(&id, &never, &Silent).await {
-                    Ok(r) if r.status.is_finished() => log(&format!("run {} ({}) {}", r.id, r.workflow, r.status)),
+                    Ok(r) if r.status.is_finished() => {
+                        log(&format!("run {} ({}) {}", r.id, r.workflow, r.status))
+                    }
                     Ok(r) => log(&format!("run {} ({}) left {}", r.id, r.workflow, r.status)),
                     // Another process took it first.
                     Err(EngineError::Busy { .. }) => {}
@@ -509,7 +536,9 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
         };
         let store = c.engine.store.clone();
         let set = |status: &str, detail: Option<&str>| {
-            if let Err(e) = store.set_fire_status(&schedule, scheduled_for, status, detail, now_ms()) {
+            if let Err(e) =
+                store.set_fire_status(&schedule, scheduled_for, status, detail, now_ms())
+            {
                 log(&format!("cannot record the fire of {schedule}: {e}"));
             }
         };
@@ -517,16 +546,31 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
             return;
         }
         set("running", None);
-        let result = run_job(&c.engine, &job_id, Some(at(scheduled_for)), &c.shutdown, &Silent).await;
+        let result = run_job(
+            &c.engine,
+            &job_id,
+            Some(at(scheduled_for)),
+            &c.shutdown,
+            &Silent,
+        )
+        .await;
         match result {
             _ if c.shutdown.is_cancelled() => {
-                set("interrupted", Some("interrupted: claw serve stopped while the job ran"));
+                set(
+                    "interrupted",
+                    Some("interrupted: claw serve stopped while the job ran"),
+                );
                 log(&format!("job {job_id} interrupted by the shutdown"));
             }
             Ok(r) => {
                 let detail = r.output_file.display().to_string();
                 set(if r.ok() { "ok" } else { "error" }, Some(&detail));
-                log(&format!("job {} ({}) {}", &job_id[..job_id.len().min(8)], r.job_name, r.status));
+                log(&format!(
+                    "job {} ({}) {}",
+                    &job_id[..job_id.len().min(8)],
+                    r.job_name,
+                    r.status
+                ));
             }
             Err(e) => {
                 set("error", Some(&e.to_string()));
@@ -541,7 +585,10 @@ fn spawn_watchers(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
     let set = match crate::watch::rules::load(&dirs) {
         Ok(s) => s,
         Err(e) => {
-            log(&format!("warning: the file watchers do not run:\n{}", e.render()));
+            log(&format!(
+                "warning: the file watchers do not run:\n{}",
+                e.render()
+            ));
             return None;
         }
     };
@@ -572,7 +619,11 @@ fn watch_notice(ctx: &Ctx, n: &crate::watch::Notice<'_>) {
         Notice::Watcher(Report::Watching { rule, dir }) => {
             log(&format!("watcher [{rule}] watching {}", dir.display()));
         }
-        Notice::Watcher(Report::Waiting { rule, dir, ancestor }) => log(&format!(
+        Notice::Watcher(Report::Waiting {
+            rule,
+            dir,
+            ancestor,
+        }) => log(&format!(
             "watcher [{rule}] waiting for {} to appear (watching {})",
             dir.display(),
             ancestor.display()
@@ -588,7 +639,12 @@ fn watch_notice(ctx: &Ctx, n: &crate::watch::Notice<'_>) {
                     format!("started run {run_id}")
                 }
             };
-            log(&format!("watcher [{}] {} {}: {what}", event.rule, event.kind, event.path.display()));
+            log(&format!(
+                "watcher [{}] {} {}: {what}",
+                event.rule,
+                event.kind,
+                event.path.display()
+            ));
         }
     }
 }

@@ -13,13 +13,22 @@ pub fn unit_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(x).join("systemd").join("user"));
     }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|h| PathBuf::from(h).join(".config").join("systemd").join("user"))
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| {
+        PathBuf::from(h)
+            .join(".config")
+            .join("systemd")
+            .join("user")
+    })
 }
 
 /// The unit file's text.
-pub fn unit_text(exe: &Path, home: &Path, root: &Path, bind: Option<&str>, grace: Duration) -> String {
+pub fn unit_text(
+    exe: &Path,
+    home: &Path,
+    root: &Path,
+    bind: Option<&str>,
+    grace: Duration,
+) -> String {
     let q = |p: &Path| systemd_quote(&p.display().to_string());
     let bind = match bind {
         Some(b) => format!(" --bind {}", systemd_quote(b)),
@@ -54,8 +63,7 @@ pub fn unit_text(exe: &Path, home: &Path, root: &Path, bind: Option<&str>, grace
 /// Quotes a word for an `ExecStart=` line when it needs it.
 fn systemd_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
     {
         return s.to_owned();

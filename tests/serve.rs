@@ -1,0 +1,520 @@
+//! `claw serve`: one daemon per data directory, its PID file, clean shutdown, the queue
+//! (`--detach` runs, orphans), schedules that survive `kill -9`, overlap, webhooks.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::common::*;
+
+/// A `claw serve` process with its log in a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &Env, args: &[&str]) -> Daemon {
+        let n = std::fs::read_dir(env.dir.path()).map_or(0, Iterator::count);
+        let log = env.path(&format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).expect("log");
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        if !args.iter().any(|a| a.starts_with("--bind")) {
+            all.push("--no-http");
+        }
+        let child = env
+            .command(&all)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn claw serve");
+        let d = Daemon { child, log };
+        let pid = d.child.id().to_string();
+        let pid_file = env.home.join("claw.pid");
+        let up = wait_for(Duration::from_secs(60), || {
+            (read(&pid_file).trim() == pid && read(&d.log).contains("schedule(s) active"))
+                .then_some(())
+        });
+        assert!(up.is_some(), "the daemon did not start:\n{}", read(&d.log));
+        d
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        kill(Pid::from_raw(pid), sig).expect("signal");
+    }
+
+    /// Waits for the process to exit; its status code.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status.code(), read(&self.log));
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the daemon did not exit in {limit:?}:\n{}", read(&self.log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_status(env: &Env, run: &str) -> String {
+    env.show(run)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn one_daemon_per_data_directory_with_a_pid_file_and_a_clean_stop() {
+    let env = Env::new();
+    let first = Daemon::start(&env, &[]);
+    let pid = first.child.id();
+    env.claw(&["daemon", "status"]).expect_code(0);
+    let status = env.claw(&["daemon", "status", "--json"]).json();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["pid"], pid);
+
+    let second = env.claw(&["serve", "--no-http"]);
+    second.expect_code(3);
+    assert!(
+        second.stderr.contains(&format!(
+            "another `claw serve` (pid {pid}) already owns the data directory"
+        )),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stderr.contains("--wait"), "{}", second.stderr);
+
+    // A waiting second daemon takes over once the first exits.
+    let mut waiter = env
+        .command(&["serve", "--no-http", "--wait"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        waiter.try_wait().expect("wait").is_none(),
+        "--wait must wait"
+    );
+
+    first.signal(Signal::SIGTERM);
+    let (code, log) = first.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("SIGTERM: stopping"), "{log}");
+    let took_over = wait_for(Duration::from_secs(30), || {
+        (read(&env.home.join("claw.pid")).trim() == waiter.id().to_string()).then_some(())
+    });
+    assert!(took_over.is_some(), "the waiting daemon did not take over");
+    kill(
+        Pid::from_raw(i32::try_from(waiter.id()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("sigint");
+    let status = waiter.wait().expect("wait");
+    assert!(status.success());
+    assert!(
+        !env.home.join("claw.pid").exists(),
+        "the PID file is removed on a clean stop"
+    );
+    env.claw(&["daemon", "status"]).expect_code(1);
+    let logs = env.claw(&["daemon", "logs", "-n", "100"]);
+    assert!(
+        logs.stdout.contains("claw serve: started"),
+        "{}",
+        logs.stdout
+    );
+    let audit = env.claw(&["audit", "search", "serve.stopped"]);
+    assert!(audit.stdout.contains("serve.stopped"), "{}", audit.stdout);
+}
+
+#[test]
+fn detached_runs_and_orphans_are_run_by_the_daemon() {
+    let env = Env::new();
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).expect("mkdir");
+    env.workflow(
+        "slow",
+        &format!(
+            "name: slow\nsteps:\n  - name: a\n    idempotent: true\n    command: sleep 1.5; echo a >> {m}/slow\n",
+            m = marks.display()
+        ),
+    );
+    env.workflow(
+        "quick",
+        &format!(
+            "name: quick\nsteps:\n  - name: a\n    command: echo q >> {m}/quick\n",
+            m = marks.display()
+        ),
+    );
+    // A foreground run killed mid-step: an orphan.
+    let mut fg = env.spawn(&["workflow", "run", "slow"]);
+    let run = wait_for(Duration::from_secs(30), || {
+        env.last_run()
+            .filter(|r| env.step_statuses(r).iter().any(|(_, s)| s == "running"))
+    })
+    .expect("the run starts");
+    fg.kill().expect("kill -9");
+    let _ = fg.wait();
+    assert_eq!(run_status(&env, &run), "running");
+
+    let daemon = Daemon::start(&env, &[]);
+    let done = wait_for(Duration::from_secs(60), || {
+        (run_status(&env, &run) == "succeeded").then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "the orphan was not resumed:\n{}",
+        read(&daemon.log)
+    );
+    assert!(read(&daemon.log).contains(&format!("resuming run {run}")));
+
+    // With a daemon up, --detach leaves the run to it (no `claw run resume` process).
+    let detached = env.claw(&["workflow", "run", "quick", "--detach"]);
+    detached.expect_code(0);
+    let id = detached.stdout.trim().to_owned();
+    let done = wait_for(Duration::from_secs(30), || {
+        (run_status(&env, &id) == "succeeded").then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "the detached run did not run:\n{}",
+        read(&daemon.log)
+    );
+    assert_eq!(read(&marks.join("quick")).lines().count(), 1);
+    let shown = env.show(&id);
+    assert!(
+        !env.home
+            .join("logs/runs")
+            .join(&id)
+            .join("claw.log")
+            .exists(),
+        "{shown}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait(Duration::from_secs(30)).0, Some(0));
+}
+
+#[test]
+fn sigterm_lets_running_steps_finish_within_the_grace_period() {
+    let env = Env::new();
+    env.workflow(
+        "short",
+        "name: short\nsteps:\n  - name: a\n    command: sleep 2; echo done\n",
+    );
+    let daemon = Daemon::start(&env, &["--grace", "60s"]);
+    let id = env
+        .claw(&["workflow", "run", "short", "--detach"])
+        .stdout
+        .trim()
+        .to_owned();
+    wait_for(Duration::from_secs(30), || {
+        env.step_statuses(&id)
+            .iter()
+            .any(|(_, s)| s == "running")
+            .then_some(())
+    })
+    .expect("the step runs");
+    daemon.signal(Signal::SIGTERM);
+    let (code, log) = daemon.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("waiting up to 1m"), "{log}");
+    assert_eq!(run_status(&env, &id), "succeeded");
+}
+
+#[test]
+fn after_the_grace_period_running_steps_are_recorded_interrupted_and_resume_later() {
+    let env = Env::new();
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).expect("mkdir");
+    env.workflow(
+        "long",
+        &format!(
+            "name: long\nmax_parallel: 2\nsteps:\n  - name: again\n    idempotent: true\n    command: echo x >> {m}/again; sleep 60\n  - name: once\n    needs: []\n    command: echo x >> {m}/once; sleep 60\n",
+            m = marks.display()
+        ),
+    );
+    let daemon = Daemon::start(&env, &["--grace", "1s"]);
+    let id = env
+        .claw(&["workflow", "run", "long", "--detach"])
+        .stdout
+        .trim()
+        .to_owned();
+    wait_for(Duration::from_secs(30), || {
+        (read(&marks.join("again")).len() > 0 && read(&marks.join("once")).len() > 0).then_some(())
+    })
+    .expect("both steps run");
+    let began = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let (code, log) = daemon.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the 60 s steps were not stopped"
+    );
+    assert!(log.contains("grace period over"), "{log}");
+    let steps: std::collections::HashMap<String, String> =
+        env.step_statuses(&id).into_iter().collect();
+    assert_eq!(
+        steps["again"], "pending",
+        "an idempotent step runs again on resume"
+    );
+    assert_eq!(
+        steps["once"], "interrupted",
+        "a non-idempotent step waits for a person"
+    );
+    assert_eq!(run_status(&env, &id), "waiting");
+    let shown = env.show(&id);
+    let msg = step(&shown, "once")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(msg.contains("claw serve stopped"), "{msg}");
+}
+
+/// `kill -9` of the daemon, again and again, while a per-second schedule runs: every fire
+/// instant of the window has exactly one run, and each ran (or the schedule says it was missed).
+#[test]
+fn kill_9_of_the_daemon_neither_loses_nor_doubles_a_fire() {
+    let env = Env::new();
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).expect("mkdir");
+    env.workflow(
+        "tick",
+        &format!(
+            "name: tick\nschedule: \"* * * * * *\"\ntz: UTC\ncatch_up: all\nmax_catch_up: 1000\noverlap: allow\nsteps:\n  - name: mark\n    idempotent: true\n    command: touch {m}/${{{{ trigger.scheduled_for }}}}\n",
+            m = marks.display()
+        ),
+    );
+    let cycles: u64 = std::env::var("CLAW_SERVE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    eprintln!("seed {seed:#x}");
+    for _ in 0..cycles {
+        let d = Daemon::start(&env, &[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(700 + seed % 1800));
+        d.kill9();
+        std::thread::sleep(Duration::from_millis(seed % 1500));
+    }
+    // A last daemon catches up and finishes what was left, then stops cleanly.
+    let d = Daemon::start(&env, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    d.signal(Signal::SIGTERM);
+    let (code, log) = d.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{log}");
+
+    let runs = env
+        .claw(&["run", "list", "--json", "--limit", "100000"])
+        .json();
+    let runs = runs.as_array().expect("runs");
+    let mut by_fire: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for r in runs {
+        let shown = env.show(r["id"].as_str().expect("id"));
+        let fire = shown["trigger"]["scheduled_for"]
+            .as_str()
+            .expect("a scheduled run")
+            .to_owned();
+        by_fire
+            .entry(fire)
+            .or_default()
+            .push(shown["status"].as_str().unwrap_or_default().to_owned());
+    }
+    let doubled: Vec<_> = by_fire.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(doubled.is_empty(), "fires enqueued twice: {doubled:?}");
+    let status = env.claw(&["cron", "status", "--json"]).json();
+    let sched = &status["schedules"][0];
+    let missed = sched["missed"].as_u64().expect("missed");
+    let fired = sched["fired"].as_u64().expect("fired");
+    assert_eq!(
+        fired,
+        u64::try_from(by_fire.len()).expect("count"),
+        "{status}"
+    );
+    // Every second from the first fire to the last one is a run or a recorded miss.
+    let first = by_fire.keys().next().expect("fires").clone();
+    let last = by_fire.keys().next_back().expect("fires").clone();
+    let span = chrono::DateTime::parse_from_rfc3339(&last).expect("t")
+        - chrono::DateTime::parse_from_rfc3339(&first).expect("t");
+    let seconds = u64::try_from(span.num_seconds()).expect("span") + 1;
+    assert_eq!(seconds, fired + missed, "a gap in the fires: {by_fire:?}");
+    assert_eq!(missed, 0, "catch_up: all inside the window misses nothing");
+    // Each fire ran: its run succeeded (resumed after a kill if need be) and left its mark.
+    let unfinished: Vec<_> = by_fire
+        .iter()
+        .filter(|(_, v)| v[0] != "succeeded")
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "runs not finished: {unfinished:?}\n{log}"
+    );
+    for fire in by_fire.keys() {
+        assert!(marks.join(fire).exists(), "fire {fire} left no mark");
+    }
+}
+
+#[test]
+fn overlap_skip_and_queue_with_a_run_longer_than_its_period() {
+    for policy in ["skip", "queue"] {
+        let env = Env::new();
+        let marks = env.path("marks");
+        std::fs::create_dir_all(&marks).expect("mkdir");
+        env.workflow(
+            "slow",
+            &format!(
+                "name: slow\nschedule: \"* * * * * *\"\ntz: UTC\novershoot: 1\noverlap: {policy}\nsteps:\n  - name: a\n    command: echo \"start $(date +%s%N)\" >> {m}/log; sleep 2.2; echo \"end $(date +%s%N)\" >> {m}/log\n",
+                m = marks.display()
+            )
+            .replace("overshoot: 1\n", ""),
+        );
+        let d = Daemon::start(&env, &[]);
+        std::thread::sleep(Duration::from_secs(7));
+        d.kill9();
+        // Runs of the schedule never overlapped: starts and ends alternate.
+        let log = read(&marks.join("log"));
+        let kinds: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
+        assert!(kinds.len() >= 2, "{policy}: {log}");
+        for pair in kinds.chunks(2) {
+            assert_eq!(pair[0], "start", "{policy}: overlapping runs:\n{log}");
+            if pair.len() == 2 {
+                assert_eq!(pair[1], "end", "{policy}: overlapping runs:\n{log}");
+            }
+        }
+        let status = env.claw(&["cron", "status", "--json"]).json();
+        let s = &status["schedules"][0];
+        if policy == "skip" {
+            assert!(s["skipped"].as_u64().expect("skipped") >= 2, "{status}");
+            let audit = env.claw(&["audit", "search", "schedule.skipped"]);
+            assert!(
+                audit.stdout.contains("schedule.skipped"),
+                "{}",
+                audit.stdout
+            );
+        } else {
+            assert_eq!(s["skipped"], 0, "{status}");
+            // Every fire has a run; those behind the running one wait in the queue.
+            let runs = env
+                .claw(&["run", "list", "--json", "--limit", "1000"])
+                .json();
+            assert_eq!(
+                runs.as_array().map(Vec::len),
+                s["fired"].as_u64().and_then(|n| usize::try_from(n).ok()),
+                "{status}"
+            );
+            let queued = runs
+                .as_array()
+                .expect("runs")
+                .iter()
+                .filter(|r| r["status"] == "queued")
+                .count();
+            assert!(queued >= 2, "{runs}");
+        }
+    }
+}
+
+#[test]
+fn a_webhook_through_the_daemon_starts_a_run_that_the_daemon_executes() {
+    let env = Env::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    env.workflow(
+        "hooked",
+        "name: hooked\ntriggers:\n  - webhook:\n      name: deploy\n      verify: bearer\n      secret: s3cret-token-value\nsteps:\n  - name: a\n    command: echo \"${{ trigger.body.ref }}\"\n",
+    );
+    let bind = format!("--bind=127.0.0.1:{port}");
+    let d = Daemon::start(&env, &[&bind]);
+    let body = r#"{"ref":"main"}"#;
+    let send = |auth: &str| -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let refused = send("Authorization: Bearer wrong\r\n");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let accepted = send("Authorization: Bearer s3cret-token-value\r\n");
+    assert!(accepted.starts_with("HTTP/1.1 202"), "{accepted}");
+    let id = accepted
+        .split("\"run_id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("run id")
+        .to_owned();
+    let done = wait_for(Duration::from_secs(30), || {
+        (run_status(&env, &id) == "succeeded").then_some(())
+    });
+    assert!(done.is_some(), "{}", read(&d.log));
+    let shown = env.show(&id);
+    assert!(
+        step(&shown, "a")["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("main"),
+        "{shown}"
+    );
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}
+
+#[test]
+fn daemon_install_writes_a_user_unit_for_this_data_directory() {
+    let env = Env::new();
+    let xdg = env.path("xdg");
+    let out = env
+        .command(&["daemon", "install", "--no-start", "--grace", "45s"])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = read(&xdg.join("systemd/user/claw.service"));
+    assert!(unit.contains("ExecStart="), "{unit}");
+    assert!(
+        unit.contains(&format!("--home {}", env.home.display())),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("serve --bind 127.0.0.1:8200 --grace 45s"),
+        "{unit}"
+    );
+    assert!(unit.contains("Restart=on-failure"), "{unit}");
+    assert!(unit.contains("TimeoutStopSec=75"), "{unit}");
+    let out = env
+        .command(&["daemon", "uninstall"])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(!xdg.join("systemd/user/claw.service").exists());
+}
