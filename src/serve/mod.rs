@@ -410,7 +410,7 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 let never = CancellationToken::new();
                 match c.engine.drive(&id, &never, &Silent).await {
                     Ok(r) if r.status.is_finished() => {
-                        log(&format!("run {} ({}) {}", r.id, r.workflow, r.status))
+                        log(&format!("run {} ({}) {}", r.id, r.workflow, r.status));
                     }
                     Ok(r) => log(&format!("run {} ({}) left {}", r.id, r.workflow, r.status)),
                     // Another process took it first.
