@@ -30,10 +30,114 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's scheduler: N schedules with fires spread over a period, run for some
+    /// periods; the lateness of each fire (p50/p99) against a bare timer loop waking at the same
+    /// instants; then `claw serve` at rest on N schedules and on none (resident memory, CPU).
+    Cron {
+        #[arg(long, default_value_t = 10_000)]
+        schedules: usize,
+        /// Each schedule is `every <period>` (whole seconds).
+        #[arg(long, default_value = "10s")]
+        period: String,
+        #[arg(long, default_value_t = 2)]
+        periods: u32,
+        /// Skip the idle daemon measurement.
+        #[arg(long)]
+        no_idle: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The webhook listener: authenticated `POST /hooks/<name>` (each creates a run) against
+    /// `GET /healthz` on the same server, with the same concurrent client.
+    Web {
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn cron(schedules: usize, period: &str, periods: u32, idle: bool, json: bool) -> CliResult {
+    let period = crate::workflow::duration::parse(period)
+        .map_err(|e| CliError::usage(format!("invalid --period `{period}`: {e}")))?;
+    let r =
+        crate::serve::bench::cron(schedules, period, periods, idle).map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "cron: {} schedules, fires spread over {} s, {} periods ({} fires in {} passes)",
+        r.schedules, r.period_s, r.periods, r.claw.count, r.passes
+    );
+    println!(
+        "  fire lateness            p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        r.claw.p50_ms, r.claw.p99_ms, r.claw.max_ms
+    );
+    println!(
+        "  bare timer (baseline)    p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        r.baseline.p50_ms, r.baseline.p99_ms, r.baseline.max_ms
+    );
+    println!("  p99 ratio                {:>8.2}x", r.p99_ratio);
+    if let Some(i) = r.idle {
+        let mib = |k: u64| k as f64 / 1024.0;
+        println!(
+            "  idle daemon, {:>6} schedules  RSS {:>6.1} MiB (private {:>5.1} MiB)   CPU {:>5.2}% over {:.0} s",
+            r.schedules,
+            mib(i.rss_kib),
+            mib(i.private_kib),
+            i.cpu_percent,
+            i.window_s
+        );
+        println!(
+            "  idle daemon, no schedule       RSS {:>6.1} MiB (private {:>5.1} MiB)   CPU {:>5.2}%",
+            mib(i.baseline_rss_kib),
+            mib(i.baseline_private_kib),
+            i.baseline_cpu_percent
+        );
+        println!("  RSS ratio                {:>8.2}x", i.rss_ratio);
+    }
+    Ok(())
+}
+
+fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
+    let r = crate::serve::bench::web(requests, concurrency).map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "web: {} requests, {} concurrent clients",
+        r.requests, r.concurrency
+    );
+    println!(
+        "  GET /healthz (baseline)      {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        r.baseline_rps, r.baseline_latency.p50_ms, r.baseline_latency.p99_ms
+    );
+    println!(
+        "  POST /hooks/<name> (bearer)  {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} accepted)",
+        r.hook_rps, r.hook_latency.p50_ms, r.hook_latency.p99_ms, r.accepted
+    );
+    println!("  throughput ratio             {:>9.2}x", r.rps_ratio);
+    Ok(())
 }
 
 pub(crate) fn run(_ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
+        BenchCommand::Cron {
+            schedules,
+            period,
+            periods,
+            no_idle,
+            json,
+        } => cron(schedules.max(1), &period, periods.max(1), !no_idle, json),
+        BenchCommand::Web {
+            requests,
+            concurrency,
+            json,
+        } => web(requests.max(1), concurrency.max(1), json),
         BenchCommand::Audit { entries, json } => audit(entries.max(1), json),
         BenchCommand::Engine {
             steps,

@@ -9,7 +9,7 @@
 //! so tests drive the scheduler with a clock of their own.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 
@@ -30,8 +30,8 @@ pub const ACTOR: &str = "claw:scheduler";
 /// What a schedule starts.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// A `jobs.json` job, by id.
-    Job { job_id: String },
+    /// A `jobs.json` job (its id is the schedule id's, after `job:`).
+    Job,
     /// A workflow run (params at their defaults).
     Workflow(Arc<Workflow>),
 }
@@ -44,7 +44,8 @@ pub struct Entry {
     /// The job's or workflow's name.
     pub label: String,
     pub schedule: Schedule,
-    pub policy: Policy,
+    /// Shared between schedules with the same policy (most have the default one).
+    pub policy: Arc<Policy>,
     pub target: Target,
 }
 
@@ -118,9 +119,17 @@ pub fn load_sources(dirs: &Dirs) -> Sources {
                 id: spec.id(&wf.name),
                 label: wf.name.clone(),
                 schedule: spec.schedule.clone(),
-                policy: spec.policy,
+                policy: Arc::new(spec.policy),
                 target: Target::Workflow(wf.clone()),
             });
+        }
+    }
+    // One allocation per distinct policy.
+    let mut distinct: Vec<Arc<Policy>> = Vec::new();
+    for e in &mut out.entries {
+        match distinct.iter().find(|p| **p == e.policy) {
+            Some(p) => e.policy = p.clone(),
+            None => distinct.push(e.policy.clone()),
         }
     }
     out
@@ -134,10 +143,8 @@ pub fn job_entry(job: &Job) -> Result<Entry, String> {
         id: job_schedule_id(&job.id),
         label: job.name.clone(),
         schedule,
-        policy: crate::scheduler::jobs::policy(job)?,
-        target: Target::Job {
-            job_id: job.id.clone(),
-        },
+        policy: Arc::new(crate::scheduler::jobs::policy(job)?),
+        target: Target::Job,
     })
 }
 
@@ -192,16 +199,32 @@ struct Slot {
     /// The newest fire handled (or the anchor).
     last: DateTime<Utc>,
     due: Option<DateTime<Utc>>,
-    generation: u64,
+    generation: u32,
+}
+
+/// The slots, sorted by schedule id (compact: a daemon may hold tens of thousands).
+#[derive(Debug, Default)]
+struct Slots(Vec<Slot>);
+
+impl Slots {
+    fn index(&self, id: &str) -> Option<usize> {
+        self.0
+            .binary_search_by(|s| s.entry.id.as_str().cmp(id))
+            .ok()
+    }
+
+    fn get(&self, id: &str) -> Option<&Slot> {
+        self.index(id).map(|i| &self.0[i])
+    }
 }
 
 /// The schedules and their next due times.
 #[derive(Debug)]
 pub struct Scheduler {
     engine: Arc<Engine>,
-    slots: HashMap<String, Slot>,
-    heap: BinaryHeap<Reverse<(i64, u64, String)>>,
-    generation: u64,
+    slots: Slots,
+    /// `(due ms, generation, slot index)`; an entry whose generation is not its slot's is stale.
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -216,7 +239,7 @@ fn at(ms: i64) -> DateTime<Utc> {
 
 fn same_target(a: &Target, b: &Target) -> bool {
     match (a, b) {
-        (Target::Job { job_id: x }, Target::Job { job_id: y }) => x == y,
+        (Target::Job, Target::Job) => true,
         (Target::Workflow(x), Target::Workflow(y)) => x.source == y.source,
         _ => false,
     }
@@ -226,24 +249,23 @@ impl Scheduler {
     pub fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
-            slots: HashMap::new(),
+            slots: Slots::default(),
             heap: BinaryHeap::new(),
-            generation: 0,
         }
     }
 
     /// How many schedules are active.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.0.is_empty()
     }
 
     /// Forgets every schedule (the next [`Scheduler::set_entries`] reads their state again).
     pub fn reset(&mut self) {
-        self.slots.clear();
+        self.slots.0.clear();
         self.heap.clear();
     }
 
@@ -266,82 +288,108 @@ impl Scheduler {
             };
             store.commit_fires(&batch, ms(now))?;
         }
-        let mut wanted: HashMap<String, Entry> = HashMap::new();
-        for e in sources.entries {
-            wanted.entry(e.id.clone()).or_insert(e);
-        }
-        self.slots.retain(|id, _| wanted.contains_key(id));
-        let mut fresh: Vec<Entry> = Vec::new();
-        for (id, e) in wanted {
-            match self.slots.get_mut(&id) {
-                Some(slot)
-                    if slot.entry.policy == e.policy
-                        && same_target(&slot.entry.target, &e.target) =>
-                {
-                    // Same schedule: the anchor of an `every` job may not have changed either.
-                    slot.entry = e;
-                }
-                Some(slot) => {
-                    slot.entry = e;
-                    let last = slot.last;
-                    let id = id.clone();
-                    self.place(&id, last);
-                }
-                None => fresh.push(e),
+        let mut wanted = sources.entries;
+        wanted.sort_by(|a, b| a.id.cmp(&b.id));
+        wanted.dedup_by(|a, b| a.id == b.id);
+        let fresh: Vec<String> = wanted
+            .iter()
+            .filter(|e| self.slots.get(&e.id).is_none())
+            .map(|e| e.id.clone())
+            .collect();
+        let mut states = store.register_schedules(&fresh, ms(now))?.into_iter();
+        let old = std::mem::take(&mut self.slots.0);
+        let mut old = old.into_iter().peekable();
+        let mut slots = Vec::with_capacity(wanted.len());
+        for entry in wanted {
+            while old.peek().is_some_and(|o| o.entry.id < entry.id) {
+                old.next();
             }
-        }
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        fresh.sort_by(|a, b| a.id.cmp(&b.id));
-        let ids: Vec<String> = fresh.iter().map(|e| e.id.clone()).collect();
-        let states = store.register_schedules(&ids, ms(now))?;
-        for (entry, state) in fresh.into_iter().zip(states) {
-            let last = at(state.last_fire.unwrap_or(state.first_seen));
-            let id = entry.id.clone();
-            self.slots.insert(
-                id.clone(),
-                Slot {
+            let known = old.next_if(|o| o.entry.id == entry.id);
+            let slot = match known {
+                Some(o)
+                    if o.entry.policy == entry.policy
+                        && same_target(&o.entry.target, &entry.target) =>
+                {
+                    Slot { entry, ..o }
+                }
+                Some(o) => Slot {
                     entry,
-                    last,
+                    last: o.last,
                     due: None,
-                    generation: 0,
+                    generation: o.generation.wrapping_add(1),
                 },
-            );
-            self.place(&id, last);
+                None => {
+                    let last = states
+                        .next()
+                        .map_or(now, |st| at(st.last_fire.unwrap_or(st.first_seen)));
+                    Slot {
+                        entry,
+                        last,
+                        due: None,
+                        generation: 0,
+                    }
+                }
+            };
+            slots.push(slot);
+        }
+        self.slots.0 = slots;
+        self.heap = BinaryHeap::with_capacity(self.slots.0.len());
+        for i in 0..self.slots.0.len() {
+            let last = self.slots.0[i].last;
+            self.place(i, last);
         }
         Ok(())
     }
 
+    /// Copies every slot into fresh allocations and drops the old ones. After a reload, the
+    /// schedules' small strings sit scattered among the freed memory of the parsed files, which
+    /// keeps that memory from going back to the system; copied once the parse is freed, they are
+    /// packed together instead.
+    pub fn compact(&mut self) {
+        let packed: Vec<Slot> = self
+            .slots
+            .0
+            .iter()
+            .map(|s| Slot {
+                entry: s.entry.clone(),
+                last: s.last,
+                due: s.due,
+                generation: s.generation,
+            })
+            .collect();
+        self.slots.0 = packed;
+        self.heap.shrink_to_fit();
+    }
+
     /// Computes the slot's next due time from `last` and puts it in the heap.
-    fn place(&mut self, id: &str, last: DateTime<Utc>) {
-        self.generation += 1;
-        let generation = self.generation;
-        let Some(slot) = self.slots.get_mut(id) else {
+    fn place(&mut self, i: usize, last: DateTime<Utc>) {
+        let Some(slot) = self.slots.0.get_mut(i) else {
             return;
         };
         slot.last = last;
-        slot.generation = generation;
-        let offset = crate::scheduler::jitter_offset(id, slot.entry.policy.jitter);
+        slot.generation = slot.generation.wrapping_add(1);
+        let offset = crate::scheduler::jitter_offset(&slot.entry.id, slot.entry.policy.jitter);
         slot.due = slot
             .entry
             .schedule
             .next_after(last)
             .map(|f| f + chrono::TimeDelta::from_std(offset).unwrap_or_default());
-        if let Some(due) = slot.due {
-            self.heap
-                .push(Reverse((ms(due), generation, id.to_owned())));
+        if let (Some(due), Ok(index)) = (slot.due, u32::try_from(i)) {
+            self.heap.push(Reverse((ms(due), slot.generation, index)));
         }
+    }
+
+    fn live(&self, generation: u32, index: u32) -> Option<&Slot> {
+        self.slots
+            .0
+            .get(index as usize)
+            .filter(|s| s.generation == generation)
     }
 
     /// When the next schedule is due.
     pub fn next_due(&mut self) -> Option<DateTime<Utc>> {
-        while let Some(Reverse((due, generation, id))) = self.heap.peek() {
-            if self
-                .slots
-                .get(id)
-                .is_some_and(|s| s.generation == *generation)
-            {
+        while let Some(Reverse((due, generation, index))) = self.heap.peek() {
+            if self.live(*generation, *index).is_some() {
                 return Some(at(*due));
             }
             self.heap.pop();
@@ -353,7 +401,8 @@ impl Scheduler {
     pub fn upcoming(&self) -> Vec<(String, String, Option<DateTime<Utc>>)> {
         let mut out: Vec<_> = self
             .slots
-            .values()
+            .0
+            .iter()
             .map(|s| (s.entry.id.clone(), s.entry.label.clone(), s.due))
             .collect();
         out.sort();
@@ -363,16 +412,12 @@ impl Scheduler {
     /// One pass at `now`: enqueues what is due, records what was missed or skipped.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Result<Tick, StoreError> {
         let mut due_ids: Vec<String> = Vec::new();
-        while let Some(Reverse((due, generation, id))) = self.heap.peek() {
+        while let Some(Reverse((due, generation, index))) = self.heap.peek() {
             if *due > ms(now) {
                 break;
             }
-            let fresh = self
-                .slots
-                .get(id)
-                .is_some_and(|s| s.generation == *generation);
-            if fresh {
-                due_ids.push(id.clone());
+            if let Some(slot) = self.live(*generation, *index) {
+                due_ids.push(slot.entry.id.clone());
             }
             self.heap.pop();
         }
@@ -520,11 +565,13 @@ impl Scheduler {
                     let Some(slot) = self.slots.get(&fire.schedule) else {
                         continue;
                     };
-                    let Target::Job { job_id } = &slot.entry.target else {
+                    let (Target::Job, Some(job_id)) =
+                        (&slot.entry.target, fire.schedule.strip_prefix("job:"))
+                    else {
                         continue;
                     };
                     tick.dispatch.push(Dispatch::Job {
-                        job_id: job_id.clone(),
+                        job_id: job_id.to_owned(),
                         serialize: slot.entry.policy.overlap != Overlap::Allow,
                         schedule: fire.schedule,
                         scheduled_for: fire.scheduled_for,
@@ -533,7 +580,9 @@ impl Scheduler {
             }
         }
         for (id, last) in places {
-            self.place(&id, last);
+            if let Some(i) = self.slots.index(&id) {
+                self.place(i, last);
+            }
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! lets running runs and jobs finish up to the grace period, then stops their steps and records
 //! them interrupted (the runs resume at the next start); a second signal skips the wait.
 
+pub mod bench;
 pub mod cron;
 pub mod lease;
 pub mod systemd;
@@ -465,6 +466,9 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 match sched.set_entries(sources, Utc::now()) {
                     Ok(()) => {
                         loaded = Some(fp);
+                        sched.compact();
+                        ctx.engine.store.release_memory();
+                        release_free_memory();
                         if before != sched.len() || before == 0 {
                             log(&format!("{} schedule(s) active", sched.len()));
                         }
@@ -516,6 +520,19 @@ async fn cron_loop(ctx: Rc<Ctx>) {
             () = ctx.intake.cancelled() => return,
             () = tokio::time::sleep(wake) => {}
         }
+    }
+}
+
+/// Hands the memory freed after a (re)load of the schedules back to the system: parsing
+/// `jobs.json` and every workflow allocates far more than the schedules keep, and glibc's
+/// allocator would otherwise hold on to it for the daemon's whole life.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it takes no pointer and
+    // touches no memory in use. glibc documents it as thread-safe (it locks each arena).
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 

@@ -425,6 +425,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_fires(&self, schedule: Option<&str>, limit: u32) -> Result<Vec<FireRecord>>;
     /// Deletes fire rows enqueued before `before` (ms), keeping each schedule's newest.
     fn prune_fires(&self, before: i64) -> Result<usize>;
+
+    /// Releases the memory the store keeps only to go faster (page caches); a long-running
+    /// process calls it after a burst of work.
+    fn release_memory(&self) {}
 }
 
 /// A schedule's persistent state.

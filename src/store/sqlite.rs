@@ -653,6 +653,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn release_memory(&self) {
+        let _ = self.conn().execute_batch("PRAGMA shrink_memory");
+    }
+
     fn register_schedules(&self, ids: &[String], now: i64) -> Result<Vec<ScheduleState>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
