@@ -190,6 +190,8 @@ struct Ctx {
     /// Per schedule: job fires of one schedule run one at a time (overlap skip and queue).
     job_locks: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
     max_runs: usize,
+    /// The webhook listener's hooks, re-read when the workflow files change.
+    webhooks: RefCell<Option<Arc<crate::webhook::server::WebhookState>>>,
 }
 
 async fn daemon(
@@ -209,6 +211,7 @@ async fn daemon(
         driving: RefCell::new(HashSet::new()),
         job_locks: RefCell::new(HashMap::new()),
         max_runs: opts.max_runs.max(1),
+        webhooks: RefCell::new(None),
     });
     log(&format!(
         "started (pid {}, data directory {}, config root {})",
@@ -453,6 +456,13 @@ async fn cron_loop(ctx: Rc<Ctx>) {
         if last_check.elapsed() >= POLL || loaded.is_none() {
             last_check = tokio::time::Instant::now();
             let fp = cron::fingerprint(&dirs);
+            if loaded.is_some_and(|old| old != fp) {
+                let hooks = ctx.webhooks.borrow().clone();
+                if let Some(h) = hooks {
+                    let reg = h.reload();
+                    log(&format!("workflow files changed: {} webhook(s) served", reg.hooks.len()));
+                }
+            }
             if loaded != Some(fp) {
                 let sources = cron::load_sources(&dirs);
                 let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
@@ -673,5 +683,6 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
         Execution::Queue,
         sink,
     ));
+    *ctx.webhooks.borrow_mut() = Some(state.clone());
     crate::webhook::server::router(state).route("/healthz", axum::routing::get(|| async { "ok\n" }))
 }
