@@ -310,3 +310,91 @@ fn a_corrupt_jobs_file_is_named_with_its_position() {
     r.expect_code(2);
     assert!(r.stderr.contains("cron/jobs.json:3:"), "{}", r.stderr);
 }
+
+#[test]
+fn skill_jobs_run_the_skill_with_their_args() {
+    let env = Env::new();
+    let dir = env.root.join("skills/greet");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("skill.yaml"),
+        "name: greet\nversion: \"1.0.0\"\ndescription: greets\nauthor: tests\nscript: run.sh\n",
+    )
+    .expect("manifest");
+    std::fs::write(dir.join("run.sh"), "#!/bin/sh\necho \"hello $SKILL_WHO\"\n").expect("script");
+    let add = env.claw(&[
+        "cron",
+        "add",
+        "greeter",
+        "@daily",
+        "greet",
+        "--type",
+        "skill",
+        "--arg",
+        "who=world",
+        "--json",
+    ]);
+    add.expect_code(0);
+    let id = add.json()["id"].as_str().expect("id").to_owned();
+    let ran = env.claw(&["cron", "run", &id[..8]]);
+    ran.expect_code(0);
+    let job = &jobs(&env)[0];
+    assert_eq!(job["last_status"], "ok");
+    let log = read(std::path::Path::new(
+        job["last_output_file"].as_str().expect("log"),
+    ));
+    assert!(log.starts_with("exit_code: 0\n"), "{log}");
+    assert!(log.contains("hello world"), "{log}");
+}
+
+#[test]
+fn webhook_jobs_post_their_args_as_json() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("line");
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).expect("body");
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived")
+            .expect("answer");
+        (head, String::from_utf8(body).expect("utf-8"))
+    });
+    let env = Env::new();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let add = env.claw(&[
+        "cron", "add", "ping", "@hourly", &url, "--type", "webhook", "--arg", "host=nas", "--json",
+    ]);
+    add.expect_code(0);
+    let id = add.json()["id"].as_str().expect("id").to_owned();
+    let ran = env.claw(&["cron", "run", &id]);
+    ran.expect_code(0);
+    let (head, body) = server.join().expect("server");
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+        serde_json::json!({"host": "nas"})
+    );
+    assert_eq!(jobs(&env)[0]["last_status"], "ok");
+}

@@ -455,3 +455,40 @@ error: {f}:9:13: invalid `debounce`: a bare number is ambiguous
     assert_eq!(r.stdout, "");
     env.claw(&["watcher", "list"]).expect_code(2);
 }
+
+#[test]
+fn a_skill_action_runs_the_skill_with_its_args_and_the_file() {
+    let env = Env::new();
+    let out = env.path("skill.out");
+    let dir = env.root.join("skills/stamp");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("skill.yaml"),
+        "name: stamp\nversion: \"1.0.0\"\ndescription: writes what it got\nauthor: tests\nscript: run.sh\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        dir.join("run.sh"),
+        format!(
+            "#!/bin/sh\necho \"$SKILL_TAG $SKILL_FILE\" > {}\necho stamped\n",
+            out.display()
+        ),
+    )
+    .expect("script");
+    setup(
+        &env,
+        &format!(
+            "- name: stamper\n  path: {}\n  action: skill\n  command: stamp\n  args: {{tag: v2}}\n",
+            env.path("w").display()
+        ),
+    );
+    let r = env.claw(&["watcher", "test", "stamper", "--run"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("ok: exit 0: stamped"), "{}", r.stdout);
+    assert_eq!(
+        read(&out),
+        format!("v2 {}/test_file.tmp\n", env.path("w").display())
+    );
+    let audit = env.claw(&["audit", "search", "skill.run"]);
+    assert!(audit.stdout.contains("stamp"), "{}", audit.stdout);
+}

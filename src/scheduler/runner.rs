@@ -23,6 +23,8 @@ use crate::engine::{Engine, NewRun, Progress};
 
 /// The seed's fixed timeout for shell jobs.
 pub const SHELL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The seed's timeout for webhook jobs.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Output kept in the log per stream (the end is kept when longer).
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
@@ -88,10 +90,18 @@ pub async fn run_job(
             (code, out, None)
         }
         JobType::Workflow => run_workflow(&job, engine, scheduled_for, cancel, progress).await,
+        JobType::Skill => {
+            let (code, out) = run_skill(&job, engine, cancel).await;
+            (code, out, None)
+        }
+        JobType::Webhook => {
+            let (code, out) = run_webhook(&job, cancel).await;
+            (code, out, None)
+        }
         other => (
             1,
             format!(
-                "Exception: job type `{other}` is not available yet in this version of claw (shell and workflow jobs run today)"
+                "Exception: job type `{other}` is not available yet in this version of claw (shell, workflow, skill and webhook jobs run today)"
             ),
             None,
         ),
@@ -101,6 +111,8 @@ pub async fn run_job(
     } else {
         format!("error({exit_code})")
     };
+    // Secret values this process has loaded never reach the log or a channel.
+    let output = crate::redact::global().redact(&output).into_owned();
     let output_file = write_log(&file, &job, started_at, exit_code, &output)?;
     let id = job.id.clone();
     let finished = Utc::now();
@@ -195,6 +207,64 @@ fn arg_text(v: &serde_json::Value) -> String {
     }
 }
 
+/// A skill job: `claw skill run NAME KEY=VALUE...` in a child process, so the skill gets
+/// exactly what `claw skill run` gives it (its stripped environment, its vault grants, Landlock,
+/// its log and the `skill.run` audit entry).
+async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return (1, format!("Exception: cannot find the claw binary: {e}")),
+    };
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(&engine.dirs.home)
+        .arg("--root")
+        .arg(&engine.dirs.root)
+        .args(["skill", "run", "--"])
+        .arg(&job.command);
+    for (k, v) in &job.args {
+        cmd.arg(format!("{k}={}", arg_text(v)));
+    }
+    cmd.current_dir(&engine.dirs.home);
+    supervise(cmd, &format!("skill {}", job.command), cancel).await
+}
+
+/// A webhook job: `POST command` with the job's `args` as the JSON body (`{}` without args),
+/// 30 s, as the seed did. Exit status 0 for a 2xx answer.
+async fn run_webhook(job: &Job, cancel: &CancellationToken) -> (i32, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder()
+        .timeout(WEBHOOK_TIMEOUT)
+        .user_agent(concat!("claw/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return (1, format!("Exception: {e}")),
+    };
+    let body = serde_json::Value::Object(job.args.clone());
+    let send = async {
+        let resp = client
+            .post(job.command.trim())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, text))
+    };
+    tokio::select! {
+        r = send => match r {
+            Ok((status, text)) => {
+                let code = if status.is_success() { 0 } else { 1 };
+                (code, format!("HTTP {status}\n{}", tail(text.as_bytes())))
+            }
+            Err(e) => (1, format!("Exception: {e}")),
+        },
+        () = cancel.cancelled() => (1, "Exception: cancelled".into()),
+    }
+}
+
 async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(&job.command);
@@ -209,6 +279,16 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
     cmd.env("LLM_MODEL", model);
     cmd.env("CLAW_JOB_ID", &job.id);
     cmd.current_dir(&engine.dirs.home);
+    supervise(cmd, &format!("Command '{}'", job.command), cancel).await
+}
+
+/// Runs a prepared command in its own process group with the seed's 300 s limit; its exit code
+/// and output (stdout then stderr).
+async fn supervise(
+    mut cmd: tokio::process::Command,
+    what: &str,
+    cancel: &CancellationToken,
+) -> (i32, String) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -216,7 +296,7 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return (1, format!("Exception: cannot start /bin/sh: {e}")),
+        Err(e) => return (1, format!("Exception: cannot start {what}: {e}")),
     };
     let pgid = child
         .id()
@@ -267,7 +347,7 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
             };
             (code, text)
         }
-        () = tokio::time::sleep(SHELL_TIMEOUT) => stop(&format!("Command '{}' timed out after {} seconds", job.command, SHELL_TIMEOUT.as_secs())),
+        () = tokio::time::sleep(SHELL_TIMEOUT) => stop(&format!("{what} timed out after {} seconds", SHELL_TIMEOUT.as_secs())),
         () = cancel.cancelled() => stop("cancelled"),
     }
 }

@@ -460,7 +460,10 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 let hooks = ctx.webhooks.borrow().clone();
                 if let Some(h) = hooks {
                     let reg = h.reload();
-                    log(&format!("workflow files changed: {} webhook(s) served", reg.hooks.len()));
+                    log(&format!(
+                        "workflow files changed: {} webhook(s) served",
+                        reg.hooks.len()
+                    ));
                 }
             }
             if loaded != Some(fp) {

@@ -70,7 +70,7 @@ impl Dispatcher {
             ActionKind::Move => transfer(rule, event, true),
             ActionKind::Copy => transfer(rule, event, false),
             ActionKind::Workflow => self.workflow(rule, event),
-            ActionKind::Skill => skill(rule, event),
+            ActionKind::Skill => self.skill(rule, event).await,
         };
         let mut detail = serde_json::json!({
             "rule": rule.name,
@@ -100,12 +100,20 @@ impl Dispatcher {
         outcome
     }
 
-    async fn shell(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+    /// The step input an action's process runs with (its log in `logs/watchers/<rule>.log`).
+    fn action_input(
+        &self,
+        rule: &Rule,
+        event: &FsEvent,
+    ) -> Result<crate::steps::StepInput, Outcome> {
         let log_dir = self.dirs.home.join("logs").join("watchers");
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            return Outcome::Failed(format!("cannot create {}: {e}", log_dir.display()));
+            return Err(Outcome::Failed(format!(
+                "cannot create {}: {e}",
+                log_dir.display()
+            )));
         }
-        let input = crate::steps::StepInput {
+        Ok(crate::steps::StepInput {
             kind: crate::workflow::StepKind::Shell(crate::workflow::ShellStep {
                 command: rule.command.clone(),
                 shell: None,
@@ -124,26 +132,50 @@ impl Dispatcher {
             outputs_path: log_dir.join(format!("{}.out", rule.name)),
             redactor: crate::redact::Redactor::new(std::iter::empty::<&str>()),
             skill: None,
+        })
+    }
+
+    async fn shell(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+        let input = match self.action_input(rule, event) {
+            Ok(i) => i,
+            Err(o) => return o,
         };
         let report = crate::steps::shell::run("/bin/sh", &input, false, &self.cancel).await;
         let _ = std::fs::remove_file(&input.outputs_path);
-        let out = report.stdout.trim_end();
-        match report.outcome {
-            crate::steps::StepOutcome::Succeeded => Outcome::Done(if out.is_empty() {
-                "exit 0".to_owned()
-            } else {
-                format!("exit 0: {}", last_line(out))
-            }),
-            crate::steps::StepOutcome::Failed { reason } => {
-                let err = report.stderr_tail.trim_end();
-                Outcome::Failed(if err.is_empty() {
-                    reason
-                } else {
-                    format!("{reason}: {}", last_line(err))
-                })
-            }
-            crate::steps::StepOutcome::Cancelled => Outcome::Failed("cancelled".into()),
+        report_outcome(&report)
+    }
+
+    /// The seed's skill action: the skill named by `command` with the rule's `args` plus
+    /// `file=<path>`, run as `claw skill run` runs it (its own environment, vault grants,
+    /// Landlock, `skill.run` audit entry).
+    async fn skill(&self, rule: &Rule, event: &FsEvent) -> Outcome {
+        let input = match self.action_input(rule, event) {
+            Ok(i) => i,
+            Err(o) => return o,
+        };
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => return Outcome::Failed(format!("cannot find the claw binary: {e}")),
+        };
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("--home")
+            .arg(&self.dirs.home)
+            .arg("--root")
+            .arg(&self.dirs.root)
+            .args(["skill", "run", "--"])
+            .arg(rule.command.trim());
+        for (k, v) in &rule.args {
+            cmd.arg(format!("{k}={}", scalar_text(v)));
         }
+        cmd.arg(format!("file={}", event.path.display()));
+        if let Some(cwd) = &input.cwd {
+            cmd.current_dir(cwd);
+        }
+        let what = format!("skill {}", rule.command.trim());
+        let report =
+            crate::steps::shell::supervise(cmd, &what, &input, false, &self.cancel, false).await;
+        let _ = std::fs::remove_file(&input.outputs_path);
+        report_outcome(&report)
     }
 
     fn workflow(&self, rule: &Rule, event: &FsEvent) -> Outcome {
@@ -175,11 +207,25 @@ impl Dispatcher {
 }
 
 /// The single call site of skills from watchers: the skills subsystem is not in this build yet.
-fn skill(rule: &Rule, _event: &FsEvent) -> Outcome {
-    Outcome::Failed(format!(
-        "skill actions are not available yet in this version of claw (rule `{}` wants skill `{}`)",
-        rule.name, rule.command
-    ))
+/// An action's process, as an [`Outcome`] (the last line of its output or error).
+fn report_outcome(report: &crate::steps::StepReport) -> Outcome {
+    let out = report.stdout.trim_end();
+    match &report.outcome {
+        crate::steps::StepOutcome::Succeeded => Outcome::Done(if out.is_empty() {
+            "exit 0".to_owned()
+        } else {
+            format!("exit 0: {}", last_line(out))
+        }),
+        crate::steps::StepOutcome::Failed { reason } => {
+            let err = report.stderr_tail.trim_end();
+            Outcome::Failed(if err.is_empty() {
+                reason.clone()
+            } else {
+                format!("{reason}: {}", last_line(err))
+            })
+        }
+        crate::steps::StepOutcome::Cancelled => Outcome::Failed("cancelled".into()),
+    }
 }
 
 /// The environment of a shell action: the seed's `WATCHER_FILE` and `WATCHER_<ARG>`, plus
@@ -310,7 +356,7 @@ pub fn describe(rule: &Rule, event: &FsEvent) -> String {
             event.kind
         ),
         ActionKind::Skill => format!(
-            "run skill `{}` with file={} (skills are not available yet in this version)",
+            "run skill `{}` with its args and file={}",
             rule.command.trim(),
             event.path.display()
         ),
