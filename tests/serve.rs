@@ -518,3 +518,65 @@ fn daemon_install_writes_a_user_unit_for_this_data_directory() {
     assert!(out.status.success());
     assert!(!xdg.join("systemd/user/claw.service").exists());
 }
+
+#[test]
+fn the_daemon_runs_watchers_and_restarts_them_when_watchers_yaml_changes() {
+    let env = Env::new();
+    let watched = env.path("inbox");
+    std::fs::create_dir_all(&watched).expect("mkdir");
+    env.workflow(
+        "ingest",
+        "name: ingest\nsteps:\n  - name: a\n    command: echo \"got ${{ trigger.path }} ${{ trigger.event }}\"\n",
+    );
+    env.write(
+        "root/watchers.yaml",
+        &format!(
+            "- name: inbox\n  path: {}\n  events: [created]\n  action: workflow\n  command: ingest\n  debounce: 100ms\n",
+            watched.display()
+        ),
+    );
+    let d = Daemon::start(&env, &[]);
+    wait_for(Duration::from_secs(30), || {
+        read(&d.log)
+            .contains("watcher [inbox] watching")
+            .then_some(())
+    })
+    .expect("the watcher starts");
+    std::fs::write(watched.join("a.txt"), "x").expect("write");
+    let run = wait_for(Duration::from_secs(30), || {
+        env.last_run()
+            .filter(|r| run_status(&env, r) == "succeeded")
+    });
+    let run = run.unwrap_or_else(|| panic!("no run:\n{}", read(&d.log)));
+    let shown = env.show(&run);
+    let out = step(&shown, "a")["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(out, format!("got {}/a.txt created\n", watched.display()));
+
+    let marker = env.path("marker");
+    env.write(
+        "root/watchers.yaml",
+        &format!(
+            "- name: inbox\n  path: {}\n  events: [created]\n  action: shell\n  command: echo \"$WATCHER_FILE\" >> {}\n  debounce: 100ms\n",
+            watched.display(),
+            marker.display()
+        ),
+    );
+    wait_for(Duration::from_secs(30), || {
+        read(&d.log)
+            .contains("restarting the watchers")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no restart:\n{}", read(&d.log)));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(watched.join("b.txt"), "x").expect("write");
+    let got = wait_for(Duration::from_secs(30), || {
+        (!read(&marker).is_empty()).then_some(())
+    });
+    assert!(got.is_some(), "{}", read(&d.log));
+    assert_eq!(read(&marker), format!("{}/b.txt\n", watched.display()));
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}

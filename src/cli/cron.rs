@@ -12,6 +12,12 @@ use crate::scheduler::jobs::{Job, JobType, JobsError, JobsFile, find_index};
 use crate::scheduler::runner::{self, Delivery};
 use crate::scheduler::{Schedule, parse_tz};
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct CronArgs {
+    #[command(subcommand)]
+    pub(crate) cmd: Option<CronCommand>,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum CronCommand {
     /// The jobs of cron/jobs.json (ids shortened to 8 characters; --json shows everything).

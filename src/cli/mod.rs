@@ -118,9 +118,9 @@ enum Command {
     /// The tamper-evident audit log: tail, search, verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Scheduled jobs in cron/jobs.json: list, add, remove, enable, disable, run, logs, next.
-    #[command(subcommand)]
-    Cron(cron::CronCommand),
+    /// Scheduled jobs in cron/jobs.json: list, add, remove, enable, disable, run, logs, next,
+    /// status (the default: the daemon, job counts and every schedule's state).
+    Cron(cron::CronArgs),
     /// Skills: list, info, run, validate, create, and SkillHub (hub push|pull|list|diff).
     #[command(subcommand)]
     Skill(skill::SkillCommand),
@@ -220,7 +220,11 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Skill(cmd) => skill::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
-        Command::Cron(cmd) => cron::run(&ctx, cmd),
+        Command::Cron(args) => cron::run(
+            &ctx,
+            args.cmd
+                .unwrap_or(cron::CronCommand::Status { json: false }),
+        ),
         Command::Sandbox(_) => Err(CliError::internal(
             "the sandbox launcher runs before dispatch",
         )),

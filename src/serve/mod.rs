@@ -241,8 +241,9 @@ async fn daemon(
         let c = ctx.clone();
         intake_tasks.push(tokio::task::spawn_local(async move { cron_loop(c).await }));
     }
-    if let Some(t) = spawn_watchers(&ctx) {
-        intake_tasks.push(t);
+    {
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move { watch_loop(c).await }));
     }
     if let Some(l) = listener {
         let addr = l.local_addr().ok();
@@ -610,7 +611,47 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
     });
 }
 
-fn spawn_watchers(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
+/// `(size, mtime)` of `watchers.yaml`, to restart the watchers when it changes.
+fn watchers_stamp(dirs: &crate::config::Dirs) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let path = crate::watch::rules::locate(dirs)?;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
+/// Runs the watchers, and runs them again with the new rules when `watchers.yaml` changes.
+async fn watch_loop(ctx: Rc<Ctx>) {
+    let dirs = ctx.engine.dirs.clone();
+    let mut first = true;
+    loop {
+        let stamp = watchers_stamp(&dirs);
+        let cancel = ctx.intake.child_token();
+        if !first {
+            log("watchers.yaml changed: restarting the watchers");
+        }
+        first = false;
+        let running = spawn_watchers(&ctx, cancel.clone());
+        loop {
+            tokio::select! {
+                () = ctx.intake.cancelled() => {
+                    if let Some(t) = running {
+                        let _ = t.await;
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(POLL) => {}
+            }
+            if watchers_stamp(&dirs) != stamp {
+                break;
+            }
+        }
+        cancel.cancel();
+        if let Some(t) = running {
+            let _ = t.await;
+        }
+    }
+}
+
+fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
     let dirs = ctx.engine.dirs.clone();
     let set = match crate::watch::rules::load(&dirs) {
         Ok(s) => s,
@@ -631,11 +672,10 @@ fn spawn_watchers(ctx: &Rc<Ctx>) -> Option<tokio::task::JoinHandle<()>> {
         dirs,
         ctx.engine.settings.clone(),
         Some(launcher),
-        ctx.intake.clone(),
+        cancel.clone(),
     ));
     let c = ctx.clone();
     let notify: Rc<dyn Fn(&crate::watch::Notice<'_>)> = Rc::new(move |n| watch_notice(&c, n));
-    let cancel = ctx.intake.clone();
     Some(tokio::task::spawn_local(async move {
         if let Err(e) = crate::watch::serve(rules, dispatcher, cancel, notify).await {
             log(&format!("the file watchers stopped: {e}"));
