@@ -402,7 +402,7 @@ async fn queue_loop(ctx: Rc<Ctx>) {
             if queued_behind(run, &runs) {
                 continue;
             }
-            if first || run.owner.is_some() {
+            if run.owner.is_some() {
                 log(&format!(
                     "resuming run {} ({}) left by a stopped process",
                     run.id, run.workflow

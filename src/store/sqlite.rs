@@ -163,7 +163,24 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(30))?;
         // WAL lets readers (claw run list) work while a run writes; FULL makes every commit durable.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Turning a new database to WAL needs it to itself: two processes opening a fresh data
+        // directory at once (a run starting while `claw run list` polls) get SQLITE_BUSY here
+        // without the busy handler being asked, so wait for the other one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Keep the WAL file when the last connection closes (no checkpoint-and-delete on every
