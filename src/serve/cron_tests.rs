@@ -376,3 +376,33 @@ fn two_schedulers_racing_on_one_database_enqueue_each_fire_once() {
     instants.dedup();
     assert_eq!(instants.len(), minutes);
 }
+
+#[test]
+fn pruning_fires_keeps_each_schedules_newest_and_the_unfinished() {
+    let s = Setup::new();
+    s.job("* * * * *", &[("overlap", "allow".into())]);
+    let mut a = s.scheduler(t("2026-03-01T00:00:00Z"));
+    for m in 1..=5 {
+        a.tick(t("2026-03-01T00:00:00.100Z") + TimeDelta::minutes(m))
+            .expect("tick");
+    }
+    let store = s.engine().store.clone();
+    let fires = store.list_fires(None, 100).expect("fires");
+    assert_eq!(fires.len(), 5);
+    for f in &fires[1..4] {
+        store
+            .set_fire_status(&f.schedule, f.scheduled_for, "ok", None, 0)
+            .expect("ok");
+    }
+    // Everything was enqueued "before" this instant: finished ones go, except the newest.
+    let pruned = store.prune_fires(i64::MAX).expect("prune");
+    assert_eq!(pruned, 3);
+    let left: Vec<String> = store
+        .list_fires(None, 100)
+        .expect("fires")
+        .into_iter()
+        .map(|f| f.status)
+        .collect();
+    // The newest (still queued) and the oldest (still queued: never started).
+    assert_eq!(left, ["queued", "queued"]);
+}

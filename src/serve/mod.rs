@@ -40,6 +40,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8200";
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Runs the daemon executes at once (more stay queued, in the store).
 pub const DEFAULT_MAX_RUNS: usize = 32;
+/// How long finished fire records are kept (each schedule's newest is always kept).
+const FIRE_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How often the queue and the schedule files are looked at without being told.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -231,6 +233,12 @@ async fn daemon(
     );
     spawn_signals(&ctx, stop);
     recover_fires(&ctx);
+    // Fire rows are the dedupe record of the past: 30 days is far beyond any catch-up window.
+    match engine.store.prune_fires(now_ms() - FIRE_RETENTION_MS) {
+        Ok(0) => {}
+        Ok(n) => log(&format!("pruned {n} fire record(s) older than 30 days")),
+        Err(e) => log(&format!("cannot prune old fire records: {e}")),
+    }
 
     let mut intake_tasks = Vec::new();
     {
