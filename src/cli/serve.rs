@@ -1,6 +1,6 @@
 //! `claw serve` and `claw daemon install|uninstall|status|logs`.
 
-use std::io::{BufRead as _, Seek as _};
+use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -251,11 +251,8 @@ fn logs(ctx: &Ctx, n: usize, follow: bool) -> CliResult {
     loop {
         let mut l = String::new();
         match reader.read_line(&mut l) {
-            Ok(0) => {
-                std::thread::sleep(Duration::from_millis(250));
-                // Reopened by a restarted daemon? Keep reading the same file: it is appended to.
-                let _ = reader.stream_position();
-            }
+            // The daemon appends to the same file, also after a restart.
+            Ok(0) => std::thread::sleep(Duration::from_millis(250)),
             Ok(_) => print!("{l}"),
             Err(e) => {
                 return Err(CliError::internal(format!(

@@ -40,6 +40,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8200";
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Runs the daemon executes at once (more stay queued, in the store).
 pub const DEFAULT_MAX_RUNS: usize = 32;
+/// The audit actor of the daemon's own entries.
+pub const ACTOR: &str = "claw:serve";
 /// How long finished fire records are kept (each schedule's newest is always kept).
 const FIRE_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How often the queue and the schedule files are looked at without being told.
@@ -223,7 +225,7 @@ async fn daemon(
     ));
     engine.audit(
         &crate::audit::Event::new(
-            cron::ACTOR,
+            ACTOR,
             "serve.started",
             &engine.dirs.home.display().to_string(),
             "ok",
@@ -309,7 +311,7 @@ async fn daemon(
     .await;
     engine.audit(
         &crate::audit::Event::new(
-            cron::ACTOR,
+            ACTOR,
             "serve.stopped",
             &engine.dirs.home.display().to_string(),
             "ok",
