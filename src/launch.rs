@@ -81,6 +81,8 @@ pub fn find_workflow(dirs: &Dirs, name: &str) -> Result<Workflow, LaunchError> {
 pub enum Execution {
     /// Left queued and unowned, for the daemon's loop to claim.
     Queue,
+    /// Queued, and the daemon's queue loop woken at once.
+    QueueAndWake(Arc<tokio::sync::Notify>),
     /// Executed by a driver thread in this process.
     Drive(RunDriver),
 }
@@ -136,6 +138,10 @@ impl Launcher {
         })?;
         let finished = match &self.execution {
             Execution::Queue => None,
+            Execution::QueueAndWake(wake) => {
+                wake.notify_one();
+                None
+            }
             Execution::Drive(driver) => Some(driver.submit(run.id.clone())),
         };
         Ok(Started { run, finished })

@@ -186,7 +186,7 @@ struct Ctx {
     /// Cancelled when the grace period is over: interrupt what still runs.
     shutdown: CancellationToken,
     /// Wakes the queue loop (a run was created here).
-    poke: Notify,
+    poke: Arc<Notify>,
     runs: TaskTracker,
     jobs: TaskTracker,
     /// Runs this daemon drives now.
@@ -209,7 +209,7 @@ async fn daemon(
         engine: engine.clone(),
         intake: CancellationToken::new(),
         shutdown,
-        poke: Notify::new(),
+        poke: Arc::new(Notify::new()),
         runs: TaskTracker::new(),
         jobs: TaskTracker::new(),
         driving: RefCell::new(HashSet::new()),
@@ -402,8 +402,13 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 continue;
             }
         };
+        // A run parked at an approval gate (or waiting for a decision) takes no slot.
+        let mut active = runs
+            .iter()
+            .filter(|r| r.status != RunStatus::Waiting && ctx.driving.borrow().contains(&r.id))
+            .count();
         for run in &runs {
-            if ctx.driving.borrow().len() >= ctx.max_runs || ctx.intake.is_cancelled() {
+            if active >= ctx.max_runs || ctx.intake.is_cancelled() {
                 break;
             }
             if ctx.driving.borrow().contains(&run.id) || !eligible(&ctx.engine, run) {
@@ -419,6 +424,7 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 ));
             }
             ctx.driving.borrow_mut().insert(run.id.clone());
+            active += 1;
             let c = ctx.clone();
             let id = run.id.clone();
             ctx.runs.spawn_local(async move {
@@ -677,15 +683,17 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
     if rules.is_empty() {
         return None;
     }
-    let launcher = Launcher::new(ctx.engine.clone(), Execution::Queue);
+    let launcher = Launcher::new(
+        ctx.engine.clone(),
+        Execution::QueueAndWake(ctx.poke.clone()),
+    );
     let dispatcher = Arc::new(crate::watch::Dispatcher::new(
         dirs,
         ctx.engine.settings.clone(),
         Some(launcher),
         cancel.clone(),
     ));
-    let c = ctx.clone();
-    let notify: Rc<dyn Fn(&crate::watch::Notice<'_>)> = Rc::new(move |n| watch_notice(&c, n));
+    let notify: Rc<dyn Fn(&crate::watch::Notice<'_>)> = Rc::new(watch_notice);
     Some(tokio::task::spawn_local(async move {
         if let Err(e) = crate::watch::serve(rules, dispatcher, cancel, notify).await {
             log(&format!("the file watchers stopped: {e}"));
@@ -693,7 +701,7 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
     }))
 }
 
-fn watch_notice(ctx: &Ctx, n: &crate::watch::Notice<'_>) {
+fn watch_notice(n: &crate::watch::Notice<'_>) {
     use crate::watch::{Notice, Outcome, Report};
     match n {
         Notice::Watcher(Report::Watching { rule, dir }) => {
@@ -714,10 +722,7 @@ fn watch_notice(ctx: &Ctx, n: &crate::watch::Notice<'_>) {
             let what = match outcome {
                 Outcome::Done(s) => s.clone(),
                 Outcome::Failed(s) => format!("failed: {s}"),
-                Outcome::Started { run_id, .. } => {
-                    ctx.poke.notify_one();
-                    format!("started run {run_id}")
-                }
+                Outcome::Started { run_id, .. } => format!("started run {run_id}"),
             };
             log(&format!(
                 "watcher [{}] {} {}: {what}",
@@ -733,7 +738,7 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
     let sink: crate::webhook::server::LogSink = Arc::new(|line: &str| log(line));
     let state = Arc::new(crate::webhook::server::WebhookState::new(
         ctx.engine.clone(),
-        Execution::Queue,
+        Execution::QueueAndWake(ctx.poke.clone()),
         sink,
     ));
     *ctx.webhooks.borrow_mut() = Some(state.clone());
