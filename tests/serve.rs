@@ -82,6 +82,11 @@ fn one_daemon_per_data_directory_with_a_pid_file_and_a_clean_stop() {
     let env = Env::new();
     let first = Daemon::start(&env, &[]);
     let pid = first.child.id();
+    // The seed's PID file too, for tools that look there.
+    assert_eq!(
+        read(&env.home.join("cron/cron-daemon.pid")).trim(),
+        pid.to_string()
+    );
     env.claw(&["daemon", "status"]).expect_code(0);
     let status = env.claw(&["daemon", "status", "--json"]).json();
     assert_eq!(status["running"], true);
@@ -130,6 +135,7 @@ fn one_daemon_per_data_directory_with_a_pid_file_and_a_clean_stop() {
         !env.home.join("claw.pid").exists(),
         "the PID file is removed on a clean stop"
     );
+    assert!(!env.home.join("cron/cron-daemon.pid").exists());
     env.claw(&["daemon", "status"]).expect_code(1);
     let logs = env.claw(&["daemon", "logs", "-n", "100"]);
     assert!(

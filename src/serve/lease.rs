@@ -9,6 +9,8 @@ use crate::fsutil::FileLock;
 
 pub const LOCK_FILE: &str = "serve.lock";
 pub const PID_FILE: &str = "claw.pid";
+/// The seed's PID file (`cron/cron-daemon.pid`), written too, for tools that look there.
+pub const SEED_PID_FILE: &str = "cron/cron-daemon.pid";
 
 /// How long a starting daemon retries the lock before it refuses (a `claw workflow run --detach`
 /// that checks for a daemon holds it for an instant).
@@ -35,7 +37,7 @@ pub enum LeaseError {
 #[derive(Debug)]
 pub struct Lease {
     _lock: FileLock,
-    pid_file: PathBuf,
+    pid_files: Vec<PathBuf>,
 }
 
 impl Lease {
@@ -66,24 +68,33 @@ impl Lease {
                 Err(source) => return Err(LeaseError::Io { path, source }),
             }
         };
-        let pid_file = home.join(PID_FILE);
         let text = format!("{}\n", std::process::id());
-        crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(
-            |source| LeaseError::Io {
-                path: pid_file.clone(),
-                source,
-            },
-        )?;
+        let mut pid_files = Vec::new();
+        for name in [PID_FILE, SEED_PID_FILE] {
+            let pid_file = home.join(name);
+            if let Some(dir) = pid_file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(
+                |source| LeaseError::Io {
+                    path: pid_file.clone(),
+                    source,
+                },
+            )?;
+            pid_files.push(pid_file);
+        }
         Ok(Lease {
             _lock: lock,
-            pid_file,
+            pid_files,
         })
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.pid_file);
+        for f in &self.pid_files {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
