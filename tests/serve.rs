@@ -586,3 +586,53 @@ fn the_daemon_runs_watchers_and_restarts_them_when_watchers_yaml_changes() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
 }
+
+#[test]
+fn a_run_waiting_at_a_gate_does_not_hold_the_shutdown_and_its_gate_reopens_after() {
+    let env = Env::new();
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).expect("mkdir");
+    env.workflow(
+        "gated",
+        &format!(
+            "name: gated\nsteps:\n  - name: ask\n    type: approval\n    message: go?\n  - name: go\n    command: echo go >> {}/go\n",
+            marks.display()
+        ),
+    );
+    let d = Daemon::start(&env, &["--grace", "120s"]);
+    let id = env
+        .claw(&["workflow", "run", "gated", "--detach"])
+        .stdout
+        .trim()
+        .to_owned();
+    wait_for(Duration::from_secs(30), || {
+        (run_status(&env, &id) == "waiting").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the run does not wait:\n{}", read(&d.log)));
+    let began = Instant::now();
+    d.signal(Signal::SIGTERM);
+    let (code, log) = d.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "a run that only waits must not hold the shutdown for the grace period:\n{log}"
+    );
+    let steps: std::collections::HashMap<String, String> =
+        env.step_statuses(&id).into_iter().collect();
+    assert_eq!(steps["ask"], "pending", "{steps:?}");
+
+    // The next daemon reopens the gate; a decision from another process completes the run.
+    let d = Daemon::start(&env, &[]);
+    wait_for(Duration::from_secs(30), || {
+        (run_status(&env, &id) == "waiting").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the gate is not reopened:\n{}", read(&d.log)));
+    env.claw(&["run", "approve", &id, "ask"]).expect_code(0);
+    let done = wait_for(Duration::from_secs(30), || {
+        (run_status(&env, &id) == "succeeded").then_some(())
+    });
+    assert!(done.is_some(), "{}", read(&d.log));
+    assert_eq!(read(&marks.join("go")), "go\n");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}

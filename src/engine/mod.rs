@@ -98,6 +98,9 @@ pub struct Engine {
     /// Cancelled when the daemon's shutdown deadline passes: runs stop their steps, record them
     /// interrupted and stay resumable (unlike a cancel, which finishes the run).
     shutdown: CancellationToken,
+    /// Cancelled when the daemon stops taking work: runs that only wait (approval gates, child
+    /// runs) are put aside at once, like at the shutdown deadline.
+    park: CancellationToken,
 }
 
 /// What starts a run.
@@ -133,6 +136,7 @@ impl Engine {
             owner: owner::current(),
             eval: Evaluator::new(),
             shutdown: CancellationToken::new(),
+            park: CancellationToken::new(),
         }
     }
 
@@ -168,6 +172,19 @@ impl Engine {
     /// See [`Engine::with_shutdown`].
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// Uses `token` as the signal that this process stops taking work: a run whose steps only
+    /// wait is then interrupted (resumable) without waiting for the shutdown deadline.
+    #[must_use]
+    pub fn with_park(mut self, token: CancellationToken) -> Self {
+        self.park = token;
+        self
+    }
+
+    /// See [`Engine::with_park`].
+    pub fn park_token(&self) -> &CancellationToken {
+        &self.park
     }
 
     /// This process's owner id.

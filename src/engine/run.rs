@@ -372,6 +372,17 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// Whether every step in progress only waits (an approval gate, a child run): no process of
+    /// this run is working.
+    fn only_waits(&self) -> bool {
+        self.recs.values().all(|r| {
+            !matches!(r.status, StepStatus::Running | StepStatus::Waiting)
+                || self.step_def(&r.name).is_some_and(|(_, s)| {
+                    matches!(s.kind, StepKind::Approval(_) | StepKind::Workflow(_))
+                })
+        })
+    }
+
     fn status_of(&self, name: &str) -> StepStatus {
         self.recs
             .get(name)
@@ -1306,6 +1317,12 @@ impl<'a> Exec<'a> {
                 }
                 () = self.engine.shutdown_token().cancelled(), if !self.interrupting => {
                     // The daemon's shutdown deadline passed: stop the steps, keep the run resumable.
+                    self.interrupting = true;
+                    self.halt.cancel();
+                }
+                () = self.engine.park_token().cancelled(), if !self.interrupting && self.only_waits() => {
+                    // The daemon is stopping and this run only waits (on a gate or a child run):
+                    // nothing to let finish, so it is put aside at once, resumable.
                     self.interrupting = true;
                     self.halt.cancel();
                 }

@@ -156,7 +156,12 @@ pub fn run(
     })?;
     open_log(&dirs.home);
     let shutdown = CancellationToken::new();
-    let engine = Arc::new(Engine::open(dirs, settings)?.with_shutdown(shutdown.clone()));
+    let intake = CancellationToken::new();
+    let engine = Arc::new(
+        Engine::open(dirs, settings)?
+            .with_shutdown(shutdown.clone())
+            .with_park(intake.clone()),
+    );
     // Bound before anything starts, so that a busy port is a clear error, not a half-started daemon.
     let listener = match opts.bind {
         Some(addr) => {
@@ -173,7 +178,10 @@ pub fn run(
         .build()
         .map_err(|e| ServeError::Io(format!("cannot start the async runtime: {e}")))?;
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&rt, daemon(engine, opts.clone(), listener, stop, shutdown));
+    let result = local.block_on(
+        &rt,
+        daemon(engine, opts.clone(), listener, stop, intake, shutdown),
+    );
     drop(lease);
     result
 }
@@ -203,11 +211,12 @@ async fn daemon(
     opts: Options,
     listener: Option<std::net::TcpListener>,
     stop: CancellationToken,
+    intake: CancellationToken,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let ctx = Rc::new(Ctx {
         engine: engine.clone(),
-        intake: CancellationToken::new(),
+        intake,
         shutdown,
         poke: Arc::new(Notify::new()),
         runs: TaskTracker::new(),
