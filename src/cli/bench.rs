@@ -274,14 +274,8 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
 }
 
 fn scratch_dir() -> Result<std::path::PathBuf, CliError> {
-    let base = std::env::temp_dir();
-    let dir = base.join(format!(
-        "claw-bench-{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
+    crate::serve::bench::scratch()
+        .map_err(|e| CliError::internal(format!("cannot create a scratch directory: {e}")))
 }
 
 fn audit(entries: usize, json: bool) -> CliResult {

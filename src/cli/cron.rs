@@ -193,6 +193,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
 }
 
 fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
+    use crate::serve::cron::at;
     let jobs = file.load().map_err(jobs_err)?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
@@ -204,11 +205,6 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
-    let when = |ms: i64| {
-        chrono::TimeZone::timestamp_millis_opt(&Utc, ms)
-            .single()
-            .map(|t| t.to_rfc3339())
-    };
     let items: Vec<serde_json::Value> = sources
         .entries
         .iter()
@@ -217,15 +213,13 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
             let anchor = st.map(|s| s.last_fire.unwrap_or(s.first_seen));
             // From the persisted last fire, as the daemon computes it (in the past while the
             // daemon is down: it is then caught up per the schedule's policy at the next start).
-            let base = anchor
-                .and_then(|a| chrono::TimeZone::timestamp_millis_opt(&Utc, a).single())
-                .unwrap_or_else(Utc::now);
+            let base = anchor.map_or_else(Utc::now, at);
             let next = e.schedule.next_after(base);
             serde_json::json!({
                 "schedule": e.id,
                 "name": e.label,
                 "expr": e.schedule.expr(),
-                "last_fire": st.and_then(|s| s.last_fire).and_then(when),
+                "last_fire": st.and_then(|s| s.last_fire).map(|t| at(t).to_rfc3339()),
                 "next_fire": next.map(|t| t.to_rfc3339()),
                 "fired": st.map_or(0, |s| s.fired),
                 "missed": st.map_or(0, |s| s.missed),

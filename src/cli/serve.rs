@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::{CliError, CliResult, Ctx};
 use crate::serve::{self, Options, ServeError, lease, systemd};
 
+/// How the daemon listens and stops: given to `claw serve` and written into the unit file.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {
+pub(crate) struct DaemonArgs {
     /// Address of the HTTP listener (webhooks at POST /hooks/<name>, GET /healthz).
     #[arg(long, value_name = "ADDR", default_value = serve::DEFAULT_BIND)]
     bind: SocketAddr,
@@ -22,6 +23,21 @@ pub(crate) struct ServeArgs {
     /// are stopped and recorded interrupted (e.g. 30s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     grace: String,
+}
+
+impl DaemonArgs {
+    /// The listener address (`None` with `--no-http`) and the grace period.
+    fn resolve(&self) -> Result<(Option<SocketAddr>, Duration), CliError> {
+        let grace = crate::workflow::duration::parse(&self.grace)
+            .map_err(|e| CliError::usage(format!("invalid --grace `{}`: {e}", self.grace)))?;
+        Ok(((!self.no_http).then_some(self.bind), grace))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
     /// If another daemon owns the data directory, wait for it to exit instead of refusing.
     #[arg(long)]
     wait: bool,
@@ -37,12 +53,8 @@ pub(crate) struct ServeArgs {
 pub(crate) enum DaemonCommand {
     /// Write the systemd user unit `claw.service` for `claw serve` and enable and start it.
     Install {
-        #[arg(long, value_name = "ADDR", default_value = serve::DEFAULT_BIND)]
-        bind: SocketAddr,
-        #[arg(long, conflicts_with = "bind")]
-        no_http: bool,
-        #[arg(long, value_name = "DURATION", default_value = "30s")]
-        grace: String,
+        #[command(flatten)]
+        daemon: DaemonArgs,
         /// Only write the unit file (do not call systemctl).
         #[arg(long)]
         no_start: bool,
@@ -65,14 +77,8 @@ pub(crate) enum DaemonCommand {
     },
 }
 
-fn grace(text: &str) -> Result<Duration, CliError> {
-    crate::workflow::duration::parse(text)
-        .map_err(|e| CliError::usage(format!("invalid --grace `{text}`: {e}")))
-}
-
 pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
-    let grace = grace(&args.grace)?;
-    let bind = (!args.no_http).then_some(args.bind);
+    let (bind, grace) = args.daemon.resolve()?;
     if args.install {
         return install(ctx, bind, grace, false);
     }
@@ -95,12 +101,10 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
 
 pub(crate) fn daemon(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
     match cmd {
-        DaemonCommand::Install {
-            bind,
-            no_http,
-            grace: g,
-            no_start,
-        } => install(ctx, (!no_http).then_some(bind), grace(&g)?, no_start),
+        DaemonCommand::Install { daemon, no_start } => {
+            let (bind, grace) = daemon.resolve()?;
+            install(ctx, bind, grace, no_start)
+        }
         DaemonCommand::Uninstall => uninstall(),
         DaemonCommand::Status { json } => status(ctx, json),
         DaemonCommand::Logs { n, follow } => logs(ctx, n, follow),

@@ -207,24 +207,13 @@ fn arg_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// A skill job: `claw skill run NAME KEY=VALUE...` in a child process, so the skill gets
-/// exactly what `claw skill run` gives it (its stripped environment, its vault grants, Landlock,
-/// its log and the `skill.run` audit entry).
+/// A skill job: the skill named by `command`, with the args, as `claw skill run` runs it.
 async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
+    let args = job.args.iter().map(|(k, v)| (k.clone(), arg_text(v)));
+    let mut cmd = match crate::skills::runner::cli_command(&engine.dirs, &job.command, args) {
+        Ok(c) => c,
         Err(e) => return (1, format!("Exception: cannot find the claw binary: {e}")),
     };
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--home")
-        .arg(&engine.dirs.home)
-        .arg("--root")
-        .arg(&engine.dirs.root)
-        .args(["skill", "run", "--"])
-        .arg(&job.command);
-    for (k, v) in &job.args {
-        cmd.arg(format!("{k}={}", arg_text(v)));
-    }
     cmd.current_dir(&engine.dirs.home);
     supervise(cmd, &format!("skill {}", job.command), cancel).await
 }
@@ -232,7 +221,7 @@ async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
 /// A webhook job: `POST command` with the job's `args` as the JSON body (`{}` without args),
 /// 30 s, as the seed did. Exit status 0 for a 2xx answer.
 async fn run_webhook(job: &Job, cancel: &CancellationToken) -> (i32, String) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::steps::http::install_crypto_provider();
     let client = match reqwest::Client::builder()
         .timeout(WEBHOOK_TIMEOUT)
         .user_agent(concat!("claw/", env!("CARGO_PKG_VERSION")))

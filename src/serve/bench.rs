@@ -80,7 +80,9 @@ pub struct Idle {
     pub window_s: f64,
 }
 
-fn scratch() -> std::io::Result<PathBuf> {
+/// A fresh `claw-bench-<ulid>` directory (with `workflows/`) in the temp dir: benchmarks never
+/// touch the user's data directory.
+pub fn scratch() -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "claw-bench-{}",
         ulid::Ulid::new().to_string().to_ascii_lowercase()
@@ -202,7 +204,7 @@ pub fn cron(
     let claw = Spread::of(late);
     let baseline = Spread::of(base);
     let idle = if idle {
-        Some(idle_daemon(&dirs, schedules)?)
+        Some(idle_daemon(schedules)?)
     } else {
         None
     };
@@ -275,7 +277,7 @@ fn measure_daemon(home: &Path, root: &Path) -> Result<((u64, u64), f64, f64), St
     Ok((rss, cpu, window.as_secs_f64()))
 }
 
-fn idle_daemon(dirs: &Dirs, schedules: usize) -> Result<Idle, String> {
+fn idle_daemon(schedules: usize) -> Result<Idle, String> {
     // The same number of schedules, due in a day: the daemon holds them all and sleeps.
     let busy = scratch().map_err(io)?;
     write_jobs(
@@ -289,7 +291,6 @@ fn idle_daemon(dirs: &Dirs, schedules: usize) -> Result<Idle, String> {
     let ((base_rss, base_private), base_cpu, _) = measure_daemon(&empty.join("home"), &empty)?;
     let _ = std::fs::remove_dir_all(&busy);
     let _ = std::fs::remove_dir_all(&empty);
-    let _ = dirs;
     Ok(Idle {
         rss_kib: rss,
         private_kib: private,
@@ -365,7 +366,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
         .build()
         .map_err(io)?;
     // reqwest is built without a default TLS provider (plain HTTP here, but the builder asks).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::steps::http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()

@@ -187,8 +187,6 @@ pub struct Tick {
     pub dispatch: Vec<Dispatch>,
     /// Entries for the audit log (missed and skipped fires).
     pub audit: Vec<Event>,
-    /// Fires enqueued in this pass.
-    pub fired: u64,
     pub missed: u64,
     pub skipped: u64,
 }
@@ -231,7 +229,8 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn at(ms: i64) -> DateTime<Utc> {
+/// The instant of a stored time (ms since the epoch).
+pub fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::UNIX_EPOCH)
@@ -343,8 +342,8 @@ impl Scheduler {
 
     /// Copies every slot into fresh allocations and drops the old ones. After a reload, the
     /// schedules' small strings sit scattered among the freed memory of the parsed files, which
-    /// keeps that memory from going back to the system; copied once the parse is freed, they are
-    /// packed together instead.
+    /// keeps that memory from going back to the system; copied once the parse and the reload's
+    /// own temporaries are freed, they are packed together instead.
     pub fn compact(&mut self) {
         let packed: Vec<Slot> = self
             .slots
@@ -358,7 +357,6 @@ impl Scheduler {
             })
             .collect();
         self.slots.0 = packed;
-        self.heap.shrink_to_fit();
     }
 
     /// Computes the slot's next due time from `last` and puts it in the heap.
@@ -395,18 +393,6 @@ impl Scheduler {
             self.heap.pop();
         }
         None
-    }
-
-    /// The schedules and their next due times, by id.
-    pub fn upcoming(&self) -> Vec<(String, String, Option<DateTime<Utc>>)> {
-        let mut out: Vec<_> = self
-            .slots
-            .0
-            .iter()
-            .map(|s| (s.entry.id.clone(), s.entry.label.clone(), s.due))
-            .collect();
-        out.sort();
-        out
     }
 
     /// One pass at `now`: enqueues what is due, records what was missed or skipped.
@@ -554,14 +540,12 @@ impl Scheduler {
                     ));
                 }
                 (FireStatus::Run, Some(run)) => {
-                    tick.fired += 1;
                     tick.dispatch.push(Dispatch::Run {
                         schedule: fire.schedule,
                         run_id: run.id,
                     });
                 }
                 (_, _) => {
-                    tick.fired += 1;
                     let Some(slot) = self.slots.get(&fire.schedule) else {
                         continue;
                     };

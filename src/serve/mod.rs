@@ -21,7 +21,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone as _, Utc};
+use chrono::Utc;
+
+use cron::at;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -126,12 +128,6 @@ fn open_log(home: &std::path::Path) {
         }
         Err(e) => eprintln!("claw serve: warning: cannot open {}: {e}", path.display()),
     }
-}
-
-fn at(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// Runs the daemon until a stop signal (or `stop`, for tests and embedding).

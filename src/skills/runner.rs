@@ -160,6 +160,30 @@ pub fn which(prog: &str, path: &str) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
+/// `claw --home H --root R skill run -- NAME KEY=VALUE...` in a child process: for cron jobs and
+/// watcher actions, so a skill they start gets exactly what `claw skill run` gives it (its own
+/// environment, vault grants, Landlock, log and `skill.run` audit entry).
+pub fn cli_command<I>(
+    dirs: &crate::config::Dirs,
+    name: &str,
+    args: I,
+) -> std::io::Result<tokio::process::Command>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--home")
+        .arg(&dirs.home)
+        .arg("--root")
+        .arg(&dirs.root)
+        .args(["skill", "run", "--"])
+        .arg(name.trim());
+    for (k, v) in args {
+        cmd.arg(format!("{k}={v}"));
+    }
+    Ok(cmd)
+}
+
 /// Checks everything and builds the launch of `skill` with `args` (`k=v` pairs as given).
 pub fn prepare(
     skill: &Skill,

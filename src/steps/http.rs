@@ -161,8 +161,9 @@ impl std::fmt::Display for TooManyRedirects {
 
 impl std::error::Error for TooManyRedirects {}
 
-/// rustls needs a process-wide crypto provider; claw uses ring's.
-fn install_crypto_provider() {
+/// rustls needs a process-wide crypto provider; claw uses ring's. Call before building any
+/// reqwest client.
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // An error means one is installed already, which is as good.

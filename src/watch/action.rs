@@ -153,21 +153,15 @@ impl Dispatcher {
             Ok(i) => i,
             Err(o) => return o,
         };
-        let exe = match std::env::current_exe() {
-            Ok(e) => e,
+        let args = rule
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar_text(v)))
+            .chain([("file".to_owned(), event.path.display().to_string())]);
+        let mut cmd = match crate::skills::runner::cli_command(&self.dirs, &rule.command, args) {
+            Ok(c) => c,
             Err(e) => return Outcome::Failed(format!("cannot find the claw binary: {e}")),
         };
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("--home")
-            .arg(&self.dirs.home)
-            .arg("--root")
-            .arg(&self.dirs.root)
-            .args(["skill", "run", "--"])
-            .arg(rule.command.trim());
-        for (k, v) in &rule.args {
-            cmd.arg(format!("{k}={}", scalar_text(v)));
-        }
-        cmd.arg(format!("file={}", event.path.display()));
         if let Some(cwd) = &input.cwd {
             cmd.current_dir(cwd);
         }
