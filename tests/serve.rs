@@ -77,6 +77,28 @@ fn run_status(env: &Env, run: &str) -> String {
         .to_owned()
 }
 
+/// Waits (up to a minute) until `run` has `status`.
+fn reaches(env: &Env, run: &str, status: &str) -> bool {
+    wait_for(Duration::from_secs(60), || {
+        (run_status(env, run) == status).then_some(())
+    })
+    .is_some()
+}
+
+/// `<tmp>/marks/`, where the test workflows leave their traces.
+fn marks_dir(env: &Env) -> PathBuf {
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).expect("mkdir");
+    marks
+}
+
+/// `claw workflow run NAME --detach`: the run's id.
+fn detach(env: &Env, workflow: &str) -> String {
+    let ran = env.claw(&["workflow", "run", workflow, "--detach"]);
+    ran.expect_code(0);
+    ran.stdout.trim().to_owned()
+}
+
 #[test]
 fn one_daemon_per_data_directory_with_a_pid_file_and_a_clean_stop() {
     let env = Env::new();
@@ -150,8 +172,7 @@ fn one_daemon_per_data_directory_with_a_pid_file_and_a_clean_stop() {
 #[test]
 fn detached_runs_and_orphans_are_run_by_the_daemon() {
     let env = Env::new();
-    let marks = env.path("marks");
-    std::fs::create_dir_all(&marks).expect("mkdir");
+    let marks = marks_dir(&env);
     env.workflow(
         "slow",
         &format!(
@@ -178,25 +199,17 @@ fn detached_runs_and_orphans_are_run_by_the_daemon() {
     assert_eq!(run_status(&env, &run), "running");
 
     let daemon = Daemon::start(&env, &[]);
-    let done = wait_for(Duration::from_secs(60), || {
-        (run_status(&env, &run) == "succeeded").then_some(())
-    });
     assert!(
-        done.is_some(),
+        reaches(&env, &run, "succeeded"),
         "the orphan was not resumed:\n{}",
         read(&daemon.log)
     );
     assert!(read(&daemon.log).contains(&format!("resuming run {run}")));
 
     // With a daemon up, --detach leaves the run to it (no `claw run resume` process).
-    let detached = env.claw(&["workflow", "run", "quick", "--detach"]);
-    detached.expect_code(0);
-    let id = detached.stdout.trim().to_owned();
-    let done = wait_for(Duration::from_secs(30), || {
-        (run_status(&env, &id) == "succeeded").then_some(())
-    });
+    let id = detach(&env, "quick");
     assert!(
-        done.is_some(),
+        reaches(&env, &id, "succeeded"),
         "the detached run did not run:\n{}",
         read(&daemon.log)
     );
@@ -222,11 +235,7 @@ fn sigterm_lets_running_steps_finish_within_the_grace_period() {
         "name: short\nsteps:\n  - name: a\n    command: sleep 2; echo done\n",
     );
     let daemon = Daemon::start(&env, &["--grace", "60s"]);
-    let id = env
-        .claw(&["workflow", "run", "short", "--detach"])
-        .stdout
-        .trim()
-        .to_owned();
+    let id = detach(&env, "short");
     wait_for(Duration::from_secs(30), || {
         env.step_statuses(&id)
             .iter()
@@ -244,8 +253,7 @@ fn sigterm_lets_running_steps_finish_within_the_grace_period() {
 #[test]
 fn after_the_grace_period_running_steps_are_recorded_interrupted_and_resume_later() {
     let env = Env::new();
-    let marks = env.path("marks");
-    std::fs::create_dir_all(&marks).expect("mkdir");
+    let marks = marks_dir(&env);
     env.workflow(
         "long",
         &format!(
@@ -254,11 +262,7 @@ fn after_the_grace_period_running_steps_are_recorded_interrupted_and_resume_late
         ),
     );
     let daemon = Daemon::start(&env, &["--grace", "1s"]);
-    let id = env
-        .claw(&["workflow", "run", "long", "--detach"])
-        .stdout
-        .trim()
-        .to_owned();
+    let id = detach(&env, "long");
     wait_for(Duration::from_secs(30), || {
         (!read(&marks.join("again")).is_empty() && !read(&marks.join("once")).is_empty())
             .then_some(())
@@ -297,8 +301,7 @@ fn after_the_grace_period_running_steps_are_recorded_interrupted_and_resume_late
 #[test]
 fn kill_9_of_the_daemon_neither_loses_nor_doubles_a_fire() {
     let env = Env::new();
-    let marks = env.path("marks");
-    std::fs::create_dir_all(&marks).expect("mkdir");
+    let marks = marks_dir(&env);
     env.workflow(
         "tick",
         &format!(
@@ -382,8 +385,7 @@ fn kill_9_of_the_daemon_neither_loses_nor_doubles_a_fire() {
 fn overlap_skip_and_queue_with_a_run_longer_than_its_period() {
     for policy in ["skip", "queue"] {
         let env = Env::new();
-        let marks = env.path("marks");
-        std::fs::create_dir_all(&marks).expect("mkdir");
+        let marks = marks_dir(&env);
         env.workflow(
             "slow",
             &format!(
@@ -474,10 +476,7 @@ fn a_webhook_through_the_daemon_starts_a_run_that_the_daemon_executes() {
         .and_then(|r| r.split('"').next())
         .expect("run id")
         .to_owned();
-    let done = wait_for(Duration::from_secs(30), || {
-        (run_status(&env, &id) == "succeeded").then_some(())
-    });
-    assert!(done.is_some(), "{}", read(&d.log));
+    assert!(reaches(&env, &id, "succeeded"), "{}", read(&d.log));
     let shown = env.show(&id);
     assert!(
         step(&shown, "a")["stdout"]
@@ -590,8 +589,7 @@ fn the_daemon_runs_watchers_and_restarts_them_when_watchers_yaml_changes() {
 #[test]
 fn a_run_waiting_at_a_gate_does_not_hold_the_shutdown_and_its_gate_reopens_after() {
     let env = Env::new();
-    let marks = env.path("marks");
-    std::fs::create_dir_all(&marks).expect("mkdir");
+    let marks = marks_dir(&env);
     env.workflow(
         "gated",
         &format!(
@@ -600,15 +598,12 @@ fn a_run_waiting_at_a_gate_does_not_hold_the_shutdown_and_its_gate_reopens_after
         ),
     );
     let d = Daemon::start(&env, &["--grace", "120s"]);
-    let id = env
-        .claw(&["workflow", "run", "gated", "--detach"])
-        .stdout
-        .trim()
-        .to_owned();
-    wait_for(Duration::from_secs(30), || {
-        (run_status(&env, &id) == "waiting").then_some(())
-    })
-    .unwrap_or_else(|| panic!("the run does not wait:\n{}", read(&d.log)));
+    let id = detach(&env, "gated");
+    assert!(
+        reaches(&env, &id, "waiting"),
+        "the run does not wait:\n{}",
+        read(&d.log)
+    );
     let began = Instant::now();
     d.signal(Signal::SIGTERM);
     let (code, log) = d.wait(Duration::from_secs(60));
@@ -623,16 +618,53 @@ fn a_run_waiting_at_a_gate_does_not_hold_the_shutdown_and_its_gate_reopens_after
 
     // The next daemon reopens the gate; a decision from another process completes the run.
     let d = Daemon::start(&env, &[]);
-    wait_for(Duration::from_secs(30), || {
-        (run_status(&env, &id) == "waiting").then_some(())
-    })
-    .unwrap_or_else(|| panic!("the gate is not reopened:\n{}", read(&d.log)));
+    assert!(
+        reaches(&env, &id, "waiting"),
+        "the gate is not reopened:\n{}",
+        read(&d.log)
+    );
     env.claw(&["run", "approve", &id, "ask"]).expect_code(0);
-    let done = wait_for(Duration::from_secs(30), || {
-        (run_status(&env, &id) == "succeeded").then_some(())
-    });
-    assert!(done.is_some(), "{}", read(&d.log));
+    assert!(reaches(&env, &id, "succeeded"), "{}", read(&d.log));
     assert_eq!(read(&marks.join("go")), "go\n");
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}
+
+#[test]
+fn fires_missed_while_the_daemon_was_down_are_counted_and_audited() {
+    let env = Env::new();
+    env.workflow(
+        "tick",
+        "name: tick\nschedule: \"* * * * * *\"\ntz: UTC\ncatch_up: none\noverlap: allow\nsteps:\n  - name: a\n    command: \"true\"\n",
+    );
+    let d = Daemon::start(&env, &[]);
+    wait_for(Duration::from_secs(30), || env.last_run()).expect("a first fire");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+    std::thread::sleep(Duration::from_secs(3));
+    let d = Daemon::start(&env, &[]);
+    let status = wait_for(Duration::from_secs(30), || {
+        let s = env.claw(&["cron", "status", "--json"]).json();
+        (s["schedules"][0]["missed"].as_u64().unwrap_or(0) >= 2).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no missed fires recorded:\n{}", read(&d.log)));
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+    let missed = status["schedules"][0]["missed"].as_u64().expect("missed");
+    let audit = env
+        .claw(&["audit", "search", "--action", "schedule.missed", "--json"])
+        .json();
+    let entries = audit.as_array().expect("entries");
+    assert!(!entries.is_empty(), "{audit}");
+    let counted: u64 = entries
+        .iter()
+        .filter_map(|e| e["detail"]["count"].as_u64())
+        .sum();
+    assert_eq!(counted, missed, "{audit}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["detail"]["reason"] == "catch_up_none"),
+        "{audit}"
+    );
 }
