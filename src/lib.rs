@@ -24,17 +24,24 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod diagnostic;
 pub mod engine;
+pub mod expr;
 pub mod fsutil;
-pub mod launch;
+
+pub mod params;
+pub mod proc;
 pub mod redact;
 pub mod scheduler;
+pub mod secret;
 pub mod serve;
 pub mod skills;
 pub mod steps;
 pub mod store;
+pub mod time;
 pub mod trace;
+pub mod triggers;
 pub mod vault;
-pub mod watch;
-pub mod webhook;
+
 pub mod workflow;
+pub mod yaml;

@@ -379,7 +379,7 @@ fn an_interrupted_step_can_be_skipped() {
     let mut child = env.spawn(&["workflow", "run", "slow"]);
     let id = wait_for(Duration::from_secs(60), || {
         let id = env.last_run()?;
-        (step(&env.show(&id), "long")["status"] == "running").then_some(id)
+        (step_status(&env.show(&id), "long") == Some("running")).then_some(id)
     })
     .expect("running");
     child.kill().unwrap();
@@ -387,7 +387,7 @@ fn an_interrupted_step_can_be_skipped() {
     // Resume finds the step interrupted (not idempotent) and waits for a decision.
     let resumer = env.spawn(&["run", "resume", &id, "--quiet"]);
     wait_for(Duration::from_secs(60), || {
-        (step(&env.show(&id), "long")["status"] == "interrupted").then_some(())
+        (step_status(&env.show(&id), "long") == Some("interrupted")).then_some(())
     })
     .expect("interrupted");
     env.claw(&["run", "approve", &id, "long", "--skip"])

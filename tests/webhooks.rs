@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use claw::config::{Dirs, Settings};
 use claw::engine::Engine;
-use claw::launch::{Execution, RunDriver};
-use claw::webhook::verify::{Method, sign};
-use claw::webhook::{WebhookState, router};
+use claw::triggers::launch::{Execution, RunDriver};
+use claw::triggers::webhook::verify::{Method, sign};
+use claw::triggers::webhook::{WebhookState, router};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
@@ -35,7 +35,7 @@ fn serve(env: &Env, execution_drive: bool) -> (SocketAddr, CancellationToken) {
     let state = Arc::new(WebhookState::new(
         engine,
         execution,
-        claw::webhook::server::no_log(),
+        claw::triggers::webhook::server::no_log(),
     ));
     let (tx, rx) = std::sync::mpsc::channel();
     let stop = cancel.clone();

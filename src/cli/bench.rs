@@ -60,7 +60,7 @@ pub(crate) enum BenchCommand {
 }
 
 fn cron(schedules: usize, period: &str, periods: u32, idle: bool, json: bool) -> CliResult {
-    let period = crate::workflow::duration::parse(period)
+    let period = crate::time::duration::parse(period)
         .map_err(|e| CliError::usage(format!("invalid --period `{period}`: {e}")))?;
     let r =
         crate::serve::bench::cron(schedules, period, periods, idle).map_err(CliError::internal)?;
@@ -163,7 +163,7 @@ fn engine(steps: usize, rounds: usize, json: bool) -> CliResult {
     for i in 0..steps {
         yaml.push_str(&format!("  - name: s{i}\n    command: \"true\"\n"));
     }
-    let wf = crate::config::workflow_file::load_str(&scratch.join("bench.yaml"), yaml)
+    let wf = crate::workflow::load::load_str(&scratch.join("bench.yaml"), yaml)
         .map_err(|e| CliError::internal(e.render()))?;
     let settings = crate::config::Settings::default();
     let engine = Engine::open(dirs, settings)?;

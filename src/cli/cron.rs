@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use super::output;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditLog, Event};
-use crate::scheduler::jobs::{Job, JobType, JobsError, JobsFile, find_index};
-use crate::scheduler::runner::{self, Delivery};
 use crate::scheduler::{Schedule, parse_tz};
+use crate::triggers::cron::jobs::{Job, JobType, JobsError, JobsFile, find_index};
+use crate::triggers::cron::runner::{self, Delivery};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CronArgs {
@@ -100,7 +100,7 @@ fn jobs_err(e: JobsError) -> CliError {
 }
 
 fn audit(ctx: &Ctx, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
-    let actor = crate::config::paths::cli_actor();
+    let actor = crate::config::env::cli_actor();
     let event = Event::new(&actor, action, target, outcome, detail);
     if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
         eprintln!("warning: {e}");
@@ -137,7 +137,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
             job.output_channel = output;
             job.tz = tz;
             for a in &args {
-                let (k, v) = crate::engine::params::split_assignment(a)
+                let (k, v) = crate::params::split_assignment(a)
                     .map_err(|e| CliError::usage(format!("--arg {e}")))?;
                 job.args.insert(k, serde_json::Value::String(v));
             }
@@ -197,7 +197,7 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     let jobs = file.load().map_err(jobs_err)?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
-    let sources = crate::serve::cron::load_sources(&ctx.dirs);
+    let sources = crate::triggers::cron::sources::load_sources(&ctx.dirs);
     let engine = ctx.engine()?;
     let states: std::collections::HashMap<String, crate::store::ScheduleState> = engine
         .store

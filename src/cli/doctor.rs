@@ -3,7 +3,6 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::{CliError, CliResult, Ctx, output};
-use crate::config::resolve;
 
 struct Report {
     problems: usize,
@@ -63,10 +62,10 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
             "claw.yaml",
             &format!(
                 "retention {} / {} runs, step logs {} bytes, kill grace {}",
-                crate::workflow::duration::format(s.retention_max_age),
+                crate::time::duration::format(s.retention_max_age),
                 s.retention_max_runs,
                 s.max_step_log_bytes,
-                crate::workflow::duration::format(s.kill_grace)
+                crate::time::duration::format(s.kill_grace)
             ),
         ),
         Err(e) => r.bad("claw.yaml", &e.message),
@@ -91,7 +90,7 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
     let files = super::workflow::all_files(ctx);
     let invalid = files
         .iter()
-        .filter(|f| crate::config::workflow_file::load_file(f).is_err())
+        .filter(|f| crate::workflow::load::load_file(f).is_err())
         .count();
     if invalid > 0 {
         r.bad(
@@ -147,7 +146,7 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
     }
 
     println!("\nsettings (flag > environment > vault > .env > claw.yaml settings: > default):");
-    let (layers, notes) = resolve::gather(&dirs.root, &dirs.home, Default::default());
+    let (layers, notes) = crate::vault::settings(&dirs.root, &dirs.home, Default::default());
     for n in notes {
         r.warn("settings", &n);
     }

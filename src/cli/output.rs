@@ -39,7 +39,7 @@ pub(crate) fn human_ms(ms: Option<i64>) -> String {
         Some(ms) if ms < 1000 => format!("{ms}ms"),
         Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
         Some(ms) => {
-            crate::workflow::duration::format(std::time::Duration::from_millis(ms.unsigned_abs()))
+            crate::time::duration::format(std::time::Duration::from_millis(ms.unsigned_abs()))
         }
     }
 }

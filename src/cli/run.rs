@@ -144,7 +144,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: RunCommand) -> CliResult {
             };
             let input = input
                 .iter()
-                .map(|kv| crate::engine::params::split_assignment(kv).map_err(CliError::usage))
+                .map(|kv| crate::params::split_assignment(kv).map_err(CliError::usage))
                 .collect::<Result<Vec<_>, _>>()?;
             decide(
                 &engine,
@@ -405,12 +405,9 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
         if let Some(name) = step
             && !steps.iter().any(|s| s.name == name)
         {
-            let hint = crate::config::diagnostic::did_you_mean(
-                name,
-                steps.iter().map(|s| s.name.as_str()),
-            )
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+            let hint = crate::diagnostic::did_you_mean(name, steps.iter().map(|s| s.name.as_str()))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Err(CliError::usage(format!(
                 "run {} has no step `{name}`{hint}",
                 run.id
@@ -505,20 +502,17 @@ fn cancel(engine: &Engine, id: &str) -> CliResult {
 fn rerun(engine: &Engine, id: &str, from: Option<&str>, json: bool, quiet: bool) -> CliResult {
     let old = engine.store.find_run(id)?;
     // The workflow as it is now (fixed since the failure, perhaps); the stored one if the file is gone.
-    let wf = match crate::config::workflow_file::load_file(std::path::Path::new(&old.workflow_path))
-    {
+    let wf = match crate::workflow::load::load_file(std::path::Path::new(&old.workflow_path)) {
         Ok(wf) => wf,
         Err(_) => engine.definition(&old)?,
     };
     let mut keep = std::collections::HashSet::new();
     if let Some(step) = from {
         let Some(start) = wf.step_index(step) else {
-            let hint = crate::config::diagnostic::did_you_mean(
-                step,
-                wf.steps.iter().map(|s| s.name.as_str()),
-            )
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+            let hint =
+                crate::diagnostic::did_you_mean(step, wf.steps.iter().map(|s| s.name.as_str()))
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
             return Err(CliError::usage(format!(
                 "workflow `{}` has no step `{step}`{hint}",
                 wf.name

@@ -28,7 +28,7 @@ pub(crate) struct DaemonArgs {
 impl DaemonArgs {
     /// The listener address (`None` with `--no-http`) and the grace period.
     fn resolve(&self) -> Result<(Option<SocketAddr>, Duration), CliError> {
-        let grace = crate::workflow::duration::parse(&self.grace)
+        let grace = crate::time::duration::parse(&self.grace)
             .map_err(|e| CliError::usage(format!("invalid --grace `{}`: {e}", self.grace)))?;
         Ok(((!self.no_http).then_some(self.bind), grace))
     }

@@ -110,7 +110,7 @@ fn hub_err(e: &HubError) -> CliError {
 }
 
 fn audit(ctx: &Ctx, skill: &str, outcome: &str, detail: serde_json::Value) {
-    let event = skills::audit_event(&crate::config::paths::cli_actor(), skill, outcome, detail);
+    let event = skills::audit_event(&crate::config::env::cli_actor(), skill, outcome, detail);
     if let Err(e) = crate::audit::AuditLog::in_dir(&ctx.dirs.home).record(&event) {
         eprintln!("warning: {e}");
     }
@@ -264,7 +264,7 @@ fn info(ctx: &Ctx, name: &str, json: bool) -> CliResult {
     );
     println!(
         "  timeout:      {}",
-        crate::workflow::duration::format(skill.timeout())
+        crate::time::duration::format(skill.timeout())
     );
     if !m.skill_type.is_empty() {
         println!("  type:         {}", m.skill_type);
@@ -335,7 +335,7 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
     let settings = ctx.settings()?;
     let timeout = timeout
         .map(|t| {
-            crate::workflow::duration::parse(t)
+            crate::time::duration::parse(t)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
@@ -493,7 +493,7 @@ fn create(ctx: &Ctx, name: &str, kind: ScriptType, description: &str) -> CliResu
         name,
         kind,
         description,
-        &crate::config::paths::local_user(),
+        &crate::config::env::local_user(),
     )
     .map_err(|e| match e {
         scaffold::ScaffoldError::Io { .. } => CliError::internal(e.to_string()),
@@ -509,13 +509,13 @@ fn hub(ctx: &Ctx, args: HubArgs) -> CliResult {
     if let Some(h) = args.hub {
         flags.insert("CLAW_SKILL_HUB".to_owned(), h);
     }
-    let (layers, _) = crate::config::resolve::gather(&ctx.dirs.root, &ctx.dirs.home, flags);
+    let (layers, _) = crate::vault::settings(&ctx.dirs.root, &ctx.dirs.home, flags);
     let url = crate::config::resolve::DEFS
         .iter()
         .find(|d| d.name == "CLAW_SKILL_HUB")
         .and_then(|d| layers.get(*d).value);
     let hub = Hub::new(url, &ctx.dirs.home).map_err(|e| hub_err(&e))?;
-    let actor = crate::config::paths::cli_actor();
+    let actor = crate::config::env::cli_actor();
     let record = |action: &str, target: &str| {
         let event = crate::audit::Event::new(
             &actor,

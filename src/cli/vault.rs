@@ -100,7 +100,7 @@ fn err(e: VaultError) -> CliError {
 }
 
 fn audit(ctx: &Ctx, action: &str, target: &str) {
-    let actor = crate::config::paths::cli_actor();
+    let actor = crate::config::env::cli_actor();
     let event = Event::new(&actor, action, target, "ok", serde_json::json!({}));
     if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
         eprintln!("warning: {e}");

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::output;
 use super::{CliError, CliResult, Ctx};
-use crate::config::diagnostic::did_you_mean;
-use crate::launch::{Execution, Launcher, RunDriver};
-use crate::watch::{
+use crate::diagnostic::did_you_mean;
+use crate::triggers::launch::{Execution, Launcher, RunDriver};
+use crate::triggers::watch::{
     self, ActionKind, Dispatcher, EventKind, FsEvent, Notice, Outcome, Report, RuleSet,
 };
 

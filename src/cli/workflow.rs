@@ -7,10 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{self, TermProgress};
 use super::{CliError, CliResult, Ctx};
-use crate::config::diagnostic::did_you_mean;
-use crate::config::workflow_file::{self, FileErrors};
-use crate::engine::{Engine, EngineError, NewRun, params};
+use crate::diagnostic::did_you_mean;
+use crate::engine::{Engine, EngineError, NewRun};
+use crate::params;
 use crate::store::{RunRecord, RunStatus};
+use crate::workflow::load::{self, FileErrors};
 use crate::workflow::{StepKind, Workflow};
 
 #[derive(Debug, Subcommand)]
@@ -148,7 +149,7 @@ pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
     // `claw workflow list` shows each workflow's `name:`; find it by that too.
     let by_name: Vec<PathBuf> = all_files(ctx)
         .into_iter()
-        .filter(|p| workflow_file::load_file(p).is_ok_and(|wf| wf.name == arg))
+        .filter(|p| load::load_file(p).is_ok_and(|wf| wf.name == arg))
         .collect();
     if let [one] = by_name.as_slice() {
         return Ok(one.clone());
@@ -181,7 +182,7 @@ pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
 
 pub(crate) fn load(ctx: &Ctx, arg: &str) -> Result<Workflow, CliError> {
     let path = locate(ctx, arg)?;
-    workflow_file::load_file(&path).map_err(|e| CliError::usage(e.render()))
+    load::load_file(&path).map_err(|e| CliError::usage(e.render()))
 }
 
 fn list(ctx: &Ctx, json: bool) -> CliResult {
@@ -189,7 +190,7 @@ fn list(ctx: &Ctx, json: bool) -> CliResult {
     let loaded: Vec<(PathBuf, Result<Workflow, FileErrors>)> = files
         .into_iter()
         .map(|f| {
-            let r = workflow_file::load_file(&f);
+            let r = load::load_file(&f);
             (f, r)
         })
         .collect();
@@ -345,7 +346,7 @@ fn env_problems(wf: &Workflow, dirs: &crate::config::Dirs) -> Vec<String> {
     let home = &dirs.home;
     let mut out = Vec::new();
     // Every secret a step mentions must be in the vault.
-    let names = crate::workflow::expr::secrets_in(&wf.source);
+    let names = crate::expr::secrets_in(&wf.source);
     if !names.is_empty() {
         let vault = crate::vault::Vault::new(home);
         for name in names {
@@ -379,7 +380,7 @@ fn env_problems(wf: &Workflow, dirs: &crate::config::Dirs) -> Vec<String> {
                     out.push(format!("step `{}`: shell `{prog}` is not on PATH", s.name));
                 }
                 if let Some(cwd) = &sh.cwd
-                    && !crate::workflow::expr::has_expressions(cwd)
+                    && !crate::expr::has_expressions(cwd)
                     && !Path::new(cwd).is_dir()
                 {
                     out.push(format!(
@@ -431,7 +432,7 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
                 }
                 report.push(serde_json::json!({"path": null, "valid": false, "problems": [{"message": msg}]}));
             }
-            Ok(path) => match workflow_file::load_file(path) {
+            Ok(path) => match load::load_file(path) {
                 Ok(wf) => {
                     let mut problems = crate::engine::subflow::check(&ctx.dirs, &wf);
                     if env {
@@ -497,7 +498,7 @@ fn record_invalid(ctx: &Ctx, path: &Path, problems: usize) {
         return;
     }
     let event = crate::audit::Event::new(
-        &crate::config::paths::cli_actor(),
+        &crate::config::env::cli_actor(),
         "config.validation_failed",
         &path.display().to_string(),
         "failed",
@@ -526,10 +527,11 @@ fn run_workflow(
     for p in raw_params {
         given.push(params::split_assignment(p).map_err(|e| CliError::usage(format!("-p {e}")))?);
     }
-    let bound =
-        params::bind(&wf, &given).map_err(|errs| CliError::usage(errs.join("\nerror: ")))?;
+    let bound = wf
+        .bind_params(&given)
+        .map_err(|errs| CliError::usage(errs.join("\nerror: ")))?;
     let engine = ctx.engine()?;
-    let user = crate::config::paths::local_user();
+    let user = crate::config::env::local_user();
     let run = engine.create_run(&NewRun {
         workflow: &wf,
         params: bound,

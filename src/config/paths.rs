@@ -1,7 +1,6 @@
 //! Where claw keeps its state (the data directory) and finds its files (the config root),
 //! resolved as DESIGN.md §3 says.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// The two directories every command works with.
@@ -14,9 +13,7 @@ pub struct Dirs {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    super::env::var_os(name).map(PathBuf::from)
 }
 
 impl Dirs {
@@ -73,35 +70,4 @@ impl Dirs {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// claw's environment as `${{ env.* }}` sees it: its own, less the vault passphrase (a step gets
-/// the secrets it names, never the key to all of them). Kept here so that reading the
-/// environment stays in `config/`.
-pub fn process_env() -> Vec<(OsString, OsString)> {
-    std::env::vars_os()
-        .filter(|(k, _)| k != crate::vault::passphrase::PASSPHRASE_ENV)
-        .collect()
-}
-
-/// One environment variable (for the few settings that have one).
-pub fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The local user's name: `$USER`, else the password database's name for this uid, else the uid.
-pub fn local_user() -> String {
-    if let Some(u) = env_var("USER") {
-        return u;
-    }
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(user)) => user.name,
-        _ => uid.to_string(),
-    }
-}
-
-/// The audit actor of a command typed on this machine: `cli:<user>`.
-pub fn cli_actor() -> String {
-    format!("cli:{}", local_user())
 }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::node::{self, Value};
+use crate::yaml::node::{self, Value};
 
 /// A setting claw knows.
 #[derive(Debug, Clone, Copy)]
@@ -268,13 +268,18 @@ pub fn claw_yaml_settings(root: &Path) -> Result<Option<FileLayer>, String> {
     Ok(Some((path, out)))
 }
 
-/// Gathers every layer: the process environment, `./.env`, `claw.yaml` and the vault (when it
-/// exists and opens; otherwise the reason is returned beside the layers).
-pub fn gather(root: &Path, home: &Path, flags: BTreeMap<String, String>) -> (Layers, Vec<String>) {
+/// Gathers every layer: the process environment, `./.env`, `claw.yaml` and the vault's values
+/// (read by the caller: the vault sits above this module; `vault::settings` is the usual way in),
+/// or the reason they could not be read, which is returned beside the layers.
+pub fn gather(
+    root: &Path,
+    flags: BTreeMap<String, String>,
+    vault: Result<BTreeMap<String, String>, String>,
+) -> (Layers, Vec<String>) {
     let mut notes = Vec::new();
     let env: BTreeMap<String, String> = DEFS
         .iter()
-        .filter_map(|d| super::paths::env_var(d.name).map(|v| (d.name.to_owned(), v)))
+        .filter_map(|d| super::env::var(d.name).map(|v| (d.name.to_owned(), v)))
         .collect();
     let dotenv = std::env::current_dir().ok().and_then(|cwd| {
         let p = cwd.join(".env");
@@ -286,20 +291,10 @@ pub fn gather(root: &Path, home: &Path, flags: BTreeMap<String, String>) -> (Lay
         notes.push(e);
         None
     });
-    let mut vault = BTreeMap::new();
-    let v = crate::vault::Vault::new(home);
-    if v.vault_path().exists() {
-        match v.all() {
-            Ok(all) => {
-                for d in DEFS {
-                    if let Some(s) = all.get(d.name) {
-                        vault.insert(d.name.to_owned(), s.expose().to_owned());
-                    }
-                }
-            }
-            Err(e) => notes.push(format!("the vault was not read: {e}")),
-        }
-    }
+    let vault = vault.unwrap_or_else(|e| {
+        notes.push(format!("the vault was not read: {e}"));
+        BTreeMap::new()
+    });
     (
         Layers {
             flags,

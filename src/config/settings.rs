@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::diagnostic::{Diagnostic, did_you_mean};
-use super::node::{self, Node, Value};
-use super::paths::env_var;
-use super::workflow_file::FileErrors;
-use crate::workflow::duration;
+use super::env::var as env_var;
+use crate::diagnostic::FileErrors;
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::time::duration;
+use crate::yaml::node::{self, Node, Value};
 
 /// Settings that the engine uses.
 #[derive(Debug, Clone, PartialEq)]

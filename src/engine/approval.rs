@@ -5,8 +5,8 @@
 //! dashboard later). The process that owns the run polls the request and applies the outcome, so
 //! a decision never needs the run's owner to be alive: the next owner applies it.
 
+use crate::params::ParamSpec;
 use crate::store::{Approval, ApprovalRequest, RunRecord, StepStatus, Vote};
-use crate::workflow::ParamSpec;
 
 use super::{Engine, EngineError, Result, now_ms};
 
@@ -16,7 +16,7 @@ pub fn identity(who: Option<&str>) -> String {
     match who.map(str::trim).filter(|w| !w.is_empty()) {
         Some(w) if w.contains(':') => w.to_owned(),
         Some(w) => format!("cli:{w}"),
-        None => crate::config::paths::cli_actor(),
+        None => crate::config::env::cli_actor(),
     }
 }
 
@@ -156,7 +156,7 @@ fn bind_input(
                 format!(
                     "unknown input `{k}` (expected one of: {}){}",
                     names.join(", "),
-                    crate::config::diagnostic::did_you_mean(k, names.iter().map(String::as_str))
+                    crate::diagnostic::did_you_mean(k, names.iter().map(String::as_str))
                         .map(|h| format!("; {h}"))
                         .unwrap_or_default()
                 )
@@ -164,10 +164,10 @@ fn bind_input(
             continue;
         };
         let kind = match field.get("type").and_then(serde_json::Value::as_str) {
-            Some("integer") => crate::workflow::ParamType::Integer,
-            Some("number") => crate::workflow::ParamType::Number,
-            Some("boolean") => crate::workflow::ParamType::Boolean,
-            _ => crate::workflow::ParamType::String,
+            Some("integer") => crate::params::ParamType::Integer,
+            Some("number") => crate::params::ParamType::Number,
+            Some("boolean") => crate::params::ParamType::Boolean,
+            _ => crate::params::ParamType::String,
         };
         match kind.parse(v) {
             Ok(value) => {

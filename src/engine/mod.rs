@@ -8,21 +8,20 @@
 
 pub mod approval;
 pub mod owner;
-pub mod params;
+
 mod run;
 pub mod subflow;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::workflow_file::{self, FileErrors};
 use crate::config::{Dirs, Settings};
+use crate::expr::Evaluator;
 use crate::store::{RunRecord, RunStatus, SqliteStore, StepRecord, Store, StoreError};
 use crate::workflow::Workflow;
-use crate::workflow::expr::Evaluator;
+use crate::workflow::load::{self, FileErrors};
 
 /// Faults of the engine itself (a failed step is not one of these).
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +78,7 @@ impl Progress for Silent {
     fn event(&self, _: &Event<'_>) {}
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::time::now_ms;
 
 /// The engine for one data directory.
 #[derive(Debug)]
@@ -241,7 +235,7 @@ impl Engine {
 
     /// Loads the workflow definition a run was created with.
     pub fn definition(&self, run: &RunRecord) -> Result<Workflow> {
-        workflow_file::load_str(Path::new(&run.workflow_path), run.definition.clone())
+        load::load_str(Path::new(&run.workflow_path), run.definition.clone())
             .map_err(|e| EngineError::Definition(Box::new(e)))
     }
 
@@ -295,7 +289,7 @@ impl Engine {
         let steps = self.store.steps(&run.id)?;
         let Some(rec) = steps.iter().find(|s| s.name == step) else {
             let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-            let hint = crate::config::diagnostic::did_you_mean(step, names.iter().copied())
+            let hint = crate::diagnostic::did_you_mean(step, names.iter().copied())
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
             return Err(EngineError::Invalid(format!(
@@ -340,7 +334,7 @@ impl Engine {
         self.store.request_cancel(&run.id)?;
         self.audit
             .record(&crate::audit::Event::new(
-                &crate::config::paths::cli_actor(),
+                &crate::config::env::cli_actor(),
                 "workflow.run.cancel_requested",
                 &run.id,
                 "ok",

@@ -8,10 +8,11 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, Event, Progress, Result, now_ms, owner, params::env_key};
-use crate::config::workflow_file::strip_braces;
+use super::{Engine, EngineError, Event, Progress, Result, now_ms, owner};
+use crate::params::env_key;
 use crate::steps::{self, StepInput, StepOutcome, StepReport};
 use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::workflow::load::strip_braces;
 use crate::workflow::{Condition, OnBusy, OnFailure, Step, StepKind, Workflow};
 
 mod waits;
@@ -436,7 +437,7 @@ impl<'a> Exec<'a> {
         &mut self,
         step: &Step,
     ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
-        use crate::workflow::expr::secrets_in;
+        use crate::expr::secrets_in;
         let mut names: Vec<String> = Vec::new();
         let mut add = |t: &str| {
             for n in secrets_in(t) {
@@ -516,14 +517,14 @@ impl<'a> Exec<'a> {
             .base_env
             .get_or_insert_with(|| {
                 let mut m: serde_json::Map<String, serde_json::Value> =
-                    crate::config::paths::process_env()
+                    crate::config::env::process_env()
                         .into_iter()
                         .filter_map(|(k, v)| {
                             Some((k.into_string().ok()?, v.into_string().ok()?.into()))
                         })
                         .collect();
                 for (k, v) in &self.wf.env {
-                    if !crate::workflow::expr::has_expressions(v) {
+                    if !crate::expr::has_expressions(v) {
                         m.insert(k.clone(), v.clone().into());
                     }
                 }
@@ -563,7 +564,7 @@ impl<'a> Exec<'a> {
     }
 
     fn needs_context(step: &Step) -> bool {
-        use crate::workflow::expr::has_expressions as h;
+        use crate::expr::has_expressions as h;
         step.if_expr.is_some()
             || step.env.iter().any(|(_, v)| h(v))
             || step.args.iter().any(|(_, v)| h(&json_str(v)))
@@ -596,7 +597,7 @@ impl<'a> Exec<'a> {
                 .wf
                 .env
                 .iter()
-                .any(|(_, v)| crate::workflow::expr::has_expressions(v))
+                .any(|(_, v)| crate::expr::has_expressions(v))
         {
             Some(self.context_with(&secrets))
         } else {
@@ -605,7 +606,7 @@ impl<'a> Exec<'a> {
         let eval = &self.engine.eval;
         let plain = |text: &str| -> std::result::Result<String, String> {
             match &ctx {
-                Some(c) if crate::workflow::expr::has_expressions(text) => {
+                Some(c) if crate::expr::has_expressions(text) => {
                     eval.render_plain(text, c).map_err(|e| e.to_string())
                 }
                 _ => Ok(text.to_owned()),
@@ -656,7 +657,7 @@ impl<'a> Exec<'a> {
         let (command, cwd, stdin) = match &step.kind {
             StepKind::Shell(s) => {
                 let command = match &ctx {
-                    Some(c) if crate::workflow::expr::has_expressions(&s.command) => eval
+                    Some(c) if crate::expr::has_expressions(&s.command) => eval
                         .render_shell_with(&s.command, c, &|name| {
                             secrets
                                 .contains_key(name)
@@ -842,8 +843,7 @@ impl<'a> Exec<'a> {
         let if_ok = match &step.if_expr {
             // A dry run has no outputs or exit codes: a condition on them is decided at run time.
             Some(e)
-                if self.run.dry_run
-                    && !crate::config::workflow_file::referenced_steps(e).is_empty() =>
+                if self.run.dry_run && !crate::workflow::load::referenced_steps(e).is_empty() =>
             {
                 Some(true)
             }
@@ -899,21 +899,22 @@ impl<'a> Exec<'a> {
         if self.run.dry_run {
             rec.status = StepStatus::Succeeded;
             rec.finished_at = Some(now_ms());
-            rec.message = Some(match &step.kind {
-                StepKind::Approval(_) => "dry-run: gate auto-approved".to_owned(),
-                kind => format!(
-                    "dry-run: would execute {}: {}{}",
-                    kind.type_name(),
-                    kind.describe(),
-                    if step.if_expr.as_deref().is_some_and(|e| {
-                        !crate::config::workflow_file::referenced_steps(e).is_empty()
-                    }) {
-                        " (its `if` is decided at run time)"
-                    } else {
-                        ""
-                    }
-                ),
-            });
+            rec.message =
+                Some(match &step.kind {
+                    StepKind::Approval(_) => "dry-run: gate auto-approved".to_owned(),
+                    kind => format!(
+                        "dry-run: would execute {}: {}{}",
+                        kind.type_name(),
+                        kind.describe(),
+                        if step.if_expr.as_deref().is_some_and(|e| {
+                            !crate::workflow::load::referenced_steps(e).is_empty()
+                        }) {
+                            " (its `if` is decided at run time)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
             self.record(rec.clone())?;
             self.progress.event(&Event::StepFinished { step: &rec });
             return Ok(());
@@ -1013,7 +1014,7 @@ impl<'a> Exec<'a> {
                     rec.message = Some(format!(
                         "attempt {} failed: {reason}; retrying in {}",
                         rec.attempts,
-                        crate::workflow::duration::format(delay)
+                        crate::time::duration::format(delay)
                     ));
                     self.record(rec.clone())?;
                     self.progress.event(&Event::Note {
@@ -1426,7 +1427,7 @@ impl<'a> Exec<'a> {
                 "the workflow timed out after {}",
                 self.wf
                     .timeout
-                    .map(crate::workflow::duration::format)
+                    .map(crate::time::duration::format)
                     .unwrap_or_default()
             )),
             _ => self

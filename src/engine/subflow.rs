@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Dirs;
-use crate::config::workflow_file;
+use crate::workflow::load;
 use crate::workflow::{StepKind, Workflow};
 
 fn is_yaml(p: &Path) -> bool {
@@ -55,7 +55,7 @@ pub fn locate(dirs: &Dirs, from: &Path, name: &str) -> Result<PathBuf, String> {
             .collect();
         files.sort();
         for p in files {
-            if workflow_file::load_file(&p).is_ok_and(|wf| wf.name == name) {
+            if load::load_file(&p).is_ok_and(|wf| wf.name == name) {
                 return Ok(p);
             }
         }
@@ -125,7 +125,7 @@ fn walk(
             ));
             continue;
         }
-        match workflow_file::load_file(&path) {
+        match load::load_file(&path) {
             Ok(child_wf) => {
                 chain.push((key, child_wf.name.clone()));
                 walk(dirs, &child_wf, chain, problems, depth + 1);

@@ -6,15 +6,14 @@
 //! as the row `(schedule, scheduled_for)` and sleeps until the next one. The next fire always comes
 //! from the persisted last fire, never from the time the process started.
 
-pub mod jobs;
 pub mod plan;
-pub mod runner;
+
 pub mod schedule;
 
 pub use plan::{CatchUp, Fire, MissReason, Missed, Overlap, Plan, Policy, jitter_offset, plan};
 pub use schedule::{Schedule, local_zone, parse_tz};
 
-use crate::config::diagnostic::Pos;
+use crate::diagnostic::Pos;
 
 /// One schedule of a workflow (`schedule:` and the policy keys beside it or in its list item).
 #[derive(Debug, Clone, PartialEq)]

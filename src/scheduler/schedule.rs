@@ -168,8 +168,7 @@ impl Schedule {
     pub fn describe(&self) -> String {
         match &self.kind {
             Kind::Every(secs) => {
-                let every =
-                    crate::workflow::duration::format(Duration::from_secs(secs.unsigned_abs()));
+                let every = crate::time::duration::format(Duration::from_secs(secs.unsigned_abs()));
                 match self.anchor {
                     Some(a) => format!(
                         "every {every} (elapsed time, counted from {})",
@@ -193,12 +192,10 @@ impl fmt::Display for Schedule {
 pub fn parse_tz(name: &str) -> Result<Tz, String> {
     let name = name.trim();
     name.parse::<Tz>().map_err(|_| {
-        let hint = crate::config::diagnostic::did_you_mean(
-            name,
-            chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()),
-        )
-        .map(|h| format!("; {h}"))
-        .unwrap_or_default();
+        let hint =
+            crate::diagnostic::did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
         format!(
             "unknown time zone `{name}` (expected an IANA name such as Europe/Berlin or UTC){hint}"
         )
@@ -208,7 +205,7 @@ pub fn parse_tz(name: &str) -> Result<Tz, String> {
 /// The machine's zone: `TZ` (a name, `:name` or a path under `zoneinfo/`), else `/etc/localtime`,
 /// else UTC.
 pub fn local_zone() -> Tz {
-    if let Some(tz) = crate::config::paths::env_var("TZ") {
+    if let Some(tz) = crate::config::env::var("TZ") {
         let tz = tz.trim_start_matches(':');
         let name = tz.rsplit_once("zoneinfo/").map_or(tz, |(_, n)| n);
         if let Ok(z) = name.parse::<Tz>() {
@@ -257,7 +254,7 @@ fn parse_every(rest: &str, text: &str) -> Result<i64, String> {
             "`{text}`: the interval needs a unit (s, m, h or d), e.g. every {compact}m"
         ));
     }
-    let d = crate::workflow::duration::parse(&compact).map_err(|e| format!("`{text}`: {e}"))?;
+    let d = crate::time::duration::parse(&compact).map_err(|e| format!("`{text}`: {e}"))?;
     if d.subsec_nanos() != 0 || d.as_secs() == 0 {
         return Err(format!(
             "`{text}`: the interval must be a whole number of seconds, at least 1s"

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 
-use super::cron::{Dispatch, Scheduler, load_sources};
+use super::cron::{Dispatch, Scheduler};
 use crate::config::{Dirs, Settings};
 use crate::engine::Engine;
-use crate::scheduler::jobs::{Job, JobType, JobsFile, iso_utc};
+use crate::triggers::cron::jobs::{Job, JobType, JobsFile, iso_utc};
+use crate::triggers::cron::sources::load_sources;
 
 /// Percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -119,7 +120,7 @@ fn write_jobs(home: &Path, n: usize, period: Duration, lead: Duration) -> Result
     JobsFile::in_home(home)
         .update(|all| {
             *all = jobs;
-            Ok::<_, crate::scheduler::jobs::JobsError>(())
+            Ok::<_, crate::triggers::cron::jobs::JobsError>(())
         })
         .map_err(io)
 }
@@ -334,12 +335,12 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
     )
     .map_err(io)?;
     let engine = Arc::new(Engine::open(dirs, Settings::default()).map_err(io)?);
-    let state = Arc::new(crate::webhook::server::WebhookState::new(
+    let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
         engine,
-        crate::launch::Execution::Queue,
-        crate::webhook::server::no_log(),
+        crate::triggers::launch::Execution::Queue,
+        crate::triggers::webhook::server::no_log(),
     ));
-    let router = crate::webhook::server::router(state)
+    let router = crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
     listener.set_nonblocking(true).map_err(io)?;

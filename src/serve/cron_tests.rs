@@ -7,8 +7,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::config::{Dirs, Settings};
-use crate::scheduler::jobs::{Job, JobType, JobsFile};
+use crate::scheduler::job_schedule_id;
 use crate::store::SqliteStore;
+use crate::triggers::cron::jobs::{Job, JobType, JobsFile};
+use crate::triggers::cron::sources::load_sources;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -53,7 +55,7 @@ impl Setup {
         JobsFile::in_home(&self.dirs.home)
             .update(|jobs| {
                 jobs.push(saved);
-                Ok::<_, crate::scheduler::jobs::JobsError>(())
+                Ok::<_, crate::triggers::cron::jobs::JobsError>(())
             })
             .expect("jobs.json");
         job
@@ -304,7 +306,7 @@ fn a_disabled_job_does_not_replay_its_disabled_time_when_enabled_again() {
     let set = |on: bool| {
         file.update(|jobs| {
             jobs[0].enabled = on;
-            Ok::<_, crate::scheduler::jobs::JobsError>(())
+            Ok::<_, crate::triggers::cron::jobs::JobsError>(())
         })
         .expect("update");
     };

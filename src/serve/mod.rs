@@ -30,9 +30,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Dirs, Settings};
 use crate::engine::{Engine, EngineError, Silent, now_ms};
-use crate::launch::{Execution, Launcher};
-use crate::scheduler::runner::run_job;
 use crate::store::{RunRecord, RunStatus};
+use crate::triggers::cron::runner::run_job;
+use crate::triggers::launch::{Execution, Launcher};
 
 pub use lease::{Lease, LeaseError};
 
@@ -199,7 +199,7 @@ struct Ctx {
     job_locks: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
     max_runs: usize,
     /// The webhook listener's hooks, re-read when the workflow files change.
-    webhooks: RefCell<Option<Arc<crate::webhook::server::WebhookState>>>,
+    webhooks: RefCell<Option<Arc<crate::triggers::webhook::server::WebhookState>>>,
 }
 
 async fn daemon(
@@ -291,7 +291,7 @@ async fn daemon(
     if busy > 0 {
         log(&format!(
             "waiting up to {} for {busy} running run(s) and job(s) to finish",
-            crate::workflow::duration::format(opts.grace)
+            crate::time::duration::format(opts.grace)
         ));
     }
     let all_done = async {
@@ -477,7 +477,7 @@ async fn cron_loop(ctx: Rc<Ctx>) {
     loop {
         if last_check.elapsed() >= POLL || loaded.is_none() {
             last_check = tokio::time::Instant::now();
-            let fp = cron::fingerprint(&dirs);
+            let fp = crate::triggers::cron::sources::fingerprint(&dirs);
             if loaded.is_some_and(|old| old != fp) {
                 let hooks = ctx.webhooks.borrow().clone();
                 if let Some(h) = hooks {
@@ -489,7 +489,7 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 }
             }
             if loaded != Some(fp) {
-                let sources = cron::load_sources(&dirs);
+                let sources = crate::triggers::cron::sources::load_sources(&dirs);
                 let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
                 for p in &sources.problems {
                     if !reported.contains(p) {
@@ -634,7 +634,7 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
 
 /// `(size, mtime)` of `watchers.yaml`, to restart the watchers when it changes.
 fn watchers_stamp(dirs: &crate::config::Dirs) -> Option<(u64, Option<std::time::SystemTime>)> {
-    let path = crate::watch::rules::locate(dirs)?;
+    let path = crate::triggers::watch::rules::locate(dirs)?;
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()))
 }
@@ -674,7 +674,7 @@ async fn watch_loop(ctx: Rc<Ctx>) {
 
 fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
     let dirs = ctx.engine.dirs.clone();
-    let set = match crate::watch::rules::load(&dirs) {
+    let set = match crate::triggers::watch::rules::load(&dirs) {
         Ok(s) => s,
         Err(e) => {
             log(&format!(
@@ -684,7 +684,7 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
             return None;
         }
     };
-    let rules: Vec<crate::watch::Rule> = set.enabled().cloned().collect();
+    let rules: Vec<crate::triggers::watch::Rule> = set.enabled().cloned().collect();
     if rules.is_empty() {
         return None;
     }
@@ -692,22 +692,22 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
         ctx.engine.clone(),
         Execution::QueueAndWake(ctx.poke.clone()),
     );
-    let dispatcher = Arc::new(crate::watch::Dispatcher::new(
+    let dispatcher = Arc::new(crate::triggers::watch::Dispatcher::new(
         dirs,
         ctx.engine.settings.clone(),
         Some(launcher),
         cancel.clone(),
     ));
-    let notify: Rc<dyn Fn(&crate::watch::Notice<'_>)> = Rc::new(watch_notice);
+    let notify: Rc<dyn Fn(&crate::triggers::watch::Notice<'_>)> = Rc::new(watch_notice);
     Some(tokio::task::spawn_local(async move {
-        if let Err(e) = crate::watch::serve(rules, dispatcher, cancel, notify).await {
+        if let Err(e) = crate::triggers::watch::serve(rules, dispatcher, cancel, notify).await {
             log(&format!("the file watchers stopped: {e}"));
         }
     }))
 }
 
-fn watch_notice(n: &crate::watch::Notice<'_>) {
-    use crate::watch::{Notice, Outcome, Report};
+fn watch_notice(n: &crate::triggers::watch::Notice<'_>) {
+    use crate::triggers::watch::{Notice, Outcome, Report};
     match n {
         Notice::Watcher(Report::Watching { rule, dir }) => {
             log(&format!("watcher [{rule}] watching {}", dir.display()));
@@ -740,12 +740,13 @@ fn watch_notice(n: &crate::watch::Notice<'_>) {
 }
 
 fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
-    let sink: crate::webhook::server::LogSink = Arc::new(|line: &str| log(line));
-    let state = Arc::new(crate::webhook::server::WebhookState::new(
+    let sink: crate::triggers::webhook::server::LogSink = Arc::new(|line: &str| log(line));
+    let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
         ctx.engine.clone(),
         Execution::QueueAndWake(ctx.poke.clone()),
         sink,
     ));
     *ctx.webhooks.borrow_mut() = Some(state.clone());
-    crate::webhook::server::router(state).route("/healthz", axum::routing::get(|| async { "ok\n" }))
+    crate::triggers::webhook::server::router(state)
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
 }

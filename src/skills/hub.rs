@@ -189,7 +189,7 @@ impl Hub {
             // No identity configured: commit as claw rather than fail.
             args.extend([
                 "-c".into(),
-                format!("user.name=claw ({})", crate::config::paths::local_user()),
+                format!("user.name=claw ({})", crate::config::env::local_user()),
                 "-c".into(),
                 "user.email=claw@localhost".into(),
             ]);

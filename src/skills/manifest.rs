@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::diagnostic::{Diagnostic, Pos, did_you_mean};
-use crate::config::node::{self, Node, Value};
-use crate::config::workflow_file::FileErrors;
-use crate::workflow::{ParamSpec, ParamType, duration};
+use crate::diagnostic::FileErrors;
+use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
+use crate::params::{ParamSpec, ParamType};
+use crate::time::duration;
+use crate::yaml::node::{self, Node, Value};
 
 /// Manifests larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;

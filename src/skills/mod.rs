@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Dirs;
-use crate::config::diagnostic::{Diagnostic, did_you_mean};
-use crate::config::workflow_file::FileErrors;
+use crate::diagnostic::FileErrors;
+use crate::diagnostic::{Diagnostic, did_you_mean};
 pub use manifest::Manifest;
 
 /// A skill's timeout when its manifest gives none (the seed's 300 s).

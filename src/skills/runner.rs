@@ -66,7 +66,7 @@ impl LaunchContext {
     pub fn from_process(home: &Path) -> Self {
         let base_env = PASSED_ENV
             .iter()
-            .filter_map(|k| crate::config::paths::env_var(k).map(|v| ((*k).to_owned(), v)))
+            .filter_map(|k| crate::config::env::var(k).map(|v| ((*k).to_owned(), v)))
             .collect();
         Self {
             home: home.to_path_buf(),
@@ -141,7 +141,7 @@ impl Launch {
 
 /// `SKILL_<KEY>`: upper-cased, every character other than a letter or digit becomes `_`.
 pub fn arg_env_name(key: &str) -> String {
-    crate::engine::params::env_key("SKILL_", key)
+    crate::params::env_key("SKILL_", key)
 }
 
 /// Finds `prog` on `path` (a PATH value); a name with a `/` is taken as a path.

@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode, Url};
 use tokio_util::sync::CancellationToken;
 
 use super::{StepInput, StepOutcome, StepReport};
-use crate::workflow::duration;
+use crate::time::duration;
 use crate::workflow::http::{HttpBody, HttpStep, json_contains};
 
 /// How much of a body the step log and failure messages show.

@@ -48,12 +48,12 @@ impl Config {
                 _ => "trace",
             };
             (level.to_owned(), "-v")
-        } else if let Some(env) = crate::config::paths::env_var(LOG_ENV) {
+        } else if let Some(env) = crate::config::env::var(LOG_ENV) {
             (env, LOG_ENV)
         } else {
             (DEFAULT_FILTER.to_owned(), "the default")
         };
-        let format = match crate::config::paths::env_var(LOG_FORMAT_ENV).as_deref() {
+        let format = match crate::config::env::var(LOG_FORMAT_ENV).as_deref() {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
             Some(other) => {

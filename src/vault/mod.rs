@@ -17,7 +17,7 @@ pub mod rotation;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use age::x25519;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use file::Replace;
 pub use passphrase::{PROTECTED_IDENTITY_FILE, Protection, Unlock};
@@ -38,57 +38,7 @@ pub const IDENTITY_FILE: &str = "age-identity.txt";
 /// File name of the lock file that serialises writers.
 pub const LOCK_FILE: &str = "vault.lock";
 
-/// A secret value: `Debug` and `Display` print `***`; zeroized on drop.
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The plain value. Don't log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
+pub use crate::secret::Secret;
 
 /// The seed's masking for display: the first 2 and last 2 characters with `****` between
 /// (`sk****23`); values of 4 characters or fewer are all `****`.
@@ -710,7 +660,10 @@ fn encode_map(map: &BTreeMap<String, Secret>) -> Zeroizing<Vec<u8>> {
         }
     }
     // Room for escapes up front, so the buffer is not reallocated (leaving copies behind).
-    let estimate: usize = map.iter().map(|(k, v)| 6 * (k.len() + v.0.len()) + 8).sum();
+    let estimate: usize = map
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.expose().len()) + 8)
+        .sum();
     let mut buf = Zeroizing::new(Vec::with_capacity(estimate + 2));
     // Serialising strings into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *buf, &Exposed(map));
@@ -853,4 +806,30 @@ fn decrypt_vault(
             ),
         }
     })
+}
+
+/// Every setting (`config::resolve`), with the vault's layer read from the vault in `home`
+/// (values stored under a setting's name; nothing when there is no vault yet).
+pub fn settings(
+    root: &Path,
+    home: &Path,
+    flags: BTreeMap<String, String>,
+) -> (crate::config::resolve::Layers, Vec<String>) {
+    let v = Vault::new(home);
+    let layer = if v.vault_path().exists() {
+        v.all()
+            .map(|all| {
+                crate::config::resolve::DEFS
+                    .iter()
+                    .filter_map(|d| {
+                        all.get(d.name)
+                            .map(|s| (d.name.to_owned(), s.expose().to_owned()))
+                    })
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(BTreeMap::new())
+    };
+    crate::config::resolve::gather(root, flags, layer)
 }

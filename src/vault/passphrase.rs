@@ -25,7 +25,7 @@ use super::{AgeFailure, Keys, Secret, VaultError};
 /// File name of the passphrase-protected identity inside the data directory.
 pub const PROTECTED_IDENTITY_FILE: &str = "age-identity.txt.age";
 /// The environment variable a passphrase is read from before any prompt.
-pub const PASSPHRASE_ENV: &str = "CLAW_VAULT_PASSPHRASE";
+pub use crate::config::env::VAULT_PASSPHRASE as PASSPHRASE_ENV;
 /// The scrypt work factor (`N = 2^18`) claw encrypts with: the `age` CLI's default. About a
 /// second and 256 MiB of memory to unlock on a current machine.
 pub const SCRYPT_LOG_N: u8 = 18;
@@ -71,7 +71,7 @@ impl Protection {
 
 /// The passphrase from `CLAW_VAULT_PASSPHRASE`, if set and not empty.
 pub fn from_env() -> Option<Secret> {
-    crate::config::paths::env_var(PASSPHRASE_ENV).map(Secret::new)
+    crate::config::env::var(PASSPHRASE_ENV).map(Secret::new)
 }
 
 /// Whether a prompt can be shown: a controlling terminal whose foreground is this process.
@@ -252,7 +252,7 @@ pub(super) fn encrypt(
 /// The work factor new files get: [`SCRYPT_LOG_N`], unless `CLAW_VAULT_SCRYPT_LOG_N` lowers it
 /// (for tests on slow machines; it weakens the protection, and is documented as such).
 fn work_factor() -> u8 {
-    crate::config::paths::env_var("CLAW_VAULT_SCRYPT_LOG_N")
+    crate::config::env::var("CLAW_VAULT_SCRYPT_LOG_N")
         .and_then(|v| v.parse::<u8>().ok())
         .filter(|n| (10..=SCRYPT_MAX_LOG_N).contains(n))
         .unwrap_or(SCRYPT_LOG_N)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::node::{self, Value};
+use crate::yaml::node::{self, Value};
 
 pub const POLICY_FILE: &str = "rotation_policies.yaml";
 

@@ -1,6 +1,6 @@
 //! The resolved `http` step: what to send and what to expect back.
 //!
-//! Built by the loader (`config::workflow_file::http`) from a valid file only. String fields may
+//! Built by the loader (`config::load::http`) from a valid file only. String fields may
 //! hold `${{ }}` expressions; the engine renders them as plain text ([`HttpStep::render`]) before
 //! each attempt, so the step runner sees final values.
 

@@ -1,18 +1,18 @@
 //! The resolved workflow model: what the engine runs.
 //!
 //! Nothing here is `Deserialize`. Files are parsed into a spanned YAML tree and checked by
-//! [`crate::config::workflow_file`], which builds these types only when the whole file is valid,
+//! [`crate::workflow::load`], which builds these types only when the whole file is valid,
 //! so the engine never sees a workflow with an unknown dependency, a cycle or a bad duration.
 
-pub mod duration;
-pub mod expr;
 pub mod http;
+pub mod load;
 pub mod trigger;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::diagnostic::Pos;
+use crate::diagnostic::Pos;
+use crate::params::ParamSpec;
 pub use http::HttpStep;
 
 /// A workflow ready to run.
@@ -48,69 +48,13 @@ impl Workflow {
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)
     }
-}
 
-/// A typed input of a workflow.
-#[derive(Debug, Clone)]
-pub struct ParamSpec {
-    pub name: String,
-    pub kind: ParamType,
-    pub default: Option<serde_json::Value>,
-    pub choices: Vec<serde_json::Value>,
-    pub required: bool,
-    pub description: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamType {
-    String,
-    Integer,
-    Number,
-    Boolean,
-}
-
-impl ParamType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Integer => "integer",
-            Self::Number => "number",
-            Self::Boolean => "boolean",
-        }
-    }
-
-    /// Converts a command-line value (`-p key=value`) to this type.
-    pub fn parse(self, text: &str) -> Result<serde_json::Value, String> {
-        match self {
-            Self::String => Ok(serde_json::Value::String(text.to_owned())),
-            Self::Integer => text
-                .trim()
-                .parse::<i64>()
-                .map(serde_json::Value::from)
-                .map_err(|_| format!("expected an integer, found `{text}`")),
-            Self::Number => text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(serde_json::Value::Number)
-                .ok_or_else(|| format!("expected a number, found `{text}`")),
-            Self::Boolean => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" | "1" => Ok(serde_json::Value::Bool(true)),
-                "false" | "no" | "off" | "0" => Ok(serde_json::Value::Bool(false)),
-                _ => Err(format!("expected true or false, found `{text}`")),
-            },
-        }
-    }
-
-    /// Whether a JSON value (a default, or an enum choice) has this type.
-    pub fn accepts(self, value: &serde_json::Value) -> bool {
-        match self {
-            Self::String => value.is_string(),
-            Self::Integer => value.is_i64() || value.is_u64(),
-            Self::Number => value.is_number(),
-            Self::Boolean => value.is_boolean(),
-        }
+    /// Binds text values (`-p key=value`) to the workflow's typed params, defaults filled in.
+    pub fn bind_params(
+        &self,
+        given: &[(String, String)],
+    ) -> Result<serde_json::Value, Vec<String>> {
+        crate::params::bind(&self.name, &self.params, given)
     }
 }
 

@@ -9,9 +9,8 @@
 //!   - command: deploy              # chat: `!deploy prod` (trigger.args = ["prod"])
 //! ```
 
-use crate::config::diagnostic::Pos;
-use crate::vault::Secret;
-use crate::webhook::verify::Method;
+use crate::diagnostic::Pos;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub enum Trigger {
@@ -56,5 +55,36 @@ impl WebhookTrigger {
             )],
             Some(SecretRef::Vault(_)) => Vec::new(),
         }
+    }
+}
+
+/// How a hook checks that a request comes from whom it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+    HmacSha256,
+    /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}>` with
+    /// `X-Slack-Request-Timestamp` within 5 minutes.
+    Slack,
+    /// Telegram: `X-Telegram-Bot-Api-Secret-Token: <secret>`.
+    Telegram,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+}
+
+impl Method {
+    pub const ALL: [Self; 4] = [Self::HmacSha256, Self::Slack, Self::Telegram, Self::Bearer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha256 => "hmac-sha256",
+            Self::Slack => "slack",
+            Self::Telegram => "telegram",
+            Self::Bearer => "bearer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }

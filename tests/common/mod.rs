@@ -169,6 +169,16 @@ pub fn step<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no step `{name}` in {run:#}"))
 }
 
+/// The status of step `name` in a shown run, if the step has a record yet (for polling: a run
+/// is shown before its first step is recorded).
+pub fn step_status<'a>(run: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    run["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?["status"]
+        .as_str()
+}
+
 /// `(step name, its needs)` from `claw workflow show --json`, in order.
 pub fn needs_of(shown: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
     shown["steps"]

@@ -18,7 +18,7 @@ impl Exec<'_> {
     /// Renders a text field of a step (plain, not shell) with the run's context and the secrets
     /// the step names.
     fn render_text(&mut self, step: &Step, text: &str) -> std::result::Result<String, String> {
-        if !crate::workflow::expr::has_expressions(text) {
+        if !crate::expr::has_expressions(text) {
             return Ok(text.to_owned());
         }
         let secrets = self.load_secrets(step)?;
@@ -300,7 +300,7 @@ impl Exec<'_> {
     ) -> std::result::Result<String, String> {
         let path =
             crate::engine::subflow::locate(&self.engine.dirs, &self.wf.path, &child.workflow)?;
-        let wf = crate::config::workflow_file::load_file(&path)
+        let wf = crate::workflow::load::load_file(&path)
             .map_err(|e| format!("the child workflow does not load:\n{}", e.render()))?;
         let mut given = Vec::new();
         for (k, v) in &child.params {
@@ -313,7 +313,8 @@ impl Exec<'_> {
                 .map_err(|e| format!("cannot render param `{k}`: {e}"))?;
             given.push((k.clone(), text));
         }
-        let params = crate::engine::params::bind(&wf, &given)
+        let params = wf
+            .bind_params(&given)
             .map_err(|problems| format!("bad params for `{}`: {}", wf.name, problems.join("; ")))?;
         let run = self
             .engine

@@ -6,10 +6,10 @@
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::Cx;
-use crate::config::diagnostic::{Pos, did_you_mean};
-use crate::config::node::{Node, Value};
-use crate::workflow::expr::has_expressions;
+use crate::diagnostic::{Pos, did_you_mean};
+use crate::expr::has_expressions;
 use crate::workflow::http::{HttpBody, HttpStep, JsonPath, METHODS, parse_size};
+use crate::yaml::node::{Node, Value};
 
 const EXPECT_KEYS: &[&str] = &["status", "body_contains", "json"];
 /// Outputs every http step has; an `extract` name may not hide one of them.

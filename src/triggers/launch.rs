@@ -9,10 +9,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Dirs;
-use crate::config::workflow_file;
-use crate::engine::{Engine, NewRun, Silent, params};
+use crate::engine::{Engine, NewRun, Silent};
 use crate::store::RunRecord;
 use crate::workflow::Workflow;
+use crate::workflow::load;
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -55,17 +55,17 @@ pub fn workflow_files(dirs: &Dirs) -> Vec<PathBuf> {
 
 /// A workflow by file stem (`workflows/<name>.yaml`) or by its `name:`.
 pub fn find_workflow(dirs: &Dirs, name: &str) -> Result<Workflow, LaunchError> {
-    let render = |e: workflow_file::FileErrors| LaunchError::Invalid(e.render());
+    let render = |e: load::FileErrors| LaunchError::Invalid(e.render());
     for dir in dirs.workflow_dirs() {
         for ext in ["yaml", "yml"] {
             let p = dir.join(format!("{name}.{ext}"));
             if p.is_file() {
-                return workflow_file::load_file(&p).map_err(render);
+                return load::load_file(&p).map_err(render);
             }
         }
     }
     for f in workflow_files(dirs) {
-        if let Ok(wf) = workflow_file::load_file(&f)
+        if let Ok(wf) = load::load_file(&f)
             && wf.name == name
         {
             return Ok(wf);
@@ -126,7 +126,7 @@ impl Launcher {
         given: &[(String, String)],
         trigger: serde_json::Value,
     ) -> Result<Started, LaunchError> {
-        let bound = params::bind(wf, given).map_err(|errs| {
+        let bound = wf.bind_params(given).map_err(|errs| {
             LaunchError::Invalid(format!("workflow `{}`: {}", wf.name, errs.join("; ")))
         })?;
         let run = self.engine.create_run(&NewRun {

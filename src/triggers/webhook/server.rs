@@ -25,8 +25,8 @@ use serde_json::json;
 use super::verify::{self, Refusal};
 use crate::config::Dirs;
 use crate::engine::Engine;
-use crate::launch::{Execution, Launcher};
 use crate::store::Delivery;
+use crate::triggers::launch::{Execution, Launcher};
 use crate::workflow::Workflow;
 use crate::workflow::trigger::{SecretRef, Trigger, WebhookTrigger};
 
@@ -73,15 +73,15 @@ impl Registry {
     pub fn load(dirs: &Dirs) -> Self {
         let mut reg = Self::default();
         let mut seen: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for path in crate::launch::workflow_files(dirs) {
-            let wf = match crate::config::workflow_file::load_file(&path) {
+        for path in crate::triggers::launch::workflow_files(dirs) {
+            let wf = match crate::workflow::load::load_file(&path) {
                 Ok(wf) => wf,
                 Err(e) => {
                     // A broken file's hooks are unknown: they answer 404 until it is fixed.
                     let first = e
                         .diagnostics
                         .first()
-                        .map(crate::config::Diagnostic::headline)
+                        .map(crate::diagnostic::Diagnostic::headline)
                         .unwrap_or_default();
                     reg.warnings.push(format!(
                         "{first} ({} problem(s) in all; its webhooks are not served until it is fixed)",
@@ -416,7 +416,9 @@ fn start(
                 let _ = engine.store.set_delivery_run(name, id, None);
             }
             let status = match e {
-                crate::launch::LaunchError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                crate::triggers::launch::LaunchError::Invalid(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             return Err((status, e.to_string()));

@@ -20,10 +20,10 @@ use std::time::Duration;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 use crate::config::Dirs;
-use crate::config::diagnostic::{Diagnostic, Pos, did_you_mean};
-use crate::config::node::{self, Node, Value};
-use crate::config::workflow_file::FileErrors;
-use crate::workflow::duration;
+use crate::diagnostic::FileErrors;
+use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
+use crate::time::duration;
+use crate::yaml::node::{self, Node, Value};
 
 /// The file name, in the config root (or, as the seed kept it, the data directory).
 pub const FILE_NAME: &str = "watchers.yaml";
@@ -229,7 +229,7 @@ pub fn load(dirs: &Dirs) -> Result<RuleSet, FileErrors> {
             Diagnostic::error(Pos::default(), format!("cannot read: {e}")).in_file(&path),
         ],
     })?;
-    let home = crate::config::paths::env_var("HOME").map(PathBuf::from);
+    let home = crate::config::env::var("HOME").map(PathBuf::from);
     let rules = load_str(&path, source, &dirs.root, home.as_deref())?;
     Ok(RuleSet {
         path: Some(path),
@@ -707,7 +707,7 @@ mod tests {
     #[test]
     fn seed_example_loads() {
         let rules = load(include_str!(
-            "../../tests/fixtures/seed/examples/watchers.yaml"
+            "../../../tests/fixtures/seed/examples/watchers.yaml"
         ))
         .unwrap();
         assert_eq!(rules.len(), 2);

@@ -4,52 +4,26 @@
 
 mod http;
 mod kinds;
+pub mod schedule;
 mod skill;
 mod triggers;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use super::diagnostic::{Diagnostic, Pos, did_you_mean};
-use super::node::{self, Node, Value};
-use crate::workflow::expr::Evaluator;
+use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
+use crate::expr::Evaluator;
+use crate::params::{ParamSpec, ParamType};
 use crate::workflow::{
-    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, OutputMode, ParamSpec,
-    ParamType, RetryPolicy, STEP_TYPES, ShellStep, Step, StepKind, Workflow, canonical_type,
-    duration,
+    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, OutputMode, RetryPolicy,
+    STEP_TYPES, ShellStep, Step, StepKind, Workflow, canonical_type,
 };
+use crate::yaml::{self, Node, Reader, Value};
 
 /// Workflow files larger than this are refused before parsing.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Everything wrong with one file.
-#[derive(Debug, Clone)]
-pub struct FileErrors {
-    pub path: PathBuf,
-    /// The file's text, when it could be read (for rendering source lines).
-    pub source: Option<String>,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl FileErrors {
-    fn single(path: &Path, source: Option<String>, diagnostic: Diagnostic) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            source,
-            diagnostics: vec![diagnostic.in_file(path)],
-        }
-    }
-
-    /// Every diagnostic rendered with its source line.
-    pub fn render(&self) -> String {
-        self.diagnostics
-            .iter()
-            .map(|d| d.render(self.source.as_deref()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
+pub use crate::diagnostic::FileErrors;
 
 const WORKFLOW_KEYS: &[&str] = &[
     "name",
@@ -64,7 +38,7 @@ const WORKFLOW_KEYS: &[&str] = &[
     "outputs",
     "steps",
     "rollback",
-    // Schedules (config/schedule_keys.rs).
+    // Schedules (schedule.rs).
     "schedule",
     "tz",
     "catch_up",
@@ -132,81 +106,20 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
 
 /// Reads and loads a workflow file.
 pub fn load_file(path: &Path) -> Result<Workflow, FileErrors> {
-    let no_pos = Pos::default();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        FileErrors::single(
-            path,
-            None,
-            Diagnostic::error(no_pos, io_message(&e, "read")),
-        )
-    })?;
-    if meta.is_dir() {
-        return Err(FileErrors::single(
-            path,
-            None,
-            Diagnostic::error(no_pos, "is a directory, not a workflow file"),
-        ));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(FileErrors::single(
-            path,
-            None,
-            Diagnostic::error(
-                no_pos,
-                format!(
-                    "file is {} bytes; workflow files are limited to {MAX_FILE_BYTES} bytes",
-                    meta.len()
-                ),
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        FileErrors::single(
-            path,
-            None,
-            Diagnostic::error(no_pos, io_message(&e, "read")),
-        )
-    })?;
-    let source = match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let col = String::from_utf8_lossy(&valid[line_start..])
-                .chars()
-                .count()
-                + 1;
-            return Err(FileErrors::single(
-                path,
-                None,
-                Diagnostic::error(
-                    Pos { line, col },
-                    "file is not valid UTF-8 (workflow files must be UTF-8 text)",
-                ),
-            ));
-        }
-    };
-    load_str(path, source)
-}
-
-fn io_message(e: &std::io::Error, verb: &str) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        std::io::ErrorKind::PermissionDenied => format!("cannot {verb}: permission denied"),
-        _ => format!("cannot {verb}: {e}"),
-    }
+    let src = yaml::read_file(path, MAX_FILE_BYTES, "workflow file")?;
+    load_source(path, src)
 }
 
 /// Loads a workflow from text; `path` names it in diagnostics and gives the default name.
 pub fn load_str(path: &Path, source: String) -> Result<Workflow, FileErrors> {
-    let root = match node::parse(&source) {
-        Ok(root) => root,
-        Err(d) => return Err(FileErrors::single(path, Some(source), d)),
-    };
+    load_source(path, yaml::parse(path, source)?)
+}
+
+fn load_source(path: &Path, src: yaml::Source) -> Result<Workflow, FileErrors> {
+    let yaml::Source { text: source, root } = src;
     let evaluator = Evaluator::new();
     let mut cx = Cx {
-        diags: Vec::new(),
+        r: Reader::new(),
         eval: &evaluator,
     };
     let stem = path
@@ -219,7 +132,8 @@ pub fn load_str(path: &Path, source: String) -> Result<Workflow, FileErrors> {
     {
         return Ok(workflow);
     }
-    let mut diagnostics: Vec<Diagnostic> = cx.diags.into_iter().map(|d| d.in_file(path)).collect();
+    let mut diagnostics: Vec<Diagnostic> =
+        cx.r.diags.into_iter().map(|d| d.in_file(path)).collect();
     diagnostics.sort_by_key(|d| d.pos);
     diagnostics.dedup();
     Err(FileErrors {
@@ -230,8 +144,21 @@ pub fn load_str(path: &Path, source: String) -> Result<Workflow, FileErrors> {
 }
 
 struct Cx<'a> {
-    diags: Vec<Diagnostic>,
+    r: Reader,
     eval: &'a Evaluator,
+}
+
+impl std::ops::Deref for Cx<'_> {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.r
+    }
+}
+
+impl std::ops::DerefMut for Cx<'_> {
+    fn deref_mut(&mut self) -> &mut Reader {
+        &mut self.r
+    }
 }
 
 /// A step as read, before dependencies are resolved.
@@ -242,127 +169,6 @@ struct RawStep<'n> {
 }
 
 impl Cx<'_> {
-    fn err(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(pos, message));
-    }
-
-    fn err_help(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
-        self.diags
-            .push(Diagnostic::error(pos, message).with_help_opt(help));
-    }
-
-    /// The entries of a mapping node; reports keys outside `allowed` (with a suggestion).
-    fn entries<'n>(
-        &mut self,
-        node: &'n Node,
-        allowed: &[&str],
-        what: &str,
-    ) -> Vec<(&'n str, &'n Node)> {
-        let Value::Map(entries) = &node.value else {
-            self.err(
-                node.pos,
-                format!("{what} must be a mapping, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (key, value) in entries {
-            let Some(k) = key.as_str() else {
-                self.err(
-                    key.pos,
-                    format!("keys in {what} must be strings, found {}", key.kind()),
-                );
-                continue;
-            };
-            if !allowed.is_empty() && !allowed.contains(&k) {
-                self.err_help(
-                    key.pos,
-                    format!("unknown key `{k}` in {what}"),
-                    did_you_mean(k, allowed.iter().copied()),
-                );
-                continue;
-            }
-            out.push((k, value));
-        }
-        out
-    }
-
-    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a string, found {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
-        match &node.value {
-            Value::Bool(b) => Some(*b),
-            // YAML 1.1 spellings, which the seed's PyYAML read as booleans.
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "yes" | "on") => Some(true),
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "no" | "off") => Some(false),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be true or false, found {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn positive_int(&mut self, node: &Node, field: &str) -> Option<u32> {
-        match node.value {
-            Value::Int(i) if i >= 1 => u32::try_from(i).ok(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a whole number of at least 1"),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
-        let parsed = match &node.value {
-            Value::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-            Value::Int(_) => Err("must be greater than zero".to_owned()),
-            Value::Float(f) if *f > 0.0 => {
-                Duration::try_from_secs_f64(*f).map_err(|_| "is out of range".to_owned())
-            }
-            Value::Str(s) => duration::parse(s).and_then(|d| {
-                if d.is_zero() {
-                    Err("must be greater than zero".to_owned())
-                } else {
-                    Ok(d)
-                }
-            }),
-            _ => Err(format!("found {}", node.kind())),
-        };
-        match parsed {
-            Ok(d) => Some(d),
-            Err(why) => {
-                let hint = if why.contains("expected") {
-                    String::new()
-                } else {
-                    " (expected seconds or e.g. 30s, 5m, 1h, 2h30m)".to_owned()
-                };
-                self.err(
-                    node.pos,
-                    format!("invalid duration for `{field}`: {why}{hint}"),
-                );
-                None
-            }
-        }
-    }
-
     /// A mapping of names to scalar strings (`env:`).
     fn string_map(&mut self, node: &Node, field: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -466,7 +272,7 @@ impl Cx<'_> {
                 }
                 "steps" => steps_node = Some(value),
                 "rollback" => rollback_node = Some(value),
-                k if super::schedule_keys::KEYS.contains(&k) => {
+                k if schedule::KEYS.contains(&k) => {
                     schedule_entries.push((k, value.pos, value));
                 }
                 "triggers" => wf.triggers = self.triggers(value),
@@ -474,7 +280,7 @@ impl Cx<'_> {
             }
         }
         if !schedule_entries.is_empty() {
-            wf.schedules = super::schedule_keys::load(&schedule_entries, &mut self.diags);
+            wf.schedules = schedule::load(&schedule_entries, &mut self.diags);
         }
         let Some(steps_node) = steps_node else {
             self.err(root.pos, "the workflow has no `steps:`");
@@ -748,7 +554,13 @@ impl Cx<'_> {
                 }
                 "type" | "description" => {}
                 "command" => command = self.string(value, "command"),
-                "needs" => needs = Some(self.name_list(value, "needs")),
+                "needs" => {
+                    needs = Some(self.r.name_list(
+                        value,
+                        "needs",
+                        "a step name or a list of step names",
+                    ))
+                }
                 "if" => {
                     if let Some(e) = self.string(value, "if") {
                         if let Err(err) = self.eval.check(strip_braces(&e)) {
@@ -992,24 +804,6 @@ impl Cx<'_> {
             }
         }
         Some(p)
-    }
-
-    fn name_list(&mut self, node: &Node, field: &str) -> Vec<(String, Pos)> {
-        match &node.value {
-            Value::Str(s) => vec![(s.clone(), node.pos)],
-            Value::Seq(items) => items
-                .iter()
-                .filter_map(|i| self.string(i, field).map(|s| (s, i.pos)))
-                .collect(),
-            Value::Null => Vec::new(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a step name or a list of step names"),
-                );
-                Vec::new()
-            }
-        }
     }
 
     /// Turns `needs` names into indices (default: the step before), adds the implicit dependency of

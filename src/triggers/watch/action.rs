@@ -9,8 +9,8 @@ use super::rules::{ACTION_TIMEOUT, ActionKind, Rule};
 use super::watcher::FsEvent;
 use crate::audit::{AuditLog, Event};
 use crate::config::{Dirs, Settings};
-use crate::launch::Launcher;
 use crate::store::RunRecord;
+use crate::triggers::launch::Launcher;
 
 /// How an action went.
 #[derive(Debug)]
@@ -259,7 +259,7 @@ fn last_line(s: &str) -> &str {
 /// The destination directory of a move or copy (`command:`, as in the seed; `~` expanded).
 pub fn destination(rule: &Rule) -> PathBuf {
     let c = rule.command.trim();
-    match (c.strip_prefix("~/"), crate::config::paths::env_var("HOME")) {
+    match (c.strip_prefix("~/"), crate::config::env::var("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
         _ if Path::new(c).is_relative() => rule.dir.join(c),
         _ => PathBuf::from(c),

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::Cx;
-use crate::config::node::Node;
 use crate::workflow::SkillStep;
+use crate::yaml::node::Node;
 
 impl Cx<'_> {
     pub(super) fn skill_step(

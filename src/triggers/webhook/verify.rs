@@ -11,36 +11,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// The Slack v0 replay window: a request older (or newer) than this is refused.
 pub const SLACK_WINDOW_SECS: i64 = 5 * 60;
 
-/// How a hook checks that a request comes from whom it claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
-    HmacSha256,
-    /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}>` with
-    /// `X-Slack-Request-Timestamp` within 5 minutes.
-    Slack,
-    /// Telegram: `X-Telegram-Bot-Api-Secret-Token: <secret>`.
-    Telegram,
-    /// `Authorization: Bearer <secret>`.
-    Bearer,
-}
-
-impl Method {
-    pub const ALL: [Self; 4] = [Self::HmacSha256, Self::Slack, Self::Telegram, Self::Bearer];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::Slack => "slack",
-            Self::Telegram => "telegram",
-            Self::Bearer => "bearer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-}
+pub use crate::workflow::trigger::Method;
 
 /// Why a request was refused (for the log; the client only gets 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The `triggers:` key of a workflow file (see [`crate::workflow::trigger`]).
 
 use super::{Cx, Diagnostic, Node, Pos, Value, did_you_mean};
-use crate::webhook::verify::Method;
+use crate::workflow::trigger::Method;
 use crate::workflow::trigger::{SecretRef, Trigger, WebhookTrigger};
 
 const TRIGGER_KINDS: &[&str] = &["webhook", "command"];
@@ -187,8 +187,8 @@ fn parse_secret(s: &str) -> Result<Option<SecretRef>, String> {
 mod tests {
     use std::path::Path;
 
-    use crate::config::workflow_file::load_str;
-    use crate::webhook::verify::Method;
+    use crate::workflow::load::load_str;
+    use crate::workflow::trigger::Method;
     use crate::workflow::trigger::{SecretRef, Trigger};
 
     const STEPS: &str = "steps:\n  - name: s\n    command: 'true'\n";
@@ -225,7 +225,7 @@ mod tests {
         let got: Vec<String> = err
             .diagnostics
             .iter()
-            .map(crate::config::Diagnostic::headline)
+            .map(crate::diagnostic::Diagnostic::headline)
             .collect();
         assert_eq!(
             got,

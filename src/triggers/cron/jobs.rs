@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Schedule;
 use crate::fsutil::{self, FileLock};
+use crate::scheduler::{CatchUp, Overlap, Policy, Schedule};
 
 const TEMP_PREFIX: &str = ".jobs_";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,9 +151,9 @@ impl Job {
 /// A job's scheduling policy: claw reads the optional keys `catch_up`, `catch_up_window`,
 /// `max_catch_up`, `overlap` and `jitter` from a job (the seed ignores them; they are kept on
 /// rewrite like any unknown field). Absent keys take the defaults.
-pub fn policy(job: &Job) -> Result<super::Policy, String> {
-    use crate::workflow::duration;
-    let mut p = super::Policy::default();
+pub fn policy(job: &Job) -> Result<Policy, String> {
+    use crate::time::duration;
+    let mut p = Policy::default();
     let text = |key: &str| -> Result<Option<&str>, String> {
         match job.extra.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -162,11 +162,11 @@ pub fn policy(job: &Job) -> Result<super::Policy, String> {
         }
     };
     if let Some(s) = text("catch_up")? {
-        p.catch_up = super::CatchUp::parse(s)
+        p.catch_up = CatchUp::parse(s)
             .ok_or_else(|| format!("`catch_up: {s}` (expected none, last or all)"))?;
     }
     if let Some(s) = text("overlap")? {
-        p.overlap = super::Overlap::parse(s)
+        p.overlap = Overlap::parse(s)
             .ok_or_else(|| format!("`overlap: {s}` (expected skip, queue or allow)"))?;
     }
     if let Some(s) = text("catch_up_window")? {

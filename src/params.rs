@@ -1,23 +1,29 @@
-//! Binding `-p key=value` arguments to a workflow's typed params.
+//! Typed inputs: a workflow's `params`, an approval gate's `input` fields, a skill's `args`.
+//! Their specs, the conversion of text (`-p key=value`, `--input k=v`) to typed values, and the
+//! environment variable names values travel under (`CLAW_PARAM_<KEY>`, `WF_<KEY>`, `SKILL_<KEY>`).
 
-use crate::config::diagnostic::did_you_mean;
-use crate::workflow::Workflow;
+use crate::diagnostic::did_you_mean;
 
-/// Checks and converts the given values; fills in defaults. Every problem is reported.
-pub fn bind(wf: &Workflow, given: &[(String, String)]) -> Result<serde_json::Value, Vec<String>> {
+/// Checks and converts the given values for the params `specs` of workflow `owner`; fills in
+/// defaults. Every problem is reported.
+pub fn bind(
+    owner: &str,
+    specs: &[ParamSpec],
+    given: &[(String, String)],
+) -> Result<serde_json::Value, Vec<String>> {
     let mut errors = Vec::new();
     let mut out = serde_json::Map::new();
     for (key, text) in given {
-        let Some(spec) = wf.params.iter().find(|p| p.name == *key) else {
-            let hint = did_you_mean(key, wf.params.iter().map(|p| p.name.as_str()))
+        let Some(spec) = specs.iter().find(|p| p.name == *key) else {
+            let hint = did_you_mean(key, specs.iter().map(|p| p.name.as_str()))
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
-            let known = if wf.params.is_empty() {
+            let known = if specs.is_empty() {
                 " (it takes none)".to_owned()
             } else {
                 format!(
                     " (it takes: {})",
-                    wf.params
+                    specs
                         .iter()
                         .map(|p| p.name.as_str())
                         .collect::<Vec<_>>()
@@ -25,8 +31,7 @@ pub fn bind(wf: &Workflow, given: &[(String, String)]) -> Result<serde_json::Val
                 )
             };
             errors.push(format!(
-                "workflow `{}` has no param `{key}`{known}{hint}",
-                wf.name
+                "workflow `{owner}` has no param `{key}`{known}{hint}"
             ));
             continue;
         };
@@ -45,7 +50,7 @@ pub fn bind(wf: &Workflow, given: &[(String, String)]) -> Result<serde_json::Val
             Err(why) => errors.push(format!("param `{key}`: {why}")),
         }
     }
-    for spec in &wf.params {
+    for spec in specs {
         if out.contains_key(&spec.name) {
             continue;
         }
@@ -66,6 +71,70 @@ pub fn bind(wf: &Workflow, given: &[(String, String)]) -> Result<serde_json::Val
         Ok(serde_json::Value::Object(out))
     } else {
         Err(errors)
+    }
+}
+
+/// A typed input of a workflow.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: String,
+    pub kind: ParamType,
+    pub default: Option<serde_json::Value>,
+    pub choices: Vec<serde_json::Value>,
+    pub required: bool,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+
+    /// Converts a command-line value (`-p key=value`) to this type.
+    pub fn parse(self, text: &str) -> Result<serde_json::Value, String> {
+        match self {
+            Self::String => Ok(serde_json::Value::String(text.to_owned())),
+            Self::Integer => text
+                .trim()
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("expected an integer, found `{text}`")),
+            Self::Number => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| format!("expected a number, found `{text}`")),
+            Self::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok(serde_json::Value::Bool(true)),
+                "false" | "no" | "off" | "0" => Ok(serde_json::Value::Bool(false)),
+                _ => Err(format!("expected true or false, found `{text}`")),
+            },
+        }
+    }
+
+    /// Whether a JSON value (a default, or an enum choice) has this type.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            Self::String => value.is_string(),
+            Self::Integer => value.is_i64() || value.is_u64(),
+            Self::Number => value.is_number(),
+            Self::Boolean => value.is_boolean(),
+        }
     }
 }
 

@@ -134,6 +134,34 @@ where
     suggest(word, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
+/// Everything wrong with one file.
+#[derive(Debug, Clone)]
+pub struct FileErrors {
+    pub path: PathBuf,
+    /// The file's text, when it could be read (for rendering source lines).
+    pub source: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileErrors {
+    pub fn single(path: &Path, source: Option<String>, diagnostic: Diagnostic) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            source,
+            diagnostics: vec![diagnostic.in_file(path)],
+        }
+    }
+
+    /// Every diagnostic rendered with its source line.
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(self.source.as_deref()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

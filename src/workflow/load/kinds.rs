@@ -2,9 +2,10 @@
 //! sub-workflows. Each returns the kind, reporting every bad field on the way.
 
 use super::Cx;
-use crate::config::diagnostic::did_you_mean;
-use crate::config::node::{Node, Value};
-use crate::workflow::{ApprovalStep, ParamSpec, ParamType, SubWorkflowStep, TimeoutDecision};
+use crate::diagnostic::did_you_mean;
+use crate::params::{ParamSpec, ParamType};
+use crate::workflow::{ApprovalStep, SubWorkflowStep, TimeoutDecision};
+use crate::yaml::node::{Node, Value};
 
 impl Cx<'_> {
     /// `type: approval` (or the seed's `approval_gate` with `args.prompt`).

@@ -11,8 +11,8 @@ use super::server::{WebhookState, router};
 use super::verify::{Method, sign};
 use crate::config::{Dirs, Settings};
 use crate::engine::Engine;
-use crate::launch::Execution;
 use crate::store::RunFilter;
+use crate::triggers::launch::Execution;
 
 struct Fixture {
     _dir: tempfile::TempDir,

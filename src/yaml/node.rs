@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::diagnostic::{Diagnostic, Pos};
+use crate::diagnostic::{Diagnostic, Pos};
 
 /// A node of the YAML tree with its position.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,13 +9,9 @@
 //! `command` through the engine (args become params) and log the run's id and status.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::jobs::{Job, JobType, JobsError, JobsFile, iso_utc};
@@ -207,6 +203,12 @@ fn arg_text(v: &serde_json::Value) -> String {
     }
 }
 
+/// The end of `bytes`, at most [`MAX_OUTPUT`] of them.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(MAX_OUTPUT);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
 /// A skill job: the skill named by `command`, with the args, as `claw skill run` runs it.
 async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
     let args = job.args.iter().map(|(k, v)| (k.clone(), arg_text(v)));
@@ -215,7 +217,13 @@ async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
         Err(e) => return (1, format!("Exception: cannot find the claw binary: {e}")),
     };
     cmd.current_dir(&engine.dirs.home);
-    supervise(cmd, &format!("skill {}", job.command), cancel).await
+    supervise(
+        cmd,
+        &format!("skill {}", job.command),
+        engine.settings.kill_grace,
+        cancel,
+    )
+    .await
 }
 
 /// A webhook job: `POST command` with the job's `args` as the JSON body (`{}` without args),
@@ -261,94 +269,65 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
         cmd.env(format!("JOB_{}", k.to_ascii_uppercase()), arg_text(v));
     }
     let model = if job.llm_model.is_empty() {
-        crate::config::paths::env_var("JOB_MODEL").unwrap_or_else(|| "claude".into())
+        crate::config::env::var("JOB_MODEL").unwrap_or_else(|| "claude".into())
     } else {
         job.llm_model.clone()
     };
     cmd.env("LLM_MODEL", model);
     cmd.env("CLAW_JOB_ID", &job.id);
     cmd.current_dir(&engine.dirs.home);
-    supervise(cmd, &format!("Command '{}'", job.command), cancel).await
+    supervise(
+        cmd,
+        &format!("Command '{}'", job.command),
+        engine.settings.kill_grace,
+        cancel,
+    )
+    .await
 }
 
-/// Runs a prepared command in its own process group with the seed's 300 s limit; its exit code
-/// and output (stdout then stderr).
+/// Runs a prepared command under the process supervisor ([`crate::proc`]: its own process
+/// group, SIGTERM then SIGKILL after the grace period, masked output) with the seed's 300 s limit;
+/// its exit code and output (stdout then stderr), or the seed's `Exception: …` text.
 async fn supervise(
-    mut cmd: tokio::process::Command,
+    cmd: tokio::process::Command,
     what: &str,
+    kill_grace: Duration,
     cancel: &CancellationToken,
 ) -> (i32, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.process_group(0);
-    cmd.kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return (1, format!("Exception: cannot start {what}: {e}")),
+    use crate::proc::{self, End};
+    let spec = proc::Spec {
+        stdout_capture: MAX_OUTPUT,
+        stderr_tail: MAX_OUTPUT,
+        redactor: (*crate::redact::global()).clone(),
+        ..proc::Spec::new(what, SHELL_TIMEOUT, kill_grace)
     };
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let read = async {
-        let (mut o, mut e) = (Vec::new(), Vec::new());
-        let a = async {
-            if let Some(s) = out.as_mut() {
-                let _ = s.read_to_end(&mut o).await;
-            }
-        };
-        let b = async {
-            if let Some(s) = err.as_mut() {
-                let _ = s.read_to_end(&mut e).await;
-            }
-        };
-        tokio::join!(a, b);
-        (o, e)
-    };
-    let waited = async {
-        let (o, e) = read.await;
-        let status = child.wait().await;
-        (status, o, e)
-    };
-    let stop = |why: &str| {
-        if let Some(p) = pgid {
-            let _ = killpg(p, Signal::SIGKILL);
-        }
-        (1, format!("Exception: {why}"))
-    };
-    tokio::select! {
-        (status, o, e) = waited => {
-            // Whatever the command left running in its group goes with it.
-            if let Some(p) = pgid {
-                let _ = killpg(p, Signal::SIGKILL);
-            }
-            let mut text = tail(&o);
-            text.push_str(&tail(&e));
-            let code = match status {
-                Ok(s) => s.code().unwrap_or_else(|| {
-                    use std::os::unix::process::ExitStatusExt as _;
-                    128 + s.signal().unwrap_or(0)
-                }),
-                Err(e) => return (1, format!("Exception: {e}")),
-            };
+    let done = proc::run(cmd, &spec, cancel).await;
+    match done.end {
+        End::Exited(status) => {
+            let code = status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt as _;
+                128 + status.signal().unwrap_or(0)
+            });
+            let mut text = done.stdout;
+            text.push_str(&done.stderr_tail);
             (code, text)
         }
-        () = tokio::time::sleep(SHELL_TIMEOUT) => stop(&format!("{what} timed out after {} seconds", SHELL_TIMEOUT.as_secs())),
-        () = cancel.cancelled() => stop("cancelled"),
+        End::TimedOut => (
+            1,
+            format!(
+                "Exception: {what} timed out after {} seconds",
+                SHELL_TIMEOUT.as_secs()
+            ),
+        ),
+        End::Cancelled => (1, "Exception: cancelled".to_owned()),
+        End::NotStarted(why) => (1, format!("Exception: {why}")),
+        End::Lost => (1, "Exception: lost track of the process".to_owned()),
     }
-}
-
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(MAX_OUTPUT);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 /// A workflow by path, file stem or `name:` in the workflow folders.
 fn find_workflow(engine: &Engine, arg: &str) -> Result<crate::workflow::Workflow, String> {
-    use crate::config::workflow_file::load_file;
+    use crate::workflow::load::load_file;
     let p = Path::new(arg);
     if arg.contains('/') && p.is_file() {
         return load_file(p).map_err(|e| e.render());
@@ -393,7 +372,7 @@ async fn run_workflow(
         .iter()
         .map(|(k, v)| (k.clone(), arg_text(v)))
         .collect();
-    let params = match crate::engine::params::bind(&wf, &given) {
+    let params = match wf.bind_params(&given) {
         Ok(p) => p,
         Err(errs) => return (1, format!("Exception: {}", errs.join("; ")), None),
     };

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use super::diagnostic::{Diagnostic, Pos, did_you_mean};
-use super::node::{Node, Value};
+use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
 use crate::scheduler::{CatchUp, Overlap, Policy, Schedule, ScheduleSpec};
-use crate::workflow::duration;
+use crate::time::duration;
+use crate::yaml::node::{Node, Value};
 
 /// The workflow keys this module reads.
 pub const KEYS: &[&str] = &[
@@ -252,8 +252,8 @@ pub fn load(entries: &[(&str, Pos, &Node)], diags: &mut Vec<Diagnostic>) -> Vec<
 
 #[cfg(test)]
 mod tests {
-    use crate::config::workflow_file::load_str;
     use crate::scheduler::{CatchUp, Overlap};
+    use crate::workflow::load::load_str;
     use std::path::Path;
     use std::time::Duration;
 
@@ -261,7 +261,7 @@ mod tests {
         load_str(Path::new("wf.yaml"), yaml.to_owned()).map_err(|e| {
             e.diagnostics
                 .iter()
-                .map(crate::config::Diagnostic::headline)
+                .map(crate::diagnostic::Diagnostic::headline)
                 .collect::<Vec<_>>()
                 .join("\n")
         })

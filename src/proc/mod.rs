@@ -1,0 +1,465 @@
+//! The one process supervisor: every process claw starts for a step, a skill, a cron job or a
+//! watcher action runs through [`run`].
+//!
+//! The process gets a process group of its own. stdout and stderr go through pipes, through the
+//! redactor, into a capped log file (rotated once) while the end of each is kept in memory. On
+//! timeout or cancellation the whole group gets SIGTERM, then SIGKILL after the grace period, so
+//! a command's children die with it. When the process exits, whatever it left running in its
+//! group is stopped the same way: nothing is left behind.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::Command;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::redact::{Redactor, StreamRedactor};
+
+/// How much of stdout is kept in memory by default (for `outputs: json` and `steps.<name>.stdout`).
+pub const STDOUT_CAPTURE: usize = 1024 * 1024;
+/// How much of stderr is kept by default.
+pub const STDERR_TAIL: usize = 16 * 1024;
+
+/// How to supervise one process.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// What it is, for messages (`/bin/sh`, `skill backup`).
+    pub what: String,
+    /// Written to its stdin (else stdin is `/dev/null`).
+    pub stdin: Option<String>,
+    /// Its working directory as set on the command (only to explain a failed start).
+    pub cwd: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// The log file and its cap (rotated once to `<name>.1` when reached); `None`: no log.
+    pub log: Option<(PathBuf, u64)>,
+    /// Masks secret values in everything the output turns into.
+    pub redactor: Redactor,
+    /// Also copy the (masked) output to claw's own stdout and stderr as it arrives.
+    pub echo: bool,
+    pub stdout_capture: usize,
+    pub stderr_tail: usize,
+}
+
+impl Spec {
+    /// A spec with the default capture sizes, no log, no stdin and no echo.
+    pub fn new(what: impl Into<String>, timeout: Duration, kill_grace: Duration) -> Self {
+        Self {
+            what: what.into(),
+            stdin: None,
+            cwd: None,
+            timeout,
+            kill_grace,
+            log: None,
+            redactor: Redactor::default(),
+            echo: false,
+            stdout_capture: STDOUT_CAPTURE,
+            stderr_tail: STDERR_TAIL,
+        }
+    }
+}
+
+/// How a supervised process ended.
+#[derive(Debug)]
+pub enum End {
+    /// It exited (or was killed by a signal it was not sent by claw).
+    Exited(ExitStatus),
+    /// Stopped at its timeout.
+    TimedOut,
+    /// Stopped because the cancellation token fired.
+    Cancelled,
+    /// It could not be started (the reason).
+    NotStarted(String),
+    /// Its status could not be read.
+    Lost,
+}
+
+/// What a supervised process left.
+#[derive(Debug)]
+pub struct Finished {
+    pub end: End,
+    /// The end of stdout (masked), up to [`Spec::stdout_capture`] bytes.
+    pub stdout: String,
+    /// The end of stderr (masked), up to [`Spec::stderr_tail`] bytes.
+    pub stderr_tail: String,
+    /// Why the log could not be written, if it could not.
+    pub log_error: Option<String>,
+}
+
+impl Finished {
+    /// The exit code, when it exited with one.
+    pub fn exit_code(&self) -> Option<i32> {
+        match &self.end {
+            End::Exited(s) => s.code(),
+            _ => None,
+        }
+    }
+
+    /// Why this is a failure, or `None` for exit status 0 (`timeout` names the limit).
+    pub fn failure(&self, timeout: Duration) -> Option<String> {
+        match &self.end {
+            End::Exited(s) => match s.code() {
+                Some(0) => None,
+                Some(code) => Some(format!("exited with code {code}")),
+                None => Some(signal_text(s)),
+            },
+            End::TimedOut => Some(format!(
+                "timed out after {}",
+                crate::time::duration::format(timeout)
+            )),
+            End::Cancelled => Some("cancelled".to_owned()),
+            End::NotStarted(why) => Some(why.clone()),
+            End::Lost => Some("lost track of the process".to_owned()),
+        }
+    }
+}
+
+/// A log file that rotates to `<name>.1` when it reaches its cap.
+#[derive(Debug)]
+struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    written: u64,
+    cap: u64,
+    error: Option<String>,
+}
+
+impl LogFile {
+    /// The file is created on the first write: a step that prints nothing leaves no log file
+    /// (and costs no file creation).
+    fn open(path: &Path, cap: u64) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            file: None,
+            written: 0,
+            cap,
+            error: None,
+        }
+    }
+
+    fn ensure_open(&mut self) {
+        if self.file.is_some() || self.error.is_some() {
+            return;
+        }
+        match File::options().create(true).append(true).open(&self.path) {
+            Ok(f) => {
+                self.written = f.metadata().map_or(0, |m| m.len());
+                self.file = Some(f);
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn fail(&mut self, e: &std::io::Error) {
+        self.file = None;
+        if self.error.is_none() {
+            self.error = Some(format!(
+                "cannot write the step log {}: {e}",
+                self.path.display()
+            ));
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.ensure_open();
+        if self.file.is_none() {
+            return;
+        }
+        if self.written + bytes.len() as u64 > self.cap && self.written > 0 {
+            self.rotate();
+        }
+        if let Some(f) = self.file.as_mut() {
+            match f.write_all(bytes) {
+                Ok(()) => self.written += bytes.len() as u64,
+                Err(e) => self.fail(&e),
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        self.file = None;
+        let result = std::fs::rename(&self.path, &old).and_then(|()| {
+            File::options()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&self.path)
+        });
+        match result {
+            Ok(f) => {
+                self.file = Some(f);
+                self.written = 0;
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+}
+
+/// Keeps the last `cap` bytes written to it.
+#[derive(Debug)]
+struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+    dropped: bool,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            dropped: false,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.cap {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+            self.dropped = true;
+        }
+    }
+
+    fn into_string(self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+}
+
+fn signal_group(pgid: Option<Pid>, signal: Signal) {
+    if let Some(pgid) = pgid {
+        // ESRCH (nobody left in the group) is the normal case after a clean exit.
+        let _ = killpg(pgid, signal);
+    }
+}
+
+fn write_log(log: &mut Option<LogFile>, bytes: &[u8]) {
+    if let Some(l) = log.as_mut() {
+        l.write(bytes);
+    }
+}
+
+/// Runs a prepared command (program, arguments, environment and directory already set) under
+/// supervision, until it ends, times out or `cancel` fires.
+pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> Finished {
+    cmd.stdin(if spec.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so that the step and everything it starts can be signalled at once
+    // (and a Ctrl-C on claw's terminal reaches claw, which then stops the step cleanly).
+    cmd.process_group(0);
+    let mut log = spec
+        .log
+        .as_ref()
+        .map(|(path, cap)| LogFile::open(path, *cap));
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let why = match &spec.cwd {
+                Some(cwd) if !cwd.is_dir() => {
+                    format!("working directory {} does not exist", cwd.display())
+                }
+                _ => format!("cannot start {}: {e}", spec.what),
+            };
+            write_log(&mut log, format!("claw: {why}\n").as_bytes());
+            return Finished {
+                end: End::NotStarted(why),
+                stdout: String::new(),
+                stderr_tail: String::new(),
+                log_error: log.and_then(|l| l.error),
+            };
+        }
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+
+    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
+        tokio::spawn(async move {
+            // A command that does not read its input closes the pipe: that is not an error.
+            let _ = stdin.write_all(text.as_bytes()).await;
+        });
+    }
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out_mask = StreamRedactor::new(spec.redactor.clone());
+    let mut err_mask = StreamRedactor::new(spec.redactor.clone());
+    let mut out_capture = Tail::new(spec.stdout_capture);
+    let mut err_tail = Tail::new(spec.stderr_tail);
+    let mut out_buf = vec![0u8; 16 * 1024];
+    let mut err_buf = vec![0u8; 16 * 1024];
+
+    let deadline = Instant::now() + spec.timeout;
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
+    let mut kill_at = far;
+    let mut give_up_at = far;
+    let mut status = None;
+    let mut timed_out = false;
+    let mut cancelled = false;
+    let mut killed = false;
+
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            // Fixed order. Timers and cancellation first: they are rarely ready, and a command
+            // that floods its output must not starve them. Then stdout before stderr, so that
+            // `echo out; echo err >&2` reaches the log in that order, and output before the exit.
+            biased;
+            () = sleep_until(deadline), if !timed_out && status.is_none() && !cancelled => {
+                timed_out = true;
+                signal_group(pgid, Signal::SIGTERM);
+                kill_at = Instant::now() + spec.kill_grace;
+            },
+            () = cancel.cancelled(), if !cancelled && !timed_out && status.is_none() => {
+                cancelled = true;
+                signal_group(pgid, Signal::SIGTERM);
+                kill_at = Instant::now() + spec.kill_grace;
+            },
+            () = sleep_until(kill_at), if kill_at != far && !killed => {
+                killed = true;
+                signal_group(pgid, Signal::SIGKILL);
+                // A process that left our group but kept our pipes cannot hold the step forever.
+                give_up_at = Instant::now() + Duration::from_secs(2);
+            },
+            () = sleep_until(give_up_at), if give_up_at != far => {
+                for (mask, tail) in [(&mut out_mask, &mut out_capture), (&mut err_mask, &mut err_tail)] {
+                    let rest = mask.finish();
+                    write_log(&mut log, &rest);
+                    tail.push(&rest);
+                }
+                stdout = None;
+                stderr = None;
+                if status.is_none() {
+                    status = Some(child.wait().await);
+                }
+            },
+            r = read_some(&mut stdout, &mut out_buf), if stdout.is_some() => match r {
+                Some(n) => {
+                    let clean = out_mask.push(&out_buf[..n]);
+                    write_log(&mut log, &clean);
+                    echo_to(spec.echo, &clean, false);
+                    out_capture.push(&clean);
+                }
+                None => {
+                    let rest = out_mask.finish();
+                    write_log(&mut log, &rest);
+                    echo_to(spec.echo, &rest, false);
+                    out_capture.push(&rest);
+                    stdout = None;
+                }
+            },
+            r = read_some(&mut stderr, &mut err_buf), if stderr.is_some() => match r {
+                Some(n) => {
+                    let clean = err_mask.push(&err_buf[..n]);
+                    write_log(&mut log, &clean);
+                    echo_to(spec.echo, &clean, true);
+                    err_tail.push(&clean);
+                }
+                None => {
+                    let rest = err_mask.finish();
+                    write_log(&mut log, &rest);
+                    echo_to(spec.echo, &rest, true);
+                    err_tail.push(&rest);
+                    stderr = None;
+                }
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s);
+                // Stop what the command left running in its group; it would hold our pipes open.
+                signal_group(pgid, Signal::SIGTERM);
+                if kill_at == far {
+                    kill_at = Instant::now() + spec.kill_grace;
+                }
+            },
+        }
+    }
+
+    let end = if cancelled {
+        End::Cancelled
+    } else if timed_out {
+        End::TimedOut
+    } else {
+        match status {
+            Some(Ok(s)) => End::Exited(s),
+            _ => End::Lost,
+        }
+    };
+    Finished {
+        end,
+        stdout: out_capture.into_string(),
+        stderr_tail: err_tail.into_string(),
+        log_error: log.and_then(|l| l.error),
+    }
+}
+
+/// Copies output to claw's own stdout or stderr (a closed stdout is not an error here).
+fn echo_to(echo: bool, bytes: &[u8], to_stderr: bool) {
+    if !echo || bytes.is_empty() {
+        return;
+    }
+    if to_stderr {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(bytes).and_then(|()| e.flush());
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(bytes).and_then(|()| o.flush());
+    }
+}
+
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let p = pipe.as_mut()?;
+    match p.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+fn signal_text(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.signal() {
+        Some(sig) => match Signal::try_from(sig) {
+            Ok(s) => format!("killed by {}", s.as_str()),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        None => "ended without an exit code".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_rotates_at_cap() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.log");
+        let mut log = LogFile::open(&path, 10);
+        log.write(b"0123456789");
+        log.write(b"abc");
+        assert!(log.error.is_none());
+        assert_eq!(std::fs::read(&path).unwrap_or_default(), b"abc");
+        assert_eq!(
+            std::fs::read(dir.path().join("s.log.1")).unwrap_or_default(),
+            b"0123456789"
+        );
+    }
+}
