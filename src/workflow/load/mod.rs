@@ -559,7 +559,7 @@ impl Cx<'_> {
                         value,
                         "needs",
                         "a step name or a list of step names",
-                    ))
+                    ));
                 }
                 "if" => {
                     if let Some(e) = self.string(value, "if") {
