@@ -3,6 +3,7 @@
 //! environment variable names values travel under (`CLAW_PARAM_<KEY>`, `WF_<KEY>`, `SKILL_<KEY>`).
 
 use crate::diagnostic::did_you_mean;
+use crate::yaml::{Node, Reader, Value};
 
 /// Checks and converts the given values for the params `specs` of workflow `owner`; fills in
 /// defaults. Every problem is reported.
@@ -135,6 +136,110 @@ impl ParamType {
             Self::Number => value.is_number(),
             Self::Boolean => value.is_boolean(),
         }
+    }
+}
+
+/// Reads a `params:` mapping (also an approval gate's `input:` and a skill's `args:`): each
+/// entry a default value, nothing (a required string), or `{type, default, enum, required,
+/// description}`. Every problem goes to `r`.
+pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
+    let mut out = Vec::new();
+    for (name, spec) in r.entries(node, &[], "`params`") {
+        let mut p = ParamSpec {
+            name: name.to_owned(),
+            kind: ParamType::String,
+            default: None,
+            choices: Vec::new(),
+            required: false,
+            description: String::new(),
+        };
+        match &spec.value {
+            Value::Map(_) => {
+                let mut kind_set = false;
+                let mut required = None;
+                let fields = r.entries(
+                    spec,
+                    &["type", "default", "enum", "required", "description"],
+                    &format!("param `{name}`"),
+                );
+                for (k, v) in &fields {
+                    if *k == "type" {
+                        let t = r.string(v, "type").unwrap_or_default();
+                        p.kind = match t.as_str() {
+                            "string" | "str" => ParamType::String,
+                            "integer" | "int" => ParamType::Integer,
+                            "number" | "float" => ParamType::Number,
+                            "boolean" | "bool" => ParamType::Boolean,
+                            other => {
+                                r.err_help(
+                                    v.pos,
+                                    format!("unknown param type `{other}` (expected string, integer, number or boolean)"),
+                                    did_you_mean(other, ["string", "integer", "number", "boolean"]),
+                                );
+                                ParamType::String
+                            }
+                        };
+                        kind_set = true;
+                    }
+                }
+                for (k, v) in fields {
+                    match k {
+                        "default" => {
+                            let value = v.to_json();
+                            if !kind_set {
+                                p.kind = infer_type(&value);
+                            }
+                            if !value.is_null() && !p.kind.accepts(&value) {
+                                r.err(v.pos, format!("default of `{name}` is not of type {}", p.kind.as_str()));
+                            }
+                            if !value.is_null() {
+                                p.default = Some(value);
+                            }
+                        }
+                        "enum" => {
+                            if let Value::Seq(items) = &v.value {
+                                for item in items {
+                                    let value = item.to_json();
+                                    if !p.kind.accepts(&value) {
+                                        r.err(item.pos, format!("choice for `{name}` is not of type {}", p.kind.as_str()));
+                                    }
+                                    p.choices.push(value);
+                                }
+                            } else {
+                                r.err(v.pos, format!("`enum` must be a list, found {}", v.kind()));
+                            }
+                        }
+                        "required" => required = r.boolean(v, "required"),
+                        "description" => p.description = r.string(v, "description").unwrap_or_default(),
+                        _ => {}
+                    }
+                }
+                p.required = required.unwrap_or(p.default.is_none());
+                if let Some(default) = &p.default
+                    && !p.choices.is_empty() && !p.choices.contains(default) {
+                        r.err(spec.pos, format!("default of `{name}` is not one of its `enum` choices"));
+                    }
+            }
+            Value::Null => p.required = true,
+            Value::Seq(_) => r.err(spec.pos, format!("param `{name}` must be a default value or a mapping with `type`, `default`, `enum`")),
+            _ => {
+                let value = spec.to_json();
+                p.kind = infer_type(&value);
+                p.default = Some(value);
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// The type a default value implies.
+pub fn infer_type(value: &serde_json::Value) -> ParamType {
+    match value {
+        serde_json::Value::Bool(_) => ParamType::Boolean,
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
+        serde_json::Value::Number(_) => ParamType::Number,
+        _ => ParamType::String,
     }
 }
 

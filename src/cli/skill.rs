@@ -376,22 +376,24 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
             );
         }
     }
+    let redactor = launch.redactor();
+    let timeout_of_launch = launch.timeout;
     let input = crate::steps::StepInput {
-        kind: crate::workflow::StepKind::Skill(crate::workflow::SkillStep {
+        kind: crate::steps::StepKind::Skill(crate::steps::skill::SkillStep {
             name: name.to_owned(),
             timeout,
+            launch: Some(Box::new(launch)),
         }),
-        command: String::new(),
+        run_id: format!("skill:{stamp}"),
+        step: name.to_owned(),
+        attempt: 1,
         env: Vec::new(),
-        cwd: Some(launch.cwd.clone()),
-        stdin: None,
-        timeout: launch.timeout,
+        timeout: timeout_of_launch,
         kill_grace: settings.kill_grace,
         log_path: log_dir.join(format!("{stamp}.log")),
         max_log_bytes: settings.max_step_log_bytes,
         outputs_path,
-        redactor: launch.redactor(),
-        skill: Some(Box::new(launch)),
+        redactor,
     };
     let rt = super::runtime()?;
     let report = rt.block_on(async {
@@ -402,7 +404,11 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
                 on_ctrl_c.cancel();
             }
         });
-        let Some(launch) = input.skill.as_deref() else {
+        let crate::steps::StepKind::Skill(crate::steps::skill::SkillStep {
+            launch: Some(launch),
+            ..
+        }) = &input.kind
+        else {
             return crate::steps::StepReport::failed("no launch");
         };
         let report = crate::steps::skill::run_launch(launch, &input, &cancel, true).await;

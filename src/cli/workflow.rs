@@ -11,8 +11,8 @@ use crate::diagnostic::did_you_mean;
 use crate::engine::{Engine, EngineError, NewRun};
 use crate::params;
 use crate::store::{RunRecord, RunStatus};
+use crate::workflow::Workflow;
 use crate::workflow::load::{self, FileErrors};
-use crate::workflow::{StepKind, Workflow};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum WorkflowCommand {
@@ -253,7 +253,7 @@ fn list(ctx: &Ctx, json: bool) -> CliResult {
 }
 
 fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "name": s.name,
         "type": s.kind.type_name(),
         "needs": s.needs.iter().map(|&i| wf.steps[i].name.clone()).collect::<Vec<_>>(),
@@ -262,10 +262,16 @@ fn step_json(s: &crate::workflow::Step, wf: &Workflow) -> serde_json::Value {
         "retries": s.retry.limit,
         "idempotent": s.idempotent,
         "if": s.if_expr,
-        "command": match &s.kind { StepKind::Shell(sh) => Some(sh.command.clone()), StepKind::Http(h) => Some(h.describe()), StepKind::Approval(_) | StepKind::Workflow(_) | StepKind::Skill(_) | StepKind::Unavailable { .. } => None },
-        "skill": match &s.kind { StepKind::Skill(sk) => Some(sk.name.clone()), _ => None },
+        "command": null,
+        "skill": null,
         "compensation": s.compensation.is_some(),
-    })
+    });
+    if let Some(obj) = json.as_object_mut() {
+        for (k, v) in s.kind.show() {
+            obj.insert(k.to_owned(), v);
+        }
+    }
+    json
 }
 
 fn show(ctx: &Ctx, arg: &str, json: bool) -> CliResult {
@@ -360,46 +366,14 @@ fn env_problems(wf: &Workflow, dirs: &crate::config::Dirs) -> Vec<String> {
         }
     }
     for s in wf.steps.iter().chain(&wf.rollback) {
-        match &s.kind {
-            StepKind::Unavailable { written: kind, .. } => out.push(format!(
-                "step `{}` is of type `{kind}`, which this version of claw cannot run yet",
-                s.name
-            )),
-            StepKind::Approval(_) | StepKind::Workflow(_) => {}
-            // Reachability is not checked: the server may only be up when the workflow runs.
-            StepKind::Http(_) => {}
-            StepKind::Skill(sk) => out.extend(
-                crate::skills::runner::environment_problems(dirs, &sk.name)
-                    .into_iter()
-                    .map(|p| format!("step `{}`: {p}", s.name)),
-            ),
-            StepKind::Shell(sh) => {
-                if let Some(prog) = &sh.shell
-                    && !on_path(prog)
-                {
-                    out.push(format!("step `{}`: shell `{prog}` is not on PATH", s.name));
-                }
-                if let Some(cwd) = &sh.cwd
-                    && !crate::expr::has_expressions(cwd)
-                    && !Path::new(cwd).is_dir()
-                {
-                    out.push(format!(
-                        "step `{}`: working directory `{cwd}` does not exist",
-                        s.name
-                    ));
-                }
-            }
-        }
+        out.extend(
+            s.kind
+                .environment_problems(dirs)
+                .into_iter()
+                .map(|p| format!("step `{}`: {p}", s.name)),
+        );
     }
     out
-}
-
-fn on_path(prog: &str) -> bool {
-    if prog.contains('/') {
-        return Path::new(prog).is_file();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
 }
 
 fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {

@@ -5,7 +5,6 @@
 //! dashboard later). The process that owns the run polls the request and applies the outcome, so
 //! a decision never needs the run's owner to be alive: the next owner applies it.
 
-use crate::params::ParamSpec;
 use crate::store::{Approval, ApprovalRequest, RunRecord, StepStatus, Vote};
 
 use super::{Engine, EngineError, Result, now_ms};
@@ -33,23 +32,7 @@ pub fn allowed(approvers: &[String], identity: &str) -> bool {
         .any(|a| a == identity || (!a.contains(':') && a == bare))
 }
 
-/// How a request ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resolution {
-    Approved {
-        by: Vec<String>,
-        at: i64,
-        /// The approvers' input, merged (later votes win), defaults filled in.
-        input: serde_json::Map<String, serde_json::Value>,
-    },
-    Rejected {
-        by: String,
-        reason: Option<String>,
-        at: i64,
-    },
-    /// The deadline passed with no decision; `approve` tells what `on_timeout` decided.
-    TimedOut { approve: bool, at: i64 },
-}
+pub use crate::steps::approval::{Resolution, describe, input_spec};
 
 /// Decides a request from its votes, or from its deadline (`now` past it).
 pub fn resolve(approval: &Approval, now: i64) -> Option<Resolution> {
@@ -114,23 +97,6 @@ fn defaults(spec: &serde_json::Value) -> serde_json::Map<String, serde_json::Val
         }
     }
     out
-}
-
-/// The input fields of an approval step as stored with its request.
-pub fn input_spec(fields: &[ParamSpec]) -> serde_json::Value {
-    fields
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name,
-                "type": f.kind.as_str(),
-                "required": f.required,
-                "default": f.default,
-                "enum": f.choices,
-                "description": f.description,
-            })
-        })
-        .collect()
 }
 
 /// Checks `--input k=v` values against the request's fields, converting their types.
@@ -329,26 +295,4 @@ impl Engine {
     }
 }
 
-/// A one-line account of an outcome.
-pub fn describe(r: &Resolution) -> String {
-    match r {
-        Resolution::Approved { by, .. } => format!("approved by {}", by.join(", ")),
-        Resolution::Rejected { by, reason, .. } => match reason {
-            Some(why) => format!("rejected by {by}: {why}"),
-            None => format!("rejected by {by}"),
-        },
-        Resolution::TimedOut { approve, at } => format!(
-            "no decision before the deadline ({}): {}",
-            rfc3339(*at),
-            if *approve { "approved" } else { "rejected" }
-        ),
-    }
-}
-
-/// A time in ms since the epoch as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
-}
+pub use crate::time::rfc3339;

@@ -201,36 +201,13 @@ impl Engine {
     /// The record [`Engine::create_run`] stores, not stored yet (the scheduler stores it in the
     /// transaction that claims its fire).
     pub fn run_record(&self, new: &NewRun<'_>, now: i64) -> RunRecord {
-        // A run this process executes at once, with no concurrency limit, needs no admission.
-        let start_now = new.claim && new.workflow.concurrency.is_none();
-        RunRecord {
-            id: ulid::Ulid::new().to_string().to_ascii_lowercase(),
-            workflow: new.workflow.name.clone(),
-            workflow_path: new.workflow.path.display().to_string(),
-            definition: new.workflow.source.clone(),
-            params: new.params.clone(),
-            trigger: new.trigger.clone(),
-            status: if start_now {
-                RunStatus::Running
-            } else {
-                RunStatus::Queued
-            },
-            owner: new.claim.then(|| self.owner.clone()),
-            lease_until: new.claim.then_some(now + owner::LEASE_MS),
-            dry_run: new.dry_run,
-            cancel_requested: false,
-            // A sub-workflow's child names its parent in its trigger.
-            parent_run: new
-                .trigger
-                .get("parent_run")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-            outputs: serde_json::json!({}),
-            error: None,
-            created_at: now,
-            started_at: start_now.then_some(now),
-            finished_at: None,
-        }
+        new_record(new, now, new.claim.then_some(self.owner.as_str()))
+    }
+
+    /// The record of a run that nobody executes yet (queued, for the daemon or a process of its
+    /// own), not stored yet.
+    pub fn unclaimed_record(new: &NewRun<'_>, now: i64) -> RunRecord {
+        new_record(new, now, None)
     }
 
     /// Loads the workflow definition a run was created with.
@@ -393,5 +370,39 @@ impl Engine {
             let _ = std::fs::remove_dir_all(self.dirs.run_log_dir(id));
         }
         Ok(gone.len())
+    }
+}
+
+/// A new run's record; `owner` when this process executes it at once.
+fn new_record(new: &NewRun<'_>, now: i64, owner: Option<&str>) -> RunRecord {
+    // A run this process executes at once, with no concurrency limit, needs no admission.
+    let start_now = owner.is_some() && new.workflow.concurrency.is_none();
+    RunRecord {
+        id: ulid::Ulid::new().to_string().to_ascii_lowercase(),
+        workflow: new.workflow.name.clone(),
+        workflow_path: new.workflow.path.display().to_string(),
+        definition: new.workflow.source.clone(),
+        params: new.params.clone(),
+        trigger: new.trigger.clone(),
+        status: if start_now {
+            RunStatus::Running
+        } else {
+            RunStatus::Queued
+        },
+        owner: owner.map(str::to_owned),
+        lease_until: owner.map(|_| now + owner::LEASE_MS),
+        dry_run: new.dry_run,
+        cancel_requested: false,
+        // A sub-workflow's child names its parent in its trigger.
+        parent_run: new
+            .trigger
+            .get("parent_run")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        outputs: serde_json::json!({}),
+        error: None,
+        created_at: now,
+        started_at: start_now.then_some(now),
+        finished_at: None,
     }
 }

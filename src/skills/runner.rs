@@ -280,14 +280,15 @@ pub fn prepare(
 /// directory, `args` already rendered, outputs to `outputs_path`.
 pub fn prepare_step(
     dirs: &crate::config::Dirs,
-    step: &crate::workflow::SkillStep,
+    name: &str,
+    timeout: Option<Duration>,
     args: &[(String, String)],
     outputs_path: &Path,
 ) -> Result<Launch, String> {
-    let skill = super::find(dirs, &step.name).map_err(|e| e.to_string())?;
+    let skill = super::find(dirs, name).map_err(|e| e.to_string())?;
     let mut cx = LaunchContext::from_process(&dirs.home);
     cx.outputs_path = Some(outputs_path.to_path_buf());
-    cx.timeout = step.timeout;
+    cx.timeout = timeout;
     prepare(&skill, args, &cx).map_err(|e| e.to_string())
 }
 

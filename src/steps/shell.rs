@@ -1,37 +1,184 @@
 //! The shell step: `/bin/sh -c COMMAND` (or `shell: bash`) under the process supervisor
 //! ([`crate::proc`]); outputs from `$CLAW_OUTPUT` lines or, with `outputs: json`, from stdout.
+//!
+//! ```yaml
+//! - name: archive
+//!   command: tar -czf /tmp/b.tgz -C ${{ params.source }} .   # every value quoted for the shell
+//!   shell: bash            # optional: another interpreter, run as `<shell> -c`
+//!   cwd: /srv/app          # optional
+//!   stdin: "some input"    # optional
+//!   outputs: json          # optional: stdout is a JSON object of outputs
+//! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::{StepInput, StepOutcome, StepReport};
+use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepOutcome, StepReport};
+use crate::config::Dirs;
 use crate::proc;
+use crate::yaml::Node;
 
-/// Runs `program -c command` and reports how it went.
-pub async fn run(
-    program: &str,
-    input: &StepInput,
-    json_outputs: bool,
-    cancel: &CancellationToken,
-) -> StepReport {
-    let mut cmd = Command::new(program);
-    cmd.arg("-c").arg(&input.command);
-    cmd.envs(input.env.iter().map(|(k, v)| (k, v)));
-    // A step gets the secrets it names, never the key that opens all of them.
-    cmd.env_remove(crate::config::env::VAULT_PASSPHRASE);
-    if let Some(cwd) = &input.cwd {
-        cmd.current_dir(cwd);
+#[derive(Debug, Clone)]
+pub struct ShellStep {
+    /// The command, run by `/bin/sh -c` (or by `shell`).
+    pub command: String,
+    /// An interpreter other than `/bin/sh` (`bash`, `zsh`, …), invoked as `<shell> -c`.
+    pub shell: Option<String>,
+    pub cwd: Option<String>,
+    pub stdin: Option<String>,
+    pub outputs: OutputMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// `key=value` lines written to `$CLAW_OUTPUT`.
+    File,
+    /// stdout is a JSON object.
+    Json,
+}
+
+impl ShellStep {
+    /// A plain `/bin/sh -c command` step (a compensation written as a string).
+    pub fn from_command(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            shell: None,
+            cwd: None,
+            stdin: None,
+            outputs: OutputMode::File,
+        }
     }
-    supervise(cmd, program, input, json_outputs, cancel, false).await
+
+    fn program(&self) -> &str {
+        self.shell.as_deref().unwrap_or("/bin/sh")
+    }
+}
+
+impl Kind for ShellStep {
+    const NAMES: &'static [&'static str] = &["shell"];
+    const KEYS: &'static [&'static str] = &["shell", "cwd", "stdin", "outputs"];
+
+    fn load(cx: &mut LoadCx<'_>, node: &Node) -> Option<Self> {
+        let mut step = Self::from_command("");
+        if let Some(v) = node.get("shell") {
+            step.shell = cx.string(v, "shell");
+        }
+        if let Some(v) = node.get("cwd") {
+            step.cwd = cx.string(v, "cwd");
+            cx.templates_in(v);
+        }
+        if let Some(v) = node.get("stdin") {
+            step.stdin = cx.string(v, "stdin");
+            cx.templates_in(v);
+        }
+        if let Some(v) = node.get("outputs") {
+            let s = cx.string(v, "outputs").unwrap_or_default();
+            step.outputs = match s.as_str() {
+                "json" => OutputMode::Json,
+                "file" | "lines" => OutputMode::File,
+                other => {
+                    cx.err(
+                        v.pos,
+                        format!("unknown `outputs` mode `{other}` (expected `json`, or leave it out to use $CLAW_OUTPUT)"),
+                    );
+                    OutputMode::File
+                }
+            };
+        }
+        let command = node.get("command").and_then(|c| {
+            let text = cx.string(c, "command")?;
+            cx.shell_template(c, &text);
+            Some(text)
+        });
+        match command {
+            Some(c) if !c.trim().is_empty() => step.command = c,
+            _ => {
+                let name = cx.step.to_owned();
+                cx.err(node.pos, format!("step `{name}` has no `command`"));
+                return None;
+            }
+        }
+        Some(step)
+    }
+
+    fn describe(&self) -> String {
+        self.command.clone()
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        let mut out = vec![self.command.as_str()];
+        out.extend(self.cwd.as_deref());
+        out.extend(self.stdin.as_deref());
+        out
+    }
+
+    fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String> {
+        Ok(Self {
+            command: cx
+                .shell(&self.command)
+                .map_err(|e| format!("cannot render the command: {e}"))?,
+            shell: self.shell.clone(),
+            cwd: self.cwd.as_deref().map(|c| cx.plain(c)).transpose()?,
+            stdin: self.stdin.as_deref().map(|s| cx.plain(s)).transpose()?,
+            outputs: self.outputs,
+        })
+    }
+
+    async fn run(&self, input: &StepInput, rt: &Runtime) -> StepReport {
+        let program = self.program();
+        let mut cmd = Command::new(program);
+        cmd.arg("-c").arg(&self.command);
+        cmd.envs(input.env.iter().map(|(k, v)| (k, v)));
+        // A step gets the secrets it names, never the key that opens all of them.
+        cmd.env_remove(crate::config::env::VAULT_PASSPHRASE);
+        let cwd = self.cwd.as_ref().map(PathBuf::from);
+        if let Some(cwd) = &cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut spec = spec(program, input, false);
+        spec.stdin.clone_from(&self.stdin);
+        spec.cwd = cwd;
+        let done = proc::run(cmd, &spec, &rt.cancel).await;
+        report(done, input, self.outputs == OutputMode::Json)
+    }
+
+    fn environment_problems(&self, _dirs: &Dirs) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(prog) = &self.shell
+            && !on_path(prog)
+        {
+            out.push(format!("shell `{prog}` is not on PATH"));
+        }
+        if let Some(cwd) = &self.cwd
+            && !crate::expr::has_expressions(cwd)
+            && !Path::new(cwd).is_dir()
+        {
+            out.push(format!("working directory `{cwd}` does not exist"));
+        }
+        out
+    }
+
+    fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("command", self.command.clone().into())]
+    }
+}
+
+/// Whether `prog` (a path, or a name looked up in `PATH`) is an executable file.
+pub fn on_path(prog: &str) -> bool {
+    if prog.contains('/') {
+        return Path::new(prog).is_file();
+    }
+    crate::config::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| !d.is_empty() && Path::new(d).join(prog).is_file())
 }
 
 /// The supervision spec of a step's process: its log, limits, stdin and redactor.
 pub fn spec(what: &str, input: &StepInput, echo: bool) -> proc::Spec {
     proc::Spec {
-        stdin: input.stdin.clone(),
-        cwd: input.cwd.clone(),
         log: Some((input.log_path.clone(), input.max_log_bytes)),
         redactor: input.redactor.clone(),
         echo,
@@ -40,19 +187,19 @@ pub fn spec(what: &str, input: &StepInput, echo: bool) -> proc::Spec {
 }
 
 /// Runs a prepared command (program, arguments, environment and directory set) the way a shell
-/// step runs ([`proc::run`]) and turns the result into a report, outputs read. With `echo`, the
-/// (masked) output is also copied to claw's own stdout and stderr as it arrives
-/// (`claw skill run`).
-pub(crate) async fn supervise(
+/// step runs (log, limits and outputs of `input`) and reports how it went; `cwd` is the
+/// directory set on the command (to explain a failed start).
+pub async fn run_command(
     cmd: Command,
-    program: &str,
+    what: &str,
+    cwd: Option<PathBuf>,
     input: &StepInput,
-    json_outputs: bool,
     cancel: &CancellationToken,
-    echo: bool,
 ) -> StepReport {
-    let done = proc::run(cmd, &spec(program, input, echo), cancel).await;
-    report(done, input, json_outputs)
+    let mut spec = spec(what, input, false);
+    spec.cwd = cwd;
+    let done = proc::run(cmd, &spec, cancel).await;
+    report(done, input, false)
 }
 
 /// A step's report from a finished process: its outcome, streams and outputs.

@@ -1,19 +1,133 @@
-//! The skill step: runs a skill prepared by the engine ([`crate::skills::runner::Launch`]) the way
-//! a shell step runs a command (own process group, capped log, masked output, timeout and
-//! cancellation that stop the whole group, `$CLAW_OUTPUT` outputs), but with the skill's stripped
-//! environment and, when it declares `paths:`, under Landlock.
+//! The skill step: runs a skill from `skills/` (`type: skill`, `skill: NAME` or the seed's
+//! `command: NAME`; the step's `args` are the skill's arguments, reaching the script as
+//! `SKILL_<KEY>`).
+//!
+//! ```yaml
+//! - name: backup
+//!   type: skill
+//!   skill: backup-postgres
+//!   args: {database: app}
+//! ```
+//!
+//! Before each attempt the skill is looked up and checked (script, dependencies, arguments,
+//! vault grants) into a [`Launch`]: what cannot work fails the step before anything starts. It
+//! then runs the way a shell step runs (own process group, capped log, masked output, timeout
+//! and cancellation that stop the whole group, `$CLAW_OUTPUT` outputs), but with the skill's
+//! stripped environment and, when it declares `paths:`, under Landlock. Whether the skill exists
+//! is not checked when the file is validated (that is pure), but by `workflow validate --env`.
+
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{StepInput, StepReport, shell};
+use super::{
+    AttemptAudit, Kind, LoadCx, PrepareCx, Runtime, StepInput, StepOutcome, StepReport, shell,
+};
+use crate::config::Dirs;
 use crate::skills::runner::Launch;
+use crate::yaml::Node;
 
-/// Runs one attempt of a skill step.
-pub async fn run(input: &StepInput, cancel: &CancellationToken) -> StepReport {
-    let Some(launch) = input.skill.as_deref() else {
-        return StepReport::failed("the skill was not prepared (an engine fault)");
-    };
-    run_launch(launch, input, cancel, false).await
+/// A skill step: the skill's name; its arguments are the step's `args`.
+#[derive(Debug, Clone)]
+pub struct SkillStep {
+    pub name: String,
+    /// The step's own `timeout:`, which overrides the skill's; without one the manifest decides.
+    pub timeout: Option<Duration>,
+    /// The prepared launch (set by [`Kind::prepare`] for an attempt).
+    pub launch: Option<Box<Launch>>,
+}
+
+impl Kind for SkillStep {
+    const NAMES: &'static [&'static str] = &["skill"];
+    const KEYS: &'static [&'static str] = &["skill"];
+
+    fn load(cx: &mut LoadCx<'_>, node: &Node) -> Option<Self> {
+        let Some(field) = node.get("skill").or_else(|| node.get("command")) else {
+            let step = cx.step.to_owned();
+            cx.err(
+                node.pos,
+                format!("step `{step}` (skill) needs `skill: NAME` (the skill to run)"),
+            );
+            return None;
+        };
+        let name = cx.string(field, "skill")?;
+        if name.contains("${{") {
+            cx.err(
+                field.pos,
+                "the skill must be named literally (it is looked up before the run), not with an expression",
+            );
+            return None;
+        }
+        if !crate::skills::manifest::valid_name(name.trim()) {
+            cx.err(
+                field.pos,
+                format!("`{name}` is not a skill name (letters, digits, `-`, `_`, `.`)"),
+            );
+            return None;
+        }
+        Some(Self {
+            name: name.trim().to_owned(),
+            timeout: cx.timeout,
+            launch: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("run skill {}", self.name)
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String> {
+        let launch = crate::skills::runner::prepare_step(
+            cx.dirs,
+            &self.name,
+            self.timeout,
+            cx.args,
+            cx.outputs_path,
+        )?;
+        cx.new_secrets
+            .extend(launch.secret_values().map(str::to_owned));
+        Ok(Self {
+            name: self.name.clone(),
+            timeout: self.timeout,
+            launch: Some(Box::new(launch)),
+        })
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.launch.as_ref().map(|l| l.timeout)
+    }
+
+    fn audit(&self, a: &AttemptAudit<'_>) -> Option<crate::audit::Event> {
+        let detail = serde_json::json!({
+            "run": a.run_id,
+            "workflow": a.workflow,
+            "step": a.step,
+            "exit_code": a.exit_code,
+            "reason": a.reason,
+        });
+        Some(crate::skills::audit_event(
+            a.actor, &self.name, a.outcome, detail,
+        ))
+    }
+
+    async fn run(&self, input: &StepInput, rt: &Runtime) -> StepReport {
+        let Some(launch) = self.launch.as_deref() else {
+            return StepReport::failed("the skill was not prepared (an engine fault)");
+        };
+        run_launch(launch, input, &rt.cancel, false).await
+    }
+
+    fn environment_problems(&self, dirs: &Dirs) -> Vec<String> {
+        crate::skills::runner::environment_problems(dirs, &self.name)
+    }
+
+    fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("skill", self.name.clone().into())]
+    }
 }
 
 /// Runs `launch` with the log, timeout and outputs of `input`. With `echo`, output is also
@@ -38,9 +152,12 @@ pub async fn run_launch(
     };
     let cmd = launch.command(&launcher);
     let what = format!("skill {}", launch.skill);
-    let mut report = shell::supervise(cmd, &what, input, false, cancel, echo).await;
+    let mut spec = shell::spec(&what, input, echo);
+    spec.cwd = Some(launch.cwd.clone());
+    let done = crate::proc::run(cmd, &spec, cancel).await;
+    let mut report = shell::report(done, input, false);
     // The launcher's own refusals (exit 126/127 before the script ran) read better with a name.
-    if let super::StepOutcome::Failed { reason } = &mut report.outcome
+    if let StepOutcome::Failed { reason } = &mut report.outcome
         && launch.confinement.is_some()
         && matches!(report.exit_code, Some(126 | 127))
         && report.stderr_tail.starts_with("claw: ")

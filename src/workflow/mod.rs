@@ -1,10 +1,10 @@
 //! The resolved workflow model: what the engine runs.
 //!
 //! Nothing here is `Deserialize`. Files are parsed into a spanned YAML tree and checked by
-//! [`crate::workflow::load`], which builds these types only when the whole file is valid,
-//! so the engine never sees a workflow with an unknown dependency, a cycle or a bad duration.
+//! [`load`], which builds these types only when the whole file is valid, so the engine never
+//! sees a workflow with an unknown dependency, a cycle or a bad duration. What each step does is
+//! its kind's business ([`crate::steps`]); a [`Step`] holds the fields every kind shares.
 
-pub mod http;
 pub mod load;
 pub mod trigger;
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::diagnostic::Pos;
 use crate::params::ParamSpec;
-pub use http::HttpStep;
+pub use crate::steps::StepKind;
 
 /// A workflow ready to run.
 #[derive(Debug, Clone)]
@@ -56,15 +56,6 @@ impl Workflow {
     ) -> Result<serde_json::Value, Vec<String>> {
         crate::params::bind(&self.name, &self.params, given)
     }
-}
-
-/// A skill step: the skill's name (`skill:`, or the seed's `command:`); its arguments are the
-/// step's `args` (they reach the script as `SKILL_<KEY>`).
-#[derive(Debug, Clone)]
-pub struct SkillStep {
-    pub name: String,
-    /// The step's own `timeout:`, which overrides the skill's; without one the manifest decides.
-    pub timeout: Option<Duration>,
 }
 
 /// How many runs of one workflow may be active at once, and what happens to one more.
@@ -111,109 +102,6 @@ pub struct Step {
 
 /// The default step timeout, as in the seed.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// What a step does.
-#[derive(Debug, Clone)]
-pub enum StepKind {
-    Shell(ShellStep),
-    /// A durable approval gate (`type: approval`, seed `approval_gate`).
-    Approval(ApprovalStep),
-    /// Runs another workflow as a child run (`type: workflow`).
-    Workflow(SubWorkflowStep),
-    Http(HttpStep),
-    /// Runs a skill from `skills/` (`type: skill`).
-    Skill(SkillStep),
-    /// A kind claw recognises but cannot run yet: a run reaching it fails the step with a clear
-    /// "not available yet" outcome.
-    Unavailable {
-        /// The canonical kind (`llm` for `claude_prompt`).
-        kind: String,
-        /// The `type:` as written in the file.
-        written: String,
-        /// What it would do: its `command`, or its main field (`prompt`, `url`, `skill`, ...).
-        summary: String,
-    },
-}
-
-impl StepKind {
-    pub fn type_name(&self) -> &str {
-        match self {
-            Self::Shell(_) => "shell",
-            Self::Approval(_) => "approval",
-            Self::Workflow(_) => "workflow",
-            Self::Http(_) => "http",
-            Self::Skill(_) => "skill",
-            Self::Unavailable { written, .. } => written,
-        }
-    }
-
-    /// What a dry run says the step would do.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Shell(s) => s.command.clone(),
-            Self::Approval(a) => a.message.clone(),
-            Self::Workflow(w) => format!("run workflow {}", w.workflow),
-            Self::Http(h) => h.describe(),
-            Self::Skill(s) => format!("run skill {}", s.name),
-            Self::Unavailable { summary, .. } => summary.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ShellStep {
-    /// The command, run by `/bin/sh -c` (or by `shell`).
-    pub command: String,
-    /// An interpreter other than `/bin/sh` (`bash`, `zsh`, …), invoked as `<shell> -c`.
-    pub shell: Option<String>,
-    pub cwd: Option<String>,
-    pub stdin: Option<String>,
-    pub outputs: OutputMode,
-}
-
-/// An approval gate: the run waits, durably, until enough allowed people approve (or one rejects,
-/// or the deadline passes).
-#[derive(Debug, Clone)]
-pub struct ApprovalStep {
-    /// What the approvers are asked; may hold expressions (rendered when the gate opens).
-    pub message: String,
-    /// Who may decide (`cli:alice`, `telegram:123`, `dashboard:admin`, or a bare name that matches
-    /// that name on any front end). Empty: anyone.
-    pub approvers: Vec<String>,
-    /// How many distinct approvers must approve.
-    pub quorum: u32,
-    /// How long to wait; `None` waits for as long as it takes.
-    pub timeout: Option<Duration>,
-    /// What the deadline decides.
-    pub on_timeout: TimeoutDecision,
-    /// Fields an approver fills in (`--input k=v`); they become the step's outputs.
-    pub input: Vec<ParamSpec>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeoutDecision {
-    Approve,
-    Reject,
-}
-
-/// A sub-workflow: another workflow run as a child of this run.
-#[derive(Debug, Clone)]
-pub struct SubWorkflowStep {
-    /// The workflow, as `claw workflow run` takes it (a name or a path relative to this file).
-    pub workflow: String,
-    /// Params for the child; values may hold expressions.
-    pub params: Vec<(String, serde_json::Value)>,
-    /// Whether the step waits for the child (default) or succeeds once it is queued.
-    pub wait: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    /// `key=value` lines written to `$CLAW_OUTPUT`.
-    File,
-    /// stdout is a JSON object.
-    Json,
-}
 
 /// The seed's `condition:` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,39 +154,6 @@ impl RetryPolicy {
             .unwrap_or(self.max_delay)
             .min(self.max_delay)
     }
-}
-
-/// Names that step `type:` accepts, with the seed's aliases.
-pub const STEP_TYPES: &[&str] = &[
-    "shell",
-    "llm",
-    "claude_prompt",
-    "skill",
-    "http",
-    "ssh",
-    "browser",
-    "approval",
-    "approval_gate",
-    "notify",
-    "workflow",
-    "auto_agent",
-];
-
-/// The canonical kind for a `type:` name (seed aliases folded).
-pub fn canonical_type(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "shell" => "shell",
-        "llm" | "claude_prompt" => "llm",
-        "skill" => "skill",
-        "http" => "http",
-        "ssh" => "ssh",
-        "browser" => "browser",
-        "approval" | "approval_gate" => "approval",
-        "notify" => "notify",
-        "workflow" => "workflow",
-        "auto_agent" => "auto_agent",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

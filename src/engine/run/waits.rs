@@ -1,116 +1,197 @@
-//! Steps the engine runs itself, because they wait on the store rather than a process: approval
-//! gates and sub-workflows. Each becomes a task in the run's `JoinSet` that polls the store, so
-//! other branches of the DAG go on while it waits.
+//! What the engine lends step kinds that wait on the store instead of a process
+//! ([`crate::steps::Services`]): approval gates and sub-workflows. Their waits run inside the
+//! step's task, so other branches of the DAG go on; what must be recorded while they wait (the
+//! step and the run waiting, the child's id) travels to the run's loop as a [`Notice`] and is
+//! recorded there, like every other transition.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
 
-use super::{Done, Exec, POLL};
-use crate::engine::approval::{self, Resolution, TIMEOUT_ACTOR};
-use crate::engine::{Engine, Event, NewRun, Result, now_ms};
-use crate::steps::{StepOutcome, StepReport};
-use crate::store::{ApprovalRequest, RunStatus, StepRecord, StepStatus, Vote};
-use crate::workflow::{ApprovalStep, Step, SubWorkflowStep, TimeoutDecision};
+use super::{Exec, POLL};
+use crate::audit::{AuditLog, Event as AuditEvent};
+use crate::config::Dirs;
+use crate::engine::approval::{self, TIMEOUT_ACTOR};
+use crate::engine::{Engine, NewRun, now_ms, owner};
+use crate::steps::approval::{GateRequest, Resolution};
+use crate::steps::subworkflow::{ChildEnd, SubWorkflowStep};
+use crate::steps::{BoxFuture, Services, StepInput, WaitEnd};
+use crate::store::{ApprovalRequest, RunFilter, RunStatus, Store, Vote};
+
+/// Something a waiting step's task tells the run's loop to record.
+#[derive(Debug)]
+pub(super) enum Notice {
+    /// An approval gate is open: the step (and the run) wait for a decision.
+    GateOpen {
+        step: String,
+        attempt: u32,
+        /// The step's message (`waiting for approval: …`).
+        message: String,
+        /// What the people watching are told (who may decide, and the commands).
+        announce: String,
+        /// `approval.requested`, when the request is new (not reopened).
+        audit: Option<AuditEvent>,
+    },
+    /// A sub-workflow's child run exists.
+    Child {
+        step: String,
+        attempt: u32,
+        run_id: String,
+    },
+}
+
+/// The engine's side of waiting steps, for one run.
+pub(super) struct RunServices {
+    store: Arc<dyn Store>,
+    audit: AuditLog,
+    dirs: Dirs,
+    run_id: String,
+    workflow: String,
+    workflow_path: PathBuf,
+    /// The run's trigger `user`, passed on to a child run.
+    user: serde_json::Value,
+    /// Who started the run, for the audit log.
+    actor: String,
+    dry_run: bool,
+    /// Cancelled when the run itself is cancelled (or timed out), not when the daemon merely
+    /// stops: only then is a child run cancelled too.
+    run_cancel: CancellationToken,
+    notices: UnboundedSender<Notice>,
+}
 
 impl Exec<'_> {
-    /// Renders a text field of a step (plain, not shell) with the run's context and the secrets
-    /// the step names.
-    fn render_text(&mut self, step: &Step, text: &str) -> std::result::Result<String, String> {
-        if !crate::expr::has_expressions(text) {
-            return Ok(text.to_owned());
-        }
-        let secrets = self.load_secrets(step)?;
-        let ctx = self.context_with(&secrets);
-        self.engine
-            .eval
-            .render_plain(text, &ctx)
-            .map_err(|e| e.to_string())
+    /// The capability this run's waiting steps get.
+    pub(super) fn services(&self) -> Arc<dyn Services> {
+        Arc::new(RunServices {
+            store: self.engine.store.clone(),
+            audit: AuditLog::in_dir(&self.engine.dirs.home),
+            dirs: self.engine.dirs.clone(),
+            run_id: self.run.id.clone(),
+            workflow: self.wf.name.clone(),
+            workflow_path: self.wf.path.clone(),
+            user: self
+                .run
+                .trigger
+                .get("user")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            actor: Engine::actor_of(&self.run),
+            dry_run: self.run.dry_run,
+            run_cancel: self.cancel.clone(),
+            notices: self.notices_tx.clone(),
+        })
     }
 
-    fn fail_now(&mut self, mut rec: StepRecord, why: String) -> Result<()> {
-        rec.status = StepStatus::Failed;
-        rec.finished_at = Some(now_ms());
-        rec.message = Some(why);
-        self.record(rec.clone())?;
-        self.progress.event(&Event::StepFinished { step: &rec });
-        if self.stop.is_none()
-            && let Some((crate::store::Phase::Main, step)) =
-                self.step_def(&rec.name).map(|(p, s)| (p, s.clone()))
-        {
-            self.stop = self.stop_after_failure(&step);
+    /// Records what waiting steps told the loop (a step whose attempt already ended is left
+    /// alone: its end is recorded already).
+    pub(super) fn take_notices(&mut self) -> crate::engine::Result<()> {
+        while let Ok(notice) = self.notices_rx.try_recv() {
+            self.on_notice(notice)?;
         }
         Ok(())
     }
 
-    /// Opens (or, after a restart, reopens) an approval request and waits for it in a task.
-    pub(super) fn open_gate(
-        &mut self,
-        step: &Step,
-        gate: &ApprovalStep,
-        mut rec: StepRecord,
-        tasks: &mut JoinSet<Done>,
-    ) -> Result<()> {
-        let message = match self.render_text(step, &gate.message) {
-            Ok(m) => self.redactor.redact(&m).into_owned(),
-            Err(why) => return self.fail_now(rec, format!("cannot render the message: {why}")),
-        };
+    pub(super) fn on_notice(&mut self, notice: Notice) -> crate::engine::Result<()> {
+        use crate::store::StepStatus;
+        match notice {
+            Notice::GateOpen {
+                step,
+                attempt,
+                message,
+                announce,
+                audit,
+            } => {
+                let Some(mut rec) = self.recs.get(&step).cloned() else {
+                    return Ok(());
+                };
+                if rec.attempts != attempt || rec.status != StepStatus::Running {
+                    return Ok(());
+                }
+                rec.status = StepStatus::Waiting;
+                rec.message = Some(message);
+                self.record(rec)?;
+                self.flush()?;
+                if self.run.status != RunStatus::Waiting {
+                    self.store().update_run(
+                        &self.run.id,
+                        RunStatus::Waiting,
+                        None,
+                        None,
+                        now_ms(),
+                    )?;
+                    self.run.status = RunStatus::Waiting;
+                }
+                if let Some(event) = audit {
+                    self.engine.audit(&event, self.progress);
+                }
+                self.progress
+                    .event(&crate::engine::Event::Waiting { message: &announce });
+            }
+            Notice::Child {
+                step,
+                attempt,
+                run_id,
+            } => {
+                let Some(mut rec) = self.recs.get(&step).cloned() else {
+                    return Ok(());
+                };
+                if rec.attempts != attempt || rec.status != StepStatus::Running {
+                    return Ok(());
+                }
+                rec.outputs = serde_json::json!({ "run_id": run_id });
+                rec.message = Some(format!("child run {run_id}"));
+                self.record(rec)?;
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RunServices {
+    fn notify(&self, notice: Notice) {
+        // The loop is gone only when the run is being torn down: nothing left to record.
+        let _ = self.notices.send(notice);
+    }
+
+    /// Opens the request (or finds it again) and announces it.
+    fn open_gate(
+        &self,
+        input: &StepInput,
+        gate: &GateRequest,
+        actor: &str,
+    ) -> Result<ApprovalRequest, String> {
         let now = now_ms();
         let request = ApprovalRequest {
-            run_id: self.run.id.clone(),
-            step: rec.name.clone(),
-            message,
+            run_id: self.run_id.clone(),
+            step: input.step.clone(),
+            message: gate.message.clone(),
             approvers: gate.approvers.clone(),
             quorum: gate.quorum,
             deadline: gate
                 .timeout
                 .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))),
-            on_timeout: match gate.on_timeout {
-                TimeoutDecision::Approve => "approve",
-                TimeoutDecision::Reject => "reject",
-            }
-            .to_owned(),
-            input: approval::input_spec(&gate.input),
+            on_timeout: gate.on_timeout.as_str().to_owned(),
+            input: gate.input.clone(),
             requested_at: now,
         };
-        let (request, new) = self.store().open_approval(&request)?;
-        let name = rec.name.clone();
-        let attempt = rec.attempts;
-        rec.status = StepStatus::Waiting;
-        rec.message = Some(format!("waiting for approval: {}", request.message));
-        self.record(rec)?;
-        self.flush()?;
-        if self.run.status != RunStatus::Waiting {
-            self.store()
-                .update_run(&self.run.id, RunStatus::Waiting, None, None, now_ms())?;
-            self.run.status = RunStatus::Waiting;
-        }
+        let (request, new) = self
+            .store
+            .open_approval(&request)
+            .map_err(|e| format!("cannot open the approval request: {e}"))?;
+        let name = &input.step;
         let who = if request.approvers.is_empty() {
             "anyone".to_owned()
         } else {
             request.approvers.join(", ")
         };
-        if new {
-            self.engine.audit(
-                &crate::audit::Event::new(
-                    &Engine::actor_of(&self.run),
-                    "approval.requested",
-                    &format!("{}/{name}", self.run.id),
-                    "waiting",
-                    serde_json::json!({
-                        "workflow": self.wf.name,
-                        "approvers": request.approvers,
-                        "quorum": request.quorum,
-                        "deadline": request.deadline.map(approval::rfc3339),
-                    }),
-                ),
-                self.progress,
-            );
-        }
-        let msg = format!(
+        let announce = format!(
             "run {run} waits for approval of `{name}`: {message}\n  who: {who} (quorum {quorum}){deadline}\n  approve: claw run approve {run} {name}    reject: claw run reject {run} {name} --reason WHY",
-            run = self.run.id,
+            run = self.run_id,
             message = request.message,
             quorum = request.quorum,
             deadline = request
@@ -122,226 +203,233 @@ impl Exec<'_> {
                 ))
                 .unwrap_or_default(),
         );
-        self.progress.event(&Event::Waiting { message: &msg });
-        let store = self.engine.store.clone();
-        let run_id = self.run.id.clone();
-        let cancel = self.halt.clone();
-        tasks.spawn(async move {
+        let audit = new.then(|| {
+            AuditEvent::new(
+                actor,
+                "approval.requested",
+                &format!("{}/{name}", self.run_id),
+                "waiting",
+                serde_json::json!({
+                    "workflow": self.workflow,
+                    "approvers": request.approvers,
+                    "quorum": request.quorum,
+                    "deadline": request.deadline.map(approval::rfc3339),
+                }),
+            )
+        });
+        self.notify(Notice::GateOpen {
+            step: name.clone(),
+            attempt: input.attempt,
+            message: format!("waiting for approval: {}", request.message),
+            announce,
+            audit,
+        });
+        Ok(request)
+    }
+
+    /// A deadline's decision, recorded as a vote of [`TIMEOUT_ACTOR`] dated at the deadline
+    /// (also when claw was down then) and audited.
+    fn record_deadline(&self, step: &str, approve: bool, at: i64) -> bool {
+        let vote = Vote {
+            approver: TIMEOUT_ACTOR.to_owned(),
+            decision: if approve { "approve" } else { "reject" }.to_owned(),
+            reason: Some("deadline passed".to_owned()),
+            input: serde_json::json!({}),
+            decided_at: at,
+        };
+        if self.store.add_vote(&self.run_id, step, &vote).is_err() {
+            return false;
+        }
+        let event = AuditEvent::new(
+            TIMEOUT_ACTOR,
+            "approval.decided",
+            &format!("{}/{step}", self.run_id),
+            if approve { "approved" } else { "rejected" },
+            serde_json::json!({
+                "workflow": self.workflow,
+                "deadline": approval::rfc3339(at),
+            }),
+        );
+        if let Err(e) = self.audit.record(&event) {
+            tracing::warn!(run = %self.run_id, step, error = %e, "the deadline's decision was not audited");
+        }
+        true
+    }
+
+    /// The child run of this attempt: found again (it names this step and attempt in its
+    /// trigger), or created (queued, unowned) with the step's params bound to its types.
+    fn child_run(&self, input: &StepInput, child: &SubWorkflowStep) -> Result<String, String> {
+        let existing = self
+            .store
+            .list_runs(&RunFilter {
+                parent: Some(self.run_id.clone()),
+                ..RunFilter::default()
+            })
+            .map_err(|e| format!("cannot look up the child run: {e}"))?
+            .into_iter()
+            .find(|r| {
+                r.trigger.get("step").and_then(serde_json::Value::as_str)
+                    == Some(input.step.as_str())
+                    && match r.trigger.get("attempt").and_then(serde_json::Value::as_u64) {
+                        Some(a) => a == u64::from(input.attempt),
+                        // A child made before attempts were recorded: only while it runs.
+                        None => !r.status.is_finished(),
+                    }
+            });
+        if let Some(run) = existing {
+            return Ok(run.id);
+        }
+        let path =
+            crate::engine::subflow::locate(&self.dirs, &self.workflow_path, &child.workflow)?;
+        let wf = crate::workflow::load::load_file(&path)
+            .map_err(|e| format!("the child workflow does not load:\n{}", e.render()))?;
+        let params = wf
+            .bind_params(&child.given())
+            .map_err(|problems| format!("bad params for `{}`: {}", wf.name, problems.join("; ")))?;
+        let run = Engine::unclaimed_record(
+            &NewRun {
+                workflow: &wf,
+                params,
+                trigger: serde_json::json!({
+                    "type": "workflow",
+                    "parent_run": self.run_id,
+                    "step": input.step,
+                    "attempt": input.attempt,
+                    "user": self.user,
+                }),
+                dry_run: self.dry_run,
+                claim: false,
+            },
+            now_ms(),
+        );
+        self.store
+            .create_run(&run)
+            .map_err(|e| format!("cannot create the child run: {e}"))?;
+        Ok(run.id)
+    }
+}
+
+impl Services for RunServices {
+    fn await_approval<'a>(
+        &'a self,
+        input: &'a StepInput,
+        gate: GateRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Resolution, WaitEnd>> {
+        Box::pin(async move {
+            self.open_gate(input, &gate, &self.actor)
+                .map_err(WaitEnd::Failed)?;
+            let step = &input.step;
             loop {
-                let decided = match store.approval(&run_id, &name) {
+                let decided = match self.store.approval(&self.run_id, step) {
                     Ok(Some(a)) => approval::resolve(&a, now_ms()).map(|r| (r, a)),
                     Ok(None) => {
-                        return (name, attempt, StepReport::failed("the approval request is gone from the store"));
+                        return Err(WaitEnd::Failed(
+                            "the approval request is gone from the store".to_owned(),
+                        ));
                     }
                     // A busy database is retried at the next poll.
                     Err(_) => None,
                 };
                 if let Some((resolution, a)) = decided {
-                    if let Resolution::TimedOut { approve, at } = &resolution
-                        && !a.votes.iter().any(|v| v.approver == TIMEOUT_ACTOR)
-                    {
-                        // Dated at the deadline, also when claw was down then.
-                        let vote = Vote {
-                            approver: TIMEOUT_ACTOR.to_owned(),
-                            decision: if *approve { "approve" } else { "reject" }.to_owned(),
-                            reason: Some("deadline passed".to_owned()),
-                            input: serde_json::json!({}),
-                            decided_at: *at,
-                        };
-                        if store.add_vote(&run_id, &name, &vote).is_err() {
-                            continue;
+                    let recorded = match &resolution {
+                        Resolution::TimedOut { approve, at }
+                            if !a.votes.iter().any(|v| v.approver == TIMEOUT_ACTOR) =>
+                        {
+                            self.record_deadline(step, *approve, *at)
                         }
+                        _ => true,
+                    };
+                    if recorded {
+                        return Ok(resolution);
                     }
-                    return (name, attempt, gate_report(&resolution));
                 }
                 tokio::select! {
                     () = sleep(POLL.max(Duration::from_millis(300))) => {}
-                    () = cancel.cancelled() => {
-                        return (name, attempt, StepReport { outcome: StepOutcome::Cancelled, ..StepReport::failed("") });
-                    }
+                    () = cancel.cancelled() => return Err(WaitEnd::Cancelled),
                 }
             }
-        });
-        Ok(())
+        })
     }
 
-    /// After a gate's outcome is recorded: audit a deadline's decision, and leave `waiting`.
-    pub(super) fn gate_closed(&mut self, step: &Step, rec: &StepRecord) -> Result<()> {
-        if rec.outputs.get("timed_out") == Some(&serde_json::Value::Bool(true)) {
-            let decision = rec
-                .outputs
-                .get("decision")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("rejected")
-                .to_owned();
-            self.engine.audit(
-                &crate::audit::Event::new(
-                    TIMEOUT_ACTOR,
-                    "approval.decided",
-                    &format!("{}/{}", self.run.id, step.name),
-                    &decision,
-                    serde_json::json!({
-                        "workflow": self.wf.name,
-                        "deadline": rec.finished_at.map(approval::rfc3339),
-                    }),
-                ),
-                self.progress,
-            );
-        }
-        let still = self.recs.values().any(|r| r.status == StepStatus::Waiting);
-        if !still && self.run.status == RunStatus::Waiting {
-            self.flush()?;
-            self.store()
-                .update_run(&self.run.id, RunStatus::Running, None, None, now_ms())?;
-            self.run.status = RunStatus::Running;
-        }
-        Ok(())
-    }
-
-    /// Creates (or, after a restart, finds) the child run of a sub-workflow step and waits for
-    /// it in a task. The child is executed by a `claw run resume` process of its own, so it
-    /// survives this one and shows in `claw run list` like any run.
-    pub(super) fn start_child(
-        &mut self,
-        step: &Step,
-        child: &SubWorkflowStep,
-        mut rec: StepRecord,
-        tasks: &mut JoinSet<Done>,
-    ) -> Result<()> {
-        let existing = rec
-            .outputs
-            .get("run_id")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .filter(|id| {
-                self.store()
-                    .get_run(id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| !r.status.is_finished() || rec.attempts <= 1)
+    fn await_child<'a>(
+        &'a self,
+        input: &'a StepInput,
+        child: &'a SubWorkflowStep,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<ChildEnd, WaitEnd>> {
+        Box::pin(async move {
+            let child_id = self.child_run(input, child).map_err(WaitEnd::Failed)?;
+            self.notify(Notice::Child {
+                step: input.step.clone(),
+                attempt: input.attempt,
+                run_id: child_id.clone(),
             });
-        let child_id = match existing {
-            Some(id) => id,
-            None => match self.create_child(step, child) {
-                Ok(id) => id,
-                Err(why) => return self.fail_now(rec, why),
-            },
-        };
-        let name = rec.name.clone();
-        let attempt = rec.attempts;
-        rec.outputs = serde_json::json!({"run_id": child_id});
-        rec.message = Some(format!("child run {child_id}"));
-        self.record(rec)?;
-        self.flush()?;
-        self.progress.event(&Event::StepStarted {
-            name: &name,
-            attempt,
-        });
-        let store = self.engine.store.clone();
-        let cancel = self.halt.clone();
-        let launcher = Launcher {
-            exe: std::env::current_exe().map_err(|e| {
-                crate::engine::EngineError::Io(format!("cannot find the claw binary: {e}"))
-            })?,
-            home: self.engine.dirs.home.clone(),
-            root: self.engine.dirs.root.clone(),
-            log: self.engine.dirs.run_log_dir(&child_id).join("claw.log"),
-        };
-        let wait = child.wait;
-        tasks.spawn(async move {
+            let launcher = Launcher {
+                exe: std::env::current_exe()
+                    .map_err(|e| WaitEnd::Failed(format!("cannot find the claw binary: {e}")))?,
+                home: self.dirs.home.clone(),
+                root: self.dirs.root.clone(),
+                log: self.dirs.run_log_dir(&child_id).join("claw.log"),
+            };
             let mut proc = launcher.spawn(&child_id);
-            if !wait {
-                let mut report = StepReport {
-                    outcome: StepOutcome::Succeeded,
-                    ..StepReport::failed("")
-                };
-                report
-                    .outputs
-                    .insert("run_id".into(), child_id.clone().into());
-                report.note = Some(format!("started child run {child_id} (not waited for)"));
-                return (name, attempt, report);
+            if !child.wait {
+                return Ok(ChildEnd {
+                    run_id: child_id,
+                    status: None,
+                    outputs: serde_json::json!({}),
+                    error: None,
+                });
             }
             let mut asked_cancel = false;
             loop {
-                if let Ok(Some(run)) = store.get_run(&child_id)
+                if let Ok(Some(run)) = self.store.get_run(&child_id)
                     && run.status.is_finished()
                 {
                     if let Some(p) = proc.as_mut() {
                         let _ = p.wait().await;
                     }
-                    return (name, attempt, child_report(&run));
+                    return Ok(ChildEnd {
+                        run_id: run.id,
+                        status: Some(run.status),
+                        outputs: run.outputs,
+                        error: run.error,
+                    });
                 }
                 tokio::select! {
                     () = sleep(POLL) => {}
                     () = cancel.cancelled(), if !asked_cancel => {
-                        // The child stops like any cancelled run; its end is waited for.
+                        if !self.run_cancel.is_cancelled() {
+                            // The daemon stops: the child goes on (its own process, or the
+                            // next daemon), and this step finds it again when the run resumes.
+                            return Err(WaitEnd::Cancelled);
+                        }
+                        // The run is cancelled: so is its child, whose end is waited for.
                         asked_cancel = true;
-                        let _ = store.request_cancel(&child_id);
+                        let _ = self.store.request_cancel(&child_id);
                     }
                 }
                 // A child nobody executes any more (its process died): start another.
                 if let Some(p) = proc.as_mut()
                     && let Ok(Some(_)) = p.try_wait()
-                    && let Ok(Some(run)) = store.get_run(&child_id)
+                    && let Ok(Some(run)) = self.store.get_run(&child_id)
                     && !run.status.is_finished()
-                    && (run.owner.is_none() || crate::engine::owner::is_dead(&run, now_ms()))
+                    && (run.owner.is_none() || owner::is_dead(&run, now_ms()))
                 {
                     proc = launcher.spawn(&child_id);
                 }
             }
-        });
-        Ok(())
-    }
-
-    fn create_child(
-        &mut self,
-        step: &Step,
-        child: &SubWorkflowStep,
-    ) -> std::result::Result<String, String> {
-        let path =
-            crate::engine::subflow::locate(&self.engine.dirs, &self.wf.path, &child.workflow)?;
-        let wf = crate::workflow::load::load_file(&path)
-            .map_err(|e| format!("the child workflow does not load:\n{}", e.render()))?;
-        let mut given = Vec::new();
-        for (k, v) in &child.params {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let text = self
-                .render_text(step, &text)
-                .map_err(|e| format!("cannot render param `{k}`: {e}"))?;
-            given.push((k.clone(), text));
-        }
-        let params = wf
-            .bind_params(&given)
-            .map_err(|problems| format!("bad params for `{}`: {}", wf.name, problems.join("; ")))?;
-        let run = self
-            .engine
-            .create_run(&NewRun {
-                workflow: &wf,
-                params,
-                trigger: serde_json::json!({
-                    "type": "workflow",
-                    "parent_run": self.run.id,
-                    "step": step.name,
-                    "user": self.run.trigger.get("user"),
-                }),
-                dry_run: self.run.dry_run,
-                claim: false,
-            })
-            .map_err(|e| format!("cannot create the child run: {e}"))?;
-        Ok(run.id)
+        })
     }
 }
 
 /// Starts `claw run resume CHILD` in its own process group, logging to the child's log dir.
 #[derive(Debug, Clone)]
 struct Launcher {
-    exe: std::path::PathBuf,
-    home: std::path::PathBuf,
-    root: std::path::PathBuf,
-    log: std::path::PathBuf,
+    exe: PathBuf,
+    home: PathBuf,
+    root: PathBuf,
+    log: PathBuf,
 }
 
 impl Launcher {
@@ -367,80 +455,4 @@ impl Launcher {
             .process_group(0);
         cmd.spawn().ok()
     }
-}
-
-fn gate_report(r: &Resolution) -> StepReport {
-    let mut report = StepReport::failed(approval::describe(r));
-    match r {
-        Resolution::Approved { by, at, input } => {
-            report.outcome = StepOutcome::Succeeded;
-            report.note = Some(approval::describe(r));
-            report.outputs = input.clone();
-            report.outputs.insert("decision".into(), "approved".into());
-            report
-                .outputs
-                .insert("approved_by".into(), by.clone().into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
-        }
-        Resolution::Rejected { by, reason, at } => {
-            report.outputs.insert("decision".into(), "rejected".into());
-            report
-                .outputs
-                .insert("rejected_by".into(), by.clone().into());
-            report
-                .outputs
-                .insert("reason".into(), reason.clone().into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
-        }
-        Resolution::TimedOut { approve, at } => {
-            if *approve {
-                report.outcome = StepOutcome::Succeeded;
-                report.note = Some(approval::describe(r));
-            }
-            report.finished_at = Some(*at);
-            report.outputs.insert(
-                "decision".into(),
-                if *approve { "approved" } else { "rejected" }.into(),
-            );
-            report.outputs.insert("timed_out".into(), true.into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
-        }
-    }
-    report
-}
-
-fn child_report(run: &crate::store::RunRecord) -> StepReport {
-    let mut report = match run.status {
-        RunStatus::Succeeded => StepReport {
-            outcome: StepOutcome::Succeeded,
-            ..StepReport::failed("")
-        },
-        status => StepReport::failed(format!(
-            "child run {} {status}{}",
-            run.id,
-            run.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        )),
-    };
-    if let serde_json::Value::Object(m) = &run.outputs {
-        report.outputs = m.clone();
-    }
-    report
-        .outputs
-        .insert("run_id".into(), run.id.clone().into());
-    report
-        .outputs
-        .insert("status".into(), run.status.as_str().into());
-    if run.status == RunStatus::Succeeded {
-        report.note = Some(format!("child run {} succeeded", run.id));
-    }
-    report
 }

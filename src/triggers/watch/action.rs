@@ -1,6 +1,8 @@
 //! What a rule does with an event: `shell`, `move`, `copy`, `workflow`, `skill`. Every action run
 //! is written to the audit log (`watcher.action`, actor `watcher:<rule>`).
 
+use crate::steps::shell::ShellStep;
+use crate::steps::{self, Runtime, StepInput, StepKind};
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
@@ -101,11 +103,7 @@ impl Dispatcher {
     }
 
     /// The step input an action's process runs with (its log in `logs/watchers/<rule>.log`).
-    fn action_input(
-        &self,
-        rule: &Rule,
-        event: &FsEvent,
-    ) -> Result<crate::steps::StepInput, Outcome> {
+    fn action_input(&self, rule: &Rule, event: &FsEvent) -> Result<StepInput, Outcome> {
         let log_dir = self.dirs.home.join("logs").join("watchers");
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
             return Err(Outcome::Failed(format!(
@@ -113,25 +111,20 @@ impl Dispatcher {
                 log_dir.display()
             )));
         }
-        Ok(crate::steps::StepInput {
-            kind: crate::workflow::StepKind::Shell(crate::workflow::ShellStep {
-                command: rule.command.clone(),
-                shell: None,
-                cwd: None,
-                stdin: None,
-                outputs: crate::workflow::OutputMode::File,
-            }),
-            command: rule.command.clone(),
+        let mut shell = ShellStep::from_command(rule.command.clone());
+        shell.cwd = rule.dir.is_dir().then(|| rule.dir.display().to_string());
+        Ok(StepInput {
+            kind: StepKind::Shell(shell),
+            run_id: format!("watcher:{}", rule.name),
+            step: rule.name.clone(),
+            attempt: 1,
             env: shell_env(rule, event),
-            cwd: rule.dir.is_dir().then(|| rule.dir.clone()),
-            stdin: None,
             timeout: ACTION_TIMEOUT,
             kill_grace: self.settings.kill_grace,
             log_path: log_dir.join(format!("{}.log", rule.name)),
             max_log_bytes: self.settings.max_step_log_bytes,
             outputs_path: log_dir.join(format!("{}.out", rule.name)),
             redactor: crate::redact::Redactor::new(std::iter::empty::<&str>()),
-            skill: None,
         })
     }
 
@@ -140,7 +133,7 @@ impl Dispatcher {
             Ok(i) => i,
             Err(o) => return o,
         };
-        let report = crate::steps::shell::run("/bin/sh", &input, false, &self.cancel).await;
+        let report = steps::run(&input, &Runtime::detached(self.cancel.clone())).await;
         let _ = std::fs::remove_file(&input.outputs_path);
         report_outcome(&report)
     }
@@ -162,12 +155,12 @@ impl Dispatcher {
             Ok(c) => c,
             Err(e) => return Outcome::Failed(format!("cannot find the claw binary: {e}")),
         };
-        if let Some(cwd) = &input.cwd {
+        let cwd = rule.dir.is_dir().then(|| rule.dir.clone());
+        if let Some(cwd) = &cwd {
             cmd.current_dir(cwd);
         }
         let what = format!("skill {}", rule.command.trim());
-        let report =
-            crate::steps::shell::supervise(cmd, &what, &input, false, &self.cancel, false).await;
+        let report = steps::shell::run_command(cmd, &what, cwd, &input, &self.cancel).await;
         let _ = std::fs::remove_file(&input.outputs_path);
         report_outcome(&report)
     }

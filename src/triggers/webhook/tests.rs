@@ -270,8 +270,11 @@ async fn slack_and_telegram() {
         f.post("/hooks/sl", &h_old, body).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // 360 s, or a little more if a second turned between signing and checking.
     assert!(
-        f.logged().contains("timestamp is 360 s away"),
+        ["360", "361", "362"]
+            .iter()
+            .any(|s| f.logged().contains(&format!("timestamp is {s} s away"))),
         "{}",
         f.logged()
     );

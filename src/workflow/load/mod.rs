@@ -2,10 +2,7 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
-mod http;
-mod kinds;
 pub mod schedule;
-mod skill;
 mod triggers;
 
 use std::collections::HashMap;
@@ -13,10 +10,11 @@ use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
 use crate::expr::Evaluator;
-use crate::params::{ParamSpec, ParamType};
+use crate::params::ParamSpec;
+use crate::steps::{self, shell::ShellStep};
 use crate::workflow::{
-    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, OutputMode, RetryPolicy,
-    STEP_TYPES, ShellStep, Step, StepKind, Workflow, canonical_type,
+    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, RetryPolicy, Step, StepKind,
+    Workflow,
 };
 use crate::yaml::{self, Node, Reader, Value};
 
@@ -48,61 +46,6 @@ const WORKFLOW_KEYS: &[&str] = &[
     "jitter",
     "triggers",
 ];
-
-const COMMON_STEP_KEYS: &[&str] = &[
-    "name",
-    "type",
-    "needs",
-    "if",
-    "condition",
-    "on_failure",
-    "retry",
-    "timeout",
-    "env",
-    "args",
-    "rollback",
-    "idempotent",
-    "description",
-    "command",
-];
-
-/// Keys each kind adds to the common ones.
-fn kind_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "shell" => &["shell", "cwd", "stdin", "outputs"],
-        "llm" => &[
-            "prompt",
-            "system",
-            "model",
-            "role",
-            "json_schema",
-            "tools",
-            "max_turns",
-            "outputs",
-        ],
-        "skill" => &["skill"],
-        "http" => &[
-            "url",
-            "method",
-            "headers",
-            "query",
-            "body",
-            "json",
-            "expect",
-            "extract",
-            "max_response_bytes",
-            "follow_redirects",
-            "max_redirects",
-            "tls_verify",
-        ],
-        "ssh" => &["hosts", "parallel", "fail_fast", "upload", "download"],
-        "browser" => &["profile", "actions"],
-        "approval" => &["message", "approvers", "quorum", "on_timeout", "input"],
-        "notify" => &["profile", "to", "message"],
-        "workflow" => &["workflow", "params", "wait"],
-        _ => &[],
-    }
-}
 
 /// Reads and loads a workflow file.
 pub fn load_file(path: &Path) -> Result<Workflow, FileErrors> {
@@ -304,94 +247,7 @@ impl Cx<'_> {
     }
 
     fn params(&mut self, node: &Node) -> Vec<ParamSpec> {
-        let mut out = Vec::new();
-        for (name, spec) in self.entries(node, &[], "`params`") {
-            let mut p = ParamSpec {
-                name: name.to_owned(),
-                kind: ParamType::String,
-                default: None,
-                choices: Vec::new(),
-                required: false,
-                description: String::new(),
-            };
-            match &spec.value {
-                Value::Map(_) => {
-                    let mut kind_set = false;
-                    let mut required = None;
-                    let fields = self.entries(
-                        spec,
-                        &["type", "default", "enum", "required", "description"],
-                        &format!("param `{name}`"),
-                    );
-                    for (k, v) in &fields {
-                        if *k == "type" {
-                            let t = self.string(v, "type").unwrap_or_default();
-                            p.kind = match t.as_str() {
-                                "string" | "str" => ParamType::String,
-                                "integer" | "int" => ParamType::Integer,
-                                "number" | "float" => ParamType::Number,
-                                "boolean" | "bool" => ParamType::Boolean,
-                                other => {
-                                    self.err_help(
-                                        v.pos,
-                                        format!("unknown param type `{other}` (expected string, integer, number or boolean)"),
-                                        did_you_mean(other, ["string", "integer", "number", "boolean"]),
-                                    );
-                                    ParamType::String
-                                }
-                            };
-                            kind_set = true;
-                        }
-                    }
-                    for (k, v) in fields {
-                        match k {
-                            "default" => {
-                                let value = v.to_json();
-                                if !kind_set {
-                                    p.kind = infer_type(&value);
-                                }
-                                if !value.is_null() && !p.kind.accepts(&value) {
-                                    self.err(v.pos, format!("default of `{name}` is not of type {}", p.kind.as_str()));
-                                }
-                                if !value.is_null() {
-                                    p.default = Some(value);
-                                }
-                            }
-                            "enum" => {
-                                if let Value::Seq(items) = &v.value {
-                                    for item in items {
-                                        let value = item.to_json();
-                                        if !p.kind.accepts(&value) {
-                                            self.err(item.pos, format!("choice for `{name}` is not of type {}", p.kind.as_str()));
-                                        }
-                                        p.choices.push(value);
-                                    }
-                                } else {
-                                    self.err(v.pos, format!("`enum` must be a list, found {}", v.kind()));
-                                }
-                            }
-                            "required" => required = self.boolean(v, "required"),
-                            "description" => p.description = self.string(v, "description").unwrap_or_default(),
-                            _ => {}
-                        }
-                    }
-                    p.required = required.unwrap_or(p.default.is_none());
-                    if let Some(default) = &p.default
-                        && !p.choices.is_empty() && !p.choices.contains(default) {
-                            self.err(spec.pos, format!("default of `{name}` is not one of its `enum` choices"));
-                        }
-                }
-                Value::Null => p.required = true,
-                Value::Seq(_) => self.err(spec.pos, format!("param `{name}` must be a default value or a mapping with `type`, `default`, `enum`")),
-                _ => {
-                    let value = spec.to_json();
-                    p.kind = infer_type(&value);
-                    p.default = Some(value);
-                }
-            }
-            out.push(p);
-        }
-        out
+        crate::params::load(&mut self.r, node)
     }
 
     fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {
@@ -490,35 +346,22 @@ impl Cx<'_> {
             Some(t) => self.string(t, "type")?,
             None => "shell".to_owned(),
         };
-        let Some(kind) = canonical_type(&type_name) else {
-            let pos = type_node.map_or(node.pos, |t| t.pos);
-            self.err_help(
-                pos,
-                format!(
-                    "unknown step type `{type_name}` (expected one of: {})",
-                    STEP_TYPES.join(", ")
-                ),
-                did_you_mean(&type_name, STEP_TYPES.iter().copied()),
-            );
+        let Some(kind_keys) = steps::keys_of(&type_name) else {
+            steps::unknown_type(&mut self.r, type_node.unwrap_or(node), &type_name);
             return None;
         };
-        let mut allowed: Vec<&str> = COMMON_STEP_KEYS.to_vec();
-        allowed.extend_from_slice(kind_keys(kind));
+        let mut allowed: Vec<&str> = steps::COMMON_KEYS.to_vec();
+        allowed.extend_from_slice(kind_keys);
         let what = match node.get("name").and_then(Node::as_str) {
             Some(n) => format!("step `{n}`"),
             None => format!("step {} of `{list}`", index + 1),
         };
         let entries = self.entries(node, &allowed, &what);
         let mut name = None;
-        let mut command = None;
         let mut step = Step {
             name: String::new(),
             index,
-            kind: StepKind::Unavailable {
-                kind: kind.to_owned(),
-                written: type_name.clone(),
-                summary: String::new(),
-            },
+            kind: StepKind::Unavailable(steps::unavailable::Unavailable::placeholder(&type_name)),
             needs: Vec::new(),
             condition: None,
             if_expr: None,
@@ -531,16 +374,9 @@ impl Cx<'_> {
             compensation: None,
             pos: node.pos,
         };
+        let mut own_timeout = None;
         let mut needs = None;
-        let mut shell = ShellStep {
-            command: String::new(),
-            shell: None,
-            cwd: None,
-            stdin: None,
-            outputs: OutputMode::File,
-        };
         let mut idempotent = None;
-        let mut kind_payload = false;
         for (key, value) in entries {
             match key {
                 "name" => {
@@ -553,7 +389,13 @@ impl Cx<'_> {
                     }
                 }
                 "type" | "description" => {}
-                "command" => command = self.string(value, "command"),
+                // Each kind says what the seed's `command` means for it; its expressions are
+                // checked here (a shell command's also for safe quoting, by its kind).
+                "command" => {
+                    if let Some(c) = self.string(value, "command") {
+                        self.template(value, &c);
+                    }
+                }
                 "needs" => {
                     needs = Some(self.r.name_list(
                         value,
@@ -606,6 +448,7 @@ impl Cx<'_> {
                 "timeout" => {
                     if let Some(d) = self.duration(value, "timeout") {
                         step.timeout = d;
+                        own_timeout = Some(d);
                     }
                 }
                 "env" => step.env = self.string_map(value, "env"),
@@ -623,31 +466,9 @@ impl Cx<'_> {
                         step.compensation = self.compensation(value, &what).map(Box::new);
                     }
                 }
-                "shell" => shell.shell = self.string(value, "shell"),
-                "cwd" => {
-                    shell.cwd = self.string(value, "cwd");
-                    self.templates_in(value);
-                }
-                "stdin" => {
-                    shell.stdin = self.string(value, "stdin");
-                    self.templates_in(value);
-                }
-                "outputs" => {
-                    let s = self.string(value, "outputs").unwrap_or_default();
-                    shell.outputs = match s.as_str() {
-                        "json" => OutputMode::Json,
-                        "file" | "lines" => OutputMode::File,
-                        other => {
-                            self.err(value.pos, format!("unknown `outputs` mode `{other}` (expected `json`, or leave it out to use $CLAW_OUTPUT)"));
-                            OutputMode::File
-                        }
-                    };
-                }
-                _ => {
-                    // Fields of kinds that are not built yet: checked for expressions only.
-                    kind_payload = true;
-                    self.templates_in(value);
-                }
+                // The kind's own fields: their expressions are checked here, the rest by the
+                // kind's loader.
+                _ => self.templates_in(value),
             }
         }
         let Some(name) = name else {
@@ -655,69 +476,19 @@ impl Cx<'_> {
             return None;
         };
         step.name = name;
-        if let Some(c) = &command
-            && let Some(n) = node.get("command")
-        {
-            if kind == "shell" {
-                // Also refuses places where no value could ever be quoted safely.
-                for e in self.eval.check_shell_template(c) {
-                    self.err(n.pos, format!("invalid expression: {e}"));
-                }
-            } else {
-                self.template(n, c);
-            }
+        let mut cx = steps::LoadCx {
+            r: &mut self.r,
+            eval: self.eval,
+            step: &step.name,
+            type_name: &type_name,
+            timeout: own_timeout,
+        };
+        // On a problem the step keeps its placeholder kind: the file fails anyway, and later
+        // references to the step are not reported as unknown.
+        if let Some(kind) = StepKind::load(&type_name, &mut cx, node) {
+            step.kind = kind;
         }
-        if kind == "approval" {
-            step.kind = StepKind::Approval(self.approval_step(node, &step.name));
-        } else if kind == "workflow" {
-            step.kind = StepKind::Workflow(self.workflow_step(node, &step.name)?);
-        } else if kind == "skill" {
-            step.kind = StepKind::Skill(self.skill_step(node, &step.name, step.timeout)?);
-        } else if kind == "shell" {
-            match command {
-                Some(c) if !c.trim().is_empty() => shell.command = c,
-                _ => {
-                    self.err(node.pos, format!("step `{}` has no `command`", step.name));
-                    return None;
-                }
-            }
-            step.kind = StepKind::Shell(shell);
-        } else if kind == "http" {
-            // On a problem the step keeps its placeholder kind: the file fails anyway, and later
-            // references to the step are not reported as unknown.
-            if let Some(http) = self.http_step(node, &step.name) {
-                step.kind = StepKind::Http(http);
-            }
-        } else {
-            let main_field = [
-                "prompt", "url", "skill", "workflow", "message", "profile", "to",
-            ]
-            .iter()
-            .find_map(|k| node.get(k).and_then(Node::scalar_text));
-            let summary = command
-                .clone()
-                .or(main_field)
-                .or_else(|| {
-                    node.get("args")
-                        .and_then(|a| a.get("prompt"))
-                        .and_then(Node::scalar_text)
-                })
-                .unwrap_or_else(|| format!("{kind} step"));
-            if let StepKind::Unavailable { summary: s, .. } = &mut step.kind {
-                *s = summary;
-            }
-        }
-        if !matches!(kind, "shell" | "http" | "approval" | "workflow" | "skill")
-            && node.get("command").is_none()
-            && !kind_payload
-        {
-            self.err(node.pos, format!("step `{}` ({kind}) has nothing to do: give it `command` or the fields of its kind", step.name));
-        }
-        step.idempotent = idempotent.unwrap_or(match kind {
-            "llm" | "browser" | "notify" => true,
-            "http" => matches!(&step.kind, StepKind::Http(h) if h.safe_method()),
-            _ => false,
-        });
+        step.idempotent = idempotent.unwrap_or_else(|| step.kind.idempotent());
         Some(RawStep { step, node, needs })
     }
 
@@ -730,13 +501,7 @@ impl Cx<'_> {
                     owner.trim_start_matches("step ").trim_matches('`')
                 ),
                 index: 0,
-                kind: StepKind::Shell(ShellStep {
-                    command: cmd.clone(),
-                    shell: None,
-                    cwd: None,
-                    stdin: None,
-                    outputs: OutputMode::File,
-                }),
+                kind: StepKind::Shell(ShellStep::from_command(cmd.clone())),
                 needs: Vec::new(),
                 condition: None,
                 if_expr: None,
@@ -883,15 +648,6 @@ impl Cx<'_> {
                 .for_each(|(_, v)| self.check_step_refs(v, names)),
             _ => {}
         }
-    }
-}
-
-fn infer_type(value: &serde_json::Value) -> ParamType {
-    match value {
-        serde_json::Value::Bool(_) => ParamType::Boolean,
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
-        serde_json::Value::Number(_) => ParamType::Number,
-        _ => ParamType::String,
     }
 }
 

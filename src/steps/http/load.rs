@@ -5,17 +5,17 @@
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use super::Cx;
+use super::{HttpBody, HttpStep, JsonPath, METHODS, parse_size};
 use crate::diagnostic::{Pos, did_you_mean};
 use crate::expr::has_expressions;
-use crate::workflow::http::{HttpBody, HttpStep, JsonPath, METHODS, parse_size};
+use crate::steps::LoadCx;
 use crate::yaml::node::{Node, Value};
 
 const EXPECT_KEYS: &[&str] = &["status", "body_contains", "json"];
 /// Outputs every http step has; an `extract` name may not hide one of them.
 const BUILT_IN_OUTPUTS: &[&str] = &["status", "headers", "body", "json"];
 
-impl Cx<'_> {
+impl LoadCx<'_> {
     /// The http fields of step `name`; `None` (with diagnostics) when any is wrong.
     pub(super) fn http_step(&mut self, node: &Node, name: &str) -> Option<HttpStep> {
         let before = self.diags.len();

@@ -17,9 +17,9 @@ use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode, Url};
 use tokio_util::sync::CancellationToken;
 
-use super::{StepInput, StepOutcome, StepReport};
+use super::{HttpBody, HttpStep, json_contains};
+use crate::steps::{StepInput, StepOutcome, StepReport};
 use crate::time::duration;
-use crate::workflow::http::{HttpBody, HttpStep, json_contains};
 
 /// How much of a body the step log and failure messages show.
 const EXCERPT: usize = 2048;
@@ -163,7 +163,7 @@ impl std::error::Error for TooManyRedirects {}
 
 /// rustls needs a process-wide crypto provider; claw uses ring's. Call before building any
 /// reqwest client.
-pub(crate) fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // An error means one is installed already, which is as good.

@@ -1,8 +1,27 @@
-//! The resolved `http` step: what to send and what to expect back.
+//! The `http` step: one request (reqwest, rustls), its response checked against `expect`,
+//! values picked out with `extract`.
 //!
-//! Built by the loader (`config::load::http`) from a valid file only. String fields may
-//! hold `${{ }}` expressions; the engine renders them as plain text ([`HttpStep::render`]) before
-//! each attempt, so the step runner sees final values.
+//! ```yaml
+//! - name: smoke
+//!   type: http
+//!   url: http://web1:8080/health
+//!   method: GET
+//!   expect: {status: 200, json: {ok: true}}
+//!   extract: {version: build.version}
+//! ```
+//!
+//! This file is the model and the kind's interface; [`load`] reads it from a file (also the
+//! seed's form, `command: URL` with `args.method|headers|body`), [`run`] sends it. String fields
+//! may hold `${{ }}` expressions, rendered as plain text before each attempt
+//! ([`HttpStep::render`]).
+
+mod load;
+pub mod run;
+
+pub use run::install_crypto_provider;
+
+use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepReport};
+use crate::yaml::Node;
 
 /// The default cap on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
@@ -103,6 +122,55 @@ impl HttpStep {
     /// Whether sending it twice is harmless by HTTP's own rules (the default of `idempotent`).
     pub fn safe_method(&self) -> bool {
         matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
+}
+
+impl Kind for HttpStep {
+    const NAMES: &'static [&'static str] = &["http"];
+    const KEYS: &'static [&'static str] = &[
+        "url",
+        "method",
+        "headers",
+        "query",
+        "body",
+        "json",
+        "expect",
+        "extract",
+        "max_response_bytes",
+        "follow_redirects",
+        "max_redirects",
+        "tls_verify",
+    ];
+
+    fn load(cx: &mut LoadCx<'_>, node: &Node) -> Option<Self> {
+        let name = cx.step.to_owned();
+        cx.http_step(node, &name)
+    }
+
+    /// GET, HEAD and OPTIONS are safe to send twice by HTTP's own rules.
+    fn idempotent(&self) -> bool {
+        self.safe_method()
+    }
+
+    fn describe(&self) -> String {
+        HttpStep::describe(self)
+    }
+
+    fn templates(&self) -> Vec<&str> {
+        HttpStep::templates(self)
+    }
+
+    fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String> {
+        // Rendered as plain text: a URL or a header is not a shell command.
+        self.render(&|text| cx.plain(text))
+    }
+
+    async fn run(&self, input: &StepInput, rt: &Runtime) -> StepReport {
+        run::run(self, input, &rt.cancel).await
+    }
+
+    fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("command", HttpStep::describe(self).into())]
     }
 }
 

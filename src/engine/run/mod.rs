@@ -1,0 +1,741 @@
+//! The execution of one run: the DAG loop, then the rollback and compensation phases.
+//!
+//! `mod.rs` holds the loop and the phases; `prepare.rs` turns a step into the input of one
+//! attempt (secrets, context, the kind's own preparation); `record.rs` records every transition
+//! (and decides what an interruption means); `waits.rs` is the engine's side of steps that wait
+//! on the store (approval gates, sub-workflows).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, Event, Progress, Result, now_ms, owner};
+use crate::steps::StepReport;
+use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::workflow::load::strip_braces;
+use crate::workflow::{Condition, OnBusy, OnFailure, Step, Workflow};
+
+mod prepare;
+mod record;
+mod waits;
+
+use record::Again;
+
+/// How often the loop looks at the store (cancel requests, decisions) while steps run.
+const POLL: Duration = Duration::from_millis(250);
+/// Cap of a step's stdout kept in the store.
+const STDOUT_TAIL: usize = 64 * 1024;
+
+/// Why no further main step may start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    Abort(String),
+    Rollback(String),
+    Cancel,
+    Timeout,
+}
+
+/// A finished attempt coming back from its task.
+type Done = (String, u32, StepReport);
+
+pub(super) struct Exec<'a> {
+    engine: &'a Engine,
+    wf: Workflow,
+    run: RunRecord,
+    /// Every step record of the run, by record name (`name`, `rollback:name`, `compensate:name`).
+    recs: HashMap<String, StepRecord>,
+    cancel: CancellationToken,
+    progress: &'a dyn Progress,
+    stop: Option<Stop>,
+    log_dir: PathBuf,
+    base_env: Option<serde_json::Value>,
+    /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
+    /// and is called before anything is started or awaited.
+    unflushed: Vec<StepRecord>,
+    /// Masks the run's secret values in everything recorded.
+    redactor: crate::redact::Redactor,
+    /// Every secret value the run has used so far.
+    secret_values: std::collections::BTreeSet<String>,
+    last_heartbeat: i64,
+    deadline: Option<Instant>,
+    /// Step start/finish audit entries, written (not synced) with each flush.
+    audit_buf: Vec<crate::audit::Event>,
+    /// What the steps' tasks watch: cancelled with the run's token, or alone when the daemon
+    /// shuts down ([`Engine::shutdown_token`]).
+    halt: CancellationToken,
+    /// The daemon is shutting down: steps are being stopped and recorded interrupted, nothing
+    /// new starts, and the run stays resumable.
+    interrupting: bool,
+    /// Steps whose wait (an approval request, a child run) opens again as the same attempt.
+    reopen: std::collections::HashSet<String>,
+    /// The prepared kind of each attempt in flight (for its audit entry when it ends).
+    prepared: HashMap<String, crate::steps::StepKind>,
+    /// What waiting steps' tasks ask the loop to record ([`waits::Notice`]).
+    notices_tx: tokio::sync::mpsc::UnboundedSender<waits::Notice>,
+    notices_rx: tokio::sync::mpsc::UnboundedReceiver<waits::Notice>,
+}
+
+fn rec_name(phase: Phase, step: &Step) -> String {
+    match phase {
+        Phase::Main => step.name.clone(),
+        Phase::Rollback => format!("rollback:{}", step.name),
+        Phase::Compensation => format!("compensate:{}", step.name),
+    }
+}
+
+fn file_name(seq: i64, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    format!("{seq:02}-{clean}")
+}
+
+fn json_str(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_owned()
+}
+
+impl<'a> Exec<'a> {
+    pub(super) fn new(
+        engine: &'a Engine,
+        wf: Workflow,
+        run: RunRecord,
+        cancel: CancellationToken,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let recs = engine
+            .store
+            .steps(&run.id)?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let log_dir = engine.dirs.run_log_dir(&run.id);
+        let (notices_tx, notices_rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self {
+            engine,
+            wf,
+            run,
+            recs,
+            progress,
+            stop: None,
+            log_dir,
+            base_env: None,
+            unflushed: Vec::new(),
+            redactor: crate::redact::Redactor::default(),
+            secret_values: std::collections::BTreeSet::new(),
+            last_heartbeat: now_ms(),
+            deadline: None,
+            audit_buf: Vec::new(),
+            halt: cancel.child_token(),
+            interrupting: false,
+            reopen: std::collections::HashSet::new(),
+            prepared: HashMap::new(),
+            notices_tx,
+            notices_rx,
+            cancel,
+        })
+    }
+
+    fn store(&self) -> &dyn crate::store::Store {
+        self.engine.store.as_ref()
+    }
+
+    pub(super) async fn execute(mut self) -> Result<RunRecord> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| {
+            EngineError::Io(format!(
+                "cannot create the log directory {}: {e}",
+                self.log_dir.display()
+            ))
+        })?;
+        if self.run.status == RunStatus::Queued && !self.admit().await? {
+            return self.reload();
+        }
+        if self.run.cancel_requested {
+            self.stop = Some(Stop::Cancel);
+        }
+        let action = if self.recs.is_empty() {
+            "workflow.run.started"
+        } else {
+            "workflow.run.resumed"
+        };
+        self.engine.audit(
+            &crate::audit::Event::new(
+                &Engine::actor_of(&self.run),
+                action,
+                &self.run.id,
+                "ok",
+                serde_json::json!({
+                    "workflow": self.wf.name,
+                    "dry_run": self.run.dry_run,
+                    "params": self.run.params.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+                }),
+            ),
+            self.progress,
+        );
+        tracing::info!(run = %self.run.id, workflow = %self.wf.name, action = %action, dry_run = self.run.dry_run, "run started");
+        if let Some(limit) = self.wf.timeout {
+            let started = self.run.started_at.unwrap_or_else(now_ms);
+            let elapsed = u64::try_from(now_ms().saturating_sub(started)).unwrap_or(0);
+            let left = limit.saturating_sub(Duration::from_millis(elapsed));
+            self.deadline = Some(Instant::now() + left);
+        }
+        self.recover_interrupted()?;
+        self.derive_stop();
+        self.main_phase().await?;
+        if self.interrupting {
+            return self.leave_interrupted();
+        }
+        if let Some(Stop::Rollback(_)) = &self.stop {
+            self.sequential_phase(Phase::Rollback).await?;
+        }
+        let failed = self.main_failed();
+        if failed && self.stop != Some(Stop::Cancel) {
+            self.sequential_phase(Phase::Compensation).await?;
+        }
+        self.finish().await
+    }
+
+    fn reload(&self) -> Result<RunRecord> {
+        Ok(self.store().find_run(&self.run.id)?)
+    }
+
+    /// Waits for the workflow's concurrency limit to let the run start.
+    async fn admit(&mut self) -> Result<bool> {
+        let (limit, on_busy) = match self.wf.concurrency {
+            Some(c) => (c.limit, c.on_busy),
+            None => (u32::MAX, OnBusy::Queue),
+        };
+        let is_dead = |r: &RunRecord| owner::is_dead(r, now_ms());
+        let mut told = false;
+        loop {
+            if self
+                .store()
+                .admit_run(&self.run.id, limit, now_ms(), &is_dead)?
+            {
+                self.run.status = RunStatus::Running;
+                self.run.started_at.get_or_insert(now_ms());
+                return Ok(true);
+            }
+            match on_busy {
+                OnBusy::Skip => {
+                    let msg = format!(
+                        "skipped: {limit} run(s) of `{}` already active (concurrency on_busy: skip)",
+                        self.wf.name
+                    );
+                    self.store().update_run(
+                        &self.run.id,
+                        RunStatus::Cancelled,
+                        Some(&msg),
+                        None,
+                        now_ms(),
+                    )?;
+                    self.progress.event(&Event::Note { message: &msg });
+                    return Ok(false);
+                }
+                OnBusy::CancelRunning if !told => {
+                    for other in self.store().unfinished_runs(Some(&self.wf.name))? {
+                        if other.id != self.run.id && other.created_at <= self.run.created_at {
+                            self.engine.cancel(&other)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if !told {
+                told = true;
+                let msg = format!(
+                    "waiting for a concurrency slot ({limit} run(s) of `{}` at a time)",
+                    self.wf.name
+                );
+                self.progress.event(&Event::Waiting { message: &msg });
+            }
+            self.heartbeat()?;
+            tokio::select! {
+                () = sleep(Duration::from_millis(500)) => {}
+                () = self.cancel.cancelled() => {
+                    self.store().update_run(&self.run.id, RunStatus::Cancelled, Some("cancelled while queued"), None, now_ms())?;
+                    return Ok(false);
+                }
+            }
+            if self.store().cancel_requested(&self.run.id)? {
+                self.store().update_run(
+                    &self.run.id,
+                    RunStatus::Cancelled,
+                    Some("cancelled while queued"),
+                    None,
+                    now_ms(),
+                )?;
+                return Ok(false);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) -> Result<()> {
+        let now = now_ms();
+        if now - self.last_heartbeat >= owner::HEARTBEAT_MS {
+            self.store()
+                .heartbeat(&self.run.id, self.engine.owner(), now + owner::LEASE_MS)?;
+            self.last_heartbeat = now;
+        }
+        Ok(())
+    }
+
+    fn step_def(&self, name: &str) -> Option<(Phase, &Step)> {
+        if let Some(n) = name.strip_prefix("rollback:") {
+            return self
+                .wf
+                .rollback
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| (Phase::Rollback, s));
+        }
+        if let Some(n) = name.strip_prefix("compensate:") {
+            return self
+                .wf
+                .steps
+                .iter()
+                .find(|s| s.name == n)
+                .and_then(|s| s.compensation.as_deref())
+                .map(|c| (Phase::Compensation, c));
+        }
+        self.wf
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| (Phase::Main, s))
+    }
+
+    /// Whether every step in progress only waits (an approval gate, a child run): no process of
+    /// this run is working.
+    fn only_waits(&self) -> bool {
+        self.recs.values().all(|r| {
+            !matches!(r.status, StepStatus::Running | StepStatus::Waiting)
+                || self
+                    .step_def(&r.name)
+                    .is_some_and(|(_, s)| self.after_interruption(s) == Again::Reopen)
+        })
+    }
+
+    fn status_of(&self, name: &str) -> StepStatus {
+        self.recs
+            .get(name)
+            .map_or(StepStatus::Pending, |r| r.status)
+    }
+
+    fn main_failed(&self) -> bool {
+        self.wf
+            .steps
+            .iter()
+            .any(|s| self.status_of(&s.name) == StepStatus::Failed)
+            || self.stop == Some(Stop::Timeout)
+    }
+
+    /// After a resume, the stop reason follows from what is recorded.
+    fn derive_stop(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let mut failed: Vec<&StepRecord> = self
+            .wf
+            .steps
+            .iter()
+            .filter_map(|s| self.recs.get(&s.name))
+            .filter(|r| r.status == StepStatus::Failed)
+            .collect();
+        failed.sort_by_key(|r| r.finished_at);
+        for r in failed {
+            if let Some((_, step)) = self.step_def(&r.name)
+                && let Some(stop) = self.stop_after_failure(step)
+            {
+                self.stop = Some(stop);
+                return;
+            }
+        }
+    }
+
+    fn stop_after_failure(&self, step: &Step) -> Option<Stop> {
+        match step.on_failure {
+            OnFailure::Abort => Some(Stop::Abort(step.name.clone())),
+            OnFailure::Rollback if !self.wf.rollback.is_empty() => {
+                Some(Stop::Rollback(step.name.clone()))
+            }
+            OnFailure::Rollback | OnFailure::Continue => None,
+        }
+    }
+
+    /// Decides whether a ready main step runs: `Ok(None)` to run it, `Ok(Some(reason))` to skip.
+    fn gate(&mut self, step: &Step) -> std::result::Result<Option<String>, String> {
+        if let Some(stop) = &self.stop {
+            return Ok(Some(match stop {
+                Stop::Abort(s) => format!("not run: the run stopped after `{s}` failed"),
+                Stop::Rollback(s) => format!("not run: rolling back after `{s}` failed"),
+                Stop::Cancel => "not run: the run was cancelled".to_owned(),
+                Stop::Timeout => "not run: the workflow timed out".to_owned(),
+            }));
+        }
+        let previous = step
+            .index
+            .checked_sub(1)
+            .and_then(|i| self.wf.steps.get(i))
+            .map(|p| self.status_of(&p.name));
+        let condition = step.condition.as_ref().map(|c| match c {
+            Condition::Always => true,
+            Condition::PreviousOk => previous == Some(StepStatus::Succeeded),
+            Condition::PreviousFailed => previous == Some(StepStatus::Failed),
+        });
+        let if_ok = match &step.if_expr {
+            // A dry run has no outputs or exit codes: a condition on them is decided at run time.
+            Some(e)
+                if self.run.dry_run && !crate::workflow::load::referenced_steps(e).is_empty() =>
+            {
+                Some(true)
+            }
+            Some(e) => {
+                let ctx = self.context();
+                Some(
+                    self.engine
+                        .eval
+                        .truthy(strip_braces(e), &ctx)
+                        .map_err(|err| format!("cannot evaluate `if`: {err}"))?,
+                )
+            }
+            None => None,
+        };
+        let explicit = condition.is_some() || if_ok.is_some();
+        if !(condition.unwrap_or(true) && if_ok.unwrap_or(true)) {
+            return Ok(Some("condition not met".to_owned()));
+        }
+        let failed_before = self.main_failed();
+        if failed_before && step.on_failure != OnFailure::Continue && !explicit {
+            return Ok(Some(
+                "not run: an earlier step failed (use `on_failure: continue` or a `condition` to run after failures)"
+                    .to_owned(),
+            ));
+        }
+        Ok(None)
+    }
+
+    fn poll_cancel(&mut self) -> Result<()> {
+        if self.stop != Some(Stop::Cancel)
+            && (self.cancel.is_cancelled() || self.store().cancel_requested(&self.run.id)?)
+        {
+            self.stop = Some(Stop::Cancel);
+            self.cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// The DAG: start every ready step, up to `max_parallel`, until nothing is left.
+    async fn main_phase(&mut self) -> Result<()> {
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut running = 0usize;
+        let mut next_poll = Instant::now() + POLL;
+        loop {
+            // Start what can start.
+            let steps = self.wf.steps.clone();
+            if self.interrupting && running == 0 {
+                return Ok(());
+            }
+            for step in &steps {
+                if running >= self.wf.max_parallel || self.interrupting {
+                    break;
+                }
+                if self.status_of(&step.name) != StepStatus::Pending {
+                    continue;
+                }
+                if !step
+                    .needs
+                    .iter()
+                    .all(|&d| self.status_of(&steps[d].name).is_finished())
+                {
+                    continue;
+                }
+                match self.gate(step) {
+                    Ok(Some(reason)) => self.skip(step, Phase::Main, &reason)?,
+                    Err(why) => {
+                        let mut rec = StepRecord::new(&step.name, Phase::Main, step.index as i64);
+                        rec.status = StepStatus::Failed;
+                        rec.message = Some(why);
+                        rec.finished_at = Some(now_ms());
+                        self.record(rec.clone())?;
+                        self.progress.event(&Event::StepFinished { step: &rec });
+                        if self.stop.is_none() {
+                            self.stop = self.stop_after_failure(step);
+                        }
+                    }
+                    Ok(None) => {
+                        self.start(step, Phase::Main, &mut tasks, Duration::ZERO)?;
+                        if matches!(
+                            self.status_of(&step.name),
+                            StepStatus::Running | StepStatus::Waiting
+                        ) {
+                            running += 1;
+                        }
+                    }
+                }
+            }
+            if running == 0 {
+                let pending = steps
+                    .iter()
+                    .any(|s| self.status_of(&s.name) == StepStatus::Pending);
+                let interrupted = steps
+                    .iter()
+                    .any(|s| self.status_of(&s.name) == StepStatus::Interrupted);
+                if interrupted {
+                    self.wait_for_decision(Some(Phase::Main)).await?;
+                    continue;
+                }
+                if !pending {
+                    return Ok(());
+                }
+                // Pending steps whose dependencies are done get started (or skipped) above, so
+                // anything still pending waits on a step that is pending or interrupted too.
+                if !steps.iter().any(|s| {
+                    self.status_of(&s.name) == StepStatus::Pending
+                        && s.needs
+                            .iter()
+                            .all(|&d| self.status_of(&steps[d].name).is_finished())
+                }) {
+                    return Err(EngineError::Invalid(format!(
+                        "run {} cannot make progress (a dependency never finished)",
+                        self.run.id
+                    )));
+                }
+                continue;
+            }
+            // Everything recorded so far is committed before this task waits.
+            self.flush()?;
+            let deadline = self.deadline;
+            tokio::select! {
+                // What a waiting step asks to record (its gate is open, its child exists).
+                Some(notice) = self.notices_rx.recv() => {
+                    self.on_notice(notice)?;
+                }
+                done = tasks.join_next() => {
+                    let Some(done) = done else { running = 0; continue };
+                    running -= 1;
+                    // Whatever the step said before it ended is recorded before its end.
+                    self.take_notices()?;
+                    let (name, _attempt, report) = done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    if let Some(delay) = self.complete(&name, report)?
+                        && let Some((phase, step)) = self.step_def(&name).map(|(p, s)| (p, s.clone())) {
+                            self.start(&step, phase, &mut tasks, delay)?;
+                            running += 1;
+                        }
+                }
+                () = sleep_until(next_poll) => {
+                    next_poll = Instant::now() + POLL;
+                    self.poll_cancel()?;
+                    self.heartbeat()?;
+                }
+                () = self.cancel.cancelled(), if self.stop.is_none() => {
+                    // Ctrl-C, SIGTERM or the workflow's own token: stop starting steps now.
+                    self.stop = Some(Stop::Cancel);
+                }
+                () = self.engine.shutdown_token().cancelled(), if !self.interrupting => {
+                    // The daemon's shutdown deadline passed: stop the steps, keep the run resumable.
+                    self.interrupting = true;
+                    self.halt.cancel();
+                }
+                () = self.engine.park_token().cancelled(), if !self.interrupting && self.only_waits() => {
+                    // The daemon is stopping and this run only waits (on a gate or a child run):
+                    // nothing to let finish, so it is put aside at once, resumable.
+                    self.interrupting = true;
+                    self.halt.cancel();
+                }
+                () = async { if let Some(d) = deadline { sleep_until(d).await } else { std::future::pending().await } }, if self.stop != Some(Stop::Timeout) && deadline.is_some() => {
+                    self.stop = Some(Stop::Timeout);
+                    self.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// The workflow's `rollback:` steps, or the compensations of succeeded steps (newest first):
+    /// one after another, every one even if another fails.
+    async fn sequential_phase(&mut self, phase: Phase) -> Result<()> {
+        let list: Vec<Step> = match phase {
+            Phase::Rollback => self.wf.rollback.clone(),
+            Phase::Compensation => {
+                let mut done: Vec<(i64, Step)> = self
+                    .wf
+                    .steps
+                    .iter()
+                    .filter(|s| self.status_of(&s.name) == StepStatus::Succeeded)
+                    .filter_map(|s| {
+                        let mut c = s.compensation.as_deref()?.clone();
+                        c.name = s.name.clone();
+                        c.index = s.index;
+                        Some((
+                            self.recs
+                                .get(&s.name)
+                                .and_then(|r| r.finished_at)
+                                .unwrap_or(0),
+                            c,
+                        ))
+                    })
+                    .collect();
+                done.sort_by_key(|(t, c)| (std::cmp::Reverse(*t), std::cmp::Reverse(c.index)));
+                // Recorded in the order they run.
+                done.into_iter()
+                    .enumerate()
+                    .map(|(i, (_, mut c))| {
+                        c.index = i;
+                        c
+                    })
+                    .collect()
+            }
+            Phase::Main => return Ok(()),
+        };
+        if list.is_empty() {
+            return Ok(());
+        }
+        // Compensation records are found by their owner's name.
+        let fresh_cancel = CancellationToken::new();
+        let saved_halt = std::mem::replace(&mut self.halt, fresh_cancel.child_token());
+        let saved = std::mem::replace(&mut self.cancel, fresh_cancel);
+        let saved_stop = self.stop.take();
+        for step in &list {
+            let name = rec_name(phase, step);
+            loop {
+                let status = self.status_of(&name);
+                if status.is_finished() {
+                    break;
+                }
+                if status == StepStatus::Interrupted {
+                    self.wait_for_decision(Some(phase)).await?;
+                    continue;
+                }
+                let mut tasks: JoinSet<Done> = JoinSet::new();
+                let mut delay = Duration::ZERO;
+                loop {
+                    self.start(step, phase, &mut tasks, delay)?;
+                    let Some(done) = tasks.join_next().await else {
+                        break;
+                    };
+                    let (n, _, report) =
+                        done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    self.take_notices()?;
+                    match self.complete(&n, report)? {
+                        Some(d) => delay = d,
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.flush()?;
+        self.cancel = saved;
+        self.halt = saved_halt;
+        self.stop = saved_stop;
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<RunRecord> {
+        let status = if self.stop == Some(Stop::Cancel) {
+            RunStatus::Cancelled
+        } else if self.main_failed() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let error = match &self.stop {
+            Some(Stop::Cancel) => Some("cancelled".to_owned()),
+            Some(Stop::Timeout) => Some(format!(
+                "the workflow timed out after {}",
+                self.wf
+                    .timeout
+                    .map(crate::time::duration::format)
+                    .unwrap_or_default()
+            )),
+            _ => self
+                .wf
+                .steps
+                .iter()
+                .filter_map(|s| self.recs.get(&s.name))
+                .filter(|r| r.status == StepStatus::Failed)
+                .min_by_key(|r| r.finished_at)
+                .map(|r| {
+                    format!(
+                        "step `{}` failed: {}",
+                        r.name,
+                        r.message.clone().unwrap_or_default()
+                    )
+                }),
+        };
+        let outputs = if self.wf.outputs.is_empty() {
+            None
+        } else {
+            let ctx = self.context();
+            let mut out = serde_json::Map::new();
+            for (k, tpl) in &self.wf.outputs {
+                let v = self
+                    .engine
+                    .eval
+                    .render_plain(tpl, &ctx)
+                    .map_or(serde_json::Value::Null, serde_json::Value::String);
+                out.insert(k.clone(), v);
+            }
+            Some(serde_json::Value::Object(out))
+        };
+        let error = if status == RunStatus::Succeeded {
+            None
+        } else {
+            error
+        };
+        // The last step records and the run's end in one transaction.
+        let last = std::mem::take(&mut self.unflushed);
+        // Step entries first: the run's own (synced) entry then carries them to disk.
+        self.write_audit(false);
+        self.store().finish_run(
+            &self.run.id,
+            &last,
+            status,
+            error.as_deref(),
+            outputs.as_ref(),
+            now_ms(),
+        )?;
+        tracing::info!(run = %self.run.id, workflow = %self.wf.name, status = %status.as_str(), error = error.as_deref().unwrap_or_default(), "run finished");
+        self.engine.audit(
+            &crate::audit::Event::new(
+                &Engine::actor_of(&self.run),
+                "workflow.run.finished",
+                &self.run.id,
+                status.as_str(),
+                serde_json::json!({"workflow": self.wf.name, "error": error}),
+            ),
+            self.progress,
+        );
+        if let Err(e) = self.engine.prune(&self.wf.name) {
+            let msg = format!("could not prune old runs: {e}");
+            self.progress.event(&Event::Note { message: &msg });
+        }
+        self.cancel.cancel();
+        self.reload()
+    }
+}

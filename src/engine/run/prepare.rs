@@ -1,0 +1,238 @@
+//! Preparing one attempt: the secrets a step names, the run's expression context, and the
+//! step's [`StepInput`] (its kind prepares its own fields through [`crate::steps::PrepareCx`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{Exec, file_name, json_str, rec_name};
+use crate::expr::{has_expressions, secrets_in};
+use crate::params::env_key;
+use crate::steps::{PrepareCx, StepInput};
+use crate::store::Phase;
+use crate::workflow::Step;
+
+impl Exec<'_> {
+    /// The values of the secrets a step mentions (`${{ secrets.NAME }}` in any of its fields or
+    /// the workflow's `env`), read from the vault; they join the run's redactor.
+    pub(super) fn load_secrets(&mut self, step: &Step) -> Result<BTreeMap<String, String>, String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |t: &str| {
+            for n in secrets_in(t) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        };
+        for (_, v) in self.wf.env.iter().chain(&step.env) {
+            add(v);
+        }
+        for (_, v) in &step.args {
+            add(&json_str(v));
+        }
+        step.kind.templates().into_iter().for_each(&mut add);
+        let mut out = BTreeMap::new();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let vault = crate::vault::Vault::new(&self.engine.dirs.home);
+        for name in names {
+            match vault.get(&name) {
+                Ok(Some(secret)) => {
+                    out.insert(name, secret.expose().to_owned());
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "secret `{name}` is not in the vault (store it with `claw vault set {name}`)"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot read secret `{name}`: {e}")),
+            }
+        }
+        self.add_secret_values(out.values().cloned());
+        Ok(out)
+    }
+
+    /// Secret values the run now holds: they are masked in everything recorded from now on.
+    pub(super) fn add_secret_values(&mut self, values: impl IntoIterator<Item = String>) {
+        let before = self.secret_values.len();
+        self.secret_values.extend(values);
+        if self.secret_values.len() != before {
+            crate::redact::register_global(self.secret_values.iter().map(String::as_str));
+            self.redactor =
+                crate::redact::Redactor::new(self.secret_values.iter().map(String::as_str));
+        }
+    }
+
+    /// [`Exec::context`] plus `secrets` (for fields other than shell commands).
+    fn context_with(&mut self, secrets: &BTreeMap<String, String>) -> minijinja::Value {
+        if secrets.is_empty() {
+            return self.context();
+        }
+        let mut ctx = self.context_json();
+        if let Some(obj) = ctx.as_object_mut() {
+            obj.insert("secrets".into(), serde_json::json!(secrets));
+        }
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    /// The expression context: params, env, steps, run, trigger.
+    pub(super) fn context(&mut self) -> minijinja::Value {
+        let ctx = self.context_json();
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    fn context_json(&mut self) -> serde_json::Value {
+        let env = self
+            .base_env
+            .get_or_insert_with(|| {
+                let mut m: serde_json::Map<String, serde_json::Value> =
+                    crate::config::env::process_env()
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.into_string().ok()?, v.into_string().ok()?.into()))
+                        })
+                        .collect();
+                for (k, v) in &self.wf.env {
+                    if !has_expressions(v) {
+                        m.insert(k.clone(), v.clone().into());
+                    }
+                }
+                serde_json::Value::Object(m)
+            })
+            .clone();
+        let mut steps = serde_json::Map::new();
+        for s in &self.wf.steps {
+            let entry = match self.recs.get(&s.name) {
+                Some(r) => serde_json::json!({
+                    "status": r.status.as_str(),
+                    "exit_code": r.exit_code,
+                    "stdout": r.stdout_tail,
+                    "outputs": r.outputs,
+                    "attempts": r.attempts,
+                }),
+                None => {
+                    serde_json::json!({"status": "pending", "exit_code": null, "stdout": "", "outputs": {}})
+                }
+            };
+            steps.insert(s.name.clone(), entry);
+        }
+        serde_json::json!({
+            "params": self.run.params,
+            "env": env,
+            "steps": steps,
+            "trigger": self.run.trigger,
+            "run": {
+                "id": self.run.id,
+                "workflow": self.run.workflow,
+                "created_at": self.run.created_at,
+                "started_at": self.run.started_at,
+                "dry_run": self.run.dry_run,
+            },
+        })
+    }
+
+    /// Whether any field of the step (or the workflow's `env`) holds an expression: only then is
+    /// the run's context built for it.
+    fn needs_context(&self, step: &Step) -> bool {
+        step.if_expr.is_some()
+            || self.wf.env.iter().any(|(_, v)| has_expressions(v))
+            || step.env.iter().any(|(_, v)| has_expressions(v))
+            || step.args.iter().any(|(_, v)| has_expressions(&json_str(v)))
+            || step.kind.templates().into_iter().any(has_expressions)
+    }
+
+    /// Renders a step's fields into the input of one attempt.
+    pub(super) fn prepare(
+        &mut self,
+        step: &Step,
+        phase: Phase,
+        attempt: u32,
+    ) -> Result<StepInput, String> {
+        let name = rec_name(phase, step);
+        let seq = self.recs.get(&name).map_or(step.index as i64, |r| r.seq);
+        let secrets = self.load_secrets(step)?;
+        let ctx = if self.needs_context(step) {
+            Some(self.context_with(&secrets))
+        } else {
+            None
+        };
+        let eval = &self.engine.eval;
+        let plain = |text: &str| -> Result<String, String> {
+            match &ctx {
+                Some(c) if has_expressions(text) => {
+                    eval.render_plain(text, c).map_err(|e| e.to_string())
+                }
+                _ => Ok(text.to_owned()),
+            }
+        };
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in self.wf.env.iter().chain(&step.env) {
+            env.push((
+                k.clone(),
+                plain(v).map_err(|e| format!("cannot render env `{k}`: {e}"))?,
+            ));
+        }
+        let mut args = Vec::with_capacity(step.args.len());
+        for (k, v) in &step.args {
+            let text = plain(&json_str(v)).map_err(|e| format!("cannot render arg `{k}`: {e}"))?;
+            env.push((env_key("WF_", k), text.clone()));
+            args.push((k.clone(), text));
+        }
+        if let serde_json::Value::Object(params) = &self.run.params {
+            for (k, v) in params {
+                env.push((env_key("CLAW_PARAM_", k), json_str(v)));
+            }
+        }
+        // Secrets reach a command through its environment, never its command line.
+        for (k, v) in &secrets {
+            env.push((env_key("CLAW_SECRET_", k), v.clone()));
+        }
+        let base = file_name(seq, &name);
+        let outputs_path = self.log_dir.join(format!("{base}.{attempt}.out"));
+        let mut input = StepInput {
+            kind: step.kind.clone(),
+            run_id: self.run.id.clone(),
+            step: name.clone(),
+            attempt,
+            env,
+            timeout: step.timeout,
+            kill_grace: self.engine.settings.kill_grace,
+            log_path: self.log_dir.join(format!("{base}.log")),
+            max_log_bytes: self.engine.settings.max_step_log_bytes,
+            outputs_path: PathBuf::new(),
+            redactor: self.redactor.clone(),
+        };
+        input.env.extend([
+            ("CLAW_RUN_ID".to_owned(), self.run.id.clone()),
+            ("CLAW_WORKFLOW".to_owned(), self.wf.name.clone()),
+            ("CLAW_STEP".to_owned(), name),
+            ("CLAW_ATTEMPT".to_owned(), attempt.to_string()),
+            ("CLAW_IDEMPOTENCY_KEY".to_owned(), input.idempotency_key()),
+            ("CLAW_OUTPUT".to_owned(), outputs_path.display().to_string()),
+        ]);
+        let secret_var = |name: &str| env_key("CLAW_SECRET_", name);
+        let mut cx = PrepareCx {
+            eval,
+            context: ctx.as_ref(),
+            secrets: &secrets,
+            secret_var: &secret_var,
+            dirs: &self.engine.dirs,
+            args: &args,
+            outputs_path: &outputs_path,
+            redactor: &self.redactor,
+            new_secrets: Vec::new(),
+        };
+        input.kind = step.kind.prepare(&mut cx)?;
+        let new_secrets = std::mem::take(&mut cx.new_secrets);
+        if !new_secrets.is_empty() {
+            // A skill's vault grants: masked in its output like every secret of the run.
+            self.add_secret_values(new_secrets);
+            input.redactor = self.redactor.clone();
+        }
+        if let Some(t) = input.kind.timeout() {
+            input.timeout = t;
+        }
+        input.outputs_path = outputs_path;
+        Ok(input)
+    }
+}
