@@ -160,6 +160,48 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
+    /// Every kind that runs has its page in `docs/steps/`, whose example loads and uses it.
+    #[test]
+    fn every_step_kind_has_a_page_with_an_example() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/steps");
+        let mut kinds = std::collections::BTreeSet::new();
+        for name in crate::steps::type_names() {
+            if let Some(canonical) = crate::steps::canonical_type(name) {
+                kinds.insert(canonical);
+            }
+        }
+        let mut documented = 0;
+        for kind in kinds {
+            let page = docs.join(format!("{kind}.md"));
+            let Ok(text) = std::fs::read_to_string(&page) else {
+                // A planned kind has no page until it runs.
+                let probe = format!("steps:\n  - name: x\n    type: {kind}\n    command: y\n");
+                let wf = load::load_str(std::path::Path::new("probe.yaml"), probe)
+                    .unwrap_or_else(|e| panic!("{}", e.render()));
+                assert!(
+                    matches!(wf.steps[0].kind, StepKind::Unavailable(_)),
+                    "step kind `{kind}` runs but has no page {}",
+                    page.display()
+                );
+                continue;
+            };
+            let example = text
+                .split("```yaml\n")
+                .nth(1)
+                .and_then(|rest| rest.split("```").next())
+                .unwrap_or_else(|| panic!("{} has no yaml example", page.display()));
+            let wf = load::load_str(&page, example.to_owned())
+                .unwrap_or_else(|e| panic!("{}: {}", page.display(), e.render()));
+            assert!(
+                wf.steps.iter().any(|s| s.kind.type_name() == kind),
+                "the example of {} has no `{kind}` step",
+                page.display()
+            );
+            documented += 1;
+        }
+        assert!(documented >= 5, "only {documented} kinds documented");
+    }
+
     #[test]
     fn backoff_grows_and_caps() {
         let p = RetryPolicy {
