@@ -636,7 +636,13 @@ impl<'a> Exec<'a> {
                 let mut delay = Duration::ZERO;
                 loop {
                     self.start(step, phase, &mut tasks, delay)?;
-                    let Some(done) = tasks.join_next().await else {
+                    let done = loop {
+                        tokio::select! {
+                            Some(notice) = self.notices_rx.recv() => self.on_notice(notice)?,
+                            done = tasks.join_next() => break done,
+                        }
+                    };
+                    let Some(done) = done else {
                         break;
                     };
                     let (n, _, report) =
