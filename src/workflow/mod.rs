@@ -4,6 +4,7 @@
 //! [`crate::workflow::load`], which builds these types only when the whole file is valid,
 //! so the engine never sees a workflow with an unknown dependency, a cycle or a bad duration.
 
+pub mod catalogue;
 pub mod http;
 pub mod load;
 pub mod trigger;
