@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
 use crate::expr::Evaluator;
-use crate::params::{ParamSpec, ParamType};
+use crate::params::ParamSpec;
 use crate::workflow::{
     Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, OutputMode, RetryPolicy,
     STEP_TYPES, ShellStep, Step, StepKind, Workflow, canonical_type,
@@ -304,94 +304,7 @@ impl Cx<'_> {
     }
 
     fn params(&mut self, node: &Node) -> Vec<ParamSpec> {
-        let mut out = Vec::new();
-        for (name, spec) in self.entries(node, &[], "`params`") {
-            let mut p = ParamSpec {
-                name: name.to_owned(),
-                kind: ParamType::String,
-                default: None,
-                choices: Vec::new(),
-                required: false,
-                description: String::new(),
-            };
-            match &spec.value {
-                Value::Map(_) => {
-                    let mut kind_set = false;
-                    let mut required = None;
-                    let fields = self.entries(
-                        spec,
-                        &["type", "default", "enum", "required", "description"],
-                        &format!("param `{name}`"),
-                    );
-                    for (k, v) in &fields {
-                        if *k == "type" {
-                            let t = self.string(v, "type").unwrap_or_default();
-                            p.kind = match t.as_str() {
-                                "string" | "str" => ParamType::String,
-                                "integer" | "int" => ParamType::Integer,
-                                "number" | "float" => ParamType::Number,
-                                "boolean" | "bool" => ParamType::Boolean,
-                                other => {
-                                    self.err_help(
-                                        v.pos,
-                                        format!("unknown param type `{other}` (expected string, integer, number or boolean)"),
-                                        did_you_mean(other, ["string", "integer", "number", "boolean"]),
-                                    );
-                                    ParamType::String
-                                }
-                            };
-                            kind_set = true;
-                        }
-                    }
-                    for (k, v) in fields {
-                        match k {
-                            "default" => {
-                                let value = v.to_json();
-                                if !kind_set {
-                                    p.kind = infer_type(&value);
-                                }
-                                if !value.is_null() && !p.kind.accepts(&value) {
-                                    self.err(v.pos, format!("default of `{name}` is not of type {}", p.kind.as_str()));
-                                }
-                                if !value.is_null() {
-                                    p.default = Some(value);
-                                }
-                            }
-                            "enum" => {
-                                if let Value::Seq(items) = &v.value {
-                                    for item in items {
-                                        let value = item.to_json();
-                                        if !p.kind.accepts(&value) {
-                                            self.err(item.pos, format!("choice for `{name}` is not of type {}", p.kind.as_str()));
-                                        }
-                                        p.choices.push(value);
-                                    }
-                                } else {
-                                    self.err(v.pos, format!("`enum` must be a list, found {}", v.kind()));
-                                }
-                            }
-                            "required" => required = self.boolean(v, "required"),
-                            "description" => p.description = self.string(v, "description").unwrap_or_default(),
-                            _ => {}
-                        }
-                    }
-                    p.required = required.unwrap_or(p.default.is_none());
-                    if let Some(default) = &p.default
-                        && !p.choices.is_empty() && !p.choices.contains(default) {
-                            self.err(spec.pos, format!("default of `{name}` is not one of its `enum` choices"));
-                        }
-                }
-                Value::Null => p.required = true,
-                Value::Seq(_) => self.err(spec.pos, format!("param `{name}` must be a default value or a mapping with `type`, `default`, `enum`")),
-                _ => {
-                    let value = spec.to_json();
-                    p.kind = infer_type(&value);
-                    p.default = Some(value);
-                }
-            }
-            out.push(p);
-        }
-        out
+        crate::params::load(&mut self.r, node, "params", "param")
     }
 
     fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {
@@ -883,15 +796,6 @@ impl Cx<'_> {
                 .for_each(|(_, v)| self.check_step_refs(v, names)),
             _ => {}
         }
-    }
-}
-
-fn infer_type(value: &serde_json::Value) -> ParamType {
-    match value {
-        serde_json::Value::Bool(_) => ParamType::Boolean,
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
-        serde_json::Value::Number(_) => ParamType::Number,
-        _ => ParamType::String,
     }
 }
 
