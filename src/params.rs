@@ -139,12 +139,36 @@ impl ParamType {
     }
 }
 
-/// Reads a `params:` mapping (also an approval gate's `input:` and a skill's `args:`): each
-/// entry a default value, nothing (a required string), or `{type, default, enum, required,
-/// description}`. Every problem goes to `r`.
-pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
+/// The type names a spec's `type:` accepts, with the seed's short forms.
+pub fn parse_type(text: &str) -> Option<ParamType> {
+    Some(match text {
+        "string" | "str" => ParamType::String,
+        "integer" | "int" => ParamType::Integer,
+        "number" | "float" => ParamType::Number,
+        "boolean" | "bool" => ParamType::Boolean,
+        _ => return None,
+    })
+}
+
+/// The type of a default given without `type:`.
+fn infer_type(value: &serde_json::Value) -> ParamType {
+    match value {
+        serde_json::Value::Bool(_) => ParamType::Boolean,
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
+        serde_json::Value::Number(_) => ParamType::Number,
+        _ => ParamType::String,
+    }
+}
+
+/// Loads a mapping of typed inputs: a workflow's `params:` (`key` `params`, `noun` `param`), a
+/// skill's `args:` (`args`, `argument`). Each entry is `name: {type, default, enum, required,
+/// description}`, or `name: <default>` (its type inferred), or `name:` (a required string).
+/// Problems go to `r`, worded with `noun`.
+pub fn load(r: &mut Reader, node: &Node, key: &str, noun: &str) -> Vec<ParamSpec> {
+    const FIELDS: &[&str] = &["type", "default", "enum", "required", "description"];
+    const TYPES: [&str; 4] = ["string", "integer", "number", "boolean"];
     let mut out = Vec::new();
-    for (name, spec) in r.entries(node, &[], "`params`") {
+    for (name, spec) in r.entries(node, &[], &format!("`{key}`")) {
         let mut p = ParamSpec {
             name: name.to_owned(),
             kind: ParamType::String,
@@ -155,33 +179,24 @@ pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
         };
         match &spec.value {
             Value::Map(_) => {
+                let fields = r.entries(spec, FIELDS, &format!("{noun} `{name}`"));
+                // `type` first: it decides how `default` and `enum` are checked.
                 let mut kind_set = false;
-                let mut required = None;
-                let fields = r.entries(
-                    spec,
-                    &["type", "default", "enum", "required", "description"],
-                    &format!("param `{name}`"),
-                );
-                for (k, v) in &fields {
-                    if *k == "type" {
-                        let t = r.string(v, "type").unwrap_or_default();
-                        p.kind = match t.as_str() {
-                            "string" | "str" => ParamType::String,
-                            "integer" | "int" => ParamType::Integer,
-                            "number" | "float" => ParamType::Number,
-                            "boolean" | "bool" => ParamType::Boolean,
-                            other => {
-                                r.err_help(
-                                    v.pos,
-                                    format!("unknown param type `{other}` (expected string, integer, number or boolean)"),
-                                    did_you_mean(other, ["string", "integer", "number", "boolean"]),
-                                );
-                                ParamType::String
-                            }
-                        };
-                        kind_set = true;
+                if let Some((_, v)) = fields.iter().find(|(k, _)| *k == "type") {
+                    let t = r.string(v, "type").unwrap_or_default();
+                    match parse_type(&t) {
+                        Some(k) => p.kind = k,
+                        None => r.err_help(
+                            v.pos,
+                            format!(
+                                "unknown {noun} type `{t}` (expected string, integer, number or boolean)"
+                            ),
+                            did_you_mean(&t, TYPES),
+                        ),
                     }
+                    kind_set = true;
                 }
+                let mut required = None;
                 for (k, v) in fields {
                     match k {
                         "default" => {
@@ -190,7 +205,13 @@ pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
                                 p.kind = infer_type(&value);
                             }
                             if !value.is_null() && !p.kind.accepts(&value) {
-                                r.err(v.pos, format!("default of `{name}` is not of type {}", p.kind.as_str()));
+                                r.err(
+                                    v.pos,
+                                    format!(
+                                        "default of `{name}` is not of type {}",
+                                        p.kind.as_str()
+                                    ),
+                                );
                             }
                             if !value.is_null() {
                                 p.default = Some(value);
@@ -201,7 +222,13 @@ pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
                                 for item in items {
                                     let value = item.to_json();
                                     if !p.kind.accepts(&value) {
-                                        r.err(item.pos, format!("choice for `{name}` is not of type {}", p.kind.as_str()));
+                                        r.err(
+                                            item.pos,
+                                            format!(
+                                                "choice for `{name}` is not of type {}",
+                                                p.kind.as_str()
+                                            ),
+                                        );
                                     }
                                     p.choices.push(value);
                                 }
@@ -210,18 +237,30 @@ pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
                             }
                         }
                         "required" => required = r.boolean(v, "required"),
-                        "description" => p.description = r.string(v, "description").unwrap_or_default(),
+                        "description" => {
+                            p.description = r.string(v, "description").unwrap_or_default();
+                        }
                         _ => {}
                     }
                 }
                 p.required = required.unwrap_or(p.default.is_none());
                 if let Some(default) = &p.default
-                    && !p.choices.is_empty() && !p.choices.contains(default) {
-                        r.err(spec.pos, format!("default of `{name}` is not one of its `enum` choices"));
-                    }
+                    && !p.choices.is_empty()
+                    && !p.choices.contains(default)
+                {
+                    r.err(
+                        spec.pos,
+                        format!("default of `{name}` is not one of its `enum` choices"),
+                    );
+                }
             }
             Value::Null => p.required = true,
-            Value::Seq(_) => r.err(spec.pos, format!("param `{name}` must be a default value or a mapping with `type`, `default`, `enum`")),
+            Value::Seq(_) => r.err(
+                spec.pos,
+                format!(
+                    "{noun} `{name}` must be a default value or a mapping with `type`, `default`, `enum`"
+                ),
+            ),
             _ => {
                 let value = spec.to_json();
                 p.kind = infer_type(&value);
@@ -231,16 +270,6 @@ pub fn load(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
         out.push(p);
     }
     out
-}
-
-/// The type a default value implies.
-pub fn infer_type(value: &serde_json::Value) -> ParamType {
-    match value {
-        serde_json::Value::Bool(_) => ParamType::Boolean,
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
-        serde_json::Value::Number(_) => ParamType::Number,
-        _ => ParamType::String,
-    }
 }
 
 fn display(v: &serde_json::Value) -> String {
@@ -288,5 +317,61 @@ mod tests {
         assert_eq!(split_assignment("a=b=c"), Ok(("a".into(), "b=c".into())));
         assert!(split_assignment("=x").is_err());
         assert!(split_assignment("x").is_err());
+    }
+
+    fn load_yaml(yaml: &str, key: &str, noun: &str) -> (Vec<ParamSpec>, Vec<String>) {
+        let root = crate::yaml::node::parse(yaml).unwrap();
+        let mut r = Reader::new();
+        let specs = load(&mut r, &root, key, noun);
+        (
+            specs,
+            r.diags
+                .iter()
+                .map(crate::diagnostic::Diagnostic::headline)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn specs_load_with_types_defaults_and_choices() {
+        let (specs, problems) = load_yaml(
+            "env: {type: string, enum: [dev, prod], default: dev}\ncount: 3\nhost:\nratio: {default: 0.5, description: how much}\n",
+            "params",
+            "param",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let kinds: Vec<(&str, ParamType, bool)> = specs
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind, p.required))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("env", ParamType::String, false),
+                ("count", ParamType::Integer, false),
+                ("host", ParamType::String, true),
+                ("ratio", ParamType::Number, false),
+            ]
+        );
+        assert_eq!(specs[0].choices.len(), 2);
+        assert_eq!(specs[3].description, "how much");
+    }
+
+    #[test]
+    fn problems_are_worded_for_the_file() {
+        let (_, problems) = load_yaml(
+            "a: {type: strin}\nb: {typ: string}\nc: {type: integer, default: x}\nd: [1]\n",
+            "args",
+            "argument",
+        );
+        assert_eq!(
+            problems,
+            [
+                "<input>:1:11: unknown argument type `strin` (expected string, integer, number or boolean)",
+                "<input>:2:5: unknown key `typ` in argument `b`",
+                "<input>:3:29: default of `c` is not of type integer",
+                "<input>:4:4: argument `d` must be a default value or a mapping with `type`, `default`, `enum`",
+            ]
+        );
     }
 }

@@ -7,11 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{self, TermProgress};
 use super::{CliError, CliResult, Ctx};
-use crate::diagnostic::did_you_mean;
 use crate::engine::{Engine, EngineError, NewRun};
 use crate::params;
 use crate::store::{RunRecord, RunStatus};
 use crate::workflow::Workflow;
+use crate::workflow::catalogue::{self, Catalogue, FindError};
 use crate::workflow::load::{self, FileErrors};
 
 #[derive(Debug, Subcommand)]
@@ -23,7 +23,7 @@ pub(crate) enum WorkflowCommand {
     },
     /// Show a workflow: params, steps, dependencies.
     Show {
-        /// Name (file stem) or path of the workflow.
+        /// Name (file stem or `name:`) or path (with `/`, or ending in .yaml/.yml) of the workflow.
         workflow: String,
         #[arg(long)]
         json: bool,
@@ -45,7 +45,7 @@ pub(crate) enum WorkflowCommand {
     /// Exit status 0 when the run succeeds, 1 when a step failed or the run was cancelled,
     /// 2 when the workflow or its params are invalid.
     Run {
-        /// Name (file stem) or path of the workflow.
+        /// Name (file stem or `name:`) or path (with `/`, or ending in .yaml/.yml) of the workflow.
         workflow: String,
         /// A param value, `-p key=value` (repeatable).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
@@ -102,82 +102,22 @@ pub(crate) fn run(ctx: &Ctx, cmd: WorkflowCommand) -> CliResult {
     }
 }
 
-fn is_yaml(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-}
-
 /// Every workflow file, sorted by stem; the config root's shadow the data directory's.
 pub(crate) fn all_files(ctx: &Ctx) -> Vec<PathBuf> {
-    let mut seen = std::collections::BTreeMap::new();
-    for dir in ctx.dirs.workflow_dirs() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_yaml(p) && !p.is_dir())
-            .collect();
-        files.sort();
-        for f in files {
-            let stem = f
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            seen.entry(stem).or_insert(f);
-        }
-    }
-    seen.into_values().collect()
+    Catalogue::new(&ctx.dirs).files()
 }
 
-/// A workflow argument: a path to a file, or a name looked up in the workflow folders.
+/// A workflow argument: a path to a file (relative to the current directory), or a name looked
+/// up in the workflow folders (see [`crate::workflow::catalogue`]).
 pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
-    let as_path = Path::new(arg);
-    if (arg.contains('/') || is_yaml(as_path)) && as_path.exists() {
-        return Ok(as_path.to_path_buf());
-    }
-    for dir in ctx.dirs.workflow_dirs() {
-        for ext in ["yaml", "yml"] {
-            let p = dir.join(format!("{arg}.{ext}"));
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    if arg.contains('/') || is_yaml(as_path) {
-        return Err(CliError::usage(format!("workflow file not found: {arg}")));
-    }
-    // `claw workflow list` shows each workflow's `name:`; find it by that too.
-    let by_name: Vec<PathBuf> = all_files(ctx)
-        .into_iter()
-        .filter(|p| load::load_file(p).is_ok_and(|wf| wf.name == arg))
-        .collect();
-    if let [one] = by_name.as_slice() {
-        return Ok(one.clone());
-    }
-    if by_name.len() > 1 {
-        let files: Vec<String> = by_name.iter().map(|p| p.display().to_string()).collect();
-        return Err(CliError::usage(format!(
-            "several workflows are named `{arg}`: {}; give the file's path",
-            files.join(", ")
-        )));
-    }
-    let stems: Vec<String> = all_files(ctx)
-        .iter()
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    let hint = did_you_mean(arg, stems.iter().map(String::as_str))
-        .map(|h| format!("\n  = help: {h}"))
-        .unwrap_or_default();
-    let looked: Vec<String> = ctx
-        .dirs
-        .workflow_dirs()
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
-    Err(CliError::usage(format!(
-        "Workflow not found: {arg} (looked in {}){hint}",
-        looked.join(", ")
-    )))
+    Catalogue::new(&ctx.dirs).find(arg).map_err(|e| match e {
+        FindError::NotFound { looked, help, .. } => CliError::usage(format!(
+            "Workflow not found: {arg} (looked in {}){}",
+            FindError::looked_in(&looked),
+            help.map(|h| format!("\n  = help: {h}")).unwrap_or_default()
+        )),
+        other => CliError::usage(other.to_string()),
+    })
 }
 
 pub(crate) fn load(ctx: &Ctx, arg: &str) -> Result<Workflow, CliError> {
@@ -408,7 +348,7 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
             }
             Ok(path) => match load::load_file(path) {
                 Ok(wf) => {
-                    let mut problems = crate::engine::subflow::check(&ctx.dirs, &wf);
+                    let mut problems = catalogue::check_children(&ctx.dirs, &wf);
                     if env {
                         problems.extend(env_problems(&wf, &ctx.dirs));
                     }
@@ -493,7 +433,7 @@ fn run_workflow(
     quiet: bool,
 ) -> CliResult {
     let wf = load(ctx, arg)?;
-    let problems = crate::engine::subflow::check(&ctx.dirs, &wf);
+    let problems = catalogue::check_children(&ctx.dirs, &wf);
     if !problems.is_empty() {
         return Err(CliError::usage(problems.join("\nerror: ")));
     }

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::yaml::node::{self, Value};
+use crate::diagnostic::FileErrors;
+use crate::yaml::{self, Reader};
 
 /// A setting claw knows.
 #[derive(Debug, Clone, Copy)]
@@ -242,28 +243,31 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// `settings:` of `claw.yaml` (scalars only).
+/// `settings:` of `claw.yaml` (scalars only; other values are left to the sections that own
+/// them). An error is the file's problems, one line each.
 pub fn claw_yaml_settings(root: &Path) -> Result<Option<FileLayer>, String> {
     let path = root.join("claw.yaml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    if !path.exists() {
         return Ok(None);
+    }
+    let headlines = |e: FileErrors| {
+        e.diagnostics
+            .iter()
+            .map(crate::diagnostic::Diagnostic::headline)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    let doc = node::parse(&text).map_err(|d| d.in_file(&path).headline())?;
+    let src = yaml::read_file(&path, super::settings::MAX_FILE_BYTES, "claw.yaml file")
+        .map_err(headlines)?;
     let mut out = BTreeMap::new();
-    if let Some(section) = doc.get("settings") {
-        let Value::Map(entries) = &section.value else {
-            return Err(format!(
-                "{}:{}:{}: `settings` must be a mapping",
-                path.display(),
-                section.pos.line,
-                section.pos.col
-            ));
-        };
-        for (k, v) in entries {
-            if let (Some(k), Some(v)) = (k.scalar_text(), v.scalar_text()) {
-                out.insert(k, v);
+    if let Some(section) = src.root.get("settings") {
+        let mut r = Reader::new();
+        for (k, v) in r.entries(section, &[], "`settings`") {
+            if let Some(v) = v.scalar_text() {
+                out.insert(k.to_owned(), v);
             }
         }
+        r.finish(&path, src.text).map_err(headlines)?;
     }
     Ok(Some((path, out)))
 }

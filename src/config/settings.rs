@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use super::env::var as env_var;
 use crate::diagnostic::FileErrors;
-use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::time::duration;
-use crate::yaml::node::{self, Node, Value};
+use crate::yaml::{self, Node, Reader, Value};
 
 /// Settings that the engine uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,13 +35,42 @@ impl Default for Settings {
     }
 }
 
+/// `claw.yaml` files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The sections this module reads, and the fields of each.
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("retention", &["max_age", "max_runs"]),
+    ("logs", &["max_step_bytes"]),
+    ("engine", &["kill_grace"]),
+];
+
+/// Sections that belong to subsystems configured elsewhere (vault, channels, dashboard, …);
+/// `settings` is read by [`super::resolve`].
+const FOREIGN: &[&str] = &[
+    "vault",
+    "audit",
+    "channels",
+    "dashboard",
+    "serve",
+    "cron",
+    "llm",
+    "ssh",
+    "browser",
+    "memory",
+    "settings",
+];
+
 impl Settings {
     /// Reads `<root>/claw.yaml` if it exists; every problem is reported with its position.
     pub fn load(root: &Path) -> Result<Self, FileErrors> {
         let path = root.join("claw.yaml");
         let mut s = Self::default();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            s.apply_file(&path, text)?;
+        if path.exists() {
+            let src = yaml::read_file(&path, MAX_FILE_BYTES, "claw.yaml file")?;
+            let mut r = Reader::new();
+            s.apply(&mut r, &src.root);
+            r.finish(&path, src.text)?;
         }
         if let Some(g) = env_var("CLAW_KILL_GRACE")
             && let Ok(d) = duration::parse(&g)
@@ -52,130 +80,89 @@ impl Settings {
         Ok(s)
     }
 
-    fn apply_file(&mut self, path: &Path, text: String) -> Result<(), FileErrors> {
-        let mut diags = Vec::new();
-        match node::parse(&text) {
-            Err(d) => diags.push(d),
-            Ok(root) => self.apply(&root, &mut diags),
-        }
-        if diags.is_empty() {
-            return Ok(());
-        }
-        Err(FileErrors {
-            path: path.to_path_buf(),
-            diagnostics: diags.into_iter().map(|d| d.in_file(path)).collect(),
-            source: Some(text),
-        })
-    }
-
-    fn apply(&mut self, root: &Node, diags: &mut Vec<Diagnostic>) {
-        const SECTIONS: &[&str] = &["retention", "logs", "engine"];
-        let Value::Map(entries) = &root.value else {
-            if root.value != Value::Null {
-                diags.push(Diagnostic::error(root.pos, "claw.yaml must be a mapping"));
+    fn apply(&mut self, r: &mut Reader, root: &Node) {
+        match root.value {
+            Value::Null => return,
+            Value::Map(_) => {}
+            _ => {
+                r.err(root.pos, "claw.yaml must be a mapping");
+                return;
             }
-            return;
-        };
-        for (k, v) in entries {
-            let key = k.as_str().unwrap_or_default();
-            let fields: &[&str] = match key {
-                "retention" => &["max_age", "max_runs"],
-                "logs" => &["max_step_bytes"],
-                "engine" => &["kill_grace"],
+        }
+        let known: Vec<&str> = SECTIONS
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(FOREIGN.iter().copied())
+            .collect();
+        for (key, v) in r.entries(root, &known, "claw.yaml") {
+            let Some((_, fields)) = SECTIONS.iter().find(|(s, _)| *s == key) else {
                 // Sections of later subsystems are read by them.
-                _ if !SECTIONS.contains(&key) && is_foreign_section(key) => continue,
-                _ => {
-                    diags.push(
-                        Diagnostic::error(k.pos, format!("unknown key `{key}` in claw.yaml"))
-                            .with_help_opt(did_you_mean(key, SECTIONS.iter().copied())),
-                    );
-                    continue;
-                }
-            };
-            let Value::Map(inner) = &v.value else {
-                diags.push(Diagnostic::error(
-                    v.pos,
-                    format!("`{key}` must be a mapping"),
-                ));
                 continue;
             };
-            for (fk, fv) in inner {
-                let field = fk.as_str().unwrap_or_default();
-                if !fields.contains(&field) {
-                    diags.push(
-                        Diagnostic::error(fk.pos, format!("unknown key `{field}` in `{key}`"))
-                            .with_help_opt(did_you_mean(field, fields.iter().copied())),
-                    );
-                    continue;
-                }
-                let dur = || match &fv.value {
-                    Value::Int(i) if *i >= 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-                    Value::Str(s) => duration::parse(s),
-                    _ => Err("expected a duration such as 30s, 5m or 30d".to_owned()),
-                };
-                let int = || match fv.value {
-                    Value::Int(i) if i >= 0 => Ok(i.unsigned_abs()),
-                    _ => Err("expected a whole number".to_owned()),
-                };
-                let result = match (key, field) {
-                    ("retention", "max_age") => dur().map(|d| self.retention_max_age = d),
-                    ("retention", "max_runs") => int().map(|n| {
-                        self.retention_max_runs = u32::try_from(n).unwrap_or(u32::MAX);
-                    }),
-                    ("logs", "max_step_bytes") => {
-                        int().map(|n| self.max_step_log_bytes = n.max(1024))
+            for (field, fv) in r.entries(v, fields, &format!("`{key}`")) {
+                let name = format!("{key}.{field}");
+                match (key, field) {
+                    ("retention", "max_age") => {
+                        if let Some(d) = r.duration_or_zero(fv, &name) {
+                            self.retention_max_age = d;
+                        }
                     }
-                    ("engine", "kill_grace") => dur().map(|d| self.kill_grace = d),
-                    _ => Ok(()),
-                };
-                if let Err(why) = result {
-                    diags.push(Diagnostic::error(
-                        fv.pos,
-                        format!("invalid `{key}.{field}`: {why}"),
-                    ));
+                    ("retention", "max_runs") => {
+                        if let Some(n) = r.whole_number(fv, &name, 0..=i64::MAX) {
+                            self.retention_max_runs = u32::try_from(n).unwrap_or(u32::MAX);
+                        }
+                    }
+                    ("logs", "max_step_bytes") => {
+                        if let Some(n) = r.whole_number(fv, &name, 0..=i64::MAX) {
+                            self.max_step_log_bytes = n.unsigned_abs().max(1024);
+                        }
+                    }
+                    ("engine", "kill_grace") => {
+                        if let Some(d) = r.duration_or_zero(fv, &name) {
+                            self.kill_grace = d;
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
     }
-}
-
-/// Sections that belong to subsystems configured elsewhere (vault, channels, dashboard, …).
-fn is_foreign_section(key: &str) -> bool {
-    matches!(
-        key,
-        "vault"
-            | "audit"
-            | "channels"
-            | "dashboard"
-            | "serve"
-            | "cron"
-            | "llm"
-            | "ssh"
-            | "browser"
-            | "memory"
-            | "settings"
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::node;
 
     #[test]
     fn reads_sections_and_reports_unknown_keys() {
         let mut s = Settings::default();
         let root = node::parse(
-            "retention:\n  max_age: 7d\n  max_runs: 5\nlogs:\n  max_step_bytes: 2048\n",
+            "retention:\n  max_age: 7d\n  max_runs: 5\nlogs:\n  max_step_bytes: 2048\nvault: {x: 1}\n",
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
-        let mut diags = Vec::new();
-        s.apply(&root, &mut diags);
-        assert!(diags.is_empty(), "{diags:?}");
+        let mut r = Reader::new();
+        s.apply(&mut r, &root);
+        assert!(r.diags.is_empty(), "{:?}", r.diags);
         assert_eq!(s.retention_max_runs, 5);
         assert_eq!(s.retention_max_age, Duration::from_secs(7 * 86400));
-        let root = node::parse("retention:\n  max_agee: 7d\n").unwrap_or_else(|d| panic!("{d:?}"));
-        s.apply(&root, &mut diags);
-        assert_eq!(diags.len(), 1);
-        assert_eq!(diags[0].help.as_deref(), Some("did you mean `max_age`?"));
+        let root = node::parse("retention:\n  max_agee: 7d\nengine:\n  kill_grace: 0\nlog: {}\n")
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        s.apply(&mut r, &root);
+        assert_eq!(r.diags.len(), 2, "{:?}", r.diags);
+        let helps: Vec<Option<&str>> = r.diags.iter().map(|d| d.help.as_deref()).collect();
+        assert!(
+            helps.contains(&Some("did you mean `max_age`?")),
+            "{helps:?}"
+        );
+        assert!(helps.contains(&Some("did you mean `logs`?")), "{helps:?}");
+        assert_eq!(s.kill_grace, Duration::ZERO, "a zero grace is allowed");
+        let root = node::parse("logs:\n  max_step_bytes: -1\n").unwrap_or_else(|d| panic!("{d:?}"));
+        let mut r = Reader::new();
+        s.apply(&mut r, &root);
+        assert_eq!(
+            r.diags[0].message,
+            "`logs.max_step_bytes` must be a whole number of at least 0"
+        );
     }
 }

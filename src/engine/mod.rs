@@ -10,7 +10,6 @@ pub mod approval;
 pub mod owner;
 
 mod run;
-pub mod subflow;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Dirs, Settings};
 use crate::engine::{Engine, EngineError, Silent, now_ms};
 use crate::store::{RunRecord, RunStatus};
+use crate::trace::DAEMON;
 use crate::triggers::cron::runner::run_job;
 use crate::triggers::launch::{Execution, Launcher};
 
@@ -89,48 +90,23 @@ pub enum ServeError {
     Io(String),
 }
 
-static LOG_FILE: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
-
 /// `<home>/logs/serve.log`, which `claw daemon logs` reads.
 pub fn log_path(home: &std::path::Path) -> std::path::PathBuf {
     home.join("logs").join("serve.log")
 }
 
-/// The daemon's log: one line per event, with the time, on stderr (journald keeps it) and in
-/// [`log_path`]. Secret values the process has loaded are masked.
-pub fn log(line: &str) {
-    let masker = crate::redact::global();
-    let line = masker.redact(line);
-    let text = format!(
-        "{} claw serve: {line}\n",
-        Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    );
-    eprint!("{text}");
-    if let Some(f) = LOG_FILE.get() {
-        use std::io::Write as _;
-        let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = f.write_all(text.as_bytes());
-    }
-}
-
+/// The daemon's log: its lines are `tracing` events with the target [`DAEMON`], which
+/// `trace::daemon` writes to stderr (journald keeps it) and, from here on, to [`log_path`].
 fn open_log(home: &std::path::Path) {
     let path = log_path(home);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
-        Ok(f) => {
-            let _ = LOG_FILE.set(std::sync::Mutex::new(f));
-        }
-        Err(e) => eprintln!("claw serve: warning: cannot open {}: {e}", path.display()),
+    if let Err(e) = crate::trace::daemon::log_to_file(&path) {
+        tracing::warn!(target: DAEMON, "warning: cannot open {}: {e}", path.display());
     }
 }
 
-/// Runs the daemon until a stop signal (or `stop`, for tests and embedding).
+/// Runs the daemon until a stop signal (or `stop`, for tests and embedding). Its log lines are
+/// `tracing` events with the target [`DAEMON`]: the subscriber `cli::run` installs writes them
+/// (an embedder adds `trace::daemon::DaemonLog` to its own).
 pub fn run(
     dirs: Dirs,
     settings: Settings,
@@ -144,11 +120,12 @@ pub fn run(
         ))
     })?;
     let lease = Lease::acquire(&dirs.home, opts.wait, &|pid| {
-        log(&format!(
+        tracing::info!(
+            target: DAEMON,
             "waiting for the daemon{} that owns {} to exit",
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
             dirs.home.display()
-        ));
+        );
     })?;
     open_log(&dirs.home);
     let shutdown = CancellationToken::new();
@@ -222,12 +199,13 @@ async fn daemon(
         max_runs: opts.max_runs.max(1),
         webhooks: RefCell::new(None),
     });
-    log(&format!(
+    tracing::info!(
+        target: DAEMON,
         "started (pid {}, data directory {}, config root {})",
         std::process::id(),
         engine.dirs.home.display(),
         engine.dirs.root.display()
-    ));
+    );
     engine.audit(
         &crate::audit::Event::new(
             ACTOR,
@@ -243,8 +221,8 @@ async fn daemon(
     // Fire rows are the dedupe record of the past: 30 days is far beyond any catch-up window.
     match engine.store.prune_fires(now_ms() - FIRE_RETENTION_MS) {
         Ok(0) => {}
-        Ok(n) => log(&format!("pruned {n} fire record(s) older than 30 days")),
-        Err(e) => log(&format!("cannot prune old fire records: {e}")),
+        Ok(n) => tracing::info!(target: DAEMON, "pruned {n} fire record(s) older than 30 days"),
+        Err(e) => tracing::warn!(target: DAEMON, "cannot prune old fire records: {e}"),
     }
 
     let mut intake_tasks = Vec::new();
@@ -266,9 +244,10 @@ async fn daemon(
         let listener = tokio::net::TcpListener::from_std(l)
             .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
         if let Some(a) = addr {
-            log(&format!(
+            tracing::info!(
+                target: DAEMON,
                 "listening on http://{a} (POST /hooks/<name>, GET /healthz)"
-            ));
+            );
         }
         let intake = ctx.intake.clone();
         intake_tasks.push(tokio::task::spawn_local(async move {
@@ -276,7 +255,7 @@ async fn daemon(
                 .with_graceful_shutdown(async move { intake.cancelled().await })
                 .await
             {
-                log(&format!("the HTTP listener stopped: {e}"));
+                tracing::error!(target: DAEMON, "the HTTP listener stopped: {e}");
             }
         }));
     }
@@ -289,10 +268,11 @@ async fn daemon(
     ctx.jobs.close();
     let busy = ctx.driving.borrow().len() + ctx.jobs.len();
     if busy > 0 {
-        log(&format!(
+        tracing::info!(
+            target: DAEMON,
             "waiting up to {} for {busy} running run(s) and job(s) to finish",
             crate::time::duration::format(opts.grace)
-        ));
+        );
     }
     let all_done = async {
         ctx.runs.wait().await;
@@ -301,11 +281,17 @@ async fn daemon(
     tokio::select! {
         () = all_done => {}
         () = tokio::time::sleep(opts.grace) => {
-            log("grace period over: stopping the steps still running and recording them interrupted");
+            tracing::info!(
+                target: DAEMON,
+                "grace period over: stopping the steps still running and recording them interrupted"
+            );
             ctx.shutdown.cancel();
         }
         () = ctx.shutdown.cancelled() => {
-            log("second stop signal: stopping the steps still running and recording them interrupted");
+            tracing::info!(
+                target: DAEMON,
+                "second stop signal: stopping the steps still running and recording them interrupted"
+            );
         }
     }
     // Interrupted steps get their SIGTERM, then SIGKILL after the kill grace.
@@ -324,7 +310,7 @@ async fn daemon(
         ),
         &Silent,
     );
-    log("stopped");
+    tracing::info!(target: DAEMON, "stopped");
     Ok(())
 }
 
@@ -336,13 +322,13 @@ fn spawn_signals(ctx: &Rc<Ctx>, stop: CancellationToken) {
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) else {
-            log("cannot listen for SIGINT/SIGTERM");
+            tracing::warn!(target: DAEMON, "cannot listen for SIGINT/SIGTERM");
             return;
         };
         tokio::select! {
-            _ = int.recv() => log("SIGINT: stopping (no new work)"),
-            _ = term.recv() => log("SIGTERM: stopping (no new work)"),
-            () = stop.cancelled() => log("stopping (no new work)"),
+            _ = int.recv() => tracing::info!(target: DAEMON, "SIGINT: stopping (no new work)"),
+            _ = term.recv() => tracing::info!(target: DAEMON, "SIGTERM: stopping (no new work)"),
+            () = stop.cancelled() => tracing::info!(target: DAEMON, "stopping (no new work)"),
         }
         c.intake.cancel();
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
@@ -356,11 +342,12 @@ fn recover_fires(ctx: &Rc<Ctx>) {
     match ctx.engine.store.recover_fires(now_ms()) {
         Ok(found) => {
             for f in &found.interrupted {
-                log(&format!(
+                tracing::info!(
+                    target: DAEMON,
                     "{} fire of {} was running when claw stopped: recorded interrupted (not run again)",
                     f.schedule,
                     at(f.scheduled_for).to_rfc3339()
-                ));
+                );
             }
             for f in found.queued {
                 if let Some(job_id) = f.schedule.strip_prefix("job:") {
@@ -374,9 +361,10 @@ fn recover_fires(ctx: &Rc<Ctx>) {
                 }
             }
         }
-        Err(e) => log(&format!(
+        Err(e) => tracing::error!(
+            target: DAEMON,
             "cannot recover the fires of a previous daemon: {e}"
-        )),
+        ),
     }
 }
 
@@ -403,7 +391,7 @@ async fn queue_loop(ctx: Rc<Ctx>) {
         let runs = match ctx.engine.store.unfinished_runs(None) {
             Ok(r) => r,
             Err(e) => {
-                log(&format!("cannot read the queue: {e}"));
+                tracing::error!(target: DAEMON, "cannot read the queue: {e}");
                 continue;
             }
         };
@@ -423,10 +411,11 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 continue;
             }
             if run.owner.is_some() {
-                log(&format!(
+                tracing::info!(
+                    target: DAEMON,
                     "resuming run {} ({}) left by a stopped process",
                     run.id, run.workflow
-                ));
+                );
             }
             ctx.driving.borrow_mut().insert(run.id.clone());
             active += 1;
@@ -436,12 +425,24 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 let never = CancellationToken::new();
                 match c.engine.drive(&id, &never, &Silent).await {
                     Ok(r) if r.status.is_finished() => {
-                        log(&format!("run {} ({}) {}", r.id, r.workflow, r.status));
+                        tracing::info!(
+                            target: DAEMON,
+                            "run {} ({}) {}",
+                            r.id,
+                            r.workflow,
+                            r.status
+                        );
                     }
-                    Ok(r) => log(&format!("run {} ({}) left {}", r.id, r.workflow, r.status)),
+                    Ok(r) => tracing::info!(
+                        target: DAEMON,
+                        "run {} ({}) left {}",
+                        r.id,
+                        r.workflow,
+                        r.status
+                    ),
                     // Another process took it first.
                     Err(EngineError::Busy { .. }) => {}
-                    Err(e) => log(&format!("run {id}: {e}")),
+                    Err(e) => tracing::error!(target: DAEMON, "run {id}: {e}"),
                 }
                 c.driving.borrow_mut().remove(&id);
                 c.poke.notify_one();
@@ -482,10 +483,11 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 let hooks = ctx.webhooks.borrow().clone();
                 if let Some(h) = hooks {
                     let reg = h.reload();
-                    log(&format!(
+                    tracing::info!(
+                        target: DAEMON,
                         "workflow files changed: {} webhook(s) served",
                         reg.hooks.len()
-                    ));
+                    );
                 }
             }
             if loaded != Some(fp) {
@@ -493,7 +495,7 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
                 for p in &sources.problems {
                     if !reported.contains(p) {
-                        log(&format!("warning: {p}"));
+                        tracing::warn!(target: DAEMON, "warning: {p}");
                     }
                 }
                 reported = now_problems;
@@ -505,25 +507,28 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                         ctx.engine.store.release_memory();
                         release_free_memory();
                         if before != sched.len() || before == 0 {
-                            log(&format!("{} schedule(s) active", sched.len()));
+                            tracing::info!(target: DAEMON, "{} schedule(s) active", sched.len());
                         }
                     }
-                    Err(e) => log(&format!("cannot load the schedules' state: {e}")),
+                    Err(e) => {
+                        tracing::error!(target: DAEMON, "cannot load the schedules' state: {e}");
+                    }
                 }
             }
         }
         match sched.tick(Utc::now()) {
             Ok(tick) => {
                 if tick.missed > 0 || tick.skipped > 0 {
-                    log(&format!(
+                    tracing::info!(
+                        target: DAEMON,
                         "{} fire(s) missed and {} skipped (see `claw cron status` and the audit log)",
                         tick.missed, tick.skipped
-                    ));
+                    );
                 }
                 if !tick.audit.is_empty()
                     && let Err(e) = ctx.engine.audit.record_batch(&tick.audit, true)
                 {
-                    log(&format!("warning: {e}"));
+                    tracing::warn!(target: DAEMON, "warning: {e}");
                 }
                 let mut runs = false;
                 for d in tick.dispatch {
@@ -542,7 +547,7 @@ async fn cron_loop(ctx: Rc<Ctx>) {
                 }
             }
             Err(e) => {
-                log(&format!("scheduler pass failed (retrying): {e}"));
+                tracing::error!(target: DAEMON, "scheduler pass failed (retrying): {e}");
                 loaded = None;
             }
         }
@@ -591,7 +596,7 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
             if let Err(e) =
                 store.set_fire_status(&schedule, scheduled_for, status, detail, now_ms())
             {
-                log(&format!("cannot record the fire of {schedule}: {e}"));
+                tracing::error!(target: DAEMON, "cannot record the fire of {schedule}: {e}");
             }
         };
         if c.shutdown.is_cancelled() {
@@ -612,21 +617,22 @@ fn spawn_job(ctx: &Rc<Ctx>, schedule: String, scheduled_for: i64, job_id: String
                     "interrupted",
                     Some("interrupted: claw serve stopped while the job ran"),
                 );
-                log(&format!("job {job_id} interrupted by the shutdown"));
+                tracing::info!(target: DAEMON, "job {job_id} interrupted by the shutdown");
             }
             Ok(r) => {
                 let detail = r.output_file.display().to_string();
                 set(if r.ok() { "ok" } else { "error" }, Some(&detail));
-                log(&format!(
+                tracing::info!(
+                    target: DAEMON,
                     "job {} ({}) {}",
                     &job_id[..job_id.len().min(8)],
                     r.job_name,
                     r.status
-                ));
+                );
             }
             Err(e) => {
                 set("error", Some(&e.to_string()));
-                log(&format!("job {job_id}: {e}"));
+                tracing::error!(target: DAEMON, "job {job_id}: {e}");
             }
         }
     });
@@ -647,7 +653,7 @@ async fn watch_loop(ctx: Rc<Ctx>) {
         let stamp = watchers_stamp(&dirs);
         let cancel = ctx.intake.child_token();
         if !first {
-            log("watchers.yaml changed: restarting the watchers");
+            tracing::info!(target: DAEMON, "watchers.yaml changed: restarting the watchers");
         }
         first = false;
         let running = spawn_watchers(&ctx, cancel.clone());
@@ -677,10 +683,11 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
     let set = match crate::triggers::watch::rules::load(&dirs) {
         Ok(s) => s,
         Err(e) => {
-            log(&format!(
+            tracing::warn!(
+                target: DAEMON,
                 "warning: the file watchers do not run:\n{}",
                 e.render()
-            ));
+            );
             return None;
         }
     };
@@ -701,7 +708,7 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
     let notify: Rc<dyn Fn(&crate::triggers::watch::Notice<'_>)> = Rc::new(watch_notice);
     Some(tokio::task::spawn_local(async move {
         if let Err(e) = crate::triggers::watch::serve(rules, dispatcher, cancel, notify).await {
-            log(&format!("the file watchers stopped: {e}"));
+            tracing::error!(target: DAEMON, "the file watchers stopped: {e}");
         }
     }))
 }
@@ -710,18 +717,21 @@ fn watch_notice(n: &crate::triggers::watch::Notice<'_>) {
     use crate::triggers::watch::{Notice, Outcome, Report};
     match n {
         Notice::Watcher(Report::Watching { rule, dir }) => {
-            log(&format!("watcher [{rule}] watching {}", dir.display()));
+            tracing::info!(target: DAEMON, "watcher [{rule}] watching {}", dir.display());
         }
         Notice::Watcher(Report::Waiting {
             rule,
             dir,
             ancestor,
-        }) => log(&format!(
+        }) => tracing::info!(
+            target: DAEMON,
             "watcher [{rule}] waiting for {} to appear (watching {})",
             dir.display(),
             ancestor.display()
-        )),
-        Notice::Watcher(Report::Problem(p)) => log(&format!("watcher warning: {p}")),
+        ),
+        Notice::Watcher(Report::Problem(p)) => {
+            tracing::warn!(target: DAEMON, "watcher warning: {p}");
+        }
         Notice::Watcher(Report::Event(_)) | Notice::RunFinished { .. } => {}
         Notice::Action { event, outcome } => {
             let what = match outcome {
@@ -729,18 +739,20 @@ fn watch_notice(n: &crate::triggers::watch::Notice<'_>) {
                 Outcome::Failed(s) => format!("failed: {s}"),
                 Outcome::Started { run_id, .. } => format!("started run {run_id}"),
             };
-            log(&format!(
+            tracing::info!(
+                target: DAEMON,
                 "watcher [{}] {} {}: {what}",
                 event.rule,
                 event.kind,
                 event.path.display()
-            ));
+            );
         }
     }
 }
 
 fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
-    let sink: crate::triggers::webhook::server::LogSink = Arc::new(|line: &str| log(line));
+    let sink: crate::triggers::webhook::server::LogSink =
+        Arc::new(|line: &str| tracing::info!(target: DAEMON, "{line}"));
     let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
         ctx.engine.clone(),
         Execution::QueueAndWake(ctx.poke.clone()),

@@ -6,11 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::diagnostic::FileErrors;
-use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
-use crate::params::{ParamSpec, ParamType};
-use crate::time::duration;
-use crate::yaml::node::{self, Node, Value};
+use crate::diagnostic::{Diagnostic, FileErrors, Pos, did_you_mean};
+use crate::params::ParamSpec;
+use crate::yaml::{self, Node, Reader, Value};
 
 /// Manifests larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
@@ -114,68 +112,26 @@ impl Manifest {
 
 /// Reads and checks `path` (a `skill.yaml`).
 pub fn load_file(path: &Path) -> Result<Manifest, FileErrors> {
-    let single = |source: Option<String>, message: String| FileErrors {
-        path: path.to_path_buf(),
-        source,
-        diagnostics: vec![Diagnostic::error(Pos::default(), message).in_file(path)],
-    };
-    let meta = std::fs::metadata(path).map_err(|e| single(None, io_message(&e)))?;
-    if meta.is_dir() {
-        return Err(single(None, "is a directory, not a skill.yaml".into()));
-    }
-    if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(single(
-            None,
-            format!(
-                "file is {} bytes; skill manifests are limited to {MAX_MANIFEST_BYTES} bytes",
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| single(None, io_message(&e)))?;
-    let Ok(source) = String::from_utf8(bytes) else {
-        return Err(single(
-            None,
-            "file is not valid UTF-8 (skill.yaml must be UTF-8 text)".into(),
-        ));
-    };
-    load_str(path, source)
-}
-
-fn io_message(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "cannot read: permission denied".to_owned(),
-        _ => format!("cannot read: {e}"),
-    }
+    let src = yaml::read_file(path, MAX_MANIFEST_BYTES, "skill manifest")?;
+    check(path, src)
 }
 
 /// Checks a manifest's text; `path` names it in diagnostics.
 pub fn load_str(path: &Path, source: String) -> Result<Manifest, FileErrors> {
-    let root = match node::parse(&source) {
-        Ok(root) => root,
-        Err(d) => {
-            return Err(FileErrors {
-                path: path.to_path_buf(),
-                source: Some(source),
-                diagnostics: vec![d.in_file(path)],
-            });
-        }
-    };
-    let mut cx = Checker { diags: Vec::new() };
-    let manifest = cx.manifest(&root);
-    if cx.diags.is_empty()
-        && let Some(m) = manifest
-    {
-        return Ok(m);
-    }
-    let mut diagnostics: Vec<Diagnostic> = cx.diags.into_iter().map(|d| d.in_file(path)).collect();
-    diagnostics.sort_by_key(|d| d.pos);
-    diagnostics.dedup();
-    Err(FileErrors {
-        path: path.to_path_buf(),
-        source: Some(source),
-        diagnostics,
+    check(path, yaml::parse(path, source)?)
+}
+
+fn check(path: &Path, src: yaml::Source) -> Result<Manifest, FileErrors> {
+    let mut r = Reader::new();
+    let manifest = manifest(&mut r, &src.root);
+    r.finish(path, src.text)?;
+    // No diagnostic and no manifest cannot happen: `manifest` reports why it returns none.
+    manifest.ok_or_else(|| {
+        FileErrors::single(
+            path,
+            None,
+            Diagnostic::error(Pos::default(), "not a skill manifest"),
+        )
     })
 }
 
@@ -186,491 +142,226 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-struct Checker {
-    diags: Vec<Diagnostic>,
-}
-
-impl Checker {
-    fn err(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diags.push(Diagnostic::error(pos, message));
+fn manifest(r: &mut Reader, root: &Node) -> Option<Manifest> {
+    if root.value == Value::Null {
+        r.err(
+            Pos { line: 1, col: 1 },
+            format!(
+                "the file is empty: a skill.yaml needs {}",
+                REQUIRED.join(", ")
+            ),
+        );
+        return None;
     }
-
-    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a string, found {}", node.kind()),
-                );
-                None
+    if !matches!(root.value, Value::Map(_)) {
+        r.err(
+            root.pos,
+            format!(
+                "a skill.yaml must be a mapping of fields, found {}",
+                root.kind()
+            ),
+        );
+        return None;
+    }
+    let mut m = Manifest {
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        author: String::new(),
+        script: String::new(),
+        script_pos: root.pos,
+        slash_command: false,
+        triggers: Vec::new(),
+        dependencies: Vec::new(),
+        permissions: Vec::new(),
+        skill_type: String::new(),
+        tags: Vec::new(),
+        env: Vec::new(),
+        args: Vec::new(),
+        timeout: None,
+        paths: None,
+    };
+    for (key, value) in r.entries(root, KEYS, "skill.yaml") {
+        match key {
+            "name" => {
+                let name = r.string(value, "name").unwrap_or_default();
+                if !valid_name(&name) {
+                    r.err(
+                        value.pos,
+                        format!("skill name `{name}` must start with a letter or digit and hold only letters, digits, `-`, `_` and `.`"),
+                    );
+                }
+                m.name = name;
             }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
-        match &node.value {
-            Value::Bool(b) => Some(*b),
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "yes" | "on") => Some(true),
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "no" | "off") => Some(false),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be true or false, found {}", node.kind()),
-                );
-                None
+            "version" => m.version = r.string(value, "version").unwrap_or_default(),
+            "description" => {
+                m.description = r.string(value, "description").unwrap_or_default();
             }
-        }
-    }
-
-    /// A list of strings; a single string counts as a list of one, null as empty.
-    fn strings(&mut self, node: &Node, field: &str) -> Vec<(String, Pos)> {
-        match &node.value {
-            Value::Null => Vec::new(),
-            Value::Str(s) => vec![(s.clone(), node.pos)],
-            Value::Seq(items) => items
-                .iter()
-                .filter_map(|i| match &i.value {
-                    Value::Str(s) => Some((s.clone(), i.pos)),
-                    _ => {
-                        self.err(
-                            i.pos,
+            "author" => m.author = r.string(value, "author").unwrap_or_default(),
+            "script" => {
+                m.script_pos = value.pos;
+                let script = r.string(value, "script").unwrap_or_default();
+                let p = Path::new(&script);
+                if script.trim().is_empty() {
+                    r.err(
+                        value.pos,
+                        "`script` is empty: name the file to run, such as run.sh or run.py",
+                    );
+                } else if p.is_absolute()
+                    || p.components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    r.err(
+                        value.pos,
+                        format!(
+                            "`script` must be a path inside the skill's directory, found `{script}`"
+                        ),
+                    );
+                }
+                m.script = script;
+            }
+            "slash_command" => {
+                m.slash_command = r.boolean(value, "slash_command").unwrap_or(false);
+            }
+            "triggers" => match &value.value {
+                Value::Seq(items) => m.triggers = items.iter().map(Node::to_json).collect(),
+                Value::Null => {}
+                _ => r.err(
+                    value.pos,
+                    format!("`triggers` must be a list, found {}", value.kind()),
+                ),
+            },
+            "dependencies" => {
+                for (dep, pos) in r.string_list(value, "dependencies") {
+                    if dep.trim().is_empty() || dep.contains(char::is_whitespace) {
+                        r.err(
+                            pos,
                             format!(
-                                "each entry of `{field}` must be a string, found {}",
-                                i.kind()
+                                "dependency `{dep}` must be the name of one program (looked up on PATH)"
                             ),
                         );
-                        None
+                    } else {
+                        m.dependencies.push(dep);
                     }
-                })
-                .collect(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a list of strings, found {}", node.kind()),
-                );
-                Vec::new()
-            }
-        }
-    }
-
-    /// Mapping entries with string keys; other keys are reported.
-    fn entries<'n>(&mut self, node: &'n Node, what: &str) -> Vec<(&'n str, &'n Node)> {
-        let Value::Map(entries) = &node.value else {
-            self.err(
-                node.pos,
-                format!("{what} must be a mapping, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (k, v) in entries {
-            match k.as_str() {
-                Some(key) => out.push((key, v)),
-                None => self.err(
-                    k.pos,
-                    format!("keys in {what} must be strings, found {}", k.kind()),
-                ),
-            }
-        }
-        out
-    }
-
-    fn manifest(&mut self, root: &Node) -> Option<Manifest> {
-        if root.value == Value::Null {
-            self.err(
-                Pos { line: 1, col: 1 },
-                format!(
-                    "the file is empty: a skill.yaml needs {}",
-                    REQUIRED.join(", ")
-                ),
-            );
-            return None;
-        }
-        if !matches!(root.value, Value::Map(_)) {
-            self.err(
-                root.pos,
-                format!(
-                    "a skill.yaml must be a mapping of fields, found {}",
-                    root.kind()
-                ),
-            );
-            return None;
-        }
-        let mut m = Manifest {
-            name: String::new(),
-            version: String::new(),
-            description: String::new(),
-            author: String::new(),
-            script: String::new(),
-            script_pos: root.pos,
-            slash_command: false,
-            triggers: Vec::new(),
-            dependencies: Vec::new(),
-            permissions: Vec::new(),
-            skill_type: String::new(),
-            tags: Vec::new(),
-            env: Vec::new(),
-            args: Vec::new(),
-            timeout: None,
-            paths: None,
-        };
-        for (key, value) in self.entries(root, "a skill.yaml") {
-            match key {
-                "name" => {
-                    let name = self.string(value, "name").unwrap_or_default();
-                    if !valid_name(&name) {
-                        self.err(
-                            value.pos,
-                            format!("skill name `{name}` must start with a letter or digit and hold only letters, digits, `-`, `_` and `.`"),
-                        );
-                    }
-                    m.name = name;
                 }
-                "version" => m.version = self.string(value, "version").unwrap_or_default(),
-                "description" => {
-                    m.description = self.string(value, "description").unwrap_or_default();
-                }
-                "author" => m.author = self.string(value, "author").unwrap_or_default(),
-                "script" => {
-                    m.script_pos = value.pos;
-                    let script = self.string(value, "script").unwrap_or_default();
-                    let p = Path::new(&script);
-                    if script.trim().is_empty() {
-                        self.err(
-                            value.pos,
-                            "`script` is empty: name the file to run, such as run.sh or run.py",
-                        );
-                    } else if p.is_absolute()
-                        || p.components()
-                            .any(|c| matches!(c, std::path::Component::ParentDir))
+            }
+            "permissions" => {
+                for (p, pos) in r.string_list(value, "permissions") {
+                    if let Some(key) = p.strip_prefix("vault:")
+                        && let Err(e) = crate::vault::validate_key(key)
                     {
-                        self.err(
-                            value.pos,
-                            format!("`script` must be a path inside the skill's directory, found `{script}`"),
-                        );
+                        r.err(pos, format!("permission `{p}`: {e}"));
+                        continue;
                     }
-                    m.script = script;
+                    m.permissions.push(p);
                 }
-                "slash_command" => {
-                    m.slash_command = self.boolean(value, "slash_command").unwrap_or(false);
-                }
-                "triggers" => match &value.value {
-                    Value::Seq(items) => m.triggers = items.iter().map(Node::to_json).collect(),
-                    Value::Null => {}
-                    _ => self.err(
+            }
+            "skill_type" => {
+                let t = r.string(value, "skill_type").unwrap_or_default();
+                if !t.is_empty() && !SKILL_TYPES.contains(&t.as_str()) {
+                    r.err_help(
                         value.pos,
-                        format!("`triggers` must be a list, found {}", value.kind()),
-                    ),
-                },
-                "dependencies" => {
-                    for (dep, pos) in self.strings(value, "dependencies") {
-                        if dep.trim().is_empty() || dep.contains(char::is_whitespace) {
-                            self.err(
-                                pos,
-                                format!(
-                                    "dependency `{dep}` must be the name of one program (looked up on PATH)"
-                                ),
-                            );
-                        } else {
-                            m.dependencies.push(dep);
-                        }
-                    }
-                }
-                "permissions" => {
-                    for (p, pos) in self.strings(value, "permissions") {
-                        if let Some(key) = p.strip_prefix("vault:")
-                            && let Err(e) = crate::vault::validate_key(key)
-                        {
-                            self.err(pos, format!("permission `{p}`: {e}"));
-                            continue;
-                        }
-                        m.permissions.push(p);
-                    }
-                }
-                "skill_type" => {
-                    let t = self.string(value, "skill_type").unwrap_or_default();
-                    if !t.is_empty() && !SKILL_TYPES.contains(&t.as_str()) {
-                        self.diags.push(
-                            Diagnostic::error(
-                                value.pos,
-                                format!(
-                                    "unknown skill_type `{t}` (expected one of: {})",
-                                    SKILL_TYPES.join(", ")
-                                ),
-                            )
-                            .with_help_opt(did_you_mean(&t, SKILL_TYPES.iter().copied())),
-                        );
-                    }
-                    m.skill_type = t;
-                }
-                "tags" => {
-                    m.tags = self
-                        .strings(value, "tags")
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect();
-                }
-                "env" => {
-                    if value.value != Value::Null {
-                        for (k, v) in self.entries(value, "`env`") {
-                            if let Some(s) = match v.value {
-                                Value::Null => Some(String::new()),
-                                _ => self.string(v, &format!("env.{k}")),
-                            } {
-                                m.env.push((k.to_owned(), s));
-                            }
-                        }
-                    }
-                }
-                // The seed wrote these and never read them.
-                "schedule" | "env_keys" => {}
-                "args" => m.args = self.args(value),
-                "timeout" => m.timeout = self.duration(value),
-                "paths" => m.paths = self.paths(value),
-                other => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            value_key_pos(root, other),
-                            format!("unknown key `{other}` in skill.yaml"),
-                        )
-                        .with_help_opt(did_you_mean(other, KEYS.iter().copied())),
+                        format!(
+                            "unknown skill_type `{t}` (expected one of: {})",
+                            SKILL_TYPES.join(", ")
+                        ),
+                        did_you_mean(&t, SKILL_TYPES.iter().copied()),
                     );
                 }
+                m.skill_type = t;
             }
-        }
-        for field in REQUIRED {
-            match root.get(field) {
-                None => self.err(root.pos, format!("missing required field `{field}`")),
-                Some(v) if v.value == Value::Null => {
-                    self.err(v.pos, format!("required field `{field}` is empty"));
-                }
-                Some(_) => {}
+            "tags" => {
+                m.tags = r
+                    .string_list(value, "tags")
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect();
             }
-        }
-        Some(m)
-    }
-
-    fn duration(&mut self, node: &Node) -> Option<Duration> {
-        let parsed = match &node.value {
-            Value::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-            Value::Float(f) if *f > 0.0 => {
-                Duration::try_from_secs_f64(*f).map_err(|_| "is out of range".to_owned())
-            }
-            Value::Str(s) => duration::parse(s),
-            _ => Err("must be greater than zero".to_owned()),
-        };
-        match parsed {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.err(node.pos, "invalid `timeout`: must be greater than zero");
-                None
-            }
-            Err(why) => {
-                self.err(
-                    node.pos,
-                    format!("invalid `timeout`: {why} (expected seconds or e.g. 30s, 5m, 1h)"),
-                );
-                None
-            }
+            "env" => m.env = r.string_map(value, "env"),
+            // The seed wrote these and never read them.
+            "schedule" | "env_keys" => {}
+            "args" => m.args = args(r, value),
+            "timeout" => m.timeout = r.duration(value, "timeout"),
+            "paths" => m.paths = Some(paths(r, value)),
+            _ => {}
         }
     }
-
-    fn paths(&mut self, node: &Node) -> Option<Paths> {
-        let mut p = Paths::default();
-        for (k, v) in self.entries(node, "`paths`") {
-            let list = match k {
-                "read" => &mut p.read,
-                "write" => &mut p.write,
-                other => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            value_key_pos(node, other),
-                            format!("unknown key `{other}` in `paths` (expected read, write)"),
-                        )
-                        .with_help_opt(did_you_mean(other, ["read", "write"])),
-                    );
-                    continue;
-                }
-            };
-            let entries = self.strings(v, &format!("paths.{k}"));
-            for (path, pos) in entries {
-                if path.trim().is_empty() {
-                    self.err(pos, format!("an entry of `paths.{k}` is empty"));
-                } else {
-                    list.push(path);
-                }
+    for field in REQUIRED {
+        match root.get(field) {
+            None => r.err(root.pos, format!("missing required field `{field}`")),
+            Some(v) if v.value == Value::Null => {
+                r.err(v.pos, format!("required field `{field}` is empty"));
             }
+            Some(_) => {}
         }
-        Some(p)
     }
+    Some(m)
+}
 
-    /// `args:` — like workflow `params`: `name: {type, default, required, enum, description}`,
-    /// or `name: default`, or `name:` (a required string).
-    fn args(&mut self, node: &Node) -> Vec<ParamSpec> {
-        let mut out: Vec<ParamSpec> = Vec::new();
-        if node.value == Value::Null {
-            return out;
-        }
-        for (name, spec) in self.entries(node, "`args`") {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                self.err(
-                    spec.pos,
-                    format!("argument name `{name}` must hold only letters, digits, `_` and `-`"),
+fn paths(r: &mut Reader, node: &Node) -> Paths {
+    const KEYS: [&str; 2] = ["read", "write"];
+    let mut p = Paths::default();
+    let Value::Map(entries) = &node.value else {
+        r.err(
+            node.pos,
+            format!("`paths` must be a mapping, found {}", node.kind()),
+        );
+        return p;
+    };
+    for (k, v) in entries {
+        let list = match k.as_str() {
+            Some("read") => &mut p.read,
+            Some("write") => &mut p.write,
+            Some(other) => {
+                r.err_help(
+                    k.pos,
+                    format!("unknown key `{other}` in `paths` (expected read, write)"),
+                    did_you_mean(other, KEYS),
                 );
                 continue;
             }
-            let mut p = ParamSpec {
-                name: name.to_owned(),
-                kind: ParamType::String,
-                default: None,
-                choices: Vec::new(),
-                required: false,
-                description: String::new(),
-            };
-            match &spec.value {
-                Value::Null => p.required = true,
-                Value::Map(_) => {
-                    let fields = self.entries(spec, &format!("argument `{name}`"));
-                    let mut kind_set = false;
-                    let mut required = None;
-                    if let Some((_, t)) = fields.iter().find(|(k, _)| *k == "type") {
-                        let text = self.string(t, "type").unwrap_or_default();
-                        match parse_type(&text) {
-                            Some(k) => {
-                                p.kind = k;
-                                kind_set = true;
-                            }
-                            None => self.diags.push(
-                                Diagnostic::error(
-                                    t.pos,
-                                    format!("unknown argument type `{text}` (expected string, integer, number or boolean)"),
-                                )
-                                .with_help_opt(did_you_mean(
-                                    &text,
-                                    ["string", "integer", "number", "boolean"],
-                                )),
-                            ),
-                        }
-                    }
-                    for (k, v) in fields {
-                        match k {
-                            "type" => {}
-                            "default" => {
-                                let value = v.to_json();
-                                if !kind_set {
-                                    p.kind = infer_type(&value);
-                                }
-                                if !value.is_null() && !p.kind.accepts(&value) {
-                                    self.err(
-                                        v.pos,
-                                        format!(
-                                            "default of `{name}` is not of type {}",
-                                            p.kind.as_str()
-                                        ),
-                                    );
-                                }
-                                if !value.is_null() {
-                                    p.default = Some(value);
-                                }
-                            }
-                            "enum" => match &v.value {
-                                Value::Seq(items) => {
-                                    for item in items {
-                                        let value = item.to_json();
-                                        if !p.kind.accepts(&value) {
-                                            self.err(
-                                                item.pos,
-                                                format!(
-                                                    "choice for `{name}` is not of type {}",
-                                                    p.kind.as_str()
-                                                ),
-                                            );
-                                        }
-                                        p.choices.push(value);
-                                    }
-                                }
-                                _ => self.err(
-                                    v.pos,
-                                    format!("`enum` must be a list, found {}", v.kind()),
-                                ),
-                            },
-                            "required" => required = self.boolean(v, "required"),
-                            "description" => {
-                                p.description =
-                                    self.string(v, "description").unwrap_or_default();
-                            }
-                            other => self.diags.push(
-                                Diagnostic::error(
-                                    v.pos,
-                                    format!("unknown key `{other}` in argument `{name}`"),
-                                )
-                                .with_help_opt(did_you_mean(
-                                    other,
-                                    ["type", "default", "enum", "required", "description"],
-                                )),
-                            ),
-                        }
-                    }
-                    p.required = required.unwrap_or(p.default.is_none());
-                    if let Some(d) = &p.default
-                        && !p.choices.is_empty()
-                        && !p.choices.contains(d)
-                    {
-                        self.err(
-                            spec.pos,
-                            format!("default of `{name}` is not one of its `enum` choices"),
-                        );
-                    }
-                }
-                Value::Seq(_) => self.err(
-                    spec.pos,
-                    format!("argument `{name}` must be a default value or a mapping with `type`, `default`, `enum`"),
-                ),
-                _ => {
-                    let value = spec.to_json();
-                    p.kind = infer_type(&value);
-                    p.default = Some(value);
-                }
+            None => {
+                r.err(
+                    k.pos,
+                    format!("keys in `paths` must be strings, found {}", k.kind()),
+                );
+                continue;
             }
-            out.push(p);
+        };
+        let field = format!("paths.{}", k.as_str().unwrap_or_default());
+        for (path, pos) in r.string_list(v, &field) {
+            if path.trim().is_empty() {
+                r.err(pos, format!("an entry of `{field}` is empty"));
+            } else {
+                list.push(path);
+            }
         }
-        out
     }
+    p
 }
 
-/// The position of a key of a mapping (for "unknown key" messages).
-fn value_key_pos(root: &Node, key: &str) -> Pos {
-    match &root.value {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map_or(root.pos, |(k, _)| k.pos),
-        _ => root.pos,
+/// `args:` — the workflow `params` schema (`crate::params::load`); names must also be usable as
+/// `k=v` arguments and `SKILL_<KEY>` variables.
+fn args(r: &mut Reader, node: &Node) -> Vec<ParamSpec> {
+    if node.value == Value::Null {
+        return Vec::new();
     }
-}
-
-fn parse_type(text: &str) -> Option<ParamType> {
-    Some(match text {
-        "string" | "str" => ParamType::String,
-        "integer" | "int" => ParamType::Integer,
-        "number" | "float" => ParamType::Number,
-        "boolean" | "bool" => ParamType::Boolean,
-        _ => return None,
-    })
-}
-
-fn infer_type(value: &serde_json::Value) -> ParamType {
-    match value {
-        serde_json::Value::Bool(_) => ParamType::Boolean,
-        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
-        serde_json::Value::Number(_) => ParamType::Number,
-        _ => ParamType::String,
+    if let Value::Map(entries) = &node.value {
+        for (k, _) in entries {
+            if let Some(name) = k.as_str()
+                && (name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            {
+                r.err(
+                    k.pos,
+                    format!("argument name `{name}` must hold only letters, digits, `_` and `-`"),
+                );
+            }
+        }
     }
+    crate::params::load(r, node, "args", "argument")
 }
 
 /// Binds `k=v` arguments to a manifest's `args` schema: unknown names (with a suggestion),

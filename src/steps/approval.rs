@@ -331,7 +331,7 @@ fn load_approval(cx: &mut LoadCx<'_>, node: &Node) -> ApprovalStep {
                     description: String::new(),
                 })
                 .collect(),
-            Value::Map(_) => crate::params::load(cx.r, list),
+            Value::Map(_) => crate::params::load(cx.r, list, "input", "input field"),
             Value::Null => Vec::new(),
             _ => {
                 cx.err(

@@ -5,11 +5,20 @@
 //!
 //! Every line goes through [`Redacting`] before it reaches stderr: it masks the secret values
 //! this process has loaded (`crate::redact::global`), whatever event or field carried them.
+//!
+//! The daemon's own log lines (target [`DAEMON`]) are not subject to that filter: [`daemon`]
+//! writes every one of them, in the daemon log's format, to stderr and `serve.log`.
+
+pub mod daemon;
 
 use std::io::{self, IsTerminal as _, Write};
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+pub use daemon::TARGET as DAEMON;
 
 /// The environment variable with the filter.
 pub const LOG_ENV: &str = "CLAW_LOG";
@@ -83,18 +92,48 @@ impl Config {
 /// Installs the process's subscriber (once; later calls do nothing). Errors name the setting
 /// that is wrong.
 pub fn init(config: &Config) -> Result<(), String> {
-    let filter = config.env_filter()?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Redacting::new(io::stderr))
-        .with_target(true);
-    let installed = match config.format {
-        Format::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
-        Format::Json => builder.json().with_ansi(false).try_init(),
-    };
+    let installed = subscriber(
+        config.env_filter()?,
+        config.format,
+        io::stderr().is_terminal(),
+        Redacting::new(io::stderr),
+        daemon::DaemonLog::new(),
+    )
+    .try_init();
     // Already installed (an in-process caller ran `cli::run` twice): keep the first.
     drop(installed);
     Ok(())
+}
+
+/// The process's subscriber: `filter`ed events to `writer` in `format`, and the daemon's lines
+/// (target [`DAEMON`], whatever the filter) to `daemon` only, not twice.
+fn subscriber<W>(
+    filter: EnvFilter,
+    format: Format,
+    ansi: bool,
+    writer: W,
+    daemon: daemon::DaemonLog,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = match format!("{DAEMON}=off").parse() {
+        Ok(off) => filter.add_directive(off),
+        Err(_) => filter,
+    };
+    let general = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_target(true);
+    let general = match format {
+        Format::Text => general.with_ansi(ansi).boxed(),
+        Format::Json => general.json().with_ansi(false).boxed(),
+    };
+    let daemon = daemon.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(DAEMON, tracing::Level::INFO),
+    );
+    tracing_subscriber::registry()
+        .with(general.with_filter(filter))
+        .with(daemon)
 }
 
 /// A [`MakeWriter`] that holds each event's bytes and masks every registered secret value in
@@ -206,6 +245,43 @@ mod tests {
         assert!(!out.contains(CANARY), "{out}");
         assert!(!out.contains(&hex::encode(CANARY)), "{out}");
         assert!(out.contains("token=***"), "{out}");
+    }
+
+    #[test]
+    fn the_daemon_log_gets_its_lines_whatever_the_filter_and_alone() {
+        const CANARY: &str = "daemon-Canary-41f2e9";
+        crate::redact::register_global([CANARY]);
+        let general = Sink::default();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = lines.clone();
+        let daemon = daemon::DaemonLog::with_sink(move |l| seen.lock().unwrap().push(l.to_owned()));
+        let filter = EnvFilter::builder().parse("info").unwrap();
+        let subscriber = subscriber(
+            filter,
+            Format::Text,
+            false,
+            Redacting::new(general.clone()),
+            daemon,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: DAEMON, "started (pid {})", 7);
+            tracing::warn!(target: DAEMON, run = "r1", "token {CANARY}");
+            tracing::debug!(target: DAEMON, "below info: not a daemon line");
+            tracing::info!(target: "claw::engine", "an ordinary event");
+        });
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].ends_with(" claw serve: started (pid 7)\n"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].ends_with(" claw serve: token *** run=r1\n"),
+            "{lines:?}"
+        );
+        let out = String::from_utf8(general.0.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("an ordinary event"), "{out}");
+        assert!(!out.contains("started"), "not twice: {out}");
     }
 
     #[test]

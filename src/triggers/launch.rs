@@ -2,7 +2,6 @@
 //! params, create the run with its `trigger`, and hand it to whoever executes it — the daemon's
 //! queue ([`Execution::Queue`], the run stays unowned) or a [`RunDriver`] in this process.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -12,7 +11,7 @@ use crate::config::Dirs;
 use crate::engine::{Engine, NewRun, Silent};
 use crate::store::RunRecord;
 use crate::workflow::Workflow;
-use crate::workflow::load;
+use crate::workflow::catalogue::{Catalogue, LoadError};
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -26,54 +25,12 @@ pub enum LaunchError {
     Engine(#[from] crate::engine::EngineError),
 }
 
-fn is_yaml(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-}
-
-/// Every workflow file, the config root's first (they shadow the data directory's by stem).
-pub fn workflow_files(dirs: &Dirs) -> Vec<PathBuf> {
-    let mut seen = std::collections::BTreeMap::new();
-    for dir in dirs.workflow_dirs() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_yaml(p) && !p.is_dir())
-            .collect();
-        files.sort();
-        for f in files {
-            let stem = f
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            seen.entry(stem).or_insert(f);
-        }
-    }
-    seen.into_values().collect()
-}
-
-/// A workflow by file stem (`workflows/<name>.yaml`) or by its `name:`.
+/// A workflow by name or path, by the catalogue's rules ([`crate::workflow::catalogue`]).
 pub fn find_workflow(dirs: &Dirs, name: &str) -> Result<Workflow, LaunchError> {
-    let render = |e: load::FileErrors| LaunchError::Invalid(e.render());
-    for dir in dirs.workflow_dirs() {
-        for ext in ["yaml", "yml"] {
-            let p = dir.join(format!("{name}.{ext}"));
-            if p.is_file() {
-                return load::load_file(&p).map_err(render);
-            }
-        }
-    }
-    for f in workflow_files(dirs) {
-        if let Ok(wf) = load::load_file(&f)
-            && wf.name == name
-        {
-            return Ok(wf);
-        }
-    }
-    Err(LaunchError::NotFound(format!(
-        "workflow `{name}` not found"
-    )))
+    Catalogue::new(dirs).load(name).map_err(|e| match e {
+        LoadError::Invalid(e) => LaunchError::Invalid(e.render()),
+        LoadError::Find(e) => LaunchError::NotFound(e.to_string()),
+    })
 }
 
 /// What happens to a run once created.

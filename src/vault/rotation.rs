@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::yaml::node::{self, Value};
+use crate::yaml::{self, Reader, Value};
 
 pub const POLICY_FILE: &str = "rotation_policies.yaml";
 
@@ -59,61 +59,65 @@ fn path(dir: &Path) -> PathBuf {
     dir.join(POLICY_FILE)
 }
 
-/// Reads the policies (a missing file is none). Errors name the file, line and column.
+/// Policy files larger than this are refused before parsing.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads the policies (a missing file is none). Errors are every problem of the file, each with
+/// its line and column.
 pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
     let file = path(dir);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
-    };
-    let root = node::parse(&text).map_err(|d| d.in_file(&file).headline())?;
-    let Value::Map(entries) = &root.value else {
-        return if root.value == Value::Null {
-            Ok(Vec::new())
-        } else {
-            Err(format!(
-                "{}: expected a mapping of key names to policies",
-                file.display()
-            ))
-        };
-    };
-    let mut out = Vec::new();
-    for (k, v) in entries {
-        let key = k.scalar_text().unwrap_or_default();
-        let at = |n: &node::Node| format!("{}:{}:{}", file.display(), n.pos.line, n.pos.col);
-        let max_age_days = match v.get("max_age_days").map(|n| (&n.value, n)) {
-            None => 90,
-            Some((Value::Int(d), _)) if *d > 0 => u32::try_from(*d).unwrap_or(u32::MAX),
-            Some((_, n)) => {
-                return Err(format!(
-                    "{}: `max_age_days` must be a whole number of days",
-                    at(n)
-                ));
-            }
-        };
-        let last_rotated = match v.get("last_rotated") {
-            None => None,
-            Some(n) if n.value == Value::Null => None,
-            Some(n) => {
-                let text = n.scalar_text().unwrap_or_default();
-                Some(parse_time(&text).ok_or_else(|| {
-                    format!(
-                        "{}: `last_rotated` is not an ISO 8601 time: `{text}`",
-                        at(n)
-                    )
-                })?)
-            }
-        };
-        out.push(Policy {
-            key,
-            max_age_days,
-            last_rotated,
-        });
+    if !file.exists() {
+        return Ok(Vec::new());
     }
+    let src =
+        yaml::read_file(&file, MAX_FILE_BYTES, "rotation policy file").map_err(|e| e.render())?;
+    if src.root.value == Value::Null {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new();
+    let mut out = Vec::new();
+    for (key, v) in r.entries(
+        &src.root,
+        &[],
+        "the rotation policies (key names to policies)",
+    ) {
+        let mut policy = Policy {
+            key: key.to_owned(),
+            max_age_days: 90,
+            last_rotated: None,
+        };
+        // `KEY:` alone takes the defaults.
+        if v.value != Value::Null {
+            for (field, n) in r.entries(v, FIELDS, &format!("the policy of `{key}`")) {
+                match field {
+                    "max_age_days" => {
+                        if let Some(d) = r.whole_number(n, "max_age_days", 1..=i64::MAX) {
+                            policy.max_age_days = u32::try_from(d).unwrap_or(u32::MAX);
+                        }
+                    }
+                    "last_rotated" if n.value == Value::Null => {}
+                    _ => {
+                        let text = n.scalar_text().unwrap_or_default();
+                        match parse_time(&text) {
+                            Some(t) => policy.last_rotated = Some(t),
+                            None => r.err(
+                                n.pos,
+                                format!("`last_rotated` is not an ISO 8601 time: `{text}`"),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        out.push(policy);
+    }
+    r.finish(&file, src.text).map_err(|e| e.render())?;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
+
+/// The fields of one policy (the seed's).
+const FIELDS: &[&str] = &["max_age_days", "last_rotated"];
 
 /// The seed wrote Python's `isoformat()`: with or without an offset.
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -233,5 +237,24 @@ mod tests {
                 .any(|p| p.key == "NEW" && p.last_rotated.is_some())
         );
         assert!(again.iter().any(|p| p.key == "ssh:web:password"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(POLICY_FILE),
+            "A:\n  max_age_days: soon\nB:\n  last_rotated: yesterday\n  max_age_dys: 3\nC:\n",
+        )
+        .unwrap();
+        let e = load(dir.path()).unwrap_err();
+        for want in [
+            ":2:17: `max_age_days` must be a whole number of at least 1",
+            ":4:17: `last_rotated` is not an ISO 8601 time: `yesterday`",
+            ":5:3: unknown key `max_age_dys` in the policy of `B`",
+            "did you mean `max_age_days`?",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in\n{e}");
+        }
     }
 }

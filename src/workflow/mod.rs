@@ -5,6 +5,7 @@
 //! sees a workflow with an unknown dependency, a cycle or a bad duration. What each step does is
 //! its kind's business ([`crate::steps`]); a [`Step`] holds the fields every kind shares.
 
+pub mod catalogue;
 pub mod load;
 pub mod trigger;
 
@@ -185,9 +186,11 @@ mod tests {
                 );
                 continue;
             };
+            // `yml` marks an example that needs other files (a sub-workflow's child).
             let example = text
                 .split("```yaml\n")
                 .nth(1)
+                .or_else(|| text.split("```yml\n").nth(1))
                 .and_then(|rest| rest.split("```").next())
                 .unwrap_or_else(|| panic!("{} has no yaml example", page.display()));
             let wf = load::load_str(&page, example.to_owned())

@@ -112,19 +112,30 @@ impl Reader {
 
     /// A duration greater than zero: seconds (the seed's form) or `30s`, `5m`, `2h30m`, `1d`.
     pub fn duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
-        let parsed = match &node.value {
-            Value::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-            Value::Int(_) => Err("must be greater than zero".to_owned()),
-            Value::Float(f) if *f > 0.0 => {
-                Duration::try_from_secs_f64(*f).map_err(|_| "is out of range".to_owned())
+        self.duration_at_least(node, field, false)
+    }
+
+    /// A duration that may be zero (`0`, `0s`: none): a jitter, a grace period, an age.
+    pub fn duration_or_zero(&mut self, node: &Node, field: &str) -> Option<Duration> {
+        self.duration_at_least(node, field, true)
+    }
+
+    fn duration_at_least(&mut self, node: &Node, field: &str, zero: bool) -> Option<Duration> {
+        let not_zero = |d: Duration| {
+            if d.is_zero() && !zero {
+                Err("must be greater than zero".to_owned())
+            } else {
+                Ok(d)
             }
-            Value::Str(s) => duration::parse(s).and_then(|d| {
-                if d.is_zero() {
-                    Err("must be greater than zero".to_owned())
-                } else {
-                    Ok(d)
-                }
-            }),
+        };
+        let parsed = match &node.value {
+            Value::Int(i) if *i >= 0 => not_zero(Duration::from_secs(i.unsigned_abs())),
+            Value::Float(f) if *f >= 0.0 => Duration::try_from_secs_f64(*f)
+                .map_err(|_| "is out of range".to_owned())
+                .and_then(not_zero),
+            Value::Int(_) | Value::Float(_) if zero => Err("must not be negative".to_owned()),
+            Value::Int(_) | Value::Float(_) => Err("must be greater than zero".to_owned()),
+            Value::Str(s) => duration::parse(s).and_then(not_zero),
             _ => Err(format!("found {}", node.kind())),
         };
         match parsed {
@@ -142,6 +153,109 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// A whole number in `range`.
+    pub fn whole_number(
+        &mut self,
+        node: &Node,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        match node.value {
+            Value::Int(i) if range.contains(&i) => Some(i),
+            _ => {
+                let bounds = if *range.end() == i64::MAX {
+                    format!("of at least {}", range.start())
+                } else {
+                    format!("from {} to {}", range.start(), range.end())
+                };
+                self.err(
+                    node.pos,
+                    format!("`{field}` must be a whole number {bounds}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// One of `names`; anything else is reported with the list and a suggestion.
+    pub fn choice(&mut self, node: &Node, field: &str, names: &[&str]) -> Option<String> {
+        let s = self.string(node, field)?;
+        if names.contains(&s.as_str()) {
+            return Some(s);
+        }
+        self.err_help(
+            node.pos,
+            format!(
+                "unknown `{field}` value `{s}` (expected {})",
+                names.join(", ")
+            ),
+            did_you_mean(&s, names.iter().copied()),
+        );
+        None
+    }
+
+    /// A string, or a list of strings (each with its position); null is an empty list. Numbers
+    /// and booleans count as text, as in [`Reader::string`].
+    pub fn string_list(&mut self, node: &Node, field: &str) -> Vec<(String, Pos)> {
+        match &node.value {
+            Value::Null => Vec::new(),
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.string(i, field).map(|s| (s, i.pos)))
+                .collect(),
+            Value::Map(_) => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "`{field}` must be a string or a list of strings, found {}",
+                        node.kind()
+                    ),
+                );
+                Vec::new()
+            }
+            _ => self
+                .string(node, field)
+                .map(|s| vec![(s, node.pos)])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A mapping of names to scalars, as text (a null value is the empty string); a null
+    /// mapping is empty.
+    pub fn string_map(&mut self, node: &Node, field: &str) -> Vec<(String, String)> {
+        if node.value == Value::Null {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, v) in self.entries(node, &[], &format!("`{field}`")) {
+            let value = match v.value {
+                Value::Null => Some(String::new()),
+                _ => self.string(v, &format!("{field}.{k}")),
+            };
+            if let Some(value) = value {
+                out.push((k.to_owned(), value));
+            }
+        }
+        out
+    }
+
+    /// The diagnostics collected, sorted by position without repeats, placed in `path`; `Ok`
+    /// when there are none.
+    pub fn finish(self, path: &Path, source: String) -> Result<(), FileErrors> {
+        if self.diags.is_empty() {
+            return Ok(());
+        }
+        let mut diagnostics: Vec<Diagnostic> =
+            self.diags.into_iter().map(|d| d.in_file(path)).collect();
+        diagnostics.sort_by_key(|d| d.pos);
+        diagnostics.dedup();
+        Err(FileErrors {
+            path: path.to_path_buf(),
+            source: Some(source),
+            diagnostics,
+        })
     }
 
     /// A name, or a list of names (each with its position).
@@ -224,5 +338,102 @@ pub fn io_message(e: &std::io::Error, verb: &str) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_owned(),
         std::io::ErrorKind::PermissionDenied => format!("cannot {verb}: permission denied"),
         _ => format!("cannot {verb}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(yaml: &str) -> Node {
+        let root = node::parse(yaml).unwrap();
+        root.get("v").cloned().unwrap()
+    }
+
+    fn messages(r: &Reader) -> Vec<String> {
+        r.diags.iter().map(|d| d.message.clone()).collect()
+    }
+
+    #[test]
+    fn durations_with_and_without_zero() {
+        let mut r = Reader::new();
+        assert_eq!(
+            r.duration(&field("v: 90"), "t"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            r.duration(&field("v: 2m"), "t"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(r.duration(&field("v: 0"), "t"), None);
+        assert_eq!(
+            r.duration_or_zero(&field("v: 0s"), "t"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(r.duration_or_zero(&field("v: -1"), "t"), None);
+        assert_eq!(r.duration_or_zero(&field("v: [1]"), "t"), None);
+        assert_eq!(
+            messages(&r),
+            [
+                "invalid duration for `t`: must be greater than zero (expected seconds or e.g. 30s, 5m, 1h, 2h30m)",
+                "invalid duration for `t`: must not be negative (expected seconds or e.g. 30s, 5m, 1h, 2h30m)",
+                "invalid duration for `t`: found a list (expected seconds or e.g. 30s, 5m, 1h, 2h30m)",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_choices_lists_and_maps() {
+        let mut r = Reader::new();
+        assert_eq!(r.whole_number(&field("v: 3"), "n", 0..=10), Some(3));
+        assert_eq!(r.whole_number(&field("v: 11"), "n", 0..=10), None);
+        assert_eq!(r.whole_number(&field("v: x"), "n", 1..=i64::MAX), None);
+        assert_eq!(
+            r.choice(&field("v: all"), "c", &["none", "all"]),
+            Some("all".into())
+        );
+        assert_eq!(r.choice(&field("v: nnoe"), "c", &["none", "all"]), None);
+        let list = r.string_list(&field("v: [a, 2]"), "l");
+        assert_eq!(
+            list.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+            ["a", "2"]
+        );
+        assert_eq!(r.string_list(&field("v: one"), "l").len(), 1);
+        assert!(r.string_list(&field("v:"), "l").is_empty());
+        assert!(r.string_list(&field("v: {a: 1}"), "l").is_empty());
+        assert_eq!(
+            r.string_map(&field("v: {A: 1, B: }"), "env"),
+            [
+                ("A".to_owned(), "1".to_owned()),
+                ("B".to_owned(), String::new())
+            ]
+        );
+        assert!(r.string_map(&field("v:"), "env").is_empty());
+        assert_eq!(
+            messages(&r),
+            [
+                "`n` must be a whole number from 0 to 10",
+                "`n` must be a whole number of at least 1",
+                "unknown `c` value `nnoe` (expected none, all)",
+                "`l` must be a string or a list of strings, found a mapping",
+            ]
+        );
+        assert_eq!(r.diags[2].help.as_deref(), Some("did you mean `none`?"));
+    }
+
+    #[test]
+    fn finish_sorts_and_places_the_diagnostics() {
+        let mut r = Reader::new();
+        r.err(Pos { line: 3, col: 1 }, "b");
+        r.err(Pos { line: 1, col: 1 }, "a");
+        r.err(Pos { line: 1, col: 1 }, "a");
+        let e = r.finish(Path::new("f.yaml"), "x".into()).unwrap_err();
+        let heads: Vec<String> = e.diagnostics.iter().map(Diagnostic::headline).collect();
+        assert_eq!(heads, ["f.yaml:1:1: a", "f.yaml:3:1: b"]);
+        assert!(
+            Reader::new()
+                .finish(Path::new("f.yaml"), String::new())
+                .is_ok()
+        );
     }
 }

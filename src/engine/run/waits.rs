@@ -279,8 +279,11 @@ impl RunServices {
         if let Some(run) = existing {
             return Ok(run.id);
         }
-        let path =
-            crate::engine::subflow::locate(&self.dirs, &self.workflow_path, &child.workflow)?;
+        let path = crate::workflow::catalogue::find_child(
+            &self.dirs,
+            &self.workflow_path,
+            &child.workflow,
+        )?;
         let wf = crate::workflow::load::load_file(&path)
             .map_err(|e| format!("the child workflow does not load:\n{}", e.render()))?;
         let params = wf

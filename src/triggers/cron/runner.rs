@@ -326,34 +326,18 @@ async fn supervise(
 }
 
 /// A workflow by path, file stem or `name:` in the workflow folders.
+/// The workflow a job's command names, by the catalogue's rules (a relative path is taken from
+/// the current directory), with the seed's "Workflow not found" wording.
 fn find_workflow(engine: &Engine, arg: &str) -> Result<crate::workflow::Workflow, String> {
-    use crate::workflow::load::load_file;
-    let p = Path::new(arg);
-    if arg.contains('/') && p.is_file() {
-        return load_file(p).map_err(|e| e.render());
-    }
-    let dirs = engine.dirs.workflow_dirs();
-    for dir in &dirs {
-        for ext in ["yaml", "yml"] {
-            let f = dir.join(format!("{arg}.{ext}"));
-            if f.is_file() {
-                return load_file(&f).map_err(|e| e.render());
-            }
-        }
-    }
-    for dir in &dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if let Ok(wf) = load_file(&e.path())
-                && wf.name == arg
-            {
-                return Ok(wf);
-            }
-        }
-    }
-    Err(format!("Workflow not found: {arg}"))
+    use crate::workflow::catalogue::{Catalogue, FindError, LoadError};
+    Catalogue::new(&engine.dirs).load(arg).map_err(|e| match e {
+        LoadError::Find(FindError::NotFound { looked, help, .. }) => format!(
+            "Workflow not found: {arg} (looked in {}){}",
+            FindError::looked_in(&looked),
+            help.map(|h| format!("; {h}")).unwrap_or_default()
+        ),
+        other => other.to_string(),
+    })
 }
 
 async fn run_workflow(

@@ -2,13 +2,16 @@
 //! every workflow, each with its stable id, its compiled schedule and its policy. The daemon
 //! (`serve/`) and `claw cron status` read them from here.
 
+use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Dirs;
 use crate::scheduler::{Policy, Schedule, job_schedule_id};
 use crate::triggers::cron::jobs::{Job, JobsFile};
 use crate::workflow::Workflow;
+use crate::workflow::catalogue::Catalogue;
 use crate::workflow::load;
 
 /// What a schedule starts.
@@ -70,7 +73,11 @@ pub fn load_sources(dirs: &Dirs) -> Sources {
             .problems
             .push(format!("{e}; no job of it will run until it is fixed")),
     }
-    for path in crate::triggers::launch::workflow_files(dirs) {
+    // Every file is loaded first: a `name:` two files declare is ambiguous, and the schedules
+    // of neither fire (as a lookup of that name is refused everywhere).
+    let mut scheduled = Vec::new();
+    let mut files_of: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for path in Catalogue::new(dirs).files() {
         let wf = match load::load_file(&path) {
             Ok(wf) => wf,
             Err(e) => {
@@ -86,7 +93,23 @@ pub fn load_sources(dirs: &Dirs) -> Sources {
                 continue;
             }
         };
-        if wf.schedules.is_empty() {
+        files_of.entry(wf.name.clone()).or_default().push(path);
+        if !wf.schedules.is_empty() {
+            scheduled.push(wf);
+        }
+    }
+    for wf in scheduled {
+        if let Some(files) = files_of.get(&wf.name).filter(|f| f.len() > 1) {
+            out.problems.push(format!(
+                "several workflows are named `{}` ({}); the schedules of {} will not fire until only one is",
+                wf.name,
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                wf.path.display()
+            ));
             continue;
         }
         if let Err(errs) = wf.bind_params(&[]) {
@@ -144,8 +167,41 @@ pub fn fingerprint(dirs: &Dirs) -> u64 {
         }
     };
     add(JobsFile::in_home(&dirs.home).path());
-    for f in crate::triggers::launch::workflow_files(dirs) {
+    for f in Catalogue::new(dirs).files() {
         add(&f);
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_workflows_with_one_name_do_not_fire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            home: tmp.path().join("home"),
+            root: tmp.path().join("root"),
+        };
+        let wf_dir = dirs.root.join("workflows");
+        std::fs::create_dir_all(&wf_dir).unwrap();
+        let text = "name: nightly\nschedule: '@daily'\nsteps:\n  - {name: a, command: 'true'}\n";
+        std::fs::write(wf_dir.join("a.yaml"), text).unwrap();
+        std::fs::write(
+            wf_dir.join("other.yaml"),
+            "steps:\n  - {name: a, command: 'true'}\n",
+        )
+        .unwrap();
+        assert_eq!(load_sources(&dirs).entries.len(), 1);
+        std::fs::write(wf_dir.join("b.yaml"), text).unwrap();
+        let s = load_sources(&dirs);
+        assert!(s.entries.is_empty(), "{:?}", s.entries);
+        assert_eq!(s.problems.len(), 2, "{:?}", s.problems);
+        assert!(
+            s.problems[0].starts_with("several workflows are named `nightly`"),
+            "{:?}",
+            s.problems
+        );
+    }
 }

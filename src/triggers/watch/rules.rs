@@ -20,13 +20,15 @@ use std::time::Duration;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 use crate::config::Dirs;
-use crate::diagnostic::FileErrors;
-use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
+use crate::diagnostic::{FileErrors, Pos, did_you_mean};
 use crate::time::duration;
-use crate::yaml::node::{self, Node, Value};
+use crate::yaml::{self, Node, Reader, Value};
 
 /// The file name, in the config root (or, as the seed kept it, the data directory).
 pub const FILE_NAME: &str = "watchers.yaml";
+
+/// `watchers.yaml` files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// How long a path must be quiet before its changes are reported, unless a rule says otherwise.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(500);
@@ -222,13 +224,7 @@ pub fn load(dirs: &Dirs) -> Result<RuleSet, FileErrors> {
     let Some(path) = locate(dirs) else {
         return Ok(RuleSet::default());
     };
-    let source = std::fs::read_to_string(&path).map_err(|e| FileErrors {
-        path: path.clone(),
-        source: None,
-        diagnostics: vec![
-            Diagnostic::error(Pos::default(), format!("cannot read: {e}")).in_file(&path),
-        ],
-    })?;
+    let source = yaml::read_text(&path, MAX_FILE_BYTES, "watchers file")?;
     let home = crate::config::env::var("HOME").map(PathBuf::from);
     let rules = load_str(&path, source, &dirs.root, home.as_deref())?;
     Ok(RuleSet {
@@ -244,17 +240,9 @@ pub fn load_str(
     root: &Path,
     home: Option<&Path>,
 ) -> Result<Vec<Rule>, FileErrors> {
-    let fail = |diagnostics: Vec<Diagnostic>, source: String| FileErrors {
-        path: path.to_path_buf(),
-        source: Some(source),
-        diagnostics: diagnostics.into_iter().map(|d| d.in_file(path)).collect(),
-    };
-    let tree = match node::parse(&source) {
-        Ok(t) => t,
-        Err(d) => return Err(fail(vec![d], source)),
-    };
+    let yaml::Source { text, root: tree } = yaml::parse(path, source)?;
     let mut cx = Cx {
-        diags: Vec::new(),
+        r: Reader::new(),
         root,
         home,
     };
@@ -271,7 +259,6 @@ pub fn load_str(
                                 "duplicate rule name `{}` (first used at line {}): rule names must be unique",
                                 rule.name, first.pos.line
                             ),
-                            None,
                         );
                         continue;
                     }
@@ -287,89 +274,42 @@ pub fn load_str(
                     "watchers.yaml must be a list of rules (`- name: …`), found {}",
                     tree.kind()
                 ),
-                None,
             );
             Vec::new()
         }
     };
-    if cx.diags.is_empty() {
-        Ok(rules)
-    } else {
-        let mut diags = cx.diags;
-        diags.sort_by_key(|d| d.pos);
-        diags.dedup();
-        Err(fail(diags, source))
-    }
+    cx.r.finish(path, text)?;
+    Ok(rules)
 }
 
 struct Cx<'a> {
-    diags: Vec<Diagnostic>,
+    r: Reader,
     root: &'a Path,
     home: Option<&'a Path>,
 }
 
+impl std::ops::Deref for Cx<'_> {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.r
+    }
+}
+
+impl std::ops::DerefMut for Cx<'_> {
+    fn deref_mut(&mut self) -> &mut Reader {
+        &mut self.r
+    }
+}
+
 impl Cx<'_> {
-    fn err(&mut self, pos: Pos, message: impl Into<String>, help: Option<String>) {
-        self.diags
-            .push(Diagnostic::error(pos, message).with_help_opt(help));
-    }
-
-    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => node.scalar_text(),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be a string, found {}", node.kind()),
-                    None,
-                );
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
-        match &node.value {
-            Value::Bool(b) => Some(*b),
-            // YAML 1.1 spellings, which the seed's PyYAML read as booleans.
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "yes" | "on") => Some(true),
-            Value::Str(s) if matches!(s.to_ascii_lowercase().as_str(), "no" | "off") => Some(false),
-            _ => {
-                self.err(
-                    node.pos,
-                    format!("`{field}` must be true or false, found {}", node.kind()),
-                    None,
-                );
-                None
-            }
-        }
-    }
-
-    /// A string or a list of strings.
-    fn strings(&mut self, node: &Node, field: &str) -> Vec<(String, Pos)> {
-        match &node.value {
-            Value::Seq(items) => items
-                .iter()
-                .filter_map(|i| self.string(i, field).map(|s| (s, i.pos)))
-                .collect(),
-            Value::Null => Vec::new(),
-            _ => self
-                .string(node, field)
-                .map(|s| vec![(s, node.pos)])
-                .unwrap_or_default(),
-        }
-    }
-
     fn rule(&mut self, node: &Node) -> Option<Rule> {
-        let Value::Map(entries) = &node.value else {
+        let Value::Map(_) = &node.value else {
             self.err(
                 node.pos,
                 format!(
                     "each rule must be a mapping with `name`, `path`, `action`, found {}",
                     node.kind()
                 ),
-                None,
             );
             return None;
         };
@@ -389,16 +329,8 @@ impl Cx<'_> {
         let mut ignore = Vec::new();
         let mut debounce = DEFAULT_DEBOUNCE;
         let mut ok = true;
-        let errors_before = self.diags.len();
-        for (key, value) in entries {
-            let Some(k) = key.as_str() else {
-                self.err(
-                    key.pos,
-                    format!("keys in {what} must be strings, found {}", key.kind()),
-                    None,
-                );
-                continue;
-            };
+        let errors_before = self.r.diags.len();
+        for (k, value) in self.entries(node, RULE_KEYS, &what) {
             match k {
                 "name" => {
                     name = self.string(value, "name").and_then(|n| {
@@ -406,7 +338,6 @@ impl Cx<'_> {
                             self.err(
                                 value.pos,
                                 "`name` must be a non-empty name without `/` or line breaks",
-                                None,
                             );
                             None
                         } else {
@@ -417,7 +348,7 @@ impl Cx<'_> {
                 "path" => {
                     path = self.string(value, "path").and_then(|p| {
                         if p.trim().is_empty() {
-                            self.err(value.pos, "`path` must not be empty", None);
+                            self.err(value.pos, "`path` must not be empty");
                             None
                         } else {
                             Some((p, value.pos))
@@ -426,11 +357,11 @@ impl Cx<'_> {
                 }
                 "events" => {
                     let mut list = Vec::new();
-                    for (e, pos) in self.strings(value, "events") {
+                    for (e, pos) in self.string_list(value, "events") {
                         match EventKind::parse(&e) {
                             Some(kind) if !list.contains(&kind) => list.push(kind),
                             Some(_) => {}
-                            None => self.err(
+                            None => self.err_help(
                                 pos,
                                 format!(
                                     "unknown event `{e}` (expected created, modified, deleted or moved)"
@@ -440,7 +371,7 @@ impl Cx<'_> {
                         }
                     }
                     if list.is_empty() && value.value != Value::Null {
-                        self.err(value.pos, "`events` must name at least one event", None);
+                        self.err(value.pos, "`events` must name at least one event");
                     }
                     events = Some(list);
                 }
@@ -448,7 +379,7 @@ impl Cx<'_> {
                     if let Some(a) = self.string(value, "action") {
                         action = ActionKind::ALL.into_iter().find(|k| k.as_str() == a);
                         if action.is_none() {
-                            self.err(
+                            self.err_help(
                                 value.pos,
                                 format!(
                                     "unknown action `{a}` (expected shell, skill, workflow, move or copy)"
@@ -463,58 +394,39 @@ impl Cx<'_> {
                     command_pos = value.pos;
                     command = self.string(value, "command").unwrap_or_default();
                 }
-                "args" => match &value.value {
-                    Value::Map(pairs) => {
-                        for (k, v) in pairs {
-                            match (k.as_str(), &v.value) {
-                                (Some(k), Value::Seq(_) | Value::Map(_)) => self.err(
-                                    v.pos,
-                                    format!(
-                                        "`args.{k}` must be a single value, found {}",
-                                        v.kind()
-                                    ),
-                                    None,
-                                ),
-                                (Some(k), _) => args.push((k.to_owned(), v.to_json())),
-                                (None, _) => self.err(
-                                    k.pos,
-                                    format!("keys in `args` must be strings, found {}", k.kind()),
-                                    None,
-                                ),
-                            }
+                "args" if value.value == Value::Null => {}
+                "args" => {
+                    for (k, v) in self.entries(value, &[], "`args`") {
+                        if let Value::Seq(_) | Value::Map(_) = v.value {
+                            self.err(
+                                v.pos,
+                                format!("`args.{k}` must be a single value, found {}", v.kind()),
+                            );
+                        } else {
+                            args.push((k.to_owned(), v.to_json()));
                         }
                     }
-                    Value::Null => {}
-                    _ => self.err(
-                        value.pos,
-                        format!("`args` must be a mapping, found {}", value.kind()),
-                        None,
-                    ),
-                },
+                }
                 "enabled" => enabled = self.boolean(value, "enabled").unwrap_or(true),
                 "recursive" => recursive = self.boolean(value, "recursive").unwrap_or(false),
-                "ignore" => ignore = self.strings(value, "ignore"),
+                "ignore" => ignore = self.string_list(value, "ignore"),
                 "debounce" => {
                     if let Some(d) = self.debounce(value) {
                         debounce = d;
                     }
                 }
-                other => self.err(
-                    key.pos,
-                    format!("unknown key `{other}` in {what}"),
-                    did_you_mean(other, RULE_KEYS.iter().copied()),
-                ),
+                _ => {}
             }
         }
         let Some(name) = name else {
             if node.get("name").is_none() {
-                self.err(node.pos, "the rule has no `name`", None);
+                self.err(node.pos, "the rule has no `name`");
             }
             return None;
         };
         let Some((path, path_pos)) = path else {
             if node.get("path").is_none() {
-                self.err(node.pos, format!("rule `{name}` has no `path`"), None);
+                self.err(node.pos, format!("rule `{name}` has no `path`"));
             }
             return None;
         };
@@ -525,7 +437,6 @@ impl Cx<'_> {
                     format!(
                         "rule `{name}` has no `action` (expected shell, skill, workflow, move or copy)"
                     ),
-                    None,
                 );
             }
             return None;
@@ -547,7 +458,6 @@ impl Cx<'_> {
                     "rule `{name}` has no `command` ({what_command} for a {} action)",
                     action.as_str()
                 ),
-                None,
             );
         }
         let (dir, pattern) = self.split_path(&path);
@@ -555,11 +465,7 @@ impl Cx<'_> {
             Some(p) => match GlobBuilder::new(p).literal_separator(true).build() {
                 Ok(g) => Some(g.compile_matcher()),
                 Err(e) => {
-                    self.err(
-                        path_pos,
-                        format!("invalid glob in `path`: {}", e.kind()),
-                        None,
-                    );
+                    self.err(path_pos, format!("invalid glob in `path`: {}", e.kind()));
                     None
                 }
             },
@@ -571,11 +477,7 @@ impl Cx<'_> {
                 Ok(g) => {
                     set.add(g);
                 }
-                Err(e) => self.err(
-                    *pos,
-                    format!("invalid glob in `ignore`: {}", e.kind()),
-                    None,
-                ),
+                Err(e) => self.err(*pos, format!("invalid glob in `ignore`: {}", e.kind())),
             }
         }
         let ignore_set = set.build().unwrap_or_else(|_| GlobSet::empty());
@@ -583,7 +485,7 @@ impl Cx<'_> {
             && !command.trim().is_empty()
             && self.resolve(command.trim()) == dir
         {
-            self.err(
+            self.err_help(
                 command_pos,
                 format!(
                     "rule `{name}` would {} files into the directory it watches",
@@ -592,7 +494,7 @@ impl Cx<'_> {
                 Some("choose a destination outside the watched directory".to_owned()),
             );
         }
-        if self.diags.len() > errors_before {
+        if self.r.diags.len() > errors_before {
             return None;
         }
         Some(Rule {
@@ -626,11 +528,11 @@ impl Cx<'_> {
         match parsed {
             Ok(d) if d <= Duration::from_secs(3600) => Some(d),
             Ok(_) => {
-                self.err(node.pos, "`debounce` must be at most 1h", None);
+                self.err(node.pos, "`debounce` must be at most 1h");
                 None
             }
             Err(why) => {
-                self.err(
+                self.err_help(
                     node.pos,
                     format!("invalid `debounce`: {why}"),
                     Some("write a unit, e.g. `500ms`, `2s` or `0s` for none".to_owned()),
@@ -694,6 +596,7 @@ fn normalize(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::Diagnostic;
 
     fn load(src: &str) -> Result<Vec<Rule>, FileErrors> {
         load_str(

@@ -73,7 +73,7 @@ impl Registry {
     pub fn load(dirs: &Dirs) -> Self {
         let mut reg = Self::default();
         let mut seen: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for path in crate::triggers::launch::workflow_files(dirs) {
+        for path in crate::workflow::catalogue::Catalogue::new(dirs).files() {
             let wf = match crate::workflow::load::load_file(&path) {
                 Ok(wf) => wf,
                 Err(e) => {

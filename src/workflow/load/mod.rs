@@ -223,7 +223,7 @@ impl Cx<'_> {
             }
         }
         if !schedule_entries.is_empty() {
-            wf.schedules = schedule::load(&schedule_entries, &mut self.diags);
+            wf.schedules = schedule::read(&mut self.r, &schedule_entries);
         }
         let Some(steps_node) = steps_node else {
             self.err(root.pos, "the workflow has no `steps:`");
@@ -247,7 +247,7 @@ impl Cx<'_> {
     }
 
     fn params(&mut self, node: &Node) -> Vec<ParamSpec> {
-        crate::params::load(&mut self.r, node)
+        crate::params::load(&mut self.r, node, "params", "param")
     }
 
     fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {

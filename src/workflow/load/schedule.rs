@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use crate::diagnostic::{Diagnostic, Pos, did_you_mean};
+use crate::diagnostic::Pos;
 use crate::scheduler::{CatchUp, Overlap, Policy, Schedule, ScheduleSpec};
-use crate::time::duration;
-use crate::yaml::node::{Node, Value};
+use crate::yaml::{Node, Reader, Value};
 
 /// The workflow keys this module reads.
 pub const KEYS: &[&str] = &[
@@ -67,127 +66,75 @@ impl Options {
         }
     }
 
-    /// Reads one option key; returns false if `key` is not an option.
-    fn read(&mut self, key: &str, node: &Node, diags: &mut Vec<Diagnostic>) -> bool {
+    /// Reads one option key (one of [`ITEM_KEYS`] but `cron`).
+    fn read(&mut self, key: &str, node: &Node, r: &mut Reader) {
         match key {
             "tz" => {
-                if let Some(s) = text(node, "tz", diags) {
+                if let Some(s) = r.string(node, "tz") {
                     match crate::scheduler::parse_tz(&s) {
                         Ok(_) => self.tz = Some(s.trim().to_owned()),
-                        Err(e) => diags.push(Diagnostic::error(node.pos, e)),
+                        Err(e) => r.err(node.pos, e),
                     }
                 }
             }
             "catch_up" => {
-                self.catch_up = choice(node, "catch_up", &CatchUp::NAMES, diags)
+                self.catch_up = r
+                    .choice(node, "catch_up", &CatchUp::NAMES)
                     .and_then(|s| CatchUp::parse(&s));
             }
             "overlap" => {
-                self.overlap = choice(node, "overlap", &Overlap::NAMES, diags)
+                self.overlap = r
+                    .choice(node, "overlap", &Overlap::NAMES)
                     .and_then(|s| Overlap::parse(&s));
             }
-            "catch_up_window" => self.window = dur(node, "catch_up_window", diags),
-            "jitter" => self.jitter = dur(node, "jitter", diags),
-            "max_catch_up" => match node.value {
-                Value::Int(i) if (0..=10_000).contains(&i) => {
-                    self.max = u32::try_from(i).ok();
-                }
-                _ => diags.push(Diagnostic::error(
-                    node.pos,
-                    "`max_catch_up` must be a whole number from 0 to 10000",
-                )),
-            },
-            _ => return false,
-        }
-        true
-    }
-}
-
-fn text(node: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
-    match &node.value {
-        Value::Str(s) => Some(s.clone()),
-        _ => {
-            diags.push(Diagnostic::error(
-                node.pos,
-                format!("`{field}` must be a string, found {}", node.kind()),
-            ));
-            None
-        }
-    }
-}
-
-fn choice(node: &Node, field: &str, names: &[&str], diags: &mut Vec<Diagnostic>) -> Option<String> {
-    let s = text(node, field, diags)?;
-    if names.contains(&s.as_str()) {
-        return Some(s);
-    }
-    diags.push(
-        Diagnostic::error(
-            node.pos,
-            format!(
-                "unknown `{field}` value `{s}` (expected {})",
-                names.join(", ")
-            ),
-        )
-        .with_help_opt(did_you_mean(&s, names.iter().copied())),
-    );
-    None
-}
-
-fn dur(node: &Node, field: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
-    let parsed = match &node.value {
-        Value::Int(i) if *i >= 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-        Value::Str(s) => duration::parse(s),
-        _ => Err(format!("found {}", node.kind())),
-    };
-    match parsed {
-        Ok(d) => Some(d),
-        Err(why) => {
-            diags.push(Diagnostic::error(
-                node.pos,
-                format!("invalid duration for `{field}`: {why} (expected seconds or e.g. 30s, 5m, 1h, 2h30m)"),
-            ));
-            None
+            "catch_up_window" => self.window = r.duration_or_zero(node, "catch_up_window"),
+            "jitter" => self.jitter = r.duration_or_zero(node, "jitter"),
+            "max_catch_up" => {
+                self.max = r
+                    .whole_number(node, "max_catch_up", 0..=10_000)
+                    .and_then(|n| u32::try_from(n).ok());
+            }
+            _ => {}
         }
     }
 }
 
 /// Reads the schedule keys of a workflow. `entries` are the workflow's top-level entries whose
-/// key is in [`KEYS`], with the position of the key. Problems go to `diags`.
-pub fn load(entries: &[(&str, Pos, &Node)], diags: &mut Vec<Diagnostic>) -> Vec<ScheduleSpec> {
+/// key is in [`KEYS`], with the position of the key. Problems go to `r`.
+pub fn read(r: &mut Reader, entries: &[(&str, Pos, &Node)]) -> Vec<ScheduleSpec> {
     let mut base = Options::default();
     let mut schedule = None;
     for (key, _, node) in entries {
         if *key == "schedule" {
             schedule = Some(*node);
         } else {
-            base.read(key, node, diags);
+            base.read(key, node, r);
         }
     }
     let Some(node) = schedule else {
         if let Some((key, pos, _)) = entries.first() {
-            diags.push(Diagnostic::error(
+            r.err(
                 *pos,
                 format!("`{key}` applies to schedules, but the workflow has no `schedule:`"),
-            ));
+            );
         }
         return Vec::new();
     };
     let items: Vec<&Node> = match &node.value {
         Value::Seq(items) => {
             if items.is_empty() {
-                diags.push(Diagnostic::error(
+                r.err(
                     node.pos,
                     "`schedule` is an empty list (give at least one schedule, or remove the key)",
-                ));
+                );
             }
             items.iter().collect()
         }
         Value::Null => {
-            diags.push(Diagnostic::error(
+            r.err(
                 node.pos,
                 "`schedule` is empty (expected e.g. `0 9 * * MON-FRI`, `every 5m` or a list)",
-            ));
+            );
             Vec::new()
         }
         _ => vec![node],
@@ -196,43 +143,33 @@ pub fn load(entries: &[(&str, Pos, &Node)], diags: &mut Vec<Diagnostic>) -> Vec<
     for item in items {
         let (expr, pos, opts) = match &item.value {
             Value::Str(s) => (s.clone(), item.pos, base.clone()),
-            Value::Map(entries) => {
+            Value::Map(_) => {
                 let mut own = Options::default();
                 let mut expr = None;
-                for (k, v) in entries {
-                    let Some(key) = k.as_str() else {
-                        diags.push(Diagnostic::error(
-                            k.pos,
-                            "keys in a schedule must be strings",
-                        ));
-                        continue;
-                    };
+                for (key, v) in r.entries(item, ITEM_KEYS, "a schedule") {
                     if key == "cron" {
-                        expr = text(v, "cron", diags).map(|s| (s, v.pos));
-                    } else if !own.read(key, v, diags) {
-                        diags.push(
-                            Diagnostic::error(k.pos, format!("unknown key `{key}` in a schedule"))
-                                .with_help_opt(did_you_mean(key, ITEM_KEYS.iter().copied())),
-                        );
+                        expr = r.string(v, "cron").map(|s| (s, v.pos));
+                    } else {
+                        own.read(key, v, r);
                     }
                 }
                 let Some((expr, pos)) = expr else {
-                    diags.push(Diagnostic::error(
+                    r.err(
                         item.pos,
                         "a schedule object needs `cron:` (the expression, e.g. `cron: \"0 9 * * *\"` or `cron: every 5m`)",
-                    ));
+                    );
                     continue;
                 };
                 (expr, pos, own.over(&base))
             }
             _ => {
-                diags.push(Diagnostic::error(
+                r.err(
                     item.pos,
                     format!(
                         "a schedule must be a string or a mapping with `cron:`, found {}",
                         item.kind()
                     ),
-                ));
+                );
                 continue;
             }
         };
@@ -244,7 +181,7 @@ pub fn load(entries: &[(&str, Pos, &Node)], diags: &mut Vec<Diagnostic>) -> Vec<
                 policy: opts.policy(),
                 pos,
             }),
-            Err(e) => diags.push(Diagnostic::error(pos, format!("invalid schedule: {e}"))),
+            Err(e) => r.err(pos, format!("invalid schedule: {e}")),
         }
     }
     out
