@@ -1,25 +1,39 @@
 //! claw: durable YAML workflows for homelabs and small ops, in one binary.
 //!
 //! # Layout
-//! - [`audit`]: the hash-chained, append-only audit log.
-//! - [`cli`]: the command line, one file per command group; no logic of its own.
-//! - [`config`]: everything read from files and the environment: the spanned YAML tree,
-//!   diagnostics, workflow files, `claw.yaml`, where the data directory and config root are.
-//! - [`vault`]: the age-encrypted secrets vault (`vault.enc`, `age-identity.txt`).
-//! - [`workflow`]: the resolved workflow model the engine runs, durations, `${{ }}` expressions.
-//! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
-//! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
-//! - [`skills`]: `skills/<name>/skill.yaml`: manifests, discovery, the sandboxed runner,
-//!   Landlock, SkillHub.
-//! - [`steps`]: one file per step kind; steps report outcomes, the engine records them.
-//! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
-//! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before stderr.
-//! - [`scheduler`]: schedule expressions (cron, `every`, `daily at`), catch-up planning, the
-//!   seed's `cron/jobs.json` and running one job.
+//!
+//! Modules sit in layers; each uses only lower ones (`scripts/deps.py --check` enforces it).
+//!
+//! Foundations, which know nothing of workflows or runs:
 //! - [`fsutil`]: lock files and atomic file replacement.
-//! - [`watch`]: file watchers (`watchers.yaml`): inotify, debouncing, the rules' actions.
-//! - [`webhook`]: `POST /hooks/<name>`: signature checks and the router the daemon mounts.
-//! - [`launch`]: starting runs from triggers (find the workflow, bind params, queue or drive).
+//! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
+//! - [`time`]: durations and timestamps as claw writes and reads them.
+//! - [`diagnostic`]: positions and problems in files, rendered with the source line.
+//! - [`secret`]: a value that never prints.
+//! - [`yaml`]: the one YAML reader (a spanned tree and typed access that collects problems).
+//! - [`expr`]: `${{ }}` expressions and the shell quoting of their values.
+//! - [`params`]: typed inputs (a workflow's params, an approval's input, a skill's args).
+//!
+//! State and settings:
+//! - [`config`]: where the data directory and config root are, `claw.yaml`, settings, the
+//!   process environment (the only reader of it).
+//! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+//! - [`audit`]: the hash-chained, append-only audit log.
+//! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before it is written.
+//! - [`vault`]: the age-encrypted secrets vault.
+//! - [`scheduler`]: schedule expressions and the catch-up planner (pure: no clock, no processes).
+//!
+//! Doing work:
+//! - [`proc`]: the one process supervisor (process groups, TERM then KILL, capped masked logs).
+//! - [`skills`]: `skills/<name>/skill.yaml`: manifests, discovery, launches, Landlock, SkillHub.
+//! - [`steps`]: one module per step kind, each its keys, model, loading, preparation and run.
+//! - [`workflow`]: the workflow model, its loader and the catalogue that finds workflows.
+//! - [`engine`]: creating, claiming, executing and resuming runs (the DAG loop).
+//!
+//! Starting work and front ends:
+//! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
+//! - [`serve`]: the daemon (`claw serve`).
+//! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
 pub mod cli;

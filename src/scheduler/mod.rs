@@ -1,13 +1,12 @@
-//! The scheduler core: schedule expressions and their next fire ([`Schedule`]), per-schedule
-//! policies and the catch-up planner ([`plan()`]), the seed's `cron/jobs.json` ([`jobs`]) and
-//! running one job ([`runner::run_job`]).
+//! The scheduler core, pure: schedule expressions and their next fire ([`Schedule`]), and
+//! per-schedule policies with the catch-up planner ([`plan()`]). The seed's `cron/jobs.json` and
+//! running one job are the cron trigger's ([`crate::triggers::cron`]).
 //!
-//! Nothing here keeps time or loops: the daemon asks [`plan()`] what is due, persists each fire
+//! Nothing here reads a clock, loops or starts a process: the daemon asks [`plan()`] what is due, persists each fire
 //! as the row `(schedule, scheduled_for)` and sleeps until the next one. The next fire always comes
 //! from the persisted last fire, never from the time the process started.
 
 pub mod plan;
-
 pub mod schedule;
 
 pub use plan::{CatchUp, Fire, MissReason, Missed, Overlap, Plan, Policy, jitter_offset, plan};

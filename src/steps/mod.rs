@@ -6,7 +6,7 @@
 //! prepared from the run's context (rendering its expressions in its own way: shell-quoted for a
 //! command, plain for a URL), and how one attempt runs. [`StepKind`] is the closed set of kinds;
 //! every operation on a step is one `match` over it here, so adding a kind is one module, one
-//! variant (and its line in [`each_kind!`]), a docs page and tests — the compiler lists every
+//! variant (and its line in `each_kind!`), a docs page and tests — the compiler lists every
 //! place that must know about it. ARCHITECTURE.md has the recipe.
 //!
 //! Steps never touch the store. A kind that waits on the store instead of a process (an

@@ -10,7 +10,7 @@
 //!   extract: {version: build.version}
 //! ```
 //!
-//! This file is the model and the kind's interface; [`load`] reads it from a file (also the
+//! This file is the model and the kind's interface; `load.rs` reads it from a file (also the
 //! seed's form, `command: URL` with `args.method|headers|body`), [`run`] sends it. String fields
 //! may hold `${{ }}` expressions, rendered as plain text before each attempt
 //! ([`HttpStep::render`]).
