@@ -12,6 +12,9 @@ pub mod owner;
 mod run;
 pub mod subflow;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 use std::sync::Arc;
 
