@@ -41,7 +41,10 @@ steps:
         assert_eq!(s.attempts, 1);
         assert_eq!(s.exit_code, Some(0));
         assert_eq!(s.message, None);
-        assert!(s.started_at.is_some() && s.finished_at >= s.started_at, "{s:?}");
+        assert!(
+            s.started_at.is_some() && s.finished_at >= s.started_at,
+            "{s:?}"
+        );
     }
 }
 

@@ -63,7 +63,10 @@ steps:
     );
     assert_eq!(done.status("flaky-check"), StepStatus::Failed);
     assert_eq!(done.status("report-failure"), StepStatus::Succeeded);
-    assert_eq!(done.step("report-failure").stdout_tail, "the check failed\n");
+    assert_eq!(
+        done.step("report-failure").stdout_tail,
+        "the check failed\n"
+    );
     assert_eq!(done.status("deploy"), StepStatus::Skipped);
     assert_eq!(
         done.message("deploy"),

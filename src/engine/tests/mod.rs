@@ -104,11 +104,6 @@ impl Harness {
         }
     }
 
-    /// The scratch folder for marker files.
-    fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-
     /// A path in the scratch folder, as text to paste into a command.
     fn file(&self, name: &str) -> String {
         self.tmp.path().join(name).display().to_string()
@@ -151,7 +146,12 @@ impl Harness {
     /// What a drive ended with, read back from the store.
     fn finished(&self, done: super::Result<RunRecord>, rec: &Recorder) -> Finished {
         let run = done.unwrap_or_else(|e| panic!("the engine failed: {e}"));
-        let stored = self.engine.store.get_run(&run.id).unwrap().expect("the run");
+        let stored = self
+            .engine
+            .store
+            .get_run(&run.id)
+            .unwrap()
+            .expect("the run");
         assert_eq!(run, stored, "drive returns the run as stored");
         Finished {
             steps: self.engine.store.steps(&run.id).unwrap(),

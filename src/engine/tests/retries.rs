@@ -46,7 +46,10 @@ fn a_failed_attempt_is_retried_with_backoff_until_it_succeeds() {
     assert_eq!(lines_of(&counter).len(), 3);
     // The waits (20 ms, then 40 ms) lie between the first start and the end.
     let took = s.finished_at.unwrap() - s.started_at.unwrap();
-    assert!(took >= 60, "three attempts with 60 ms of backoff took {took} ms");
+    assert!(
+        took >= 60,
+        "three attempts with 60 ms of backoff took {took} ms"
+    );
     assert_eq!(done.run.status, RunStatus::Succeeded);
 }
 
@@ -72,7 +75,10 @@ fn a_step_that_keeps_failing_gives_up_after_its_retries_and_max_delay_caps_the_w
     assert_eq!(s.status, StepStatus::Failed);
     assert_eq!(s.attempts, 3);
     assert_eq!(s.exit_code, Some(5));
-    assert_eq!(s.message.as_deref(), Some("exited with code 5 (after 3 attempts)"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("exited with code 5 (after 3 attempts)")
+    );
     assert_eq!(lines_of(&counter).len(), 3, "one attempt and two retries");
     assert_eq!(
         done.run.error.as_deref(),
@@ -99,7 +105,10 @@ fn a_step_that_cannot_be_prepared_is_not_retried() {
     assert!(msg.starts_with("cannot render the command: "), "{msg}");
     assert!(!msg.contains("attempts"), "{msg}");
     assert!(done.events_like("note: ").is_empty(), "{:#?}", done.events);
-    assert!(!done.events.iter().any(|e| e == "start b#1"), "nothing was started");
+    assert!(
+        !done.events.iter().any(|e| e == "start b#1"),
+        "nothing was started"
+    );
 }
 
 /// An HTTP server on 127.0.0.1 that answers every request with `status` and counts them.
@@ -208,7 +217,11 @@ fn a_step_timeout_stops_the_attempt() {
     command: 'true'
 ",
     );
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let slow = done.step("slow");
     assert_eq!(slow.status, StepStatus::Failed);
     assert_eq!(slow.message.as_deref(), Some("timed out after 100ms"));
