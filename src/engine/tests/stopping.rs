@@ -137,7 +137,7 @@ fn the_workflow_timeout_stops_the_run_and_fails_it() {
     let h = Harness::new();
     let log = h.file("comp.log");
     let started = Instant::now();
-    let done = h.run(&long_workflow("timeout: 300ms\n", &log));
+    let done = h.run(&long_workflow("timeout: 400ms\n", &log));
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -146,7 +146,7 @@ fn the_workflow_timeout_stops_the_run_and_fails_it() {
     assert_eq!(done.run.status, RunStatus::Failed);
     assert_eq!(
         done.run.error.as_deref(),
-        Some("the workflow timed out after 300ms")
+        Some("the workflow timed out after 400ms")
     );
     assert_eq!(done.status("long"), StepStatus::Cancelled);
     assert_eq!(done.message("long"), "stopped: the workflow timed out");
