@@ -8,6 +8,9 @@ pub mod schedule;
 mod skill;
 mod triggers;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::path::Path;
 
