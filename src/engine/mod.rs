@@ -11,6 +11,9 @@ pub mod owner;
 
 mod run;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -5,6 +5,9 @@
 pub mod schedule;
 mod triggers;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::path::Path;
 
