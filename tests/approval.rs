@@ -404,3 +404,36 @@ fn an_interrupted_step_can_be_skipped() {
     assert_eq!(step(&done, "long")["status"], "skipped");
     assert!(env.path("after.txt").exists());
 }
+
+#[test]
+fn a_resume_that_waits_for_a_decision_says_so_without_a_terminal() {
+    let env = Env::new();
+    env.workflow(
+        "slow",
+        "steps:\n  - name: long\n    command: sleep 30\n  - name: after\n    command: 'true'\n",
+    );
+    let mut child = env.spawn(&["workflow", "run", "slow"]);
+    let id = wait_for(Duration::from_secs(60), || {
+        let id = env.last_run()?;
+        (step_status(&env.show(&id), "long") == Some("running")).then_some(id)
+    })
+    .expect("running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // No --quiet, stderr a pipe: the wait and the commands that end it are still said.
+    let resumer = env.spawn(&["run", "resume", &id]);
+    wait_for(Duration::from_secs(60), || {
+        (step_status(&env.show(&id), "long") == Some("interrupted")).then_some(())
+    })
+    .expect("interrupted");
+    env.claw(&["run", "reject", &id, "long"]).expect_code(0);
+    let out = resumer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for command in [
+        format!("claw run approve {id} long"),
+        format!("claw run approve {id} long --skip"),
+        format!("claw run reject {id} long"),
+    ] {
+        assert!(stderr.contains(&command), "`{command}` not in:\n{stderr}");
+    }
+}

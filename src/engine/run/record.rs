@@ -409,21 +409,31 @@ impl Exec<'_> {
             self.store()
                 .update_run(&self.run.id, RunStatus::Waiting, None, None, now_ms())?;
             self.run.status = RunStatus::Waiting;
-            let names: Vec<String> = self
-                .recs
-                .values()
-                .filter(|r| r.status == StepStatus::Interrupted)
-                .map(|r| r.name.clone())
-                .collect();
-            let msg = format!(
-                "run {} waits for a decision on {}: `claw run approve {} STEP` runs it again, `claw run reject {} STEP` marks it failed",
-                self.run.id,
-                names.join(", "),
-                self.run.id,
-                self.run.id
-            );
-            self.progress.event(&Event::Waiting { message: &msg });
         }
+        // Every wait is announced, with the commands that end it (also when recovery already
+        // recorded the run as waiting).
+        let mut names: Vec<String> = self
+            .recs
+            .values()
+            .filter(|r| r.status == StepStatus::Interrupted)
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        let run = &self.run.id;
+        let how: Vec<String> = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "`claw run approve {run} {n}` runs it again, `claw run approve {run} {n} --skip` takes it as done, `claw run reject {run} {n}` marks it failed"
+                )
+            })
+            .collect();
+        let msg = format!(
+            "run {run} waits for a decision on {}: {}",
+            names.join(", "),
+            how.join("; ")
+        );
+        self.progress.event(&Event::Waiting { message: &msg });
         while self.apply_decisions(phase)? {
             self.flush()?;
             self.poll_cancel()?;

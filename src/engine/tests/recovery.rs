@@ -139,18 +139,15 @@ fn an_idempotent_step_runs_again_and_the_other_waits_for_retry() {
 /// The [`Event::Waiting`] a run sends when it waits for a decision on `risky`.
 fn waiting_for_risky(run_id: &str) -> String {
     format!(
-        "wait: run {run_id} waits for a decision on risky: `claw run approve {run_id} STEP` runs it again, `claw run reject {run_id} STEP` marks it failed"
+        "wait: run {run_id} waits for a decision on risky: `claw run approve {run_id} risky` runs it again, `claw run approve {run_id} risky --skip` takes it as done, `claw run reject {run_id} risky` marks it failed"
     )
 }
 
 #[test]
-#[ignore = "bug: after a crash, the resumed run waits for a decision without sending Event::Waiting"]
 fn the_person_is_told_when_a_resumed_run_waits_for_a_decision() {
     // `Event::Waiting` is the one event the CLI prints on any stderr ("Waiting needs a person"),
-    // so a detached or daemon resume tells the person what to do. Today recovery sets the run's
-    // status to `waiting` itself, and the decision loop only announces a wait when the status
-    // was not already `waiting`: the first resume after a crash waits silently (the `Note` it
-    // sends is shown on a terminal only).
+    // so a detached or daemon resume tells the person what to do. Recovery records the run as
+    // `waiting` itself; the wait must still be announced (it once was not).
     let h = Harness::new();
     let wf = h.load(&crashed_workflow(&h.file("ran.log")));
     let run = orphan(&h, &wf);
