@@ -339,16 +339,8 @@ pub fn describe(r: &Resolution) -> String {
         },
         Resolution::TimedOut { approve, at } => format!(
             "no decision before the deadline ({}): {}",
-            rfc3339(*at),
+            crate::time::rfc3339_secs(crate::time::at(*at)),
             if *approve { "approved" } else { "rejected" }
         ),
     }
-}
-
-/// A time in ms since the epoch as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
 }

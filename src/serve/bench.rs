@@ -19,7 +19,7 @@ use chrono::{TimeDelta, Utc};
 use super::cron::{Dispatch, Scheduler};
 use crate::config::{Dirs, Settings};
 use crate::engine::Engine;
-use crate::triggers::cron::jobs::{Job, JobType, JobsFile, iso_utc};
+use crate::triggers::cron::jobs::{Job, JobType, JobsFile};
 use crate::triggers::cron::sources::load_sources;
 
 /// Percentiles of a sample, in milliseconds.
@@ -110,7 +110,8 @@ fn write_jobs(home: &Path, n: usize, period: Duration, lead: Duration) -> Result
                 JobType::Shell,
                 "true",
             );
-            j.created_at = iso_utc(start + TimeDelta::milliseconds((i as f64 * step) as i64));
+            j.created_at =
+                crate::time::iso_utc(start + TimeDelta::milliseconds((i as f64 * step) as i64));
             j.tz = Some("UTC".into());
             // The measured path is plan + commit + dispatch; the bench runs no job.
             j.extra.insert("overlap".into(), "allow".into());

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use cron::at;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Dirs, Settings};
 use crate::engine::{Engine, EngineError, Silent, now_ms};
 use crate::store::{RunRecord, RunStatus};
+use crate::time::{self, at};
 use crate::triggers::cron::runner::run_job;
 use crate::triggers::launch::{Execution, Launcher};
 
@@ -101,10 +101,7 @@ pub fn log_path(home: &std::path::Path) -> std::path::PathBuf {
 pub fn log(line: &str) {
     let masker = crate::redact::global();
     let line = masker.redact(line);
-    let text = format!(
-        "{} claw serve: {line}\n",
-        Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    );
+    let text = format!("{} claw serve: {line}\n", time::rfc3339_millis(Utc::now()));
     eprint!("{text}");
     if let Some(f) = LOG_FILE.get() {
         use std::io::Write as _;
@@ -359,7 +356,7 @@ fn recover_fires(ctx: &Rc<Ctx>) {
                 log(&format!(
                     "{} fire of {} was running when claw stopped: recorded interrupted (not run again)",
                     f.schedule,
-                    at(f.scheduled_for).to_rfc3339()
+                    time::rfc3339(&at(f.scheduled_for))
                 ));
             }
             for f in found.queued {

@@ -194,53 +194,9 @@ pub(super) fn remove_stale_temps(dir: &Path) {
     }
 }
 
-/// `YYYYmmddTHHMMSSZ` for a Unix time in seconds (UTC).
-pub(super) fn compact_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
-/// `YYYY-mm-ddTHH:MM:SSZ` (RFC 3339, as `age-keygen` writes it) for a Unix time in seconds.
-pub(super) fn rfc3339_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Days-from-civil inverse (Howard Hinnant's algorithm), for dates after 1970.
-fn civil(secs: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(compact_utc(0), "19700101T000000Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        // 2024-12-31T23:59:59Z
-        assert_eq!(compact_utc(1_735_689_599), "20241231T235959Z");
-        assert_eq!(rfc3339_utc(1_709_210_096), "2024-02-29T12:34:56Z");
-    }
 
     fn temps_in(dir: &Path) -> Vec<String> {
         fs::read_dir(dir)

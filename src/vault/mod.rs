@@ -218,7 +218,7 @@ impl Keys {
 
 /// The text `age-keygen` writes for an identity.
 fn identity_file_text(id: &x25519::Identity) -> Zeroizing<String> {
-    let created = file::rfc3339_utc(file::now_secs());
+    let created = crate::time::rfc3339_secs(chrono::Utc::now());
     Zeroizing::new(format!(
         "# created: {created}\n# public key: {}\n{}\n",
         id.to_public(),
@@ -420,7 +420,7 @@ impl Vault {
             |n| n.to_string_lossy().into_owned(),
         );
 
-        let stamp = file::compact_utc(file::now_secs());
+        let stamp = crate::time::compact(chrono::Utc::now());
         let mut n = 1;
         let backup = loop {
             let name = if n == 1 {

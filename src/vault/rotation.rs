@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use crate::time;
 use crate::yaml::node::{self, Value};
 
 pub const POLICY_FILE: &str = "rotation_policies.yaml";
@@ -97,7 +98,8 @@ pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
             Some(n) if n.value == Value::Null => None,
             Some(n) => {
                 let text = n.scalar_text().unwrap_or_default();
-                Some(parse_time(&text).ok_or_else(|| {
+                // The seed wrote Python's `isoformat()`: with or without an offset.
+                Some(time::parse_iso(&text).ok_or_else(|| {
                     format!(
                         "{}: `last_rotated` is not an ISO 8601 time: `{text}`",
                         at(n)
@@ -115,16 +117,6 @@ pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
     Ok(out)
 }
 
-/// The seed wrote Python's `isoformat()`: with or without an offset.
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
-}
-
 /// Writes the policies atomically (temp file, fsync, rename).
 pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
     let mut text =
@@ -136,7 +128,7 @@ pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
             p.max_age_days
         ));
         match p.last_rotated {
-            Some(t) => text.push_str(&format!("  last_rotated: '{}'\n", t.to_rfc3339())),
+            Some(t) => text.push_str(&format!("  last_rotated: '{}'\n", time::rfc3339(&t))),
             None => text.push_str("  last_rotated: null\n"),
         }
     }

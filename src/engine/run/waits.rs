@@ -12,6 +12,7 @@ use crate::engine::approval::{self, Resolution, TIMEOUT_ACTOR};
 use crate::engine::{Engine, Event, NewRun, Result, now_ms};
 use crate::steps::{StepOutcome, StepReport};
 use crate::store::{ApprovalRequest, RunStatus, StepRecord, StepStatus, Vote};
+use crate::time;
 use crate::workflow::{ApprovalStep, Step, SubWorkflowStep, TimeoutDecision};
 
 impl Exec<'_> {
@@ -102,7 +103,7 @@ impl Exec<'_> {
                         "workflow": self.wf.name,
                         "approvers": request.approvers,
                         "quorum": request.quorum,
-                        "deadline": request.deadline.map(approval::rfc3339),
+                        "deadline": request.deadline.map(|d| time::rfc3339_secs(time::at(d))),
                     }),
                 ),
                 self.progress,
@@ -117,7 +118,7 @@ impl Exec<'_> {
                 .deadline
                 .map(|d| format!(
                     ", deadline {} then {}",
-                    approval::rfc3339(d),
+                    time::rfc3339_secs(time::at(d)),
                     request.on_timeout
                 ))
                 .unwrap_or_default(),
@@ -182,7 +183,7 @@ impl Exec<'_> {
                     &decision,
                     serde_json::json!({
                         "workflow": self.wf.name,
-                        "deadline": rec.finished_at.map(approval::rfc3339),
+                        "deadline": rec.finished_at.map(|t| time::rfc3339_secs(time::at(t))),
                     }),
                 ),
                 self.progress,
@@ -380,9 +381,10 @@ fn gate_report(r: &Resolution) -> StepReport {
             report
                 .outputs
                 .insert("approved_by".into(), by.clone().into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
+            report.outputs.insert(
+                "decided_at".into(),
+                time::rfc3339_secs(time::at(*at)).into(),
+            );
         }
         Resolution::Rejected { by, reason, at } => {
             report.outputs.insert("decision".into(), "rejected".into());
@@ -392,9 +394,10 @@ fn gate_report(r: &Resolution) -> StepReport {
             report
                 .outputs
                 .insert("reason".into(), reason.clone().into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
+            report.outputs.insert(
+                "decided_at".into(),
+                time::rfc3339_secs(time::at(*at)).into(),
+            );
         }
         Resolution::TimedOut { approve, at } => {
             if *approve {
@@ -407,9 +410,10 @@ fn gate_report(r: &Resolution) -> StepReport {
                 if *approve { "approved" } else { "rejected" }.into(),
             );
             report.outputs.insert("timed_out".into(), true.into());
-            report
-                .outputs
-                .insert("decided_at".into(), approval::rfc3339(*at).into());
+            report.outputs.insert(
+                "decided_at".into(),
+                time::rfc3339_secs(time::at(*at)).into(),
+            );
         }
     }
     report
