@@ -117,7 +117,7 @@ pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
     Ok(out)
 }
 
-/// Writes the policies atomically (temp file, fsync, rename).
+/// Writes the policies atomically (temp file, fsync, rename, fsync the directory).
 pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
     let mut text =
         String::from("# Credential rotation policies (claw vault rotation policy set KEY DAYS)\n");
@@ -133,18 +133,8 @@ pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
         }
     }
     let file = path(dir);
-    let tmp = dir.join(format!(".{POLICY_FILE}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &file)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", file.display())
-    })
+    crate::fsutil::write_atomic(&file, &format!(".{POLICY_FILE}."), text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 fn yaml_key(key: &str) -> String {
