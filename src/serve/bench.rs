@@ -187,7 +187,7 @@ pub fn cron(
     // Baseline: a bare timer loop waking at the same instants (shifted to now), handling every
     // instant that is due at each wake-up, as the scheduler does.
     instants.sort_unstable();
-    let shift = Utc::now().timestamp_millis() + 500 - instants.first().copied().unwrap_or(0);
+    let shift = crate::time::now_ms() + 500 - instants.first().copied().unwrap_or(0);
     let replay: Vec<i64> = instants.iter().map(|t| t + shift).collect();
     let base: Vec<f64> = rt.block_on(async {
         let mut out = Vec::with_capacity(replay.len());
