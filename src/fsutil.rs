@@ -1,16 +1,19 @@
-//! File plumbing shared by the stores of plain files (`cron/jobs.json`): an exclusive lock file,
-//! and replacing a file atomically (temp file in the same directory, fsync, rename, fsync the
-//! directory), so a crash leaves the old file or the new one, never a torn one.
-//!
-//! (The vault has its own copy in `vault/file.rs`, with 0600 modes and its error type.)
+//! File plumbing shared by every store of plain files (the vault, `cron/jobs.json`, the daemon's
+//! PID files): an exclusive lock file, and replacing a file atomically (temp file in the same
+//! directory, fsync, rename, fsync the directory), so a crash leaves the old file or the new one,
+//! never a torn one, and a temp file a killed writer left is removed by the next lock holder.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+/// The mode files are created with when no other is asked for (the umask applies).
+const DEFAULT_MODE: u32 = 0o666;
 
 /// An exclusive `flock` on a lock file, released on drop.
 #[derive(Debug)]
@@ -19,13 +22,20 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Takes the lock on `path` (created if missing), waiting up to `timeout`.
+    /// Takes the lock on `path` (created if missing), waiting up to `timeout`. Fails with
+    /// [`io::ErrorKind::TimedOut`] when another holder kept it all that time.
     pub fn acquire(path: &Path, timeout: Duration) -> io::Result<Self> {
+        Self::acquire_mode(path, DEFAULT_MODE, timeout)
+    }
+
+    /// [`FileLock::acquire`], creating a missing lock file with `mode` (the vault's is 0600).
+    pub fn acquire_mode(path: &Path, mode: u32, timeout: Duration) -> io::Result<Self> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(mode)
             .open(path)?;
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
@@ -69,23 +79,115 @@ impl Drop for TempGuard {
 
 /// Replaces `target` with `bytes` atomically, through `<dir>/<prefix><random>.tmp`.
 pub fn write_atomic(target: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()> {
-    let dir = match target.parent() {
+    AtomicWrite::new(target, prefix)
+        .write_with(|f| f.write_all(bytes))
+        .map(drop)
+}
+
+/// How [`AtomicWrite`] puts the finished file in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Rename over the target, whatever is there.
+    Always,
+    /// Link into place only if the target does not exist (never overwrites, even racing
+    /// another writer); nothing changes if it does.
+    IfAbsent,
+}
+
+/// An atomic write with its options: the temp file is `<dir>/<prefix><random>.tmp` beside the
+/// target, created with `mode` (default 0666, less the umask) so the content is never readable
+/// more widely than the final file, filled, fsynced, put in place, then the directory fsynced.
+/// The temp file never outlives the call, whatever fails.
+#[derive(Debug, Clone, Copy)]
+pub struct AtomicWrite<'a> {
+    target: &'a Path,
+    prefix: &'a str,
+    mode: u32,
+    replace: Replace,
+}
+
+impl<'a> AtomicWrite<'a> {
+    /// A write replacing `target`, through temp files named `<prefix><random>.tmp`.
+    pub fn new(target: &'a Path, prefix: &'a str) -> Self {
+        Self {
+            target,
+            prefix,
+            mode: DEFAULT_MODE,
+            replace: Replace::Always,
+        }
+    }
+
+    /// The permission bits the file has from its creation (0600 for secrets).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How the file is put in place (default [`Replace::Always`]).
+    #[must_use]
+    pub fn replace(mut self, replace: Replace) -> Self {
+        self.replace = replace;
+        self
+    }
+
+    /// Writes what `fill` writes into the temp file. Returns `false` only for
+    /// [`Replace::IfAbsent`] when the target already existed (nothing was changed).
+    pub fn write_with<F>(self, fill: F) -> io::Result<bool>
+    where
+        F: FnOnce(&mut File) -> io::Result<()>,
+    {
+        let dir = parent_dir(self.target);
+        let (mut file, mut guard) = loop {
+            let path = dir.join(format!(
+                "{}{}.tmp",
+                self.prefix,
+                uuid::Uuid::new_v4().simple()
+            ));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.mode)
+                .open(&path)
+            {
+                Ok(f) => break (f, TempGuard { path, armed: true }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        };
+        fill(&mut file)?;
+        file.sync_all()?;
+        drop(file);
+        let placed = match self.replace {
+            Replace::Always => {
+                fs::rename(&guard.path, self.target)?;
+                guard.armed = false;
+                true
+            }
+            // The temp name goes (the guard removes it) whether or not the link was made.
+            Replace::IfAbsent => match fs::hard_link(&guard.path, self.target) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            },
+        };
+        drop(guard);
+        if placed {
+            sync_dir(dir)?;
+        }
+        Ok(placed)
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    let (mut file, mut guard) = loop {
-        let path = dir.join(format!("{prefix}{}.tmp", uuid::Uuid::new_v4().simple()));
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => break (f, TempGuard { path, armed: true }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    };
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&guard.path, target)?;
-    guard.armed = false;
+    }
+}
+
+/// Fsyncs a directory, so that a rename, link or removal in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -140,6 +242,70 @@ mod tests {
             })
             .count();
         assert_eq!(temps, 0);
+    }
+
+    fn temps_in(dir: &Path, prefix: &str) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
+    #[test]
+    fn failed_fill_leaves_no_temp_and_keeps_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("vault.enc");
+        fs::write(&target, b"old").unwrap();
+        let err = AtomicWrite::new(&target, ".v-")
+            .write_with(|f| {
+                f.write_all(b"partial").unwrap();
+                Err(io::Error::other("injected"))
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "injected");
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert!(temps_in(dir.path(), ".v-").is_empty());
+    }
+
+    #[test]
+    fn if_absent_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("id");
+        let write = |bytes: &'static [u8]| {
+            AtomicWrite::new(&target, ".v-")
+                .replace(Replace::IfAbsent)
+                .write_with(|f| f.write_all(bytes))
+                .unwrap()
+        };
+        assert!(write(b"first"));
+        assert!(!write(b"second"));
+        assert_eq!(fs::read(&target).unwrap(), b"first");
+        assert!(temps_in(dir.path(), ".v-").is_empty());
+    }
+
+    #[test]
+    fn a_mode_holds_from_creation_and_stale_temps_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        AtomicWrite::new(&target, ".v-")
+            .mode(0o600)
+            .write_with(|f| {
+                assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(mode(&target), 0o600);
+        let lock = dir.path().join("l");
+        drop(FileLock::acquire_mode(&lock, 0o600, Duration::ZERO).unwrap());
+        assert_eq!(mode(&lock), 0o600);
+        fs::write(dir.path().join(".v-dead.tmp"), b"x").unwrap();
+        fs::write(dir.path().join(".v-keep"), b"x").unwrap();
+        remove_stale_temps(dir.path(), ".v-");
+        assert_eq!(temps_in(dir.path(), ".v-"), [".v-keep"]);
+        assert!(target.exists());
     }
 
     #[test]

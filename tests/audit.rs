@@ -165,3 +165,69 @@ fn a_seed_audit_log_is_an_unchained_prefix() {
     found.expect_code(0);
     assert!(found.stdout.contains("skill.run"), "{}", found.stdout);
 }
+
+/// A seed-format log (no chain) with one line per time, each named by its `detail`.
+fn env_with_times(times: &[(&str, chrono::DateTime<chrono::Utc>)]) -> Env {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).expect("mkdir");
+    let lines: Vec<String> = times
+        .iter()
+        .map(|(name, t)| {
+            serde_json::json!({"ts": t.to_rfc3339(), "action": "skill.run", "detail": name, "source": "cli"})
+                .to_string()
+        })
+        .collect();
+    write_lines(&env, &lines);
+    env
+}
+
+fn found(env: &Env, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["audit", "search", "--json"];
+    all.extend_from_slice(args);
+    let out = env.claw(&all);
+    out.expect_code(0);
+    out.json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn since_and_until_take_a_time_a_date_or_how_long_ago() {
+    let now = chrono::Utc::now();
+    let env = env_with_times(&[
+        ("old", now - chrono::TimeDelta::hours(3)),
+        ("recent", now - chrono::TimeDelta::minutes(30)),
+    ]);
+    assert_eq!(found(&env, &["--since", "1h"]), ["recent"]);
+    assert_eq!(found(&env, &["--until", "1h"]), ["old"]);
+    assert_eq!(found(&env, &["--since", "2h30m"]), ["recent"]);
+    assert_eq!(found(&env, &["--since", "4h", "--until", "2h"]), ["old"]);
+    assert_eq!(found(&env, &["--since", "7d"]), ["old", "recent"]);
+    let between = (now - chrono::TimeDelta::hours(1)).to_rfc3339();
+    assert_eq!(found(&env, &["--since", &between]), ["recent"]);
+    assert_eq!(found(&env, &["--until", &between]), ["old"]);
+    assert_eq!(found(&env, &["--since", "2000-01-01"]), ["old", "recent"]);
+    assert!(found(&env, &["--until", "2000-01-01"]).is_empty());
+}
+
+#[test]
+fn a_time_that_does_not_read_is_a_usage_error_naming_the_forms() {
+    let env = env_with_times(&[("only", chrono::Utc::now())]);
+    for (flag, bad) in [
+        ("--since", "garbage"),
+        ("--since", "3000"),
+        ("--since", "2026-13-45"),
+        ("--until", "yesterday"),
+    ] {
+        let out = env.claw(&["audit", "search", flag, bad]);
+        out.expect_code(2);
+        for form in ["RFC 3339", "2026-11-22", "how long ago", "2h30m"] {
+            assert!(out.stderr.contains(form), "{flag} {bad}: {}", out.stderr);
+        }
+        assert!(out.stderr.contains(bad), "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+}

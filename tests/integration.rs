@@ -3,6 +3,7 @@
 //! One test binary (`autotests = false`), one module per topic.
 
 mod approval;
+mod architecture;
 mod audit;
 mod bad_input;
 mod cctv;

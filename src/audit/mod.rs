@@ -203,7 +203,7 @@ impl AuditLog {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                crate::time::compact_millis(chrono::Utc::now())
             ));
             std::fs::write(&aside, &fragment).map_err(io("write", &aside))?;
             file.set_len(keep).map_err(io("truncate", &self.path))?;
@@ -353,9 +353,18 @@ impl AuditLog {
     }
 
     /// Lines matching every given filter, oldest first. `text` matches anywhere in the line,
-    /// case-insensitively; `since`/`until` compare RFC 3339 timestamps.
+    /// case-insensitively; `since`/`until` keep the lines whose `ts` is in that range, both
+    /// ends included (a line whose `ts` does not read as a time is then left out).
     pub fn search(&self, q: &Query) -> Result<Vec<Line>, AuditError> {
         let text = q.text.as_deref().map(str::to_lowercase);
+        let in_range = |ts: &str| {
+            if q.since.is_none() && q.until.is_none() {
+                return true;
+            }
+            crate::time::parse_iso(ts).is_some_and(|ts| {
+                q.since.is_none_or(|s| ts >= s) && q.until.is_none_or(|u| ts <= u)
+            })
+        };
         Ok(self
             .lines()?
             .into_iter()
@@ -368,8 +377,7 @@ impl AuditLog {
                         field("action") == a || field("action").starts_with(&format!("{a}."))
                     })
                     && q.actor.as_deref().is_none_or(|a| field("actor") == a)
-                    && q.since.as_deref().is_none_or(|s| field("ts") >= s)
-                    && q.until.as_deref().is_none_or(|u| field("ts") <= u)
+                    && in_range(field("ts"))
             })
             .collect())
     }
@@ -508,8 +516,8 @@ pub struct Query {
     pub text: Option<String>,
     pub action: Option<String>,
     pub actor: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Writes `events` as a fresh chained log in one go (for benchmarks and tests: no lock, one
@@ -553,9 +561,7 @@ fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
     let mut entry = Map::new();
     entry.insert(
         "ts".into(),
-        chrono::Utc::now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            .into(),
+        crate::time::rfc3339_millis(chrono::Utc::now()).into(),
     );
     entry.insert("seq".into(), seq.into());
     entry.insert("actor".into(), e.actor.into());

@@ -1,5 +1,6 @@
 //! `claw audit tail | search | verify`.
 
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::output;
@@ -23,11 +24,13 @@ pub(crate) enum AuditCommand {
         action: Option<String>,
         #[arg(long)]
         actor: Option<String>,
-        /// RFC 3339 time or date (`2026-11-22`, `2026-11-22T10:00:00Z`).
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        until: Option<String>,
+        /// Entries from this time on: RFC 3339 (`2026-11-22T10:00:00Z`), a date (`2026-11-22`,
+        /// midnight local time) or how long ago (`30m`, `1h`, `2h30m`, `7d`).
+        #[arg(long, value_name = "TIME", value_parser = super::instant)]
+        since: Option<DateTime<Utc>>,
+        /// Entries up to this time (included), in the forms of `--since`.
+        #[arg(long, value_name = "TIME", value_parser = super::instant)]
+        until: Option<DateTime<Utc>>,
         #[arg(long)]
         json: bool,
     },

@@ -9,6 +9,7 @@ use super::output;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::{AuditLog, Event};
 use crate::scheduler::{Schedule, parse_tz};
+use crate::time::{self, at};
 use crate::triggers::cron::jobs::{Job, JobType, JobsError, JobsFile, find_index};
 use crate::triggers::cron::runner::{self, Delivery};
 
@@ -193,7 +194,6 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
 }
 
 fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
-    use crate::serve::cron::at;
     let jobs = file.load().map_err(jobs_err)?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
@@ -219,8 +219,8 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
                 "schedule": e.id,
                 "name": e.label,
                 "expr": e.schedule.expr(),
-                "last_fire": st.and_then(|s| s.last_fire).map(|t| at(t).to_rfc3339()),
-                "next_fire": next.map(|t| t.to_rfc3339()),
+                "last_fire": st.and_then(|s| s.last_fire).map(|t| time::rfc3339(&at(t))),
+                "next_fire": next.map(|t| time::rfc3339(&t)),
                 "fired": st.map_or(0, |s| s.fired),
                 "missed": st.map_or(0, |s| s.missed),
                 "skipped": st.map_or(0, |s| s.skipped),
@@ -301,7 +301,7 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
                 let mut v = serde_json::to_value(j).unwrap_or_default();
                 let next = j.compiled().ok().and_then(|s| s.next_after(now));
                 v["next_run"] =
-                    serde_json::json!(next.filter(|_| j.enabled).map(|t| t.to_rfc3339()));
+                    serde_json::json!(next.filter(|_| j.enabled).map(|t| time::rfc3339(&t)));
                 v
             })
             .collect();
@@ -319,11 +319,7 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
                 (false, _) => "-".to_owned(),
                 (true, Ok(s)) => s.next_after(now).map_or_else(
                     || "never".to_owned(),
-                    |t| {
-                        t.with_timezone(&s.tz())
-                            .format("%Y-%m-%d %H:%M:%S %Z")
-                            .to_string()
-                    },
+                    |t| time::human(&t.with_timezone(&s.tz())),
                 ),
                 (true, Err(_)) => "invalid schedule".to_owned(),
             };
@@ -504,8 +500,8 @@ fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliRe
                 serde_json::json!({
                     "schedule": what, "expr": s.expr(), "tz": s.tz().name(), "describe": s.describe(),
                     "next": s.upcoming(now, n).iter().map(|t| serde_json::json!({
-                        "utc": t.to_rfc3339(),
-                        "local": t.with_timezone(&s.tz()).to_rfc3339(),
+                        "utc": time::rfc3339(t),
+                        "local": time::rfc3339(&t.with_timezone(&s.tz())),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -522,9 +518,8 @@ fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliRe
         for t in fires {
             println!(
                 "  {}   {}",
-                t.with_timezone(&s.tz())
-                    .format("%Y-%m-%d %H:%M:%S %Z (%:z)"),
-                t.format("%Y-%m-%d %H:%M:%S UTC")
+                time::human_with_offset(&t.with_timezone(&s.tz())),
+                time::human(&t)
             );
         }
     }

@@ -169,6 +169,12 @@ impl Ctx {
     }
 }
 
+/// The value parser of every time-valued flag: [`crate::time::parse_instant`] against the clock
+/// (a bad value is a usage error, exit status 2, naming the accepted forms).
+fn instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::time::parse_instant(text, chrono::Utc::now())
+}
+
 /// Parses `args` (including the program name) and runs the command. Returns the exit status.
 pub fn run(args: Vec<OsString>) -> u8 {
     quiet_on_closed_stdout();

@@ -2,31 +2,25 @@
 
 use std::io::IsTerminal as _;
 
-use chrono::{DateTime, Local, Utc};
-
 use crate::engine::{Event, Progress};
 use crate::store::{RunRecord, StepRecord, StepStatus};
+use crate::time;
 
 /// Whether stderr is a terminal (progress and colour only then).
 pub(crate) fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// A stored time (ms) in `--json` output: RFC 3339, or `null`.
 pub(crate) fn rfc3339(ms: Option<i64>) -> serde_json::Value {
-    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map_or(serde_json::Value::Null, |t| t.to_rfc3339().into())
+    ms.map_or(serde_json::Value::Null, |ms| {
+        time::rfc3339(&time::at(ms)).into()
+    })
 }
 
+/// A stored time (ms) in a table: the local clock, or `-`.
 pub(crate) fn local_time(ms: Option<i64>) -> String {
-    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map_or_else(
-            || "-".to_owned(),
-            |t| {
-                t.with_timezone(&Local)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            },
-        )
+    ms.map_or_else(|| "-".to_owned(), |ms| time::local(time::at(ms)))
 }
 
 pub(crate) fn duration_ms(start: Option<i64>, end: Option<i64>) -> Option<i64> {

@@ -292,7 +292,9 @@ fn waiting_for(engine: &Engine, run: &RunRecord) -> Result<Vec<Wait>, CliError> 
                 } else {
                     r.approvers.join(", ")
                 };
-                let deadline = r.deadline.map(crate::engine::approval::rfc3339);
+                let deadline = r
+                    .deadline
+                    .map(|d| crate::time::rfc3339_secs(crate::time::at(d)));
                 out.push(Wait {
                     text: format!(
                         "approval of `{}` by {who} ({}/{}){}",

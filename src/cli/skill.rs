@@ -345,7 +345,7 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
         .transpose()?;
     let arg_names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
     let skill = skills::find(&ctx.dirs, name).map_err(|e| skill_err(&e))?;
-    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S%.3f").to_string();
+    let stamp = crate::time::compact_local_millis(chrono::Utc::now());
     let log_dir = ctx.dirs.home.join("logs").join("skills").join(skill.name());
     ctx.dirs
         .ensure_home()

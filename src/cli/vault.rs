@@ -372,7 +372,7 @@ fn rotation(ctx: &Ctx, cmd: RotationCommand) -> CliResult {
                         p.key.clone(),
                         p.max_age_days.to_string(),
                         p.last_rotated
-                            .map_or_else(|| "unknown".to_owned(), |t| t.to_rfc3339()),
+                            .map_or_else(|| "unknown".to_owned(), |t| crate::time::rfc3339(&t)),
                     ]
                 })
                 .collect();

@@ -294,5 +294,3 @@ impl Engine {
         })
     }
 }
-
-pub use crate::time::rfc3339;

@@ -172,7 +172,7 @@ impl Schedule {
                 match self.anchor {
                     Some(a) => format!(
                         "every {every} (elapsed time, counted from {})",
-                        a.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        crate::time::rfc3339_secs(a)
                     ),
                     None => format!("every {every} (elapsed time)"),
                 }

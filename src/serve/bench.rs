@@ -19,7 +19,7 @@ use chrono::{TimeDelta, Utc};
 use super::cron::{Dispatch, Scheduler};
 use crate::config::{Dirs, Settings};
 use crate::engine::Engine;
-use crate::triggers::cron::jobs::{Job, JobType, JobsFile, iso_utc};
+use crate::triggers::cron::jobs::{Job, JobType, JobsFile};
 use crate::triggers::cron::sources::load_sources;
 
 /// Percentiles of a sample, in milliseconds.
@@ -110,7 +110,8 @@ fn write_jobs(home: &Path, n: usize, period: Duration, lead: Duration) -> Result
                 JobType::Shell,
                 "true",
             );
-            j.created_at = iso_utc(start + TimeDelta::milliseconds((i as f64 * step) as i64));
+            j.created_at =
+                crate::time::iso_utc(start + TimeDelta::milliseconds((i as f64 * step) as i64));
             j.tz = Some("UTC".into());
             // The measured path is plan + commit + dispatch; the bench runs no job.
             j.extra.insert("overlap".into(), "allow".into());
@@ -186,7 +187,7 @@ pub fn cron(
     // Baseline: a bare timer loop waking at the same instants (shifted to now), handling every
     // instant that is due at each wake-up, as the scheduler does.
     instants.sort_unstable();
-    let shift = Utc::now().timestamp_millis() + 500 - instants.first().copied().unwrap_or(0);
+    let shift = crate::time::now_ms() + 500 - instants.first().copied().unwrap_or(0);
     let replay: Vec<i64> = instants.iter().map(|t| t + shift).collect();
     let base: Vec<f64> = rt.block_on(async {
         let mut out = Vec::with_capacity(replay.len());

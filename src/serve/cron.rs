@@ -12,12 +12,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone as _, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::audit::Event;
 use crate::engine::{Engine, NewRun};
 use crate::scheduler::{Overlap, plan};
 use crate::store::{Advance, FireBatch, FireStatus, NewFire, StoreError};
+use crate::time::{self, at, ms};
 use crate::triggers::cron::sources::{Entry, Sources, Target};
 
 /// The audit actor of scheduler entries.
@@ -80,17 +81,6 @@ pub struct Scheduler {
     slots: Slots,
     /// `(due ms, generation, slot index)`; an entry whose generation is not its slot's is stale.
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// The instant of a stored time (ms since the epoch).
-pub fn at(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 fn same_target(a: &Target, b: &Target) -> bool {
@@ -320,7 +310,7 @@ impl Scheduler {
                         "type": "schedule",
                         "schedule": id,
                         "expr": entry.schedule.expr(),
-                        "scheduled_for": fire.scheduled_for.to_rfc3339(),
+                        "scheduled_for": time::rfc3339(&fire.scheduled_for),
                         "late": fire.late,
                     });
                     if queue {
@@ -356,8 +346,8 @@ impl Scheduler {
                         "reason": m.reason.as_str(),
                         "count": m.count,
                         "exact": m.exact,
-                        "first": m.first.to_rfc3339(),
-                        "last": m.last.to_rfc3339(),
+                        "first": time::rfc3339(&m.first),
+                        "last": time::rfc3339(&m.last),
                     }),
                 ));
             }
@@ -391,7 +381,7 @@ impl Scheduler {
                         "skipped",
                         serde_json::json!({
                             "name": label,
-                            "scheduled_for": at(fire.scheduled_for).to_rfc3339(),
+                            "scheduled_for": time::rfc3339(&at(fire.scheduled_for)),
                             "reason": "overlap",
                         }),
                     ));

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use cron::at;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Dirs, Settings};
 use crate::engine::{Engine, EngineError, Silent, now_ms};
 use crate::store::{RunRecord, RunStatus};
+use crate::time::{self, at};
 use crate::trace::DAEMON;
 use crate::triggers::cron::runner::run_job;
 use crate::triggers::launch::{Execution, Launcher};
@@ -346,7 +346,7 @@ fn recover_fires(ctx: &Rc<Ctx>) {
                     target: DAEMON,
                     "{} fire of {} was running when claw stopped: recorded interrupted (not run again)",
                     f.schedule,
-                    at(f.scheduled_for).to_rfc3339()
+                    time::rfc3339(&at(f.scheduled_for))
                 );
             }
             for f in found.queued {

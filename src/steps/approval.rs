@@ -97,7 +97,7 @@ pub fn describe(r: &Resolution) -> String {
         },
         Resolution::TimedOut { approve, at } => format!(
             "no decision before the deadline ({}): {}",
-            crate::time::rfc3339(*at),
+            crate::time::rfc3339_secs(crate::time::at(*at)),
             if *approve { "approved" } else { "rejected" }
         ),
     }
@@ -179,7 +179,8 @@ impl Kind for ApprovalStep {
 /// `reason`, `decided_at`, `timed_out`, and the approvers' input fields).
 pub fn report(r: &Resolution) -> StepReport {
     let mut report = StepReport::failed(describe(r));
-    let at_text = |at: &i64| serde_json::Value::from(crate::time::rfc3339(*at));
+    let at_text =
+        |at: &i64| serde_json::Value::from(crate::time::rfc3339_secs(crate::time::at(*at)));
     match r {
         Resolution::Approved { by, at, input } => {
             report = StepReport::succeeded();

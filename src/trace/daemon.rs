@@ -105,7 +105,7 @@ impl<S: Subscriber> Layer<S> for DaemonLog {
         event.record(&mut line);
         let text = format!(
             "{} claw serve: {}{}\n",
-            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            crate::time::rfc3339_millis(chrono::Utc::now()),
             line.message,
             line.fields
         );

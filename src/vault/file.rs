@@ -1,25 +1,27 @@
-//! File-system plumbing for the vault: the exclusive lock, atomic replace-by-rename with
-//! fsyncs, and cleanup of temp files a killed writer left behind.
+//! The vault's files on [`crate::fsutil`]: its lock (`vault.lock`, 0600, `Locked` after the
+//! timeout), its atomic writes (`.vault-<random>.tmp` beside the target, 0600 from creation,
+//! fsynced, renamed or linked into place, the directory fsynced) and the cleanup of temp files a
+//! killed writer left. This module fixes the vault's choices and its error type; the mechanism
+//! is fsutil's.
 
-use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+pub(super) use crate::fsutil::Replace;
+use crate::fsutil::{self, AtomicWrite, FileLock};
 
 use super::VaultError;
 
-/// Prefix and suffix of the temp files written before a rename.
+/// Prefix of the temp files written before a rename (they end in `.tmp`).
 pub(super) const TEMP_PREFIX: &str = ".vault-";
-pub(super) const TEMP_SUFFIX: &str = ".tmp";
 
 /// How long a writer waits for another writer's lock before giving up with `Locked`.
 pub(super) const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every vault file is readable by its owner only, from the moment it exists.
+const MODE: u32 = 0o600;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VaultError + '_ {
     move |source| VaultError::Io {
@@ -28,219 +30,54 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VaultError + '_ {
     }
 }
 
-/// An exclusive `flock` on the vault's lock file, released on drop.
-#[derive(Debug)]
-pub(super) struct VaultLock {
-    _lock: Flock<File>,
-}
-
-impl VaultLock {
-    /// Takes the exclusive lock on `path`, waiting up to `timeout` for another holder.
-    pub(super) fn acquire(path: &Path, timeout: Duration) -> Result<Self, VaultError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err(path))?;
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(Self { _lock: lock }),
-                Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) => {
-                    if Instant::now() >= deadline {
-                        return Err(VaultError::Locked {
-                            path: path.to_path_buf(),
-                            waited: timeout,
-                        });
-                    }
-                    file = f;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err((_, errno)) => {
-                    return Err(VaultError::Io {
-                        path: path.to_path_buf(),
-                        source: io::Error::from(errno),
-                    });
-                }
+/// Takes the exclusive lock on `path` (released when the returned lock is dropped), waiting up
+/// to `timeout` for another holder, then failing with `Locked`.
+pub(super) fn lock(path: &Path, timeout: Duration) -> Result<FileLock, VaultError> {
+    FileLock::acquire_mode(path, MODE, timeout).map_err(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            VaultError::Locked {
+                path: path.to_path_buf(),
+                waited: timeout,
             }
+        } else {
+            io_err(path)(e)
         }
-    }
-}
-
-/// A random-enough suffix for temp file names (collisions are retried by `create_new`).
-fn random_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    hasher.write_u128(nanos);
-    format!("{:016x}", hasher.finish())
-}
-
-/// Removes the temp file on drop unless it was renamed into place.
-struct TempGuard {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Where the new content goes once the temp file is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Replace {
-    /// Rename over the target, whatever is there.
-    Always,
-    /// Link into place only if the target does not exist; `Ok(false)` if it does.
-    IfAbsent,
-}
-
-/// Writes a file atomically: a `.vault-<random>.tmp` in the same directory (mode 0600 from
-/// creation) filled by `fill`, fsynced, moved over `target`, then the directory fsynced.
-/// The temp file never outlives the call. Returns `false` only for `Replace::IfAbsent`
-/// when the target already existed (nothing was changed).
-pub(super) fn write_atomic<F>(target: &Path, how: Replace, fill: F) -> Result<bool, VaultError>
-where
-    F: FnOnce(&mut File) -> Result<(), VaultError>,
-{
-    let dir = parent_dir(target);
-    let (mut file, guard) = loop {
-        let path = dir.join(format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", random_suffix()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => break (f, TempGuard { path, armed: true }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err(&path)(e)),
-        }
-    };
-    fill(&mut file)?;
-    file.sync_all().map_err(io_err(&guard.path))?;
-    drop(file);
-    let placed = match how {
-        Replace::Always => {
-            fs::rename(&guard.path, target).map_err(io_err(target))?;
-            true
-        }
-        Replace::IfAbsent => match fs::hard_link(&guard.path, target) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(io_err(target)(e)),
-        },
-    };
-    // After a rename the temp name is gone; after a link (or a refused link) it must go.
-    let mut guard = guard;
-    if how == Replace::Always {
-        guard.armed = false;
-    }
-    drop(guard);
-    if placed {
-        sync_dir(dir)?;
-    }
-    Ok(placed)
-}
-
-/// Copies `src` to `dst` (which must not exist) atomically, mode 0600.
-pub(super) fn copy_new(src: &Path, dst: &Path) -> Result<bool, VaultError> {
-    let bytes = zeroize::Zeroizing::new(fs::read(src).map_err(io_err(src))?);
-    write_atomic(dst, Replace::IfAbsent, |f| {
-        io::Write::write_all(f, &bytes).map_err(io_err(dst))
     })
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
+/// Writes `target` atomically with what `fill` writes (see [`fsutil::AtomicWrite`]). Returns
+/// `false` only for [`Replace::IfAbsent`] when the target already existed (nothing changed).
+pub(super) fn write_atomic<F>(target: &Path, how: Replace, fill: F) -> Result<bool, VaultError>
+where
+    F: FnOnce(&mut File) -> io::Result<()>,
+{
+    AtomicWrite::new(target, TEMP_PREFIX)
+        .mode(MODE)
+        .replace(how)
+        .write_with(fill)
+        .map_err(io_err(target))
 }
 
-/// Fsyncs a directory so a rename in it is durable.
+/// Copies `src` to `dst` (which must not exist) atomically, mode 0600; `false` if `dst` exists.
+pub(super) fn copy_new(src: &Path, dst: &Path) -> Result<bool, VaultError> {
+    let bytes = zeroize::Zeroizing::new(fs::read(src).map_err(io_err(src))?);
+    write_atomic(dst, Replace::IfAbsent, |f| io::Write::write_all(f, &bytes))
+}
+
+/// Fsyncs a directory so a removal in it is durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), VaultError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    fsutil::sync_dir(dir).map_err(io_err(dir))
 }
 
 /// Removes temp files left by a writer that was killed mid-write. Call only while holding
 /// the vault lock: every live writer holds it, so any temp file seen then is an orphan.
 pub(super) fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// `YYYYmmddTHHMMSSZ` for a Unix time in seconds (UTC).
-pub(super) fn compact_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
-/// `YYYY-mm-ddTHH:MM:SSZ` (RFC 3339, as `age-keygen` writes it) for a Unix time in seconds.
-pub(super) fn rfc3339_utc(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Days-from-civil inverse (Howard Hinnant's algorithm), for dates after 1970.
-fn civil(secs: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+    fsutil::remove_stale_temps(dir, TEMP_PREFIX);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(compact_utc(0), "19700101T000000Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        // 2024-12-31T23:59:59Z
-        assert_eq!(compact_utc(1_735_689_599), "20241231T235959Z");
-        assert_eq!(rfc3339_utc(1_709_210_096), "2024-02-29T12:34:56Z");
-    }
 
     fn temps_in(dir: &Path) -> Vec<String> {
         fs::read_dir(dir)
@@ -257,13 +94,13 @@ mod tests {
         fs::write(&target, b"old").unwrap();
         let err = write_atomic(&target, Replace::Always, |f| {
             io::Write::write_all(f, b"partial").unwrap();
-            Err(VaultError::Corrupt {
-                path: target.clone(),
-                why: "injected".into(),
-            })
+            Err(io::Error::other("injected"))
         })
         .unwrap_err();
-        assert!(matches!(err, VaultError::Corrupt { .. }));
+        assert!(
+            matches!(&err, VaultError::Io { path, .. } if *path == target),
+            "{err:?}"
+        );
         assert_eq!(fs::read(&target).unwrap(), b"old");
         assert!(temps_in(dir.path()).is_empty());
     }
@@ -276,7 +113,7 @@ mod tests {
         fs::create_dir(&target).unwrap();
         fs::write(target.join("x"), b"x").unwrap();
         let err = write_atomic(&target, Replace::Always, |f| {
-            io::Write::write_all(f, b"new").map_err(io_err(&target))
+            io::Write::write_all(f, b"new")
         })
         .unwrap_err();
         assert!(matches!(err, VaultError::Io { .. }), "{err:?}");
@@ -289,7 +126,7 @@ mod tests {
         let target = dir.path().join("id");
         fs::write(&target, b"keep").unwrap();
         let placed = write_atomic(&target, Replace::IfAbsent, |f| {
-            io::Write::write_all(f, b"new").map_err(io_err(&target))
+            io::Write::write_all(f, b"new")
         })
         .unwrap();
         assert!(!placed);
@@ -316,5 +153,24 @@ mod tests {
         remove_stale_temps(dir.path());
         assert!(temps_in(dir.path()).is_empty());
         assert!(target.exists());
+    }
+
+    #[test]
+    fn a_held_lock_is_locked_after_the_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.lock");
+        let held = lock(&path, Duration::ZERO).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let err = lock(&path, Duration::from_millis(20)).unwrap_err();
+        assert!(
+            matches!(err, VaultError::Locked { waited, .. } if waited == Duration::from_millis(20)),
+            "{err:?}"
+        );
+        drop(held);
+        lock(&path, Duration::ZERO).unwrap();
     }
 }

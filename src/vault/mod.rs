@@ -9,6 +9,7 @@
 //! Every change is a read-modify-write under an exclusive `flock` on `vault.lock`, written to a
 //! `.vault-<random>.tmp` file (0600) that is fsynced and renamed over its target, then the
 //! directory fsynced: a crash leaves the old or the new file, never a mix. Reads take no lock.
+//! The mechanism is [`crate::fsutil`]'s; `file.rs` fixes the vault's modes, names and errors.
 
 mod file;
 pub mod passphrase;
@@ -218,7 +219,7 @@ impl Keys {
 
 /// The text `age-keygen` writes for an identity.
 fn identity_file_text(id: &x25519::Identity) -> Zeroizing<String> {
-    let created = file::rfc3339_utc(file::now_secs());
+    let created = crate::time::rfc3339_secs(chrono::Utc::now());
     Zeroizing::new(format!(
         "# created: {created}\n# public key: {}\n{}\n",
         id.to_public(),
@@ -420,7 +421,7 @@ impl Vault {
             |n| n.to_string_lossy().into_owned(),
         );
 
-        let stamp = file::compact_utc(file::now_secs());
+        let stamp = crate::time::compact(chrono::Utc::now());
         let mut n = 1;
         let backup = loop {
             let name = if n == 1 {
@@ -524,15 +525,12 @@ impl Vault {
         match passphrase {
             None => {
                 let path = self.identity_path();
-                file::write_atomic(&path, how, |f| {
-                    f.write_all(text.as_bytes()).map_err(io_at(&path))
-                })
+                file::write_atomic(&path, how, |f| f.write_all(text.as_bytes()))
             }
             Some(p) => {
                 let path = self.protected_identity_path();
                 let bytes = passphrase::encrypt(&path, text, p)?;
-                let placed =
-                    file::write_atomic(&path, how, |f| f.write_all(&bytes).map_err(io_at(&path)))?;
+                let placed = file::write_atomic(&path, how, |f| f.write_all(&bytes))?;
                 if placed {
                     let mut keys = Keys::parse(text, &path)?;
                     keys.passphrase = Some(p.clone());
@@ -573,13 +571,13 @@ impl Vault {
     }
 
     /// Takes the writers' lock and clears temp files a killed writer left.
-    fn lock(&self) -> Result<file::VaultLock, VaultError> {
+    fn lock(&self) -> Result<crate::fsutil::FileLock, VaultError> {
         if !self.dir.is_dir() {
             return Err(VaultError::NotInitialized {
                 dir: self.dir.clone(),
             });
         }
-        let lock = file::VaultLock::acquire(&self.lock_path(), self.lock_timeout)?;
+        let lock = file::lock(&self.lock_path(), self.lock_timeout)?;
         file::remove_stale_temps(&self.dir);
         Ok(lock)
     }
@@ -624,12 +622,9 @@ impl Vault {
                     why: e.to_string(),
                 })?;
         file::write_atomic(&path, Replace::Always, |f| {
-            let mut w = encryptor
-                .wrap_output(io::BufWriter::new(f))
-                .map_err(io_at(&path))?;
-            w.write_all(&plaintext).map_err(io_at(&path))?;
-            let mut buffered = w.finish().map_err(io_at(&path))?;
-            buffered.flush().map_err(io_at(&path))
+            let mut w = encryptor.wrap_output(io::BufWriter::new(f))?;
+            w.write_all(&plaintext)?;
+            w.finish()?.flush()
         })?;
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use crate::time;
 use crate::yaml::{self, Reader, Value};
 
 pub const POLICY_FILE: &str = "rotation_policies.yaml";
@@ -98,7 +99,7 @@ pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
                     "last_rotated" if n.value == Value::Null => {}
                     _ => {
                         let text = n.scalar_text().unwrap_or_default();
-                        match parse_time(&text) {
+                        match time::parse_iso(&text) {
                             Some(t) => policy.last_rotated = Some(t),
                             None => r.err(
                                 n.pos,
@@ -119,17 +120,7 @@ pub fn load(dir: &Path) -> Result<Vec<Policy>, String> {
 /// The fields of one policy (the seed's).
 const FIELDS: &[&str] = &["max_age_days", "last_rotated"];
 
-/// The seed wrote Python's `isoformat()`: with or without an offset.
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
-}
-
-/// Writes the policies atomically (temp file, fsync, rename).
+/// Writes the policies atomically (temp file, fsync, rename, fsync the directory).
 pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
     let mut text =
         String::from("# Credential rotation policies (claw vault rotation policy set KEY DAYS)\n");
@@ -140,23 +131,13 @@ pub fn save(dir: &Path, policies: &[Policy]) -> Result<(), String> {
             p.max_age_days
         ));
         match p.last_rotated {
-            Some(t) => text.push_str(&format!("  last_rotated: '{}'\n", t.to_rfc3339())),
+            Some(t) => text.push_str(&format!("  last_rotated: '{}'\n", time::rfc3339(&t))),
             None => text.push_str("  last_rotated: null\n"),
         }
     }
     let file = path(dir);
-    let tmp = dir.join(format!(".{POLICY_FILE}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &file)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", file.display())
-    })
+    crate::fsutil::write_atomic(&file, &format!(".{POLICY_FILE}."), text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 fn yaml_key(key: &str) -> String {

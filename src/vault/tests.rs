@@ -499,7 +499,7 @@ fn rotate_key_reencrypts_and_keeps_a_backup() {
 fn a_held_lock_times_out_with_locked() {
     let (_dir, vault) = new_vault();
     let vault = vault.with_lock_timeout(Duration::from_millis(100));
-    let held = file::VaultLock::acquire(&vault.dir().join(LOCK_FILE), Duration::ZERO).unwrap();
+    let held = file::lock(&vault.dir().join(LOCK_FILE), Duration::ZERO).unwrap();
     let err = vault.set("k", &Secret::from("v")).unwrap_err();
     assert!(matches!(err, VaultError::Locked { .. }), "{err:?}");
     assert!(err.to_string().contains(LOCK_FILE));

@@ -198,7 +198,7 @@ impl RunServices {
                 .deadline
                 .map(|d| format!(
                     ", deadline {} then {}",
-                    approval::rfc3339(d),
+                    crate::time::rfc3339_secs(crate::time::at(d)),
                     request.on_timeout
                 ))
                 .unwrap_or_default(),
@@ -213,7 +213,7 @@ impl RunServices {
                     "workflow": self.workflow,
                     "approvers": request.approvers,
                     "quorum": request.quorum,
-                    "deadline": request.deadline.map(approval::rfc3339),
+                    "deadline": request.deadline.map(|d| crate::time::rfc3339_secs(crate::time::at(d))),
                 }),
             )
         });
@@ -247,7 +247,7 @@ impl RunServices {
             if approve { "approved" } else { "rejected" },
             serde_json::json!({
                 "workflow": self.workflow,
-                "deadline": approval::rfc3339(at),
+                "deadline": crate::time::rfc3339_secs(crate::time::at(at)),
             }),
         );
         if let Err(e) = self.audit.record(&event) {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, FileLock};
 use crate::scheduler::{CatchUp, Overlap, Policy, Schedule};
+use crate::time;
 
 const TEMP_PREFIX: &str = ".jobs_";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,7 +120,7 @@ impl Job {
             output_channel: default_output(),
             enabled: true,
             llm_model: String::new(),
-            created_at: iso_utc(Utc::now()),
+            created_at: time::iso_utc(Utc::now()),
             last_run: None,
             last_status: None,
             last_output_file: None,
@@ -130,7 +131,7 @@ impl Job {
 
     /// The creation time (the anchor of `every` schedules), if `created_at` parses.
     pub fn created(&self) -> Option<DateTime<Utc>> {
-        parse_time(&self.created_at)
+        time::parse_iso(&self.created_at)
     }
 
     /// The compiled schedule (anchored at the creation time).
@@ -185,22 +186,6 @@ pub fn policy(job: &Job) -> Result<Policy, String> {
         }
     }
     Ok(p)
-}
-
-/// `2024-05-01T12:00:00.123456+00:00`: Python's `datetime.now(timezone.utc).isoformat()`.
-pub fn iso_utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
-
-/// Reads the seed's ISO times (with an offset, a `Z`, or naive meaning UTC).
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
 }
 
 /// Problems with `jobs.json` or with finding a job in it.
@@ -415,9 +400,9 @@ mod tests {
 
     #[test]
     fn times_in_seed_forms() {
-        let t = parse_time("2024-05-01T12:00:00.123456+00:00").unwrap();
-        assert_eq!(iso_utc(t), "2024-05-01T12:00:00.123456+00:00");
-        assert!(parse_time("2024-05-01T12:00:00").is_some());
-        assert!(parse_time("yesterday").is_none());
+        let t = time::parse_iso("2024-05-01T12:00:00.123456+00:00").unwrap();
+        assert_eq!(time::iso_utc(t), "2024-05-01T12:00:00.123456+00:00");
+        assert!(time::parse_iso("2024-05-01T12:00:00").is_some());
+        assert!(time::parse_iso("yesterday").is_none());
     }
 }

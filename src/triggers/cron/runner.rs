@@ -14,8 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::{Job, JobType, JobsError, JobsFile, iso_utc};
+use super::jobs::{Job, JobType, JobsError, JobsFile};
 use crate::engine::{Engine, NewRun, Progress};
+use crate::time;
 
 /// The seed's fixed timeout for shell jobs.
 pub const SHELL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -116,7 +117,7 @@ pub async fn run_job(
     file.update(|jobs| {
         // The job may have been removed meanwhile: then there is nothing to record.
         if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
-            j.last_run = Some(iso_utc(finished));
+            j.last_run = Some(time::iso_utc(finished));
             j.last_status = Some(st);
             j.last_output_file = Some(of);
         }
@@ -165,10 +166,10 @@ fn write_log(
         move |source| JobError::Output { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(err(&dir))?;
-    let stamp = started.format("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = time::compact(started);
     let text = format!(
         "exit_code: {exit_code}\ntimestamp: {}\n---\n{output}\n",
-        iso_utc(started)
+        time::iso_utc(started)
     );
     // Two runs in one second get `-2`, `-3`, … rather than overwriting each other.
     for n in 1..1000 {
@@ -364,7 +365,7 @@ async fn run_workflow(
         "type": "cron",
         "job": job.id,
         "job_name": job.name,
-        "scheduled_for": scheduled_for.map(|t| t.to_rfc3339()),
+        "scheduled_for": scheduled_for.map(|t| time::rfc3339(&t)),
     });
     let run = match engine.create_run(&NewRun {
         workflow: &wf,
