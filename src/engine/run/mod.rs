@@ -40,7 +40,8 @@ enum Stop {
 }
 
 /// A finished attempt coming back from its task.
-type Done = (String, u32, StepReport);
+/// A finished attempt coming back from its task, with the kind as the attempt ran it.
+type Done = (String, u32, StepReport, Option<crate::steps::StepKind>);
 
 pub(super) struct Exec<'a> {
     engine: &'a Engine,
@@ -72,8 +73,8 @@ pub(super) struct Exec<'a> {
     interrupting: bool,
     /// Steps whose wait (an approval request, a child run) opens again as the same attempt.
     reopen: std::collections::HashSet<String>,
-    /// The prepared kind of each attempt in flight (for its audit entry when it ends).
-    prepared: HashMap<String, crate::steps::StepKind>,
+    /// What this run's waiting steps get from the engine (made once, on first use).
+    services: Option<std::sync::Arc<dyn crate::steps::Services>>,
     /// What waiting steps' tasks ask the loop to record ([`waits::Notice`]).
     notices_tx: tokio::sync::mpsc::UnboundedSender<waits::Notice>,
     notices_rx: tokio::sync::mpsc::UnboundedReceiver<waits::Notice>,
@@ -155,7 +156,7 @@ impl<'a> Exec<'a> {
             halt: cancel.child_token(),
             interrupting: false,
             reopen: std::collections::HashSet::new(),
-            prepared: HashMap::new(),
+            services: None,
             notices_tx,
             notices_rx,
             cancel,
@@ -542,8 +543,8 @@ impl<'a> Exec<'a> {
                     running -= 1;
                     // Whatever the step said before it ended is recorded before its end.
                     self.take_notices()?;
-                    let (name, _attempt, report) = done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
-                    if let Some(delay) = self.complete(&name, report)?
+                    let (name, _attempt, report, prepared) = done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    if let Some(delay) = self.complete(&name, report, prepared)?
                         && let Some((phase, step)) = self.step_def(&name).map(|(p, s)| (p, s.clone())) {
                             self.start(&step, phase, &mut tasks, delay)?;
                             running += 1;
@@ -645,10 +646,10 @@ impl<'a> Exec<'a> {
                     let Some(done) = done else {
                         break;
                     };
-                    let (n, _, report) =
+                    let (n, _, report, prepared) =
                         done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
                     self.take_notices()?;
-                    match self.complete(&n, report)? {
+                    match self.complete(&n, report, prepared)? {
                         Some(d) => delay = d,
                         None => break,
                     }

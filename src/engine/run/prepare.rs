@@ -14,7 +14,11 @@ use crate::workflow::Step;
 impl Exec<'_> {
     /// The values of the secrets a step mentions (`${{ secrets.NAME }}` in any of its fields or
     /// the workflow's `env`), read from the vault; they join the run's redactor.
-    pub(super) fn load_secrets(&mut self, step: &Step) -> Result<BTreeMap<String, String>, String> {
+    fn load_secrets(
+        &mut self,
+        step: &Step,
+        templates: &[&str],
+    ) -> Result<BTreeMap<String, String>, String> {
         let mut names: Vec<String> = Vec::new();
         let mut add = |t: &str| {
             for n in secrets_in(t) {
@@ -29,7 +33,7 @@ impl Exec<'_> {
         for (_, v) in &step.args {
             add(&json_str(v));
         }
-        step.kind.templates().into_iter().for_each(&mut add);
+        templates.iter().for_each(|t| add(t));
         let mut out = BTreeMap::new();
         if names.is_empty() {
             return Ok(out);
@@ -133,12 +137,12 @@ impl Exec<'_> {
 
     /// Whether any field of the step (or the workflow's `env`) holds an expression: only then is
     /// the run's context built for it.
-    fn needs_context(&self, step: &Step) -> bool {
+    fn needs_context(&self, step: &Step, templates: &[&str]) -> bool {
         step.if_expr.is_some()
             || self.wf.env.iter().any(|(_, v)| has_expressions(v))
             || step.env.iter().any(|(_, v)| has_expressions(v))
             || step.args.iter().any(|(_, v)| has_expressions(&json_str(v)))
-            || step.kind.templates().into_iter().any(has_expressions)
+            || templates.iter().any(|t| has_expressions(t))
     }
 
     /// Renders a step's fields into the input of one attempt.
@@ -150,8 +154,9 @@ impl Exec<'_> {
     ) -> Result<StepInput, String> {
         let name = rec_name(phase, step);
         let seq = self.recs.get(&name).map_or(step.index as i64, |r| r.seq);
-        let secrets = self.load_secrets(step)?;
-        let ctx = if self.needs_context(step) {
+        let templates = step.kind.templates();
+        let secrets = self.load_secrets(step, &templates)?;
+        let ctx = if self.needs_context(step, &templates) {
             Some(self.context_with(&secrets))
         } else {
             None

@@ -229,24 +229,29 @@ impl Exec<'_> {
             cancel: self.halt.clone(),
             services: Some(self.services()),
         };
-        self.prepared.insert(name.clone(), input.kind.clone());
         tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::select! {
                     () = sleep(delay) => {}
                     () = rt.cancel.cancelled() => {
-                        return (name, attempt, StepReport::cancelled());
+                        return (name, attempt, StepReport::cancelled(), Some(input.kind));
                     }
                 }
             }
             let report = steps::run(&input, &rt).await;
-            (name, attempt, report)
+            (name, attempt, report, Some(input.kind))
         });
         Ok(())
     }
 
-    /// Records a finished attempt. Returns the delay before a retry, if the step gets one.
-    pub(super) fn complete(&mut self, name: &str, report: StepReport) -> Result<Option<Duration>> {
+    /// Records a finished attempt (`prepared`: the kind as the attempt ran it). Returns the delay
+    /// before a retry, if the step gets one.
+    pub(super) fn complete(
+        &mut self,
+        name: &str,
+        report: StepReport,
+        prepared: Option<StepKind>,
+    ) -> Result<Option<Duration>> {
         let Some((phase, step)) = self.step_def(name).map(|(p, s)| (p, s.clone())) else {
             return Ok(None);
         };
@@ -259,11 +264,13 @@ impl Exec<'_> {
             StepOutcome::Failed { reason } => ("failed", reason.clone()),
             StepOutcome::Cancelled => ("cancelled", String::new()),
         };
-        let prepared = self
-            .prepared
-            .remove(name)
-            .unwrap_or_else(|| step.kind.clone());
-        self.audit_attempt(&step, &prepared, outcome, &why, report.exit_code);
+        self.audit_attempt(
+            &step,
+            prepared.as_ref().unwrap_or(&step.kind),
+            outcome,
+            &why,
+            report.exit_code,
+        );
         rec.exit_code = report.exit_code;
         rec.stdout_tail = tail(&report.stdout, STDOUT_TAIL);
         rec.stderr_tail = report.stderr_tail.clone();

@@ -65,8 +65,11 @@ pub(super) struct RunServices {
 
 impl Exec<'_> {
     /// The capability this run's waiting steps get.
-    pub(super) fn services(&self) -> Arc<dyn Services> {
-        Arc::new(RunServices {
+    pub(super) fn services(&mut self) -> Arc<dyn Services> {
+        if let Some(s) = &self.services {
+            return s.clone();
+        }
+        let services: Arc<dyn Services> = Arc::new(RunServices {
             store: self.engine.store.clone(),
             audit: AuditLog::in_dir(&self.engine.dirs.home),
             dirs: self.engine.dirs.clone(),
@@ -83,7 +86,9 @@ impl Exec<'_> {
             dry_run: self.run.dry_run,
             run_cancel: self.cancel.clone(),
             notices: self.notices_tx.clone(),
-        })
+        });
+        self.services = Some(services.clone());
+        services
     }
 
     /// Records what waiting steps told the loop (a step whose attempt already ended is left
