@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `claw` binary in a temporary data directory.
+//! One test binary (`autotests = false`), one module per topic, named after the subsystem (and
+//! its page in docs/) it exercises.
 #![allow(unreachable_pub)]
-//! One test binary (`autotests = false`), one module per topic.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests start real programs and set up their environment"
+)]
 
 mod approval;
 mod architecture;
@@ -15,7 +20,7 @@ mod dag;
 mod diagnostics;
 mod docs;
 mod doctor;
-mod http_step;
+mod http;
 mod injection;
 mod passphrase;
 mod retry_timeout;

@@ -22,7 +22,7 @@ impl Report {
 }
 
 fn on_path(prog: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
+    crate::config::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(prog))
             .find(|p| p.is_file())

@@ -481,6 +481,10 @@ pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliRes
     let log2 = log
         .try_clone()
         .map_err(|e| CliError::internal(e.to_string()))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "`--detach`: `claw run resume RUN` in a process of its own"
+    )]
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--home")
         .arg(&ctx.dirs.home)

@@ -1,4 +1,8 @@
 //! Tests of the evaluator and of shell rendering (run against real shells).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests start real programs and read their own variables"
+)]
 
 use super::shell::{is_integer, is_safe_char};
 use super::*;

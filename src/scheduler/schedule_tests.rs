@@ -1,3 +1,7 @@
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests start real programs and read their own variables"
+)]
 use super::*;
 
 fn t(s: &str) -> DateTime<Utc> {

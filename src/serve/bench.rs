@@ -246,6 +246,10 @@ fn proc_stats(pid: u32) -> Option<((u64, u64), u64)> {
 /// Starts `claw serve --no-http` on `home`, lets it settle, and measures it at rest.
 fn measure_daemon(home: &Path, root: &Path) -> Result<((u64, u64), f64, f64), String> {
     let exe = std::env::current_exe().map_err(io)?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the web benchmark drives a real `claw serve`"
+    )]
     let mut child = std::process::Command::new(exe)
         .arg("--home")
         .arg(home)

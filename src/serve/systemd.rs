@@ -10,10 +10,10 @@ pub const UNIT: &str = "claw.service";
 
 /// The directory of user units.
 pub fn unit_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+    if let Some(x) = crate::config::env::var_os("XDG_CONFIG_HOME") {
         return Some(PathBuf::from(x).join("systemd").join("user"));
     }
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| {
+    crate::config::env::var_os("HOME").map(|h| {
         PathBuf::from(h)
             .join(".config")
             .join("systemd")
@@ -78,6 +78,10 @@ fn systemd_quote(s: &str) -> String {
 
 /// Runs `systemctl --user ARGS`; `Err` says why it could not (no systemd, no user session).
 pub fn systemctl(args: &[&str]) -> Result<String, String> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the user unit is managed through systemctl"
+    )]
     let out = Command::new("systemctl")
         .arg("--user")
         .args(args)

@@ -78,6 +78,10 @@ pub enum Pulled {
 }
 
 fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, HubError> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "SkillHub talks to git through its CLI"
+    )]
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
@@ -260,6 +264,10 @@ impl Hub {
         if !theirs.join(manifest::MANIFEST_FILE).is_file() {
             return Err(HubError::NotInHub(name.to_owned()));
         }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "SkillHub talks to git through its CLI"
+        )]
         let out = Command::new("git")
             .args(["diff", "--no-index", "--no-color", "--"])
             .arg(&theirs)

@@ -117,11 +117,19 @@ impl Launch {
     pub fn command(&self, launcher: &Path) -> tokio::process::Command {
         let mut cmd = match &self.confinement {
             None => {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a skill's launch; the supervisor runs it"
+                )]
                 let mut c = tokio::process::Command::new(&self.program);
                 c.args(&self.args);
                 c
             }
             Some(conf) => {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a confined skill's launch through `claw __sandbox`; the supervisor runs it"
+                )]
                 let mut c = tokio::process::Command::new(launcher);
                 c.args(sandbox::launcher_args(
                     &conf.read,
@@ -171,6 +179,10 @@ pub fn cli_command<I>(
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "`claw skill run` as a child, for skill jobs and watcher actions"
+    )]
     let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
     cmd.arg("--home")
         .arg(&dirs.home)

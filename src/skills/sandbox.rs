@@ -198,6 +198,10 @@ pub fn launch(read: &[PathBuf], write: &[PathBuf], program: &OsString, args: &[O
         }
     }
     // exec only returns on failure.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the sandbox launcher execs the skill after confining itself"
+    )]
     let err = std::process::Command::new(program).args(args).exec();
     eprintln!("claw: cannot start {}: {err}", Path::new(program).display());
     if err.kind() == std::io::ErrorKind::NotFound {

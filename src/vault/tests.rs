@@ -1,5 +1,9 @@
 //! Tests of the vault: API behaviour, compatibility with the `age` CLI, concurrency (threads
 //! and processes) and crash safety (SIGKILL at random moments).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests start real programs and read their own variables"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

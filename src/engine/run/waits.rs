@@ -451,6 +451,10 @@ impl Launcher {
             .open(&self.log)
             .ok()?;
         let log2 = log.try_clone().ok()?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a child run is executed by a `claw run resume` process of its own"
+        )]
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("--home")
             .arg(&self.home)
