@@ -9,6 +9,7 @@
 //! - [`redact`]: masking secret values (and their encodings) in everything claw writes.
 //! - [`time`]: durations and timestamps as claw writes and reads them.
 //! - [`diagnostic`]: positions and problems in files, rendered with the source line.
+//! - [`error`]: the exit status each error type stands for.
 //! - [`secret`]: a value that never prints.
 //! - [`yaml`]: the one YAML reader (a spanned tree and typed access that collects problems).
 //! - [`expr`]: `${{ }}` expressions and the shell quoting of their values.
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod engine;
+pub mod error;
 pub mod expr;
 pub mod fsutil;
 

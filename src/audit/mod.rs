@@ -40,13 +40,182 @@ pub enum AuditError {
     Unreadable { path: PathBuf, why: String },
 }
 
+impl crate::error::ExitStatus for AuditError {
+    fn exit_status(&self) -> u8 {
+        crate::error::INTERNAL
+    }
+}
+
+/// What an entry records: every action claw audits, each with its dotted name as written in
+/// `audit.log` (`claw audit search --action` matches a name or a prefix of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `workflow.run.started`: a run started.
+    WorkflowRunStarted,
+    /// `workflow.run.resumed`: a run was carried on by another process.
+    WorkflowRunResumed,
+    /// `workflow.run.interrupted`: the daemon stopped a run, which stays resumable.
+    WorkflowRunInterrupted,
+    /// `workflow.run.finished`: a run ended.
+    WorkflowRunFinished,
+    /// `workflow.run.cancel_requested`: someone asked a run to stop.
+    WorkflowRunCancelRequested,
+    /// `workflow.step.started`: an attempt of a step started.
+    WorkflowStepStarted,
+    /// `workflow.step.finished`: a step ended.
+    WorkflowStepFinished,
+    /// `workflow.step.decided`: a person decided an interrupted step.
+    WorkflowStepDecided,
+    /// `approval.requested`: an approval gate opened.
+    ApprovalRequested,
+    /// `approval.decided`: a vote, or a deadline, decided a gate.
+    ApprovalDecided,
+    /// `approval.refused`: a decision was refused (not allowed, a second vote, bad input).
+    ApprovalRefused,
+    /// `skill.run`: a skill ran (or was refused).
+    SkillRun,
+    /// `skill.hub.push`: a skill was pushed to SkillHub.
+    SkillHubPush,
+    /// `skill.hub.pull`: a skill was pulled from SkillHub.
+    SkillHubPull,
+    /// `schedule.missed`: fires were missed while claw was down.
+    ScheduleMissed,
+    /// `schedule.skipped`: a fire was skipped (overlap).
+    ScheduleSkipped,
+    /// `serve.started`: the daemon started.
+    ServeStarted,
+    /// `serve.stopped`: the daemon stopped.
+    ServeStopped,
+    /// `audit.repaired`: a torn last line of the audit log was moved aside.
+    AuditRepaired,
+    /// `vault.init`: a vault was created.
+    VaultInit,
+    /// `vault.set`: a secret was stored.
+    VaultSet,
+    /// `vault.get.reveal`: a secret was shown in clear.
+    VaultGetReveal,
+    /// `vault.delete`: a secret was deleted.
+    VaultDelete,
+    /// `vault.rotate_key`: the vault's key was rotated.
+    VaultRotateKey,
+    /// `vault.passphrase.set`: the identity was protected with a passphrase.
+    VaultPassphraseSet,
+    /// `vault.passphrase.remove`: the identity's passphrase was removed.
+    VaultPassphraseRemove,
+    /// `vault.rotation.policy_set`: a rotation policy was set.
+    VaultRotationPolicySet,
+    /// `cron.add`: a cron job was added.
+    CronAdd,
+    /// `cron.remove`: a cron job was removed.
+    CronRemove,
+    /// `cron.enable`: a cron job was enabled.
+    CronEnable,
+    /// `cron.disable`: a cron job was disabled.
+    CronDisable,
+    /// `cron.run`: a cron job was run by hand.
+    CronRun,
+    /// `config.validation_failed`: a file failed validation.
+    ConfigValidationFailed,
+    /// `webhook.accepted`: a webhook delivery started a run.
+    WebhookAccepted,
+    /// `watcher.action`: a file watcher's action ran.
+    WatcherAction,
+}
+
+impl Action {
+    pub const ALL: &'static [Self] = &[
+        Self::WorkflowRunStarted,
+        Self::WorkflowRunResumed,
+        Self::WorkflowRunInterrupted,
+        Self::WorkflowRunFinished,
+        Self::WorkflowRunCancelRequested,
+        Self::WorkflowStepStarted,
+        Self::WorkflowStepFinished,
+        Self::WorkflowStepDecided,
+        Self::ApprovalRequested,
+        Self::ApprovalDecided,
+        Self::ApprovalRefused,
+        Self::SkillRun,
+        Self::SkillHubPush,
+        Self::SkillHubPull,
+        Self::ScheduleMissed,
+        Self::ScheduleSkipped,
+        Self::ServeStarted,
+        Self::ServeStopped,
+        Self::AuditRepaired,
+        Self::VaultInit,
+        Self::VaultSet,
+        Self::VaultGetReveal,
+        Self::VaultDelete,
+        Self::VaultRotateKey,
+        Self::VaultPassphraseSet,
+        Self::VaultPassphraseRemove,
+        Self::VaultRotationPolicySet,
+        Self::CronAdd,
+        Self::CronRemove,
+        Self::CronEnable,
+        Self::CronDisable,
+        Self::CronRun,
+        Self::ConfigValidationFailed,
+        Self::WebhookAccepted,
+        Self::WatcherAction,
+    ];
+
+    /// The dotted name written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkflowRunStarted => "workflow.run.started",
+            Self::WorkflowRunResumed => "workflow.run.resumed",
+            Self::WorkflowRunInterrupted => "workflow.run.interrupted",
+            Self::WorkflowRunFinished => "workflow.run.finished",
+            Self::WorkflowRunCancelRequested => "workflow.run.cancel_requested",
+            Self::WorkflowStepStarted => "workflow.step.started",
+            Self::WorkflowStepFinished => "workflow.step.finished",
+            Self::WorkflowStepDecided => "workflow.step.decided",
+            Self::ApprovalRequested => "approval.requested",
+            Self::ApprovalDecided => "approval.decided",
+            Self::ApprovalRefused => "approval.refused",
+            Self::SkillRun => "skill.run",
+            Self::SkillHubPush => "skill.hub.push",
+            Self::SkillHubPull => "skill.hub.pull",
+            Self::ScheduleMissed => "schedule.missed",
+            Self::ScheduleSkipped => "schedule.skipped",
+            Self::ServeStarted => "serve.started",
+            Self::ServeStopped => "serve.stopped",
+            Self::AuditRepaired => "audit.repaired",
+            Self::VaultInit => "vault.init",
+            Self::VaultSet => "vault.set",
+            Self::VaultGetReveal => "vault.get.reveal",
+            Self::VaultDelete => "vault.delete",
+            Self::VaultRotateKey => "vault.rotate_key",
+            Self::VaultPassphraseSet => "vault.passphrase.set",
+            Self::VaultPassphraseRemove => "vault.passphrase.remove",
+            Self::VaultRotationPolicySet => "vault.rotation.policy_set",
+            Self::CronAdd => "cron.add",
+            Self::CronRemove => "cron.remove",
+            Self::CronEnable => "cron.enable",
+            Self::CronDisable => "cron.disable",
+            Self::CronRun => "cron.run",
+            Self::ConfigValidationFailed => "config.validation_failed",
+            Self::WebhookAccepted => "webhook.accepted",
+            Self::WatcherAction => "watcher.action",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Who: `cli:<user>`, `engine`, `telegram:<id>`, …
     pub actor: String,
-    /// What, dotted: `workflow.run.started`, `vault.set`, …
-    pub action: String,
+    /// What.
+    pub action: Action,
     /// On what: a run id, a workflow name, a key name (never a secret value).
     pub target: String,
     /// `ok`, `failed`, `refused`, …
@@ -55,10 +224,10 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(actor: &str, action: &str, target: &str, outcome: &str, detail: Value) -> Self {
+    pub fn new(actor: &str, action: Action, target: &str, outcome: &str, detail: Value) -> Self {
         Self {
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             target: target.to_owned(),
             outcome: outcome.to_owned(),
             detail,
@@ -209,7 +378,7 @@ impl AuditLog {
             file.set_len(keep).map_err(io("truncate", &self.path))?;
             let repair = Event::new(
                 "claw",
-                "audit.repaired",
+                Action::AuditRepaired,
                 &self.path.display().to_string(),
                 "ok",
                 json!({"torn_bytes": fragment.len(), "saved_to": aside.display().to_string()}),
@@ -565,7 +734,7 @@ fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
     );
     entry.insert("seq".into(), seq.into());
     entry.insert("actor".into(), e.actor.into());
-    entry.insert("action".into(), e.action.into());
+    entry.insert("action".into(), e.action.as_str().into());
     entry.insert("target".into(), e.target.into());
     entry.insert("outcome".into(), e.outcome.into());
     entry.insert("detail".into(), e.detail);
@@ -585,7 +754,7 @@ mod tests {
         for i in 0..n {
             log.record(&Event::new(
                 "cli:me",
-                "workflow.run.started",
+                Action::WorkflowRunStarted,
                 &format!("run{i}"),
                 "ok",
                 json!({"i": i}),
@@ -668,8 +837,14 @@ mod tests {
         std::fs::write(log.path(), &full[..full.len() - 20]).unwrap();
         let p = log.verify().unwrap().problem.unwrap();
         assert_eq!((p.line, p.kind), (3, ProblemKind::Torn), "{}", p.message);
-        log.record(&Event::new("cli:me", "x", "y", "ok", json!({})))
-            .unwrap();
+        log.record(&Event::new(
+            "cli:me",
+            Action::VaultSet,
+            "y",
+            "ok",
+            json!({}),
+        ))
+        .unwrap();
         let r = log.verify().unwrap();
         assert_eq!(r.problem, None);
         assert_eq!(r.entries, 4, "2 kept + repair + new");
@@ -692,8 +867,14 @@ mod tests {
             "{\"ts\": \"2026-01-01T00:00:00\", \"action\": \"skill.run\", \"detail\": \"heartbeat\", \"source\": \"cli\"}\n",
         )
         .unwrap();
-        log.record(&Event::new("cli:me", "vault.set", "KEY", "ok", json!({})))
-            .unwrap();
+        log.record(&Event::new(
+            "cli:me",
+            Action::VaultSet,
+            "KEY",
+            "ok",
+            json!({}),
+        ))
+        .unwrap();
         let r = log.verify().unwrap();
         assert_eq!((r.entries, r.legacy, r.problem), (1, 1, None));
         assert_eq!(
@@ -720,13 +901,19 @@ mod tests {
     fn entries_longer_than_the_first_read_window_chain_correctly() {
         let (_d, log) = log_with(2);
         let big = "x".repeat(50_000);
-        log.record(&Event::new("a", "b", "c", "ok", json!({"big": big})))
-            .unwrap();
-        log.record(&Event::new("a", "b", "c", "ok", json!({})))
+        log.record(&Event::new(
+            "a",
+            Action::VaultSet,
+            "c",
+            "ok",
+            json!({"big": big}),
+        ))
+        .unwrap();
+        log.record(&Event::new("a", Action::VaultSet, "c", "ok", json!({})))
             .unwrap();
         let full = std::fs::read(log.path()).unwrap();
         std::fs::write(log.path(), &full[..full.len() - 5]).unwrap();
-        log.record(&Event::new("a", "after-tear", "c", "ok", json!({})))
+        log.record(&Event::new("a", Action::VaultDelete, "c", "ok", json!({})))
             .unwrap();
         let r = log.verify().unwrap();
         assert_eq!((r.entries, r.problem), (5, None), "3 kept + repair + new");
@@ -742,8 +929,14 @@ mod tests {
                 std::thread::spawn(move || {
                     let log = AuditLog::new(&path);
                     for i in 0..25 {
-                        log.record(&Event::new("t", "a", &format!("{t}-{i}"), "ok", json!({})))
-                            .unwrap();
+                        log.record(&Event::new(
+                            "t",
+                            Action::VaultSet,
+                            &format!("{t}-{i}"),
+                            "ok",
+                            json!({}),
+                        ))
+                        .unwrap();
                     }
                 })
             })

@@ -43,9 +43,8 @@ pub(crate) enum AuditCommand {
 
 pub(crate) fn run(ctx: &Ctx, cmd: AuditCommand) -> CliResult {
     let log = AuditLog::in_dir(&ctx.dirs.home);
-    let fail = |e: crate::audit::AuditError| CliError::internal(e.to_string());
     match cmd {
-        AuditCommand::Tail { lines, json } => print(&log.tail(lines).map_err(fail)?, json),
+        AuditCommand::Tail { lines, json } => print(&log.tail(lines)?, json),
         AuditCommand::Search {
             query,
             action,
@@ -61,10 +60,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: AuditCommand) -> CliResult {
                 since,
                 until,
             };
-            print(&log.search(&q).map_err(fail)?, json)
+            print(&log.search(&q)?, json)
         }
         AuditCommand::Verify { json } => {
-            let r = log.verify().map_err(fail)?;
+            let r = log.verify()?;
             if json {
                 output::print_json(&serde_json::json!({
                     "path": log.path(),

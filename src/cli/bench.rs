@@ -290,9 +290,9 @@ fn audit(entries: usize, json: bool) -> CliResult {
         Event::new(
             "cli:bench",
             if i % 2 == 0 {
-                "workflow.step.started"
+                crate::audit::Action::WorkflowStepStarted
             } else {
-                "workflow.step.finished"
+                crate::audit::Action::WorkflowStepFinished
             },
             &format!("01jdzbenchrun{:08}/step-{}", i / 40, i % 40),
             "ok",

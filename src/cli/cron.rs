@@ -7,10 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::output;
 use super::{CliError, CliResult, Ctx};
-use crate::audit::{AuditLog, Event};
 use crate::scheduler::{Schedule, parse_tz};
 use crate::time::{self, at};
-use crate::triggers::cron::jobs::{Job, JobType, JobsError, JobsFile, find_index};
+use crate::triggers::cron::jobs::{Job, JobType, JobsError, JobsFile};
 use crate::triggers::cron::runner::{self, Delivery};
 
 #[derive(Debug, clap::Args)]
@@ -89,25 +88,6 @@ pub(crate) enum CronCommand {
     },
 }
 
-fn jobs_err(e: JobsError) -> CliError {
-    match e {
-        JobsError::NotFound(_) | JobsError::Ambiguous { .. } => CliError {
-            code: 1,
-            message: e.to_string(),
-        },
-        JobsError::Invalid { .. } => CliError::usage(e.to_string()),
-        JobsError::Io { .. } => CliError::internal(e.to_string()),
-    }
-}
-
-fn audit(ctx: &Ctx, action: &str, target: &str, outcome: &str, detail: serde_json::Value) {
-    let actor = crate::config::env::cli_actor();
-    let event = Event::new(&actor, action, target, outcome, detail);
-    if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
-        eprintln!("warning: {e}");
-    }
-}
-
 pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
     let file = JobsFile::in_home(&ctx.dirs.home);
     match cmd {
@@ -142,19 +122,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
                     .map_err(|e| CliError::usage(format!("--arg {e}")))?;
                 job.args.insert(k, serde_json::Value::String(v));
             }
-            let saved = job.clone();
-            file.update(|jobs| {
-                jobs.push(job);
-                Ok::<_, JobsError>(())
-            })
-            .map_err(jobs_err)?;
-            audit(
-                ctx,
-                "cron.add",
-                &saved.id,
-                "ok",
-                serde_json::json!({"name": saved.name, "schedule": saved.schedule, "type": saved.job_type.as_str()}),
-            );
+            let saved = file.add(job, &crate::config::env::cli_actor())?;
             if json {
                 output::print_json(&serde_json::to_value(&saved).unwrap_or_default());
             } else {
@@ -168,24 +136,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
             Ok(())
         }
         CronCommand::Remove { id } => {
-            let removed = file
-                .update(|jobs| {
-                    let i = find_index(jobs, &id)?;
-                    Ok::<_, JobsError>(jobs.remove(i))
-                })
-                .map_err(jobs_err)?;
-            audit(
-                ctx,
-                "cron.remove",
-                &removed.id,
-                "ok",
-                serde_json::json!({"name": removed.name}),
-            );
+            let removed = file.remove(&id, &crate::config::env::cli_actor())?;
             println!("Removed job {} ({})", removed.id, removed.name);
             Ok(())
         }
-        CronCommand::Enable { id } => set_enabled(ctx, &file, &id, true),
-        CronCommand::Disable { id } => set_enabled(ctx, &file, &id, false),
+        CronCommand::Enable { id } => set_enabled(&file, &id, true),
+        CronCommand::Disable { id } => set_enabled(&file, &id, false),
         CronCommand::Run { id, json } => run_now(ctx, &file, &id, json),
         CronCommand::Logs { id, n } => logs(&file, &id, n),
         CronCommand::Next { target, n, json } => next(ctx, &file, &target, n, json),
@@ -194,7 +150,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
 }
 
 fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
-    let jobs = file.load().map_err(jobs_err)?;
+    let jobs = file.load()?;
     let enabled = jobs.iter().filter(|j| j.enabled).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
     let sources = crate::triggers::cron::sources::load_sources(&ctx.dirs);
@@ -292,7 +248,7 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
 }
 
 fn list(file: &JobsFile, json: bool) -> CliResult {
-    let jobs = file.load().map_err(jobs_err)?;
+    let jobs = file.load()?;
     let now = Utc::now();
     if json {
         let items: Vec<serde_json::Value> = jobs
@@ -347,25 +303,8 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
     Ok(())
 }
 
-fn set_enabled(ctx: &Ctx, file: &JobsFile, id: &str, on: bool) -> CliResult {
-    let (job, changed) = file
-        .update(|jobs| {
-            let i = find_index(jobs, id)?;
-            let changed = jobs[i].enabled != on;
-            jobs[i].enabled = on;
-            Ok::<_, JobsError>((jobs[i].clone(), changed))
-        })
-        .map_err(jobs_err)?;
-    let verb = if on { "enable" } else { "disable" };
-    if changed {
-        audit(
-            ctx,
-            &format!("cron.{verb}"),
-            &job.id,
-            "ok",
-            serde_json::json!({"name": job.name}),
-        );
-    }
+fn set_enabled(file: &JobsFile, id: &str, on: bool) -> CliResult {
+    let (job, changed) = file.set_enabled(id, on, &crate::config::env::cli_actor())?;
     let state = if on { "enabled" } else { "disabled" };
     if changed {
         println!("Job {} ({}) {state}", job.short_id(), job.name);
@@ -377,7 +316,7 @@ fn set_enabled(ctx: &Ctx, file: &JobsFile, id: &str, on: bool) -> CliResult {
 
 fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
     // Resolve first, so a bad id is reported without opening the store.
-    let job = file.find(id).map_err(jobs_err)?;
+    let job = file.find(id)?;
     let engine = ctx.engine()?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
@@ -389,16 +328,9 @@ fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
                     watcher.cancel();
                 }
             });
-            runner::run_job(&engine, &job.id, None, &cancel, &crate::engine::Silent).await
+            runner::run_by_hand(&engine, &job.id, &crate::config::env::cli_actor(), &cancel).await
         })
         .map_err(|e| CliError::internal(e.to_string()))?;
-    audit(
-        ctx,
-        "cron.run",
-        &done.job_id,
-        if done.ok() { "ok" } else { "failed" },
-        serde_json::json!({"name": done.job_name, "status": done.status, "run": done.run_id}),
-    );
     if json {
         output::print_json(&serde_json::json!({
             "id": done.job_id, "name": done.job_name, "exit_code": done.exit_code,
@@ -433,7 +365,7 @@ fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
 }
 
 fn logs(file: &JobsFile, id: &str, n: usize) -> CliResult {
-    let job = file.find(id).map_err(jobs_err)?;
+    let job = file.find(id)?;
     let dir = file.output_dir(&job.id);
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
@@ -491,7 +423,7 @@ fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliRe
                 ));
             }
         }
-        Err(e) => return Err(jobs_err(e)),
+        Err(e) => return Err(e.into()),
     }
     if json {
         let v: Vec<serde_json::Value> = schedules

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Dirs, Settings};
-use crate::engine::{Engine, EngineError};
-use crate::store::StoreError;
+use crate::engine::Engine;
+use crate::error::ExitStatus;
 
 /// An error that ends the command, with its exit status.
 #[derive(Debug)]
@@ -54,23 +54,14 @@ impl CliError {
     }
 }
 
-impl From<EngineError> for CliError {
-    fn from(e: EngineError) -> Self {
-        let code = match &e {
-            EngineError::Invalid(_) | EngineError::Busy { .. } | EngineError::Denied(_) => 2,
-            EngineError::Store(StoreError::NoSuchRun(_) | StoreError::Ambiguous { .. }) => 2,
-            EngineError::Store(_) | EngineError::Definition(_) | EngineError::Io(_) => 3,
-        };
+/// Every library error becomes the command's error with the exit status it says it means: the
+/// one place where failures are mapped to exit codes.
+impl<E: ExitStatus> From<E> for CliError {
+    fn from(e: E) -> Self {
         Self {
-            code,
+            code: e.exit_status(),
             message: e.to_string(),
         }
-    }
-}
-
-impl From<StoreError> for CliError {
-    fn from(e: StoreError) -> Self {
-        EngineError::from(e).into()
     }
 }
 

@@ -177,7 +177,7 @@ pub(crate) fn step_json(s: &StepRecord) -> serde_json::Value {
         "stdout": s.stdout_tail,
         "stderr": s.stderr_tail,
         "log": s.log_path,
-        "decision": s.decision,
+        "decision": s.decision.map(crate::store::Decision::as_str),
         "decided_by": s.decided_by,
     })
 }

@@ -491,7 +491,7 @@ fn cancel(engine: &Engine, id: &str) -> CliResult {
         println!("run {} already {}", run.id, run.status);
         return Ok(());
     }
-    match engine.cancel(&run)? {
+    match engine.cancel(&run, &crate::config::env::cli_actor())? {
         RunStatus::Cancelled => println!("run {} cancelled", run.id),
         _ => println!(
             "run {}: cancellation requested; its process is stopping it",
@@ -656,9 +656,9 @@ fn decide(
             )));
         }
         let decision = match verdict {
-            Verdict::Approve => "retry",
-            Verdict::Reject => "fail",
-            Verdict::Skip => "skip",
+            Verdict::Approve => crate::store::Decision::Retry,
+            Verdict::Reject => crate::store::Decision::Fail,
+            Verdict::Skip => crate::store::Decision::Skip,
         };
         let who = match &reason {
             Some(r) => format!("{identity} ({r})"),

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult, Ctx};
-use crate::serve::{self, Options, ServeError, lease, systemd};
+use crate::serve::{self, Options, lease, systemd};
 
 /// How the daemon listens and stops: given to `claw serve` and written into the unit file.
 #[derive(Debug, clap::Args)]
@@ -89,14 +89,12 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
         wait: args.wait,
         max_runs: args.max_runs,
     };
-    serve::run(ctx.dirs.clone(), settings, &opts, CancellationToken::new()).map_err(|e| match e {
-        ServeError::Lease(lease::LeaseError::Held { .. }) => CliError {
-            code: 3,
-            message: e.to_string(),
-        },
-        ServeError::Bind { .. } => CliError::usage(e.to_string()),
-        other => CliError::internal(other.to_string()),
-    })
+    Ok(serve::run(
+        ctx.dirs.clone(),
+        settings,
+        &opts,
+        CancellationToken::new(),
+    )?)
 }
 
 pub(crate) fn daemon(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::{Subcommand, ValueEnum};
 
 use super::{CliError, CliResult, Ctx, output};
-use crate::skills::hub::{Hub, HubError, Pulled};
-use crate::skills::runner::{self, LaunchContext};
-use crate::skills::{self, Skill, SkillError, manifest, sandbox, scaffold};
+use crate::skills::hub::{Hub, Pulled};
+use crate::skills::runner;
+use crate::skills::{self, Skill, manifest, sandbox, scaffold};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SkillCommand {
@@ -89,31 +89,6 @@ pub(crate) enum HubCommand {
     /// The differences between the hub's copy of a skill and the local one (exit status 1 if
     /// they differ, as diff(1)).
     Diff { name: String },
-}
-
-fn skill_err(e: &SkillError) -> CliError {
-    CliError {
-        code: e.exit_code(),
-        message: e.to_string(),
-    }
-}
-
-fn hub_err(e: &HubError) -> CliError {
-    let code = match e {
-        HubError::NotConfigured | HubError::NotInHub(_) | HubError::Invalid { .. } => 2,
-        _ => 3,
-    };
-    CliError {
-        code,
-        message: e.to_string(),
-    }
-}
-
-fn audit(ctx: &Ctx, skill: &str, outcome: &str, detail: serde_json::Value) {
-    let event = skills::audit_event(&crate::config::env::cli_actor(), skill, outcome, detail);
-    if let Err(e) = crate::audit::AuditLog::in_dir(&ctx.dirs.home).record(&event) {
-        eprintln!("warning: {e}");
-    }
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SkillCommand) -> CliResult {
@@ -217,7 +192,7 @@ fn list(ctx: &Ctx, json: bool) -> CliResult {
 }
 
 fn info(ctx: &Ctx, name: &str, json: bool) -> CliResult {
-    let skill = skills::find(&ctx.dirs, name).map_err(|e| skill_err(&e))?;
+    let skill = skills::find(&ctx.dirs, name)?;
     let problems = runner::environment_problems(&ctx.dirs, name);
     let support = sandbox::detect();
     let confinement = match (&skill.manifest.paths, support.is_available()) {
@@ -343,31 +318,8 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
                 })
         })
         .transpose()?;
-    let arg_names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
-    let skill = skills::find(&ctx.dirs, name).map_err(|e| skill_err(&e))?;
-    let stamp = crate::time::compact_local_millis(chrono::Utc::now());
-    let log_dir = ctx.dirs.home.join("logs").join("skills").join(skill.name());
-    ctx.dirs
-        .ensure_home()
-        .and_then(|()| std::fs::create_dir_all(&log_dir))
-        .map_err(|e| CliError::internal(format!("cannot create {}: {e}", log_dir.display())))?;
-    let outputs_path = log_dir.join(format!("{stamp}.out"));
-    let mut cx = LaunchContext::from_process(&ctx.dirs.home);
-    cx.outputs_path = Some(outputs_path.clone());
-    cx.timeout = timeout;
-    let launch = match runner::prepare(&skill, &args, &cx) {
-        Ok(l) => l,
-        Err(e) => {
-            audit(
-                ctx,
-                name,
-                "refused",
-                serde_json::json!({"args": arg_names, "reason": e.to_string()}),
-            );
-            return Err(skill_err(&e));
-        }
-    };
-    if launch.confinement.is_some() {
+    let skill = skills::find(&ctx.dirs, name)?;
+    if skill.manifest.paths.is_some() {
         let support = sandbox::detect();
         if !support.is_available() {
             eprintln!(
@@ -376,25 +328,6 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
             );
         }
     }
-    let redactor = launch.redactor();
-    let timeout_of_launch = launch.timeout;
-    let input = crate::steps::StepInput {
-        kind: crate::steps::StepKind::Skill(crate::steps::skill::SkillStep {
-            name: name.to_owned(),
-            timeout,
-            launch: Some(Box::new(launch)),
-        }),
-        run_id: format!("skill:{stamp}"),
-        step: name.to_owned(),
-        attempt: 1,
-        env: Vec::new(),
-        timeout: timeout_of_launch,
-        kill_grace: settings.kill_grace,
-        log_path: log_dir.join(format!("{stamp}.log")),
-        max_log_bytes: settings.max_step_log_bytes,
-        outputs_path,
-        redactor,
-    };
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -404,21 +337,23 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
                 on_ctrl_c.cancel();
             }
         });
-        let crate::steps::StepKind::Skill(crate::steps::skill::SkillStep {
-            launch: Some(launch),
-            ..
-        }) = &input.kind
-        else {
-            return crate::steps::StepReport::failed("no launch");
-        };
-        let report = crate::steps::skill::run_launch(launch, &input, &cancel, true).await;
+        let report = crate::steps::skill::run_by_hand(
+            &ctx.dirs,
+            &settings,
+            &skill,
+            &args,
+            timeout,
+            &crate::config::env::cli_actor(),
+            &cancel,
+        )
+        .await;
         watcher.abort();
         report
-    });
+    })?;
     use crate::steps::StepOutcome;
-    let (outcome, code, message) = match &report.outcome {
-        StepOutcome::Succeeded => ("ok", 0u8, String::new()),
-        StepOutcome::Cancelled => ("cancelled", 130, format!("skill `{name}` was interrupted")),
+    let (code, message) = match &report.outcome {
+        StepOutcome::Succeeded => (0u8, String::new()),
+        StepOutcome::Cancelled => (130, format!("skill `{name}` was interrupted")),
         StepOutcome::Failed { reason } => {
             let code = if reason.starts_with("timed out") {
                 124
@@ -429,15 +364,9 @@ fn run_skill(ctx: &Ctx, name: &str, args: &[String], timeout: Option<&str>) -> C
                     .filter(|c| *c != 0)
                     .unwrap_or(1)
             };
-            ("failed", code, format!("skill `{name}` {reason}"))
+            (code, format!("skill `{name}` {reason}"))
         }
     };
-    audit(
-        ctx,
-        name,
-        outcome,
-        serde_json::json!({"args": arg_names, "exit_code": report.exit_code}),
-    );
     if code == 0 {
         Ok(())
     } else {
@@ -500,11 +429,7 @@ fn create(ctx: &Ctx, name: &str, kind: ScriptType, description: &str) -> CliResu
         kind,
         description,
         &crate::config::env::local_user(),
-    )
-    .map_err(|e| match e {
-        scaffold::ScaffoldError::Io { .. } => CliError::internal(e.to_string()),
-        _ => CliError::usage(e.to_string()),
-    })?;
+    )?;
     println!("created {}", dir.display());
     println!("try it: claw skill run {name} who=you");
     Ok(())
@@ -520,25 +445,12 @@ fn hub(ctx: &Ctx, args: HubArgs) -> CliResult {
         .iter()
         .find(|d| d.name == "CLAW_SKILL_HUB")
         .and_then(|d| layers.get(*d).value);
-    let hub = Hub::new(url, &ctx.dirs.home).map_err(|e| hub_err(&e))?;
+    let hub = Hub::new(url, &ctx.dirs.home)?;
     let actor = crate::config::env::cli_actor();
-    let record = |action: &str, target: &str| {
-        let event = crate::audit::Event::new(
-            &actor,
-            action,
-            target,
-            "ok",
-            serde_json::json!({"hub": hub.url}),
-        );
-        if let Err(e) = crate::audit::AuditLog::in_dir(&ctx.dirs.home).record(&event) {
-            eprintln!("warning: {e}");
-        }
-    };
     match args.command {
         HubCommand::Push { name } => {
-            let skill = skills::find(&ctx.dirs, &name).map_err(|e| skill_err(&e))?;
-            if hub.push(&skill).map_err(|e| hub_err(&e))? {
-                record("skill.hub.push", &name);
+            let skill = skills::find(&ctx.dirs, &name)?;
+            if hub.push(&skill, &actor)? {
                 println!("pushed {name} to {}", hub.url);
             } else {
                 println!("{name} is already up to date in {}", hub.url);
@@ -546,18 +458,16 @@ fn hub(ctx: &Ctx, args: HubArgs) -> CliResult {
         }
         HubCommand::Pull { name } => {
             let dest = ctx.dirs.root.join("skills");
-            let pulled = hub.pull(name.as_deref(), &dest).map_err(|e| hub_err(&e))?;
+            let pulled = hub.pull(name.as_deref(), &dest, &actor)?;
             if pulled.is_empty() {
                 println!("the hub has no skills");
             }
             for p in pulled {
                 match p {
                     Pulled::Installed(n) => {
-                        record("skill.hub.pull", &n);
                         println!("installed {n} into {}", dest.join(&n).display());
                     }
                     Pulled::Updated(n) => {
-                        record("skill.hub.pull", &n);
                         println!("updated {n} in {}", dest.join(&n).display());
                     }
                     Pulled::Unchanged(n) => println!("{n} is up to date"),
@@ -566,7 +476,7 @@ fn hub(ctx: &Ctx, args: HubArgs) -> CliResult {
         }
         HubCommand::List { json } => {
             let local = skills::discover(&ctx.dirs);
-            let list = hub.list(&local).map_err(|e| hub_err(&e))?;
+            let list = hub.list(&local)?;
             if json {
                 output::print_json(&serde_json::Value::Array(
                     list.iter()
@@ -597,8 +507,8 @@ fn hub(ctx: &Ctx, args: HubArgs) -> CliResult {
             }
         }
         HubCommand::Diff { name } => {
-            let skill = skills::find(&ctx.dirs, &name).map_err(|e| skill_err(&e))?;
-            let diff = hub.diff(&name, &skill.dir).map_err(|e| hub_err(&e))?;
+            let skill = skills::find(&ctx.dirs, &name)?;
+            let diff = hub.diff(&name, &skill.dir)?;
             if diff.is_empty() {
                 println!("{name}: no differences");
             } else {

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::output;
 use super::{CliError, CliResult, Ctx};
-use crate::audit::{AuditLog, Event};
+
 use crate::vault::{InitOutcome, Protection, Secret, Vault, VaultError, mask, passphrase};
 
 #[derive(Debug, Subcommand)]
@@ -87,28 +87,8 @@ pub(crate) enum PolicyCommand {
     List,
 }
 
-fn err(e: VaultError) -> CliError {
-    let code = match e {
-        VaultError::NoSuchKey(_) => 1,
-        VaultError::InvalidKey { .. } | VaultError::Passphrase(_) => 2,
-        _ => 3,
-    };
-    CliError {
-        code,
-        message: e.to_string(),
-    }
-}
-
-fn audit(ctx: &Ctx, action: &str, target: &str) {
-    let actor = crate::config::env::cli_actor();
-    let event = Event::new(&actor, action, target, "ok", serde_json::json!({}));
-    if let Err(e) = AuditLog::in_dir(&ctx.dirs.home).record(&event) {
-        eprintln!("warning: {e}");
-    }
-}
-
 pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
-    let vault = Vault::new(&ctx.dirs.home);
+    let vault = Vault::new(&ctx.dirs.home).acting_as(&crate::config::env::cli_actor());
     match cmd {
         VaultCommand::Init {
             passphrase,
@@ -119,14 +99,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             })?;
             let outcome = if passphrase && vault.protection().is_none() {
                 let new = new_passphrase(passphrase_stdin, true)?;
-                vault.init_protected(&new).map_err(err)?
+                vault.init_protected(&new)?
             } else {
-                vault.init().map_err(err)?
+                vault.init()?
             };
             let id_path = vault.identity_in_use_path();
             match outcome {
                 InitOutcome::Created { public_key } => {
-                    audit(ctx, "vault.init", &id_path.display().to_string());
                     println!(
                         "Vault initialized.\n  identity:   {}{}\n  vault:      {}\n  public key: {public_key}",
                         id_path.display(),
@@ -150,33 +129,30 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             }
             Ok(())
         }
-        VaultCommand::Passphrase(cmd) => passphrase_cmd(ctx, &vault, cmd),
+        VaultCommand::Passphrase(cmd) => passphrase_cmd(&vault, cmd),
         VaultCommand::Set { key, value } => {
-            crate::vault::validate_key(&key).map_err(err)?;
+            crate::vault::validate_key(&key)?;
             let value = match value {
                 Some(v) => v,
                 None => read_secret(&key)?,
             };
-            vault.set(&key, &Secret::new(value)).map_err(err)?;
-            audit(ctx, "vault.set", &key);
-            // A new value is a rotation, for the key's policy.
-            if let Err(e) =
-                crate::vault::rotation::mark_rotated(&ctx.dirs.home, &key, chrono::Utc::now())
-            {
-                eprintln!("warning: {e}");
-            }
+            vault.set(&key, &Secret::new(value))?;
             println!("Stored {key}.");
             Ok(())
         }
         VaultCommand::Get { key, reveal } => {
-            let Some(secret) = vault.get(&key).map_err(err)? else {
+            let found = if reveal {
+                vault.reveal(&key)?
+            } else {
+                vault.get(&key)?
+            };
+            let Some(secret) = found else {
                 return Err(CliError {
                     code: 1,
                     message: format!("Key not found: {key}"),
                 });
             };
             if reveal {
-                audit(ctx, "vault.get.reveal", &key);
                 println!("{}", secret.expose());
             } else {
                 println!("{key} = {}", mask(secret.expose()));
@@ -184,7 +160,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             Ok(())
         }
         VaultCommand::List { json } => {
-            let keys = vault.list().map_err(err)?;
+            let keys = vault.list()?;
             if json {
                 output::print_json(&serde_json::json!(keys));
             } else if keys.is_empty() {
@@ -197,34 +173,29 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
             Ok(())
         }
         VaultCommand::Delete { key } => {
-            vault.delete(&key).map_err(err)?;
-            audit(ctx, "vault.delete", &key);
+            vault.delete(&key)?;
             println!("Deleted {key}.");
             Ok(())
         }
         VaultCommand::Rotation(cmd) => rotation(ctx, cmd),
         VaultCommand::RotateKey => {
-            let backup = vault.rotate_key().map_err(err)?;
-            audit(
-                ctx,
-                "vault.rotate_key",
-                &vault.identity_path().display().to_string(),
-            );
+            let backup = vault.rotate_key()?;
             println!(
                 "Rotated: the vault is encrypted to a new identity.\n  old identity kept at {}\n  new public key: {}",
                 backup.display(),
-                vault.public_key().map_err(err)?
+                vault.public_key()?
             );
             Ok(())
         }
     }
 }
 
-fn passphrase_cmd(ctx: &Ctx, vault: &Vault, cmd: PassphraseCommand) -> CliResult {
+fn passphrase_cmd(vault: &Vault, cmd: PassphraseCommand) -> CliResult {
     let Some(protection) = vault.protection() else {
-        return Err(err(VaultError::NotInitialized {
+        return Err(VaultError::NotInitialized {
             dir: vault.dir().to_path_buf(),
-        }));
+        }
+        .into());
     };
     match cmd {
         PassphraseCommand::Status => {
@@ -239,9 +210,8 @@ fn passphrase_cmd(ctx: &Ctx, vault: &Vault, cmd: PassphraseCommand) -> CliResult
             // Changing a passphrase: CLAW_VAULT_PASSPHRASE is the old one, so the new one is
             // typed or piped.
             let new = new_passphrase(passphrase_stdin, protection != Protection::Passphrase)?;
-            let plain_backups = vault.set_passphrase(&new).map_err(err)?;
+            let plain_backups = vault.set_passphrase(&new)?;
             let path = vault.protected_identity_path();
-            audit(ctx, "vault.passphrase.set", &path.display().to_string());
             println!(
                 "The vault identity is passphrase-protected: {}\n\
                  Decrypt the vault with the age CLI: age -d -i {} {}",
@@ -261,9 +231,8 @@ fn passphrase_cmd(ctx: &Ctx, vault: &Vault, cmd: PassphraseCommand) -> CliResult
             Ok(())
         }
         PassphraseCommand::Remove => {
-            vault.remove_passphrase().map_err(err)?;
+            vault.remove_passphrase()?;
             let path = vault.identity_path();
-            audit(ctx, "vault.passphrase.remove", &path.display().to_string());
             println!("The vault identity is in clear again: {}", path.display());
             Ok(())
         }
@@ -351,15 +320,15 @@ fn rotation(ctx: &Ctx, cmd: RotationCommand) -> CliResult {
     let home = &ctx.dirs.home;
     match cmd {
         RotationCommand::Policy(PolicyCommand::Set { key, days }) => {
-            crate::vault::validate_key(&key).map_err(err)?;
+            crate::vault::validate_key(&key)?;
             if days == 0 {
                 return Err(CliError::usage("DAYS must be at least 1"));
             }
             ctx.dirs.ensure_home().map_err(|e| {
                 CliError::internal(format!("cannot create {}: {e}", home.display()))
             })?;
-            rotation::set_policy(home, &key, days).map_err(CliError::internal)?;
-            audit(ctx, "vault.rotation.policy_set", &key);
+            rotation::set_policy(home, &key, days, &crate::config::env::cli_actor())
+                .map_err(CliError::internal)?;
             println!("{key}: rotate at least every {days} days.");
             Ok(())
         }

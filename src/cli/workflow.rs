@@ -413,7 +413,7 @@ fn record_invalid(ctx: &Ctx, path: &Path, problems: usize) {
     }
     let event = crate::audit::Event::new(
         &crate::config::env::cli_actor(),
-        "config.validation_failed",
+        crate::audit::Action::ConfigValidationFailed,
         &path.display().to_string(),
         "failed",
         serde_json::json!({"problems": problems}),
@@ -538,7 +538,7 @@ pub(crate) fn drive_foreground(
         Ok(run) => run,
         // The store or the machine failed mid-run: what was committed stays, and the run can
         // be carried on once the problem is fixed.
-        Err(e @ (EngineError::Store(_) | EngineError::Io(_))) => {
+        Err(e @ (EngineError::Store(_) | EngineError::Io { .. })) => {
             let mut err = CliError::from(e);
             err.message.push_str(&format!(
                 "

@@ -217,12 +217,15 @@ impl Engine {
             self.audit
                 .record(&crate::audit::Event::new(
                     who,
-                    "approval.refused",
+                    crate::audit::Action::ApprovalRefused,
                     &target,
                     "denied",
                     serde_json::json!({"workflow": run.workflow, "why": why}),
                 ))
-                .map_err(|e| EngineError::Io(format!("{why} (and the audit log failed: {e})")))?;
+                .map_err(|source| EngineError::Audit {
+                    done: format!("refused: {why}"),
+                    source,
+                })?;
             Err(EngineError::Denied(why))
         };
         if !allowed(&req.approvers, who) {
@@ -264,7 +267,7 @@ impl Engine {
         self.audit
             .record(&crate::audit::Event::new(
                 who,
-                "approval.decided",
+                crate::audit::Action::ApprovalDecided,
                 &target,
                 &vote.decision,
                 serde_json::json!({
@@ -273,10 +276,9 @@ impl Engine {
                     "input": vote.input.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
                 }),
             ))
-            .map_err(|e| {
-                EngineError::Io(format!(
-                    "the decision was recorded, but not in the audit log: {e}"
-                ))
+            .map_err(|source| EngineError::Audit {
+                done: "the decision was recorded".to_owned(),
+                source,
             })?;
         let after = self
             .store

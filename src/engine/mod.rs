@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Dirs, Settings};
+use crate::error::ExitStatus;
 use crate::expr::Evaluator;
 use crate::store::{RunRecord, RunStatus, SqliteStore, StepRecord, Store, StoreError};
 use crate::workflow::Workflow;
@@ -39,14 +40,41 @@ pub enum EngineError {
         "run {run} is being executed by another process ({owner}); wait for it, or cancel it with `claw run cancel {run}`"
     )]
     Busy { run: String, owner: String },
-    #[error("{0}")]
-    Io(String),
+    /// The machine failed under the engine (a directory that cannot be made, a log file).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step's task ended without a report (it panicked or was aborted).
+    #[error("a step task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// What was done is recorded, but its audit entry could not be written.
+    #[error("{done}, but not in the audit log: {source}")]
+    Audit {
+        done: String,
+        #[source]
+        source: crate::audit::AuditError,
+    },
     /// Someone not allowed tried to decide (audited).
     #[error("{0}")]
     Denied(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl ExitStatus for EngineError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::Invalid(_) | Self::Busy { .. } | Self::Denied(_) => crate::error::INVALID,
+            Self::Store(e) => e.exit_status(),
+            Self::Definition(_) | Self::Io { .. } | Self::Task(_) | Self::Audit { .. } => {
+                crate::error::INTERNAL
+            }
+        }
+    }
+}
 
 /// What the engine tells whoever watches a run (the CLI prints it on a terminal).
 #[derive(Debug)]
@@ -113,11 +141,9 @@ pub struct NewRun<'a> {
 impl Engine {
     /// Opens the store in the data directory (creating both if needed).
     pub fn open(dirs: Dirs, settings: Settings) -> Result<Self> {
-        dirs.ensure_home().map_err(|e| {
-            EngineError::Io(format!(
-                "cannot create the data directory {}: {e}",
-                dirs.home.display()
-            ))
+        dirs.ensure_home().map_err(|source| EngineError::Io {
+            context: format!("cannot create the data directory {}", dirs.home.display()),
+            source,
         })?;
         let store = SqliteStore::open(&dirs.db_path())?;
         Ok(Self::with_store(dirs, settings, Arc::new(store)))
@@ -264,7 +290,13 @@ impl Engine {
 
     /// Records a person's decision on an interrupted step: `retry` runs it again, `skip` takes it
     /// as done (marked skipped), `fail` marks it failed. Returns an error if the step does not wait for a decision.
-    pub fn decide(&self, run: &RunRecord, step: &str, decision: &str, who: &str) -> Result<()> {
+    pub fn decide(
+        &self,
+        run: &RunRecord,
+        step: &str,
+        decision: crate::store::Decision,
+        who: &str,
+    ) -> Result<()> {
         let steps = self.store.steps(&run.id)?;
         let Some(rec) = steps.iter().find(|s| s.name == step) else {
             let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
@@ -292,37 +324,36 @@ impl Engine {
         self.audit
             .record(&crate::audit::Event::new(
                 who,
-                "workflow.step.decided",
+                crate::audit::Action::WorkflowStepDecided,
                 &format!("{}/{step}", run.id),
-                decision,
+                decision.as_str(),
                 serde_json::json!({"workflow": run.workflow}),
             ))
-            .map_err(|e| {
-                EngineError::Io(format!(
-                    "the decision was recorded, but not in the audit log: {e}"
-                ))
+            .map_err(|source| EngineError::Audit {
+                done: "the decision was recorded".to_owned(),
+                source,
             })?;
         Ok(())
     }
 
     /// Asks a run to stop. A run nobody executes any more is marked cancelled right away.
-    pub fn cancel(&self, run: &RunRecord) -> Result<RunStatus> {
+    /// `who` is recorded in the audit log (`workflow.run.cancel_requested`).
+    pub fn cancel(&self, run: &RunRecord, who: &str) -> Result<RunStatus> {
         if run.status.is_finished() {
             return Ok(run.status);
         }
         self.store.request_cancel(&run.id)?;
         self.audit
             .record(&crate::audit::Event::new(
-                &crate::config::env::cli_actor(),
-                "workflow.run.cancel_requested",
+                who,
+                crate::audit::Action::WorkflowRunCancelRequested,
                 &run.id,
                 "ok",
                 serde_json::json!({"workflow": run.workflow}),
             ))
-            .map_err(|e| {
-                EngineError::Io(format!(
-                    "the cancel request was recorded, but not in the audit log: {e}"
-                ))
+            .map_err(|source| EngineError::Audit {
+                done: "the cancel request was recorded".to_owned(),
+                source,
             })?;
         let unowned = run.owner.is_none() || owner::is_dead(run, now_ms());
         if unowned {

@@ -338,7 +338,7 @@ impl Scheduler {
                 missed += m.count;
                 tick.audit.push(Event::new(
                     ACTOR,
-                    "schedule.missed",
+                    crate::audit::Action::ScheduleMissed,
                     id,
                     "missed",
                     serde_json::json!({
@@ -376,7 +376,7 @@ impl Scheduler {
                     tick.skipped += 1;
                     tick.audit.push(Event::new(
                         ACTOR,
-                        "schedule.skipped",
+                        crate::audit::Action::ScheduleSkipped,
                         &fire.schedule,
                         "skipped",
                         serde_json::json!({

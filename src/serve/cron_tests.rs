@@ -171,7 +171,7 @@ fn three_hours_down_with_catch_up_last_runs_the_newest_fire_and_records_two_miss
     );
     assert_eq!(fires.len(), 2, "{fires:?}");
     let audit = &tick.audit[0];
-    assert_eq!(audit.action, "schedule.missed");
+    assert_eq!(audit.action, crate::audit::Action::ScheduleMissed);
     assert_eq!(audit.detail["reason"], "superseded");
     assert_eq!(audit.detail["count"], 2);
     assert_eq!(audit.detail["first"], "2026-03-01T02:00:00+00:00");
@@ -271,7 +271,7 @@ fn overlap_skip_records_the_fire_skipped_while_the_previous_one_runs() {
     let (tick, fires) = overlap("skip");
     assert!(tick.dispatch.is_empty());
     assert_eq!(tick.skipped, 1);
-    assert_eq!(tick.audit[0].action, "schedule.skipped");
+    assert_eq!(tick.audit[0].action, crate::audit::Action::ScheduleSkipped);
     assert_eq!(fires, ["skipped", "running"]);
 }
 

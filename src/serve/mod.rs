@@ -90,6 +90,16 @@ pub enum ServeError {
     Io(String),
 }
 
+impl crate::error::ExitStatus for ServeError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::Bind { .. } => crate::error::INVALID,
+            // Another daemon holds the data directory: an environment matter.
+            _ => crate::error::INTERNAL,
+        }
+    }
+}
+
 /// `<home>/logs/serve.log`, which `claw daemon logs` reads.
 pub fn log_path(home: &std::path::Path) -> std::path::PathBuf {
     home.join("logs").join("serve.log")
@@ -209,7 +219,7 @@ async fn daemon(
     engine.audit(
         &crate::audit::Event::new(
             ACTOR,
-            "serve.started",
+            crate::audit::Action::ServeStarted,
             &engine.dirs.home.display().to_string(),
             "ok",
             serde_json::json!({"pid": std::process::id(), "bind": opts.bind.map(|a| a.to_string())}),
@@ -303,7 +313,7 @@ async fn daemon(
     engine.audit(
         &crate::audit::Event::new(
             ACTOR,
-            "serve.stopped",
+            crate::audit::Action::ServeStopped,
             &engine.dirs.home.display().to_string(),
             "ok",
             serde_json::json!({"pid": std::process::id(), "interrupted": ctx.shutdown.is_cancelled()}),

@@ -34,6 +34,15 @@ pub enum HubError {
     Invalid { name: String, rendered: String },
 }
 
+impl crate::error::ExitStatus for HubError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::NotConfigured | Self::NotInHub(_) | Self::Invalid { .. } => crate::error::INVALID,
+            _ => crate::error::INTERNAL,
+        }
+    }
+}
+
 /// A SkillHub and the local clone claw keeps of it.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -176,8 +185,25 @@ impl Hub {
         Ok(out)
     }
 
-    /// Publishes `skill`; returns false when the hub already had exactly this.
-    pub fn push(&self, skill: &Skill) -> Result<bool, HubError> {
+    /// Records a change made by `actor` in the audit log (next to the clone, in the data
+    /// directory); a failure to do so is logged.
+    fn audit(&self, actor: &str, action: crate::audit::Action, skill: &str) {
+        let home = self.clone.parent().unwrap_or(Path::new("."));
+        let event = crate::audit::Event::new(
+            actor,
+            action,
+            skill,
+            "ok",
+            serde_json::json!({"hub": self.url}),
+        );
+        if let Err(e) = crate::audit::AuditLog::in_dir(home).record(&event) {
+            tracing::warn!(skill, "not audited: {e}");
+        }
+    }
+
+    /// Publishes `skill`; returns false when the hub already had exactly this. A push is
+    /// audited as `skill.hub.push` by `actor`.
+    pub fn push(&self, skill: &Skill, actor: &str) -> Result<bool, HubError> {
         let branch = self.sync()?;
         let name = skill.name();
         let dest = self.clone.join(name);
@@ -210,11 +236,18 @@ impl Hub {
                 &format!("HEAD:refs/heads/{branch}"),
             ],
         )?;
+        self.audit(actor, crate::audit::Action::SkillHubPush, name);
         Ok(true)
     }
 
-    /// Installs the hub's `name` (or every hub skill) into `skills_dir`.
-    pub fn pull(&self, name: Option<&str>, skills_dir: &Path) -> Result<Vec<Pulled>, HubError> {
+    /// Installs the hub's `name` (or every hub skill) into `skills_dir`; each skill installed or
+    /// updated is audited as `skill.hub.pull` by `actor`.
+    pub fn pull(
+        &self,
+        name: Option<&str>,
+        skills_dir: &Path,
+        actor: &str,
+    ) -> Result<Vec<Pulled>, HubError> {
         self.sync()?;
         let cat = super::discover_in(std::slice::from_ref(&self.clone));
         if let Some(bad) = cat.broken.iter().find(|e| {
@@ -252,6 +285,9 @@ impl Hub {
                 Pulled::Updated(s.name().to_owned())
             };
             replace_tree(&s.dir, &dest)?;
+            if let Pulled::Installed(n) | Pulled::Updated(n) = &result {
+                self.audit(actor, crate::audit::Action::SkillHubPull, n);
+            }
             out.push(result);
         }
         Ok(out)

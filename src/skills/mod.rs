@@ -184,9 +184,8 @@ pub enum SkillError {
     Sandbox { skill: String, why: String },
 }
 
-impl SkillError {
-    /// The exit status of a CLI command that stops on this error (DESIGN.md §16).
-    pub fn exit_code(&self) -> u8 {
+impl crate::error::ExitStatus for SkillError {
+    fn exit_status(&self) -> u8 {
         match self {
             Self::NotFound { .. }
             | Self::Invalid { .. }
@@ -238,7 +237,13 @@ pub fn audit_event(
     outcome: &str,
     detail: serde_json::Value,
 ) -> crate::audit::Event {
-    crate::audit::Event::new(actor, "skill.run", skill, outcome, detail)
+    crate::audit::Event::new(
+        actor,
+        crate::audit::Action::SkillRun,
+        skill,
+        outcome,
+        detail,
+    )
 }
 
 #[cfg(test)]

@@ -31,6 +31,15 @@ pub enum ScaffoldError {
     },
 }
 
+impl crate::error::ExitStatus for ScaffoldError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::Io { .. } => crate::error::INTERNAL,
+            _ => crate::error::INVALID,
+        }
+    }
+}
+
 /// Writes `skills_dir/<name>/` with `skill.yaml` and `run.sh` or `run.py`; returns the directory.
 pub fn create(
     skills_dir: &Path,

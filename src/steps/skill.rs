@@ -169,3 +169,80 @@ pub async fn run_launch(
     }
     report
 }
+
+/// Runs a skill because a person asked (`claw skill run`, a dashboard button), the way a step
+/// runs it (prepared and checked first, its stripped environment, Landlock where it declares
+/// `paths:`, the supervisor), with its output also on claw's own stdout and stderr and its log
+/// in `logs/skills/<name>/`. Audited as `skill.run` by `actor`: refused before it starts, or with
+/// how it ended. A refusal is the `Err`; a run that fails is a report.
+pub async fn run_by_hand(
+    dirs: &Dirs,
+    settings: &crate::config::Settings,
+    skill: &crate::skills::Skill,
+    args: &[(String, String)],
+    timeout: Option<Duration>,
+    actor: &str,
+    cancel: &CancellationToken,
+) -> Result<StepReport, crate::skills::SkillError> {
+    let name = skill.name().to_owned();
+    let arg_names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
+    let audit = |outcome: &str, detail: serde_json::Value| {
+        let event = crate::skills::audit_event(actor, &name, outcome, detail);
+        if let Err(e) = crate::audit::AuditLog::in_dir(&dirs.home).record(&event) {
+            tracing::warn!(skill = %name, "not audited: {e}");
+        }
+    };
+    let stamp = crate::time::compact_local_millis(chrono::Utc::now());
+    let log_dir = dirs.home.join("logs").join("skills").join(&name);
+    if let Err(e) = dirs
+        .ensure_home()
+        .and_then(|()| std::fs::create_dir_all(&log_dir))
+    {
+        return Ok(StepReport::failed_for_good(format!(
+            "cannot create {}: {e}",
+            log_dir.display()
+        )));
+    }
+    let outputs_path = log_dir.join(format!("{stamp}.out"));
+    let mut cx = crate::skills::runner::LaunchContext::from_process(&dirs.home);
+    cx.outputs_path = Some(outputs_path.clone());
+    cx.timeout = timeout;
+    let launch = match crate::skills::runner::prepare(skill, args, &cx) {
+        Ok(l) => l,
+        Err(e) => {
+            audit(
+                "refused",
+                serde_json::json!({"args": arg_names, "reason": e.to_string()}),
+            );
+            return Err(e);
+        }
+    };
+    let input = StepInput {
+        timeout: launch.timeout,
+        redactor: launch.redactor(),
+        kind: super::StepKind::Skill(SkillStep {
+            name: name.clone(),
+            timeout,
+            launch: None,
+        }),
+        run_id: format!("skill:{stamp}"),
+        step: name.clone(),
+        attempt: 1,
+        env: Vec::new(),
+        kill_grace: settings.kill_grace,
+        log_path: log_dir.join(format!("{stamp}.log")),
+        max_log_bytes: settings.max_step_log_bytes,
+        outputs_path,
+    };
+    let report = run_launch(&launch, &input, cancel, true).await;
+    let outcome = match &report.outcome {
+        StepOutcome::Succeeded => "ok",
+        StepOutcome::Cancelled => "cancelled",
+        StepOutcome::Failed { .. } => "failed",
+    };
+    audit(
+        outcome,
+        serde_json::json!({"args": arg_names, "exit_code": report.exit_code}),
+    );
+    Ok(report)
+}

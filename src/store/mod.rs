@@ -16,8 +16,16 @@ pub use sqlite::SqliteStore;
 /// Errors from the database, or stored data that does not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("database error: {}{source}", if context.is_empty() { String::new() } else { format!("{context}: ") })]
+    Db {
+        /// What was being done, when it says more than the operation (`cannot open …`).
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database is not one this claw can use (a newer schema, a row that vanished).
     #[error("database error: {0}")]
-    Db(String),
+    Schema(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("no run matches `{0}`")]
@@ -27,6 +35,15 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl crate::error::ExitStatus for StoreError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::NoSuchRun(_) | Self::Ambiguous { .. } => crate::error::INVALID,
+            Self::Db { .. } | Self::Schema(_) | Self::Corrupt(_) => crate::error::INTERNAL,
+        }
+    }
+}
 
 /// Run states (DESIGN.md §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +162,46 @@ impl FromStr for StepStatus {
     }
 }
 
+/// A person's decision on an interrupted step (`claw run approve|reject RUN STEP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Run it again (`approve`).
+    Retry,
+    /// Take it as done without running it again (`approve --skip`).
+    Skip,
+    /// Mark it failed (`reject`).
+    Fail,
+}
+
+impl Decision {
+    pub const ALL: [Self; 3] = [Self::Retry, Self::Skip, Self::Fail];
+
+    /// As stored and audited.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Skip => "skip",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown decision `{s}`"))
+    }
+}
+
 /// Which list a step belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -219,8 +276,8 @@ pub struct StepRecord {
     /// Why it failed or was skipped, or what a dry run would have done.
     pub message: Option<String>,
     pub log_path: Option<String>,
-    /// A person's decision on an interrupted step: `retry` or `fail`.
-    pub decision: Option<String>,
+    /// A person's decision on an interrupted step.
+    pub decision: Option<Decision>,
     pub decided_by: Option<String>,
 }
 
@@ -363,7 +420,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         run_status: Option<RunStatus>,
     ) -> Result<()>;
     /// Records a person's decision on an interrupted step.
-    fn decide_step(&self, run_id: &str, step: &str, decision: &str, who: &str) -> Result<bool>;
+    fn decide_step(&self, run_id: &str, step: &str, decision: Decision, who: &str) -> Result<bool>;
 
     /// Stores the request of an approval step, unless the step already has one (a resumed run
     /// keeps its first request and deadline). Returns the stored request and whether it is new.

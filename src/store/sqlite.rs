@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    Approval, ApprovalRequest, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
+    Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
     RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
 };
 
@@ -29,7 +29,10 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Db(e.to_string())
+        Self::Db {
+            context: String::new(),
+            source: e,
+        }
     }
 }
 
@@ -81,6 +84,7 @@ fn step_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StepRecord>> {
     let status: String = row.get(3)?;
     let outputs: String = row.get(8)?;
     let attempts: i64 = row.get(4)?;
+    let decision: Option<String> = row.get(13)?;
     let build = || -> Result<StepRecord> {
         Ok(StepRecord {
             name: row.get(0)?,
@@ -96,7 +100,9 @@ fn step_from_row(row: &Row<'_>) -> rusqlite::Result<Result<StepRecord>> {
             stderr_tail: row.get(10)?,
             message: row.get(11)?,
             log_path: row.get(12)?,
-            decision: row.get(13)?,
+            decision: decision
+                .map(|d| d.parse().map_err(|e| corrupt("step decision", e)))
+                .transpose()?,
             decided_by: row.get(14)?,
         })
     };
@@ -149,8 +155,10 @@ fn fire_from_row(row: &Row<'_>) -> rusqlite::Result<FireRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        let conn = Connection::open(path).map_err(|source| StoreError::Db {
+            context: format!("cannot open {}", path.display()),
+            source,
+        })?;
         tracing::debug!(path = %path.display(), "store opened");
         Self::init(conn)
     }
@@ -212,7 +220,7 @@ impl SqliteStore {
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let applied = usize::try_from(version).map_err(|e| corrupt("schema version", e))?;
         if applied > MIGRATIONS.len() {
-            return Err(StoreError::Db(format!(
+            return Err(StoreError::Schema(format!(
                 "the database has schema version {applied}, newer than this claw knows ({}); upgrade claw",
                 MIGRATIONS.len()
             )));
@@ -276,7 +284,7 @@ fn write_step(conn: &Connection, run_id: &str, s: &StepRecord) -> Result<()> {
         s.stderr_tail,
         s.message,
         s.log_path,
-        s.decision,
+        s.decision.map(Decision::as_str),
         s.decided_by,
     ])?;
     Ok(())
@@ -517,10 +525,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn decide_step(&self, run_id: &str, step: &str, decision: &str, who: &str) -> Result<bool> {
+    fn decide_step(&self, run_id: &str, step: &str, decision: Decision, who: &str) -> Result<bool> {
         let n = self.conn().execute(
             "UPDATE steps SET decision = ?3, decided_by = ?4 WHERE run_id = ?1 AND name = ?2 AND status = 'interrupted'",
-            params![run_id, step, decision, who],
+            params![run_id, step, decision.as_str(), who],
         )?;
         Ok(n > 0)
     }
@@ -544,7 +552,7 @@ impl Store for SqliteStore {
             ],
         )?;
         let stored = read_approval(&tx, &request.run_id, &request.step)?
-            .ok_or_else(|| StoreError::Db("the approval request vanished".into()))?;
+            .ok_or_else(|| StoreError::Schema("the approval request vanished".into()))?;
         tx.commit()?;
         Ok((stored.request, n > 0))
     }
@@ -1003,10 +1011,10 @@ mod tests {
         let mut st = StepRecord::new("a", Phase::Main, 0);
         st.status = StepStatus::Interrupted;
         s.record_steps("r1", std::slice::from_ref(&st), None)?;
-        assert!(s.decide_step("r1", "a", "retry", "me")?);
-        assert!(!s.decide_step("r1", "zz", "retry", "me")?);
+        assert!(s.decide_step("r1", "a", Decision::Retry, "me")?);
+        assert!(!s.decide_step("r1", "zz", Decision::Retry, "me")?);
         let steps = s.steps("r1")?;
-        assert_eq!(steps[0].decision.as_deref(), Some("retry"));
+        assert_eq!(steps[0].decision, Some(Decision::Retry));
         Ok(())
     }
 

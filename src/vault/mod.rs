@@ -142,6 +142,13 @@ pub enum VaultError {
     /// `passphrase set|remove` has nothing to do, or was asked the impossible.
     #[error("{0}")]
     Passphrase(String),
+    /// A change or a reveal whose audit entry could not be written (a change is made, a reveal
+    /// is not).
+    #[error("the audit log cannot be written: {source}")]
+    Audit {
+        #[source]
+        source: crate::audit::AuditError,
+    },
     /// Another writer held the lock for too long.
     #[error(
         "another process has held the vault lock {} for over {}s; try again when it is done",
@@ -149,6 +156,16 @@ pub enum VaultError {
         waited.as_secs()
     )]
     Locked { path: PathBuf, waited: Duration },
+}
+
+impl crate::error::ExitStatus for VaultError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::NoSuchKey(_) => crate::error::FAILED,
+            Self::InvalidKey { .. } | Self::Passphrase(_) => crate::error::INVALID,
+            _ => crate::error::INTERNAL,
+        }
+    }
 }
 
 /// What `Vault::init` did.
@@ -233,6 +250,9 @@ pub struct Vault {
     dir: PathBuf,
     lock_timeout: Duration,
     unlock: Unlock,
+    /// Who acts: set, every change and every reveal is recorded in the audit log (and fails
+    /// when its entry cannot be written).
+    actor: Option<String>,
 }
 
 impl Vault {
@@ -242,7 +262,45 @@ impl Vault {
             dir: dir.to_path_buf(),
             lock_timeout: file::LOCK_TIMEOUT,
             unlock: Unlock::default(),
+            actor: None,
         }
+    }
+
+    /// The same vault, with `actor` (`cli:alice`, `dashboard:admin`, …) recorded in the audit
+    /// log for every change and every reveal made through it. The CLI, the dashboard and every
+    /// front end act through such a vault, so each gets the same entries.
+    #[must_use]
+    pub fn acting_as(mut self, actor: &str) -> Self {
+        self.actor = Some(actor.to_owned());
+        self
+    }
+
+    /// Records `action` on `target` when someone acts through this vault; a failure to write
+    /// the entry is an error (the vault's actions fail closed on their audit trail).
+    fn audit(&self, action: crate::audit::Action, target: &str) -> Result<(), VaultError> {
+        let Some(actor) = &self.actor else {
+            return Ok(());
+        };
+        crate::audit::AuditLog::in_dir(&self.dir)
+            .record(&crate::audit::Event::new(
+                actor,
+                action,
+                target,
+                "ok",
+                serde_json::json!({}),
+            ))
+            .map(drop)
+            .map_err(|source| VaultError::Audit { source })
+    }
+
+    /// A secret to be shown in clear: the reveal is recorded before the value is returned, and
+    /// not returned when it cannot be.
+    pub fn reveal(&self, key: &str) -> Result<Option<Secret>, VaultError> {
+        let Some(secret) = self.get(key)? else {
+            return Ok(None);
+        };
+        self.audit(crate::audit::Action::VaultGetReveal, key)?;
+        Ok(Some(secret))
     }
 
     /// Where the passphrase of a protected identity comes from (default: the environment,
@@ -349,6 +407,12 @@ impl Vault {
             self.write_vault(&keys, &BTreeMap::new())?;
         }
         let public_key = keys.public_key();
+        if placed {
+            self.audit(
+                crate::audit::Action::VaultInit,
+                &self.identity_in_use_path().display().to_string(),
+            )?;
+        }
         Ok(if placed {
             InitOutcome::Created { public_key }
         } else {
@@ -392,7 +456,12 @@ impl Vault {
         self.modify(|map| {
             map.insert(key.to_owned(), value.clone());
             Ok(())
-        })
+        })?;
+        // A new value is a rotation, for the key's policy (if it has one).
+        if let Err(e) = rotation::mark_rotated(&self.dir, key, chrono::Utc::now()) {
+            tracing::warn!(key, "{e}");
+        }
+        self.audit(crate::audit::Action::VaultSet, key)
     }
 
     /// Removes a secret; `NoSuchKey` if there is none of that name.
@@ -401,7 +470,8 @@ impl Vault {
         self.modify(|map| match map.remove(key) {
             Some(_) => Ok(()),
             None => Err(VaultError::NoSuchKey(key.to_owned())),
-        })
+        })?;
+        self.audit(crate::audit::Action::VaultDelete, key)
     }
 
     /// Makes a new identity and re-encrypts the vault to it. The old identity is kept as
@@ -459,6 +529,10 @@ impl Vault {
             ..old
         };
         self.write_vault(&new, &map)?;
+        self.audit(
+            crate::audit::Action::VaultRotateKey,
+            &self.identity_path().display().to_string(),
+        )?;
         Ok(backup)
     }
 
@@ -475,6 +549,10 @@ impl Vault {
         let keys = self.load_keys()?;
         self.write_identity(&keys.text, Some(new), Replace::Always)?;
         self.remove_identity_file(&self.identity_path())?;
+        self.audit(
+            crate::audit::Action::VaultPassphraseSet,
+            &self.protected_identity_path().display().to_string(),
+        )?;
         Ok(self.plain_backups())
     }
 
@@ -493,7 +571,10 @@ impl Vault {
         self.write_identity(&keys.text, None, Replace::Always)?;
         self.remove_identity_file(&protected)?;
         passphrase::forget(&protected);
-        Ok(())
+        self.audit(
+            crate::audit::Action::VaultPassphraseRemove,
+            &self.identity_path().display().to_string(),
+        )
     }
 
     /// The backups of plain identities left by earlier rotations.

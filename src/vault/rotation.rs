@@ -145,8 +145,9 @@ fn yaml_key(key: &str) -> String {
     format!("'{key}'")
 }
 
-/// Sets a key's maximum age (keeping its last rotation time).
-pub fn set_policy(dir: &Path, key: &str, days: u32) -> Result<(), String> {
+/// Sets a key's maximum age (keeping its last rotation time); `actor` is recorded in the audit
+/// log (`vault.rotation.policy_set`), and the change is an error when it cannot be.
+pub fn set_policy(dir: &Path, key: &str, days: u32, actor: &str) -> Result<(), String> {
     let mut all = load(dir)?;
     match all.iter_mut().find(|p| p.key == key) {
         Some(p) => p.max_age_days = days,
@@ -157,7 +158,17 @@ pub fn set_policy(dir: &Path, key: &str, days: u32) -> Result<(), String> {
         }),
     }
     all.sort_by(|a, b| a.key.cmp(&b.key));
-    save(dir, &all)
+    save(dir, &all)?;
+    crate::audit::AuditLog::in_dir(dir)
+        .record(&crate::audit::Event::new(
+            actor,
+            crate::audit::Action::VaultRotationPolicySet,
+            key,
+            "ok",
+            serde_json::json!({"max_age_days": days}),
+        ))
+        .map(drop)
+        .map_err(|e| format!("the policy was set, but not in the audit log: {e}"))
 }
 
 /// Records that a key was just given a new value (if it has a policy).
@@ -208,7 +219,7 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].max_age_days, 30);
         assert!(all[0].last_rotated.is_some());
-        set_policy(dir.path(), "NEW", 7).unwrap();
+        set_policy(dir.path(), "NEW", 7, "cli:test").unwrap();
         mark_rotated(dir.path(), "NEW", Utc::now()).unwrap();
         let again = load(dir.path()).unwrap();
         assert_eq!(again.len(), 3);

@@ -698,3 +698,79 @@ fn sigkill_at_random_moments_never_corrupts_the_vault() {
     assert_eq!(got.len(), previous + 2);
     eprintln!("crash test: {previous} writes, {killed_mid_write}/32 kills left a temp file");
 }
+
+/// The actions recorded in `dir`'s audit log, as `(actor, action, target)`.
+fn audited(dir: &Path) -> Vec<(String, String, String)> {
+    crate::audit::AuditLog::in_dir(dir)
+        .tail(100)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            let v = l.value();
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (s("actor"), s("action"), s("target"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_vault_acting_for_someone_audits_every_change_and_reveal_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::new(dir.path()).acting_as("dashboard:admin");
+    vault.init().unwrap();
+    vault.set("API_KEY", &Secret::from("s3cret-value")).unwrap();
+    assert_eq!(
+        vault.reveal("API_KEY").unwrap().unwrap().expose(),
+        "s3cret-value"
+    );
+    vault.get("API_KEY").unwrap();
+    vault.delete("API_KEY").unwrap();
+    let got = audited(dir.path());
+    let actions: Vec<&str> = got.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "vault.init",
+            "vault.set",
+            "vault.get.reveal",
+            "vault.delete"
+        ],
+        "a plain get is not a reveal"
+    );
+    assert!(got.iter().all(|(who, _, _)| who == "dashboard:admin"));
+    assert_eq!(got[1].2, "API_KEY");
+    // Never the value.
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(!text.contains("s3cret-value"));
+    // Without an actor (the engine reading a step's secrets), nothing is recorded.
+    Vault::new(dir.path())
+        .set("OTHER", &Secret::from("x"))
+        .unwrap();
+    assert_eq!(audited(dir.path()).len(), 4);
+}
+
+#[test]
+fn a_reveal_whose_audit_entry_cannot_be_written_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::new(dir.path()).acting_as("cli:me");
+    vault.init().unwrap();
+    vault.set("K", &Secret::from("v")).unwrap();
+    // The audit log replaced by a directory: no entry can be appended.
+    std::fs::remove_file(dir.path().join("audit.log")).unwrap();
+    std::fs::create_dir(dir.path().join("audit.log")).unwrap();
+    assert!(matches!(vault.reveal("K"), Err(VaultError::Audit { .. })));
+}
+
+#[test]
+fn a_rotation_policy_set_is_audited_by_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    rotation::set_policy(dir.path(), "DB_PASS", 30, "cli:alice").unwrap();
+    assert_eq!(
+        audited(dir.path()),
+        [(
+            "cli:alice".to_owned(),
+            "vault.rotation.policy_set".to_owned(),
+            "DB_PASS".to_owned()
+        )]
+    );
+}

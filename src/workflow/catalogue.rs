@@ -46,6 +46,12 @@ pub enum FindError {
     },
 }
 
+impl crate::error::ExitStatus for FindError {
+    fn exit_status(&self) -> u8 {
+        crate::error::INVALID
+    }
+}
+
 impl FindError {
     /// The folders searched, comma-separated (for "looked in …").
     pub fn looked_in(looked: &[PathBuf]) -> String {

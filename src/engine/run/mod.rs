@@ -168,11 +168,9 @@ impl<'a> Exec<'a> {
     }
 
     pub(super) async fn execute(mut self) -> Result<RunRecord> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|e| {
-            EngineError::Io(format!(
-                "cannot create the log directory {}: {e}",
-                self.log_dir.display()
-            ))
+        std::fs::create_dir_all(&self.log_dir).map_err(|source| EngineError::Io {
+            context: format!("cannot create the log directory {}", self.log_dir.display()),
+            source,
         })?;
         if self.run.status == RunStatus::Queued && !self.admit().await? {
             return self.reload();
@@ -181,9 +179,9 @@ impl<'a> Exec<'a> {
             self.stop = Some(Stop::Cancel);
         }
         let action = if self.recs.is_empty() {
-            "workflow.run.started"
+            crate::audit::Action::WorkflowRunStarted
         } else {
-            "workflow.run.resumed"
+            crate::audit::Action::WorkflowRunResumed
         };
         self.engine.audit(
             &crate::audit::Event::new(
@@ -262,7 +260,8 @@ impl<'a> Exec<'a> {
                 OnBusy::CancelRunning if !told => {
                     for other in self.store().unfinished_runs(Some(&self.wf.name))? {
                         if other.id != self.run.id && other.created_at <= self.run.created_at {
-                            self.engine.cancel(&other)?;
+                            self.engine
+                                .cancel(&other, &format!("run:{}", self.run.id))?;
                         }
                     }
                 }
@@ -543,7 +542,7 @@ impl<'a> Exec<'a> {
                     running -= 1;
                     // Whatever the step said before it ended is recorded before its end.
                     self.take_notices()?;
-                    let (name, _attempt, report, prepared) = done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    let (name, _attempt, report, prepared) = done?;
                     if let Some(delay) = self.complete(&name, report, prepared)?
                         && let Some((phase, step)) = self.step_def(&name).map(|(p, s)| (p, s.clone())) {
                             self.start(&step, phase, &mut tasks, delay)?;
@@ -646,8 +645,7 @@ impl<'a> Exec<'a> {
                     let Some(done) = done else {
                         break;
                     };
-                    let (n, _, report, prepared) =
-                        done.map_err(|e| EngineError::Io(format!("a step task failed: {e}")))?;
+                    let (n, _, report, prepared) = done?;
                     self.take_notices()?;
                     match self.complete(&n, report, prepared)? {
                         Some(d) => delay = d,
@@ -731,7 +729,7 @@ impl<'a> Exec<'a> {
         self.engine.audit(
             &crate::audit::Event::new(
                 &Engine::actor_of(&self.run),
-                "workflow.run.finished",
+                crate::audit::Action::WorkflowRunFinished,
                 &self.run.id,
                 status.as_str(),
                 serde_json::json!({"workflow": self.wf.name, "error": error}),

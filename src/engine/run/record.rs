@@ -12,7 +12,7 @@ use tokio::time::sleep;
 use super::{Done, Exec, STDOUT_TAIL, Stop, rec_name, tail};
 use crate::engine::{Engine, Event, Result, now_ms};
 use crate::steps::{self, Runtime, StepKind, StepOutcome, StepReport};
-use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::store::{Decision, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::workflow::Step;
 
 /// What becomes of an attempt that was interrupted (claw was killed, or the daemon stopped it).
@@ -84,8 +84,8 @@ impl Exec<'_> {
         let before = self.recs.get(&rec.name).map(|r| (r.status, r.attempts));
         if before != Some((rec.status, rec.attempts)) {
             let action = match rec.status {
-                StepStatus::Running => Some("workflow.step.started"),
-                s if s.is_finished() => Some("workflow.step.finished"),
+                StepStatus::Running => Some(crate::audit::Action::WorkflowStepStarted),
+                s if s.is_finished() => Some(crate::audit::Action::WorkflowStepFinished),
                 _ => None,
             };
             if let Some(action) = action {
@@ -365,7 +365,7 @@ impl Exec<'_> {
         for name in waiting {
             let decided = stored
                 .get(&name)
-                .and_then(|s| s.decision.clone().map(|d| (d, s.decided_by.clone())));
+                .and_then(|s| s.decision.map(|d| (d, s.decided_by.clone())));
             if self.stop == Some(Stop::Cancel) {
                 self.finish_record(
                     &name,
@@ -375,7 +375,7 @@ impl Exec<'_> {
                 continue;
             }
             match decided {
-                Some((d, who)) if d == "retry" => {
+                Some((d @ Decision::Retry, who)) => {
                     let Some(mut rec) = self.recs.get(&name).cloned() else {
                         continue;
                     };
@@ -387,14 +387,14 @@ impl Exec<'_> {
                     rec.decision = Some(d);
                     self.record(rec)?;
                 }
-                Some((d, who)) if d == "skip" => {
+                Some((Decision::Skip, who)) => {
                     let msg = format!(
                         "interrupted; taken as done (not run again) on the decision of {}",
                         who.unwrap_or_default()
                     );
                     self.finish_record(&name, StepStatus::Skipped, Some(msg))?;
                 }
-                Some((_, who)) => {
+                Some((Decision::Fail, who)) => {
                     let msg = format!("interrupted; marked failed by {}", who.unwrap_or_default());
                     self.finish_record(&name, StepStatus::Failed, Some(msg))?;
                     if let Some((Phase::Main, step)) =
@@ -567,7 +567,7 @@ impl Exec<'_> {
         self.engine.audit(
             &crate::audit::Event::new(
                 &Engine::actor_of(&self.run),
-                "workflow.run.interrupted",
+                crate::audit::Action::WorkflowRunInterrupted,
                 &self.run.id,
                 "interrupted",
                 serde_json::json!({"workflow": self.wf.name, "waiting": waiting}),

@@ -211,7 +211,7 @@ impl RunServices {
         let audit = new.then(|| {
             AuditEvent::new(
                 actor,
-                "approval.requested",
+                crate::audit::Action::ApprovalRequested,
                 &format!("{}/{name}", self.run_id),
                 "waiting",
                 serde_json::json!({
@@ -247,7 +247,7 @@ impl RunServices {
         }
         let event = AuditEvent::new(
             TIMEOUT_ACTOR,
-            "approval.decided",
+            crate::audit::Action::ApprovalDecided,
             &format!("{}/{step}", self.run_id),
             if approve { "approved" } else { "rejected" },
             serde_json::json!({

@@ -94,7 +94,12 @@ fn resume_and_decide(h: &Harness, run: &RunRecord, decision: &str) -> Finished {
             assert_ne!(idem.status, StepStatus::Interrupted, "{idem:?}");
             let current = h.engine.store.get_run(&run.id).unwrap().unwrap();
             h.engine
-                .decide(&current, "risky", decision, "cli:tester")
+                .decide(
+                    &current,
+                    "risky",
+                    decision.parse().expect("a decision"),
+                    "cli:tester",
+                )
                 .unwrap();
         })
     });
@@ -312,10 +317,14 @@ fn decide_refuses_steps_that_do_not_wait() {
     let h = Harness::new();
     let wf = h.load(&crashed_workflow(&h.file("ran.log")));
     let run = orphan(&h, &wf);
-    let invalid = |step: &str| match h.engine.decide(&run, step, "retry", "cli:tester") {
-        Err(EngineError::Invalid(msg)) => msg,
-        other => panic!("expected a refusal, got {other:?}"),
-    };
+    let invalid =
+        |step: &str| match h
+            .engine
+            .decide(&run, step, crate::store::Decision::Retry, "cli:tester")
+        {
+            Err(EngineError::Invalid(msg)) => msg,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
     let id = &run.id;
     assert_eq!(
         invalid("first"),

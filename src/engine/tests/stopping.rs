@@ -80,7 +80,7 @@ fn a_cancel_request_in_the_store_stops_the_run() {
                 })
                 .await;
                 let current = h.engine.store.get_run(&run.id).unwrap().unwrap();
-                h.engine.cancel(&current).unwrap()
+                h.engine.cancel(&current, "cli:tester").unwrap()
             }
         )
     });
@@ -115,7 +115,10 @@ fn cancelling_a_run_nobody_drives_closes_it_at_once() {
         .unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.owner, None);
-    assert_eq!(h.engine.cancel(&run).unwrap(), RunStatus::Cancelled);
+    assert_eq!(
+        h.engine.cancel(&run, "cli:tester").unwrap(),
+        RunStatus::Cancelled
+    );
     let stored = h.engine.store.get_run(&run.id).unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Cancelled);
     assert_eq!(stored.error.as_deref(), Some("cancelled"));
@@ -129,7 +132,10 @@ fn cancelling_a_run_nobody_drives_closes_it_at_once() {
     assert!(done.steps.is_empty());
     assert!(done.events.is_empty());
     // Cancelling a finished run changes nothing either.
-    assert_eq!(h.engine.cancel(&done.run).unwrap(), RunStatus::Cancelled);
+    assert_eq!(
+        h.engine.cancel(&done.run, "cli:tester").unwrap(),
+        RunStatus::Cancelled
+    );
 }
 
 #[test]

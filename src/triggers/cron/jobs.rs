@@ -210,6 +210,24 @@ pub enum JobsError {
         prefix: String,
         matches: Vec<String>,
     },
+    /// The change is made, but its audit entry could not be written.
+    #[error("{done}, but not in the audit log: {source}")]
+    Audit {
+        done: String,
+        #[source]
+        source: crate::audit::AuditError,
+    },
+}
+
+impl crate::error::ExitStatus for JobsError {
+    fn exit_status(&self) -> u8 {
+        match self {
+            // The seed's `cron` commands exit 1 for a job that is not there.
+            Self::NotFound(_) | Self::Ambiguous { .. } => crate::error::FAILED,
+            Self::Invalid { .. } => crate::error::INVALID,
+            Self::Io { .. } | Self::Audit { .. } => crate::error::INTERNAL,
+        }
+    }
 }
 
 /// The job file of a data directory.
@@ -288,6 +306,80 @@ impl JobsFile {
     pub fn find(&self, prefix: &str) -> Result<Job, JobsError> {
         let jobs = self.load()?;
         find_index(&jobs, prefix).map(|i| jobs[i].clone())
+    }
+
+    /// Adds a job; `actor` is recorded in the audit log (`cron.add`).
+    pub fn add(&self, job: Job, actor: &str) -> Result<Job, JobsError> {
+        let saved = job.clone();
+        self.update(|jobs| {
+            jobs.push(job);
+            Ok::<_, JobsError>(())
+        })?;
+        self.audit(
+            actor,
+            crate::audit::Action::CronAdd,
+            &saved,
+            serde_json::json!({"name": saved.name, "schedule": saved.schedule, "type": saved.job_type.as_str()}),
+        )?;
+        Ok(saved)
+    }
+
+    /// Removes the job `id` (an id or a unique prefix); audited as `cron.remove`.
+    pub fn remove(&self, id: &str, actor: &str) -> Result<Job, JobsError> {
+        let removed = self.update(|jobs| {
+            let i = find_index(jobs, id)?;
+            Ok::<_, JobsError>(jobs.remove(i))
+        })?;
+        self.audit(
+            actor,
+            crate::audit::Action::CronRemove,
+            &removed,
+            serde_json::json!({"name": removed.name}),
+        )?;
+        Ok(removed)
+    }
+
+    /// Enables or disables the job `id`; returns it and whether anything changed (a change is
+    /// audited as `cron.enable` or `cron.disable`).
+    pub fn set_enabled(&self, id: &str, on: bool, actor: &str) -> Result<(Job, bool), JobsError> {
+        let (job, changed) = self.update(|jobs| {
+            let i = find_index(jobs, id)?;
+            let changed = jobs[i].enabled != on;
+            jobs[i].enabled = on;
+            Ok::<_, JobsError>((jobs[i].clone(), changed))
+        })?;
+        if changed {
+            let action = if on {
+                crate::audit::Action::CronEnable
+            } else {
+                crate::audit::Action::CronDisable
+            };
+            self.audit(actor, action, &job, serde_json::json!({"name": job.name}))?;
+        }
+        Ok((job, changed))
+    }
+
+    /// The data directory this file belongs to (`<home>/cron/jobs.json`).
+    fn home(&self) -> &Path {
+        self.dir().parent().unwrap_or(Path::new("."))
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: crate::audit::Action,
+        job: &Job,
+        detail: serde_json::Value,
+    ) -> Result<(), JobsError> {
+        crate::audit::AuditLog::in_dir(self.home())
+            .record(&crate::audit::Event::new(
+                actor, action, &job.id, "ok", detail,
+            ))
+            .map(drop)
+            .map_err(|source| JobsError::Audit {
+                done: format!("{action} {} done", job.id),
+                source,
+            })
     }
 }
 
@@ -404,5 +496,41 @@ mod tests {
         assert_eq!(time::iso_utc(t), "2024-05-01T12:00:00.123456+00:00");
         assert!(time::parse_iso("2024-05-01T12:00:00").is_some());
         assert!(time::parse_iso("yesterday").is_none());
+    }
+
+    #[test]
+    fn job_changes_are_audited_by_the_library_verbs() {
+        let home = tempfile::tempdir().unwrap();
+        let file = JobsFile::in_home(home.path());
+        let job = file
+            .add(
+                Job::new("disk", "@hourly", JobType::Shell, "df -h"),
+                "cli:bob",
+            )
+            .unwrap();
+        let (_, changed) = file.set_enabled(&job.id, false, "cli:bob").unwrap();
+        assert!(changed);
+        let (_, changed) = file.set_enabled(&job.id, false, "cli:bob").unwrap();
+        assert!(!changed, "disabling twice changes nothing");
+        file.remove(&job.id, "dashboard:ann").unwrap();
+        let lines = crate::audit::AuditLog::in_dir(home.path())
+            .tail(10)
+            .unwrap();
+        let got: Vec<(String, String, String)> = lines
+            .iter()
+            .map(|l| {
+                let v = l.value();
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (s("actor"), s("action"), s("target"))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cli:bob".into(), "cron.add".into(), job.id.clone()),
+                ("cli:bob".into(), "cron.disable".into(), job.id.clone()),
+                ("dashboard:ann".into(), "cron.remove".into(), job.id.clone()),
+            ]
+        );
     }
 }

@@ -69,6 +69,34 @@ pub enum JobError {
     },
 }
 
+/// Runs job `job` now because a person asked (`claw cron run`, a dashboard button): the run is
+/// [`run_job`]'s, and `actor` is recorded in the audit log as `cron.run` with its outcome (an
+/// entry that cannot be written is reported as an error after the run).
+pub async fn run_by_hand(
+    engine: &Engine,
+    job: &str,
+    actor: &str,
+    cancel: &CancellationToken,
+) -> Result<JobRun, JobError> {
+    let done = run_job(engine, job, None, cancel, &crate::engine::Silent).await?;
+    engine
+        .audit
+        .record(&crate::audit::Event::new(
+            actor,
+            crate::audit::Action::CronRun,
+            &done.job_id,
+            if done.ok() { "ok" } else { "failed" },
+            serde_json::json!({"name": done.job_name, "status": done.status, "run": done.run_id}),
+        ))
+        .map_err(|source| {
+            JobError::Jobs(JobsError::Audit {
+                done: format!("job {} ran", done.job_id),
+                source,
+            })
+        })?;
+    Ok(done)
+}
+
 /// Runs job `job` (an id or unique id prefix) now, in this process, and records the result.
 /// `scheduled_for` is the fire that started it (`None` for `claw cron run`).
 pub async fn run_job(

@@ -86,7 +86,7 @@ impl Dispatcher {
         }
         let entry = Event::new(
             &format!("watcher:{}", rule.name),
-            "watcher.action",
+            crate::audit::Action::WatcherAction,
             &event.path.display().to_string(),
             outcome.audit_outcome(),
             detail,

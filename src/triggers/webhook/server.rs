@@ -433,7 +433,7 @@ fn start(
     }
     let event = crate::audit::Event::new(
         &format!("webhook:{name}"),
-        "webhook.accepted",
+        crate::audit::Action::WebhookAccepted,
         &run_id,
         "ok",
         json!({"workflow": hook.workflow.name, "delivery": delivery}),
