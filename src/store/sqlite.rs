@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_approvals.sql"),
     include_str!("migrations/0003_webhooks.sql"),
     include_str!("migrations/0004_schedules.sql"),
+    include_str!("migrations/0005_run_indexes.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking

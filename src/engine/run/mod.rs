@@ -45,7 +45,13 @@ type Done = (String, u32, StepReport, Option<crate::steps::StepKind>);
 
 pub(super) struct Exec<'a> {
     engine: &'a Engine,
-    wf: Workflow,
+    /// Shared, so that the loop can walk the steps while it records (no copy per pass).
+    wf: std::sync::Arc<Workflow>,
+    /// Main steps by name.
+    index: HashMap<String, usize>,
+    /// Which main steps can start: kept up to date by [`Exec::record`], so that each pass of the
+    /// loop costs what changed, not the number of steps.
+    frontier: Frontier,
     run: RunRecord,
     /// Every step record of the run, by record name (`name`, `rollback:name`, `compensate:name`).
     recs: HashMap<String, StepRecord>,
@@ -53,7 +59,9 @@ pub(super) struct Exec<'a> {
     progress: &'a dyn Progress,
     stop: Option<Stop>,
     log_dir: PathBuf,
-    base_env: Option<serde_json::Value>,
+    base_env: Option<minijinja::Value>,
+    /// `steps.<name>` of the expression context (see `prepare.rs`); `None` until first needed.
+    steps_view: Option<std::sync::Arc<std::collections::BTreeMap<String, minijinja::Value>>>,
     /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
     /// and is called before anything is started or awaited.
     unflushed: Vec<StepRecord>,
@@ -138,15 +146,24 @@ impl<'a> Exec<'a> {
             .collect();
         let log_dir = engine.dirs.run_log_dir(&run.id);
         let (notices_tx, notices_rx) = tokio::sync::mpsc::unbounded_channel();
+        let index = wf
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Ok(Self {
             engine,
-            wf,
+            wf: std::sync::Arc::new(wf),
+            index,
+            frontier: Frontier::default(),
             run,
             recs,
             progress,
             stop: None,
             log_dir,
             base_env: None,
+            steps_view: None,
             unflushed: Vec::new(),
             redactor: crate::redact::Redactor::default(),
             secret_values: std::collections::BTreeSet::new(),
@@ -317,18 +334,14 @@ impl<'a> Exec<'a> {
         }
         if let Some(n) = name.strip_prefix("compensate:") {
             return self
-                .wf
-                .steps
-                .iter()
-                .find(|s| s.name == n)
-                .and_then(|s| s.compensation.as_deref())
+                .index
+                .get(n)
+                .and_then(|&i| self.wf.steps[i].compensation.as_deref())
                 .map(|c| (Phase::Compensation, c));
         }
-        self.wf
-            .steps
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| (Phase::Main, s))
+        self.index
+            .get(name)
+            .map(|&i| (Phase::Main, &self.wf.steps[i]))
     }
 
     /// Whether every step in progress only waits (an approval gate, a child run): no process of
@@ -349,11 +362,15 @@ impl<'a> Exec<'a> {
     }
 
     fn main_failed(&self) -> bool {
-        self.wf
-            .steps
-            .iter()
-            .any(|s| self.status_of(&s.name) == StepStatus::Failed)
-            || self.stop == Some(Stop::Timeout)
+        let failed = if self.frontier.live {
+            self.frontier.failed > 0
+        } else {
+            self.wf
+                .steps
+                .iter()
+                .any(|s| self.status_of(&s.name) == StepStatus::Failed)
+        };
+        failed || self.stop == Some(Stop::Timeout)
     }
 
     /// After a resume, the stop reason follows from what is recorded.
@@ -456,24 +473,25 @@ impl<'a> Exec<'a> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut running = 0usize;
         let mut next_poll = Instant::now() + POLL;
+        self.frontier = Frontier::new(&self.wf.steps, &self.recs);
+        let wf = std::sync::Arc::clone(&self.wf);
+        let steps = &wf.steps;
         loop {
-            // Start what can start.
-            let steps = self.wf.steps.clone();
+            // Start what can start, in the file's order.
             if self.interrupting && running == 0 {
                 return Ok(());
             }
-            for step in &steps {
+            let mut cursor = 0;
+            while let Some(i) = self.frontier.ready.range(cursor..).next().copied() {
+                cursor = i + 1;
                 if running >= self.wf.max_parallel || self.interrupting {
                     break;
                 }
-                if self.status_of(&step.name) != StepStatus::Pending {
-                    continue;
-                }
-                if !step
-                    .needs
-                    .iter()
-                    .all(|&d| self.status_of(&steps[d].name).is_finished())
+                let step = &steps[i];
+                if self.status_of(&step.name) != StepStatus::Pending
+                    || self.frontier.needs_left[i] != 0
                 {
+                    self.frontier.ready.remove(&i);
                     continue;
                 }
                 match self.gate(step) {
@@ -516,11 +534,9 @@ impl<'a> Exec<'a> {
                 }
                 // Pending steps whose dependencies are done get started (or skipped) above, so
                 // anything still pending waits on a step that is pending or interrupted too.
-                if !steps.iter().any(|s| {
+                if !steps.iter().enumerate().any(|(i, s)| {
                     self.status_of(&s.name) == StepStatus::Pending
-                        && s.needs
-                            .iter()
-                            .all(|&d| self.status_of(&steps[d].name).is_finished())
+                        && self.frontier.needs_left[i] == 0
                 }) {
                     return Err(EngineError::Invalid(format!(
                         "run {} cannot make progress (a dependency never finished)",
@@ -544,8 +560,8 @@ impl<'a> Exec<'a> {
                     self.take_notices()?;
                     let (name, _attempt, report, prepared) = done?;
                     if let Some(delay) = self.complete(&name, report, prepared)?
-                        && let Some((phase, step)) = self.step_def(&name).map(|(p, s)| (p, s.clone())) {
-                            self.start(&step, phase, &mut tasks, delay)?;
+                        && let Some(i) = self.index.get(&name).copied() {
+                            self.start(&steps[i], Phase::Main, &mut tasks, delay)?;
                             running += 1;
                         }
                 }
@@ -742,5 +758,82 @@ impl<'a> Exec<'a> {
         }
         self.cancel.cancel();
         self.reload()
+    }
+}
+
+/// The main steps that can start: every dependency finished, not started yet.
+#[derive(Default)]
+struct Frontier {
+    /// Set while the main phase runs (before it, nothing reads it).
+    live: bool,
+    /// Per step: how many of its `needs` have not finished.
+    needs_left: Vec<usize>,
+    /// Per step: the steps that need it.
+    dependents: Vec<Vec<usize>>,
+    /// Candidates, in the file's order; a candidate that no longer qualifies is dropped when met.
+    ready: std::collections::BTreeSet<usize>,
+    /// How many main steps are failed.
+    failed: usize,
+}
+
+impl Frontier {
+    fn new(steps: &[Step], recs: &HashMap<String, StepRecord>) -> Self {
+        let status = |s: &Step| recs.get(&s.name).map_or(StepStatus::Pending, |r| r.status);
+        let mut dependents = vec![Vec::new(); steps.len()];
+        let mut needs_left = vec![0; steps.len()];
+        for (i, s) in steps.iter().enumerate() {
+            for &d in &s.needs {
+                dependents[d].push(i);
+                if !status(&steps[d]).is_finished() {
+                    needs_left[i] += 1;
+                }
+            }
+        }
+        let ready = (0..steps.len())
+            .filter(|&i| needs_left[i] == 0 && status(&steps[i]) == StepStatus::Pending)
+            .collect();
+        let failed = steps
+            .iter()
+            .filter(|s| status(s) == StepStatus::Failed)
+            .count();
+        Self {
+            live: true,
+            needs_left,
+            dependents,
+            ready,
+            failed,
+        }
+    }
+
+    /// A main step's status changed from `before` to `after`.
+    fn changed(&mut self, i: usize, before: StepStatus, after: StepStatus) {
+        if !self.live || before == after {
+            return;
+        }
+        if before == StepStatus::Failed {
+            self.failed -= 1;
+        }
+        if after == StepStatus::Failed {
+            self.failed += 1;
+        }
+        match (before.is_finished(), after.is_finished()) {
+            (false, true) => {
+                for &d in &self.dependents[i] {
+                    self.needs_left[d] -= 1;
+                    if self.needs_left[d] == 0 {
+                        self.ready.insert(d);
+                    }
+                }
+            }
+            (true, false) => {
+                for &d in &self.dependents[i] {
+                    self.needs_left[d] += 1;
+                }
+            }
+            _ => {}
+        }
+        if after == StepStatus::Pending && self.needs_left[i] == 0 {
+            self.ready.insert(i);
+        }
     }
 }

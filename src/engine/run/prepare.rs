@@ -69,70 +69,79 @@ impl Exec<'_> {
 
     /// [`Exec::context`] plus `secrets` (for fields other than shell commands).
     fn context_with(&mut self, secrets: &BTreeMap<String, String>) -> minijinja::Value {
-        if secrets.is_empty() {
-            return self.context();
-        }
-        let mut ctx = self.context_json();
-        if let Some(obj) = ctx.as_object_mut() {
-            obj.insert("secrets".into(), serde_json::json!(secrets));
-        }
-        minijinja::Value::from(minijinja::value::Serde(&ctx))
+        self.context_of(Some(secrets))
     }
 
     /// The expression context: params, env, steps, run, trigger.
     pub(super) fn context(&mut self) -> minijinja::Value {
-        let ctx = self.context_json();
-        minijinja::Value::from(minijinja::value::Serde(&ctx))
+        self.context_of(None)
     }
 
-    fn context_json(&mut self) -> serde_json::Value {
+    /// Built from parts kept between steps (the environment, every step's entry), so that it
+    /// costs the same at the thousandth step as at the first.
+    fn context_of(&mut self, secrets: Option<&BTreeMap<String, String>>) -> minijinja::Value {
+        use minijinja::Value;
         let env = self
             .base_env
             .get_or_insert_with(|| {
-                let mut m: serde_json::Map<String, serde_json::Value> =
-                    crate::config::env::process_env()
-                        .into_iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.into_string().ok()?, v.into_string().ok()?.into()))
-                        })
-                        .collect();
+                let mut m: BTreeMap<String, Value> = crate::config::env::process_env()
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.into_string().ok()?, v.into_string().ok()?.into()))
+                    })
+                    .collect();
                 for (k, v) in &self.wf.env {
                     if !has_expressions(v) {
-                        m.insert(k.clone(), v.clone().into());
+                        m.insert(k.clone(), Value::from(v.as_str()));
                     }
                 }
-                serde_json::Value::Object(m)
+                Value::from_object(m)
             })
             .clone();
-        let mut steps = serde_json::Map::new();
-        for s in &self.wf.steps {
-            let entry = match self.recs.get(&s.name) {
-                Some(r) => serde_json::json!({
-                    "status": r.status.as_str(),
-                    "exit_code": r.exit_code,
-                    "stdout": r.stdout_tail,
-                    "outputs": r.outputs,
-                    "attempts": r.attempts,
-                }),
-                None => {
-                    serde_json::json!({"status": "pending", "exit_code": null, "stdout": "", "outputs": {}})
-                }
-            };
-            steps.insert(s.name.clone(), entry);
-        }
-        serde_json::json!({
-            "params": self.run.params,
-            "env": env,
-            "steps": steps,
-            "trigger": self.run.trigger,
-            "run": {
+        let steps = Value::from_dyn_object(self.steps_view());
+        let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
+        ctx.insert(
+            "params".into(),
+            Value::from(minijinja::value::Serde(&self.run.params)),
+        );
+        ctx.insert("env".into(), env);
+        ctx.insert("steps".into(), steps);
+        ctx.insert(
+            "trigger".into(),
+            Value::from(minijinja::value::Serde(&self.run.trigger)),
+        );
+        ctx.insert(
+            "run".into(),
+            Value::from(minijinja::value::Serde(serde_json::json!({
                 "id": self.run.id,
                 "workflow": self.run.workflow,
                 "created_at": self.run.created_at,
                 "started_at": self.run.started_at,
                 "dry_run": self.run.dry_run,
-            },
-        })
+            }))),
+        );
+        if let Some(secrets) = secrets.filter(|s| !s.is_empty()) {
+            ctx.insert(
+                "secrets".into(),
+                Value::from(minijinja::value::Serde(secrets)),
+            );
+        }
+        Value::from_object(ctx)
+    }
+
+    /// Every main step's entry in the context (`steps.<name>`), made once and then kept up to
+    /// date by [`Exec::record`].
+    fn steps_view(&mut self) -> std::sync::Arc<BTreeMap<String, minijinja::Value>> {
+        let view = self.steps_view.get_or_insert_with(|| {
+            std::sync::Arc::new(
+                self.wf
+                    .steps
+                    .iter()
+                    .map(|s| (s.name.clone(), step_entry(self.recs.get(&s.name))))
+                    .collect(),
+            )
+        });
+        std::sync::Arc::clone(view)
     }
 
     /// Whether any field of the step (or the workflow's `env`) holds an expression: only then is
@@ -240,4 +249,20 @@ impl Exec<'_> {
         input.outputs_path = outputs_path;
         Ok(input)
     }
+}
+
+/// A step's entry in the expression context.
+pub(super) fn step_entry(rec: Option<&crate::store::StepRecord>) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(match rec {
+        Some(r) => serde_json::json!({
+            "status": r.status.as_str(),
+            "exit_code": r.exit_code,
+            "stdout": r.stdout_tail,
+            "outputs": r.outputs,
+            "attempts": r.attempts,
+        }),
+        None => {
+            serde_json::json!({"status": "pending", "exit_code": null, "stdout": "", "outputs": {}})
+        }
+    }))
 }

@@ -98,6 +98,16 @@ impl Exec<'_> {
                 ));
             }
         }
+        if rec.phase == Phase::Main
+            && let Some(&i) = self.index.get(&rec.name)
+        {
+            let before = before.map_or(StepStatus::Pending, |(s, _)| s);
+            self.frontier.changed(i, before, rec.status);
+            if let Some(view) = &mut self.steps_view {
+                std::sync::Arc::make_mut(view)
+                    .insert(rec.name.clone(), super::prepare::step_entry(Some(&rec)));
+            }
+        }
         self.unflushed.retain(|r| r.name != rec.name);
         self.unflushed.push(rec.clone());
         self.recs.insert(rec.name.clone(), rec);
@@ -458,6 +468,8 @@ impl Exec<'_> {
 
     /// Steps left `running` by a dead owner: idempotent ones run again, the others wait.
     pub(super) fn recover_interrupted(&mut self) -> Result<()> {
+        // Records change below without `record`: the context's view of them is made again.
+        self.steps_view = None;
         let mut changed = Vec::new();
         let mut waiting = false;
         let names: Vec<String> = self

@@ -191,3 +191,26 @@ steps:
         format!("{tricky}\n{tricky}\n{tricky}\n")
     );
 }
+
+#[test]
+fn each_step_sees_the_outputs_of_every_step_finished_before_it_in_a_long_chain() {
+    // The context is kept up to date step by step (not rebuilt): every link must see the value
+    // its predecessor produced, and a skipped step's entry must say so.
+    let mut yaml = String::from("name: chain\nsteps:\n  - name: s0\n    command: echo 0\n");
+    for i in 1..120 {
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    command: expr ${{{{ steps.s{p}.stdout | trim }}}} + 1\n",
+            p = i - 1
+        ));
+    }
+    yaml.push_str(
+        "  - name: never\n    if: ${{ steps.s119.stdout | trim == '0' }}\n    command: echo no\n",
+    );
+    yaml.push_str("  - name: last\n    command: echo ${{ steps.never.status }}-${{ steps.s119.exit_code }}\n");
+    let h = Harness::new();
+    let done = h.run(&yaml);
+    assert_eq!(done.run.status, RunStatus::Succeeded, "{:#?}", done.run);
+    assert_eq!(done.step("s119").stdout_tail, "119\n");
+    assert_eq!(done.step("never").status, StepStatus::Skipped);
+    assert_eq!(done.step("last").stdout_tail, "skipped-0\n");
+}

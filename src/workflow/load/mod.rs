@@ -578,6 +578,12 @@ impl Cx<'_> {
     /// `condition: previous.*`, and rejects unknown names and cycles.
     fn resolve_needs(&mut self, raw: Vec<RawStep<'_>>) -> Vec<Step> {
         let names: Vec<String> = raw.iter().map(|r| r.step.name.clone()).collect();
+        // By name, so that resolving costs the same per step however many there are.
+        let by_name: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let mut steps = Vec::with_capacity(raw.len());
         for r in raw {
             let mut step = r.step;
@@ -591,7 +597,7 @@ impl Cx<'_> {
                 }
                 Some(list) => {
                     for (name, pos) in list {
-                        match names.iter().position(|n| *n == name) {
+                        match by_name.get(name.as_str()).copied() {
                             Some(i) if i == step.index => {
                                 self.err(pos, format!("step `{name}` cannot need itself"));
                             }
@@ -633,10 +639,20 @@ impl Cx<'_> {
 
     /// Every `steps.<name>` an expression mentions must be a step of the workflow.
     fn check_step_refs(&mut self, node: &Node, names: &[String]) {
+        let known: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.check_step_refs_in(node, names, &known);
+    }
+
+    fn check_step_refs_in(
+        &mut self,
+        node: &Node,
+        names: &[String],
+        known: &std::collections::HashSet<&str>,
+    ) {
         match &node.value {
             Value::Str(s) if s.contains("steps") => {
                 for r in referenced_steps(s) {
-                    if !names.contains(&r) {
+                    if !known.contains(r.as_str()) {
                         self.err_help(
                             node.pos,
                             format!("expression refers to an unknown step `{r}`"),
@@ -645,10 +661,12 @@ impl Cx<'_> {
                     }
                 }
             }
-            Value::Seq(items) => items.iter().for_each(|n| self.check_step_refs(n, names)),
+            Value::Seq(items) => items
+                .iter()
+                .for_each(|n| self.check_step_refs_in(n, names, known)),
             Value::Map(entries) => entries
                 .iter()
-                .for_each(|(_, v)| self.check_step_refs(v, names)),
+                .for_each(|(_, v)| self.check_step_refs_in(v, names, known)),
             _ => {}
         }
     }
