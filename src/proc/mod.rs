@@ -169,6 +169,11 @@ impl LogFile {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // The end of a stream flushes what the redactor held back, often nothing: that
+            // must not create the file.
+            return;
+        }
         self.ensure_open();
         if self.file.is_none() {
             return;
@@ -453,6 +458,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.log");
         let mut log = LogFile::open(&path, 10);
+        log.write(b"");
+        assert!(!path.exists(), "an empty write creates no log file");
         log.write(b"0123456789");
         log.write(b"abc");
         assert!(log.error.is_none());
