@@ -12,6 +12,9 @@ use super::{
     RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
 };
 
+/// Pages the WAL holds before SQLite copies them into the database (see `init`).
+const WAL_PAGES: i64 = 128;
+
 /// Numbered migrations; `PRAGMA user_version` holds how many are applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_runs.sql"),
@@ -194,12 +197,15 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Keep the WAL file when the last connection closes (no checkpoint-and-delete on every
         // `claw` invocation): later commits then overwrite WAL space instead of growing the file,
-        // and an fsync that does not change the file's size is far cheaper. SQLite checkpoints on
-        // its own every 1000 pages; the WAL stays at that size.
+        // and an fsync that does not change the file's size is far cheaper. The first connection
+        // of a process reads every frame written since the last checkpoint to rebuild the WAL's
+        // index, so the WAL is checkpointed every WAL_PAGES pages (SQLite's default, 1000, made
+        // every `claw` command read up to 4 MB before its first query).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
         let store = Self {
             conn: Mutex::new(conn),
         };
