@@ -331,3 +331,180 @@ steps:
     assert_eq!(step(&ran.json(), "s")["status"], "failed");
     assert!(!env.path("PWNED").exists());
 }
+
+/// Text that a second shell reads, and bash's other arithmetic contexts: each form places the
+/// value where a shell (or bash's arithmetic) would read it as code. A hostile value is refused
+/// (the step fails before anything runs); a harmless one runs.
+const SECOND_READERS: &[(&str, &str, &str)] = &[
+    // (step name, command (bash), a harmless value the form accepts)
+    (
+        "for-arith",
+        "for ((i=0; i<${{ params.x }}; i++)); do :; done; echo ok",
+        "2",
+    ),
+    (
+        "dot-heredoc",
+        ". /dev/stdin <<EOF\necho ${{ params.x }}\nEOF",
+        "abc",
+    ),
+    (
+        "source-heredoc",
+        "source /dev/stdin <<EOF\necho ${{ params.x }}\nEOF",
+        "abc",
+    ),
+    (
+        "bash-herestring",
+        "bash <<< \"echo ${{ params.x }}\"",
+        "abc",
+    ),
+    (
+        "source-herestring",
+        "source /dev/stdin <<< \"echo ${{ params.x }}\"",
+        "abc",
+    ),
+    (
+        "herestring-before-bash",
+        "<<< \"echo ${{ params.x }}\" bash",
+        "abc",
+    ),
+    (
+        "source-procsubst",
+        "source <(echo echo ${{ params.x }})",
+        "abc",
+    ),
+    ("bash-procsubst", "bash <(echo echo ${{ params.x }})", "abc"),
+    (
+        "alias",
+        "shopt -s expand_aliases\nalias v=${{ params.x }}\nv",
+        "true",
+    ),
+    (
+        "flock-c",
+        "flock /tmp/claw-injection-test.lock -c \"echo ${{ params.x }}\"",
+        "abc",
+    ),
+    (
+        "script-c",
+        "script -qec \"echo ${{ params.x }}\" /dev/null",
+        "abc",
+    ),
+    (
+        "declare-n",
+        "a=1\ndeclare -n r=${{ params.x }}\necho \"$r\"",
+        "a",
+    ),
+];
+
+fn second_readers_workflow(env: &Env) {
+    let dir = env.dir.path().display().to_string();
+    let mut yaml = String::from("params:\n  x: {type: string, default: \"\"}\nsteps:\n");
+    for (name, command, _) in SECOND_READERS {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    needs: []\n    on_failure: continue\n    shell: bash\n    cwd: {dir}\n    command: |-\n"
+        ));
+        for line in command.lines() {
+            yaml.push_str(&format!("      {line}\n"));
+        }
+    }
+    env.workflow("readers", &yaml);
+}
+
+#[test]
+fn text_a_second_shell_reads_and_every_arithmetic_context_refuse_hostile_values() {
+    let env = Env::new();
+    second_readers_workflow(&env);
+    for payload in [
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        "x;touch PWNED",
+        "a[$(touch PWNED)]",
+        "x\ntouch PWNED",
+    ] {
+        let ran = env.claw(&[
+            "workflow",
+            "run",
+            "readers",
+            "--json",
+            "-p",
+            &format!("x={payload}"),
+        ]);
+        let run = ran.json();
+        let mut wrong = Vec::new();
+        for (name, command, _) in SECOND_READERS {
+            let s = step(&run, name);
+            let refused = s["status"] == "failed"
+                && s["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot substitute"));
+            if !refused {
+                wrong.push(format!(
+                    "  {command}\n    {} {:?} {:?}",
+                    s["status"], s["stdout"], s["message"]
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "payload {payload:?} was not refused:\n{}",
+            wrong.join("\n")
+        );
+        assert!(
+            !env.path("PWNED").exists(),
+            "payload {payload:?} ran a command"
+        );
+    }
+}
+
+#[test]
+fn text_a_second_shell_reads_still_takes_harmless_values() {
+    let env = Env::new();
+    second_readers_workflow(&env);
+    for (name, command, value) in SECOND_READERS {
+        let ran = env.claw(&[
+            "workflow",
+            "run",
+            "readers",
+            "--json",
+            "-p",
+            &format!("x={value}"),
+        ]);
+        let run = ran.json();
+        let s = step(&run, name);
+        assert_eq!(
+            s["status"], "succeeded",
+            "{command} with {value:?}: {}",
+            s["message"]
+        );
+    }
+}
+
+#[test]
+fn an_interpreter_that_is_not_a_posix_shell_takes_no_expressions_in_its_command() {
+    let env = Env::new();
+    env.workflow(
+        "py",
+        "params:\n  v: {type: string, default: x}\nsteps:\n  - name: p\n    shell: python3\n    command: print(f\"${{ params.v }}\")\n",
+    );
+    let out = env.claw(&["workflow", "validate", "py"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("python3") && out.stderr.contains("env:"),
+        "{}",
+        out.stderr
+    );
+    // Through the environment it works, and the value stays data.
+    env.workflow(
+        "py2",
+        "params:\n  v: {type: string, default: x}\nsteps:\n  - name: p\n    shell: python3\n    env:\n      V: ${{ params.v }}\n    command: import os; print(os.environ['V'])\n",
+    );
+    let ran = env.claw(&[
+        "workflow",
+        "run",
+        "py2",
+        "--json",
+        "-p",
+        "v=\"); import os; os.system('touch PWNED'); (\"",
+    ]);
+    ran.expect_code(0);
+    assert!(!env.path("PWNED").exists());
+}

@@ -536,7 +536,7 @@ impl Evaluator {
             Ok(s) => s,
         };
         let mut errors = Vec::new();
-        let mut state = ShellState::new();
+        let mut state = ShellState::new(tpl);
         let mut offset = 0;
         for seg in &segments {
             match seg {
@@ -646,7 +646,7 @@ impl Evaluator {
         secret_var: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, ExprError> {
         let mut out = String::with_capacity(tpl.len());
-        let mut state = ShellState::new();
+        let mut state = ShellState::new(tpl);
         let mut offset = 0;
         for seg in parse_template(tpl)? {
             match seg {

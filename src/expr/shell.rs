@@ -26,6 +26,11 @@ const PREFIX_WORDS: &[&str] = &[
 ];
 /// Programs whose `-c` argument is shell code.
 const SHELL_WORDS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "su"];
+/// Programs whose `-c` argument is a command line run by a shell (besides the shells).
+const C_RUNNERS: &[&str] = &["flock", "script", "runuser"];
+/// Commands that read a file or their input as shell code: a here-document, here-string or
+/// process substitution on their line is code, not data.
+const SOURCE_WORDS: &[&str] = &["source", "."];
 /// Programs that hand their arguments to a remote shell.
 const REMOTE_WORDS: &[&str] = &["ssh", "scp"];
 /// Declaration builtins where `-i` makes assignments arithmetic.
@@ -120,6 +125,10 @@ struct ShellFrame {
     redir_target: bool,
     /// … of `>&` / `<&`, which bash expands twice when it is not a number.
     redir_dup: bool,
+    /// … of `<<<`: a here-string, the command's input.
+    redir_herestring: bool,
+    /// `<( … )` / `>( … )`: what it prints (or reads) is a file another command reads.
+    proc_subst: bool,
     /// Name of the current simple command, once known.
     cmd_name: String,
     line_reparse: bool,
@@ -147,6 +156,8 @@ impl ShellFrame {
             slot_hold: false,
             redir_target: false,
             redir_dup: false,
+            redir_herestring: false,
+            proc_subst: false,
             cmd_name: String::new(),
             line_reparse: false,
             pending: VecDeque::new(),
@@ -212,6 +223,7 @@ impl ShellFrame {
             // the pending special argument move.
             self.redir_target = false;
             self.redir_dup = false;
+            self.redir_herestring = false;
             return;
         }
         if let Slot::InWord(why) = self.slot {
@@ -229,7 +241,7 @@ impl ShellFrame {
         // `eval`): being wrong only makes the restriction stricter.
         let base = word.rsplit('/').next().unwrap_or(&word);
         // A glob may expand to the name of a shell (or of anything else).
-        if SHELL_WORDS.contains(&base) || self.word_glob {
+        if SHELL_WORDS.contains(&base) || C_RUNNERS.contains(&base) || self.word_glob {
             self.saw_shell = true;
             self.line_reparse = true;
         }
@@ -252,8 +264,17 @@ impl ShellFrame {
                     "the command name is a glob pattern and may name any program",
                 ));
             }
+            if SOURCE_WORDS.contains(&word.as_str()) {
+                self.line_reparse = true;
+            }
             match word.as_str() {
                 "eval" => self.set_danger(Danger::Reparse("`eval` re-parses its arguments")),
+                "alias" => self.set_danger(Danger::Reparse(
+                    "an alias's value is re-parsed as shell code where the alias is used",
+                )),
+                "watch" => self.set_danger(Danger::Reparse(
+                    "`watch` runs its arguments as a command line through `sh -c`",
+                )),
                 "trap" => self.set_danger(Danger::Reparse("`trap` actions are re-parsed")),
                 "let" => self.set_danger(Danger::Arith("`let` evaluates arithmetic")),
                 "[[" => {
@@ -288,6 +309,11 @@ impl ShellFrame {
             }
             if self.saw_decl && flags.contains('i') {
                 self.set_danger(Danger::Arith("`declare -i` evaluates arithmetic"));
+            }
+            if self.saw_decl && flags.contains('n') {
+                self.set_danger(Danger::Names(
+                    "`declare -n` makes the value a variable name, whose array subscript bash evaluates",
+                ));
             }
         }
     }
@@ -327,6 +353,7 @@ impl ShellFrame {
         self.slot_hold = false;
         self.redir_target = false;
         self.redir_dup = false;
+        self.redir_herestring = false;
         self.cmd_name.clear();
     }
 }
@@ -604,7 +631,9 @@ fn step_shell(f: &mut ShellFrame, cs: &[char], i: usize, c: char, heredoc_ok: bo
             // bash process substitution: a command inside a word
             f.taint_word_unquoted();
             let (_, j1) = la(cs, i, 1);
-            Act::Push(Frame::Shell(ShellFrame::new(ShellKind::Subst)), j1 + 1 - i)
+            let mut inner = ShellFrame::new(ShellKind::Subst);
+            inner.proc_subst = true;
+            Act::Push(Frame::Shell(inner), j1 + 1 - i)
         }
         '<' => {
             let (n1, j1) = la(cs, i, 1);
@@ -624,7 +653,10 @@ fn step_shell(f: &mut ShellFrame, cs: &[char], i: usize, c: char, heredoc_ok: bo
                 return Act::Adv(1);
             }
             match n2 {
-                Some('<') => Act::Adv(j2 + 1 - i),
+                Some('<') => {
+                    f.redir_herestring = true;
+                    Act::Adv(j2 + 1 - i)
+                }
                 _ if !heredoc_ok => Act::Poison(
                     "here-document inside backquotes or inside another here-document".to_owned(),
                 ),
@@ -663,7 +695,8 @@ fn step_shell(f: &mut ShellFrame, cs: &[char], i: usize, c: char, heredoc_ok: bo
             }
             f.end_word();
             let (n1, j1) = la(cs, i, 1);
-            if f.cmd_pos && n1 == Some('(') {
+            // `(( … ))`, and bash's `for (( init; test; step ))`: arithmetic.
+            if (f.cmd_pos || f.cmd_name == "for") && n1 == Some('(') {
                 return Act::Push(Frame::Arith { depth: 0 }, j1 + 1 - i);
             }
             f.parens += 1;
@@ -848,10 +881,48 @@ pub(super) struct ShellState {
     /// character would extend the name).
     name_run: bool,
     heredoc_gen: u64,
+    /// Per line of the template: whether a word on it names a program that reads text as
+    /// shell code (a shell, `source`, `eval`, …), wherever on the line it is.
+    reader_lines: Vec<bool>,
+    /// The template line being read (counted in the literal text only).
+    line: usize,
+}
+
+/// Whether a line of a template names a program that reads text as shell code, anywhere on it
+/// (`bash <<< "…"`, `<<< "…" bash`, `cat <(…) | sh`, `source <(…)`). Lexical and deliberately
+/// broad: a false match only restricts the values placed in here-strings, here-documents and
+/// process substitutions on that line to inert characters.
+fn names_a_reader(line: &str) -> bool {
+    line.split(|c: char| c.is_whitespace() || "|;&()<>`\"'{}$=".contains(c))
+        .any(|w| {
+            let base = w.rsplit('/').next().unwrap_or(w);
+            SHELL_WORDS.contains(&base)
+                || C_RUNNERS.contains(&base)
+                || SOURCE_WORDS.contains(&base)
+                || REMOTE_WORDS.contains(&base)
+                || matches!(base, "eval" | "xargs" | "watch" | "busybox" | "fish")
+        })
 }
 
 impl ShellState {
-    pub(super) fn new() -> Self {
+    /// The tracker for one template (its text is read ahead once, line by line; see
+    /// [`names_a_reader`]).
+    pub(super) fn new(template: &str) -> Self {
+        let reader_lines = template
+            .split('\n')
+            .map(|line| {
+                // Expressions are values, not program names.
+                let mut text = String::new();
+                let mut rest = line;
+                while let Some(i) = rest.find("${{") {
+                    text.push_str(&rest[..i]);
+                    text.push(' ');
+                    rest = rest[i..].find("}}").map_or("", |j| &rest[i + j + 2..]);
+                }
+                text.push_str(rest);
+                names_a_reader(&text)
+            })
+            .collect();
         Self {
             stack: vec![Frame::Shell(ShellFrame::new(ShellKind::Top))],
             poison: None,
@@ -859,7 +930,17 @@ impl ShellState {
             pending_dollar: false,
             name_run: false,
             heredoc_gen: 0,
+            reader_lines,
+            line: 0,
         }
+    }
+
+    fn line_reads_code(&self) -> bool {
+        self.reader_lines.get(self.line).copied().unwrap_or(false)
+            || self
+                .stack
+                .iter()
+                .any(|f| matches!(f, Frame::Shell(s) if s.line_reparse))
     }
 
     fn heredoc_index(&self) -> Option<usize> {
@@ -910,6 +991,7 @@ impl ShellState {
     }
 
     pub(super) fn feed_literal(&mut self, lit: &str) -> Result<(), String> {
+        self.line += lit.matches('\n').count();
         self.pending_backslash = false;
         self.pending_dollar = false;
         self.name_run = false;
@@ -1206,6 +1288,11 @@ impl ShellState {
                             "bash expands the target of `>&` / `<&` twice when it is not a number",
                         ));
                     }
+                    if s.proc_subst && self.line_reads_code() {
+                        restrict.tighten(Restrict::SafeChars(
+                            "a process substitution on a line that feeds a shell is read as code",
+                        ));
+                    }
                 }
                 Frame::Arith { .. } => {
                     restrict.tighten(Restrict::Integer("arithmetic expansion"));
@@ -1249,6 +1336,11 @@ impl ShellState {
             _ => None,
         };
         if let Some(s) = word_frame {
+            if s.redir_target && s.redir_herestring && self.line_reads_code() {
+                restrict.tighten(Restrict::SafeChars(
+                    "a here-string on a line that feeds a shell is read as code",
+                ));
+            }
             if s.cmd_pos && s.in_word && is_open_subscript(&s.word) {
                 restrict.tighten(Restrict::Integer("array subscript"));
             }

@@ -56,6 +56,19 @@ impl ShellStep {
     }
 }
 
+/// Whether `shell:` names a POSIX shell (whose quoting claw applies to `${{ }}` values): `sh`,
+/// `bash`, `dash`, `zsh`, `ksh`, `mksh`, `ash`, `busybox sh`, by name or path.
+fn is_posix_shell(program: &str) -> bool {
+    let mut words = program.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let base = first.rsplit('/').next().unwrap_or(first);
+    match base {
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ksh93" | "mksh" | "ash" | "posh" | "yash" => true,
+        "busybox" => words.next().is_some_and(|w| matches!(w, "sh" | "ash")),
+        _ => false,
+    }
+}
+
 impl Kind for ShellStep {
     const NAMES: &'static [&'static str] = &["shell"];
     const KEYS: &'static [&'static str] = &["shell", "cwd", "stdin", "outputs"];
@@ -89,7 +102,19 @@ impl Kind for ShellStep {
         }
         let command = node.get("command").and_then(|c| {
             let text = cx.string(c, "command")?;
-            cx.shell_template(c, &text);
+            match step.shell.as_deref().filter(|p| !is_posix_shell(p)) {
+                // claw quotes values for POSIX shells only: in Python or Perl a quoted value is
+                // still code (`print(f"…")`).
+                Some(program) if crate::expr::has_expressions(&text) => cx.err(
+                    c.pos,
+                    format!(
+                        "`shell: {program}` is not a POSIX shell, so claw cannot quote `${{{{ … }}}}` values for it: \
+                         pass each value through `env:` (`env: {{V: \"${{{{ params.v }}}}\"}}`) and read it from the \
+                         environment in the command"
+                    ),
+                ),
+                _ => cx.shell_template(c, &text),
+            }
             Some(text)
         });
         match command {

@@ -206,7 +206,9 @@ fn each_step_sees_the_outputs_of_every_step_finished_before_it_in_a_long_chain()
     yaml.push_str(
         "  - name: never\n    if: ${{ steps.s119.stdout | trim == '0' }}\n    command: echo no\n",
     );
-    yaml.push_str("  - name: last\n    command: echo ${{ steps.never.status }}-${{ steps.s119.exit_code }}\n");
+    yaml.push_str(
+        "  - name: last\n    command: echo ${{ steps.never.status }}-${{ steps.s119.exit_code }}\n",
+    );
     let h = Harness::new();
     let done = h.run(&yaml);
     assert_eq!(done.run.status, RunStatus::Succeeded, "{:#?}", done.run);
