@@ -25,7 +25,7 @@ impl FileLock {
     /// Takes the lock on `path` (created if missing), waiting up to `timeout`. Fails with
     /// [`io::ErrorKind::TimedOut`] when another holder kept it all that time.
     pub fn acquire(path: &Path, timeout: Duration) -> io::Result<Self> {
-        Self::acquire_mode(path, DEFAULT_MODE, timeout)
+        Self::acquire_mode(path, 0o600, timeout)
     }
 
     /// [`FileLock::acquire`], creating a missing lock file with `mode` (the vault's is 0600).
@@ -77,9 +77,11 @@ impl Drop for TempGuard {
     }
 }
 
-/// Replaces `target` with `bytes` atomically, through `<dir>/<prefix><random>.tmp`.
+/// Replaces `target` with `bytes` atomically, through `<dir>/<prefix><random>.tmp`; the file is
+/// private to its owner (0600) whatever the umask: claw writes this way only its own state.
 pub fn write_atomic(target: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()> {
     AtomicWrite::new(target, prefix)
+        .mode(0o600)
         .write_with(|f| f.write_all(bytes))
         .map(drop)
 }
@@ -204,6 +206,42 @@ pub fn remove_stale_temps(dir: &Path, prefix: &str) {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// Creates `path` empty if it does not exist, readable and writable by its owner only whatever
+/// the umask (an existing file is left as it is).
+pub fn create_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a directory of claw's own (and its missing parents) private to its owner (0700)
+/// whatever the umask; an existing one is left as it is.
+pub fn create_dirs_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Opens a file of claw's own for appending, creating it private to its owner (0600) whatever
+/// the umask.
+pub fn open_append_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]

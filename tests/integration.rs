@@ -20,6 +20,7 @@ mod dag;
 mod diagnostics;
 mod docs;
 mod doctor;
+mod hardening;
 mod http;
 mod injection;
 mod passphrase;

@@ -148,3 +148,134 @@ fn secrets_work_in_every_quoting_context() {
     ran.expect_code(0);
     assert_eq!(step(&ran.json(), "s")["stdout"], "same\n");
 }
+
+/// Every common way a program re-encodes a secret before printing it: each step prints the value
+/// through one encoder, and nothing of the encoded text beyond the few characters it shares with
+/// its neighbours may reach the step's output. The reference encoding is made by the same tool
+/// outside claw.
+#[test]
+fn encoded_secrets_are_masked_in_every_common_form() {
+    const LONG: &str = "Sécrét tøken/0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ+klmn";
+    let env = Env::new();
+    env.claw(&["vault", "init"]).expect_code(0);
+    env.claw(&["vault", "set", "LONG", LONG]).expect_code(0);
+    let variants: &[(&str, &str)] = &[
+        ("b64", r#"printf '%s' "$T" | base64"#),
+        ("b64-newline", r#"printf '%s\n' "$T" | base64"#),
+        ("b64-openssl", r#"printf '%s' "$T" | openssl base64"#),
+        ("b64-offset1", r#"printf 'KEY=%s' "$T" | base64 -w0"#),
+        ("b64-offset2", r#"printf 'K=%s' "$T" | base64 -w0"#),
+        ("b64-url", r#"printf '%s' "$T" | basenc --base64url -w0"#),
+        ("xxd", r#"printf '%s' "$T" | xxd -p"#),
+        ("hex-upper", r#"printf '%s' "$T" | basenc --base16 -w0"#),
+        (
+            "json-ascii",
+            r#"python3 -c 'import json,os; print(json.dumps(os.environ["T"]))'"#,
+        ),
+        (
+            "json-slash",
+            r#"python3 -c 'import json,os; print(json.dumps(os.environ["T"], ensure_ascii=False).replace("/", "\\/"))'"#,
+        ),
+        (
+            "quote",
+            r#"python3 -c 'import os,urllib.parse as u; print(u.quote(os.environ["T"]))'"#,
+        ),
+        (
+            "quote-plus",
+            r#"python3 -c 'import os,urllib.parse as u; print(u.quote_plus(os.environ["T"]))'"#,
+        ),
+        (
+            "quote-lower",
+            r#"python3 -c 'import os,re,urllib.parse as u; print(re.sub("%..", lambda m: m.group(0).lower(), u.quote(os.environ["T"], safe="")))'"#,
+        ),
+    ];
+    let mut yaml = String::from("env: {T: \"${{ secrets.LONG }}\"}\nsteps:\n");
+    for (name, command) in variants {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    command: {}\n",
+            yaml_quote(command)
+        ));
+    }
+    env.workflow("encodings", &yaml);
+    let ran = env.claw(&["workflow", "run", "encodings", "--json"]);
+    ran.expect_code(0);
+    let run = ran.json();
+    for (name, command) in variants {
+        let reference = std::process::Command::new("bash")
+            .args(["-c", command])
+            .env("T", LONG)
+            .output()
+            .expect("run the encoder");
+        let reference: String = String::from_utf8_lossy(&reference.stdout)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert!(reference.len() > 40, "{name}: {reference}");
+        let printed: String = step(&run, name)["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        assert!(printed.contains("***"), "{name}: {printed}");
+        // Up to 8 characters at either end may depend on the bytes around the value.
+        let inner = &reference[8..reference.len() - 8];
+        let leaked: Vec<&str> = (0..inner.len().saturating_sub(12))
+            .filter_map(|i| inner.get(i..i + 12))
+            .filter(|w| printed.contains(w))
+            .collect();
+        assert!(leaked.is_empty(), "{name}: {printed} leaks {leaked:?}");
+    }
+}
+
+/// A YAML double-quoted scalar holding `text`.
+fn yaml_quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// `$CLAW_OUTPUT` holds what a step wrote before masking: it is private while the step runs and
+/// gone afterwards, whether the step succeeded, failed or timed out.
+#[test]
+fn the_outputs_file_is_private_and_never_left_behind() {
+    let env = env_with_canary();
+    env.workflow(
+        "outs",
+        r#"steps:
+  - name: mode
+    command: stat -c %a "$CLAW_OUTPUT"
+  - name: fails
+    env: {TOKEN: "${{ secrets.CANARY }}"}
+    command: echo "t=$TOKEN" >> "$CLAW_OUTPUT"; exit 1
+  - name: slow
+    needs: []
+    timeout: 1s
+    env: {TOKEN: "${{ secrets.CANARY }}"}
+    command: echo "t=$TOKEN" >> "$CLAW_OUTPUT"; sleep 30
+"#,
+    );
+    let ran = env.claw(&["workflow", "run", "outs", "--json"]);
+    ran.expect_code(1);
+    let run = ran.json();
+    assert_eq!(step(&run, "mode")["stdout"], "600\n");
+    let left: Vec<String> = files_containing(&env.home, CANARY)
+        .into_iter()
+        .chain(walk(&env.home).into_iter().filter(|p| p.ends_with(".out")))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}

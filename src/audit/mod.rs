@@ -16,6 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -355,6 +356,10 @@ impl AuditLog {
             .create(true)
             .read(true)
             .append(true)
+            .mode(0o600)
+            // A symlink in its place (to another file, to /dev/null) is refused: entries go to
+            // the data directory's own log or nowhere, and whoever acts is told.
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&self.path)
             .map_err(io("open", &self.path))?;
         let mut file =

@@ -34,7 +34,26 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
     let dirs = &ctx.dirs;
     println!("claw {}", env!("CARGO_PKG_VERSION"));
     println!("\nplaces:");
-    r.ok("data directory", &dirs.home.display().to_string());
+    match std::fs::metadata(&dirs.home) {
+        Ok(meta) if meta.permissions().mode() & 0o022 != 0 => r.bad(
+            "data directory",
+            &format!(
+                "{} is mode {:o}: others can write in it (claw makes it 0700 the next time it \
+                 writes there; or run chmod 700)",
+                dirs.home.display(),
+                meta.permissions().mode() & 0o777
+            ),
+        ),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => r.warn(
+            "data directory",
+            &format!(
+                "{} is mode {:o}: others can read it (run chmod 700)",
+                dirs.home.display(),
+                meta.permissions().mode() & 0o777
+            ),
+        ),
+        _ => r.ok("data directory", &dirs.home.display().to_string()),
+    }
     r.ok("config root", &dirs.root.display().to_string());
 
     println!("\nmachine:");
@@ -77,10 +96,21 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
                 let runs = store
                     .list_runs(&crate::store::RunFilter::default())
                     .map_or(0, |v| v.len());
-                r.ok(
-                    "store",
-                    &format!("{} ({runs} runs)", dirs.db_path().display()),
-                );
+                match store.quick_check() {
+                    Ok(found) if found.is_empty() => r.ok(
+                        "store",
+                        &format!("{} ({runs} runs, quick_check ok)", dirs.db_path().display()),
+                    ),
+                    Ok(found) => r.bad(
+                        "store",
+                        &format!(
+                            "{} is damaged: {}; restore it from a backup",
+                            dirs.db_path().display(),
+                            found.join("; ")
+                        ),
+                    ),
+                    Err(e) => r.bad("store", &e.to_string()),
+                }
             }
             Err(e) => r.bad("store", &e.to_string()),
         }

@@ -474,9 +474,9 @@ pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliRes
     let exe = std::env::current_exe()
         .map_err(|e| CliError::internal(format!("cannot find the claw binary: {e}")))?;
     let dir = engine.dirs.run_log_dir(run_id);
-    std::fs::create_dir_all(&dir)
+    crate::fsutil::create_dirs_private(&dir)
         .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
-    let log = std::fs::File::create(dir.join("claw.log"))
+    let log = crate::fsutil::open_append_private(&dir.join("claw.log"))
         .map_err(|e| CliError::internal(format!("cannot create the run's log: {e}")))?;
     let log2 = log
         .try_clone()

@@ -58,13 +58,19 @@ impl Dirs {
         dirs
     }
 
-    /// Creates the data directory (mode 0700: it will hold secrets).
+    /// Creates the data directory (mode 0700: it will hold secrets), or tightens an existing one
+    /// of this user's that others could enter (whatever the umask made it).
     pub fn ensure_home(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.home)
+            .create(&self.home)?;
+        let meta = std::fs::metadata(&self.home)?;
+        if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+            std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
     }
 }
 

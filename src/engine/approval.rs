@@ -260,10 +260,7 @@ impl Engine {
             input: serde_json::Value::Object(input),
             decided_at: now_ms(),
         };
-        if !self.store.add_vote(&run.id, step, &vote)? {
-            return refuse(format!("{who} has already decided step `{step}`"));
-        }
-        // The vote is stored; a failure to audit it is reported, never dropped.
+        // Audited before it counts: a decision that cannot be audited is not taken.
         self.audit
             .record(&crate::audit::Event::new(
                 who,
@@ -276,10 +273,13 @@ impl Engine {
                     "input": vote.input.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
                 }),
             ))
-            .map_err(|source| EngineError::Audit {
-                done: "the decision was recorded".to_owned(),
+            .map_err(|source| EngineError::Unaudited {
+                what: format!("the decision on step `{step}`"),
                 source,
             })?;
+        if !self.store.add_vote(&run.id, step, &vote)? {
+            return refuse(format!("{who} has already decided step `{step}`"));
+        }
         let after = self
             .store
             .approval(&run.id, step)?

@@ -50,6 +50,15 @@ pub enum EngineError {
     /// A step's task ended without a report (it panicked or was aborted).
     #[error("a step task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// Not done, because its audit entry could not be written first (decisions fail closed).
+    #[error(
+        "{what} was not done: its audit entry could not be written ({source}); `claw doctor` checks the audit log"
+    )]
+    Unaudited {
+        what: String,
+        #[source]
+        source: crate::audit::AuditError,
+    },
     /// What was done is recorded, but its audit entry could not be written.
     #[error("{done}, but not in the audit log: {source}")]
     Audit {
@@ -69,9 +78,11 @@ impl ExitStatus for EngineError {
         match self {
             Self::Invalid(_) | Self::Busy { .. } | Self::Denied(_) => crate::error::INVALID,
             Self::Store(e) => e.exit_status(),
-            Self::Definition(_) | Self::Io { .. } | Self::Task(_) | Self::Audit { .. } => {
-                crate::error::INTERNAL
-            }
+            Self::Definition(_)
+            | Self::Io { .. }
+            | Self::Task(_)
+            | Self::Audit { .. }
+            | Self::Unaudited { .. } => crate::error::INTERNAL,
         }
     }
 }
@@ -314,13 +325,7 @@ impl Engine {
                 run.id, rec.status
             )));
         }
-        if !self.store.decide_step(&run.id, step, decision, who)? {
-            return Err(EngineError::Invalid(format!(
-                "step `{step}` of run {} no longer waits for a decision",
-                run.id
-            )));
-        }
-        // The decision is stored; a failure to audit it is reported, never dropped.
+        // Audited before it counts: a decision that cannot be audited is not taken.
         self.audit
             .record(&crate::audit::Event::new(
                 who,
@@ -329,10 +334,16 @@ impl Engine {
                 decision.as_str(),
                 serde_json::json!({"workflow": run.workflow}),
             ))
-            .map_err(|source| EngineError::Audit {
-                done: "the decision was recorded".to_owned(),
+            .map_err(|source| EngineError::Unaudited {
+                what: format!("the decision on step `{step}`"),
                 source,
             })?;
+        if !self.store.decide_step(&run.id, step, decision, who)? {
+            return Err(EngineError::Invalid(format!(
+                "step `{step}` of run {} no longer waits for a decision",
+                run.id
+            )));
+        }
         Ok(())
     }
 

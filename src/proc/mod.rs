@@ -149,7 +149,7 @@ impl LogFile {
         if self.file.is_some() || self.error.is_some() {
             return;
         }
-        match File::options().create(true).append(true).open(&self.path) {
+        match crate::fsutil::open_append_private(&self.path) {
             Ok(f) => {
                 self.written = f.metadata().map_or(0, |m| m.len());
                 self.file = Some(f);
@@ -193,13 +193,8 @@ impl LogFile {
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
         self.file = None;
-        let result = std::fs::rename(&self.path, &old).and_then(|()| {
-            File::options()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&self.path)
-        });
+        let result = std::fs::rename(&self.path, &old)
+            .and_then(|()| crate::fsutil::open_append_private(&self.path));
         match result {
             Ok(f) => {
                 self.file = Some(f);
@@ -279,6 +274,9 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
                 }
                 _ => format!("cannot start {}: {e}", spec.what),
             };
+            // The directory and the program come from the workflow and may hold a secret: this
+            // line goes to the log and the run's error like the process's own output would.
+            let why = spec.redactor.redact(&why).into_owned();
             write_log(&mut log, format!("claw: {why}\n").as_bytes());
             return Finished {
                 end: End::NotStarted(why),

@@ -43,37 +43,138 @@ impl Default for Redactor {
 /// The forms of one value that are masked.
 fn forms(value: &str) -> Vec<String> {
     let b = value.as_bytes();
-    let std = base64::engine::general_purpose::STANDARD;
-    let std_np = base64::engine::general_purpose::STANDARD_NO_PAD;
-    let url = base64::engine::general_purpose::URL_SAFE;
-    let url_np = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut out = vec![
-        value.to_owned(),
-        std.encode(b),
-        std_np.encode(b),
-        url.encode(b),
-        url_np.encode(b),
-        hex::encode(b),
-        hex::encode_upper(b),
-        url_encode(value),
-        url_encode(value).replace("%20", "+"),
-    ];
-    if let Ok(json) = serde_json::to_string(value) {
-        // Without the surrounding quotes.
-        out.push(json[1..json.len() - 1].to_owned());
-    }
+    let mut out = vec![value.to_owned()];
+    base64_forms(b, &mut out);
+    let lower = hex::encode(b);
+    // `xxd -p` writes 30 bytes (60 digits) a line.
+    out.extend(wrapped(&lower, 60));
+    out.push(lower);
+    out.push(hex::encode_upper(b));
+    out.extend(url_forms(value));
+    out.extend(json_forms(value));
     out.sort();
     out.dedup();
     out
 }
 
+/// Base64 in its alphabets, padded or not, and as `base64` (76 columns) and `openssl base64`
+/// (64 columns) wrap it. Beside the value's own encoding: the encodings of the whole 3-byte
+/// groups of the value at each of the three offsets it can have inside a longer text, so the
+/// value is still caught when it is encoded with a trailing newline (`echo "$S" | base64`) or as
+/// part of `KEY=value` (only the few characters shared with the neighbouring bytes are left).
+fn base64_forms(b: &[u8], out: &mut Vec<String>) {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    for engine in [&STANDARD, &URL_SAFE] {
+        let full = engine.encode(b);
+        out.extend(wrapped(&full, 76));
+        out.extend(wrapped(&full, 64));
+        out.push(full);
+    }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        out.push(engine.encode(b));
+        for offset in 0..3usize {
+            // The value preceded by `offset` other bytes: the first group (if it mixes those
+            // bytes in) and the last one (if it is incomplete) depend on text around the value.
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(b);
+            let groups = padded.len() / 3;
+            let first = usize::from(offset > 0);
+            if groups <= first + 1 {
+                continue;
+            }
+            let encoded = engine.encode(&padded[..groups * 3]);
+            let inner = &encoded[first * 4..];
+            if offset == 0 {
+                out.extend(wrapped(inner, 76));
+                out.extend(wrapped(inner, 64));
+            }
+            out.push(inner.to_owned());
+        }
+    }
+}
+
+/// `text` broken into lines of `width` characters, as encoders wrap their output (nothing when
+/// it fits on one line).
+fn wrapped(text: &str, width: usize) -> Option<String> {
+    if text.len() <= width || !text.is_ascii() {
+        return None;
+    }
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(width)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    Some(lines.join("\n"))
+}
+
+/// Percent-encodings: upper- and lower-case digits (`%2F`, `%2f`), `%20` or `+` for a space,
+/// and the characters each common encoder leaves alone (RFC 3986's unreserved set; also `/` as
+/// Python's `quote` does; also `!'()*` as JavaScript's `encodeURIComponent` does).
+fn url_forms(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for safe in ["", "/", "!'()*"] {
+        for upper in [true, false] {
+            let encoded = url_encode_with(value, safe.as_bytes(), upper);
+            out.push(encoded.replace("%20", "+"));
+            out.push(encoded);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
 fn url_encode(value: &str) -> String {
+    url_encode_with(value, b"", true)
+}
+
+fn url_encode_with(value: &str, safe: &[u8], upper: bool) -> String {
     let mut out = String::with_capacity(value.len());
     for &byte in value.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~')
+            || safe.contains(&byte)
+        {
             out.push(char::from(byte));
-        } else {
+        } else if upper {
             out.push_str(&format!("%{byte:02X}"));
+        } else {
+            out.push_str(&format!("%{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// JSON string escapings, without the quotes: as serde and JavaScript write it (non-ASCII
+/// characters as they are), and as Python's `json.dumps` writes it (every non-ASCII character
+/// as `\uXXXX`, in lower case; upper case too, and `/` escaped as some encoders do).
+fn json_forms(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(json) = serde_json::to_string(value) {
+        out.push(json[1..json.len() - 1].to_owned());
+        out.push(json[1..json.len() - 1].replace('/', "\\/"));
+    }
+    if !value.is_ascii() {
+        for upper in [false, true] {
+            let mut escaped = String::with_capacity(value.len() * 2);
+            for c in value.chars() {
+                match c {
+                    c if c.is_ascii() => {
+                        let one = serde_json::to_string(&c).unwrap_or_default();
+                        escaped.push_str(one.get(1..one.len().saturating_sub(1)).unwrap_or(""));
+                    }
+                    c => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            if upper {
+                                escaped.push_str(&format!("\\u{unit:04X}"));
+                            } else {
+                                escaped.push_str(&format!("\\u{unit:04x}"));
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(escaped);
         }
     }
     out
@@ -237,6 +338,46 @@ mod tests {
             assert!(!out.contains(&b64), "{out}");
         }
         assert_eq!(r.redact("short ab stays"), "short ab stays");
+    }
+
+    #[test]
+    fn wrapped_offset_and_escaped_forms_are_masked() {
+        use base64::engine::general_purpose::STANDARD;
+        let long = "Sécrét tøken/0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ+klmn";
+        let r = Redactor::new([long]);
+        let wrap = |s: &str, w: usize| -> String {
+            s.as_bytes()
+                .chunks(w)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let b64 = STANDARD.encode(long);
+        let with_newline = STANDARD.encode(format!("{long}\n"));
+        let after_key = STANDARD.encode(format!("KEY={long}"));
+        let cases = [
+            ("base64 76", wrap(&b64, 76), 0),
+            ("openssl 64", wrap(&b64, 64), 0),
+            ("echo | base64", wrap(&with_newline, 76), 8),
+            ("KEY=value", after_key.clone(), 12),
+            ("xxd -p", wrap(&hex::encode(long), 60), 0),
+            (
+                "json ascii",
+                serde_json::to_string(long)
+                    .unwrap_or_default()
+                    .replace('é', "\\u00e9")
+                    .replace('ø', "\\u00f8"),
+                2,
+            ),
+            ("percent lower", url_encode_with(long, b"", false), 0),
+            ("percent python", url_encode(long).replace("%2F", "/"), 0),
+        ];
+        for (name, text, left) in cases {
+            let out = r.redact(&text);
+            let rest = out.replace(MASK, "").replace('\n', "");
+            assert!(out.contains(MASK), "{name}: {out}");
+            assert!(rest.len() <= left, "{name}: {out} (from {text})");
+        }
     }
 
     #[test]

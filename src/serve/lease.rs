@@ -73,7 +73,7 @@ impl Lease {
         for name in [PID_FILE, SEED_PID_FILE] {
             let pid_file = home.join(name);
             if let Some(dir) = pid_file.parent() {
-                let _ = std::fs::create_dir_all(dir);
+                let _ = crate::fsutil::create_dirs_private(dir);
             }
             crate::fsutil::write_atomic(&pid_file, ".claw.pid.", text.as_bytes()).map_err(
                 |source| LeaseError::Io {

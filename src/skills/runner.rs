@@ -443,9 +443,7 @@ fn confinement(
     write.extend(sandbox::SYSTEM_WRITE.iter().map(PathBuf::from));
     if let Some(out) = &cx.outputs_path {
         // Landlock rules hold on existing files: the outputs file is created (empty) up front.
-        if !out.exists()
-            && let Err(e) = std::fs::File::create(out)
-        {
+        if let Err(e) = crate::fsutil::create_private(out) {
             return Err(SkillError::Sandbox {
                 skill: skill.name().to_owned(),
                 why: format!("cannot create {}: {e}", out.display()),

@@ -205,8 +205,14 @@ pub fn on_path(prog: &str) -> bool {
         .any(|d| !d.is_empty() && Path::new(d).join(prog).is_file())
 }
 
-/// The supervision spec of a step's process: its log, limits, stdin and redactor.
+/// The supervision spec of a step's process: its log, limits, stdin and redactor. Creates the
+/// step's `$CLAW_OUTPUT` file, private to its owner (a command appending to it keeps that mode);
+/// [`report`] removes it however the step ends.
 pub fn spec(what: &str, input: &StepInput, echo: bool) -> proc::Spec {
+    if !input.outputs_path.as_os_str().is_empty() {
+        // A failure shows as a read error in `report` when the command could not write it.
+        let _ = crate::fsutil::create_private(&input.outputs_path);
+    }
     proc::Spec {
         log: Some((input.log_path.clone(), input.max_log_bytes)),
         redactor: input.redactor.clone(),
@@ -233,6 +239,16 @@ pub async fn run_command(
 
 /// A step's report from a finished process: its outcome, streams and outputs.
 pub fn report(done: proc::Finished, input: &StepInput, json_outputs: bool) -> StepReport {
+    let report = report_outcome(done, input, json_outputs);
+    // Read or not (a failed, timed-out or cancelled step), the raw file holds what the step wrote
+    // unmasked: it never stays behind.
+    if !input.outputs_path.as_os_str().is_empty() {
+        let _ = std::fs::remove_file(&input.outputs_path);
+    }
+    report
+}
+
+fn report_outcome(done: proc::Finished, input: &StepInput, json_outputs: bool) -> StepReport {
     let mut report = StepReport {
         outcome: StepOutcome::Succeeded,
         exit_code: done.exit_code(),

@@ -196,7 +196,7 @@ pub async fn run_by_hand(
     let log_dir = dirs.home.join("logs").join("skills").join(&name);
     if let Err(e) = dirs
         .ensure_home()
-        .and_then(|()| std::fs::create_dir_all(&log_dir))
+        .and_then(|()| crate::fsutil::create_dirs_private(&log_dir))
     {
         return Ok(StepReport::failed_for_good(format!(
             "cannot create {}: {e}",

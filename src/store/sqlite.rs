@@ -33,10 +33,93 @@ pub struct SqliteStore {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            )
+        {
+            return Self::Corrupt(format!(
+                "the store (claw.db) is damaged ({e}); nothing was changed. `claw doctor` checks \
+                 it; restore claw.db from a backup, or move it aside to start a new history"
+            ));
+        }
         Self::Db {
             context: String::new(),
             source: e,
         }
+    }
+}
+
+/// Beside `claw.db`: written once the store has been created, so that a store later truncated
+/// to nothing is told apart from one being created right now.
+const MARKER_SUFFIX: &str = ".created";
+
+/// The cheap checks made before opening an existing store: that it is a SQLite database, that it
+/// is not cut short, and that an empty file is a store being created (not one truncated). SQLite
+/// itself would open an empty file as a new, empty store, silently showing an empty history.
+fn check_file(path: &Path) -> Result<()> {
+    use std::io::Read as _;
+    let damaged = |why: String| {
+        StoreError::Corrupt(format!(
+            "{} {why}; claw will not run on it (nothing was changed). Restore it from a backup, \
+             or move it aside to start a new history",
+            path.display()
+        ))
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Schema(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut marker = path.as_os_str().to_owned();
+    marker.push(MARKER_SUFFIX);
+    if len == 0 {
+        if Path::new(&marker).exists() {
+            return Err(damaged(
+                "is empty, but a store was created here before: it has been truncated".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    if file.read_exact(&mut header).is_err() {
+        return Err(damaged(format!(
+            "is {len} bytes long, too short for a store"
+        )));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err(damaged("is not a SQLite database".into()));
+    }
+    let page = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_empty = std::fs::metadata(Path::new(&wal)).map_or(true, |m| m.len() == 0);
+    // With no WAL to replay, the file is whole pages (a checkpoint in progress may leave it
+    // otherwise, and SQLite repairs that from the WAL).
+    if page < 512 || (wal_empty && len % page != 0) {
+        return Err(damaged(format!(
+            "is cut short ({len} bytes is not a whole number of {page}-byte pages)"
+        )));
+    }
+    Ok(())
+}
+
+fn mark_created(path: &Path) {
+    let mut marker = path.as_os_str().to_owned();
+    marker.push(MARKER_SUFFIX);
+    let marker = Path::new(&marker);
+    if !marker.exists() {
+        let _ = crate::fsutil::write_atomic(marker, ".claw.db.created.", b"");
     }
 }
 
@@ -159,12 +242,31 @@ fn fire_from_row(row: &Row<'_>) -> rusqlite::Result<FireRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
+        check_file(path)?;
         let conn = Connection::open(path).map_err(|source| StoreError::Db {
             context: format!("cannot open {}", path.display()),
             source,
         })?;
         tracing::debug!(path = %path.display(), "store opened");
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        // Its own: private whatever the umask (SQLite creates it 0644 less the umask).
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let _ = fs_private(Path::new(&file));
+        }
+        mark_created(path);
+        Ok(store)
+    }
+
+    /// SQLite's `PRAGMA quick_check`: every page read and its structure checked (it reads the
+    /// whole file). The problems found, none when the store is whole.
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("PRAGMA quick_check(20)")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let found: Vec<String> = rows.collect::<std::result::Result<_, _>>()?;
+        Ok(found.into_iter().filter(|l| l != "ok").collect())
     }
 
     /// A private in-memory database, for tests.
@@ -911,6 +1013,16 @@ fn read_approval(conn: &Connection, run_id: &str, step: &str) -> Result<Option<A
         });
     }
     Ok(Some(Approval { request, votes }))
+}
+
+/// Makes a file of claw's private to its owner if others could read it.
+fn fs_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,12 +23,9 @@ static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
 /// opened stays for the life of the process.
 pub fn log_to_file(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::fsutil::create_dirs_private(dir)?;
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let f = crate::fsutil::open_append_private(path)?;
     let _ = FILE.set(Mutex::new(f));
     Ok(())
 }

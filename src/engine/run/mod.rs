@@ -185,7 +185,7 @@ impl<'a> Exec<'a> {
     }
 
     pub(super) async fn execute(mut self) -> Result<RunRecord> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|source| EngineError::Io {
+        crate::fsutil::create_dirs_private(&self.log_dir).map_err(|source| EngineError::Io {
             context: format!("cannot create the log directory {}", self.log_dir.display()),
             source,
         })?;

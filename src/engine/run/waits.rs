@@ -443,13 +443,9 @@ struct Launcher {
 impl Launcher {
     fn spawn(&self, id: &str) -> Option<tokio::process::Child> {
         if let Some(dir) = self.log.parent() {
-            std::fs::create_dir_all(dir).ok()?;
+            crate::fsutil::create_dirs_private(dir).ok()?;
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .ok()?;
+        let log = crate::fsutil::open_append_private(&self.log).ok()?;
         let log2 = log.try_clone().ok()?;
         #[allow(
             clippy::disallowed_methods,

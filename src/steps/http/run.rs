@@ -585,11 +585,7 @@ impl<'a> Log<'a> {
     fn line(&mut self, text: &str) {
         let clean = self.input.redactor.redact(text);
         // The log is a convenience: a write error must not change the step's outcome.
-        if let Ok(mut f) = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&self.input.log_path)
-        {
+        if let Ok(mut f) = crate::fsutil::open_append_private(&self.input.log_path) {
             let _ = writeln!(f, "{clean}");
         }
     }

@@ -289,7 +289,7 @@ impl JobsFile {
     where
         E: From<JobsError>,
     {
-        std::fs::create_dir_all(self.dir()).map_err(|e| self.io(e))?;
+        fsutil::create_dirs_private(self.dir()).map_err(|e| self.io(e))?;
         let _lock = FileLock::acquire(&self.dir().join(".jobs.lock"), LOCK_TIMEOUT)
             .map_err(|e| self.io(e))?;
         fsutil::remove_stale_temps(self.dir(), TEMP_PREFIX);

@@ -193,7 +193,7 @@ fn write_log(
         let path = path.to_path_buf();
         move |source| JobError::Output { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(err(&dir))?;
+    crate::fsutil::create_dirs_private(&dir).map_err(err(&dir))?;
     let stamp = time::compact(started);
     let text = format!(
         "exit_code: {exit_code}\ntimestamp: {}\n---\n{output}\n",

@@ -105,7 +105,7 @@ impl Dispatcher {
     /// The step input an action's process runs with (its log in `logs/watchers/<rule>.log`).
     fn action_input(&self, rule: &Rule, event: &FsEvent) -> Result<StepInput, Outcome> {
         let log_dir = self.dirs.home.join("logs").join("watchers");
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+        if let Err(e) = crate::fsutil::create_dirs_private(&log_dir) {
             return Err(Outcome::Failed(format!(
                 "cannot create {}: {e}",
                 log_dir.display()

@@ -1,0 +1,173 @@
+//! What an attacker with the binary and the docs tried, and what must hold: claw's own files
+//! private whatever the umask, a damaged store refused (never replaced by an empty one), and
+//! decisions and reveals that fail closed when they cannot be audited.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::common::*;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o777)
+}
+
+/// `claw` run under a umask of 000 (through `sh -c 'umask 000; exec claw …'`).
+fn claw_umask0(env: &Env, args: &[&str]) -> Ran {
+    let base = env.command(&[]);
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 000; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_claw"))
+        .args(args);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.current_dir(env.dir.path());
+    sh.stdin(std::process::Stdio::null());
+    sh.output().expect("run claw").into()
+}
+
+#[test]
+fn claws_own_files_are_private_under_umask_000() {
+    let env = Env::new();
+    env.workflow(
+        "w",
+        "steps:\n  - name: a\n    command: echo hi; echo k=v >> \"$CLAW_OUTPUT\"\n",
+    );
+    claw_umask0(&env, &["workflow", "run", "w"]).expect_code(0);
+    claw_umask0(&env, &["vault", "init"]).expect_code(0);
+    claw_umask0(&env, &["vault", "set", "K", "value-1234"]).expect_code(0);
+    claw_umask0(&env, &["cron", "add", "j", "@daily", "echo hi"]);
+    let mut checked = 0;
+    let mut stack = vec![env.home.clone()];
+    while let Some(d) = stack.pop() {
+        assert_eq!(mode(&d) & 0o077, 0, "{} is {:o}", d.display(), mode(&d));
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                checked += 1;
+                assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} files");
+}
+
+#[test]
+fn an_existing_open_data_directory_is_tightened_and_doctor_says_so() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).expect("mkdir");
+    std::fs::set_permissions(&env.home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let doc = env.claw(&["doctor"]);
+    assert!(doc.stdout.contains("others can write"), "{}", doc.stdout);
+    env.workflow("w", "steps:\n  - name: a\n    command: true\n");
+    env.claw(&["workflow", "run", "w"]).expect_code(0);
+    assert_eq!(mode(&env.home), 0o700);
+}
+
+#[test]
+fn a_truncated_or_damaged_store_is_refused_not_replaced() {
+    let env = Env::new();
+    env.workflow("w", "steps:\n  - name: a\n    command: echo one\n");
+    env.claw(&["workflow", "run", "w"]).expect_code(0);
+    let db = env.home.join("claw.db");
+    // Truncated to nothing: refused, and the (empty) file is not turned into a new store.
+    std::fs::write(&db, b"").expect("truncate");
+    let _ = std::fs::remove_file(env.home.join("claw.db-wal"));
+    let _ = std::fs::remove_file(env.home.join("claw.db-shm"));
+    let listed = env.claw(&["run", "list"]);
+    assert_ne!(listed.code, 0, "{listed:?}");
+    assert!(listed.stderr.contains("truncated"), "{}", listed.stderr);
+    assert_eq!(std::fs::metadata(&db).map(|m| m.len()).ok(), Some(0));
+    env.claw(&["workflow", "run", "w"]).expect_code(3);
+    assert_eq!(std::fs::metadata(&db).map(|m| m.len()).ok(), Some(0));
+    // Not a database at all.
+    std::fs::write(&db, vec![b'x'; 8192]).expect("overwrite");
+    let listed = env.claw(&["run", "list"]);
+    assert_ne!(listed.code, 0);
+    assert!(
+        listed.stderr.contains("not a SQLite database"),
+        "{}",
+        listed.stderr
+    );
+}
+
+#[test]
+fn a_damaged_page_is_found_by_doctor() {
+    let env = Env::new();
+    env.workflow("w", "steps:\n  - name: a\n    command: seq 1 2000\n");
+    for _ in 0..3 {
+        env.claw(&["workflow", "run", "w"]).expect_code(0);
+    }
+    // Checkpoint everything into claw.db, then damage a page in the middle.
+    let db = env.home.join("claw.db");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .expect("checkpoint");
+    drop(conn);
+    let mut bytes = std::fs::read(&db).expect("read");
+    let page = 4096;
+    assert!(bytes.len() >= 4 * page, "{} bytes", bytes.len());
+    // Every page but the schema's (page 1): b-tree headers and cells.
+    for b in &mut bytes[page..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes).expect("damage");
+    let doc = env.claw(&["doctor"]);
+    assert_ne!(doc.code, 0, "{}", doc.stdout);
+    assert!(
+        doc.stdout.contains("store") && doc.stdout.contains("damaged"),
+        "{}",
+        doc.stdout
+    );
+    let listed = env.claw(&["run", "list"]);
+    assert_ne!(listed.code, 0);
+    assert!(listed.stderr.contains("damaged"), "{}", listed.stderr);
+}
+
+#[test]
+fn reveals_and_decisions_fail_closed_without_an_audit_log() {
+    let env = Env::new();
+    env.claw(&["vault", "init"]).expect_code(0);
+    env.claw(&["vault", "set", "K", "canary-value-77"])
+        .expect_code(0);
+    env.workflow(
+        "gate",
+        "steps:\n  - name: ok\n    type: approval\n    message: go?\n  - name: after\n    needs: [ok]\n    command: echo went\n",
+    );
+    let mut child = env.spawn(&["workflow", "run", "gate"]);
+    let id = wait_for(std::time::Duration::from_secs(60), || {
+        let id = env.last_run()?;
+        (step_status(&env.show(&id), "ok") == Some("waiting")).then_some(id)
+    })
+    .expect("the gate waits");
+    // audit.log replaced by a symlink to a file elsewhere.
+    let log = env.home.join("audit.log");
+    let elsewhere = env.path("elsewhere.log");
+    std::fs::rename(&log, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &log).expect("symlink");
+    let before = read(&elsewhere);
+    let reveal = env.claw(&["vault", "get", "K", "--reveal"]);
+    assert_ne!(reveal.code, 0);
+    assert!(
+        !reveal.stdout.contains("canary-value-77"),
+        "{}",
+        reveal.stdout
+    );
+    let approve = env.claw(&["run", "approve", &id, "ok"]);
+    assert_ne!(approve.code, 0, "{approve:?}");
+    assert!(approve.stderr.contains("audit"), "{}", approve.stderr);
+    assert_eq!(
+        read(&elsewhere),
+        before,
+        "nothing written through the symlink"
+    );
+    assert_eq!(step_status(&env.show(&id), "ok"), Some("waiting"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
