@@ -668,3 +668,92 @@ fn fires_missed_while_the_daemon_was_down_are_counted_and_audited() {
         "{audit}"
     );
 }
+
+/// Traffic nobody vouches for: idle sockets, a head that never ends, a body declared huge that
+/// never arrives, a flood of connections past the limit, and a hook name made to forge log
+/// lines. Each is cut off; the daemon's descriptors stay bounded and it keeps answering.
+#[test]
+fn hostile_connections_are_timed_out_bounded_and_logged_escaped() {
+    use std::io::{Read as _, Write as _};
+    let env = Env::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    env.workflow(
+        "hooked",
+        "name: hooked\ntriggers:\n  - webhook:\n      name: deploy\n      verify: bearer\n      secret: s3cret-token-value\nsteps:\n  - name: a\n    command: true\n",
+    );
+    let d = Daemon::start(&env, &[&format!("--bind=127.0.0.1:{port}")]);
+    let pid = d.child.id();
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(40)))
+            .expect("timeout");
+        s
+    };
+    // Each of these must be answered or closed by the daemon, not left open.
+    let idle = connect();
+    let mut partial = connect();
+    partial
+        .write_all(b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\n")
+        .expect("send");
+    let mut stalled = connect();
+    stalled
+        .write_all(b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 900000\r\n\r\nabc")
+        .expect("send");
+    let mut huge = connect();
+    huge.write_all(
+        b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\nabc",
+    )
+    .expect("send");
+    // A flood past the connection limit.
+    let flood: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    assert!(fds < 256 + 64, "the daemon holds {fds} descriptors");
+    let started = Instant::now();
+    let answer = |mut s: std::net::TcpStream| {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let huge_answer = answer(huge);
+    assert!(huge_answer.starts_with("HTTP/1.1 413"), "{huge_answer}");
+    let stalled_answer = answer(stalled);
+    assert!(
+        stalled_answer.starts_with("HTTP/1.1 408"),
+        "{stalled_answer}"
+    );
+    let _ = answer(partial);
+    let _ = answer(idle);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "connections stayed open {:?}",
+        started.elapsed()
+    );
+    drop(flood);
+    // Still serving; the forged name is logged escaped.
+    let forged = "/hooks/x%1b%5b31m%0aINFO%20forged";
+    let mut s = connect();
+    write!(
+        s,
+        "POST {forged} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let out = answer(s);
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    let log = wait_for(Duration::from_secs(10), || {
+        let log = read(&d.log);
+        log.contains("no such hook").then_some(log)
+    })
+    .expect("logged");
+    assert!(!log.contains('\u{1b}'), "raw escape in the log");
+    assert!(!log.lines().any(|l| l.starts_with("INFO forged")), "{log}");
+    assert!(log.contains("\\u{1b}"), "{log}");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod cron;
+pub mod http;
 pub mod lease;
 pub mod systemd;
 
@@ -261,12 +262,10 @@ async fn daemon(
         }
         let intake = ctx.intake.clone();
         intake_tasks.push(tokio::task::spawn_local(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { intake.cancelled().await })
-                .await
-            {
-                tracing::error!(target: DAEMON, "the HTTP listener stopped: {e}");
-            }
+            http::serve(listener, router, http::Limits::default(), intake, |line| {
+                tracing::warn!(target: DAEMON, "{line}");
+            })
+            .await;
         }));
     }
 
@@ -502,26 +501,35 @@ async fn cron_loop(ctx: Rc<Ctx>) {
             }
             if loaded != Some(fp) {
                 let sources = crate::triggers::cron::sources::load_sources(&dirs);
-                let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
-                for p in &sources.problems {
-                    if !reported.contains(p) {
-                        tracing::warn!(target: DAEMON, "warning: {p}");
-                    }
-                }
-                reported = now_problems;
-                let before = sched.len();
-                match sched.set_entries(sources, Utc::now()) {
-                    Ok(()) => {
-                        loaded = Some(fp);
-                        sched.compact();
-                        ctx.engine.store.release_memory();
-                        release_free_memory();
-                        if before != sched.len() || before == 0 {
-                            tracing::info!(target: DAEMON, "{} schedule(s) active", sched.len());
+                if let Some(why) = &sources.unreadable {
+                    // Not "the files are gone": keep every schedule and try again.
+                    tracing::warn!(
+                        target: DAEMON,
+                        "{why}; keeping the {} schedule(s) loaded before and trying again",
+                        sched.len()
+                    );
+                } else {
+                    let now_problems: HashSet<String> = sources.problems.iter().cloned().collect();
+                    for p in &sources.problems {
+                        if !reported.contains(p) {
+                            tracing::warn!(target: DAEMON, "warning: {p}");
                         }
                     }
-                    Err(e) => {
-                        tracing::error!(target: DAEMON, "cannot load the schedules' state: {e}");
+                    reported = now_problems;
+                    let before = sched.len();
+                    match sched.set_entries(sources, Utc::now()) {
+                        Ok(()) => {
+                            loaded = Some(fp);
+                            sched.compact();
+                            ctx.engine.store.release_memory();
+                            release_free_memory();
+                            if before != sched.len() || before == 0 {
+                                tracing::info!(target: DAEMON, "{} schedule(s) active", sched.len());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(target: DAEMON, "cannot load the schedules' state: {e}");
+                        }
                     }
                 }
             }

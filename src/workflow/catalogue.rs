@@ -187,15 +187,48 @@ impl Catalogue {
     /// folder shadows the same stem in later ones. Both files of a stem written as `.yaml` and
     /// `.yml` in one folder are listed (looking that stem up is an error).
     pub fn files(&self) -> Vec<PathBuf> {
+        self.list(false).unwrap_or_default()
+    }
+
+    /// [`Catalogue::files`] for those that act on what is missing (the daemon unloads the
+    /// schedules and hooks of files that are gone): a folder that does not exist has no files,
+    /// but one that cannot be read (too many open files, no permission) is an error, never
+    /// "no files".
+    pub fn try_files(&self) -> std::io::Result<Vec<PathBuf>> {
+        self.list(true)
+    }
+
+    fn list(&self, strict: bool) -> std::io::Result<Vec<PathBuf>> {
         let mut by_stem: BTreeMap<String, (usize, Vec<PathBuf>)> = BTreeMap::new();
         for (i, dir) in self.folders.iter().enumerate() {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if strict && e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot read {}: {e}", dir.display()),
+                    ));
+                }
+                Err(_) => continue,
             };
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_yaml(p) && !p.is_dir())
-                .collect();
+            let mut files = Vec::new();
+            for entry in entries {
+                match entry {
+                    Ok(e) => {
+                        let p = e.path();
+                        if is_yaml(&p) && !p.is_dir() {
+                            files.push(p);
+                        }
+                    }
+                    Err(e) if strict => {
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("cannot read {}: {e}", dir.display()),
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
             files.sort();
             for f in files {
                 let (folder, list) = by_stem.entry(stem(&f)).or_insert((i, Vec::new()));
@@ -204,7 +237,7 @@ impl Catalogue {
                 }
             }
         }
-        by_stem.into_values().flat_map(|(_, l)| l).collect()
+        Ok(by_stem.into_values().flat_map(|(_, l)| l).collect())
     }
 
     /// The file `arg` names, by the rules of the module documentation.

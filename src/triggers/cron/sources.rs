@@ -45,6 +45,20 @@ pub struct Sources {
     pub paused: Vec<String>,
     /// One line per schedule that cannot run (bad expression, unreadable file, ...).
     pub problems: Vec<String>,
+    /// Set when a file could not be read for a reason that says nothing about its content (too
+    /// many open files, an I/O error): what was found is incomplete, and whoever holds the
+    /// schedules loaded before keeps them rather than dropping those it could not read.
+    pub unreadable: Option<String>,
+}
+
+/// Whether reading `path` fails for a reason other than its absence.
+fn read_fails(path: &std::path::Path) -> Option<String> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Some(format!("cannot read {}: {e}", path.display()))
+        }
+        _ => None,
+    }
 }
 
 /// Reads every schedule: enabled jobs of `cron/jobs.json` and the `schedule:` of every workflow.
@@ -69,18 +83,34 @@ pub fn load_sources(dirs: &Dirs) -> Sources {
                 }
             }
         }
-        Err(e) => out
-            .problems
-            .push(format!("{e}; no job of it will run until it is fixed")),
+        Err(e) => {
+            if let Some(why) = read_fails(file.path()) {
+                out.unreadable = Some(why);
+                return out;
+            }
+            out.problems
+                .push(format!("{e}; no job of it will run until it is fixed"));
+        }
     }
     // Every file is loaded first: a `name:` two files declare is ambiguous, and the schedules
     // of neither fire (as a lookup of that name is refused everywhere).
     let mut scheduled = Vec::new();
     let mut files_of: HashMap<String, Vec<PathBuf>> = HashMap::new();
-    for path in Catalogue::new(dirs).files() {
+    let files = match Catalogue::new(dirs).try_files() {
+        Ok(f) => f,
+        Err(e) => {
+            out.unreadable = Some(e.to_string());
+            return out;
+        }
+    };
+    for path in files {
         let wf = match load::load_file(&path) {
             Ok(wf) => wf,
             Err(e) => {
+                if let Some(why) = read_fails(&path) {
+                    out.unreadable = Some(why);
+                    return out;
+                }
                 // A broken file that has no schedule is not the scheduler's business; one
                 // that has one is reported (it would have fired).
                 if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("schedule")) {
@@ -203,5 +233,31 @@ mod tests {
             "{:?}",
             s.problems
         );
+    }
+
+    /// An error reading the files is not "no files": the sources say they are incomplete (the
+    /// daemon then keeps what it had) instead of listing no schedules.
+    #[test]
+    fn unreadable_files_are_not_read_as_no_schedules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            home: tmp.path().join("home"),
+            root: tmp.path().join("root"),
+        };
+        std::fs::create_dir_all(&dirs.root).unwrap();
+        // Not a folder: reading it fails with something other than "not found".
+        std::fs::write(dirs.root.join("workflows"), "").unwrap();
+        let s = load_sources(&dirs);
+        assert!(s.unreadable.is_some(), "{s:?}");
+        std::fs::remove_file(dirs.root.join("workflows")).unwrap();
+        std::fs::create_dir_all(dirs.root.join("workflows")).unwrap();
+        // A workflow path that is a folder named like a file.
+        std::fs::create_dir_all(dirs.root.join("workflows/x.yaml")).unwrap();
+        let s = load_sources(&dirs);
+        assert!(s.unreadable.is_none(), "{s:?}");
+        std::fs::remove_dir(dirs.root.join("workflows/x.yaml")).unwrap();
+        std::fs::create_dir_all(dirs.home.join("cron/jobs.json")).unwrap();
+        let s = load_sources(&dirs);
+        assert!(s.unreadable.is_some(), "{s:?}");
     }
 }

@@ -7,7 +7,9 @@
 //! | 401 | not verified, or the hook has no secret (fail-closed); the reason goes to the log only |
 //! | 404 | no workflow declares this hook (the body names no hook) |
 //! | 405 | not a POST |
-//! | 413 | the body is over the limit (default 1 MiB) |
+//! | 408 | the body did not arrive within 10 s |
+//! | 413 | the body is over the limit (default 1 MiB), or declares it will be |
+//! | 503 | too many bodies are being received at once (16 MiB in all); retry later |
 //! | 422 | the workflow cannot start (its params need values a webhook does not give) |
 //! | 500 | the store or the vault failed |
 
@@ -32,6 +34,14 @@ use crate::workflow::trigger::{SecretRef, Trigger, WebhookTrigger};
 
 /// The default body size limit.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// How long a request's body may take to arrive.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bodies are read before they can be verified (a signature covers the body): all the bodies
+/// being received at once may hold this many KiB, so that stalled unauthenticated uploads
+/// cannot grow the daemon's memory without bound.
+pub const BODY_BUDGET_KIB: usize = 16 * 1024;
 
 /// How long delivery ids are remembered for dedupe.
 pub const DEDUPE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -66,6 +76,9 @@ pub struct Registry {
     pub conflicts: HashMap<String, Vec<PathBuf>>,
     /// Workflow files that do not load, and advice (literal secrets, hooks without one).
     pub warnings: Vec<String>,
+    /// Why the files could not all be read (an I/O error, not their content): this registry is
+    /// incomplete and is not put in place of the one before.
+    pub unreadable: Option<String>,
 }
 
 impl Registry {
@@ -73,10 +86,23 @@ impl Registry {
     pub fn load(dirs: &Dirs) -> Self {
         let mut reg = Self::default();
         let mut seen: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for path in crate::workflow::catalogue::Catalogue::new(dirs).files() {
+        let files = match crate::workflow::catalogue::Catalogue::new(dirs).try_files() {
+            Ok(f) => f,
+            Err(e) => {
+                reg.unreadable = Some(e.to_string());
+                return reg;
+            }
+        };
+        for path in files {
             let wf = match crate::workflow::load::load_file(&path) {
                 Ok(wf) => wf,
                 Err(e) => {
+                    if let Err(io) = std::fs::read(&path)
+                        && io.kind() != std::io::ErrorKind::NotFound
+                    {
+                        reg.unreadable = Some(format!("cannot read {}: {io}", path.display()));
+                        return reg;
+                    }
                     // A broken file's hooks are unknown: they answer 404 until it is fixed.
                     let first = e
                         .diagnostics
@@ -127,6 +153,8 @@ pub struct WebhookState {
     /// Queue the runs for the daemon, or drive them here.
     pub execution: Execution,
     pub max_body: usize,
+    /// KiB of bodies that may be in memory at once ([`BODY_BUDGET_KIB`]).
+    body_budget: Arc<tokio::sync::Semaphore>,
     registry: RwLock<Arc<Registry>>,
     log: LogSink,
 }
@@ -147,6 +175,7 @@ impl WebhookState {
             engine,
             execution,
             max_body: DEFAULT_MAX_BODY,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_KIB)),
             registry: RwLock::new(Arc::new(Registry::default())),
             log,
         };
@@ -162,7 +191,13 @@ impl WebhookState {
 
     /// Reads the workflow files again (the daemon calls this when they change, or on SIGHUP).
     pub fn reload(&self) -> Arc<Registry> {
-        let reg = Arc::new(Registry::load(&self.engine.dirs));
+        let reg = Registry::load(&self.engine.dirs);
+        if let Some(why) = &reg.unreadable {
+            // Not "the hooks are gone": keep serving those known.
+            (self.log)(&format!("webhooks: {why}; keeping the hooks loaded before"));
+            return self.registry();
+        }
+        let reg = Arc::new(reg);
         for w in &reg.warnings {
             (self.log)(&format!("webhooks: {w}"));
         }
@@ -200,34 +235,85 @@ fn unauthorized() -> Response {
     answer(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}))
 }
 
+/// A name from the request line as it may appear in the log: control characters and
+/// everything outside printable ASCII escaped (no forged lines, no terminal escapes), at most 80
+/// characters.
+pub fn shown(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(80)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
 async fn receive(
     State(st): State<Arc<WebhookState>>,
-    Path(name): Path<String>,
+    Path(raw_name): Path<String>,
     req: Request,
 ) -> Response {
+    let name = shown(&raw_name);
     let registry = st.registry();
-    if registry.conflicts.contains_key(&name) {
+    if registry.conflicts.contains_key(&raw_name) {
         st.log(&format!(
             "webhook `{name}`: refused (401): declared by several workflows"
         ));
         return unauthorized();
     }
-    let Some(hook) = registry.hooks.get(&name).cloned() else {
+    let Some(hook) = registry.hooks.get(&raw_name).cloned() else {
         st.log(&format!("webhook `{name}`: no such hook (404)"));
         return answer(StatusCode::NOT_FOUND, json!({"error": "not found"}));
     };
     let (parts, body) = req.into_parts();
-    // Over the limit (or cut off by the client): nothing of it is used.
-    let Ok(body) = axum::body::to_bytes(body, st.max_body).await else {
+    let too_large = || {
         st.log(&format!(
             "webhook `{name}`: refused (413): body over {} bytes",
             st.max_body
         ));
-        return answer(
+        answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             json!({"error": format!("body over {} bytes", st.max_body)}),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body as u64) {
+        return too_large();
+    }
+    // Room for the whole body (as declared, or the limit) in the budget, or 503 at once.
+    let reserve = declared.map_or(st.max_body, |n| usize::try_from(n).unwrap_or(st.max_body));
+    let kib = u32::try_from(reserve / 1024 + 1).unwrap_or(u32::MAX);
+    let Ok(_reserved) = st.body_budget.clone().try_acquire_many_owned(kib) else {
+        st.log(&format!(
+            "webhook `{name}`: refused (503): too many bodies being received at once"
+        ));
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "busy: too many requests being received; retry later"}),
         );
     };
+    // Over the limit (or cut off by the client): nothing of it is used.
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, st.max_body)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                st.log(&format!(
+                    "webhook `{name}`: refused (408): the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ));
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    json!({"error": "the body did not arrive in time"}),
+                );
+            }
+        };
     match check(&st, &hook.trigger, &parts.headers, &body).await {
         Ok(()) => {}
         Err(Check::Refused(why)) => {
