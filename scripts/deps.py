@@ -29,7 +29,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Lowest first. A module may use any module in a lower layer, or in its own layer (no cycles).
 LAYERS = [
     # Foundations: know nothing of workflows, runs or triggers.
-    ["fsutil", "redact", "time", "diagnostic", "error", "secret", "yaml", "expr", "params"],
+    ["fsutil", "redact", "time", "diagnostic", "error", "secret", "yaml", "expr", "params", "names"],
     # Where things are and what is kept: paths, settings, the environment; the run store; the
     # audit trail; the log subscriber.
     ["config", "store", "audit", "trace"],

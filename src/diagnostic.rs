@@ -77,7 +77,7 @@ impl Diagnostic {
 
     /// The full rendering: headline, the source line with a caret under the column, and the help.
     pub fn render(&self, source: Option<&str>) -> String {
-        let mut out = format!("error: {}", self.headline());
+        let mut out = format!("error: {}", visible(&self.headline()));
         out.push('\n');
         if let Some(line) = source
             .filter(|_| self.pos.line > 0)
@@ -96,17 +96,21 @@ impl Diagnostic {
             };
             let end = (start + MAX_SHOWN).min(chars.len());
             let suffix = if end < chars.len() { "…" } else { "" };
-            let shown: String = chars[start..end].iter().collect();
-            // The caret goes under the column, counted in characters.
-            let caret_pad = " ".repeat(col - start + prefix.chars().count());
+            let shown: String = chars[start..end].iter().map(|c| visible_char(*c)).collect();
+            // The caret goes under the column, counted in characters as shown.
+            let before: usize = chars[start..col]
+                .iter()
+                .map(|c| visible_char(*c).chars().count())
+                .sum();
+            let caret_pad = " ".repeat(before + prefix.chars().count());
             let _ = writeln!(out, "{gutter} |");
             let _ = writeln!(out, "{number} | {prefix}{shown}{suffix}");
             let _ = writeln!(out, "{gutter} | {caret_pad}^");
             if let Some(help) = &self.help {
-                let _ = writeln!(out, "{gutter} = help: {help}");
+                let _ = writeln!(out, "{gutter} = help: {}", visible(help));
             }
         } else if let Some(help) = &self.help {
-            let _ = writeln!(out, "  = help: {help}");
+            let _ = writeln!(out, "  = help: {}", visible(help));
         }
         out
     }
@@ -159,6 +163,28 @@ impl FileErrors {
             .map(|d| d.render(self.source.as_deref()))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// A character of the input as a message shows it: one that would change how the message reads
+/// (a control, a bidirectional override, an invisible one) is written as its `\u{…}` escape.
+fn visible_char(c: char) -> String {
+    if c != '\n' && crate::names::is_misleading(c) {
+        c.escape_unicode().to_string()
+    } else {
+        c.to_string()
+    }
+}
+
+/// [`visible_char`] over a whole text (line breaks kept).
+pub fn visible(text: &str) -> String {
+    if text
+        .chars()
+        .any(|c| c != '\n' && crate::names::is_misleading(c))
+    {
+        text.chars().map(visible_char).collect()
+    } else {
+        text.to_owned()
     }
 }
 

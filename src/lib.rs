@@ -45,6 +45,7 @@ pub mod error;
 pub mod expr;
 pub mod fsutil;
 
+pub mod names;
 pub mod params;
 pub mod proc;
 pub mod redact;

@@ -355,3 +355,54 @@ fn a_log_directory_that_cannot_be_created_is_an_environment_error() {
     assert_eq!(env.show(&id)["status"], "succeeded");
     assert!(marker.exists());
 }
+
+/// Names that only look the same are one name (NFC), and names that display as something else
+/// (bidirectional overrides, invisible or control characters) are refused where they are written.
+#[test]
+fn look_alike_and_misleading_names() {
+    let env = Env::new();
+    // `café` composed and decomposed: the same step twice.
+    env.workflow(
+        "nfd",
+        "steps:\n  - name: \"caf\u{e9}\"\n    command: 'true'\n  - name: \"cafe\u{301}\"\n    command: 'true'\n",
+    );
+    refused(
+        &env.claw(&["workflow", "validate", "nfd"]),
+        "nfd.yaml:4:5: duplicate step name",
+    );
+    // `needs:` written in the other form still finds it.
+    env.workflow(
+        "needs",
+        "steps:\n  - name: \"caf\u{e9}\"\n    command: 'true'\n  - name: after\n    needs: [\"cafe\u{301}\"]\n    command: 'true'\n",
+    );
+    env.claw(&["workflow", "validate", "needs"]).expect_code(0);
+    for (what, name) in [
+        ("bidi override", "deploy\u{202E}gnp.exe"),
+        ("isolate", "a\u{2067}b"),
+        ("zero width", "de\u{200B}ploy"),
+        ("escape", "x\u{1b}[31m"),
+    ] {
+        env.workflow(
+            "bad",
+            &format!(
+                "steps:\n  - name: {}\n    command: 'true'\n",
+                serde_json::json!(name)
+            ),
+        );
+        let ran = env.claw(&["workflow", "validate", "bad"]);
+        refused(&ran, ":2:11: the step `name` contains U+");
+        assert!(!ran.stderr.contains('\u{202E}'), "{what}: echoed raw");
+        env.workflow(
+            "bad",
+            &format!(
+                "name: {}\nsteps:\n  - name: a\n    command: 'true'\n",
+                serde_json::json!(name)
+            ),
+        );
+        refused(
+            &env.claw(&["workflow", "validate", "bad"]),
+            ":1:7: `name` contains U+",
+        );
+    }
+    no_runs(&env);
+}

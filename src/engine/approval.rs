@@ -200,6 +200,8 @@ impl Engine {
         reason: Option<&str>,
         input: &[(String, String)],
     ) -> Result<VoteResult> {
+        let step_nfc = crate::names::nfc(step);
+        let step = step_nfc.as_str();
         let steps = self.store.steps(&run.id)?;
         let waiting = steps
             .iter()

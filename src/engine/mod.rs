@@ -308,6 +308,8 @@ impl Engine {
         decision: crate::store::Decision,
         who: &str,
     ) -> Result<()> {
+        let step_nfc = crate::names::nfc(step);
+        let step = step_nfc.as_str();
         let steps = self.store.steps(&run.id)?;
         let Some(rec) = steps.iter().find(|s| s.name == step) else {
             let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();

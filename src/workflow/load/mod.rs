@@ -183,7 +183,10 @@ impl Cx<'_> {
                                 "`name` must be a non-empty name without `/` or line breaks",
                             );
                         } else {
-                            wf.name = name;
+                            match crate::names::normalize(&name) {
+                                Ok(n) => wf.name = n,
+                                Err(why) => self.err(value.pos, format!("`name` {why}")),
+                            }
                         }
                     }
                 }
@@ -387,7 +390,10 @@ impl Cx<'_> {
                         if n.trim().is_empty() || n.contains(['\n', '\0']) {
                             self.err(value.pos, "a step `name` must be non-empty and on one line");
                         } else {
-                            name = Some(n);
+                            match crate::names::normalize(&n) {
+                                Ok(n) => name = Some(n),
+                                Err(why) => self.err(value.pos, format!("the step `name` {why}")),
+                            }
                         }
                     }
                 }
@@ -400,11 +406,13 @@ impl Cx<'_> {
                     }
                 }
                 "needs" => {
-                    needs = Some(self.r.name_list(
-                        value,
-                        "needs",
-                        "a step name or a list of step names",
-                    ));
+                    needs = Some(
+                        self.r
+                            .name_list(value, "needs", "a step name or a list of step names")
+                            .into_iter()
+                            .map(|(n, pos)| (crate::names::nfc(&n), pos))
+                            .collect(),
+                    );
                 }
                 "if" => {
                     if let Some(e) = self.string(value, "if") {
