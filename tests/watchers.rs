@@ -20,6 +20,8 @@ use crate::common::*;
 struct Watching {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// What it printed on stderr (warnings).
+    errs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Watching {
@@ -34,7 +36,15 @@ impl Watching {
                 sink.lock().unwrap().push(line);
             }
         });
-        let w = Self { child, lines };
+        let err = child.stderr.take().expect("stderr");
+        let errs = Arc::new(Mutex::new(Vec::new()));
+        let err_sink = errs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                err_sink.lock().unwrap().push(line);
+            }
+        });
+        let w = Self { child, lines, errs };
         for rule in rules {
             let tag = format!("[{rule}] ");
             w.wait_line(|l| {
@@ -491,4 +501,43 @@ fn a_skill_action_runs_the_skill_with_its_args_and_the_file() {
     );
     let audit = env.claw(&["audit", "search", "skill.run"]);
     assert!(audit.stdout.contains("stamp"), "{}", audit.stdout);
+}
+
+/// A recursive rule over a tree that holds claw's data directory never hears claw's own writes
+/// (the action's log, the audit log): one file change is one action, not a loop. A rule on the
+/// data directory itself, or on a pseudo-filesystem, is refused with a reason.
+#[test]
+fn claws_own_data_directory_and_pseudo_filesystems_are_never_watched() {
+    let env = Env::new();
+    // The temp dir holds `home/` (the data directory) and the watched files.
+    let top = env.dir.path().to_path_buf();
+    let watched = top.join("inbox");
+    std::fs::create_dir_all(&watched).unwrap();
+    let log = env.path("actions.log");
+    let yaml = format!(
+        "- name: everything\n  path: {}\n  recursive: true\n  events: [created, modified, deleted, moved]\n  action: shell\n  command: 'case \"$WATCHER_FILE\" in *actions.log) ;; *) echo \"$WATCHER_EVENT $WATCHER_FILE\" >> {} ;; esac'\n  debounce: 150ms\n- name: own\n  path: {}\n  action: shell\n  command: 'true'\n- name: proc\n  path: /proc\n  recursive: true\n  action: shell\n  command: 'true'\n",
+        top.display(),
+        log.display(),
+        env.home.join("logs").display(),
+    );
+    setup(&env, &yaml);
+    let w = Watching::start(&env, &["everything"]);
+    for rule in ["own", "proc"] {
+        let said = wait_for(Duration::from_secs(20), || {
+            let errs = w.errs.lock().unwrap().clone();
+            errs.into_iter()
+                .find(|l| l.contains(&format!("rule `{rule}`")) && l.contains("never watches"))
+        });
+        assert!(said.is_some(), "{:?}", w.errs.lock().unwrap());
+    }
+    std::fs::write(watched.join("one.txt"), "x").unwrap();
+    let got = wait_lines(&log, 1);
+    // Several debounce periods: claw's own writes (logs, audit) would have shown by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let got2 = lines_of(&log);
+    assert_eq!(got2, got, "{:?}", w.lines());
+    assert_eq!(got2.len(), 1, "{got2:?}");
+    assert!(got2[0].ends_with("inbox/one.txt"), "{got2:?}");
+    let lines = w.stop();
+    assert!(!lines.iter().any(|l| l.contains("/home/")), "{lines:?}");
 }

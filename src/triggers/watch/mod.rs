@@ -48,7 +48,9 @@ pub async fn serve(
 ) -> Result<(), WatchError> {
     let by_name: std::collections::HashMap<String, Rule> =
         rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
-    let mut watcher = Watcher::new(rules)?;
+    // Never claw's own data directory: its logs and audit entries would trigger rules forever.
+    let own = vec![dispatcher.dirs.home.clone()];
+    let mut watcher = Watcher::new(rules, &own)?;
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_ACTIONS));
     let tasks = tokio_util::task::TaskTracker::new();
     loop {

@@ -18,6 +18,12 @@
 //! (`IN_Q_OVERFLOW`) costs a rescan, not lost events. A rule whose directory does not exist yet is
 //! watched from its nearest existing ancestor and picked up when it appears (the files already in
 //! it then are reported `created`). Reaching an inotify limit is reported, naming the sysctl.
+//!
+//! Some trees are never watched: claw's own data directory (a rule's action writes logs and audit
+//! entries there, which would trigger it again, forever) and pseudo-filesystems (`/proc`, `/sys`,
+//! `/dev`, cgroups, …: their "files" are not files, and walking them fails or never ends). A
+//! recursive rule with such a tree below its directory watches its subdirectories one by one,
+//! skipping those trees, up to [`MAX_WATCHES`] directories (past that it says so).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
@@ -68,6 +74,87 @@ pub struct WatchError(pub String);
 /// A burst longer than this many debounce periods is reported anyway.
 const MAX_DEFER: u32 = 10;
 
+/// The most directories one rule watches when claw walks its tree itself.
+pub const MAX_WATCHES: usize = 10_000;
+
+/// Filesystem types whose trees are not real files.
+const PSEUDO_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "devpts",
+    "devtmpfs",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "binfmt_misc",
+    "autofs",
+    "efivarfs",
+    "selinuxfs",
+    "nsfs",
+    "rpc_pipefs",
+];
+
+/// The mount points of pseudo-filesystems, from `/proc/self/mountinfo`.
+fn pseudo_mounts() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return ["/proc", "/sys", "/dev"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        // `id parent major:minor root mount-point options [optional…] - fstype source super`
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
+            continue;
+        };
+        if PSEUDO_FS.contains(fstype) {
+            // Octal escapes (`\040` for a space) as the kernel writes them.
+            out.push(PathBuf::from(point.replace("\\040", " ")));
+        }
+    }
+    out
+}
+
+/// Trees no rule watches.
+#[derive(Debug, Clone, Default)]
+struct Excluded(Vec<PathBuf>);
+
+impl Excluded {
+    fn new(own: &[PathBuf]) -> Self {
+        let mut roots: Vec<PathBuf> = own
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .chain(own.iter().cloned())
+            .chain(pseudo_mounts())
+            .collect();
+        roots.sort();
+        roots.dedup();
+        Self(roots)
+    }
+
+    fn contains(&self, path: &Path) -> bool {
+        self.0.iter().any(|r| path.starts_with(r))
+    }
+
+    /// Whether some excluded tree lies strictly below `dir`.
+    fn below(&self, dir: &Path) -> bool {
+        self.0.iter().any(|r| r != dir && r.starts_with(dir))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Meta {
     dev: u64,
@@ -103,6 +190,9 @@ struct Dirty {
 #[derive(Debug)]
 struct RuleState {
     rule: Rule,
+    excluded: Excluded,
+    /// Whether the walk of its tree reached [`MAX_WATCHES`] (said once).
+    capped: bool,
     /// Whether the rule's directory exists (and is watched).
     present: bool,
     snapshot: HashMap<PathBuf, Meta>,
@@ -112,6 +202,9 @@ struct RuleState {
 impl RuleState {
     /// Whether `path` is in the part of the tree this rule looks at.
     fn covers(&self, path: &Path) -> bool {
+        if self.excluded.contains(path) {
+            return false;
+        }
         match path.strip_prefix(&self.rule.dir) {
             Ok(rel) => {
                 let depth = rel.components().count();
@@ -145,6 +238,9 @@ impl RuleState {
             };
             for e in entries.flatten() {
                 let p = e.path();
+                if self.excluded.contains(&p) {
+                    continue;
+                }
                 let Some(meta) = Meta::of(&p) else { continue };
                 if meta.is_dir {
                     if self.rule.recursive {
@@ -320,8 +416,10 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    /// Starts watching the enabled rules among `rules`. Must be called within a Tokio runtime.
-    pub fn new(rules: Vec<Rule>) -> Result<Self, WatchError> {
+    /// Starts watching the enabled rules among `rules`, never inside `own` (claw's data
+    /// directory) or a pseudo-filesystem. Must be called within a Tokio runtime.
+    pub fn new(rules: Vec<Rule>, own: &[PathBuf]) -> Result<Self, WatchError> {
+        let excluded = Excluded::new(own);
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = notify::recommended_watcher(move |res| {
             // The receiver is gone only when the watcher is being dropped.
@@ -334,6 +432,8 @@ impl Watcher {
                 .filter(|r| r.enabled)
                 .map(|rule| RuleState {
                     rule,
+                    excluded: excluded.clone(),
+                    capped: false,
                     present: false,
                     snapshot: HashMap::new(),
                     dirty: HashMap::new(),
@@ -345,6 +445,19 @@ impl Watcher {
             failed: BTreeSet::new(),
             out: VecDeque::new(),
         };
+        w.states.retain(|st| {
+            if st.excluded.contains(&st.rule.dir) {
+                w.out.push_back(Report::Problem(format!(
+                    "rule `{}`: {} is inside claw's data directory or a pseudo-filesystem, \
+                     which claw never watches (its own writes would trigger the rule forever); \
+                     the rule is not watched",
+                    st.rule.name,
+                    st.rule.dir.display()
+                )));
+                return false;
+            }
+            true
+        });
         w.reconcile(true);
         Ok(w)
     }
@@ -457,7 +570,25 @@ impl Watcher {
             for st in &mut self.states {
                 let dir = st.rule.dir.clone();
                 if dir.is_dir() {
-                    *desired.entry(dir.clone()).or_insert(false) |= st.rule.recursive;
+                    if st.rule.recursive && st.excluded.below(&dir) {
+                        // An excluded tree below: watch the directories one by one around it.
+                        let (dirs, capped) = walk_dirs(&dir, &st.excluded);
+                        if capped && !st.capped {
+                            st.capped = true;
+                            self.out.push_back(Report::Problem(format!(
+                                "rule `{}`: {} holds more than {MAX_WATCHES} directories; \
+                                 only the first {MAX_WATCHES} are watched (watch a narrower \
+                                 directory)",
+                                st.rule.name,
+                                dir.display()
+                            )));
+                        }
+                        for d in dirs {
+                            desired.entry(d).or_insert(false);
+                        }
+                    } else {
+                        *desired.entry(dir.clone()).or_insert(false) |= st.rule.recursive;
+                    }
                     if !st.present {
                         st.present = true;
                         let files = st.scan(&dir);
@@ -549,6 +680,33 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// `dir` and the directories below it, outside `excluded`, without following symlinks; at most
+/// [`MAX_WATCHES`] (and whether there were more).
+fn walk_dirs(dir: &Path, excluded: &Excluded) -> (Vec<PathBuf>, bool) {
+    let mut out = vec![dir.to_path_buf()];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if excluded.contains(&p) {
+                continue;
+            }
+            if out.len() >= MAX_WATCHES {
+                return (out, true);
+            }
+            out.push(p.clone());
+            stack.push(p);
+        }
+    }
+    (out, false)
 }
 
 fn nearest_existing(dir: &Path) -> PathBuf {
