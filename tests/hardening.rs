@@ -171,3 +171,67 @@ fn reveals_and_decisions_fail_closed_without_an_audit_log() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A step that times out is stopped with everything it started, including a process that left
+/// its process group with `setsid` (a double fork would do the same).
+#[test]
+fn a_timed_out_step_stops_processes_that_left_its_group() {
+    let env = Env::new();
+    let pid_file = env.path("escaped.pid");
+    env.workflow(
+        "escape",
+        &format!(
+            "steps:\n  - name: a\n    timeout: 1s\n    command: setsid sh -c 'echo $$ > {}; exec sleep 300' & sleep 60\n",
+            pid_file.display()
+        ),
+    );
+    env.claw(&["workflow", "run", "escape"]).expect_code(1);
+    let pid: i32 = read(&pid_file).trim().parse().expect("pid");
+    let gone = wait_for(std::time::Duration::from_secs(10), || {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init to reap it.
+        (state.is_empty() || state.contains(") Z ")).then_some(())
+    });
+    if gone.is_none() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        panic!("the escaped process {pid} outlived the step's timeout");
+    }
+}
+
+/// The programs claw runs cannot read claw's own environment through /proc (claw is not
+/// dumpable): checked as an unprivileged user, since root may read any process's.
+#[test]
+fn steps_cannot_read_claws_environment_through_proc() {
+    let env = Env::new();
+    let root_user = nix::unistd::geteuid().is_root();
+    if root_user {
+        // Let `nobody` use the test's directories.
+        for d in [env.dir.path(), &env.root, &env.root.join("workflows")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+    }
+    env.workflow(
+        "peek",
+        "steps:\n  - name: peek\n    command: cat /proc/$PPID/environ | tr '\\0' '\\n' | grep -c PARENT_CANARY || true\n",
+    );
+    let mut cmd = env.command(&["workflow", "run", "peek", "--json"]);
+    cmd.env("PARENT_CANARY", "sekret-in-the-parent-env");
+    let out: Ran = if root_user {
+        let mut sp = std::process::Command::new("setpriv");
+        sp.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sp.env(k, v),
+                None => sp.env_remove(k),
+            };
+        }
+        sp.current_dir(env.dir.path()).output().expect("setpriv").into()
+    } else {
+        cmd.output().expect("claw").into()
+    };
+    out.expect_code(0);
+    let run = out.json();
+    assert_eq!(step(&run, "peek")["stdout"], "0\n", "{run}");
+}

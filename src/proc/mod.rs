@@ -236,6 +236,38 @@ impl Tail {
     }
 }
 
+/// The variable that marks every process of one supervised command's tree.
+pub const TREE_VAR: &str = "CLAW_PROCESS_TREE";
+
+/// Signals every process (of those claw may read) whose environment carries `tree`'s mark:
+/// what a timed-out or cancelled command started, including those that left its process group.
+/// Read from `/proc/<pid>/environ`, so a process that rewrote its environment is not found.
+fn signal_marked(tree: &str, signal: Signal) {
+    let needle = format!("{TREE_VAR}={tree}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env
+            .split(|&b| b == 0)
+            .any(|var| var == needle.as_bytes())
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
 fn signal_group(pgid: Option<Pid>, signal: Signal) {
     if let Some(pgid) = pgid {
         // ESRCH (nobody left in the group) is the normal case after a clean exit.
@@ -258,6 +290,10 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
         Stdio::null()
     });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Every process this command starts inherits the mark, even one that leaves the process
+    // group (`setsid`, a double fork): on a timeout or cancel those are found and stopped too.
+    let tree = uuid::Uuid::new_v4().simple().to_string();
+    cmd.env(TREE_VAR, &tree);
     // Its own process group, so that the step and everything it starts can be signalled at once
     // (and a Ctrl-C on claw's terminal reaches claw, which then stops the step cleanly).
     cmd.process_group(0);
@@ -327,16 +363,21 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
             () = sleep_until(deadline), if !timed_out && status.is_none() && !cancelled => {
                 timed_out = true;
                 signal_group(pgid, Signal::SIGTERM);
+                signal_marked(&tree, Signal::SIGTERM);
                 kill_at = Instant::now() + spec.kill_grace;
             },
             () = cancel.cancelled(), if !cancelled && !timed_out && status.is_none() => {
                 cancelled = true;
                 signal_group(pgid, Signal::SIGTERM);
+                signal_marked(&tree, Signal::SIGTERM);
                 kill_at = Instant::now() + spec.kill_grace;
             },
             () = sleep_until(kill_at), if kill_at != far && !killed => {
                 killed = true;
                 signal_group(pgid, Signal::SIGKILL);
+                if timed_out || cancelled {
+                    signal_marked(&tree, Signal::SIGKILL);
+                }
                 // A process that left our group but kept our pipes cannot hold the step forever.
                 give_up_at = Instant::now() + Duration::from_secs(2);
             },
