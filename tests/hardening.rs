@@ -193,7 +193,10 @@ fn a_timed_out_step_stops_processes_that_left_its_group() {
         (state.is_empty() || state.contains(") Z ")).then_some(())
     });
     if gone.is_none() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         panic!("the escaped process {pid} outlived the step's timeout");
     }
 }
@@ -227,7 +230,10 @@ fn steps_cannot_read_claws_environment_through_proc() {
                 None => sp.env_remove(k),
             };
         }
-        sp.current_dir(env.dir.path()).output().expect("setpriv").into()
+        sp.current_dir(env.dir.path())
+            .output()
+            .expect("setpriv")
+            .into()
     } else {
         cmd.output().expect("claw").into()
     };

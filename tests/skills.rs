@@ -250,7 +250,16 @@ fn a_skill_without_the_vault_permission_sees_no_secret() {
         .collect();
     for k in &names {
         assert!(
-            ["CLAW_OUTPUT", "HOME", "PATH", "LANG", "TERM", "SKILL_WHO"].contains(k),
+            [
+                "CLAW_OUTPUT",
+                "CLAW_PROCESS_TREE",
+                "HOME",
+                "PATH",
+                "LANG",
+                "TERM",
+                "SKILL_WHO"
+            ]
+            .contains(k),
             "unexpected variable {k} in\n{}",
             plain.stdout
         );
@@ -602,4 +611,53 @@ fn hub_push_and_pull_round_trip_through_a_bare_repository() {
         "{}",
         none.stderr
     );
+}
+
+/// Landlock does not cover metadata: a confined skill may still not change a file's mode,
+/// owner or times (seccomp), inside its paths or outside; `touch` setting the current time works.
+#[test]
+fn a_confined_skill_cannot_change_modes_owners_or_times() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    let secret = env.write("outside/identity.txt", "AGE-SECRET-KEY-not-really");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let dir = skill(
+        &env,
+        "meta",
+        "paths: {read: [data], write: [out]}\n",
+        "run.sh",
+        &format!(
+            "chmod 644 {s} || echo chmod-refused\nchmod 777 out/mine.txt || echo chmod-inside-refused\nchown 0:0 out/mine.txt || echo chown-refused\ntouch -d 2001-01-01 out/mine.txt || echo utimes-refused\npython3 -c 'import os; os.chmod(\"{s}\", 0o644)' || echo pychmod-refused\ntouch out/mine.txt && echo touch-now-ok\n",
+            s = secret.display()
+        ),
+    );
+    std::fs::create_dir_all(dir.join("data")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("out")).expect("mkdir");
+    std::fs::write(dir.join("out/mine.txt"), "x").expect("write");
+    std::fs::set_permissions(
+        dir.join("out/mine.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let ran = env.claw(&["skill", "run", "meta"]);
+    ran.expect_code(0);
+    for refused in [
+        "chmod-refused",
+        "chmod-inside-refused",
+        "chown-refused",
+        "utimes-refused",
+        "pychmod-refused",
+        "touch-now-ok",
+    ] {
+        assert!(
+            ran.stdout.contains(refused),
+            "{refused}:\n{}\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+    }
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o777);
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(mode(&dir.join("out/mine.txt")), 0o600);
 }

@@ -258,9 +258,7 @@ fn signal_marked(tree: &str, signal: Signal) {
         let Ok(env) = std::fs::read(e.path().join("environ")) else {
             continue;
         };
-        if env
-            .split(|&b| b == 0)
-            .any(|var| var == needle.as_bytes())
+        if env.split(|&b| b == 0).any(|var| var == needle.as_bytes())
             && let Ok(pid) = i32::try_from(pid)
         {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);

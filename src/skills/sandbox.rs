@@ -162,6 +162,61 @@ pub fn launcher_args(
     out
 }
 
+/// Landlock confines reading and writing, not a file's metadata: a skill could still `chmod` the
+/// vault identity world-readable, `chown` a file or back-date it. A seccomp filter (inherited by
+/// everything the skill starts, and never removable) makes those calls fail with EPERM: every
+/// `chmod`/`chown` family call, and `utime`/`utimes`/`utimensat` with explicit times (`touch`
+/// setting the current time still works).
+fn forbid_metadata_changes() -> Result<(), String> {
+    use std::collections::BTreeMap;
+
+    use nix::libc;
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    /// fchmodat2 (Linux 6.6): one number on every architecture.
+    const SYS_FCHMODAT2: i64 = 452;
+    let times_given = |arg: u8| -> Result<Vec<SeccompRule>, String> {
+        let c = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0)
+            .map_err(|e| e.to_string())?;
+        Ok(vec![SeccompRule::new(vec![c]).map_err(|e| e.to_string())?])
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for always in [
+        libc::SYS_fchmod,
+        libc::SYS_fchmodat,
+        SYS_FCHMODAT2,
+        libc::SYS_fchown,
+        libc::SYS_fchownat,
+    ] {
+        rules.insert(always, Vec::new());
+    }
+    rules.insert(libc::SYS_utimensat, times_given(2)?);
+    #[cfg(target_arch = "x86_64")]
+    {
+        for always in [libc::SYS_chmod, libc::SYS_chown, libc::SYS_lchown] {
+            rules.insert(always, Vec::new());
+        }
+        rules.insert(libc::SYS_utime, times_given(1)?);
+        rules.insert(libc::SYS_utimes, times_given(1)?);
+        rules.insert(libc::SYS_futimesat, times_given(2)?);
+    }
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    let program: seccompiler::BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())?;
+    seccompiler::apply_filter(&program).map_err(|e| e.to_string())
+}
+
 /// The launcher (`claw __sandbox`): confines this process to `read` and `write`, then executes
 /// `program`. Returns only on failure, with the exit status to use (126 as a shell does when it
 /// cannot execute a command, 127 when the program is not found).
@@ -196,6 +251,10 @@ pub fn launch(read: &[PathBuf], write: &[PathBuf], program: &OsString, args: &[O
             eprintln!("claw: cannot confine the skill with Landlock: {e}");
             return 126;
         }
+    }
+    if let Err(e) = forbid_metadata_changes() {
+        eprintln!("claw: cannot forbid mode, owner and time changes to the skill: {e}");
+        return 126;
     }
     // exec only returns on failure.
     #[allow(
