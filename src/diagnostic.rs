@@ -176,7 +176,7 @@ fn visible_char(c: char) -> String {
     }
 }
 
-/// [`visible_char`] over a whole text (line breaks kept).
+/// Each character of `text` as `visible_char` shows it (line breaks kept).
 pub fn visible(text: &str) -> String {
     if text
         .chars()
