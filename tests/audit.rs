@@ -231,3 +231,39 @@ fn a_time_that_does_not_read_is_a_usage_error_naming_the_forms() {
         assert!(out.stdout.is_empty(), "{}", out.stdout);
     }
 }
+
+/// Whole entries cut from the end leave a valid, shorter chain: the anchor kept beside the log
+/// (the newest entry's seq and hash) shows they are gone.
+#[test]
+fn entries_removed_from_the_end_are_detected() {
+    let env = env_with_runs();
+    env.claw(&["audit", "verify"]).expect_code(0);
+    let mut l = lines(&env);
+    let total = l.len();
+    l.truncate(total - 2);
+    write_lines(&env, &l);
+    let v = env.claw(&["audit", "verify", "--json"]);
+    v.expect_code(1);
+    let j = v.json();
+    assert_eq!(j["problem"]["kind"], "truncated", "{j}");
+    let message = j["problem"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "entries {}..{total} were removed from the end",
+            total - 1
+        )),
+        "{message}"
+    );
+    // An entry rewritten in place (re-hashed, so the chain itself holds) is caught too.
+    let env = env_with_runs();
+    let mut l = lines(&env);
+    let last: serde_json::Value = serde_json::from_str(l.last().expect("a line")).expect("json");
+    let mut forged = last.clone();
+    forged["actor"] = serde_json::json!("someone-else");
+    forged["hash"] = serde_json::json!("0".repeat(64));
+    let n = l.len();
+    l[n - 1] = forged.to_string();
+    write_lines(&env, &l);
+    let v = env.claw(&["audit", "verify", "--json"]);
+    v.expect_code(1);
+}

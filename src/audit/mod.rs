@@ -287,6 +287,8 @@ pub enum ProblemKind {
     Garbled,
     /// The last line is incomplete (a crash while writing, or a truncated file).
     Torn,
+    /// Whole entries are gone from the end (the anchor names a later entry than the log's last).
+    Truncated,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AuditError + 'a {
@@ -405,10 +407,52 @@ impl AuditLog {
         if sync {
             file.sync_data().map_err(io("sync", &self.path))?;
         }
+        if let Some(v) = &last {
+            self.write_anchor(v);
+        }
         for (value, event) in out.iter().zip(events) {
             trace_entry(value.get("seq").and_then(Value::as_u64).unwrap_or(0), event);
         }
         Ok(out)
+    }
+
+    /// `audit.log.anchor`: the newest entry's `seq` and `hash`, rewritten after each append
+    /// (under the log's lock). A hash chain alone cannot show entries cut from its end; the
+    /// anchor can. Written after the log, so a crash leaves it behind the log, never ahead (but
+    /// without `sync`, a power cut may keep the anchor and lose the log's last lines).
+    fn write_anchor(&self, last: &Value) {
+        let (Some(seq), Some(hash)) = (
+            last.get("seq").and_then(Value::as_u64),
+            last.get("hash").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let text = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}\n");
+        // Best effort: the log is the record; a missing anchor only weakens the end check.
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.anchor_path())
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+
+    /// Where the anchor is kept: beside the log.
+    pub fn anchor_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".anchor");
+        PathBuf::from(p)
+    }
+
+    /// The anchor's `seq` and `hash`, if it is there and reads.
+    fn read_anchor(&self) -> Option<(u64, String)> {
+        let text = std::fs::read_to_string(self.anchor_path()).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        Some((v.get("seq")?.as_u64()?, v.get("hash")?.as_str()?.to_owned()))
     }
 
     fn entry_after(event: &Event, last: Option<&Value>) -> Value {
@@ -577,6 +621,8 @@ impl AuditLog {
         };
         let mut last_hash = GENESIS.to_owned();
         let mut expected_seq = 1u64;
+        let anchor = self.read_anchor();
+        let mut anchor_seen = false;
         // Sequence numbers of all lines, to tell a deletion from a reordering.
         let seqs: Vec<Option<u64>> = raw[..count]
             .iter()
@@ -676,9 +722,38 @@ impl AuditLog {
                 ));
                 return Ok(report);
             }
+            if let Some((aseq, ahash)) = &anchor
+                && *aseq == seq
+            {
+                if ahash != hash {
+                    report.problem = Some(fail(
+                        ProblemKind::Broken,
+                        format!(
+                            "entry {seq} (line {n}) is not the entry {seq} that was written (its hash differs from the one in {}): the log was rewritten",
+                            self.anchor_path().display()
+                        ),
+                    ));
+                    return Ok(report);
+                }
+                anchor_seen = true;
+            }
             last_hash = hash.to_owned();
             expected_seq = seq + 1;
             report.entries += 1;
+        }
+        if let Some((aseq, _)) = anchor
+            && !anchor_seen
+            && aseq >= expected_seq
+        {
+            report.problem = Some(Problem {
+                line: count + 1,
+                kind: ProblemKind::Truncated,
+                message: format!(
+                    "the log ends at entry {}, but entry {aseq} was written ({} keeps its hash): entries {expected_seq}..{aseq} were removed from the end",
+                    expected_seq - 1,
+                    self.anchor_path().display()
+                ),
+            });
         }
         Ok(report)
     }
