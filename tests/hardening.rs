@@ -241,3 +241,56 @@ fn steps_cannot_read_claws_environment_through_proc() {
     let run = out.json();
     assert_eq!(step(&run, "peek")["stdout"], "0\n", "{run}");
 }
+
+/// `claw run cancel` and the workflow's `timeout:` stop a rollback that hangs, as they stop the
+/// main phase; neither used to reach it.
+#[test]
+fn cancel_and_timeout_reach_the_rollback_phase() {
+    let env = Env::new();
+    let started = env.path("undo-started");
+    let finished = env.path("undo-finished");
+    let wf = |timeout: &str| {
+        format!(
+            "{timeout}steps:\n  - name: a\n    command: sleep 1; exit 1\n    on_failure: rollback\nrollback:\n  - name: undo\n    command: touch {s}; sleep 30; touch {f}\n",
+            s = started.display(),
+            f = finished.display()
+        )
+    };
+    env.workflow("hang", &wf(""));
+    let mut child = env.spawn(&["workflow", "run", "hang"]);
+    wait_for(std::time::Duration::from_secs(30), || {
+        started.exists().then_some(())
+    })
+    .expect("the rollback started");
+    let id = env.last_run().expect("a run");
+    let began = std::time::Instant::now();
+    env.claw(&["run", "cancel", &id]).expect_code(0);
+    let status = wait_for(std::time::Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(status.is_some(), "the run did not stop on cancel");
+    assert!(began.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(env.show(&id)["status"], "cancelled");
+    assert!(!finished.exists());
+
+    std::fs::remove_file(&started).expect("rm");
+    env.workflow("hang", &wf("timeout: 4s\n"));
+    let began = std::time::Instant::now();
+    let ran = env.claw(&["workflow", "run", "hang", "--json"]);
+    ran.expect_code(1);
+    assert!(started.exists());
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    let run = ran.json();
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{run}"
+    );
+    assert!(!finished.exists());
+}

@@ -231,8 +231,11 @@ impl<'a> Exec<'a> {
             self.sequential_phase(Phase::Rollback).await?;
         }
         let failed = self.main_failed();
-        if failed && self.stop != Some(Stop::Cancel) {
+        if failed && !self.interrupting && self.stop != Some(Stop::Cancel) {
             self.sequential_phase(Phase::Compensation).await?;
+        }
+        if self.interrupting {
+            return self.leave_interrupted();
         }
         self.finish().await
     }
@@ -632,14 +635,25 @@ impl<'a> Exec<'a> {
         if list.is_empty() {
             return Ok(());
         }
-        // Compensation records are found by their owner's name.
+        // The phase runs even though the main phase was stopped (that is what it is for), so it
+        // gets tokens of its own; but a cancel requested now, the workflow's `timeout:` and the
+        // daemon's shutdown stop it like the main phase.
         let fresh_cancel = CancellationToken::new();
         let saved_halt = std::mem::replace(&mut self.halt, fresh_cancel.child_token());
         let saved = std::mem::replace(&mut self.cancel, fresh_cancel);
+        let outer_was_cancelled = saved.is_cancelled();
         let saved_stop = self.stop.take();
-        for step in &list {
+        let mut phase_stop: Option<Stop> = None;
+        let mut next_poll = Instant::now() + POLL;
+        // A phase that starts after the workflow's timeout (the cleanup of a run that timed
+        // out) runs, each step within its own timeout; one that starts before it stops there.
+        let deadline = self.deadline.filter(|d| *d > Instant::now());
+        'steps: for step in &list {
             let name = rec_name(phase, step);
             loop {
+                if phase_stop.is_some() || self.interrupting {
+                    break 'steps;
+                }
                 let status = self.status_of(&name);
                 if status.is_finished() {
                     break;
@@ -656,6 +670,28 @@ impl<'a> Exec<'a> {
                         tokio::select! {
                             Some(notice) = self.notices_rx.recv() => self.on_notice(notice)?,
                             done = tasks.join_next() => break done,
+                            () = sleep_until(next_poll) => {
+                                next_poll = Instant::now() + POLL;
+                                self.heartbeat()?;
+                                if phase_stop.is_none() && self.store().cancel_requested(&self.run.id)? {
+                                    phase_stop = Some(Stop::Cancel);
+                                    self.cancel.cancel();
+                                }
+                            }
+                            () = saved.cancelled(), if !outer_was_cancelled && phase_stop.is_none() => {
+                                // Ctrl-C or SIGTERM of the process running the phase.
+                                phase_stop = Some(Stop::Cancel);
+                                self.cancel.cancel();
+                            }
+                            () = async { if let Some(d) = deadline { sleep_until(d).await } else { std::future::pending().await } }, if deadline.is_some() && phase_stop.is_none() => {
+                                phase_stop = Some(Stop::Timeout);
+                                self.cancel.cancel();
+                            }
+                            () = self.engine.shutdown_token().cancelled(), if !self.interrupting => {
+                                // Stopped here, resumable: the phase goes on where it stopped.
+                                self.interrupting = true;
+                                self.halt.cancel();
+                            }
                         }
                     };
                     let Some(done) = done else {
@@ -673,7 +709,8 @@ impl<'a> Exec<'a> {
         self.flush()?;
         self.cancel = saved;
         self.halt = saved_halt;
-        self.stop = saved_stop;
+        // A stop during the phase is the run's outcome (`cancelled`, or the timeout's error).
+        self.stop = phase_stop.or(saved_stop);
         Ok(())
     }
 
