@@ -282,6 +282,8 @@ impl Engine {
         if !self.store.add_vote(&run.id, step, &vote)? {
             return refuse(format!("{who} has already decided step `{step}`"));
         }
+        // A gate of this process waits on the bell (another process's gates see the commit).
+        self.ring_changes();
         let after = self
             .store
             .approval(&run.id, step)?

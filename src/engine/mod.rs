@@ -7,6 +7,7 @@
 //! non-idempotent step waits for a person's decision.
 
 pub mod approval;
+pub mod changes;
 pub mod owner;
 
 mod run;
@@ -136,6 +137,8 @@ pub struct Engine {
     /// Cancelled when the daemon stops taking work: runs that only wait (approval gates, child
     /// runs) are put aside at once, like at the shutdown deadline.
     park: CancellationToken,
+    /// Rung when the store may hold a new decision (see [`changes`]).
+    changes: Arc<changes::Changes>,
 }
 
 /// What starts a run.
@@ -170,7 +173,19 @@ impl Engine {
             eval: Evaluator::new(),
             shutdown: CancellationToken::new(),
             park: CancellationToken::new(),
+            changes: Arc::default(),
         }
+    }
+
+    /// Wakes when the store may hold news for a waiting step (a decision taken in another
+    /// process, or in this one). Must be called within a Tokio runtime.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe(&self.store)
+    }
+
+    /// Tells this process's waiting steps that something they wait on changed.
+    pub fn ring_changes(&self) {
+        self.changes.ring();
     }
 
     /// Records an audit entry. A failure to write the audit log does not stop the work; it is
@@ -356,6 +371,7 @@ impl Engine {
             return Ok(run.status);
         }
         self.store.request_cancel(&run.id)?;
+        self.ring_changes();
         self.audit
             .record(&crate::audit::Event::new(
                 who,

@@ -486,6 +486,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Releases the memory the store keeps only to go faster (page caches); a long-running
     /// process calls it after a burst of work.
     fn release_memory(&self) {}
+
+    /// A number that changes when another process (another connection) commits to the store
+    /// (`None`: the store cannot tell; watchers then check at every tick).
+    fn data_version(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A schedule's persistent state.

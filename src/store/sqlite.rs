@@ -791,6 +791,13 @@ impl Store for SqliteStore {
         let _ = self.conn().execute_batch("PRAGMA shrink_memory");
     }
 
+    fn data_version(&self) -> Option<u64> {
+        self.conn()
+            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+    }
+
     fn register_schedules(&self, ids: &[String], now: i64) -> Result<Vec<ScheduleState>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -27,6 +27,11 @@ use record::Again;
 
 /// How often the loop looks at the store (cancel requests, decisions) while steps run.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How often a run looks at the store on its own (lease heartbeat, and a cancel request the
+/// store's change bell missed); a cancel request from another process is heard at once through
+/// the bell ([`crate::engine::changes`]).
+const TICK: Duration = Duration::from_secs(2);
 /// Cap of a step's stdout kept in the store.
 const STDOUT_TAIL: usize = 64 * 1024;
 
@@ -475,7 +480,8 @@ impl<'a> Exec<'a> {
     async fn main_phase(&mut self) -> Result<()> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut running = 0usize;
-        let mut next_poll = Instant::now() + POLL;
+        let mut next_poll = Instant::now() + TICK;
+        let mut changes = self.engine.watch_changes();
         self.frontier = Frontier::new(&self.wf.steps, &self.recs);
         let wf = std::sync::Arc::clone(&self.wf);
         let steps = &wf.steps;
@@ -569,9 +575,14 @@ impl<'a> Exec<'a> {
                         }
                 }
                 () = sleep_until(next_poll) => {
-                    next_poll = Instant::now() + POLL;
+                    next_poll = Instant::now() + TICK;
                     self.poll_cancel()?;
                     self.heartbeat()?;
+                }
+                r = changes.changed() => {
+                    if r.is_ok() {
+                        self.poll_cancel()?;
+                    }
                 }
                 () = self.cancel.cancelled(), if self.stop.is_none() => {
                     // Ctrl-C, SIGTERM or the workflow's own token: stop starting steps now.

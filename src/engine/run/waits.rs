@@ -61,6 +61,8 @@ pub(super) struct RunServices {
     /// stops: only then is a child run cancelled too.
     run_cancel: CancellationToken,
     notices: UnboundedSender<Notice>,
+    /// Rung when the store may hold a decision (one watcher per process, not a poll per gate).
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Exec<'_> {
@@ -86,6 +88,7 @@ impl Exec<'_> {
             dry_run: self.run.dry_run,
             run_cancel: self.cancel.clone(),
             notices: self.notices_tx.clone(),
+            changes: self.engine.watch_changes(),
         });
         self.services = Some(services.clone());
         services
@@ -328,16 +331,26 @@ impl Services for RunServices {
             self.open_gate(input, &gate, &self.actor)
                 .map_err(WaitEnd::Failed)?;
             let step = &input.step;
+            let mut changes = self.changes.clone();
             loop {
+                changes.mark_unchanged();
+                // When to look again without being woken: at the gate's deadline, or soon after
+                // a busy database.
+                let next_look: Option<i64>;
                 let decided = match self.store.approval(&self.run_id, step) {
-                    Ok(Some(a)) => approval::resolve(&a, now_ms()).map(|r| (r, a)),
+                    Ok(Some(a)) => {
+                        next_look = a.request.deadline;
+                        approval::resolve(&a, now_ms()).map(|r| (r, a))
+                    }
                     Ok(None) => {
                         return Err(WaitEnd::Failed(
                             "the approval request is gone from the store".to_owned(),
                         ));
                     }
-                    // A busy database is retried at the next poll.
-                    Err(_) => None,
+                    Err(_) => {
+                        next_look = Some(now_ms() + 300);
+                        None
+                    }
                 };
                 if let Some((resolution, a)) = decided {
                     let recorded = match &resolution {
@@ -352,8 +365,18 @@ impl Services for RunServices {
                         return Ok(resolution);
                     }
                 }
+                let wait = next_look.map(|at| {
+                    Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                        + Duration::from_millis(5)
+                });
                 tokio::select! {
-                    () = sleep(POLL.max(Duration::from_millis(300))) => {}
+                    r = changes.changed() => {
+                        if r.is_err() {
+                            // No bell any more (the engine is going away): fall back to polling.
+                            sleep(POLL.max(Duration::from_millis(300))).await;
+                        }
+                    }
+                    () = async { match wait { Some(w) => sleep(w).await, None => std::future::pending().await } } => {}
                     () = cancel.cancelled() => return Err(WaitEnd::Cancelled),
                 }
             }
