@@ -812,3 +812,46 @@ fn many_waiting_gates_cost_nothing_and_still_hear_decisions() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(60)).0, Some(0));
 }
+
+/// `claw.yaml` is re-read when it changes: a new step log limit applies to the next run; a file
+/// with errors is reported and the settings in force are kept.
+#[test]
+fn claw_yaml_changes_reach_the_running_daemon() {
+    let env = Env::new();
+    env.workflow(
+        "chatty",
+        "steps:\n  - name: a\n    command: head -c 6000 /dev/zero | tr '\\0' x; echo\n",
+    );
+    let d = Daemon::start(&env, &[]);
+    std::fs::write(
+        env.root.join("claw.yaml"),
+        "logs:\n  max_step_bytes: 1000\n",
+    )
+    .expect("write");
+    let reloaded = wait_for(Duration::from_secs(20), || {
+        read(&d.log).contains("settings reloaded").then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", read(&d.log));
+    let id = detach(&env, "chatty");
+    assert!(reaches(&env, &id, "succeeded"), "{}", read(&d.log));
+    let log = env.show(&id)["steps"][0]["log"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let size = std::fs::metadata(&log).map_or(u64::MAX, |m| m.len());
+    assert!(size <= 1000, "{log} is {size} bytes");
+    assert!(
+        std::path::Path::new(&format!("{log}.1")).exists(),
+        "no rotation"
+    );
+    std::fs::write(env.root.join("claw.yaml"), "logs:\n  max_step_byts: 5\n").expect("write");
+    let warned = wait_for(Duration::from_secs(20), || {
+        read(&d.log)
+            .contains("settings in force are kept")
+            .then_some(())
+    });
+    assert!(warned.is_some(), "{}", read(&d.log));
+    assert!(read(&d.log).contains("max_step_byts"), "{}", read(&d.log));
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
+}

@@ -126,7 +126,8 @@ pub use crate::time::now_ms;
 #[derive(Debug)]
 pub struct Engine {
     pub dirs: Dirs,
-    pub settings: Settings,
+    /// `claw.yaml`'s settings; the daemon replaces them when the file changes.
+    settings: std::sync::RwLock<Settings>,
     pub store: Arc<dyn Store>,
     pub audit: crate::audit::AuditLog,
     owner: String,
@@ -167,7 +168,7 @@ impl Engine {
         Self {
             audit: crate::audit::AuditLog::in_dir(&dirs.home),
             dirs,
-            settings,
+            settings: std::sync::RwLock::new(settings),
             store,
             owner: owner::current(),
             eval: Evaluator::new(),
@@ -175,6 +176,23 @@ impl Engine {
             park: CancellationToken::new(),
             changes: Arc::default(),
         }
+    }
+
+    /// The settings in force (a copy: the daemon may replace them while runs go on; a step
+    /// takes them when it starts).
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the settings (the daemon, when `claw.yaml` changed).
+    pub fn set_settings(&self, settings: Settings) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
     }
 
     /// Wakes when the store may hold news for a waiting step (a decision taken in another
@@ -422,11 +440,11 @@ impl Engine {
     /// Deletes runs past the retention policy, with their logs.
     pub fn prune(&self, workflow: &str) -> Result<usize> {
         let max_age =
-            i64::try_from(self.settings.retention_max_age.as_millis()).unwrap_or(i64::MAX);
+            i64::try_from(self.settings().retention_max_age.as_millis()).unwrap_or(i64::MAX);
         let gone = self.store.prune_runs(
             workflow,
             now_ms().saturating_sub(max_age),
-            self.settings.retention_max_runs,
+            self.settings().retention_max_runs,
         )?;
         for id in &gone {
             let _ = std::fs::remove_dir_all(self.dirs.run_log_dir(id));

@@ -663,15 +663,47 @@ fn watchers_stamp(dirs: &crate::config::Dirs) -> Option<(u64, Option<std::time::
     Some((m.len(), m.modified().ok()))
 }
 
-/// Runs the watchers, and runs them again with the new rules when `watchers.yaml` changes.
+type Stamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+fn settings_stamp(dirs: &crate::config::Dirs) -> Stamp {
+    let m = std::fs::metadata(dirs.root.join("claw.yaml")).ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
+/// `claw.yaml` changed: its settings replace the engine's (runs and jobs take them from their
+/// next step on); a file with errors is reported and the settings in force are kept.
+fn reload_settings(ctx: &Ctx) {
+    match crate::config::Settings::load(&ctx.engine.dirs.root) {
+        Ok(s) => {
+            tracing::info!(
+                target: DAEMON,
+                "claw.yaml changed: settings reloaded (retention {} / {} runs, step logs {} bytes, kill grace {})",
+                crate::time::duration::format(s.retention_max_age),
+                s.retention_max_runs,
+                s.max_step_log_bytes,
+                crate::time::duration::format(s.kill_grace)
+            );
+            ctx.engine.set_settings(s);
+        }
+        Err(e) => tracing::warn!(
+            target: DAEMON,
+            "warning: claw.yaml changed but has errors; the settings in force are kept:\n{}",
+            e.render()
+        ),
+    }
+}
+
+/// Runs the watchers, and runs them again with the new rules when `watchers.yaml` changes;
+/// reloads `claw.yaml`'s settings when it changes (the watchers restart to take them).
 async fn watch_loop(ctx: Rc<Ctx>) {
     let dirs = ctx.engine.dirs.clone();
     let mut first = true;
+    let mut settings = settings_stamp(&dirs);
     loop {
         let stamp = watchers_stamp(&dirs);
         let cancel = ctx.intake.child_token();
         if !first {
-            tracing::info!(target: DAEMON, "watchers.yaml changed: restarting the watchers");
+            tracing::info!(target: DAEMON, "restarting the watchers");
         }
         first = false;
         let running = spawn_watchers(&ctx, cancel.clone());
@@ -685,7 +717,14 @@ async fn watch_loop(ctx: Rc<Ctx>) {
                 }
                 () = tokio::time::sleep(POLL) => {}
             }
+            let now = settings_stamp(&dirs);
+            if now != settings {
+                settings = now;
+                reload_settings(&ctx);
+                break;
+            }
             if watchers_stamp(&dirs) != stamp {
+                tracing::info!(target: DAEMON, "watchers.yaml changed");
                 break;
             }
         }
@@ -719,7 +758,7 @@ fn spawn_watchers(ctx: &Rc<Ctx>, cancel: CancellationToken) -> Option<tokio::tas
     );
     let dispatcher = Arc::new(crate::triggers::watch::Dispatcher::new(
         dirs,
-        ctx.engine.settings.clone(),
+        ctx.engine.settings(),
         Some(launcher),
         cancel.clone(),
     ));

@@ -203,6 +203,7 @@ impl Exec<'_> {
         }
         let base = file_name(seq, &name);
         let outputs_path = self.log_dir.join(format!("{base}.{attempt}.out"));
+        let settings = self.engine.settings();
         let mut input = StepInput {
             kind: step.kind.clone(),
             run_id: self.run.id.clone(),
@@ -210,9 +211,9 @@ impl Exec<'_> {
             attempt,
             env,
             timeout: step.timeout,
-            kill_grace: self.engine.settings.kill_grace,
+            kill_grace: settings.kill_grace,
             log_path: self.log_dir.join(format!("{base}.log")),
-            max_log_bytes: self.engine.settings.max_step_log_bytes,
+            max_log_bytes: settings.max_step_log_bytes,
             outputs_path: PathBuf::new(),
             redactor: self.redactor.clone(),
         };

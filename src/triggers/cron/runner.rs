@@ -249,7 +249,7 @@ async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
     supervise(
         cmd,
         &format!("skill {}", job.command),
-        engine.settings.kill_grace,
+        engine.settings().kill_grace,
         cancel,
     )
     .await
@@ -312,7 +312,7 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
     supervise(
         cmd,
         &format!("Command '{}'", job.command),
-        engine.settings.kill_grace,
+        engine.settings().kill_grace,
         cancel,
     )
     .await
