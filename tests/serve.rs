@@ -855,3 +855,39 @@ fn claw_yaml_changes_reach_the_running_daemon() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(30)).0, Some(0));
 }
+
+/// The daemon's shutdown reaches a rollback in progress: after the grace period the rollback
+/// step is stopped and the run is left resumable, not finished, and not waited for forever.
+#[test]
+fn shutdown_stops_a_rollback_in_progress_and_leaves_the_run_resumable() {
+    let env = Env::new();
+    let started = env.path("undo-started");
+    env.workflow(
+        "hang",
+        &format!(
+            "steps:\n  - name: a\n    command: exit 1\n    on_failure: rollback\nrollback:\n  - name: undo\n    command: touch {}; sleep 60\n",
+            started.display()
+        ),
+    );
+    let daemon = Daemon::start(&env, &["--grace", "1s"]);
+    let id = detach(&env, "hang");
+    wait_for(Duration::from_secs(30), || started.exists().then_some(()))
+        .expect("the rollback started");
+    let began = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let (code, log) = daemon.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(began.elapsed() < Duration::from_secs(15), "{:?}", began.elapsed());
+    let status = run_status(&env, &id);
+    assert!(
+        !["succeeded", "failed", "cancelled"].contains(&status.as_str()),
+        "the run was finished ({status}) instead of left resumable"
+    );
+    let steps = env.step_statuses(&id);
+    assert!(
+        steps
+            .iter()
+            .any(|(n, s)| n == "rollback:undo" && (s == "interrupted" || s == "pending")),
+        "{steps:?}"
+    );
+}
