@@ -168,6 +168,8 @@ fn reveals_and_decisions_fail_closed_without_an_audit_log() {
         "nothing written through the symlink"
     );
     assert_eq!(step_status(&env.show(&id), "ok"), Some("waiting"));
+    let doc = env.claw(&["doctor"]);
+    assert!(doc.stdout.contains("is a symlink"), "{}", doc.stdout);
     let _ = child.kill();
     let _ = child.wait();
 }

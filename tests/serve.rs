@@ -877,7 +877,11 @@ fn shutdown_stops_a_rollback_in_progress_and_leaves_the_run_resumable() {
     daemon.signal(Signal::SIGTERM);
     let (code, log) = daemon.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{log}");
-    assert!(began.elapsed() < Duration::from_secs(15), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
     let status = run_status(&env, &id);
     assert!(
         !["succeeded", "failed", "cancelled"].contains(&status.as_str()),

@@ -660,4 +660,12 @@ fn a_confined_skill_cannot_change_modes_owners_or_times() {
         |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o777);
     assert_eq!(mode(&secret), 0o600);
     assert_eq!(mode(&dir.join("out/mine.txt")), 0o600);
+    // `claw doctor` says what the sandbox stops and what it does not.
+    let doc = env.claw(&["doctor"]);
+    assert!(
+        doc.stdout.contains("cannot chmod, chown or set file times")
+            && doc.stdout.contains("not confined: network access"),
+        "{}",
+        doc.stdout
+    );
 }

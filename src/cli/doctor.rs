@@ -161,6 +161,34 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         r.warn("vault", "not initialized (`claw vault init`)");
     }
     let audit = crate::audit::AuditLog::in_dir(&dirs.home);
+    // Writable as claw writes it (no symlink followed): vault reveals and decisions refuse to
+    // act without their entry.
+    if std::fs::symlink_metadata(audit.path()).is_ok_and(|m| m.file_type().is_symlink()) {
+        r.bad(
+            "audit log",
+            &format!(
+                "{} is a symlink: claw does not write through it, so vault reveals, vault \
+                 changes and decisions are refused until it is a plain file",
+                audit.path().display()
+            ),
+        );
+    } else if audit.path().exists() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if let Err(e) = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(audit.path())
+        {
+            r.bad(
+                "audit log",
+                &format!(
+                    "{} cannot be written ({e}): vault reveals, vault changes and decisions are \
+                     refused until it can",
+                    audit.path().display()
+                ),
+            );
+        }
+    }
     match audit.verify() {
         Ok(rep) => match rep.problem {
             None => r.ok(

@@ -525,6 +525,23 @@ pub(crate) fn doctor_lines(ctx: &Ctx) -> Vec<(bool, String, String)> {
     let mut out = Vec::new();
     let support = sandbox::detect();
     out.push((false, "landlock".to_owned(), support.describe()));
+    match sandbox::metadata_filter_works() {
+        Ok(()) => out.push((
+            false,
+            "sandbox".to_owned(),
+            "skills with `paths:` also cannot chmod, chown or set file times (seccomp); not \
+             confined: network access, signals to your other processes, reading the system \
+             directories"
+                .to_owned(),
+        )),
+        Err(why) => out.push((
+            true,
+            "sandbox".to_owned(),
+            format!(
+                "the seccomp filter does not work here ({why}): skills with `paths:` will not start"
+            ),
+        )),
+    }
     let cat = skills::discover(&ctx.dirs);
     if cat.broken.is_empty() {
         out.push((

@@ -217,6 +217,31 @@ fn forbid_metadata_changes() -> Result<(), String> {
     seccompiler::apply_filter(&program).map_err(|e| e.to_string())
 }
 
+/// Whether the metadata filter works here: applied in a throwaway thread (a seccomp filter
+/// without TSYNC binds the calling thread only), which then tries to `chmod` a file of its own.
+pub fn metadata_filter_works() -> Result<(), String> {
+    let probe = std::thread::spawn(|| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = std::env::temp_dir().join(format!(
+            ".claw-seccomp-probe-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        let result = forbid_metadata_changes().and_then(|()| {
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)) {
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => Ok(()),
+                Err(e) => Err(format!("chmod failed otherwise: {e}")),
+                Ok(()) => Err("chmod was not refused".to_owned()),
+            }
+        });
+        let _ = std::fs::remove_file(&path);
+        result
+    });
+    probe
+        .join()
+        .unwrap_or_else(|_| Err("the probe thread failed".to_owned()))
+}
+
 /// The launcher (`claw __sandbox`): confines this process to `read` and `write`, then executes
 /// `program`. Returns only on failure, with the exit status to use (126 as a shell does when it
 /// cannot execute a command, 127 when the program is not found).
