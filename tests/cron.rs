@@ -398,3 +398,53 @@ fn webhook_jobs_post_their_args_as_json() {
     );
     assert_eq!(jobs(&env)[0]["last_status"], "ok");
 }
+
+/// A job is named by its name too, everywhere an id is taken (as `cron add` takes a name and
+/// `cron list` shows it); a name two jobs share is ambiguous. The docs' own example works as
+/// written, and the seed's `--limit` spelling of `-n`.
+#[test]
+fn jobs_are_found_by_name_everywhere_an_id_is_taken() {
+    let env = Env::new();
+    env.claw(&["cron", "add", "disk", "@hourly", "echo disk-usage-ok"])
+        .expect_code(0);
+    let both = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{exe} cron run disk && {exe} cron logs disk -n 1 && {exe} cron logs disk --limit 1",
+            exe = env!("CARGO_BIN_EXE_claw")
+        ))
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .output()
+        .expect("sh");
+    let out = String::from_utf8_lossy(&both.stdout);
+    assert!(
+        both.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    assert!(out.matches("disk-usage-ok").count() >= 2, "{out}");
+    env.claw(&["cron", "next", "disk", "-n", "1"])
+        .expect_code(0);
+    env.claw(&["cron", "disable", "disk"]).expect_code(0);
+    env.claw(&["cron", "enable", "disk"]).expect_code(0);
+    env.claw(&["cron", "add", "dup", "@daily", "true"])
+        .expect_code(0);
+    env.claw(&["cron", "add", "dup", "@daily", "true"])
+        .expect_code(0);
+    let amb = env.claw(&["cron", "run", "dup"]);
+    amb.expect_code(1);
+    assert!(
+        amb.stderr.contains("`dup` matches 2 jobs"),
+        "{}",
+        amb.stderr
+    );
+    env.claw(&["cron", "remove", "disk"]).expect_code(0);
+    let gone = env.claw(&["cron", "run", "disk"]);
+    gone.expect_code(1);
+    assert!(
+        gone.stderr.contains("no job matches `disk`"),
+        "{}",
+        gone.stderr
+    );
+}

@@ -52,22 +52,44 @@ pub(crate) enum CronCommand {
         json: bool,
     },
     /// Delete a job (its output files stay).
-    Remove { id: String },
+    Remove {
+        /// The job: its name, its id, or a unique start of its id.
+        #[arg(value_name = "JOB")]
+        id: String,
+    },
     /// Enable a job (idempotent).
-    Enable { id: String },
+    Enable {
+        /// The job: its name, its id, or a unique start of its id.
+        #[arg(value_name = "JOB")]
+        id: String,
+    },
     /// Disable a job (idempotent).
-    Disable { id: String },
+    Disable {
+        /// The job: its name, its id, or a unique start of its id.
+        #[arg(value_name = "JOB")]
+        id: String,
+    },
     /// Run a job now in the foreground, record its output and status. Exit status 1 if it failed.
     Run {
+        /// The job: its name, its id, or a unique start of its id.
+        #[arg(value_name = "JOB")]
         id: String,
         #[arg(long)]
         json: bool,
     },
     /// Show the newest output files of a job.
     Logs {
+        /// The job: its name, its id, or a unique start of its id.
+        #[arg(value_name = "JOB")]
         id: String,
         /// How many (newest first).
-        #[arg(short = 'n', long = "lines", default_value_t = 5, value_name = "N")]
+        #[arg(
+            short = 'n',
+            long = "lines",
+            visible_alias = "limit",
+            default_value_t = 5,
+            value_name = "N"
+        )]
         n: usize,
     },
     /// Whether the daemon runs, the job counts, and per schedule (jobs and workflows): its last
@@ -79,7 +101,7 @@ pub(crate) enum CronCommand {
     },
     /// The next fires of a job, or of a workflow's `schedule:`, in the schedule's zone and UTC.
     Next {
-        /// A job id (prefix) or a workflow name.
+        /// A job (its name, id or id prefix) or a workflow name.
         target: String,
         #[arg(short = 'n', default_value_t = 5, value_name = "N")]
         n: usize,

@@ -205,7 +205,7 @@ pub enum JobsError {
     },
     #[error("no job matches `{0}` (see `claw cron list`)")]
     NotFound(String),
-    #[error("`{prefix}` matches {} jobs: {}; give more of the id", matches.len(), matches.join(", "))]
+    #[error("`{prefix}` matches {} jobs: {}; give the id, or more of it", matches.len(), matches.join(", "))]
     Ambiguous {
         prefix: String,
         matches: Vec<String>,
@@ -383,7 +383,9 @@ impl JobsFile {
     }
 }
 
-/// The index of the job whose id equals `prefix`, else the one id starting with it.
+/// The job `prefix` names: the one whose id it is, else the one whose name it is (the name
+/// `cron add` took and `cron list` shows), else the one id starting with it. A name or prefix
+/// that fits several jobs is an error listing them.
 pub fn find_index(jobs: &[Job], prefix: &str) -> Result<usize, JobsError> {
     let prefix = prefix.trim();
     if prefix.is_empty() {
@@ -391,6 +393,25 @@ pub fn find_index(jobs: &[Job], prefix: &str) -> Result<usize, JobsError> {
     }
     if let Some(i) = jobs.iter().position(|j| j.id == prefix) {
         return Ok(i);
+    }
+    let named: Vec<usize> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.name == prefix)
+        .map(|(i, _)| i)
+        .collect();
+    match named[..] {
+        [i] => return Ok(i),
+        [] => {}
+        _ => {
+            return Err(JobsError::Ambiguous {
+                prefix: prefix.to_owned(),
+                matches: named
+                    .iter()
+                    .map(|&i| format!("{} ({})", jobs[i].id, jobs[i].name))
+                    .collect(),
+            });
+        }
     }
     let hits: Vec<usize> = jobs
         .iter()
