@@ -607,3 +607,34 @@ fn run_history_keeps_the_newest_runs_and_drops_old_logs() {
         .json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }
+
+/// `run logs RUN STEP` of a step that printed nothing says so (on stderr: stdout stays the log),
+/// and dry runs are marked in `run list`, never looking like runs that did something.
+#[test]
+fn silent_steps_and_dry_runs_say_what_they_are() {
+    let env = Env::new();
+    env.workflow(
+        "q",
+        "steps:\n  - name: quiet\n    command: 'true'\n  - name: loud\n    command: echo hi\n",
+    );
+    env.claw(&["workflow", "run", "q"]).expect_code(0);
+    let id = env.last_run().expect("a run");
+    let quiet = env.claw(&["run", "logs", &id, "quiet"]);
+    quiet.expect_code(0);
+    assert_eq!(quiet.stdout, "");
+    assert!(
+        quiet.stderr.contains("step `quiet` of run") && quiet.stderr.contains("printed nothing"),
+        "{}",
+        quiet.stderr
+    );
+    let loud = env.claw(&["run", "logs", &id, "loud"]);
+    assert_eq!(loud.stdout, "hi\n");
+    assert_eq!(loud.stderr, "");
+    env.claw(&["workflow", "run", "q", "--dry-run"])
+        .expect_code(0);
+    let listed = env.claw(&["run", "list"]);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", listed.stdout);
+    assert!(lines[1].contains("(dry run)"), "{}", listed.stdout);
+    assert!(!lines[2].contains("(dry run)"), "{}", listed.stdout);
+}

@@ -236,10 +236,16 @@ fn list(
         .iter()
         .zip(&waits)
         .map(|(r, w)| {
+            // A dry run did nothing: it must not read as a run that did.
+            let status = if r.dry_run {
+                format!("{} (dry run)", status_label(engine, r))
+            } else {
+                status_label(engine, r)
+            };
             let mut row = vec![
                 r.id.clone(),
                 r.workflow.clone(),
-                status_label(engine, r),
+                status,
                 output::local_time(Some(r.created_at)),
                 output::human_ms(output::duration_ms(r.started_at, r.finished_at)),
             ];
@@ -436,6 +442,21 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
             offsets.insert(s.name.clone(), len);
         }
         if !follow {
+            if let Some(name) = step
+                && !offsets.contains_key(name)
+                && let Some(s) = steps.iter().find(|s| s.name == name)
+            {
+                // Said on stderr: stdout stays the log's bytes (empty) for scripts.
+                eprintln!(
+                    "step `{name}` of run {} printed nothing ({})",
+                    run.id,
+                    if s.status.is_finished() {
+                        s.status.to_string()
+                    } else {
+                        format!("{} so far; `--follow` waits for more", s.status)
+                    }
+                );
+            }
             return Ok(());
         }
         let now = engine.store.find_run(&run.id)?;
