@@ -448,3 +448,64 @@ fn jobs_are_found_by_name_everywhere_an_id_is_taken() {
         gone.stderr
     );
 }
+
+/// What a job will start is checked when it is added, not when it first fires: an unknown
+/// workflow (with "did you mean"), an argument the workflow does not take, a missing skill, a job
+/// type this claw cannot run. Nothing is saved.
+#[test]
+fn add_checks_the_jobs_target_and_arguments() {
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        "params:\n  who: {type: string, default: x}\nsteps:\n  - name: a\n    command: echo hi\n",
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["cron", "add", "a", "@hourly", "helo", "--type", "workflow"],
+            "did you mean `hello`?",
+        ),
+        (
+            &[
+                "cron", "add", "b", "@hourly", "hello", "--type", "workflow", "--arg", "whoo=x",
+            ],
+            "has no param `whoo` (it takes: who); did you mean `who`?",
+        ),
+        (
+            &[
+                "cron",
+                "add",
+                "c",
+                "@hourly",
+                "nosuchskill",
+                "--type",
+                "skill",
+            ],
+            "nosuchskill",
+        ),
+        (
+            &[
+                "cron",
+                "add",
+                "d",
+                "@hourly",
+                "summarise",
+                "--type",
+                "claude",
+            ],
+            "cannot run in this version",
+        ),
+    ];
+    for (args, needle) in cases {
+        let ran = env.claw(args);
+        ran.expect_code(2);
+        assert!(ran.stderr.contains(needle), "{args:?}: {}", ran.stderr);
+    }
+    assert!(
+        !env.home.join("cron/jobs.json").exists()
+            || read(&env.home.join("cron/jobs.json")).trim() == "[]"
+    );
+    env.claw(&[
+        "cron", "add", "ok", "@hourly", "hello", "--type", "workflow", "--arg", "who=y",
+    ])
+    .expect_code(0);
+}

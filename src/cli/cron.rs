@@ -135,6 +135,38 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
             if name.trim().is_empty() {
                 return Err(CliError::usage("the job needs a non-empty NAME"));
             }
+            // What the job will start is checked now, not when it first fires.
+            let mut given = Vec::new();
+            for a in &args {
+                given.push(
+                    crate::params::split_assignment(a)
+                        .map_err(|e| CliError::usage(format!("--arg {e}")))?,
+                );
+            }
+            match job_type {
+                JobType::Workflow => {
+                    let wf = super::workflow::load(ctx, &command)?;
+                    wf.bind_params(&given).map_err(|problems| {
+                        CliError::usage(format!(
+                            "the job would start workflow `{}` with bad --arg values: {}",
+                            wf.name,
+                            problems.join("; ")
+                        ))
+                    })?;
+                }
+                JobType::Skill => {
+                    crate::skills::find(&ctx.dirs, &command)
+                        .map_err(|e| CliError::usage(e.to_string()))?;
+                }
+                JobType::Shell | JobType::Webhook => {}
+                other => {
+                    return Err(CliError::usage(format!(
+                        "job type `{other}` cannot run in this version of claw (shell, workflow, \
+                         skill and webhook jobs can); such jobs from the seed's jobs.json are kept \
+                         and listed, but not added"
+                    )));
+                }
+            }
             let mut job = Job::new(name.trim(), &schedule, job_type, &command);
             job.enabled = !disabled;
             job.output_channel = output;
