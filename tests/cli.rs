@@ -638,3 +638,31 @@ fn silent_steps_and_dry_runs_say_what_they_are() {
     assert!(lines[1].contains("(dry run)"), "{}", listed.stdout);
     assert!(!lines[2].contains("(dry run)"), "{}", listed.stdout);
 }
+
+/// A failed step's summary shows the end of its stderr (what explains the failure, not just the
+/// exit code) and the command that shows its whole output.
+#[test]
+fn a_failed_step_shows_its_last_stderr_lines_and_the_logs_command() {
+    let env = Env::new();
+    env.workflow(
+        "f",
+        "steps:\n  - name: fetch config\n    command: \"echo starting; echo 'warming up' >&2; echo 'fatal: could not read config /etc/x' >&2; exit 255\"\n",
+    );
+    let ran = env.claw(&["workflow", "run", "f"]);
+    ran.expect_code(1);
+    let id = env.last_run().expect("a run");
+    assert!(
+        ran.stdout.contains("  fetch config (stderr, last lines):\n    warming up\n    fatal: could not read config /etc/x\n"),
+        "{}",
+        ran.stdout
+    );
+    let hint = format!("the whole output: claw run logs {id} 'fetch config'");
+    assert!(ran.stdout.contains(&hint), "{}", ran.stdout);
+    // The command it gives works.
+    let logs = env.claw(&["run", "logs", &id, "fetch config"]);
+    assert!(
+        logs.stdout.contains("fatal: could not read config"),
+        "{}",
+        logs.stdout
+    );
+}

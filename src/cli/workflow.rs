@@ -576,6 +576,38 @@ pub(crate) fn report(engine: &Engine, run: &RunRecord, json: bool) -> CliResult 
         {
             line.push_str(&format!("\n{}", output::first_line(e, 200)));
         }
+        // What explains a failure is usually the end of its stderr, not its exit code.
+        for s in steps
+            .iter()
+            .filter(|s| s.status == crate::store::StepStatus::Failed)
+        {
+            let tail: Vec<&str> = s
+                .stderr_tail
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            let last = &tail[tail.len().saturating_sub(3)..];
+            if !last.is_empty() {
+                line.push_str(&format!("\n  {} (stderr, last lines):", s.name));
+                for l in last {
+                    line.push_str(&format!("\n    {}", output::first_line(l, 200)));
+                }
+            }
+            let name = if s
+                .name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            {
+                s.name.clone()
+            } else {
+                format!("'{}'", s.name.replace('\'', "'\\''"))
+            };
+            line.push_str(&format!(
+                "\n  the whole output: claw run logs {} {}",
+                run.id,
+                crate::diagnostic::visible(&name)
+            ));
+        }
         println!("{line}");
     }
     match run.status {
