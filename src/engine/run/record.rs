@@ -451,12 +451,17 @@ impl Exec<'_> {
             how.join("; ")
         );
         self.progress.event(&Event::Waiting { message: &msg });
+        // Woken by the store's change bell (a decision from another process), at the latest
+        // every 2 s for the lease's heartbeat.
+        let mut changes = self.engine.watch_changes();
         while self.apply_decisions(phase)? {
             self.flush()?;
             self.poll_cancel()?;
             self.heartbeat()?;
+            changes.mark_unchanged();
             tokio::select! {
-                () = sleep(Duration::from_millis(500)) => {}
+                _ = changes.changed() => {}
+                () = sleep(Duration::from_secs(2)) => {}
                 () = self.cancel.cancelled() => { self.stop = Some(Stop::Cancel); }
             }
         }
