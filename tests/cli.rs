@@ -666,3 +666,44 @@ fn a_failed_step_shows_its_last_stderr_lines_and_the_logs_command() {
         logs.stdout
     );
 }
+
+/// `-n` and `--limit` mean the same in every listing (the seed's spellings too), and a listing
+/// cut at its limit says so.
+#[test]
+fn limits_are_spelled_alike_and_a_cut_listing_says_so() {
+    let env = Env::new();
+    env.workflow("q", "steps:\n  - name: a\n    command: 'true'\n");
+    for _ in 0..3 {
+        env.claw(&["workflow", "run", "q"]).expect_code(0);
+    }
+    for flag in ["-n", "--limit"] {
+        let listed = env.claw(&["run", "list", flag, "2", "--json"]);
+        listed.expect_code(0);
+        assert_eq!(listed.json().as_array().map(Vec::len), Some(2));
+        assert!(
+            listed.stderr.contains("there are more"),
+            "{}",
+            listed.stderr
+        );
+        let tail = env.claw(&["audit", "tail", flag, "2", "--json"]);
+        tail.expect_code(0);
+        assert_eq!(
+            tail.json().as_array().map(Vec::len),
+            Some(2),
+            "{}",
+            tail.stdout
+        );
+        let search = env.claw(&["audit", "search", "workflow", flag, "1", "--json"]);
+        search.expect_code(0);
+        assert_eq!(
+            search.json().as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            search.stdout
+        );
+        assert!(search.stderr.contains("not shown"), "{}", search.stderr);
+    }
+    let all = env.claw(&["run", "list", "-n", "3"]);
+    assert!(!all.stderr.contains("there are more"), "{}", all.stderr);
+    env.claw(&["audit", "tail", "--lines", "1"]).expect_code(0);
+}

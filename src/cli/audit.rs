@@ -11,7 +11,14 @@ use crate::audit::{AuditLog, Line, Query};
 pub(crate) enum AuditCommand {
     /// The last entries.
     Tail {
-        #[arg(short = 'n', long, default_value_t = 20)]
+        /// How many (the newest).
+        #[arg(
+            short = 'n',
+            long = "limit",
+            visible_alias = "lines",
+            default_value_t = 20,
+            value_name = "N"
+        )]
         lines: usize,
         #[arg(long)]
         json: bool,
@@ -31,6 +38,9 @@ pub(crate) enum AuditCommand {
         /// Entries up to this time (included), in the forms of `--since`.
         #[arg(long, value_name = "TIME", value_parser = super::instant)]
         until: Option<DateTime<Utc>>,
+        /// At most N entries (the newest matching); all by default.
+        #[arg(short = 'n', long = "limit", value_name = "N")]
+        limit: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -51,6 +61,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: AuditCommand) -> CliResult {
             actor,
             since,
             until,
+            limit,
             json,
         } => {
             let q = Query {
@@ -60,7 +71,15 @@ pub(crate) fn run(ctx: &Ctx, cmd: AuditCommand) -> CliResult {
                 since,
                 until,
             };
-            print(&log.search(&q)?, json)
+            let mut found = log.search(&q)?;
+            if let Some(n) = limit
+                && found.len() > n
+            {
+                let more = found.len() - n;
+                found.drain(..more);
+                eprintln!("({more} older matching entries not shown: raise -n/--limit)");
+            }
+            print(&found, json)
         }
         AuditCommand::Verify { json } => {
             let r = log.verify()?;

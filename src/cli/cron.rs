@@ -85,8 +85,8 @@ pub(crate) enum CronCommand {
         /// How many (newest first).
         #[arg(
             short = 'n',
-            long = "lines",
-            visible_alias = "limit",
+            long = "limit",
+            visible_alias = "lines",
             default_value_t = 5,
             value_name = "N"
         )]
@@ -103,7 +103,8 @@ pub(crate) enum CronCommand {
     Next {
         /// A job (its name, id or id prefix) or a workflow name.
         target: String,
-        #[arg(short = 'n', default_value_t = 5, value_name = "N")]
+        /// How many fires.
+        #[arg(short = 'n', long = "limit", default_value_t = 5, value_name = "N")]
         n: usize,
         #[arg(long)]
         json: bool,

@@ -20,7 +20,8 @@ pub(crate) enum RunCommand {
         /// queued, running, waiting, succeeded, failed or cancelled.
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 20)]
+        /// How many (the newest).
+        #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -199,12 +200,18 @@ fn list(
                 "{e} (expected queued, running, waiting, succeeded, failed or cancelled)"
             ))
         })?;
-    let runs = engine.store.list_runs(&RunFilter {
+    // One more than shown, to say whether the list stops at the limit.
+    let mut runs = engine.store.list_runs(&RunFilter {
         workflow,
         status,
-        limit: Some(limit),
+        limit: Some(limit.saturating_add(1)),
         ..RunFilter::default()
     })?;
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    if more {
+        eprintln!("(only the newest {limit} runs are shown: there are more; raise -n/--limit)");
+    }
     let waits: Vec<Vec<Wait>> = runs
         .iter()
         .map(|r| waiting_for(engine, r))

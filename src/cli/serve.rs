@@ -69,7 +69,13 @@ pub(crate) enum DaemonCommand {
     /// The daemon's log (`<home>/logs/serve.log`).
     Logs {
         /// Lines from the end.
-        #[arg(short = 'n', long = "lines", default_value_t = 50, value_name = "N")]
+        #[arg(
+            short = 'n',
+            long = "limit",
+            visible_alias = "lines",
+            default_value_t = 50,
+            value_name = "N"
+        )]
         n: usize,
         /// Keep printing lines as they are written.
         #[arg(short, long)]
