@@ -64,11 +64,18 @@ fn init_set_get_list_delete_like_the_seed() {
     let missing = env.claw(&["vault", "get", "NOPE"]);
     missing.expect_code(1);
     assert!(
-        missing.stderr.contains("Key not found: NOPE"),
+        missing
+            .stderr
+            .contains("no secret named `NOPE` in the vault (see `claw vault list`)"),
         "{}",
         missing.stderr
     );
-    env.claw(&["vault", "delete", "NOPE"]).expect_code(1);
+    let deleted = env.claw(&["vault", "delete", "NOPE"]);
+    deleted.expect_code(1);
+    assert_eq!(
+        deleted.stderr, missing.stderr,
+        "one wording for one situation"
+    );
     env.claw(&["vault", "delete", "API_TOKEN"]).expect_code(0);
     assert_eq!(
         env.claw(&["vault", "list", "--json"]).json(),

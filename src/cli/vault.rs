@@ -147,10 +147,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: VaultCommand) -> CliResult {
                 vault.get(&key)?
             };
             let Some(secret) = found else {
-                return Err(CliError {
-                    code: 1,
-                    message: format!("Key not found: {key}"),
-                });
+                // One wording with `vault delete` (and the seed's exit status, 1).
+                if vault.protection().is_none() {
+                    return Err(crate::vault::VaultError::NotInitialized {
+                        dir: ctx.dirs.home.clone(),
+                    }
+                    .into());
+                }
+                return Err(crate::vault::VaultError::NoSuchKey(key).into());
             };
             if reveal {
                 println!("{}", secret.expose());
