@@ -21,6 +21,9 @@ impl Report {
     }
 }
 
+/// The settings this version of claw reads (the others are recognised for the seed's sake).
+const USED_SETTINGS: &[&str] = &["CLAW_SKILL_HUB"];
+
 fn on_path(prog: &str) -> Option<std::path::PathBuf> {
     crate::config::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -208,9 +211,20 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
     for n in notes {
         r.warn("settings", &n);
     }
-    let rows: Vec<Vec<String>> = layers
-        .all()
+    // Only what this claw uses, and settings someone set (a seed user sees that they are read);
+    // the rest belong to features not built yet and would only be noise.
+    let all = layers.all();
+    let shown = |s: &crate::config::resolve::Resolved| {
+        USED_SETTINGS.contains(&s.def.name)
+            || !matches!(
+                s.source,
+                crate::config::resolve::Source::Default | crate::config::resolve::Source::Unset
+            )
+    };
+    let hidden = all.iter().filter(|s| !shown(s)).count();
+    let rows: Vec<Vec<String>> = all
         .into_iter()
+        .filter(|s| shown(s))
         .map(|s| {
             let value = match (&s.value, s.def.secret) {
                 (None, _) => "-".to_owned(),
@@ -223,6 +237,12 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         .collect();
     for line in output::table(&["SETTING", "VALUE", "FROM"], &rows).lines() {
         println!("  {line}");
+    }
+    if hidden > 0 {
+        println!(
+            "  ({hidden} more settings, for features not in this version (LLM providers, Telegram, \
+             Slack, Discord, email, the dashboard), are at their defaults and not shown)"
+        );
     }
     if r.problems > 0 {
         println!("\n{} problem(s) found", r.problems);
