@@ -707,3 +707,121 @@ fn limits_are_spelled_alike_and_a_cut_listing_says_so() {
     assert!(!all.stderr.contains("there are more"), "{}", all.stderr);
     env.claw(&["audit", "tail", "--lines", "1"]).expect_code(0);
 }
+
+/// What bash offers after `words` (the last one being completed), through the script of
+/// `claw completions bash` calling the claw on PATH.
+fn bash_completes(env: &Env, words: &[&str]) -> Vec<String> {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_claw"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let script = format!(
+        "source <(claw completions bash) || exit 9\n\
+         COMP_WORDS=({words}); COMP_CWORD={cword}\n\
+         _clap_complete_claw claw \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        words = quoted.join(" "),
+        cword = words.len() - 1,
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn completions_offer_workflows_runs_and_jobs_as_they_are_now() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    env.workflow("backup-nas", "steps:\n  - name: a\n    command: 'true'\n");
+    let offered = bash_completes(&env, &["claw", "workflow", "run", ""]);
+    assert!(offered.contains(&"diamond".to_owned()), "{offered:?}");
+    assert!(offered.contains(&"backup-nas".to_owned()), "{offered:?}");
+    let offered = bash_completes(&env, &["claw", "workflow", "run", "back"]);
+    assert_eq!(offered, vec!["backup-nas".to_owned()]);
+    // Nothing has run: completing offers no run and creates no data directory.
+    assert!(
+        !bash_completes(&env, &["claw", "run", "show", "0"])
+            .iter()
+            .any(|w| w.len() == 26)
+    );
+    assert!(!env.home.exists(), "completion created the data directory");
+
+    let (_, id) = run(&env, "diamond");
+    let offered = bash_completes(&env, &["claw", "run", "logs", &id[..4]]);
+    assert_eq!(offered, vec![id.clone()]);
+    env.claw(&["cron", "add", "nightly-backup", "@daily", "true"])
+        .expect_code(0);
+    let offered = bash_completes(&env, &["claw", "cron", "run", "nig"]);
+    assert_eq!(offered, vec!["nightly-backup".to_owned()]);
+    // Subcommands too.
+    let offered = bash_completes(&env, &["claw", "wor"]);
+    assert_eq!(offered, vec!["workflow".to_owned()]);
+}
+
+#[test]
+fn completion_scripts_and_man_page() {
+    let env = Env::new();
+    for (shell, marker) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef claw"),
+        ("fish", "complete"),
+    ] {
+        let ran = env.claw(&["completions", shell]);
+        ran.expect_code(0);
+        assert!(ran.stdout.contains(marker), "{shell}: {}", ran.stdout);
+        assert!(
+            ran.stdout.contains("CLAW_COMPLETE"),
+            "{shell}: {}",
+            ran.stdout
+        );
+    }
+    env.claw(&["completions", "tcsh"]).expect_code(2);
+    let man = env.claw(&["man"]);
+    man.expect_code(0);
+    assert!(man.stdout.contains(".TH claw 1"), "{}", man.stdout);
+    assert!(man.stdout.contains("workflow"), "{}", man.stdout);
+}
+
+/// Every argument and flag of every command says what it is in `--help`.
+#[test]
+fn every_flag_and_argument_has_a_description() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&claw::cli::command(), "claw", &mut missing);
+    assert!(missing.is_empty(), "without a description: {missing:#?}");
+}

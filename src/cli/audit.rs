@@ -20,15 +20,18 @@ pub(crate) enum AuditCommand {
             value_name = "N"
         )]
         lines: usize,
+        /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Entries matching a text (case-insensitive) and filters.
     Search {
+        /// Text to find in an entry (case-insensitive).
         query: Option<String>,
         /// An action, or a prefix of one (`vault` matches `vault.set`).
         #[arg(long)]
         action: Option<String>,
+        /// Only entries by this actor (`cli:alice`, `cron`, …).
         #[arg(long)]
         actor: Option<String>,
         /// Entries from this time on: RFC 3339 (`2026-11-22T10:00:00Z`), a date (`2026-11-22`,
@@ -41,11 +44,13 @@ pub(crate) enum AuditCommand {
         /// At most N entries (the newest matching); all by default.
         #[arg(short = 'n', long = "limit", value_name = "N")]
         limit: Option<usize>,
+        /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Check the hash chain and name the first broken entry. Exit status 1 if it is broken.
     Verify {
+        /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -14,19 +14,23 @@ pub(crate) enum BenchCommand {
     /// `claw audit verify` on a log of N entries, against reading and parsing the same lines
     /// without checking them.
     Audit {
+        /// How many audit entries.
         #[arg(long, default_value_t = 100_000)]
         entries: usize,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// A workflow of N sequential `true` steps through the engine, against N direct
     /// `/bin/sh -c true` spawns measured in the same process run.
     Engine {
+        /// How many steps in the workflow.
         #[arg(long, default_value_t = 40)]
         steps: usize,
         /// How many times to measure each side (the median is reported).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -34,26 +38,32 @@ pub(crate) enum BenchCommand {
     /// periods; the lateness of each fire (p50/p99) against a bare timer loop waking at the same
     /// instants; then `claw serve` at rest on N schedules and on none (resident memory, CPU).
     Cron {
+        /// How many schedules.
         #[arg(long, default_value_t = 10_000)]
         schedules: usize,
         /// Each schedule is `every <period>` (whole seconds).
         #[arg(long, default_value = "10s")]
         period: String,
+        /// How many periods to measure.
         #[arg(long, default_value_t = 2)]
         periods: u32,
         /// Skip the idle daemon measurement.
         #[arg(long)]
         no_idle: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The webhook listener: authenticated `POST /hooks/<name>` (each creates a run) against
     /// `GET /healthz` on the same server, with the same concurrent client.
     Web {
+        /// How many requests.
         #[arg(long, default_value_t = 5_000)]
         requests: usize,
+        /// How many requests in flight at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -22,13 +22,16 @@ pub(crate) struct CronArgs {
 pub(crate) enum CronCommand {
     /// The jobs of cron/jobs.json (ids shortened to 8 characters; --json shows everything).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Add a job. SCHEDULE: 5-field cron (optional leading seconds field), @hourly-style macros,
     /// `every 30s|5m|2h30m|1d`, `daily at HH:MM` or `HH:MM`. The schedule is checked before saving.
     Add {
+        /// The job's name (shown by `cron list`; other commands take it in place of the id).
         name: String,
+        /// When it runs (see above).
         schedule: String,
         /// Shell command, workflow name, prompt, URL or skill name (by --type).
         command: String,
@@ -48,39 +51,41 @@ pub(crate) enum CronCommand {
         /// An argument for the job (`JOB_<KEY>` for shell jobs, a param for workflow jobs).
         #[arg(long = "arg", value_name = "KEY=VALUE")]
         args: Vec<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Delete a job (its output files stay).
     Remove {
         /// The job: its name, its id, or a unique start of its id.
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", add = super::complete::job_names())]
         id: String,
     },
     /// Enable a job (idempotent).
     Enable {
         /// The job: its name, its id, or a unique start of its id.
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", add = super::complete::job_names())]
         id: String,
     },
     /// Disable a job (idempotent).
     Disable {
         /// The job: its name, its id, or a unique start of its id.
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", add = super::complete::job_names())]
         id: String,
     },
     /// Run a job now in the foreground, record its output and status. Exit status 1 if it failed.
     Run {
         /// The job: its name, its id, or a unique start of its id.
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", add = super::complete::job_names())]
         id: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show the newest output files of a job.
     Logs {
         /// The job: its name, its id, or a unique start of its id.
-        #[arg(value_name = "JOB")]
+        #[arg(value_name = "JOB", add = super::complete::job_names())]
         id: String,
         /// How many (newest first).
         #[arg(
@@ -96,6 +101,7 @@ pub(crate) enum CronCommand {
     /// fire, next fire, and how many fires ran, were missed (claw down, per `catch_up`) or
     /// skipped (`overlap: skip`).
     Status {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -106,6 +112,7 @@ pub(crate) enum CronCommand {
         /// How many fires.
         #[arg(short = 'n', long = "limit", default_value_t = 5, value_name = "N")]
         n: usize,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

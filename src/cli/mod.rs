@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod complete;
 mod cron;
 mod doctor;
 mod output;
@@ -78,18 +79,33 @@ Exit status:    0 success, 1 what ran failed, 2 bad usage or invalid input, 3 in
 )]
 pub struct Cli {
     /// Data directory (state: claw.db, logs, vault, audit log).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     home: Option<PathBuf>,
     /// Config root (workflows/, skills/, claw.yaml, …).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     root: Option<PathBuf>,
     /// Diagnostic log level on stderr: a level (error, warn, info, debug, trace) or filter
     /// directives (`claw=debug,claw::audit=info`). Overrides CLAW_LOG; the default is warn.
     /// CLAW_LOG_FORMAT=json writes JSON lines. Secret values are masked.
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        help_heading = "Global options"
+    )]
     log_level: Option<String>,
     /// More diagnostic log on stderr: -v info, -vv debug, -vvv trace.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -99,20 +115,50 @@ pub struct Cli {
 enum Command {
     /// List, check, show and run workflows.
     #[command(subcommand)]
+    #[command(after_long_help = "Examples:
+  claw workflow init                      write three starter workflows into workflows/
+  claw workflow validate --env            check every workflow, and that this machine can run it
+  claw workflow run hello -p who=world    run one in the foreground
+  claw workflow run backup --detach       queue it; `claw run logs ID -f` follows it
+  claw workflow graph deploy --format mermaid")]
     Workflow(workflow::WorkflowCommand),
     /// Inspect and control runs: list, show, logs, resume, cancel, rerun, approve, reject.
+    #[command(after_long_help = "Examples:
+  claw run list -n 5 --status failed
+  claw run show 01J9            a unique start of an id is enough
+  claw run logs 01J9 build -f   follow one step's output
+  claw run approve 01J9 gate --input reason=ok
+  claw run rerun 01J9 --from deploy")]
     #[command(subcommand)]
     Run(run::RunCommand),
     /// Secrets in the age-encrypted vault.
+    #[command(after_long_help = "Examples:
+  claw vault init
+  claw vault set GITHUB_TOKEN            the value is read without echo
+  echo \"$TOKEN\" | claw vault set API_KEY
+  claw vault list")]
     #[command(subcommand)]
     Vault(vault::VaultCommand),
     /// The tamper-evident audit log: tail, search, verify.
+    #[command(after_long_help = "Examples:
+  claw audit tail -n 20
+  claw audit search deploy --since 7d --action run
+  claw audit verify")]
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Scheduled jobs in cron/jobs.json: list, add, remove, enable, disable, run, logs, next,
     /// status (the default: the daemon, job counts and every schedule's state).
+    #[command(after_long_help = "Examples:
+  claw cron add disk @hourly 'df -h /'
+  claw cron add nightly '0 3 * * *' backup --type workflow --arg target=nas
+  claw cron run disk && claw cron logs disk -n 1
+  claw cron next -n 5")]
     Cron(cron::CronArgs),
     /// Skills: list, info, run, validate, create, and SkillHub (hub push|pull|list|diff).
+    #[command(after_long_help = "Examples:
+  claw skill create disk-report --type bash
+  claw skill run disk-report path=/
+  claw skill info disk-report")]
     #[command(subcommand)]
     Skill(skill::SkillCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
@@ -124,14 +170,36 @@ enum Command {
     #[command(name = "__sandbox", hide = true)]
     Sandbox(SandboxArgs),
     /// File watchers (watchers.yaml): list the rules, test one, or watch in the foreground.
+    #[command(after_long_help = "Examples:
+  claw watcher list
+  claw watcher test incoming --path /srv/inbox/a.csv
+  claw watcher start            run the rules in the foreground")]
     #[command(subcommand)]
     Watcher(watcher::WatcherCommand),
     /// The daemon: scheduler, file watchers, webhooks (HTTP on 127.0.0.1:8200) and the runs they
     /// start, plus runs queued with `claw workflow run --detach`. One per data directory.
+    #[command(after_long_help = "Examples:
+  claw serve                    in the foreground (Ctrl-C stops it after running steps finish)
+  claw daemon install           as a systemd service")]
     Serve(serve::ServeArgs),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
+    /// Print a completion script: `claw completions bash > ~/.local/share/bash-completion/completions/claw`
+    /// (zsh: into a folder of $fpath as `_claw`; fish: ~/.config/fish/completions/claw.fish).
+    ///
+    /// The script asks claw for candidates on every <Tab>: workflow names, run ids, cron job
+    /// names and skill names as they are now. Load it at shell start-up so it follows upgrades:
+    /// `source <(claw completions bash)` in ~/.bashrc, `source <(claw completions zsh)` in ~/.zshrc,
+    /// `claw completions fish | source` in ~/.config/fish/config.fish.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// Print the manual page (roff): `claw man | man -l -`, or save it as
+    /// /usr/local/share/man/man1/claw.1.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -166,9 +234,18 @@ fn instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     crate::time::parse_instant(text, chrono::Utc::now())
 }
 
+/// The whole command line as clap sees it (for tests of the help text and for tools).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command()
+}
+
 /// Parses `args` (including the program name) and runs the command. Returns the exit status.
 pub fn run(args: Vec<OsString>) -> u8 {
     quiet_on_closed_stdout();
+    if complete::answer(&args) {
+        return 0;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -217,6 +294,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Skill(cmd) => skill::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Completions { shell } => complete::script(shell),
+        Command::Man => complete::man(),
         Command::Cron(args) => cron::run(
             &ctx,
             args.cmd

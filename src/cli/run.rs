@@ -15,6 +15,7 @@ use crate::store::{Phase, RunFilter, RunRecord, RunStatus, StepStatus};
 pub(crate) enum RunCommand {
     /// List runs, newest first.
     List {
+        /// Only the runs of this workflow.
         #[arg(long)]
         workflow: Option<String>,
         /// queued, running, waiting, succeeded, failed or cancelled.
@@ -23,18 +24,25 @@ pub(crate) enum RunCommand {
         /// How many (the newest).
         #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show a run and its steps. RUN is an id or a unique prefix of one.
     Show {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
         run: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Print the logs of a run's steps (or of one step).
     Logs {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
         run: String,
+        /// The step (may be left out when only one waits, for a decision).
         step: Option<String>,
         /// Keep printing until the run finishes.
         #[arg(short, long)]
@@ -46,27 +54,39 @@ pub(crate) enum RunCommand {
     /// if it is idempotent; otherwise the run waits for `claw run approve|reject RUN STEP`.
     Resume {
         /// The run; with --all, every run left behind by a dead process.
+        #[arg(add = super::complete::run_ids())]
         run: Option<String>,
+        /// Every run left behind by a process that died.
         #[arg(long, conflicts_with = "run")]
         all: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// No progress lines, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
     },
     /// Cancel a run: its running steps are stopped and the rest skipped.
-    Cancel { run: String },
+    Cancel {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
+        run: String,
+    },
     /// Start a new run of the same workflow with the same params.
     ///
     /// With --from STEP, the steps that STEP does not (transitively) depend on... are copied from the
     /// old run when they succeeded there, and STEP and everything after it run again.
     Rerun {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
         run: String,
         /// Run again from this step (the steps it needs keep their old results).
         #[arg(long, value_name = "STEP")]
         from: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// No progress lines, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -76,6 +96,8 @@ pub(crate) enum RunCommand {
     /// with `--input k=v`. An interrupted step (claw stopped while it ran) runs again, or with
     /// `--skip` is taken as done without running again.
     Approve {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
         run: String,
         /// The waiting step (may be left out when only one waits).
         step: Option<String>,
@@ -95,12 +117,18 @@ pub(crate) enum RunCommand {
     },
     /// Decide a step that waits: reject an approval gate, or mark an interrupted step failed.
     Reject {
+        /// The run: its id or a unique start of it.
+        #[arg(add = super::complete::run_ids())]
         run: String,
+        /// The step (may be left out when only one waits, for a decision).
         step: Option<String>,
+        /// Why (kept with the decision and in the audit log).
         #[arg(long)]
         reason: Option<String>,
+        /// Who decides: `cli:NAME`, `telegram:ID`, `dashboard:NAME`, or a bare NAME (default: the local user).
         #[arg(long = "as", value_name = "WHO")]
         who: Option<String>,
+        /// Decide and leave; do not carry the run on in this process.
         #[arg(long)]
         no_wait: bool,
     },

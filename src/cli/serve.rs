@@ -63,6 +63,7 @@ pub(crate) enum DaemonCommand {
     Uninstall,
     /// Whether a daemon owns this data directory (pid), and the unit's state.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -15,13 +15,17 @@ pub(crate) enum SkillCommand {
     /// The skills in the config root's `skills/` and the data directory's (a broken manifest is
     /// reported on stderr with its line and column).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A skill's manifest, where it lives, and whether it can run here: its script, its
     /// dependencies, its vault grants, and the Landlock confinement this kernel gives it.
     Info {
+        /// The skill's name.
+        #[arg(add = super::complete::skill_names())]
         name: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -29,6 +33,8 @@ pub(crate) enum SkillCommand {
     /// arguments reach the script as SKILL_<KEY>; the exit status is the skill's (124 when it
     /// timed out).
     Run {
+        /// The skill's name.
+        #[arg(add = super::complete::skill_names())]
         name: String,
         /// Arguments, `key=value`.
         #[arg(value_name = "KEY=VALUE")]
@@ -40,6 +46,7 @@ pub(crate) enum SkillCommand {
     /// Checks skill directories or skill.yaml files: every problem with file:line:col; a
     /// missing script is reported as such. Exit status 2 if any is invalid.
     Validate {
+        /// Skill directories or skill.yaml files.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Check the manifest alone (not whether its script exists).
@@ -48,6 +55,7 @@ pub(crate) enum SkillCommand {
     },
     /// Creates `skills/NAME/` in the config root from a template (never overwrites).
     Create {
+        /// The skill's name.
         name: String,
         /// The script's language.
         #[arg(long = "type", value_enum, default_value = "bash")]
@@ -78,17 +86,29 @@ pub(crate) struct HubArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum HubCommand {
     /// Publishes a local skill to the hub (commit "Update skill: NAME", then push).
-    Push { name: String },
+    Push {
+        /// The local skill's name.
+        #[arg(add = super::complete::skill_names())]
+        name: String,
+    },
     /// Installs the hub's skill NAME (or every hub skill) into the config root's `skills/`.
-    Pull { name: Option<String> },
+    Pull {
+        /// The hub skill's name (every hub skill when left out).
+        name: Option<String>,
+    },
     /// The hub's skills, and whether each is installed here and the same.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// The differences between the hub's copy of a skill and the local one (exit status 1 if
     /// they differ, as diff(1)).
-    Diff { name: String },
+    Diff {
+        /// The skill's name.
+        #[arg(add = super::complete::skill_names())]
+        name: String,
+    },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SkillCommand) -> CliResult {

@@ -24,20 +24,31 @@ pub(crate) enum VaultCommand {
     },
     /// Store a secret. Without VALUE, it is read from stdin (without echo on a terminal), which
     /// keeps it out of your shell history and the process list.
-    Set { key: String, value: Option<String> },
+    Set {
+        /// The secret's name.
+        key: String,
+        /// The value; left out, it is read from stdin or asked for without echo.
+        value: Option<String>,
+    },
     /// Show a secret, masked unless --reveal.
     Get {
+        /// The secret's name.
         key: String,
+        /// Print the value in clear.
         #[arg(long)]
         reveal: bool,
     },
     /// The names of the secrets (never their values).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Remove a secret.
-    Delete { key: String },
+    Delete {
+        /// The secret's name.
+        key: String,
+    },
     /// Re-encrypt the vault to a new identity; the old one is kept as a dated backup.
     RotateKey,
     /// The passphrase on the identity: set (or change) it, remove it, or show whether there
@@ -71,6 +82,7 @@ pub(crate) enum RotationCommand {
     /// Every secret with a policy: its age and whether it is ok, due soon (80%) or expired.
     /// Exit status 1 if any is expired.
     Check {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -82,7 +94,12 @@ pub(crate) enum RotationCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Rotate KEY at least every DAYS days.
-    Set { key: String, days: u32 },
+    Set {
+        /// The secret's name.
+        key: String,
+        /// Rotate it after this many days.
+        days: u32,
+    },
     /// The policies.
     List,
 }

@@ -19,6 +19,7 @@ use crate::triggers::watch::{
 pub(crate) enum WatcherCommand {
     /// List the rules in watchers.yaml (the config root's, else the data directory's).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

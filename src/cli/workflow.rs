@@ -18,13 +18,16 @@ use crate::workflow::load::{self, FileErrors};
 pub(crate) enum WorkflowCommand {
     /// List the workflows in the config root's workflows/ (and the data directory's).
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show a workflow: params, steps, dependencies.
     Show {
         /// Name (file stem or `name:`) or path (with `/`, or ending in .yaml/.yml) of the workflow.
+        #[arg(add = super::complete::workflow_names())]
         workflow: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -33,10 +36,12 @@ pub(crate) enum WorkflowCommand {
     /// Without arguments, checks every workflow file. Exit status 2 when any file is invalid.
     Validate {
         /// Names or paths; all workflows when none is given.
+        #[arg(add = super::complete::workflow_names())]
         workflows: Vec<String>,
         /// Also check the machine: interpreters on PATH, step kinds this claw can run.
         #[arg(long)]
         env: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -46,6 +51,7 @@ pub(crate) enum WorkflowCommand {
     /// 2 when the workflow or its params are invalid.
     Run {
         /// Name (file stem or `name:`) or path (with `/`, or ending in .yaml/.yml) of the workflow.
+        #[arg(add = super::complete::workflow_names())]
         workflow: String,
         /// A param value, `-p key=value` (repeatable).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
@@ -65,7 +71,10 @@ pub(crate) enum WorkflowCommand {
     },
     /// Print the step graph.
     Graph {
+        /// Name (file stem or `name:`) or path of the workflow.
+        #[arg(add = super::complete::workflow_names())]
         workflow: String,
+        /// `text` (an indented tree) or `mermaid`/`dot` for a diagram.
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
