@@ -220,10 +220,10 @@ fn an_expression_naming_an_unknown_step() {
     );
     assert_fails_with(
         &ran,
-        r"error: ref.yaml:5:14: expression refers to an unknown step `biuld`
+        r"error: ref.yaml:5:23: expression refers to an unknown step `biuld`
   |
 5 |     command: echo ${{ steps.biuld.outputs.version }}
-  |              ^
+  |                       ^
   = help: did you mean `build`?
 
 0 of 1 workflow file(s) valid
@@ -337,10 +337,10 @@ error: multi.yaml:8:13: `needs` names an unknown step `c`
 8 |     needs: [c]
   |             ^
 
-error: multi.yaml:9:14: expression refers to an unknown step `nope`
+error: multi.yaml:9:23: expression refers to an unknown step `nope`
   |
 9 |     command: echo ${{ steps.nope.outputs.x }}
-  |              ^
+  |                       ^
 
 error: multi.yaml:10:5: duplicate step name `a` (first used at line 4): step names must be unique
    |
@@ -497,4 +497,69 @@ fn an_invalid_workflow_never_runs() {
         env.claw(&["run", "list", "--json"]).json(),
         serde_json::json!([])
     );
+}
+
+/// Every name an expression reads is checked against the workflow, with the caret on the name:
+/// params, step names and fields, whether the step has run by then, `run` and `trigger` fields,
+/// and the context's top-level names. The run would otherwise fail at that step.
+#[test]
+fn expression_references_are_checked_with_the_caret_on_the_name() {
+    let env = Env::new();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "params:\n  who: {type: string, default: x}\nsteps:\n  - name: a\n    command: echo hi ${{ params.whom }}\n",
+            "5:26: `params.whom` is not a param of this workflow (it declares: who)",
+            "= help: did you mean `who`?",
+        ),
+        (
+            "steps:\n  - name: use\n    command: 'true'\n  - name: b\n    command: |\n      echo one\n      echo ${{ step.use.stdout }}\n",
+            "7:16: unknown name `step` in an expression",
+            "= help: did you mean `steps`?",
+        ),
+        (
+            "steps:\n  - name: a\n    needs: []\n    command: echo ${{ steps.b.stdout }}\n  - name: b\n    needs: []\n    command: 'true'\n",
+            "4:23: step `a` reads `steps.b`, but `b` is not among the steps it needs, so it may not have run yet",
+            "= help: add `b` to the `needs:` of `a`",
+        ),
+        (
+            "steps:\n  - name: a\n    command: 'true'\n  - name: b\n    if: steps.a.statu == 'succeeded'\n    command: 'true'\n",
+            "5:9: `steps.a.statu`: a step has no field `statu`",
+            "= help: did you mean `status`?",
+        ),
+        (
+            "steps:\n  - name: a\n    command: echo \"${{ run.idd }}\" ${{ trigger.hoook }}\n",
+            "3:24: `run.idd`: `run` has no field `idd`",
+            "= help: did you mean `id`?",
+        ),
+        (
+            "steps:\n  - name: a\n    command: echo ${{ trigger.hoook }}\n",
+            "3:23: `trigger.hoook`: `trigger` has no field `hoook`",
+            "= help: did you mean `hook`?",
+        ),
+        (
+            "steps:\n  - name: a\n    command: echo ${{ steps.a.stdout }}\n",
+            "3:23: step `a` reads its own result",
+            "",
+        ),
+    ];
+    for (i, (yaml, first, help)) in cases.iter().enumerate() {
+        let file = format!("r{i}.yaml");
+        let ran = validate(&env, &file, yaml);
+        ran.expect_code(2);
+        assert!(
+            ran.stderr.contains(&format!("error: {file}:{first}")),
+            "case {i}: {}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains(help), "case {i}: {}", ran.stderr);
+    }
+    // What is fine: a later step reading an earlier one through a chain of needs, a rollback
+    // reading its own step, outputs reading any step, filters, tests and functions, trigger
+    // fields, and names that are only known at run time.
+    let ran = validate(
+        &env,
+        "fine.yaml",
+        "params:\n  who: {type: string, default: x}\nsteps:\n  - name: a\n    command: echo ${{ params.who | upper }}\n    rollback: echo ${{ steps.a.outputs.f | default('') }}\n  - name: b\n    command: echo ${{ steps.a.stdout | trim }}\n  - name: c\n    if: steps.a.status == 'succeeded' and trigger.type is defined and run.dry_run is not true\n    command: echo ${{ range(3) | join(',') }} ${{ steps[params.who] is defined }} ${{ env.HOME }}\noutputs:\n  last: ${{ steps.c.stdout }}\n",
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
 }

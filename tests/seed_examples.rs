@@ -138,13 +138,18 @@ fn packs_core_workflows_are_listed() {
 }
 
 #[test]
-fn init_writes_the_starters_once() {
+fn init_writes_starters_that_run_as_written_and_keeps_edits() {
     let env = Env::new();
     let dir = env.root.join("workflows");
-    let names = ["deploy", "backup", "morning-brief"];
+    let names = ["hello", "disk-report", "backup-dir"];
 
     let first = env.claw(&["workflow", "init"]);
     first.expect_code(0);
+    assert!(
+        first.stdout.contains("claw workflow run hello"),
+        "{}",
+        first.stdout
+    );
     for n in names {
         let p = dir.join(format!("{n}.yaml"));
         assert!(p.is_file(), "{} not written", p.display());
@@ -153,16 +158,37 @@ fn init_writes_the_starters_once() {
             "{}",
             first.stdout
         );
-        env.claw(&["workflow", "validate", n]).expect_code(0);
+        env.claw(&["workflow", "validate", n, "--env"])
+            .expect_code(0);
+        // As written, on this fresh home: every one succeeds.
+        let ran = env.claw(&["workflow", "run", n, "--json"]);
+        assert_eq!(ran.code, 0, "{n}: {}{}", ran.stdout, ran.stderr);
+        assert_eq!(ran.json()["status"], "succeeded", "{n}");
     }
+    // What they show off: params, a schedule the daemon would keep, outputs between steps.
+    let shown = env
+        .claw(&["cron", "status", "--json"])
+        .expect_code(0)
+        .stdout
+        .clone();
+    assert!(shown.contains("disk-report"), "{shown}");
+    let hello = env.claw(&["workflow", "run", "hello", "-p", "who=homelab", "--json"]);
+    hello.expect_code(0);
+    let logs = env.claw(&[
+        "run",
+        "logs",
+        hello.json()["id"].as_str().expect("id"),
+        "report",
+    ]);
+    assert!(logs.stdout.contains("hello, homelab"), "{}", logs.stdout);
+
     let before: Vec<String> = names
         .iter()
         .map(|n| read(&dir.join(format!("{n}.yaml"))))
         .collect();
-
     // A person edits one; init again keeps every file as it is.
     let edited = format!("{}\n# my change\n", before[0]);
-    std::fs::write(dir.join("deploy.yaml"), &edited).expect("edit");
+    std::fs::write(dir.join("hello.yaml"), &edited).expect("edit");
     let second = env.claw(&["workflow", "init"]);
     second.expect_code(0);
     for n in names {
@@ -173,22 +199,8 @@ fn init_writes_the_starters_once() {
             second.stdout
         );
     }
-    assert!(!second.stdout.contains("created"), "{}", second.stdout);
-    assert_eq!(read(&dir.join("deploy.yaml")), edited);
-    assert_eq!(read(&dir.join("backup.yaml")), before[1]);
-    assert_eq!(read(&dir.join("morning-brief.yaml")), before[2]);
-
-    let listed = env
-        .claw(&["workflow", "list", "--json"])
-        .expect_code(0)
-        .json();
-    let mut listed: Vec<String> = listed
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|w| w["valid"] == true)
-        .filter_map(|w| w["name"].as_str().map(str::to_owned))
-        .collect();
-    listed.sort();
-    assert_eq!(listed, ["backup", "deploy", "morning-brief"]);
+    assert!(!second.stdout.contains("created "), "{}", second.stdout);
+    assert_eq!(read(&dir.join("hello.yaml")), edited);
+    assert_eq!(read(&dir.join("disk-report.yaml")), before[1]);
+    assert_eq!(read(&dir.join("backup-dir.yaml")), before[2]);
 }

@@ -78,7 +78,10 @@ pub(crate) enum WorkflowCommand {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
-    /// Write the starter workflows (deploy, backup, morning-brief) into workflows/ if absent.
+    /// Write the starter workflows (hello, disk-report, backup-dir) into workflows/ if absent.
+    ///
+    /// Each runs as written on a fresh machine and touches nothing outside /tmp: params, a DAG,
+    /// outputs, retries, rollback and a schedule (disk-report, daily at 08:00 under `claw serve`).
     Init,
 }
 
@@ -690,12 +693,18 @@ fn graph(ctx: &Ctx, arg: &str, format: GraphFormat) -> CliResult {
 }
 
 fn init(ctx: &Ctx) -> CliResult {
+    // The repository's own examples: each runs as written on a fresh machine, reads or writes
+    // nothing outside /tmp, and together they show params, a DAG, outputs, retries, rollback
+    // and a schedule.
     const TEMPLATES: &[(&str, &str)] = &[
-        ("deploy", include_str!("templates/deploy.yaml")),
-        ("backup", include_str!("templates/backup.yaml")),
+        ("hello", include_str!("../../workflows/hello.yaml")),
         (
-            "morning-brief",
-            include_str!("templates/morning-brief.yaml"),
+            "disk-report",
+            include_str!("../../workflows/disk-report.yaml"),
+        ),
+        (
+            "backup-dir",
+            include_str!("../../workflows/backup-dir.yaml"),
         ),
     ];
     let dir = ctx.dirs.root.join("workflows");
@@ -711,5 +720,8 @@ fn init(ctx: &Ctx) -> CliResult {
             .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
         println!("created  {}", path.display());
     }
+    println!(
+        "\nTry: claw workflow run hello -p who=you    (then: claw run list, claw workflow graph disk-report)"
+    );
     Ok(())
 }

@@ -756,6 +756,8 @@ pub fn secrets_in(tpl: &str) -> Vec<String> {
     out
 }
 
+mod refs;
+pub use refs::{Reference, references};
 mod shell;
 use shell::{ShellState, shell_error};
 

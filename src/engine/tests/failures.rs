@@ -297,7 +297,9 @@ steps:
 fn an_if_that_cannot_be_evaluated_fails_the_step() {
     let h = Harness::new();
     let done = h.run(
-        "steps:
+        "params:
+  missing: {type: string, required: false}
+steps:
   - name: a
     if: ${{ params.missing.deeper == 1 }}
     command: 'true'

@@ -2,8 +2,11 @@
 //! resolved [`Workflow`]. Every problem in the file is collected, each with its line and column,
 //! before anything is returned; a file with any problem yields no workflow at all.
 
+mod refs;
 pub mod schedule;
 mod triggers;
+
+pub use refs::TRIGGER_FIELDS;
 
 #[cfg(test)]
 mod tests;
@@ -173,6 +176,8 @@ impl Cx<'_> {
         let mut schedule_entries = Vec::new();
         let mut steps_node = None;
         let mut rollback_node = None;
+        // Nodes whose expressions are checked against the steps once they are known.
+        let mut anywhere: Vec<&Node> = Vec::new();
         for (key, value) in entries {
             match key {
                 "name" => {
@@ -194,7 +199,10 @@ impl Cx<'_> {
                     wf.description = self.string(value, "description").unwrap_or_default();
                 }
                 "params" => wf.params = self.params(value),
-                "env" => wf.env = self.string_map(value, "env"),
+                "env" => {
+                    wf.env = self.string_map(value, "env");
+                    anywhere.push(value);
+                }
                 "concurrency" => wf.concurrency = self.concurrency(value),
                 "timeout" => wf.timeout = self.duration(value, "timeout"),
                 "max_parallel" => {
@@ -212,6 +220,7 @@ impl Cx<'_> {
                     self.entries(value, &["on_failure", "on_success", "on_wait"], "`notify`");
                 }
                 "outputs" => {
+                    anywhere.push(value);
                     for (k, v) in self.entries(value, &[], "`outputs`") {
                         if let Some(s) = self.string(v, &format!("outputs.{k}")) {
                             self.template(v, &s);
@@ -242,10 +251,17 @@ impl Cx<'_> {
                 "`steps` is empty: a workflow needs at least one step",
             );
         }
-        let step_names: Vec<String> = raw.iter().map(|r| r.step.name.clone()).collect();
+        let step_nodes: Vec<(usize, &Node)> = raw.iter().map(|r| (r.step.index, r.node)).collect();
         wf.steps = self.resolve_needs(raw);
-        self.check_step_refs(steps_node, &step_names);
+        let declared = refs::Declared::new(&wf.params, &wf.steps, source);
+        for (index, node) in step_nodes {
+            self.check_refs(node, refs::Scope::Step { index }, &declared);
+        }
+        for node in anywhere {
+            self.check_refs(node, refs::Scope::Anywhere, &declared);
+        }
         if let Some(rb) = rollback_node {
+            self.check_refs(rb, refs::Scope::Anywhere, &declared);
             let raw = self.step_list(rb, "rollback", true);
             wf.rollback = raw.into_iter().map(|r| r.step).collect();
         }
@@ -643,40 +659,6 @@ impl Cx<'_> {
             );
         }
         steps
-    }
-
-    /// Every `steps.<name>` an expression mentions must be a step of the workflow.
-    fn check_step_refs(&mut self, node: &Node, names: &[String]) {
-        let known: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-        self.check_step_refs_in(node, names, &known);
-    }
-
-    fn check_step_refs_in(
-        &mut self,
-        node: &Node,
-        names: &[String],
-        known: &std::collections::HashSet<&str>,
-    ) {
-        match &node.value {
-            Value::Str(s) if s.contains("steps") => {
-                for r in referenced_steps(s) {
-                    if !known.contains(r.as_str()) {
-                        self.err_help(
-                            node.pos,
-                            format!("expression refers to an unknown step `{r}`"),
-                            did_you_mean(&r, names.iter().map(String::as_str)),
-                        );
-                    }
-                }
-            }
-            Value::Seq(items) => items
-                .iter()
-                .for_each(|n| self.check_step_refs_in(n, names, known)),
-            Value::Map(entries) => entries
-                .iter()
-                .for_each(|(_, v)| self.check_step_refs_in(v, names, known)),
-            _ => {}
-        }
     }
 }
 

@@ -563,25 +563,29 @@ fn an_expression_naming_an_unknown_step() {
     command: echo ${{ steps.biuld.outputs.v }}
 "
         ),
-        "5:14: expression refers to an unknown step `biuld` [did you mean `build`?]"
+        "5:23: expression refers to an unknown step `biuld` [did you mean `build`?]"
     );
 }
 
 #[test]
 fn an_expression_where_no_value_is_ever_safe() {
     assert_eq!(
-        problem("steps:\n  - name: a\n    command: echo $'${{ params.x }}'\n"),
+        problem(
+            "steps:\n  - name: a\n    command: echo $'${{ params.x }}'\nparams:\n  x: {type: string}\n"
+        ),
         "3:14: invalid expression: cannot substitute `${{ params.x }}` into the shell command: it is inside `$'…'` quoting"
     );
     // In a block scalar, the position is where its text starts.
     assert_eq!(
         problem(
-            "steps:\n  - name: a\n    command: |\n      cat <<${{ params.x }}\n      hi\n      EOF\n"
+            "steps:\n  - name: a\n    command: |\n      cat <<${{ params.x }}\n      hi\n      EOF\nparams:\n  x: {type: string}\n"
         ),
         "4:7: invalid expression: cannot substitute `${{ params.x }}` into the shell command: a here-document delimiter cannot contain an expression"
     );
     // The same text outside a shell command is plain text, and fine.
-    load("steps:\n  - name: a\n    command: 'true'\n    env:\n      X: $'${{ params.x }}'\n");
+    load(
+        "steps:\n  - name: a\n    command: 'true'\n    env:\n      X: $'${{ params.x }}'\nparams:\n  x: {type: string}\n",
+    );
 }
 
 #[test]
@@ -636,7 +640,9 @@ fn on_timeout_needs_a_timeout() {
 #[test]
 fn a_sub_workflow_must_be_named_literally() {
     assert_eq!(
-        problem("steps:\n  - name: child\n    type: workflow\n    workflow: ${{ params.which }}\n"),
+        problem(
+            "steps:\n  - name: child\n    type: workflow\n    workflow: ${{ params.which }}\nparams:\n  which: {type: string}\n"
+        ),
         "4:15: the child workflow must be named literally (it is checked, and recursion detected, before the run)"
     );
     assert_eq!(
@@ -683,7 +689,7 @@ max_paralel: 2
         [
             "5:14: invalid duration for `timeout`: unknown unit `x` in `5x` (expected ms, s, m, h or d)",
             "7:13: `needs` names an unknown step `biuld` [did you mean `build`?]",
-            "8:14: expression refers to an unknown step `tset` [did you mean `test`?]",
+            "8:23: expression refers to an unknown step `tset` [did you mean `test`?]",
             "9:5: duplicate step name `test` (first used at line 6): step names must be unique",
             "12:5: unknown key `neds` in step `deploy` [did you mean `needs`?]",
             "13:17: unknown on_failure `sometimes` (expected abort, continue or rollback)",
