@@ -137,7 +137,7 @@ fn a_cut_last_line_is_reported_then_repaired_by_the_next_append() {
         .claw(&["audit", "search", "--action", "audit.repaired", "--json"])
         .expect_code(0)
         .json();
-    let saved = repaired[0]["detail"]["saved_to"]
+    let saved = repaired[0]["metadata"]["saved_to"]
         .as_str()
         .expect("saved_to")
         .to_owned();
@@ -266,4 +266,60 @@ fn entries_removed_from_the_end_are_detected() {
     write_lines(&env, &l);
     let v = env.claw(&["audit", "verify", "--json"]);
     v.expect_code(1);
+}
+
+/// What the seed's `claw audit tail` does with each line (seed-reference §1.10: `ts`, `action`,
+/// `detail`, `source` rendered as text, `detail` cut to a width), run by Python on claw's log.
+const SEED_TAIL: &str = r#"
+import json, sys
+from datetime import datetime
+for raw in open(sys.argv[1]):
+    e = json.loads(raw)
+    datetime.fromisoformat(e["ts"])
+    print(f"{e['ts'][:19]}  {e['action']:<24}  {e['detail'][:60]:<60}  {e.get('source', '')}")
+"#;
+
+#[test]
+fn the_seed_can_read_every_entry_claw_writes_and_the_chain_still_verifies() {
+    let env = Env::new();
+    env.workflow("q", "steps:\n  - name: a\n    command: 'true'\n");
+    env.claw(&["workflow", "run", "q"]).expect_code(0);
+    env.claw(&["vault", "init"]).expect_code(0);
+    let mut set = env.command(&["vault", "set", "TOKEN"]);
+    set.stdin(std::process::Stdio::piped());
+    let mut child = set.spawn().expect("spawn");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"hunter2-secret-value\n").expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    env.claw(&["cron", "add", "disk", "@hourly", "df -h"])
+        .expect_code(0);
+
+    let log = env.home.join("audit.log");
+    let out = std::process::Command::new("python3")
+        .args(["-c", SEED_TAIL])
+        .arg(&log)
+        .output()
+        .expect("python3");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{printed}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("workflow.run"), "{printed}");
+    assert!(printed.contains("vault.set"), "{printed}");
+    assert!(!read(&log).contains("hunter2-secret-value"));
+    // The structured detail is kept beside it, and claw's own views use it.
+    let tail = env.claw(&["audit", "tail", "--json"]).expect_code(0).json();
+    let entries = tail.as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["detail"].is_string() && e["source"].is_string())
+    );
+    assert!(entries.iter().any(|e| e["metadata"].is_object()));
+    env.claw(&["audit", "verify"]).expect_code(0);
 }

@@ -658,13 +658,13 @@ fn fires_missed_while_the_daemon_was_down_are_counted_and_audited() {
     assert!(!entries.is_empty(), "{audit}");
     let counted: u64 = entries
         .iter()
-        .filter_map(|e| e["detail"]["count"].as_u64())
+        .filter_map(|e| e["metadata"]["count"].as_u64())
         .sum();
     assert_eq!(counted, missed, "{audit}");
     assert!(
         entries
             .iter()
-            .all(|e| e["detail"]["reason"] == "catch_up_none"),
+            .all(|e| e["metadata"]["reason"] == "catch_up_none"),
         "{audit}"
     );
 }

@@ -2,9 +2,12 @@
 //! to the one before it by a SHA-256 hash, so that editing, deleting, reordering or truncating
 //! entries is detected by [`AuditLog::verify`].
 //!
-//! An entry is `{ts, seq, actor, action, target, outcome, detail, prev, hash}` where
-//! `hash = sha256(prev || canonical JSON of the entry without hash)` and `prev` is the hash of the
-//! entry before it (64 zeros for the first). Canonical JSON is compact with keys sorted.
+//! An entry is `{ts, seq, actor, action, target, outcome, detail, source, metadata, prev, hash}`
+//! where `hash = sha256(prev || canonical JSON of the entry without hash)` and `prev` is the hash
+//! of the entry before it (64 zeros for the first). Canonical JSON is compact with keys sorted.
+//! `detail` is a one-line string and `source` the actor, as the seed writes them (its `audit
+//! tail` renders both as text); the event's structured detail is in `metadata`. Entries written
+//! before that (an object in `detail`, no `metadata`) still verify: see [`entry_data`].
 //!
 //! Lines written by the seed system (`{ts, action, detail, source}`, no hash) are accepted as a
 //! legacy prefix and reported as unchained. A last line torn by a crash is reported by `verify`
@@ -805,19 +808,59 @@ fn trace_entry(seq: u64, event: &Event) {
     );
 }
 
+/// The structured detail of an entry: `metadata`, or an object `detail` (entries written before
+/// `metadata` existed).
+pub fn entry_data(entry: &Value) -> Option<&Map<String, Value>> {
+    entry
+        .get("metadata")
+        .and_then(Value::as_object)
+        .or_else(|| entry.get("detail").and_then(Value::as_object))
+}
+
+/// The `key=value` pairs of a structured detail, on one line (nested values as compact JSON).
+pub fn pairs(data: &Map<String, Value>) -> String {
+    data.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The seed-readable `detail`: the target, the outcome when it is not `ok`, then the pairs.
+fn summary(target: &str, outcome: &str, detail: &Value) -> String {
+    let mut out = target.to_owned();
+    if !outcome.is_empty() && outcome != "ok" {
+        out.push_str(&format!(" ({outcome})"));
+    }
+    if let Some(data) = detail.as_object().filter(|d| !d.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&pairs(data));
+    } else if !detail.is_null() && !detail.is_object() {
+        out.push_str(&format!(": {detail}"));
+    }
+    out.replace(['\n', '\r'], " ")
+}
+
 /// An entry with its hash, chained to `prev`.
 fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
     let mut entry = Map::new();
-    entry.insert(
-        "ts".into(),
-        crate::time::rfc3339_millis(chrono::Utc::now()).into(),
-    );
+    entry.insert("ts".into(), crate::time::iso_utc(chrono::Utc::now()).into());
     entry.insert("seq".into(), seq.into());
+    entry.insert(
+        "detail".into(),
+        summary(&e.target, &e.outcome, &e.detail).into(),
+    );
+    entry.insert("source".into(), e.actor.clone().into());
     entry.insert("actor".into(), e.actor.into());
     entry.insert("action".into(), e.action.as_str().into());
     entry.insert("target".into(), e.target.into());
     entry.insert("outcome".into(), e.outcome.into());
-    entry.insert("detail".into(), e.detail);
+    entry.insert("metadata".into(), e.detail);
     entry.insert("prev".into(), prev.into());
     let hash = entry_hash(&entry);
     entry.insert("hash".into(), hash.into());

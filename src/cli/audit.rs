@@ -142,9 +142,15 @@ fn print(lines: &[Line], json: bool) -> CliResult {
         .iter()
         .map(|l| {
             let v = l.value();
-            let detail = s(v, "detail");
+            let detail = match crate::audit::entry_data(v) {
+                Some(data) => crate::audit::pairs(data),
+                None => s(v, "detail"),
+            };
+            // The one time format of claw's tables: the local clock to the second.
+            let ts = s(v, "ts");
+            let ts = crate::time::parse_iso(&ts).map_or(ts, crate::time::local);
             vec![
-                s(v, "ts"),
+                ts,
                 s(v, "actor").if_empty(&s(v, "source")),
                 s(v, "action"),
                 s(v, "target"),

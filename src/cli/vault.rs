@@ -362,7 +362,7 @@ fn rotation(ctx: &Ctx, cmd: RotationCommand) -> CliResult {
                         p.key.clone(),
                         p.max_age_days.to_string(),
                         p.last_rotated
-                            .map_or_else(|| "unknown".to_owned(), |t| crate::time::rfc3339(&t)),
+                            .map_or_else(|| "unknown".to_owned(), crate::time::local),
                     ]
                 })
                 .collect();
