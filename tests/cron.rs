@@ -509,3 +509,89 @@ fn add_checks_the_jobs_target_and_arguments() {
     ])
     .expect_code(0);
 }
+
+/// The seed's schedule parser (seed-reference §1.2), as its `cron enable` and daemon apply it to
+/// every enabled job of jobs.json: anything else raises "Unrecognised schedule expression".
+const SEED_PARSER: &str = r#"
+import json, re, sys
+def parse(expr):
+    s = expr.strip().lower()
+    if re.fullmatch(r"every\s+(\d+)\s*([mhd])", s): return
+    m = re.fullmatch(r"(?:daily at\s+)?(\d{1,2}):(\d{2})", s)
+    if m: return
+    f = s.split()
+    if len(f) == 5 and all(re.fullmatch(r"[\d*/,\-]+", x) for x in f): return
+    raise ValueError(f"Unrecognised schedule expression: {expr!r}")
+for job in json.load(open(sys.argv[1])):
+    if job["enabled"]:
+        parse(job["schedule"])
+        print("seed runs", job["name"], job["schedule"])
+    else:
+        print("seed skips", job["name"])
+"#;
+
+#[test]
+fn jobs_json_stays_readable_by_the_seed_whatever_schedule_claw_takes() {
+    let env = Env::new();
+    let schedules = [
+        ("plain", "*/15 * * * *"),
+        ("compound", "every 2h30m"),
+        ("seconds", "every 90s"),
+        ("named-day", "0 9 * * MON-FRI"),
+        ("macro", "@daily"),
+        ("with-seconds", "0 */5 * * * *"),
+        ("last-day", "0 0 L * *"),
+        ("clock", "daily at 7:30"),
+    ];
+    for (name, schedule) in schedules {
+        env.claw(&["cron", "add", name, schedule, "true"])
+            .expect_code(0);
+    }
+    let jobs = env.home.join("cron/jobs.json");
+    let out = std::process::Command::new("python3")
+        .args(["-c", SEED_PARSER])
+        .arg(&jobs)
+        .output()
+        .expect("python3");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{printed}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Where the seed has the same schedule, it runs it; where it has none, it skips the job.
+    for runs in ["plain", "compound", "macro", "with-seconds", "clock"] {
+        assert!(printed.contains(&format!("seed runs {runs} ")), "{printed}");
+    }
+    for skips in ["seconds", "named-day", "last-day"] {
+        assert!(
+            printed.contains(&format!("seed skips {skips}")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains("seed runs compound every 150m"),
+        "{printed}"
+    );
+    // claw runs every one of them, and keeps the mode the seed gave the file.
+    let listed = env.claw(&["cron", "list"]).expect_code(0).stdout.clone();
+    assert_eq!(listed.matches(" yes").count(), schedules.len(), "{listed}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&jobs).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Disabling and enabling again keeps the seed out of a job it cannot read.
+    env.claw(&["cron", "disable", "seconds"]).expect_code(0);
+    env.claw(&["cron", "enable", "seconds"]).expect_code(0);
+    let text = read(&jobs);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let job = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|j| j["name"] == "seconds")
+        .expect("job");
+    assert_eq!(
+        (job["enabled"].clone(), job["claw_enabled"].clone()),
+        (false.into(), true.into())
+    );
+}

@@ -1,6 +1,7 @@
 //! `claw cron list | add | remove | enable | disable | run | logs | next`, on the seed's
 //! `cron/jobs.json`. Job ids may be given as any unique prefix.
 
+use crate::scheduler::seed::SeedForm;
 use chrono::Utc;
 use clap::Subcommand;
 use tokio_util::sync::CancellationToken;
@@ -179,6 +180,17 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
             job.enabled = !disabled;
             job.output_channel = output;
             job.tz = tz;
+            // A seed sharing this data directory must be able to read jobs.json.
+            match job.seed_compatible() {
+                SeedForm::Same => {}
+                SeedForm::Equivalent(text) => eprintln!(
+                    "note: saved as `{text}`, the same schedule in the form the seed's cron also reads"
+                ),
+                SeedForm::None(why) => eprintln!(
+                    "warning: {why}; the job is saved with `enabled: false` (and `claw_enabled`) so \
+                     that a seed cron sharing this data directory skips it, and claw runs it"
+                ),
+            }
             for a in &args {
                 let (k, v) = crate::params::split_assignment(a)
                     .map_err(|e| CliError::usage(format!("--arg {e}")))?;
@@ -192,7 +204,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
                     "Added job {} ({}){}",
                     saved.id,
                     saved.name,
-                    if saved.enabled { "" } else { " — disabled" }
+                    if saved.is_enabled() {
+                        ""
+                    } else {
+                        " — disabled"
+                    }
                 );
             }
             Ok(())
@@ -213,7 +229,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
 
 fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     let jobs = file.load()?;
-    let enabled = jobs.iter().filter(|j| j.enabled).count();
+    let enabled = jobs.iter().filter(|j| j.is_enabled()).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
     let sources = crate::triggers::cron::sources::load_sources(&ctx.dirs);
     let engine = ctx.engine()?;
@@ -319,7 +335,7 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
                 let mut v = serde_json::to_value(j).unwrap_or_default();
                 let next = j.compiled().ok().and_then(|s| s.next_after(now));
                 v["next_run"] =
-                    serde_json::json!(next.filter(|_| j.enabled).map(|t| time::rfc3339(&t)));
+                    serde_json::json!(next.filter(|_| j.is_enabled()).map(|t| time::rfc3339(&t)));
                 v
             })
             .collect();
@@ -333,7 +349,7 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            let next = match (j.enabled, j.compiled()) {
+            let next = match (j.is_enabled(), j.compiled()) {
                 (false, _) => "-".to_owned(),
                 (true, Ok(s)) => s.next_after(now).map_or_else(
                     || "never".to_owned(),
@@ -346,7 +362,12 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
                 j.name.clone(),
                 j.schedule.clone(),
                 j.job_type.to_string(),
-                if j.enabled { "yes" } else { "no" }.to_owned(),
+                match (j.is_enabled(), j.claw_enabled.is_some()) {
+                    (true, true) => "yes (claw only)",
+                    (true, false) => "yes",
+                    (false, _) => "no",
+                }
+                .to_owned(),
                 j.last_run.clone().unwrap_or_else(|| "-".into()),
                 j.last_status.clone().unwrap_or_else(|| "-".into()),
                 next,

@@ -8,6 +8,7 @@
 
 pub mod plan;
 pub mod schedule;
+pub mod seed;
 
 pub use plan::{CatchUp, Fire, MissReason, Missed, Overlap, Plan, Policy, jitter_offset, plan};
 pub use schedule::{Schedule, local_zone, parse_tz};

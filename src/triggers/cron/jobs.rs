@@ -102,6 +102,11 @@ pub struct Job {
     /// claw: the schedule's IANA zone (absent: the machine's local zone, as in the seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+    /// claw: whether claw runs the job, for a schedule the seed cannot read (or would read with
+    /// another meaning). Such a job is saved with `enabled: false`, so a seed daemon sharing the
+    /// data directory neither parses nor fires it; absent, `enabled` is for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claw_enabled: Option<bool>,
     /// Fields claw does not know, kept on rewrite.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -125,8 +130,49 @@ impl Job {
             last_status: None,
             last_output_file: None,
             tz: None,
+            claw_enabled: None,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// Whether claw runs the job.
+    pub fn is_enabled(&self) -> bool {
+        self.claw_enabled.unwrap_or(self.enabled)
+    }
+
+    /// Enables or disables the job for claw, and for the seed too unless the job is hidden from
+    /// it (claw saved it so) or the seed cannot parse its schedule.
+    pub fn set_enabled(&mut self, on: bool) {
+        if self.claw_enabled.is_some() || !crate::scheduler::seed::seed_parses(&self.schedule) {
+            self.enabled = false;
+            self.claw_enabled = Some(on);
+        } else {
+            self.enabled = on;
+        }
+    }
+
+    /// Writes the schedule in the form the seed reads when there is one with the same meaning;
+    /// otherwise the job is hidden from the seed (see [`Job::claw_enabled`]). Returns what the
+    /// seed makes of it.
+    pub fn seed_compatible(&mut self) -> crate::scheduler::seed::SeedForm {
+        let form = crate::scheduler::seed::seed_form(&self.schedule);
+        let on = self.is_enabled();
+        match &form {
+            crate::scheduler::seed::SeedForm::None(_) => {
+                self.enabled = false;
+                self.claw_enabled = Some(on);
+            }
+            crate::scheduler::seed::SeedForm::Equivalent(text) => {
+                self.schedule.clone_from(text);
+                self.enabled = on;
+                self.claw_enabled = None;
+            }
+            crate::scheduler::seed::SeedForm::Same => {
+                self.enabled = on;
+                self.claw_enabled = None;
+            }
+        }
+        form
     }
 
     /// The creation time (the anchor of `every` schedules), if `created_at` parses.
@@ -344,8 +390,8 @@ impl JobsFile {
     pub fn set_enabled(&self, id: &str, on: bool, actor: &str) -> Result<(Job, bool), JobsError> {
         let (job, changed) = self.update(|jobs| {
             let i = find_index(jobs, id)?;
-            let changed = jobs[i].enabled != on;
-            jobs[i].enabled = on;
+            let changed = jobs[i].is_enabled() != on;
+            jobs[i].set_enabled(on);
             Ok::<_, JobsError>((jobs[i].clone(), changed))
         })?;
         if changed {

@@ -69,7 +69,7 @@ pub fn load_sources(dirs: &Dirs) -> Sources {
         Ok(jobs) => {
             for job in jobs {
                 let id = job_schedule_id(&job.id);
-                if !job.enabled {
+                if !job.is_enabled() {
                     out.paused.push(id);
                     continue;
                 }
