@@ -897,3 +897,78 @@ fn shutdown_stops_a_rollback_in_progress_and_leaves_the_run_resumable() {
         "{steps:?}"
     );
 }
+
+/// The seed's cron daemon as it runs: `python -m superpowers.cron_runner`, writing its PID file
+/// and stopping on SIGTERM (its scheduler is not needed to be seen).
+fn start_seed_daemon(env: &Env) -> Child {
+    let pkg = env.path("seedpkg/superpowers");
+    std::fs::create_dir_all(&pkg).expect("mkdir");
+    std::fs::write(pkg.join("__init__.py"), "").expect("write");
+    std::fs::write(
+        pkg.join("cron_runner.py"),
+        "import os, signal, sys, time\n\
+         home = os.environ['SUPERPOWERS_DATA_DIR']\n\
+         os.makedirs(os.path.join(home, 'cron'), exist_ok=True)\n\
+         open(os.path.join(home, 'cron', 'cron-daemon.pid'), 'w').write(str(os.getpid()))\n\
+         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n\
+         while True: time.sleep(0.1)\n",
+    )
+    .expect("write");
+    let child = std::process::Command::new("python3")
+        .args(["-m", "superpowers.cron_runner"])
+        .current_dir(env.path("seedpkg"))
+        .env("SUPERPOWERS_DATA_DIR", &env.home)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let pid_file = env.home.join("cron/cron-daemon.pid");
+    let up = wait_for(Duration::from_secs(20), || {
+        (read(&pid_file).trim() == child.id().to_string()).then_some(())
+    });
+    assert!(up.is_some(), "the seed daemon did not start");
+    child
+}
+
+#[test]
+fn a_running_seed_cron_daemon_is_seen_and_only_taken_over_when_asked() {
+    let env = Env::new();
+    let mut seed = start_seed_daemon(&env);
+    let pid = seed.id().to_string();
+
+    let refused = env.claw(&["serve", "--no-http"]);
+    refused.expect_code(3);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("the seed's cron daemon (pid {pid}")),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--take-over"), "{}", refused.stderr);
+    // Its PID file is left as it was.
+    assert_eq!(read(&env.home.join("cron/cron-daemon.pid")).trim(), pid);
+
+    let status = env
+        .claw(&["cron", "status", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(status["seed_daemon"]["pid"].to_string(), pid);
+    let shown = env.claw(&["cron", "status"]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("Seed cron daemon: running"),
+        "{}",
+        shown.stdout
+    );
+
+    let claw = Daemon::start(&env, &["--take-over"]);
+    let stopped = wait_for(Duration::from_secs(20), || seed.try_wait().expect("wait"));
+    assert!(stopped.is_some(), "the seed daemon was not stopped");
+    assert_eq!(
+        read(&env.home.join("cron/cron-daemon.pid")).trim(),
+        claw.child.id().to_string()
+    );
+    claw.signal(Signal::SIGTERM);
+    let (code, log) = claw.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -231,6 +231,7 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     let jobs = file.load()?;
     let enabled = jobs.iter().filter(|j| j.is_enabled()).count();
     let daemon = crate::serve::lease::holder(&ctx.dirs.home);
+    let seed = crate::serve::lease::seed_daemon(&ctx.dirs.home);
     let sources = crate::triggers::cron::sources::load_sources(&ctx.dirs);
     let engine = ctx.engine()?;
     let states: std::collections::HashMap<String, crate::store::ScheduleState> = engine
@@ -264,6 +265,7 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     if json {
         output::print_json(&serde_json::json!({
             "daemon": {"running": daemon.is_some(), "pid": daemon.flatten()},
+            "seed_daemon": seed.as_ref().map(|(pid, cmd)| serde_json::json!({"pid": pid, "command": cmd})),
             "jobs": {"total": jobs.len(), "enabled": enabled, "disabled": jobs.len() - enabled},
             "schedules": items,
             "problems": sources.problems,
@@ -276,6 +278,12 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         ),
         None => println!("Daemon: not running (start it with `claw serve`)"),
+    }
+    if let Some((pid, cmd)) = &seed {
+        println!(
+            "Seed cron daemon: running (pid {pid}, {cmd}); it fires the jobs of jobs.json too \
+             (`claw serve --take-over` stops it and takes its place)"
+        );
     }
     println!(
         "Jobs: {} total, {enabled} enabled, {} disabled",

@@ -41,6 +41,10 @@ pub(crate) struct ServeArgs {
     /// If another daemon owns the data directory, wait for it to exit instead of refusing.
     #[arg(long)]
     wait: bool,
+    /// If the seed's cron daemon runs on this data directory, stop it (SIGTERM) and take its
+    /// place instead of refusing (both would fire every job).
+    #[arg(long)]
+    take_over: bool,
     /// Runs executed at once (more stay queued).
     #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_MAX_RUNS)]
     max_runs: usize,
@@ -94,6 +98,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
         bind,
         grace,
         wait: args.wait,
+        take_over: args.take_over,
         max_runs: args.max_runs,
     };
     Ok(serve::run(

@@ -26,6 +26,19 @@ pub enum LeaseError {
         home.display()
     )]
     Held { home: PathBuf, pid: Option<u32> },
+    #[error(
+        "the seed's cron daemon (pid {pid}, {cmd}) is running on the data directory {}: with both, \
+         every job would fire twice. Stop it (`systemctl --user stop claude-superpowers-cron`, or \
+         `kill {pid}`), or start claw with --take-over to stop it and take its place",
+        home.display()
+    )]
+    SeedDaemon {
+        home: PathBuf,
+        pid: u32,
+        cmd: String,
+    },
+    #[error("the seed's cron daemon (pid {pid}) did not stop within {waited:?} of SIGTERM")]
+    SeedDaemonStays { pid: u32, waited: Duration },
     #[error("cannot take the daemon lock {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -43,9 +56,12 @@ pub struct Lease {
 impl Lease {
     /// Takes the lease; with `wait`, waits for the daemon holding it to exit (calling `waiting`
     /// once), else refuses after a short retry.
+    /// With `take_over`, a running seed cron daemon is stopped (SIGTERM, then waited for);
+    /// without, it is a refusal.
     pub fn acquire(
         home: &Path,
         wait: bool,
+        take_over: bool,
         waiting: &dyn Fn(Option<u32>),
     ) -> Result<Lease, LeaseError> {
         let path = home.join(LOCK_FILE);
@@ -68,6 +84,16 @@ impl Lease {
                 Err(source) => return Err(LeaseError::Io { path, source }),
             }
         };
+        if let Some((pid, cmd)) = seed_daemon(home) {
+            if !take_over {
+                return Err(LeaseError::SeedDaemon {
+                    home: home.to_owned(),
+                    pid,
+                    cmd,
+                });
+            }
+            stop_seed_daemon(pid)?;
+        }
         let text = format!("{}\n", std::process::id());
         let mut pid_files = Vec::new();
         for name in [PID_FILE, SEED_PID_FILE] {
@@ -96,6 +122,52 @@ impl Drop for Lease {
             let _ = std::fs::remove_file(f);
         }
     }
+}
+
+/// How long `--take-over` waits for the seed's daemon to exit after SIGTERM (it stops its
+/// scheduler, which waits for running jobs).
+const SEED_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// The seed's cron daemon running on `home`, from its PID file: its pid and command line, when
+/// that process is alive and is the seed's (`python -m superpowers.cron_runner`), not claw.
+pub fn seed_daemon(home: &Path) -> Option<(u32, String)> {
+    let pid: u32 = std::fs::read_to_string(home.join(SEED_PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if pid == std::process::id() || pid == 0 {
+        return None;
+    }
+    // /proc/<pid>/cmdline: NUL-separated arguments; gone (or empty, a zombie) when it exited.
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmd = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let seed = cmd.contains("cron_runner") && !cmd.contains("claw serve");
+    seed.then_some((pid, cmd))
+}
+
+/// Sends SIGTERM to the seed's daemon and waits for it to exit.
+fn stop_seed_daemon(pid: u32) -> Result<(), LeaseError> {
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    tracing::warn!(target: "claw::serve", pid, "stopping the seed's cron daemon (--take-over)");
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    let start = std::time::Instant::now();
+    while start.elapsed() < SEED_STOP_WAIT {
+        let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+        if !alive {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(LeaseError::SeedDaemonStays {
+        pid,
+        waited: SEED_STOP_WAIT,
+    })
 }
 
 /// The pid in the PID file, if any.

@@ -59,6 +59,8 @@ pub struct Options {
     pub grace: Duration,
     /// Wait for another daemon to release the data directory instead of refusing.
     pub wait: bool,
+    /// Stop a seed cron daemon running on the data directory instead of refusing.
+    pub take_over: bool,
     pub max_runs: usize,
 }
 
@@ -68,6 +70,7 @@ impl Default for Options {
             bind: DEFAULT_BIND.parse().ok(),
             grace: DEFAULT_GRACE,
             wait: false,
+            take_over: false,
             max_runs: DEFAULT_MAX_RUNS,
         }
     }
@@ -130,7 +133,7 @@ pub fn run(
             dirs.home.display()
         ))
     })?;
-    let lease = Lease::acquire(&dirs.home, opts.wait, &|pid| {
+    let lease = Lease::acquire(&dirs.home, opts.wait, opts.take_over, &|pid| {
         tracing::info!(
             target: DAEMON,
             "waiting for the daemon{} that owns {} to exit",
