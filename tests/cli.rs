@@ -825,3 +825,85 @@ fn every_flag_and_argument_has_a_description() {
     walk(&claw::cli::command(), "claw", &mut missing);
     assert!(missing.is_empty(), "without a description: {missing:#?}");
 }
+
+/// The seed's command shapes that users' scripts call keep working.
+#[test]
+fn the_seed_command_shapes_work() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+
+    // `claw dag run|visualize` are `workflow run|graph`.
+    let ran = env.claw(&["dag", "run", "diamond", "--max-workers", "1"]);
+    ran.expect_code(0);
+    assert_eq!(
+        env.claw(&["run", "list", "--json"])
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let shown = env.claw(&["dag", "visualize", "diamond"]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("join ← left, right"),
+        "{}",
+        shown.stdout
+    );
+    env.claw(&["dag", "run", "diamond", "--max-workers", "0"])
+        .expect_code(2);
+
+    // `skill create --name --description --type --permission --trigger`.
+    env.claw(&[
+        "skill",
+        "create",
+        "--name",
+        "disk",
+        "--description",
+        "Disk report",
+        "--type",
+        "bash",
+        "--permission",
+        "vault:API_KEY",
+        "--trigger",
+        "disk full",
+    ])
+    .expect_code(0);
+    let info = env
+        .claw(&["skill", "info", "disk", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(info["permissions"], json!(["vault:API_KEY"]), "{info}");
+    assert_eq!(info["description"], "Disk report");
+    env.claw(&["skill", "create", "x", "--name", "y"])
+        .expect_code(2);
+    // `skill sync` is `skill hub`.
+    env.claw(&["skill", "sync", "list", "--help"])
+        .expect_code(0);
+
+    // `claw status`: one line per subsystem.
+    let status = env.claw(&["status", "--json"]).expect_code(0).json();
+    let names: Vec<&str> = status["subsystems"]
+        .as_array()
+        .expect("subsystems")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "daemon",
+            "workflows",
+            "runs",
+            "cron",
+            "watchers",
+            "skills",
+            "vault",
+            "audit"
+        ]
+    );
+    let runs = &status["subsystems"][2];
+    assert_eq!(runs["ok"], true, "{runs}");
+    let table = env.claw(&["status"]);
+    table.expect_code(0);
+    assert!(table.stdout.contains("1 skill(s)"), "{}", table.stdout);
+}

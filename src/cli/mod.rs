@@ -13,6 +13,7 @@ mod output;
 mod run;
 mod serve;
 mod skill;
+mod status;
 mod vault;
 mod watcher;
 mod workflow;
@@ -163,6 +164,16 @@ enum Command {
     Skill(skill::SkillCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
     Doctor,
+    /// One screen on every subsystem: the daemon, workflows, runs, cron, watchers, skills, the
+    /// vault and the audit log (the seed's `claw status`).
+    Status {
+        /// Print JSON (`{subsystems: [{name, ok, detail, count}]}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The seed's `claw dag run|visualize`: `workflow run` and `workflow graph` by other names.
+    #[command(subcommand)]
+    Dag(workflow::DagCommand),
     /// Built-in benchmarks, each measured against a baseline in the same process run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -294,6 +305,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Skill(cmd) => skill::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Status { json } => status::run(&ctx, json),
+        Command::Dag(cmd) => workflow::dag(&ctx, cmd),
         Command::Completions { shell } => complete::script(shell),
         Command::Man => complete::man(),
         Command::Cron(args) => cron::run(

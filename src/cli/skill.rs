@@ -55,8 +55,19 @@ pub(crate) enum SkillCommand {
     },
     /// Creates `skills/NAME/` in the config root from a template (never overwrites).
     Create {
-        /// The skill's name.
-        name: String,
+        /// The new skill's name (or `--name NAME`, the seed's form).
+        #[arg(required_unless_present = "name_flag")]
+        name: Option<String>,
+        /// The new skill's name (the seed's spelling of NAME).
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+        name_flag: Option<String>,
+        /// A permission for the manifest (repeatable): `vault` (every vault value) or
+        /// `vault:KEY` (just KEY).
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        /// A trigger phrase for the manifest (repeatable).
+        #[arg(long = "trigger", value_name = "TEXT")]
+        triggers: Vec<String>,
         /// The script's language.
         #[arg(long = "type", value_enum, default_value = "bash")]
         kind: ScriptType,
@@ -64,7 +75,9 @@ pub(crate) enum SkillCommand {
         #[arg(long, default_value = "A new skill")]
         description: String,
     },
-    /// SkillHub: share skills through a git repository (CLAW_SKILL_HUB or --hub).
+    /// SkillHub: share skills through a git repository (CLAW_SKILL_HUB or --hub). `skill sync`
+    /// is the seed's name for it.
+    #[command(visible_alias = "sync")]
     Hub(HubArgs),
 }
 
@@ -126,9 +139,15 @@ pub(crate) fn run(ctx: &Ctx, cmd: SkillCommand) -> CliResult {
         } => validate(&paths, manifest_only),
         SkillCommand::Create {
             name,
+            name_flag,
+            permissions,
+            triggers,
             kind,
             description,
-        } => create(ctx, &name, kind, &description),
+        } => {
+            let name = name.or(name_flag).unwrap_or_default();
+            create(ctx, &name, kind, &description, &permissions, &triggers)
+        }
         SkillCommand::Hub(h) => hub(ctx, h),
     }
 }
@@ -437,18 +456,27 @@ fn validate(paths: &[PathBuf], manifest_only: bool) -> CliResult {
     }
 }
 
-fn create(ctx: &Ctx, name: &str, kind: ScriptType, description: &str) -> CliResult {
+fn create(
+    ctx: &Ctx,
+    name: &str,
+    kind: ScriptType,
+    description: &str,
+    permissions: &[String],
+    triggers: &[String],
+) -> CliResult {
     let kind = match kind {
         ScriptType::Bash => scaffold::Kind::Bash,
         ScriptType::Python => scaffold::Kind::Python,
     };
     let skills_dir = ctx.dirs.root.join("skills");
-    let dir = scaffold::create(
+    let dir = scaffold::create_with(
         &skills_dir,
         name,
         kind,
         description,
         &crate::config::env::local_user(),
+        permissions,
+        triggers,
     )?;
     println!("created {}", dir.display());
     println!("try it: claw skill run {name} who=you");

@@ -68,6 +68,9 @@ pub(crate) enum WorkflowCommand {
         /// No progress lines, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
+        /// At most N steps at once in this run (instead of the workflow's `max_parallel`).
+        #[arg(long, value_name = "N", conflicts_with = "detach", value_parser = clap::value_parser!(u32).range(1..))]
+        max_parallel: Option<u32>,
     },
     /// Print the step graph.
     Graph {
@@ -108,7 +111,17 @@ pub(crate) fn run(ctx: &Ctx, cmd: WorkflowCommand) -> CliResult {
             detach,
             json,
             quiet,
-        } => run_workflow(ctx, &workflow, &params, dry_run, detach, json, quiet),
+            max_parallel,
+        } => {
+            let how = How {
+                dry_run,
+                detach,
+                json,
+                quiet,
+                max_parallel,
+            };
+            run_workflow(ctx, &workflow, &params, how)
+        }
         WorkflowCommand::Graph { workflow, format } => graph(ctx, &workflow, format),
         WorkflowCommand::Init => init(ctx),
     }
@@ -435,16 +448,28 @@ fn record_invalid(ctx: &Ctx, path: &Path, problems: usize) {
     }
 }
 
-fn run_workflow(
-    ctx: &Ctx,
-    arg: &str,
-    raw_params: &[String],
-    dry_run: bool,
-    detach: bool,
-    json: bool,
-    quiet: bool,
-) -> CliResult {
-    let wf = load(ctx, arg)?;
+/// How `workflow run` runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    pub(crate) dry_run: bool,
+    pub(crate) detach: bool,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) max_parallel: Option<u32>,
+}
+
+pub(crate) fn run_workflow(ctx: &Ctx, arg: &str, raw_params: &[String], how: How) -> CliResult {
+    let How {
+        dry_run,
+        detach,
+        json,
+        quiet,
+        max_parallel,
+    } = how;
+    let mut wf = load(ctx, arg)?;
+    if let Some(n) = max_parallel {
+        wf.max_parallel = n as usize;
+    }
     let problems = catalogue::check_children(&ctx.dirs, &wf);
     if !problems.is_empty() {
         return Err(CliError::usage(problems.join("\nerror: ")));
@@ -629,7 +654,7 @@ pub(crate) fn report(engine: &Engine, run: &RunRecord, json: bool) -> CliResult 
     }
 }
 
-fn graph(ctx: &Ctx, arg: &str, format: GraphFormat) -> CliResult {
+pub(crate) fn graph(ctx: &Ctx, arg: &str, format: GraphFormat) -> CliResult {
     let wf = load(ctx, arg)?;
     let id = |i: usize| format!("s{i}");
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
@@ -724,4 +749,57 @@ fn init(ctx: &Ctx) -> CliResult {
         "\nTry: claw workflow run hello -p who=you    (then: claw run list, claw workflow graph disk-report)"
     );
     Ok(())
+}
+
+/// The seed's `claw dag` commands, kept for scripts written for it.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DagCommand {
+    /// The seed's name for `claw workflow run`: runs the workflow (its steps as a DAG).
+    Run {
+        /// Name (file stem or `name:`) or path of the workflow.
+        #[arg(add = super::complete::workflow_names())]
+        workflow: String,
+        /// At most N steps at once (the seed's default was 4; claw's is the workflow's
+        /// `max_parallel`).
+        #[arg(long = "max-workers", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_workers: Option<u32>,
+        /// Show what would run without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// A param value, `-p key=value` (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// The seed's name for `claw workflow graph`.
+    Visualize {
+        /// Name (file stem or `name:`) or path of the workflow.
+        #[arg(add = super::complete::workflow_names())]
+        workflow: String,
+        /// `text` (an indented tree) or `mermaid`/`dot` for a diagram.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+}
+
+pub(crate) fn dag(ctx: &Ctx, cmd: DagCommand) -> CliResult {
+    match cmd {
+        DagCommand::Run {
+            workflow,
+            max_workers,
+            dry_run,
+            params,
+        } => run_workflow(
+            ctx,
+            &workflow,
+            &params,
+            How {
+                dry_run,
+                detach: false,
+                json: false,
+                quiet: false,
+                max_parallel: max_workers,
+            },
+        ),
+        DagCommand::Visualize { workflow, format } => graph(ctx, &workflow, format),
+    }
 }

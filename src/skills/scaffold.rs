@@ -48,6 +48,20 @@ pub fn create(
     description: &str,
     author: &str,
 ) -> Result<PathBuf, ScaffoldError> {
+    create_with(skills_dir, name, kind, description, author, &[], &[])
+}
+
+/// [`create`] with the manifest's `permissions` and `triggers` filled in (the seed's
+/// `--permission` and `--trigger`).
+pub fn create_with(
+    skills_dir: &Path,
+    name: &str,
+    kind: Kind,
+    description: &str,
+    author: &str,
+    permissions: &[String],
+    triggers: &[String],
+) -> Result<PathBuf, ScaffoldError> {
     use std::os::unix::fs::PermissionsExt as _;
     if !manifest::valid_name(name) {
         return Err(ScaffoldError::BadName(name.to_owned()));
@@ -62,8 +76,18 @@ pub fn create(
     };
     // A description is one line inside double quotes in the manifest.
     let description = description.replace(['\n', '\r'], " ").replace('"', "'");
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| yaml_scalar(i.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (permissions, triggers) = (list(permissions), list(triggers));
     let fill = |t: &str| {
         t.replace("{{name}}", name)
+            .replace("{{permissions}}", &permissions)
+            .replace("{{triggers}}", &triggers)
             .replace("{{description}}", &description)
             .replace("{{author}}", &yaml_scalar(author))
             .replace("{{script}}", script)
@@ -128,5 +152,18 @@ mod tests {
             create(t.path(), "../x", Kind::Bash, "", "a"),
             Err(ScaffoldError::BadName(_))
         ));
+        let dir = create_with(
+            t.path(),
+            "granted",
+            Kind::Bash,
+            "",
+            "a",
+            &["vault:API_KEY".to_owned(), "network".to_owned()],
+            &["disk full".to_owned()],
+        )
+        .expect("created");
+        let skill = super::super::Skill::load(&dir).unwrap_or_else(|e| panic!("{}", e.render()));
+        assert_eq!(skill.manifest.permissions, ["vault:API_KEY", "network"]);
+        assert_eq!(skill.manifest.triggers, [serde_json::json!("disk full")]);
     }
 }
