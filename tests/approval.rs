@@ -437,3 +437,65 @@ fn a_resume_that_waits_for_a_decision_says_so_without_a_terminal() {
         assert!(stderr.contains(&command), "`{command}` not in:\n{stderr}");
     }
 }
+
+/// A seed-form `approval_gate` in a foreground run on a terminal asks there (y/N), as the seed
+/// did; the answer decides as the local user, with the same rules as `claw run approve`.
+#[test]
+fn a_gate_in_a_foreground_run_on_a_terminal_asks_there() {
+    let env = Env::new();
+    env.workflow(
+        "asked",
+        "steps:\n  - name: gate\n    type: approval_gate\n    args: {prompt: \"Ship it?\"}\n  - name: after\n    command: echo shipped\n",
+    );
+    let yes = on_pty_prompt(
+        &env.command(&["workflow", "run", "asked"]),
+        &["y"],
+        Some(r"\[y/N\] $"),
+    );
+    assert_eq!(yes.code, 0, "{}", yes.stdout);
+    assert!(yes.stdout.contains("Ship it? [y/N]"), "{}", yes.stdout);
+    assert!(yes.stdout.contains("approved by cli:"), "{}", yes.stdout);
+    let no = on_pty_prompt(
+        &env.command(&["workflow", "run", "asked"]),
+        &["n"],
+        Some(r"\[y/N\] $"),
+    );
+    assert_eq!(no.code, 1, "{}", no.stdout);
+    assert!(no.stdout.contains("rejected"), "{}", no.stdout);
+    let decided = env
+        .claw(&["audit", "search", "--action", "approval", "--json"])
+        .json();
+    let reasons: Vec<String> = decided
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["metadata"].to_string())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("answered no at the terminal")),
+        "{reasons:?}"
+    );
+    // Without a terminal nothing is asked, and claw says how to decide.
+    let mut waiting = env
+        .command(&["workflow", "run", "asked"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let run = wait_for(Duration::from_secs(30), || {
+        env.last_run()
+            .filter(|r| env.show(r)["status"] == "waiting")
+    });
+    let run = run.expect("the run waits");
+    env.claw(&["run", "approve", &run, "gate"]).expect_code(0);
+    let out = waiting.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("[y/N]"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("claw run approve {run} gate")),
+        "{stderr}"
+    );
+}

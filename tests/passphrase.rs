@@ -17,38 +17,6 @@ const PASS_ENV: &str = "CLAW_VAULT_PASSPHRASE";
 /// loaded machine; `the_age_cli_opens_claws_protected_identity` uses the default (2^18).
 const CHEAP: (&str, &str) = ("CLAW_VAULT_SCRYPT_LOG_N", "12");
 
-fn pty_script() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pty_answer.py").to_owned()
-}
-
-/// `base` (a claw command from `Env::command`), run as `program` would run it: its arguments,
-/// environment and directory, with `wrapper` in front.
-fn wrapped(wrapper: &[&str], base: &Command) -> Command {
-    let mut c = Command::new(wrapper[0]);
-    c.args(&wrapper[1..])
-        .arg(base.get_program())
-        .args(base.get_args());
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    if let Some(d) = base.get_current_dir() {
-        c.current_dir(d);
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
-/// Runs `cmd` on a pseudo-terminal, typing `answers` at its passphrase prompts.
-fn on_pty(cmd: &Command, answers: &[&str]) -> Ran {
-    let script = pty_script();
-    let mut c = wrapped(&["python3", &script], cmd);
-    c.env("PTY_ANSWERS", answers.join("\n"));
-    c.output().expect("python3 pty_answer.py").into()
-}
-
 /// A claw command with the passphrase variable cleared (and the cheap work factor).
 fn claw_cmd(env: &Env, args: &[&str]) -> Command {
     let mut c = env.command(args);

@@ -64,12 +64,96 @@ fn symbol(status: StepStatus) -> &'static str {
 #[derive(Debug)]
 pub(crate) struct TermProgress {
     enabled: bool,
+    asker: Option<Asker>,
 }
 
 impl TermProgress {
     pub(crate) fn new(quiet: bool) -> Self {
         Self {
             enabled: !quiet && stderr_is_tty(),
+            asker: None,
+        }
+    }
+
+    /// Also asks at the terminal (y/N) when an approval gate of the run opens, as the seed's
+    /// `approval_gate` did, if stdin and stderr are terminals. The gate stays decidable from
+    /// elsewhere; an answer to a gate already decided is ignored.
+    pub(crate) fn asking(
+        mut self,
+        dirs: crate::config::Dirs,
+        settings: crate::config::Settings,
+    ) -> Self {
+        if std::io::stdin().is_terminal() && stderr_is_tty() {
+            self.asker = Some(Asker {
+                dirs,
+                settings,
+                current: std::sync::Arc::default(),
+                reader: std::sync::Once::new(),
+            });
+        }
+        self
+    }
+}
+
+/// The terminal prompt of approval gates: one reader thread for the process's stdin, which
+/// applies each line to the gate asked last (if it still waits).
+#[derive(Debug)]
+struct Asker {
+    dirs: crate::config::Dirs,
+    settings: crate::config::Settings,
+    /// The gate asked last and not answered: (run, step).
+    current: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>,
+    reader: std::sync::Once,
+}
+
+impl Asker {
+    fn ask(&self, run: &str, step: &str, question: &str) {
+        if let Ok(mut cur) = self.current.lock() {
+            *cur = Some((run.to_owned(), step.to_owned()));
+        }
+        eprint!("claw: {question} [y/N] ");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        self.reader.call_once(|| {
+            let current = self.current.clone();
+            let (dirs, settings) = (self.dirs.clone(), self.settings.clone());
+            std::thread::spawn(move || answer_loop(&current, &dirs, &settings));
+        });
+    }
+}
+
+fn answer_loop(
+    current: &std::sync::Mutex<Option<(String, String)>>,
+    dirs: &crate::config::Dirs,
+    settings: &crate::config::Settings,
+) {
+    use crate::engine::approval::{VoteResult, describe, identity};
+    loop {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let Some((run, step)) = current.lock().ok().and_then(|mut c| c.take()) else {
+            continue;
+        };
+        let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        let decided = crate::engine::Engine::open(dirs.clone(), settings.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|engine| {
+                let rec = engine.store.find_run(&run).map_err(|e| e.to_string())?;
+                let reason = (!yes).then_some("answered no at the terminal");
+                engine
+                    .vote(&rec, &step, &identity(None), yes, reason, &[])
+                    .map_err(|e| e.to_string())
+            });
+        match decided {
+            Ok(VoteResult::Recorded {
+                decided: Some(r), ..
+            }) => eprintln!("claw: step `{step}` {}", describe(&r)),
+            Ok(VoteResult::Recorded {
+                approvals, quorum, ..
+            }) => eprintln!("claw: approved ({approvals} of {quorum} approvals)"),
+            Err(e) => eprintln!("claw: {e}"),
         }
     }
 }
@@ -79,6 +163,16 @@ impl Progress for TermProgress {
         match event {
             // Waiting needs a person: say it on any stderr, terminal or not.
             Event::Waiting { message } => eprintln!("claw: {message}"),
+            Event::GateOpen {
+                run,
+                step,
+                question,
+                has_input: false,
+            } => {
+                if let Some(asker) = &self.asker {
+                    asker.ask(run, step, question);
+                }
+            }
             _ if !self.enabled => {}
             Event::StepStarted { name, attempt } => {
                 if *attempt > 1 {
@@ -97,6 +191,7 @@ impl Progress for TermProgress {
                 eprintln!("{} {} {took}{msg}", symbol(step.status), step.name);
             }
             Event::Note { message } => eprintln!("  {message}"),
+            Event::GateOpen { .. } => {}
         }
     }
 }

@@ -546,7 +546,7 @@ pub(crate) fn drive_foreground(
     quiet: bool,
 ) -> CliResult {
     let rt = super::runtime()?;
-    let progress = TermProgress::new(quiet || json);
+    let progress = TermProgress::new(quiet || json).asking(engine.dirs.clone(), engine.settings());
     let cancel = CancellationToken::new();
     let finished = rt.block_on(async {
         let watcher = cancel.clone();

@@ -105,6 +105,16 @@ pub enum Event<'a> {
     Note {
         message: &'a str,
     },
+    /// An approval gate of this run opened (after its [`Event::Waiting`]): a foreground front
+    /// end may also ask at its terminal, as the seed's `approval_gate` did.
+    GateOpen {
+        run: &'a str,
+        step: &'a str,
+        /// The question.
+        question: &'a str,
+        /// Whether the gate asks for input fields (a yes/no answer cannot give them).
+        has_input: bool,
+    },
 }
 
 /// Receives [`Event`]s.

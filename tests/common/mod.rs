@@ -193,3 +193,43 @@ pub fn needs_of(shown: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
         })
         .collect()
 }
+
+pub fn pty_script() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pty_answer.py").to_owned()
+}
+
+/// `base` (a claw command from `Env::command`), run as `program` would run it: its arguments,
+/// environment and directory, with `wrapper` in front.
+pub fn wrapped(wrapper: &[&str], base: &Command) -> Command {
+    let mut c = Command::new(wrapper[0]);
+    c.args(&wrapper[1..])
+        .arg(base.get_program())
+        .args(base.get_args());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = base.get_current_dir() {
+        c.current_dir(d);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` on a pseudo-terminal, typing `answers` at its passphrase prompts.
+pub fn on_pty(cmd: &Command, answers: &[&str]) -> Ran {
+    on_pty_prompt(cmd, answers, None)
+}
+
+/// [`on_pty`], answering at prompts matching `prompt` (a Python regular expression) too.
+pub fn on_pty_prompt(cmd: &Command, answers: &[&str], prompt: Option<&str>) -> Ran {
+    let script = pty_script();
+    let mut c = wrapped(&["python3", &script], cmd);
+    c.env("PTY_ANSWERS", answers.join("\n"));
+    if let Some(p) = prompt {
+        c.env("PTY_PROMPT", p);
+    }
+    c.output().expect("python3 pty_answer.py").into()
+}

@@ -35,6 +35,10 @@ pub(super) enum Notice {
         announce: String,
         /// `approval.requested`, when the request is new (not reopened).
         audit: Option<AuditEvent>,
+        /// The question, for a terminal prompt.
+        question: String,
+        /// Whether the gate asks for input fields.
+        has_input: bool,
     },
     /// A sub-workflow's child run exists.
     Child {
@@ -112,6 +116,8 @@ impl Exec<'_> {
                 message,
                 announce,
                 audit,
+                question,
+                has_input,
             } => {
                 let Some(mut rec) = self.recs.get(&step).cloned() else {
                     return Ok(());
@@ -138,6 +144,12 @@ impl Exec<'_> {
                 }
                 self.progress
                     .event(&crate::engine::Event::Waiting { message: &announce });
+                self.progress.event(&crate::engine::Event::GateOpen {
+                    run: &self.run.id,
+                    step: &step,
+                    question: &question,
+                    has_input,
+                });
             }
             Notice::Child {
                 step,
@@ -231,6 +243,9 @@ impl RunServices {
             message: format!("waiting for approval: {}", request.message),
             announce,
             audit,
+            question: request.message.clone(),
+            has_input: request.input.as_array().is_some_and(|a| !a.is_empty())
+                || request.input.as_object().is_some_and(|o| !o.is_empty()),
         });
         Ok(request)
     }

@@ -39,6 +39,7 @@ impl Progress for Recorder {
             Event::StepFinished { step } => format!("end {} {}", step.name, step.status),
             Event::Waiting { message } => format!("wait: {message}"),
             Event::Note { message } => format!("note: {message}"),
+            Event::GateOpen { step, .. } => format!("gate {step}"),
         };
         self.0.borrow_mut().push(line);
     }
