@@ -478,7 +478,7 @@ fn a_gate_in_a_foreground_run_on_a_terminal_asks_there() {
         "{reasons:?}"
     );
     // Without a terminal nothing is asked, and claw says how to decide.
-    let mut waiting = env
+    let waiting = env
         .command(&["workflow", "run", "asked"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
