@@ -237,21 +237,31 @@ pub(crate) fn steps_table(steps: &[StepRecord]) -> String {
                 .message
                 .clone()
                 .filter(|m| !m.is_empty())
+                .map(|m| first_line(&m, 80))
                 .or_else(|| {
                     let out = if s.stdout_tail.trim().is_empty() {
                         &s.stderr_tail
                     } else {
                         &s.stdout_tail
                     };
-                    Some(out.trim().lines().last().unwrap_or_default().to_owned())
+                    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+                    let last = first_line(lines.last().copied().unwrap_or_default().trim(), 60);
+                    Some(if lines.len() > 1 {
+                        // Say that this is one line of several (`claw run logs` has them all).
+                        format!("{last}  (last of {} lines)", lines.len())
+                    } else {
+                        last
+                    })
                 })
                 .unwrap_or_default();
-            vec![
-                s.name.clone(),
-                s.status.to_string(),
-                human_ms(duration_ms(s.started_at, s.finished_at)),
-                first_line(&detail, 80),
-            ]
+            // A step skipped by a decision did not run: the time until the decision is not its
+            // duration.
+            let took = if s.status == StepStatus::Skipped {
+                "-".to_owned()
+            } else {
+                human_ms(duration_ms(s.started_at, s.finished_at))
+            };
+            vec![s.name.clone(), s.status.to_string(), took, detail]
         })
         .collect();
     table(&["STEP", "STATUS", "DURATION", "OUTPUT"], &rows)
@@ -310,5 +320,31 @@ pub(crate) fn print_json(v: &serde_json::Value) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Phase;
+
+    #[test]
+    fn the_output_column_says_when_it_shows_one_line_of_several_and_skips_take_no_time() {
+        let mut many = StepRecord::new("many", Phase::Main, 0);
+        many.status = StepStatus::Succeeded;
+        many.stdout_tail = "one\ntwo\n\nthree\n".into();
+        let mut one = StepRecord::new("one", Phase::Main, 1);
+        one.status = StepStatus::Succeeded;
+        one.stdout_tail = "only\n".into();
+        let mut skipped = StepRecord::new("skipped", Phase::Main, 2);
+        skipped.status = StepStatus::Skipped;
+        skipped.started_at = Some(1_000);
+        skipped.finished_at = Some(1_000 + 14 * 60 * 1000);
+        skipped.message = Some("skipped by cli:me".into());
+        let t = steps_table(&[many, one, skipped]);
+        assert!(t.contains("three  (last of 3 lines)"), "{t}");
+        assert!(t.contains("only\n") || t.trim_end().contains("only"), "{t}");
+        assert!(!t.contains("only  (last"), "{t}");
+        assert!(!t.contains("14m"), "{t}");
     }
 }
