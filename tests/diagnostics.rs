@@ -563,3 +563,20 @@ fn expression_references_are_checked_with_the_caret_on_the_name() {
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
 }
+
+/// A valid workflow that cannot run here says why without `--env` (and fails with it).
+#[test]
+fn validate_says_when_a_valid_workflow_cannot_run_here() {
+    let env = Env::new();
+    let yaml = "steps:\n  - name: brief\n    type: claude_prompt\n    command: Summarise\n";
+    let ran = validate(&env, "brief.yaml", yaml);
+    ran.expect_code(0);
+    assert!(
+        ran.stderr
+            .contains("note: brief.yaml: step `brief`: type `claude_prompt` cannot run in this version of claw yet: a run fails there"),
+        "{}",
+        ran.stderr
+    );
+    let strict = env.claw(&["workflow", "validate", "brief.yaml", "--env"]);
+    strict.expect_code(2);
+}

@@ -380,6 +380,20 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
                     if problems.is_empty() {
                         if !json {
                             println!("ok: {} ({} steps)", path.display(), wf.steps.len());
+                            // Valid, but a run cannot get past these steps here: say why now.
+                            if !env {
+                                for s in wf.steps.iter().chain(&wf.rollback) {
+                                    if let crate::workflow::StepKind::Unavailable(_) = s.kind {
+                                        for p in s.kind.environment_problems(&ctx.dirs) {
+                                            eprintln!(
+                                                "note: {}: step `{}`: {p}: a run fails there (`--env` checks everything this machine lacks)",
+                                                path.display(),
+                                                s.name
+                                            );
+                                        }
+                                    }
+                                }
+                            }
                         }
                         report
                             .push(serde_json::json!({"path": path, "valid": true, "problems": []}));
