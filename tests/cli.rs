@@ -907,3 +907,40 @@ fn the_seed_command_shapes_work() {
     table.expect_code(0);
     assert!(table.stdout.contains("1 skill(s)"), "{}", table.stdout);
 }
+
+/// Colour: on a terminal by default, never when NO_COLOR is set or off a terminal, and as
+/// `--color always|never` says whatever the output is.
+#[test]
+fn colour_follows_the_terminal_no_color_and_the_flag() {
+    let env = Env::new();
+    env.workflow("diamond", DIAMOND);
+    env.claw(&["workflow", "run", "diamond"]).expect_code(0);
+    let green = "\u{1b}[32msucceeded";
+    let piped = env.claw(&["run", "list"]);
+    assert!(!piped.stdout.contains('\u{1b}'), "{}", piped.stdout);
+    let always = env.claw(&["--color", "always", "run", "list"]);
+    assert!(always.stdout.contains(green), "{}", always.stdout);
+    // Columns stay aligned: the escape codes take no width.
+    let lines: Vec<&str> = always.stdout.lines().collect();
+    let created = |l: &str| {
+        l.replace("\u{1b}[32m", "")
+            .replace("\u{1b}[0m", "")
+            .find("20")
+    };
+    assert_eq!(
+        created(lines[0].replace("CREATED", "20").as_str()),
+        created(lines[1])
+    );
+    let never = on_pty(&env.command(&["--color", "never", "run", "list"]), &[]);
+    assert!(!never.stdout.contains('\u{1b}'), "{}", never.stdout);
+    let mut on_terminal = env.command(&["run", "list"]);
+    on_terminal.env("TERM", "xterm").env_remove("NO_COLOR");
+    let tty = on_pty(&on_terminal, &[]);
+    assert!(tty.stdout.contains(green), "{}", tty.stdout);
+    let mut no_color = env.command(&["run", "list"]);
+    no_color.env("NO_COLOR", "1").env("TERM", "xterm");
+    let plain = on_pty(&no_color, &[]);
+    assert!(!plain.stdout.contains('\u{1b}'), "{}", plain.stdout);
+    env.claw(&["--color", "sometimes", "run", "list"])
+        .expect_code(2);
+}

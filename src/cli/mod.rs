@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod colour;
 mod complete;
 mod cron;
 mod doctor;
@@ -105,6 +106,9 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     log_level: Option<String>,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = colour::ColorChoice::Auto, value_name = "WHEN", help_heading = "Global options")]
+    color: colour::ColorChoice,
     /// More diagnostic log on stderr: -v info, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     verbose: u8,
@@ -278,15 +282,17 @@ pub fn run(args: Vec<OsString>) -> u8 {
         eprintln!("error: {e}");
         return 2;
     }
+    colour::set(cli.color);
     match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => {
             if !e.message.is_empty() {
                 let msg = e.message.trim_end();
-                if msg.starts_with("error") {
-                    eprintln!("{msg}");
-                } else {
-                    eprintln!("error: {msg}");
+                let prefix = colour::paint(colour::stderr(), colour::Tone::Bad, "error:");
+                match msg.strip_prefix("error:") {
+                    Some(rest) => eprintln!("{prefix}{rest}"),
+                    None if msg.starts_with("error") => eprintln!("{msg}"),
+                    None => eprintln!("{prefix} {msg}"),
                 }
             }
             e.code

@@ -188,7 +188,13 @@ impl Progress for TermProgress {
                     .as_deref()
                     .map(|m| format!("  {}", first_line(m, 100)))
                     .unwrap_or_default();
-                eprintln!("{} {} {took}{msg}", symbol(step.status), step.name);
+                let mark = match super::colour::Tone::of_status(step.status.as_str()) {
+                    Some(tone) => {
+                        super::colour::paint(super::colour::stderr(), tone, symbol(step.status))
+                    }
+                    None => symbol(step.status).to_owned(),
+                };
+                eprintln!("{mark} {} {took}{msg}", step.name);
             }
             Event::Note { message } => eprintln!("  {message}"),
             Event::GateOpen { .. } => {}
@@ -202,7 +208,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(super::colour::visible_width(cell));
             }
         }
     }
@@ -213,7 +219,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(cell);
             } else {
-                let pad = widths[i].saturating_sub(cell.chars().count());
+                let pad = widths[i].saturating_sub(super::colour::visible_width(cell));
                 l.push_str(cell);
                 l.push_str(&" ".repeat(pad + 2));
             }
@@ -261,7 +267,8 @@ pub(crate) fn steps_table(steps: &[StepRecord]) -> String {
             } else {
                 human_ms(duration_ms(s.started_at, s.finished_at))
             };
-            vec![s.name.clone(), s.status.to_string(), took, detail]
+            let status = super::colour::status(s.status.as_str());
+            vec![s.name.clone(), status, took, detail]
         })
         .collect();
     table(&["STEP", "STATUS", "DURATION", "OUTPUT"], &rows)

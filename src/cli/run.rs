@@ -272,10 +272,17 @@ fn list(
         .zip(&waits)
         .map(|(r, w)| {
             // A dry run did nothing: it must not read as a run that did.
+            let label = status_label(engine, r);
+            let word = label
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let painted = label.replacen(&word, &super::colour::status(&word), 1);
             let status = if r.dry_run {
-                format!("{} (dry run)", status_label(engine, r))
+                format!("{painted} (dry run)")
             } else {
-                status_label(engine, r)
+                painted
             };
             let mut row = vec![
                 r.id.clone(),
