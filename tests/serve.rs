@@ -490,23 +490,57 @@ fn a_webhook_through_the_daemon_starts_a_run_that_the_daemon_executes() {
 }
 
 #[test]
-fn daemon_install_writes_a_user_unit_for_this_data_directory() {
+fn daemon_install_writes_a_unit_that_runs_an_installed_claw() {
     let env = Env::new();
     let xdg = env.path("xdg");
-    let out = env
-        .command(&["daemon", "install", "--no-start", "--grace", "45s"])
-        .env("XDG_CONFIG_HOME", &xdg)
-        .output()
-        .expect("run");
+    let install = |extra: &[&str], path: Option<&std::path::Path>| {
+        let mut args = vec!["daemon", "install", "--no-start", "--grace", "45s"];
+        args.extend_from_slice(extra);
+        let mut c = env.command(&args);
+        c.env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("CLAW_SYSTEMD_DIR");
+        if let Some(p) = path {
+            c.env("PATH", p);
+        }
+        Ran::from(c.output().expect("run"))
+    };
+    // The test binary lives in a build tree: no unit may point there.
+    let refused = install(&[], Some(std::path::Path::new("/usr/bin:/bin")));
+    refused.expect_code(2);
     assert!(
-        out.status.success(),
+        refused.stderr.contains("runs from a build tree"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("cargo install --locked --path ."),
+        "{}",
+        refused.stderr
+    );
+    assert!(!xdg.join("systemd/user/claw.service").exists());
+
+    // An installed claw on PATH is used, and claw says which and how it got there.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::copy(env!("CARGO_BIN_EXE_claw"), bin.join("claw")).expect("copy");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let out = install(&[], Some(std::path::Path::new(&path)));
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(&format!(
+            "it runs {} (found on PATH)",
+            bin.join("claw").display()
+        )),
+        "{}",
+        out.stdout
     );
     let unit = read(&xdg.join("systemd/user/claw.service"));
-    assert!(unit.contains("ExecStart="), "{unit}");
     assert!(
-        unit.contains(&format!("--home {}", env.home.display())),
+        unit.contains(&format!(
+            "ExecStart={} --home {}",
+            bin.join("claw").display(),
+            env.home.display()
+        )),
         "{unit}"
     );
     assert!(
@@ -515,13 +549,57 @@ fn daemon_install_writes_a_user_unit_for_this_data_directory() {
     );
     assert!(unit.contains("Restart=on-failure"), "{unit}");
     assert!(unit.contains("TimeoutStopSec=75"), "{unit}");
-    let out = env
-        .command(&["daemon", "uninstall"])
-        .env("XDG_CONFIG_HOME", &xdg)
-        .output()
-        .expect("run");
-    assert!(out.status.success());
+    assert!(unit.contains("WantedBy=default.target"), "{unit}");
+    assert!(!unit.contains("User="), "{unit}");
+
+    // `daemon status` explains a missing user session instead of passing systemctl's error on.
+    let status = Ran::from(
+        env.command(&["daemon", "status"])
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        status.stdout.contains("no systemd user session here")
+            || status.stdout.contains(": inactive")
+            || status.stdout.contains("systemd is not available here"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("\nFailed to connect"),
+        "{}",
+        status.stdout
+    );
+
+    let out = Ran::from(
+        env.command(&["daemon", "uninstall"])
+            .env("XDG_CONFIG_HOME", &xdg)
+            .output()
+            .expect("run"),
+    );
+    out.expect_code(0);
     assert!(!xdg.join("systemd/user/claw.service").exists());
+
+    // A system unit (no user session needed) runs as the named user.
+    let sys = env.path("system-units");
+    let mut c = env.command(&[
+        "daemon",
+        "install",
+        "--system",
+        "--user-name",
+        "backup",
+        "--exe",
+        bin.join("claw").to_str().expect("utf-8"),
+        "--no-start",
+    ]);
+    c.env("CLAW_SYSTEMD_DIR", &sys);
+    Ran::from(c.output().expect("run")).expect_code(0);
+    let unit = read(&sys.join("claw.service"));
+    assert!(unit.contains("User=backup\n"), "{unit}");
+    assert!(unit.contains("WantedBy=multi-user.target"), "{unit}");
 }
 
 #[test]

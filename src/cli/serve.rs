@@ -55,16 +55,26 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DaemonCommand {
-    /// Write the systemd user unit `claw.service` for `claw serve` and enable and start it.
+    /// Write the systemd unit `claw.service` for `claw serve` and enable and start it: a user
+    /// unit (as the seed), or with --system a system unit that runs as a given user.
+    ///
+    /// The unit runs an installed claw: this one, unless it runs from a build tree (then the
+    /// `claw` on PATH outside one, or --exe).
     Install {
         #[command(flatten)]
         daemon: DaemonArgs,
+        #[command(flatten)]
+        unit: UnitArgs,
         /// Only write the unit file (do not call systemctl).
         #[arg(long)]
         no_start: bool,
     },
     /// Stop and disable the unit and remove its file.
-    Uninstall,
+    Uninstall {
+        /// The system unit (installed with --system), not the user unit.
+        #[arg(long)]
+        system: bool,
+    },
     /// Whether a daemon owns this data directory (pid), and the unit's state.
     Status {
         /// Print JSON instead of text.
@@ -88,10 +98,35 @@ pub(crate) enum DaemonCommand {
     },
 }
 
+/// Where the unit goes and what it runs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct UnitArgs {
+    /// A system unit in /etc/systemd/system (as root), for machines without a systemd user
+    /// session; it runs as --user-name.
+    #[arg(long)]
+    system: bool,
+    /// The account a system unit runs as (default: the user who ran sudo, else the current one).
+    #[arg(long, value_name = "NAME", requires = "system")]
+    user_name: Option<String>,
+    /// The claw binary the unit runs (default: this one if installed, else `claw` on PATH).
+    #[arg(long, value_name = "PATH")]
+    exe: Option<std::path::PathBuf>,
+}
+
+impl UnitArgs {
+    fn scope(&self) -> systemd::Scope {
+        if self.system {
+            systemd::Scope::System
+        } else {
+            systemd::Scope::User
+        }
+    }
+}
+
 pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
     let (bind, grace) = args.daemon.resolve()?;
     if args.install {
-        return install(ctx, bind, grace, false);
+        return install(ctx, bind, grace, &UnitArgs::default(), false);
     }
     let settings = ctx.settings()?;
     let opts = Options {
@@ -111,30 +146,123 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
 
 pub(crate) fn daemon(ctx: &Ctx, cmd: DaemonCommand) -> CliResult {
     match cmd {
-        DaemonCommand::Install { daemon, no_start } => {
+        DaemonCommand::Install {
+            daemon,
+            unit,
+            no_start,
+        } => {
             let (bind, grace) = daemon.resolve()?;
-            install(ctx, bind, grace, no_start)
+            install(ctx, bind, grace, &unit, no_start)
         }
-        DaemonCommand::Uninstall => uninstall(),
+        DaemonCommand::Uninstall { system } => uninstall(if system {
+            systemd::Scope::System
+        } else {
+            systemd::Scope::User
+        }),
         DaemonCommand::Status { json } => status(ctx, json),
         DaemonCommand::Logs { n, follow } => logs(ctx, n, follow),
     }
 }
 
-fn unit_path() -> Result<std::path::PathBuf, CliError> {
-    systemd::unit_dir()
+fn unit_path(scope: systemd::Scope) -> Result<std::path::PathBuf, CliError> {
+    systemd::unit_dir(scope)
         .map(|d| d.join(systemd::UNIT))
         .ok_or_else(|| CliError::internal("cannot find the systemd user unit directory: neither XDG_CONFIG_HOME nor HOME is set"))
 }
 
-fn install(ctx: &Ctx, bind: Option<SocketAddr>, grace: Duration, no_start: bool) -> CliResult {
-    let exe = std::env::current_exe()
+/// Whether `path` is a binary in a cargo build tree (`target/<profile>/`), which `cargo clean`
+/// or the next build replaces: no unit should point there.
+fn in_build_tree(path: &std::path::Path) -> bool {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts
+        .windows(2)
+        .any(|w| w[0] == "target" && matches!(w[1].as_str(), "debug" | "release"))
+        || parts.iter().rev().nth(1).is_some_and(|p| p == "deps")
+}
+
+/// The binary the unit runs, and how it was chosen (said to the user).
+fn choose_exe(given: Option<&std::path::Path>) -> Result<(std::path::PathBuf, String), CliError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(p) = given {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        if !executable(&p) {
+            return Err(CliError::usage(format!(
+                "--exe {}: not an executable file",
+                p.display()
+            )));
+        }
+        return Ok((p, "given with --exe".into()));
+    }
+    let me = std::env::current_exe()
         .map_err(|e| CliError::internal(format!("cannot find the claw binary: {e}")))?;
-    let path = unit_path()?;
+    if !in_build_tree(&me) {
+        return Ok((me.clone(), how_installed(&me)));
+    }
+    let path = crate::config::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let cand = dir.join("claw");
+        let real = std::fs::canonicalize(&cand).unwrap_or_else(|_| cand.clone());
+        if executable(&cand) && !in_build_tree(&real) {
+            let how = how_installed(&cand);
+            return Ok((cand, how));
+        }
+    }
+    Err(CliError::usage(format!(
+        "this claw runs from a build tree ({}): a unit pointing there stops working at the next \
+         `cargo clean` or build. Install claw first, `cargo install --locked --path .` (into \
+         ~/.cargo/bin), then run `claw daemon install` again; or name a binary with --exe PATH",
+        me.display()
+    )))
+}
+
+/// How an installed binary got where it is, as far as its place says.
+fn how_installed(path: &std::path::Path) -> String {
+    let cargo_bin = crate::config::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            crate::config::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo"))
+        })
+        .map(|c| c.join("bin"));
+    if cargo_bin.is_some_and(|b| path.starts_with(b)) {
+        "installed by `cargo install`".into()
+    } else if path.starts_with("/usr/bin") {
+        "installed by the Debian package".into()
+    } else if path.starts_with("/usr/local/bin") {
+        "installed in /usr/local/bin".into()
+    } else {
+        "found on PATH".into()
+    }
+}
+
+fn install(
+    ctx: &Ctx,
+    bind: Option<SocketAddr>,
+    grace: Duration,
+    unit: &UnitArgs,
+    no_start: bool,
+) -> CliResult {
+    let scope = unit.scope();
+    let (exe, how) = choose_exe(unit.exe.as_deref())?;
+    let user = match scope {
+        systemd::Scope::System => Some(
+            unit.user_name
+                .clone()
+                .or_else(|| crate::config::env::var("SUDO_USER"))
+                .unwrap_or_else(crate::config::env::local_user),
+        ),
+        systemd::Scope::User => None,
+    };
+    let path = unit_path(scope)?;
     let home = std::path::absolute(&ctx.dirs.home).unwrap_or_else(|_| ctx.dirs.home.clone());
     let root = std::path::absolute(&ctx.dirs.root).unwrap_or_else(|_| ctx.dirs.root.clone());
     let bind = bind.map(|b| b.to_string());
-    let text = systemd::unit_text(&exe, &home, &root, bind.as_deref(), grace);
+    let text = systemd::unit_text(&exe, &home, &root, bind.as_deref(), grace, user.as_deref());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -142,15 +270,20 @@ fn install(ctx: &Ctx, bind: Option<SocketAddr>, grace: Duration, no_start: bool)
     crate::fsutil::write_atomic(&path, ".claw.service.", text.as_bytes())
         .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
     println!("wrote {}", path.display());
+    println!("it runs {} ({how})", exe.display());
+    let ctl = match scope {
+        systemd::Scope::User => "systemctl --user",
+        systemd::Scope::System => "systemctl",
+    };
     if no_start {
         println!(
-            "start it with: systemctl --user daemon-reload && systemctl --user enable --now {}",
+            "start it with: {ctl} daemon-reload && {ctl} enable --now {}",
             systemd::UNIT
         );
         return Ok(());
     }
-    let started = systemd::systemctl(&["daemon-reload"])
-        .and_then(|_| systemd::systemctl(&["enable", "--now", systemd::UNIT]));
+    let started = systemd::systemctl(scope, &["daemon-reload"])
+        .and_then(|_| systemd::systemctl(scope, &["enable", "--now", systemd::UNIT]));
     match started {
         Ok(_) => {
             println!(
@@ -160,13 +293,14 @@ fn install(ctx: &Ctx, bind: Option<SocketAddr>, grace: Duration, no_start: bool)
             Ok(())
         }
         Err(e) => Err(CliError::internal(format!(
-            "the unit is written, but systemctl could not start it: {e}\n  = help: on a machine without a systemd user session, run `claw serve` under your own supervisor"
+            "the unit is written, but {ctl} could not start it: {}",
+            systemd::explain(scope, &e)
         ))),
     }
 }
 
-fn uninstall() -> CliResult {
-    let path = unit_path()?;
+fn uninstall(scope: systemd::Scope) -> CliResult {
+    let path = unit_path(scope)?;
     if !path.exists() {
         println!(
             "{} is not installed ({} does not exist)",
@@ -175,22 +309,32 @@ fn uninstall() -> CliResult {
         );
         return Ok(());
     }
-    if let Err(e) = systemd::systemctl(&["disable", "--now", systemd::UNIT]) {
-        eprintln!("warning: systemctl: {e}");
+    if let Err(e) = systemd::systemctl(scope, &["disable", "--now", systemd::UNIT]) {
+        eprintln!("warning: {}", systemd::explain(scope, &e));
     }
     std::fs::remove_file(&path)
         .map_err(|e| CliError::internal(format!("cannot remove {}: {e}", path.display())))?;
-    let _ = systemd::systemctl(&["daemon-reload"]);
+    let _ = systemd::systemctl(scope, &["daemon-reload"]);
     println!("removed {}", path.display());
     Ok(())
 }
 
 fn status(ctx: &Ctx, json: bool) -> CliResult {
     let holder = lease::holder(&ctx.dirs.home);
-    let unit = unit_path().ok().filter(|p| p.exists());
-    let active = unit
-        .as_ref()
-        .map(|_| systemd::systemctl(&["is-active", systemd::UNIT]).unwrap_or_else(|e| e));
+    // The user unit, else a system unit.
+    let found = [systemd::Scope::User, systemd::Scope::System]
+        .into_iter()
+        .find_map(|scope| {
+            unit_path(scope)
+                .ok()
+                .filter(|p| p.exists())
+                .map(|p| (scope, p))
+        });
+    let unit = found.as_ref().map(|(_, p)| p.clone());
+    let active = found.as_ref().map(|(scope, _)| {
+        systemd::systemctl(*scope, &["is-active", systemd::UNIT])
+            .unwrap_or_else(|e| systemd::explain(*scope, &e))
+    });
     if json {
         let v = serde_json::json!({
             "running": holder.is_some(),
