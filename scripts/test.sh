@@ -63,7 +63,18 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 # The crash test kills claw at random moments; CI runs it for 60 cycles.
 export CLAW_CRASH_CYCLES="${CLAW_CRASH_CYCLES:-60}"
-cargo test --locked --all-targets
+# One build: clippy checks (no code generation), then the test build in the dev profile, which
+# `cargo doc` does not redo (it only documents claw against the dependencies clippy checked).
+mkdir -p target
+status=0
+cargo test --locked --all-targets 2>&1 | tee target/test-output.txt || status=$?
 
-echo "==> cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+if [ "$status" -eq 0 ]; then
+  echo "==> cargo doc"
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet || status=$?
+fi
+
+# One summary line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
+     END { printf "==> %d passed, %d failed, %d ignored (%d s)\n", p, f, g, '"$SECONDS"' }' target/test-output.txt
+exit "$status"
