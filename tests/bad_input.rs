@@ -35,7 +35,7 @@ fn a_missing_workflow_is_not_found() {
     let env = Env::new();
     env.workflow("deploy", "steps:\n  - name: a\n    command: 'true'\n");
     let ran = env.claw(&["workflow", "run", "nope"]);
-    refused(&ran, "Workflow not found: nope");
+    refused(&ran, "workflow not found: nope");
     assert!(
         ran.stderr
             .contains(&env.root.join("workflows").display().to_string()),
@@ -44,7 +44,7 @@ fn a_missing_workflow_is_not_found() {
     );
 
     let ran = env.claw(&["workflow", "run", "deplyo"]);
-    refused(&ran, "Workflow not found: deplyo");
+    refused(&ran, "workflow not found: deplyo");
     assert!(
         ran.stderr.contains("did you mean `deploy`?"),
         "{}",
@@ -53,7 +53,7 @@ fn a_missing_workflow_is_not_found() {
 
     refused(
         &env.claw(&["workflow", "show", "nope"]),
-        "Workflow not found: nope",
+        "workflow not found: nope",
     );
     refused(
         &env.claw(&["workflow", "run", "./nope.yaml"]),

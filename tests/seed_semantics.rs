@@ -518,7 +518,7 @@ fn kinds_not_built_yet_fail_cleanly() {
     // Skills exist now: a seed skill step whose skill is not installed fails, saying so.
     for (name, why) in [
         ("ask", "not available yet"),
-        ("skill", "Skill not found: heartbeat"),
+        ("skill", "skill not found: heartbeat"),
     ] {
         let s = step(&shown, name);
         assert_eq!(s["status"], "failed", "{name}");

@@ -194,7 +194,7 @@ fn arguments_are_checked_against_the_schema_and_dependencies_before_anything_run
     ran.expect_code(3);
     assert!(
         ran.stderr
-            .contains("skill `needy`: Missing dependencies: no-such-tool-4711 (not on PATH)"),
+            .contains("skill `needy`: missing dependencies: no-such-tool-4711 (not on PATH)"),
         "{}",
         ran.stderr
     );
@@ -203,7 +203,7 @@ fn arguments_are_checked_against_the_schema_and_dependencies_before_anything_run
     let ran = env.claw(&["skill", "run", "nope"]);
     ran.expect_code(2);
     assert!(
-        ran.stderr.contains("Skill not found: nope"),
+        ran.stderr.contains("skill not found: nope"),
         "{}",
         ran.stderr
     );
@@ -459,7 +459,7 @@ fn a_missing_skill_fails_validate_env_and_the_step() {
     let v = env.claw(&["workflow", "validate", "missing", "--env"]);
     v.expect_code(2);
     assert!(
-        v.stderr.contains("step `s`: Skill not found: nosuch"),
+        v.stderr.contains("step `s`: skill not found: nosuch"),
         "{}",
         v.stderr
     );
@@ -469,7 +469,7 @@ fn a_missing_skill_fails_validate_env_and_the_step() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(msg.contains("Skill not found: nosuch"), "{msg}");
+    assert!(msg.contains("skill not found: nosuch"), "{msg}");
     let bad = env.workflow("bad", "steps:\n  - name: s\n    type: skill\n");
     let v = env.claw(&["workflow", "validate", bad.to_str().expect("utf-8")]);
     v.expect_code(2);

@@ -1,5 +1,5 @@
 //! Shell completion: `claw completions SHELL` prints a script that asks claw itself for the
-//! candidates on every <Tab> (clap_complete's dynamic engine, through `CLAW_COMPLETE`), so
+//! candidates on every Tab press (clap_complete's dynamic engine, through `CLAW_COMPLETE`), so
 //! workflow names, run ids, job names and skill names come from the data directory and config
 //! root as they are now, not as they were when the script was written.
 

@@ -203,7 +203,7 @@ enum Command {
     /// Print a completion script: `claw completions bash > ~/.local/share/bash-completion/completions/claw`
     /// (zsh: into a folder of $fpath as `_claw`; fish: ~/.config/fish/completions/claw.fish).
     ///
-    /// The script asks claw for candidates on every <Tab>: workflow names, run ids, cron job
+    /// The script asks claw for candidates on every Tab press: workflow names, run ids, cron job
     /// names and skill names as they are now. Load it at shell start-up so it follows upgrades:
     /// `source <(claw completions bash)` in ~/.bashrc, `source <(claw completions zsh)` in ~/.zshrc,
     /// `claw completions fish | source` in ~/.config/fish/config.fish.

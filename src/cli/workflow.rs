@@ -137,7 +137,7 @@ pub(crate) fn all_files(ctx: &Ctx) -> Vec<PathBuf> {
 pub(crate) fn locate(ctx: &Ctx, arg: &str) -> Result<PathBuf, CliError> {
     Catalogue::new(&ctx.dirs).find(arg).map_err(|e| match e {
         FindError::NotFound { looked, help, .. } => CliError::usage(format!(
-            "Workflow not found: {arg} (looked in {}){}",
+            "workflow not found: {arg} (looked in {}){}",
             FindError::looked_in(&looked),
             help.map(|h| format!("\n  = help: {h}")).unwrap_or_default()
         )),

@@ -165,13 +165,13 @@ pub fn discover_in(folders: &[PathBuf]) -> Catalog {
 /// Why a skill cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum SkillError {
-    #[error("Skill not found: {name}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("skill not found: {name}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     NotFound { name: String, hint: Option<String> },
     #[error("skill `{name}` has an invalid manifest:\n{}", errors.render())]
     Invalid { name: String, errors: FileErrors },
-    #[error("skill `{skill}`: Script not found: {}", script.display())]
+    #[error("skill `{skill}`: script not found: {}", script.display())]
     ScriptNotFound { skill: String, script: PathBuf },
-    #[error("skill `{skill}`: Missing dependencies: {} (not on PATH)", missing.join(", "))]
+    #[error("skill `{skill}`: missing dependencies: {} (not on PATH)", missing.join(", "))]
     MissingDependencies { skill: String, missing: Vec<String> },
     #[error("skill `{skill}`: {}", problems.join("; "))]
     BadArgs {

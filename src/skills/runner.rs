@@ -509,7 +509,7 @@ mod tests {
         let e = prepare(&s, &[], &cx(t.path())).expect_err("missing");
         assert_eq!(
             e.to_string(),
-            "skill `t`: Missing dependencies: no-such-tool-xyz, nor-this-one (not on PATH)"
+            "skill `t`: missing dependencies: no-such-tool-xyz, nor-this-one (not on PATH)"
         );
     }
 

@@ -360,12 +360,12 @@ async fn supervise(
 
 /// A workflow by path, file stem or `name:` in the workflow folders.
 /// The workflow a job's command names, by the catalogue's rules (a relative path is taken from
-/// the current directory), with the seed's "Workflow not found" wording.
+/// the current directory), with the seed's "workflow not found" wording (lower-case, as every claw message).
 fn find_workflow(engine: &Engine, arg: &str) -> Result<crate::workflow::Workflow, String> {
     use crate::workflow::catalogue::{Catalogue, FindError, LoadError};
     Catalogue::new(&engine.dirs).load(arg).map_err(|e| match e {
         LoadError::Find(FindError::NotFound { looked, help, .. }) => format!(
-            "Workflow not found: {arg} (looked in {}){}",
+            "workflow not found: {arg} (looked in {}){}",
             FindError::looked_in(&looked),
             help.map(|h| format!("; {h}")).unwrap_or_default()
         ),
