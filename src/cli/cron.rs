@@ -304,11 +304,17 @@ fn status(ctx: &Ctx, file: &JobsFile, json: bool) -> CliResult {
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|i| {
+            // Tables show times on the local clock, as every claw table does.
+            let when = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(time::parse_iso)
+                    .map_or_else(|| s(v), time::local)
+            };
             vec![
                 s(&i["name"]),
                 s(&i["expr"]),
-                s(&i["last_fire"]),
-                s(&i["next_fire"]),
+                when(&i["last_fire"]),
+                when(&i["next_fire"]),
                 s(&i["fired"]),
                 s(&i["missed"]),
                 s(&i["skipped"]),
@@ -359,10 +365,9 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
         .map(|j| {
             let next = match (j.is_enabled(), j.compiled()) {
                 (false, _) => "-".to_owned(),
-                (true, Ok(s)) => s.next_after(now).map_or_else(
-                    || "never".to_owned(),
-                    |t| time::human(&t.with_timezone(&s.tz())),
-                ),
+                (true, Ok(s)) => s
+                    .next_after(now)
+                    .map_or_else(|| "never".to_owned(), time::local),
                 (true, Err(_)) => "invalid schedule".to_owned(),
             };
             vec![
@@ -376,7 +381,10 @@ fn list(file: &JobsFile, json: bool) -> CliResult {
                     (false, _) => "no",
                 }
                 .to_owned(),
-                j.last_run.clone().unwrap_or_else(|| "-".into()),
+                j.last_run.as_deref().map_or_else(
+                    || "-".into(),
+                    |t| time::parse_iso(t).map_or_else(|| t.to_owned(), time::local),
+                ),
                 j.last_status.clone().unwrap_or_else(|| "-".into()),
                 next,
             ]
