@@ -74,6 +74,35 @@ if [ "$status" -eq 0 ]; then
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet || status=$?
 fi
 
+# The Debian package (cargo-deb), from the build above: built, installed, and used.
+if [ "$status" -eq 0 ]; then
+  echo "==> Debian package"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  packaging/build-deb.sh --profile dev || status=$?
+  deb="$(ls -t target/debian/claw_*.deb 2>/dev/null | head -n 1)"
+  if [ "$status" -eq 0 ] && [ -n "$deb" ] && $SUDO dpkg -i "$deb" >/dev/null; then
+    pkg_home="$(mktemp -d)"
+    mkdir -p "$pkg_home/root/workflows"
+    printf 'steps:\n  - name: hi\n    command: echo installed claw works\n' > "$pkg_home/root/workflows/hi.yaml"
+    if /usr/bin/claw --version \
+      && CLAW_HOME="$pkg_home/home" CLAW_ROOT="$pkg_home/root" /usr/bin/claw workflow run hi \
+      && test -s /usr/share/man/man1/claw.1.gz \
+      && test -s /usr/share/bash-completion/completions/claw \
+      && test -s /usr/lib/systemd/user/claw.service \
+      && test -s /usr/lib/systemd/system/claw@.service; then
+      echo "==> the installed package works"
+    else
+      echo "error: the installed package does not work" >&2
+      status=1
+    fi
+    rm -rf "$pkg_home"
+    $SUDO dpkg -r claw >/dev/null || true
+  else
+    echo "error: the Debian package could not be built or installed" >&2
+    status=1
+  fi
+fi
+
 # One summary line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
      END { printf "==> %d passed, %d failed, %d ignored (%d s)\n", p, f, g, '"$SECONDS"' }' target/test-output.txt
