@@ -54,8 +54,8 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The webhook listener: authenticated `POST /hooks/<name>` (each creates a run) against
-    /// `GET /healthz` on the same server, with the same concurrent client.
+    /// Webhooks through a real `claw serve`: authenticated `POST /hooks/<name>` (each creates a
+    /// run the daemon executes meanwhile) against `GET /healthz` on the same daemon.
     Web {
         /// How many requests.
         #[arg(long, default_value_t = 5_000)]
@@ -131,6 +131,13 @@ fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
         r.hook_rps, r.hook_latency.p50_ms, r.hook_latency.p99_ms, r.accepted
     );
     println!("  throughput ratio             {:>9.2}x", r.rps_ratio);
+    println!(
+        "  runs: {} finished while deliveries came in; all {} accepted ran {:.1} s after the last ({} succeeded)",
+        r.runs_done_during, r.accepted, r.drain_s, r.runs_succeeded
+    );
+    println!(
+        "  (a real `claw serve` child: its listener, queue and run slots, runs executing; the client is this process)"
+    );
     Ok(())
 }
 

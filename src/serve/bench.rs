@@ -7,8 +7,9 @@
 //!   bare tokio timer loop sleeping to the same instants. Then `claw serve` itself is started
 //!   on the N schedules and on none, and its resident memory and CPU while idle are read from
 //!   `/proc`.
-//! - **web**: `POST /hooks/<name>` (bearer check, dedupe, run created in the store) against
-//!   `GET /healthz` on the same listener, with the same concurrent client.
+//! - **web**: a real `claw serve` child: `POST /hooks/<name>` (bearer check, dedupe, run created
+//!   in the store, then executed by the daemon) against `GET /healthz` on the same daemon, with
+//!   the same concurrent client.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -320,17 +321,29 @@ pub struct WebBench {
     pub baseline_latency: Spread,
     /// Hook throughput as a fraction of the baseline's.
     pub rps_ratio: f64,
+    /// Deliveries answered 202.
     pub accepted: usize,
+    /// Runs the daemon finished while the deliveries came in.
+    pub runs_done_during: usize,
+    /// From the last delivery until the daemon had run every accepted delivery's run.
+    pub drain_s: f64,
+    /// Runs that succeeded in the end (each accepted delivery makes exactly one).
+    pub runs_succeeded: usize,
 }
 
-/// Runs the webhook benchmark.
+/// A port free now on 127.0.0.1 (the daemon binds it a moment later).
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    Ok(l.local_addr().map_err(io)?.port())
+}
+
+/// Runs the webhook benchmark against a real `claw serve` (a child process with its listener,
+/// queue and run slots, as deployed): authenticated `POST /hooks/<name>` deliveries, each
+/// creating a run of a one-step workflow that the daemon executes meanwhile, against `GET
+/// /healthz` on the same daemon with the same client.
 pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
     let dir = scratch().map_err(io)?;
-    let dirs = Dirs {
-        home: dir.join("home"),
-        root: dir.clone(),
-    };
-    dirs.ensure_home().map_err(io)?;
+    let home = dir.join("home");
     let token = "bench-token-0123456789abcdef";
     std::fs::write(
         dir.join("workflows/hook.yaml"),
@@ -339,34 +352,29 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
         ),
     )
     .map_err(io)?;
-    let engine = Arc::new(Engine::open(dirs, Settings::default()).map_err(io)?);
-    let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
-        engine,
-        crate::triggers::launch::Execution::Queue,
-        crate::triggers::webhook::server::no_log(),
-    ));
-    let router = crate::triggers::webhook::server::router(state)
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
-    listener.set_nonblocking(true).map_err(io)?;
-    let addr = listener.local_addr().map_err(io)?;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server_stop = stop.clone();
-    // The server on its own thread and single-threaded runtime, as in `claw serve`.
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        if let Ok(rt) = rt {
-            rt.block_on(async move {
-                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
-                    let _ = axum::serve(l, router)
-                        .with_graceful_shutdown(async move { server_stop.cancelled().await })
-                        .await;
-                }
-            });
-        }
-    });
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let exe = std::env::current_exe().map_err(io)?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the web benchmark drives a real `claw serve`"
+    )]
+    let mut daemon = std::process::Command::new(exe)
+        .arg("--home")
+        .arg(&home)
+        .arg("--root")
+        .arg(&dir)
+        .args(["serve", "--bind", &addr])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(io)?;
+    let stop_daemon = |daemon: &mut std::process::Child| {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = daemon.wait();
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -377,6 +385,26 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
         .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(io)?;
+    // Up when /healthz answers (at most 30 s).
+    let up = rt.block_on(async {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    if !up {
+        stop_daemon(&mut daemon);
+        return Err("the daemon did not start listening within 30 s".into());
+    }
     let load = |hook: bool| -> Result<(f64, Spread, usize), String> {
         rt.block_on(async {
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -385,6 +413,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
             for _ in 0..concurrency.max(1) {
                 let client = client.clone();
                 let next = next.clone();
+                let addr = addr.clone();
                 tasks.spawn(async move {
                     let mut lat = Vec::new();
                     let mut ok = 0usize;
@@ -426,21 +455,55 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
             Ok((requests as f64 / secs.max(1e-9), Spread::of(lat), ok))
         })
     };
-    // Warm-up, then the baseline, then the hooks.
-    let _ = load(false)?;
-    let (base_rps, base_lat, _) = load(false)?;
-    let (hook_rps, hook_lat, accepted) = load(true)?;
-    stop.cancel();
-    let _ = server.join();
+    let counts = || -> Result<(usize, usize), String> {
+        let store = crate::store::SqliteStore::open(&home.join("claw.db")).map_err(io)?;
+        use crate::store::Store as _;
+        let done = |status| {
+            store
+                .list_runs(&crate::store::RunFilter {
+                    status: Some(status),
+                    limit: Some(u32::MAX),
+                    ..Default::default()
+                })
+                .map(|r| r.len())
+                .map_err(io)
+        };
+        Ok((
+            done(crate::store::RunStatus::Succeeded)?,
+            done(crate::store::RunStatus::Failed)?,
+        ))
+    };
+    let measured = (|| {
+        // Warm-up, then the baseline, then the hooks.
+        let _ = load(false)?;
+        let (base_rps, base_lat, _) = load(false)?;
+        let (hook_rps, hook_lat, accepted) = load(true)?;
+        let ended = Instant::now();
+        let (during, _) = counts()?;
+        // The daemon runs every accepted delivery (at most 10 minutes).
+        let mut last = (during, 0);
+        while ended.elapsed() < Duration::from_secs(600) {
+            last = counts()?;
+            if last.0 + last.1 >= accepted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok::<_, String>(WebBench {
+            requests,
+            concurrency,
+            hook_rps,
+            hook_latency: hook_lat,
+            baseline_rps: base_rps,
+            baseline_latency: base_lat,
+            rps_ratio: hook_rps / base_rps.max(1e-9),
+            accepted,
+            runs_done_during: during,
+            drain_s: ended.elapsed().as_secs_f64(),
+            runs_succeeded: last.0,
+        })
+    })();
+    stop_daemon(&mut daemon);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(WebBench {
-        requests,
-        concurrency,
-        hook_rps,
-        hook_latency: hook_lat,
-        baseline_rps: base_rps,
-        baseline_latency: base_lat,
-        rps_ratio: hook_rps / base_rps.max(1e-9),
-        accepted,
-    })
+    measured
 }
