@@ -382,6 +382,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
     // reqwest is built without a default TLS provider (plain HTTP here, but the builder asks).
     crate::steps::http::install_crypto_provider();
     let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(io)?;
