@@ -121,6 +121,12 @@ pub enum Action {
     WebhookAccepted,
     /// `watcher.action`: a file watcher's action ran.
     WatcherAction,
+    /// `ssh.run`: a command ran on a host (host, command masked, exit status, duration).
+    SshRun,
+    /// `ssh.trust`: a host key was pinned (`claw ssh trust`, or on first use).
+    SshTrust,
+    /// `ssh.hostkey.refused`: a connection was refused for its host key.
+    SshHostKeyRefused,
 }
 
 impl Action {
@@ -160,6 +166,9 @@ impl Action {
         Self::ConfigValidationFailed,
         Self::WebhookAccepted,
         Self::WatcherAction,
+        Self::SshRun,
+        Self::SshTrust,
+        Self::SshHostKeyRefused,
     ];
 
     /// The dotted name written in the log.
@@ -200,6 +209,9 @@ impl Action {
             Self::ConfigValidationFailed => "config.validation_failed",
             Self::WebhookAccepted => "webhook.accepted",
             Self::WatcherAction => "watcher.action",
+            Self::SshRun => "ssh.run",
+            Self::SshTrust => "ssh.trust",
+            Self::SshHostKeyRefused => "ssh.hostkey.refused",
         }
     }
 }

@@ -12,6 +12,7 @@ mod output;
 mod run;
 mod serve;
 mod skill;
+mod ssh;
 mod vault;
 mod watcher;
 mod workflow;
@@ -115,6 +116,9 @@ enum Command {
     /// Skills: list, info, run, validate, create, and SkillHub (hub push|pull|list|diff).
     #[command(subcommand)]
     Skill(skill::SkillCommand),
+    /// The SSH fleet (hosts.yaml): hosts, groups, run, test, trust, health.
+    #[command(subcommand)]
+    Ssh(ssh::SshCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
     Doctor,
     /// Built-in benchmarks, each measured against a baseline in the same process run.
@@ -216,6 +220,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Skill(cmd) => skill::run(&ctx, cmd),
+        Command::Ssh(cmd) => ssh::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
         Command::Cron(args) => cron::run(
             &ctx,

@@ -1,0 +1,504 @@
+//! The SSH fleet against real OpenSSH servers: each test starts `/usr/sbin/sshd` on a loopback
+//! port with its own host key, config and authorized key (scripts/test.sh installs
+//! openssh-server), and runs `claw ssh` (or the library's pool) against it. The hosts are this
+//! machine, so what a command leaves running is checked with `pgrep`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+fn have_sshd() -> bool {
+    if Path::new(SSHD).is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CLAW_SKIP_SSH").is_some(),
+        "{SSHD} is missing: scripts/test.sh installs openssh-server (or set CLAW_SKIP_SSH=1)"
+    );
+    false
+}
+
+fn keygen(path: &Path, kind: &str) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", "", "-C", "claw-test", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// `ssh-keygen -lf`'s SHA256 fingerprint of a public key file.
+fn fingerprint(pubkey: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pubkey)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running sshd with its own files under `dir`.
+struct Sshd {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Sshd {
+    /// Starts sshd on `port` (0: a free one) with the host key `dir/hostkey` (made if missing);
+    /// `dir/client` is the authorized client key.
+    fn start(dir: &Path, port: u16) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let hostkey = dir.join("hostkey");
+        if !hostkey.exists() {
+            keygen(&hostkey, "ed25519");
+        }
+        let client = dir.join("client");
+        if !client.exists() {
+            keygen(&client, "ed25519");
+        }
+        std::fs::copy(client.with_extension("pub"), dir.join("authorized_keys")).unwrap();
+        let port = if port == 0 { free_port() } else { port };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nMaxSessions 10\nLogLevel ERROR\nSubsystem sftp internal-sftp\n",
+            hostkey.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let up = wait_for(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(
+            up.is_some(),
+            "sshd did not start: {}",
+            read(&dir.join("sshd.log"))
+        );
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        fingerprint(&self.dir.join("hostkey.pub"))
+    }
+
+    fn client_key(&self) -> PathBuf {
+        self.dir.join("client")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An environment whose HOME is its own (no ~/.ssh of the machine is read) with hosts.yaml.
+fn fleet(env: &Env, hosts: &[(&str, u16, &Path, &str)]) {
+    let mut y = String::from("hosts:\n");
+    for (alias, port, key, groups) in hosts {
+        y.push_str(&format!(
+            "  - alias: {alias}\n    hostname: 127.0.0.1\n    port: {port}\n    username: root\n    key_file: {}\n    groups: [{groups}]\n",
+            key.display()
+        ));
+    }
+    std::fs::write(env.root.join("hosts.yaml"), y).unwrap();
+}
+
+fn claw(env: &Env, args: &[&str]) -> Ran {
+    env.command(args)
+        .env("HOME", env.path("userhome"))
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AUTO_ADD_HOST_KEYS")
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn trust(env: &Env, alias: &str, fp: &str) {
+    claw(env, &["ssh", "trust", alias, "--fingerprint", fp]).expect_code(0);
+}
+
+#[test]
+fn unknown_key_refused_then_trusted_then_run() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    let fp = sshd.fingerprint();
+
+    let r = claw(&env, &["ssh", "run", "box", "--", "echo", "hi"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("is not known") && r.stdout.contains(&fp),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("claw ssh trust box"), "{r:?}");
+
+    // A wrong fingerprint pins nothing.
+    let bad = claw(
+        &env,
+        &["ssh", "trust", "box", "--fingerprint", "SHA256:AAAA"],
+    );
+    bad.expect_code(1);
+    assert!(bad.stderr.contains("not pinned"), "{bad:?}");
+
+    trust(&env, "box", &fp);
+    let pins = read(&env.home.join("known_hosts"));
+    assert!(
+        pins.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port)),
+        "{pins}"
+    );
+
+    let r = claw(
+        &env,
+        &[
+            "ssh",
+            "run",
+            "lab",
+            "--json",
+            "--",
+            "echo hi; echo err >&2; exit 3",
+        ],
+    );
+    r.expect_code(1);
+    let v = r.json();
+    assert_eq!(v[0]["host"], "box");
+    assert_eq!(v[0]["stdout"], "hi\n");
+    assert_eq!(v[0]["stderr"], "err\n");
+    assert_eq!(v[0]["exit_code"], 3);
+    assert_eq!(v[0]["ok"], false);
+    claw(&env, &["ssh", "run", "box", "true"]).expect_code(0);
+    claw(&env, &["ssh", "test", "all"]).expect_code(0);
+
+    let audit = read(&env.home.join("audit.log"));
+    assert!(audit.contains("\"ssh.hostkey.refused\""), "{audit}");
+    assert!(audit.contains("\"ssh.trust\""), "{audit}");
+    assert_eq!(audit.matches("\"ssh.run\"").count(), 3, "{audit}");
+    claw(&env, &["audit", "verify"]).expect_code(0);
+}
+
+#[test]
+fn changed_host_key_is_refused_loudly() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let mut sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    claw(&env, &["ssh", "run", "box", "true"]).expect_code(0);
+
+    // The same address answers with another key (a reinstall, or a man in the middle).
+    sshd.stop();
+    keygen(&env.path("sshd/hostkey"), "ed25519");
+    let sshd2 = Sshd::start(&env.path("sshd"), sshd.port);
+    let r = claw(&env, &["ssh", "run", "box", "touch", "/tmp/should-not-run"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("HOST KEY CHANGED"), "{r:?}");
+    assert!(r.stdout.contains(&sshd2.fingerprint()), "{r:?}");
+    // trust does not overwrite a pin either.
+    let t = claw(
+        &env,
+        &["ssh", "trust", "box", "--fingerprint", &sshd2.fingerprint()],
+    );
+    t.expect_code(1);
+    assert!(t.stderr.contains("contradicts"), "{t:?}");
+}
+
+#[test]
+fn user_known_hosts_hashed_and_revoked_entries() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    // ~/.ssh/known_hosts with a hashed [host]:port entry, as `ssh-keygen -H` writes it.
+    let ssh_dir = env.path("userhome/.ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let pubkey = read(&sshd.dir.join("hostkey.pub"));
+    let mut words = pubkey.split_whitespace();
+    let (kt, b64) = (words.next().unwrap(), words.next().unwrap());
+    let kh = ssh_dir.join("known_hosts");
+    std::fs::write(&kh, format!("[127.0.0.1]:{} {kt} {b64}\n", sshd.port)).unwrap();
+    let ok = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(read(&kh).starts_with("|1|"), "{}", read(&kh));
+    claw(&env, &["ssh", "run", "box", "true"]).expect_code(0);
+
+    // A revocation in the data directory wins over the pin.
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("known_hosts"),
+        format!("@revoked * {kt} {b64}\n"),
+    )
+    .unwrap();
+    let r = claw(&env, &["ssh", "run", "box", "true"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("REVOKED"), "{r:?}");
+}
+
+#[test]
+fn unreachable_host_times_out_and_one_host_down_among_several() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    let closed = free_port();
+    let key = sshd.client_key();
+    let mut y = String::from("hosts:\n");
+    for (alias, port) in [("a", sshd.port), ("down", closed), ("c", sshd.port)] {
+        y.push_str(&format!(
+            "  - {{alias: {alias}, hostname: 127.0.0.1, port: {port}, key_file: {}, groups: [web]}}\n",
+            key.display()
+        ));
+    }
+    // A non-routable address: no answer at all.
+    y.push_str(&format!(
+        "  - {{alias: void, hostname: 10.255.255.1, key_file: {}}}\n",
+        key.display()
+    ));
+    std::fs::write(env.root.join("hosts.yaml"), y).unwrap();
+    trust(&env, "a", &sshd.fingerprint());
+
+    let r = claw(&env, &["ssh", "run", "web", "--json", "--", "hostname"]);
+    r.expect_code(1);
+    let v = r.json();
+    let by = |alias: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == alias)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("a")["ok"], true);
+    assert_eq!(by("c")["ok"], true);
+    assert_eq!(by("down")["ok"], false);
+    assert!(
+        by("down")["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to down"),
+        "{v}"
+    );
+
+    let started = Instant::now();
+    let r = claw(&env, &["ssh", "run", "void", "true"]);
+    let took = started.elapsed();
+    r.expect_code(1);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(r.stdout.contains("cannot connect to void"), "{r:?}");
+}
+
+#[test]
+fn timed_out_command_leaves_nothing_on_the_host() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let marker = format!("{}", 100_000 + std::process::id() % 800_000);
+    let started = Instant::now();
+    // Two processes, neither exec'd by the shell: the whole group must go.
+    let cmd = format!("sleep {marker}1 & sleep {marker}2; echo never");
+    let r = claw(&env, &["ssh", "run", "box", "-t", "2", "--", &cmd]);
+    r.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
+    assert!(!r.stdout.contains("never"), "{r:?}");
+    let left = wait_for(Duration::from_secs(5), || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .unwrap();
+        out.stdout.is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "a process of the command is still running on the host"
+    );
+}
+
+#[test]
+fn pool_reuses_one_connection_for_200_commands() {
+    if !have_sshd() {
+        return;
+    }
+    use claw::ssh::{Command as SshCommand, Pool, Registry, Settings};
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let reg = Registry::find(&env.root, &env.home).unwrap();
+    let host = reg.get("box").unwrap().clone();
+    let mut settings = Settings::from_env(&env.home, "test");
+    settings.user_ssh_dir = None;
+    let pool = Pool::new(settings);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(async {
+        for i in 0..200 {
+            let cmd = SshCommand {
+                command: format!("echo {i}"),
+                env: vec![("V".into(), "it's".into())],
+                timeout: Duration::from_secs(10),
+            };
+            let out = pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await;
+            assert!(out.ok(), "command {i}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{i}\n"));
+        }
+        // More at once than sshd's MaxSessions (10): they queue for channels, none fails.
+        let cmd = SshCommand {
+            command: "echo \"$V\"; sleep 0.2".into(),
+            env: vec![("V".into(), "it's".into())],
+            timeout: Duration::from_secs(20),
+        };
+        let runs = (0..25).map(|_| {
+            let (pool, host, cmd, cancel) = (&pool, &host, &cmd, &cancel);
+            async move { pool.run(host, cmd, cancel, &mut |_, _| {}).await }
+        });
+        for out in futures_util::future::join_all(runs).await {
+            assert!(out.ok(), "{out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\n");
+        }
+        pool.close_all().await;
+    });
+    assert_eq!(pool.opened(), 1);
+}
+
+#[test]
+fn hosts_yaml_errors_and_unknown_targets() {
+    let env = Env::new();
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        "hosts:\n  - alias: a\n    port: 99999\n  - {alias: b, hostname: x, auth: pasword}\n",
+    )
+    .unwrap();
+    let r = claw(&env, &["ssh", "hosts"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("hosts.yaml:2:5") && r.stderr.contains("needs a `hostname`"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("hosts.yaml:3:11") && r.stderr.contains("`port`"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("hosts.yaml:4:") && r.stderr.contains("did you mean `password`"),
+        "{r:?}"
+    );
+
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        "hosts:\n  - {alias: web1, hostname: h1, groups: web}\n  - {alias: db1, hostname: h2, groups: [db]}\n",
+    )
+    .unwrap();
+    let r = claw(&env, &["ssh", "run", "wbe", "uptime"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("No hosts or groups match target: wbe"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("hosts: web1, db1") && r.stderr.contains("groups: all, db, web"),
+        "{r:?}"
+    );
+    let g = claw(&env, &["ssh", "groups", "--json"]);
+    g.expect_code(0);
+    assert_eq!(g.json()["all"], serde_json::json!(["web1", "db1"]));
+    let h = claw(&env, &["ssh", "hosts", "--json"]);
+    assert_eq!(h.json()[0]["port"], 22);
+    assert_eq!(h.json()[0]["username"], "root");
+}
+
+#[test]
+fn health_writes_the_seed_shape() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    let closed = free_port();
+    fleet(
+        &env,
+        &[
+            ("box", sshd.port, &sshd.client_key(), "lab"),
+            ("down", closed, &sshd.client_key(), "lab"),
+        ],
+    );
+    trust(&env, "box", &sshd.fingerprint());
+    let r = claw(&env, &["ssh", "health", "--json"]);
+    r.expect_code(1);
+    let file: serde_json::Value =
+        serde_json::from_str(&read(&env.home.join("ssh/health.json"))).unwrap();
+    assert_eq!(file, r.json());
+    assert_eq!(file["all_ok"], false);
+    let hosts = file["hosts"].as_array().unwrap();
+    assert_eq!(hosts[0]["alias"], "box");
+    assert_eq!(hosts[0]["ping_ok"], true);
+    assert_eq!(hosts[0]["ssh_ok"], true);
+    assert!(
+        hosts[0]["uptime"]
+            .as_str()
+            .unwrap()
+            .contains("load average"),
+        "{file}"
+    );
+    assert!(hosts[0]["latency_ms"].is_number());
+    assert_eq!(hosts[1]["ping_ok"], false);
+    assert!(hosts[1]["error"].is_string());
+    assert!(file["timestamp"].is_string());
+}
