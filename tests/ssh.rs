@@ -502,3 +502,109 @@ fn health_writes_the_seed_shape() {
     assert!(hosts[1]["error"].is_string());
     assert!(file["timestamp"].is_string());
 }
+
+/// `claw workflow run NAME --json` with this environment's HOME.
+fn run_workflow(env: &Env, name: &str, args: &[&str]) -> (Ran, serde_json::Value) {
+    let mut a = vec!["workflow", "run", name, "--json"];
+    a.extend_from_slice(args);
+    let r = claw(env, &a);
+    let v = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+    (r, v)
+}
+
+#[test]
+fn ssh_step_outputs_min_success_and_quoting() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    let closed = free_port();
+    fleet(
+        &env,
+        &[
+            ("box", sshd.port, &sshd.client_key(), "web"),
+            ("box2", sshd.port, &sshd.client_key(), "web"),
+            ("down", closed, &sshd.client_key(), "web"),
+        ],
+    );
+    trust(&env, "box", &sshd.fingerprint());
+    env.workflow(
+        "fleet",
+        r#"params:
+  word: {type: string, default: "it's $(touch /tmp/claw-ssh-injected) ok"}
+  need: {type: string, default: "2"}
+steps:
+  - name: hello
+    type: ssh
+    hosts: web
+    command: echo ${{ params.word }}; echo "mode=$MODE"
+    env: {MODE: fast}
+    min_success: ${{ params.need }}
+    parallel: 2
+  - name: after
+    command: echo ${{ steps.hello.outputs.ok_hosts | join(',') }}
+"#,
+    );
+    let _ = std::fs::remove_file("/tmp/claw-ssh-injected");
+    let (r, _) = run_workflow(&env, "fleet", &[]);
+    assert_eq!(r.code, 2, "min_success is not a template field: {r:?}");
+    assert!(r.stderr.contains("min_success"), "{r:?}");
+
+    env.workflow(
+        "fleet",
+        r#"params:
+  word: {type: string, default: "it's $(touch /tmp/claw-ssh-injected) ok"}
+steps:
+  - name: hello
+    type: ssh
+    hosts: web
+    command: echo ${{ params.word }}; echo "mode=$MODE"
+    env: {MODE: fast}
+    min_success: 2
+    parallel: 2
+  - name: after
+    command: echo ${{ steps.hello.outputs.ok_hosts | join(',') }}
+"#,
+    );
+    let (r, run2) = run_workflow(&env, "fleet", &[]);
+    r.expect_code(0);
+    let hello = step(&run2, "hello");
+    let o = &hello["outputs"];
+    assert_eq!(
+        o["ok_hosts"],
+        serde_json::json!(["box", "box2"]),
+        "{hello:#}"
+    );
+    assert_eq!(o["failed_hosts"], serde_json::json!(["down"]));
+    assert_eq!(
+        o["hosts"]["box"]["stdout"],
+        "it's $(touch /tmp/claw-ssh-injected) ok\nmode=fast\n"
+    );
+    assert_eq!(o["hosts"]["box"]["exit_code"], 0);
+    assert_eq!(o["hosts"]["down"]["ok"], false);
+    assert!(
+        !Path::new("/tmp/claw-ssh-injected").exists(),
+        "a value ran as code on the host"
+    );
+    assert_eq!(step(&run2, "after")["stdout"], "box,box2\n");
+    let log = claw(
+        &env,
+        &["run", "logs", run2["id"].as_str().unwrap(), "hello"],
+    );
+    assert!(
+        log.stdout.contains("[box] mode=fast") && log.stdout.contains("[down] FAILED"),
+        "{log:?}"
+    );
+
+    // The default is every host: one down fails the step.
+    let text = read(&env.root.join("workflows/fleet.yaml")).replace("    min_success: 2\n", "");
+    std::fs::write(env.root.join("workflows/fleet.yaml"), text).unwrap();
+    let (r, run3) = run_workflow(&env, "fleet", &[]);
+    r.expect_code(1);
+    assert_eq!(step(&run3, "hello")["status"], "failed");
+    assert_eq!(
+        step(&run3, "hello")["message"],
+        "2 of 3 hosts succeeded, 3 needed; failed: down"
+    );
+}

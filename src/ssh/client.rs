@@ -631,15 +631,33 @@ impl Pool {
             .channel_open_session()
             .await
             .map_err(|e| format!("cannot open a session on {}: {e}", host.alias))?;
-        let mut line = format!("printf '{PGID_PREFIX}%s\\n' \"$$\"; ");
+        // The environment goes through stdin, never the command line (which the host's `ps`
+        // shows): the wrapper reads exactly its bytes and evaluates the exports.
+        let mut exports = String::new();
         for (k, v) in &cmd.env {
-            line.push_str(&format!("export {k}={}; ", quote(v)));
+            if is_name(k) {
+                exports.push_str(&format!("export {k}={}\n", quote(v)));
+            }
+        }
+        let mut line = format!("printf '{PGID_PREFIX}%s\\n' \"$$\"; ");
+        if !exports.is_empty() {
+            line.push_str(&format!(
+                "__claw_env=$(head -c {}) && eval \"$__claw_env\"; unset __claw_env; ",
+                exports.len()
+            ));
         }
         line.push_str(&cmd.command);
         channel
             .exec(true, line.into_bytes())
             .await
             .map_err(|e| format!("cannot start the command on {}: {e}", host.alias))?;
+        if !exports.is_empty() {
+            channel
+                .data(exports.as_bytes())
+                .await
+                .map_err(|e| format!("cannot send the environment to {}: {e}", host.alias))?;
+        }
+        let _ = channel.eof().await;
         let mut pgid: Option<u32> = None;
         let mut head = Vec::new();
         let mut stop = None;
@@ -746,6 +764,15 @@ impl Pool {
         })
         .await;
     }
+}
+
+/// A shell variable name.
+fn is_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn capture(buf: &mut Vec<u8>, dropped: &mut u64, bytes: &[u8]) {

@@ -18,6 +18,22 @@ pub use hosts::{Auth, Host, Registry};
 
 use crate::audit::{Action, Event};
 
+/// The process's pool for a data directory: the `ssh` steps of every run in this process (the
+/// daemon's included) share its connections.
+pub fn shared_pool(home: &std::path::Path) -> Arc<Pool> {
+    static POOLS: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<Pool>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let Ok(mut pools) = POOLS.lock() else {
+        return Arc::new(Pool::new(Settings::from_env(home, "engine")));
+    };
+    if let Some((_, p)) = pools.iter().find(|(h, _)| h == home) {
+        return p.clone();
+    }
+    let pool = Arc::new(Pool::new(Settings::from_env(home, "engine")));
+    pools.push((home.to_path_buf(), pool.clone()));
+    pool
+}
+
 /// Sees each host's output as it arrives: `(alias, is_stderr, bytes)`.
 pub type OnData = Arc<dyn Fn(&str, bool, &[u8]) + Send + Sync>;
 
