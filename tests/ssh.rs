@@ -608,3 +608,78 @@ steps:
         "2 of 3 hosts succeeded, 3 needed; failed: down"
     );
 }
+
+#[test]
+fn passphrase_key_from_the_vault_and_agent_auth() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The authorized client key is protected by a passphrase.
+    let pass = "correct-horse-battery-staple";
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", pass, "-C", "claw-test", "-f"])
+        .arg(dir.join("client"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sshd = Sshd::start(&dir, 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+
+    let r = claw(&env, &["ssh", "run", "box", "true"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("ssh:box:passphrase"), "{r:?}");
+
+    claw(&env, &["vault", "init"]).expect_code(0);
+    claw(&env, &["vault", "set", "ssh:box:passphrase", pass]).expect_code(0);
+    let r = claw(&env, &["ssh", "run", "box", "--", "echo", "in"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("in"), "{r:?}");
+    assert!(!read(&env.home.join("audit.log")).contains(pass));
+
+    // The agent holds the (unlocked) key; the host says `auth: agent`.
+    let sock = env.path("agent.sock");
+    let out = Command::new("ssh-agent").arg("-a").arg(&sock).arg("-s").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid: u32 = text
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|t| t.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let unlocked = env.path("unlocked");
+    std::fs::copy(dir.join("client"), &unlocked).unwrap();
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", pass, "-N", "", "-f"])
+        .arg(&unlocked)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let added = Command::new("ssh-add")
+        .arg(&unlocked)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        format!("hosts:\n  - {{alias: box, hostname: 127.0.0.1, port: {}, auth: agent}}\n", sshd.port),
+    )
+    .unwrap();
+    let r: Ran = env
+        .command(&["ssh", "run", "box", "--", "echo", "via-agent"])
+        .env("HOME", env.path("userhome"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap()
+        .into();
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    r.expect_code(0);
+    assert!(r.stdout.contains("via-agent"), "{r:?}");
+    let r = claw(&env, &["ssh", "run", "box", "true"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("SSH_AUTH_SOCK is not set"), "{r:?}");
+}
