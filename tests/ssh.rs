@@ -683,3 +683,36 @@ fn passphrase_key_from_the_vault_and_agent_auth() {
     r.expect_code(1);
     assert!(r.stdout.contains("SSH_AUTH_SOCK is not set"), "{r:?}");
 }
+
+#[test]
+fn huge_and_binary_output_is_capped_and_fail_fast_stops_the_rest() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab"), ("box2", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let started = Instant::now();
+    let r = claw(&env, &["ssh", "run", "box", "--json", "--", "head -c 100000000 /dev/urandom; echo done >&2"]);
+    r.expect_code(0);
+    let v = r.json();
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[0]["stderr"], "done\n");
+    let kept = v[0]["stdout"].as_str().unwrap().len();
+    assert!(kept >= 1 << 20 && kept < 4 << 20, "kept {kept}");
+    assert!(started.elapsed() < Duration::from_secs(120));
+
+    env.workflow(
+        "ff",
+        "steps:\n  - name: s\n    type: ssh\n    hosts: lab\n    parallel: 1\n    fail_fast: true\n    command: exit 4\n",
+    );
+    let (r, run) = run_workflow(&env, "ff", &[]);
+    r.expect_code(1);
+    let o = &step(&run, "s")["outputs"]["hosts"];
+    assert_eq!(o["box"]["exit_code"], 4);
+    assert!(o["box2"]["error"].as_str().unwrap().contains("fail_fast"), "{o}");
+    // Only the first host ran a command.
+    let audit = read(&env.home.join("audit.log"));
+    assert_eq!(audit.matches("\"command\":\"exit 4\"").count(), 1, "{audit}");
+}
