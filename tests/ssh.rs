@@ -642,7 +642,12 @@ fn passphrase_key_from_the_vault_and_agent_auth() {
 
     // The agent holds the (unlocked) key; the host says `auth: agent`.
     let sock = env.path("agent.sock");
-    let out = Command::new("ssh-agent").arg("-a").arg(&sock).arg("-s").output().unwrap();
+    let out = Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .arg("-s")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let pid: u32 = text
         .split("SSH_AGENT_PID=")
@@ -666,7 +671,10 @@ fn passphrase_key_from_the_vault_and_agent_auth() {
     assert!(added.status.success(), "{added:?}");
     std::fs::write(
         env.root.join("hosts.yaml"),
-        format!("hosts:\n  - {{alias: box, hostname: 127.0.0.1, port: {}, auth: agent}}\n", sshd.port),
+        format!(
+            "hosts:\n  - {{alias: box, hostname: 127.0.0.1, port: {}, auth: agent}}\n",
+            sshd.port
+        ),
     )
     .unwrap();
     let r: Ran = env
@@ -691,10 +699,26 @@ fn huge_and_binary_output_is_capped_and_fail_fast_stops_the_rest() {
     }
     let env = Env::new();
     let sshd = Sshd::start(&env.path("sshd"), 0);
-    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab"), ("box2", sshd.port, &sshd.client_key(), "lab")]);
+    fleet(
+        &env,
+        &[
+            ("box", sshd.port, &sshd.client_key(), "lab"),
+            ("box2", sshd.port, &sshd.client_key(), "lab"),
+        ],
+    );
     trust(&env, "box", &sshd.fingerprint());
     let started = Instant::now();
-    let r = claw(&env, &["ssh", "run", "box", "--json", "--", "head -c 100000000 /dev/urandom; echo done >&2"]);
+    let r = claw(
+        &env,
+        &[
+            "ssh",
+            "run",
+            "box",
+            "--json",
+            "--",
+            "head -c 100000000 /dev/urandom; echo done >&2",
+        ],
+    );
     r.expect_code(0);
     let v = r.json();
     assert_eq!(v[0]["ok"], true);
@@ -711,8 +735,48 @@ fn huge_and_binary_output_is_capped_and_fail_fast_stops_the_rest() {
     r.expect_code(1);
     let o = &step(&run, "s")["outputs"]["hosts"];
     assert_eq!(o["box"]["exit_code"], 4);
-    assert!(o["box2"]["error"].as_str().unwrap().contains("fail_fast"), "{o}");
+    assert!(
+        o["box2"]["error"].as_str().unwrap().contains("fail_fast"),
+        "{o}"
+    );
     // Only the first host ran a command.
     let audit = read(&env.home.join("audit.log"));
-    assert_eq!(audit.matches("\"command\":\"exit 4\"").count(), 1, "{audit}");
+    assert_eq!(
+        audit.matches("\"command\":\"exit 4\"").count(),
+        1,
+        "{audit}"
+    );
+}
+
+#[test]
+fn ssh_step_timeout_stops_the_remote_command() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let marker = format!("{}", 200_000 + std::process::id() % 700_000);
+    env.workflow(
+        "slow",
+        &format!("steps:\n  - name: s\n    type: ssh\n    hosts: box\n    timeout: 2s\n    command: sleep {marker}3; echo never\n"),
+    );
+    let started = Instant::now();
+    let (r, run) = run_workflow(&env, "slow", &[]);
+    r.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let s = step(&run, "s");
+    assert_eq!(s["status"], "failed", "{s:#}");
+    let gone = wait_for(Duration::from_secs(5), || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}3")])
+            .output()
+            .unwrap();
+        out.stdout.is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the step's command is still running on the host"
+    );
 }
