@@ -724,7 +724,7 @@ fn huge_and_binary_output_is_capped_and_fail_fast_stops_the_rest() {
     assert_eq!(v[0]["ok"], true);
     assert_eq!(v[0]["stderr"], "done\n");
     let kept = v[0]["stdout"].as_str().unwrap().len();
-    assert!(kept >= 1 << 20 && kept < 4 << 20, "kept {kept}");
+    assert!((1 << 20..4 << 20).contains(&kept), "kept {kept}");
     assert!(started.elapsed() < Duration::from_secs(120));
 
     env.workflow(
@@ -779,4 +779,54 @@ fn ssh_step_timeout_stops_the_remote_command() {
         gone.is_some(),
         "the step's command is still running on the host"
     );
+}
+
+#[test]
+fn ssh_step_fields_are_checked_with_positions() {
+    let env = Env::new();
+    env.workflow(
+        "a",
+        "steps:\n  - name: a\n    type: ssh\n    command: uptime\n",
+    );
+    let r = claw(&env, &["workflow", "validate", "a"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("a.yaml:2:") && r.stderr.contains("has no `hosts`"),
+        "{r:?}"
+    );
+    env.workflow(
+        "b",
+        "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n    min_success: 150%\n    parallel: 0\n    fail_fast: maybe\n    sudo: true\n",
+    );
+    let r = claw(&env, &["workflow", "validate", "b"]);
+    r.expect_code(2);
+    let e = &r.stderr;
+    assert!(e.contains("b.yaml:6:18") && e.contains("percentage"), "{e}");
+    assert!(e.contains("b.yaml:7:15") && e.contains("`parallel`"), "{e}");
+    assert!(
+        e.contains("b.yaml:8:16") && e.contains("`fail_fast`"),
+        "{e}"
+    );
+    assert!(e.contains("unknown key `sudo`"), "{e}");
+    // With the file valid, --env checks the target against hosts.yaml.
+    env.workflow(
+        "c",
+        "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n",
+    );
+    claw(&env, &["workflow", "validate", "c"]).expect_code(0);
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        "hosts:\n  - {alias: db1, hostname: h}\n",
+    )
+    .unwrap();
+    let r = claw(&env, &["workflow", "validate", "c", "--env"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("No hosts or groups match target: web"),
+        "{r:?}"
+    );
+    // It shows as an ssh step.
+    let shown = claw(&env, &["workflow", "show", "c", "--json"]);
+    shown.expect_code(0);
+    assert_eq!(shown.json()["steps"][0]["type"], "ssh", "{}", shown.stdout);
 }

@@ -308,55 +308,10 @@ fn cap(text: &str, max: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    fn errors(yaml: &str) -> String {
-        match crate::workflow::load::load_str(Path::new("w.yaml"), yaml.to_owned()) {
-            Ok(_) => String::new(),
-            Err(e) => e.render(),
-        }
-    }
-
     #[test]
-    fn the_docs_example_loads_as_an_ssh_step() {
-        let page = include_str!("../../docs/steps/ssh.md");
-        let yaml = page
-            .split("```yaml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .unwrap_or_default();
-        let wf = crate::workflow::load::load_str(Path::new("ssh.md"), yaml.to_owned())
-            .unwrap_or_else(|e| panic!("{}", e.render()));
-        assert_eq!(wf.steps[0].kind.type_name(), "ssh");
-        assert_eq!(
-            wf.steps[0].kind.describe(),
-            "on web: systemctl restart ${{ params.unit }} && systemctl is-active ${{ params.unit }}"
-        );
-        assert!(
-            !wf.steps[0].idempotent,
-            "ssh steps are not idempotent by default"
-        );
-    }
-
-    #[test]
-    fn bad_fields_have_positions() {
-        let e = errors("steps:\n  - name: a\n    type: ssh\n    command: uptime\n");
-        assert!(
-            e.contains("w.yaml:2:") && e.contains("has no `hosts`"),
-            "{e}"
-        );
-        let e = errors(
-            "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n    min_success: 150%\n    parallel: 0\n    fail_fast: maybe\n",
-        );
-        assert!(e.contains("w.yaml:6:18") && e.contains("percentage"), "{e}");
-        assert!(e.contains("w.yaml:7:15") && e.contains("`parallel`"), "{e}");
-        assert!(
-            e.contains("w.yaml:8:16") && e.contains("`fail_fast`"),
-            "{e}"
-        );
-        let e = errors(
-            "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n    sudo: true\n",
-        );
-        assert!(e.contains("unknown key `sudo`"), "{e}");
+    fn cap_keeps_the_end_on_a_character_boundary() {
+        assert_eq!(super::cap("abc", 10), "abc");
+        assert_eq!(super::cap("aéb", 2), "b");
+        assert_eq!(super::cap("abcdef", 3), "def");
     }
 }
