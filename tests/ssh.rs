@@ -830,3 +830,71 @@ fn ssh_step_fields_are_checked_with_positions() {
     shown.expect_code(0);
     assert_eq!(shown.json()["steps"][0]["type"], "ssh", "{}", shown.stdout);
 }
+
+#[test]
+fn cron_ssh_job_runs_on_the_target() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let r = claw(
+        &env,
+        &[
+            "cron",
+            "add",
+            "up",
+            "every 1h",
+            "echo remote-$((6*7))",
+            "--type",
+            "ssh",
+        ],
+    );
+    r.expect_code(2);
+    assert!(r.stderr.contains("--arg target="), "{r:?}");
+    let r = claw(
+        &env,
+        &[
+            "cron",
+            "add",
+            "up",
+            "every 1h",
+            "echo x",
+            "--type",
+            "ssh",
+            "--arg",
+            "target=nope",
+        ],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr.contains("No hosts or groups match target: nope"),
+        "{r:?}"
+    );
+    claw(
+        &env,
+        &[
+            "cron",
+            "add",
+            "up",
+            "every 1h",
+            "echo remote-$((6*7))",
+            "--type",
+            "ssh",
+            "--arg",
+            "target=lab",
+        ],
+    )
+    .expect_code(0);
+    let r = claw(&env, &["cron", "run", "up"]);
+    r.expect_code(0);
+    let logs = claw(&env, &["cron", "logs", "up"]);
+    let all = format!("{}{}{}", r.stdout, logs.stdout, logs.stderr);
+    assert!(
+        all.contains("── box: exit 0") && all.contains("remote-42"),
+        "{all}"
+    );
+    assert!(read(&env.home.join("audit.log")).contains("\"ssh.run\""));
+}
