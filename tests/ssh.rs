@@ -898,3 +898,42 @@ fn cron_ssh_job_runs_on_the_target() {
     );
     assert!(read(&env.home.join("audit.log")).contains("\"ssh.run\""));
 }
+
+#[test]
+fn auto_add_host_keys_pins_on_first_use_and_audits_it() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    let run = |auto: bool| -> Ran {
+        let mut c = env.command(&["ssh", "run", "box", "true"]);
+        c.env("HOME", env.path("userhome")).env_remove("SSH_AUTH_SOCK");
+        if auto {
+            c.env("SSH_AUTO_ADD_HOST_KEYS", "true");
+        } else {
+            c.env_remove("SSH_AUTO_ADD_HOST_KEYS");
+        }
+        c.output().unwrap().into()
+    };
+    run(true).expect_code(0);
+    let pins = read(&env.home.join("known_hosts"));
+    assert!(pins.contains(&format!("[127.0.0.1]:{} ssh-ed25519", sshd.port)), "{pins}");
+    let audit = read(&env.home.join("audit.log"));
+    assert!(audit.contains("\"ssh.trust\"") && audit.contains("SSH_AUTO_ADD_HOST_KEYS"), "{audit}");
+    assert!(audit.contains(&sshd.fingerprint()), "{audit}");
+    // Pinned now: it connects without the setting, and a changed key is refused even with it.
+    run(false).expect_code(0);
+    std::fs::write(
+        env.home.join("known_hosts"),
+        pins.replace(
+            pins.split_whitespace().nth(2).unwrap(),
+            "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        ),
+    )
+    .unwrap();
+    let r = run(true);
+    r.expect_code(1);
+    assert!(r.stdout.contains("HOST KEY CHANGED"), "{r:?}");
+}
