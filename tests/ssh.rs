@@ -909,7 +909,8 @@ fn auto_add_host_keys_pins_on_first_use_and_audits_it() {
     fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
     let run = |auto: bool| -> Ran {
         let mut c = env.command(&["ssh", "run", "box", "true"]);
-        c.env("HOME", env.path("userhome")).env_remove("SSH_AUTH_SOCK");
+        c.env("HOME", env.path("userhome"))
+            .env_remove("SSH_AUTH_SOCK");
         if auto {
             c.env("SSH_AUTO_ADD_HOST_KEYS", "true");
         } else {
@@ -919,9 +920,15 @@ fn auto_add_host_keys_pins_on_first_use_and_audits_it() {
     };
     run(true).expect_code(0);
     let pins = read(&env.home.join("known_hosts"));
-    assert!(pins.contains(&format!("[127.0.0.1]:{} ssh-ed25519", sshd.port)), "{pins}");
+    assert!(
+        pins.contains(&format!("[127.0.0.1]:{} ssh-ed25519", sshd.port)),
+        "{pins}"
+    );
     let audit = read(&env.home.join("audit.log"));
-    assert!(audit.contains("\"ssh.trust\"") && audit.contains("SSH_AUTO_ADD_HOST_KEYS"), "{audit}");
+    assert!(
+        audit.contains("\"ssh.trust\"") && audit.contains("SSH_AUTO_ADD_HOST_KEYS"),
+        "{audit}"
+    );
     assert!(audit.contains(&sshd.fingerprint()), "{audit}");
     // Pinned now: it connects without the setting, and a changed key is refused even with it.
     run(false).expect_code(0);
@@ -936,4 +943,70 @@ fn auto_add_host_keys_pins_on_first_use_and_audits_it() {
     let r = run(true);
     r.expect_code(1);
     assert!(r.stdout.contains("HOST KEY CHANGED"), "{r:?}");
+}
+
+/// The pids of `parent`'s children.
+fn children(parent: u32) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &parent.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_host_that_stops_answering_mid_command_is_ended_by_keepalives() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let child = env
+        .command(&[
+            "ssh",
+            "run",
+            "box",
+            "-t",
+            "60",
+            "--",
+            "echo started; sleep 50",
+        ])
+        .env("HOME", env.path("userhome"))
+        .env("CLAW_SSH_KEEPALIVE", "1s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The connection's sshd processes (the listener's children and theirs), once it is up.
+    let listener = sshd.child.id();
+    let session = wait_for(Duration::from_secs(10), || {
+        let mut pids = children(listener);
+        let grand: Vec<u32> = pids.iter().flat_map(|p| children(*p)).collect();
+        pids.extend(grand.iter().copied());
+        (!grand.is_empty()).then_some(pids)
+    })
+    .expect("the session's sshd processes");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    for p in &session {
+        let _ = Command::new("kill")
+            .args(["-STOP", &p.to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    for p in &session {
+        let _ = Command::new("kill")
+            .args(["-CONT", &p.to_string()])
+            .status();
+    }
+    let r: Ran = out.into();
+    r.expect_code(1);
+    assert!(took < Duration::from_secs(20), "took {took:?}: {r:?}");
+    assert!(r.stdout.contains("FAILED"), "{r:?}");
 }

@@ -25,8 +25,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE: Duration = Duration::from_secs(300);
 /// Channels open at once on one connection (OpenSSH's `MaxSessions` is 10 by default).
 pub const CHANNELS_PER_CONNECTION: usize = 8;
-/// Keepalives: one every 15 s; three unanswered end the connection.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Keepalives: one every 15 s (`CLAW_SSH_KEEPALIVE`); three unanswered end the connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
 /// The most of each stream kept in a result (the rest is read and counted, not kept).
 pub const MAX_CAPTURE: usize = 1 << 20;
@@ -46,6 +46,8 @@ pub struct Settings {
     pub agent_socket: Option<PathBuf>,
     /// Who the audit entries name.
     pub actor: String,
+    /// How often an idle connection is probed (three unanswered probes end it).
+    pub keepalive: Duration,
 }
 
 impl Settings {
@@ -59,6 +61,10 @@ impl Settings {
                 .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")),
             agent_socket: env("SSH_AUTH_SOCK").map(PathBuf::from),
             actor: actor.to_owned(),
+            keepalive: env("CLAW_SSH_KEEPALIVE")
+                .and_then(|v| crate::time::duration::parse(&v).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(KEEPALIVE),
         }
     }
 
@@ -158,9 +164,9 @@ impl client::Handler for Checker {
     }
 }
 
-fn config() -> Arc<client::Config> {
+fn config(settings: &Settings) -> Arc<client::Config> {
     Arc::new(client::Config {
-        keepalive_interval: Some(KEEPALIVE),
+        keepalive_interval: Some(settings.keepalive),
         keepalive_max: KEEPALIVE_MAX,
         inactivity_timeout: None,
         nodelay: true,
@@ -234,8 +240,11 @@ async fn handshake(
         seen: seen.clone(),
     };
     let addr = (host.hostname.clone(), host.port);
-    let attempt =
-        tokio::time::timeout(CONNECT_TIMEOUT, client::connect(config(), addr, checker)).await;
+    let attempt = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client::connect(config(settings), addr, checker),
+    )
+    .await;
     let presented = seen.lock().ok().and_then(|s| s.clone());
     let result = match attempt {
         Err(_) => Err(SshError::Connect(format!(
