@@ -1010,3 +1010,80 @@ fn a_host_that_stops_answering_mid_command_is_ended_by_keepalives() {
     assert!(took < Duration::from_secs(20), "took {took:?}: {r:?}");
     assert!(r.stdout.contains("FAILED"), "{r:?}");
 }
+
+#[test]
+fn upload_and_download_over_sftp_with_mode_and_checksums() {
+    if !have_sshd() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let local = env.path("payload.bin");
+    std::fs::write(&local, &data).unwrap();
+    // The "host" is this machine: the remote path is a local one.
+    let remote = env.path("remote/deployed.bin");
+    std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+    std::fs::write(&remote, b"old").unwrap();
+    let r = claw(
+        &env,
+        &[
+            "ssh",
+            "upload",
+            "lab",
+            local.to_str().unwrap(),
+            remote.to_str().unwrap(),
+            "--mode",
+            "750",
+        ],
+    );
+    r.expect_code(0);
+    assert!(r.stdout.contains("300000 bytes"), "{r:?}");
+    assert_eq!(std::fs::read(&remote).unwrap(), data);
+    assert_eq!(
+        std::fs::metadata(&remote).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    // Nothing is left beside the target.
+    assert_eq!(
+        std::fs::read_dir(remote.parent().unwrap()).unwrap().count(),
+        1
+    );
+
+    let back = env.path("back.bin");
+    claw(
+        &env,
+        &[
+            "ssh",
+            "download",
+            "box",
+            remote.to_str().unwrap(),
+            back.to_str().unwrap(),
+        ],
+    )
+    .expect_code(0);
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+
+    let r = claw(
+        &env,
+        &[
+            "ssh",
+            "download",
+            "box",
+            "/nonexistent/file",
+            back.to_str().unwrap(),
+        ],
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("cannot open /nonexistent/file"), "{r:?}");
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        data,
+        "a failed download leaves the old file"
+    );
+    let audit = read(&env.home.join("audit.log"));
+    assert_eq!(audit.matches("\"ssh.transfer\"").count(), 3, "{audit}");
+}

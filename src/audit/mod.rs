@@ -127,6 +127,8 @@ pub enum Action {
     SshTrust,
     /// `ssh.hostkey.refused`: a connection was refused for its host key.
     SshHostKeyRefused,
+    /// `ssh.transfer`: a file was uploaded to or downloaded from a host (SFTP).
+    SshTransfer,
 }
 
 impl Action {
@@ -169,6 +171,7 @@ impl Action {
         Self::SshRun,
         Self::SshTrust,
         Self::SshHostKeyRefused,
+        Self::SshTransfer,
     ];
 
     /// The dotted name written in the log.
@@ -212,6 +215,7 @@ impl Action {
             Self::SshRun => "ssh.run",
             Self::SshTrust => "ssh.trust",
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
+            Self::SshTransfer => "ssh.transfer",
         }
     }
 }

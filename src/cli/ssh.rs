@@ -50,6 +50,23 @@ pub(super) enum SshCommand {
         #[arg(long, value_name = "SHA256:…")]
         fingerprint: Option<String>,
     },
+    /// Copy a local file to every host of a target (SFTP): written beside REMOTE, given its
+    /// mode, checked with sha256sum on the host, then renamed over REMOTE.
+    Upload {
+        target: String,
+        local: std::path::PathBuf,
+        remote: String,
+        /// The file's mode on the host (octal).
+        #[arg(long, default_value = "644")]
+        mode: String,
+    },
+    /// Copy a file from one host to a local path (SFTP), checked with sha256sum, then renamed
+    /// into place.
+    Download {
+        alias: String,
+        remote: String,
+        local: std::path::PathBuf,
+    },
     /// Ping (TCP connect to the SSH port) and an `uptime` probe on every host; writes
     /// <data>/ssh/health.json.
     Health {
@@ -80,6 +97,17 @@ pub(super) fn run(ctx: &Ctx, cmd: SshCommand) -> CliResult {
         SshCommand::Test { target } => test(ctx, &target),
         SshCommand::Trust { alias, fingerprint } => trust(ctx, &alias, fingerprint.as_deref()),
         SshCommand::Health { json } => health(ctx, json),
+        SshCommand::Upload {
+            target,
+            local,
+            remote,
+            mode,
+        } => upload(ctx, &target, &local, &remote, &mode),
+        SshCommand::Download {
+            alias,
+            remote,
+            local,
+        } => download(ctx, &alias, &remote, &local),
     }
 }
 
@@ -416,5 +444,74 @@ fn health(ctx: &Ctx, json: bool) -> CliResult {
         Ok(())
     } else {
         Err(CliError::failed())
+    }
+}
+
+fn upload(ctx: &Ctx, target: &str, local: &std::path::Path, remote: &str, mode: &str) -> CliResult {
+    let mode = u32::from_str_radix(mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "--mode `{mode}` must be an octal mode like 644 or 0755"
+            ))
+        })?;
+    if !local.is_file() {
+        return Err(CliError::usage(format!(
+            "{} is not a file",
+            local.display()
+        )));
+    }
+    let reg = registry(ctx)?;
+    let hosts = resolve(&reg, target)?;
+    let pool = Pool::new(settings(ctx));
+    let rt = super::runtime()?;
+    let results = rt.block_on(async {
+        let pool = &pool;
+        let each = hosts
+            .iter()
+            .map(|h| async move { (h, ssh::transfer::upload(pool, h, local, remote, mode).await) });
+        let r = futures_util::future::join_all(each).await;
+        pool.close_all().await;
+        r
+    });
+    let mut failed = 0;
+    for (h, r) in results {
+        match r {
+            Ok(t) => println!("{}: {} bytes, sha256 {}", h.alias, t.bytes, t.sha256),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {e}", h.alias);
+            }
+        }
+    }
+    if failed > 0 {
+        Err(CliError::failed())
+    } else {
+        Ok(())
+    }
+}
+
+fn download(ctx: &Ctx, alias: &str, remote: &str, local: &std::path::Path) -> CliResult {
+    let reg = registry(ctx)?;
+    let Some(host) = reg.get(alias).cloned() else {
+        return Err(CliError::usage(format!("no host `{alias}` in hosts.yaml")));
+    };
+    let pool = Pool::new(settings(ctx));
+    let rt = super::runtime()?;
+    let r = rt.block_on(async {
+        let r = ssh::transfer::download(&pool, &host, remote, local).await;
+        pool.close_all().await;
+        r
+    });
+    match r {
+        Ok(t) => {
+            println!("{}: {} bytes, sha256 {}", host.alias, t.bytes, t.sha256);
+            Ok(())
+        }
+        Err(e) => Err(CliError {
+            code: 1,
+            message: e,
+        }),
     }
 }

@@ -564,6 +564,21 @@ impl Pool {
         Ok(conn)
     }
 
+    /// A new session channel on the host's pooled connection (for SFTP).
+    pub async fn open_channel(
+        &self,
+        host: &Host,
+    ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
+        let conn = self.conn(host).await?;
+        if let Ok(mut t) = conn.last_used.lock() {
+            *t = Instant::now();
+        }
+        conn.handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Channel(format!("cannot open a channel on {}: {e}", host.alias)))
+    }
+
     /// Connects (or reuses the connection) without running anything: `claw ssh test`.
     pub async fn check(&self, host: &Host) -> Result<(), SshError> {
         self.conn(host).await.map(|_| ())

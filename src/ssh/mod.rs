@@ -7,6 +7,7 @@ pub mod client;
 pub mod health;
 pub mod hosts;
 pub mod known_hosts;
+pub mod transfer;
 
 use std::sync::Arc;
 
