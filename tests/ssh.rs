@@ -1087,3 +1087,51 @@ fn upload_and_download_over_sftp_with_mode_and_checksums() {
     let audit = read(&env.home.join("audit.log"));
     assert_eq!(audit.matches("\"ssh.transfer\"").count(), 3, "{audit}");
 }
+
+#[test]
+fn ssh_step_uploads_runs_and_downloads() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    let closed = free_port();
+    fleet(
+        &env,
+        &[
+            ("box", sshd.port, &sshd.client_key(), "lab"),
+            ("down", closed, &sshd.client_key(), "lab"),
+        ],
+    );
+    trust(&env, "box", &sshd.fingerprint());
+    std::fs::write(env.path("app.conf"), "setting=1\n").unwrap();
+    let remote_dir = env.path("remote");
+    std::fs::create_dir_all(&remote_dir).unwrap();
+    env.workflow(
+        "files",
+        &format!(
+            "steps:\n  - name: deploy\n    type: ssh\n    hosts: lab\n    min_success: 1\n    upload: {{src: {src}, dest: {dir}/app.conf, mode: \"600\"}}\n    command: cat {dir}/app.conf > {dir}/seen.txt; echo seen\n    download: {{src: {dir}/seen.txt, dest: {out}}}\n",
+            src = env.path("app.conf").display(),
+            dir = remote_dir.display(),
+            out = env.path("collected").display()
+        ),
+    );
+    let (r, run) = run_workflow(&env, "files", &[]);
+    r.expect_code(0);
+    let o = &step(&run, "deploy")["outputs"];
+    assert_eq!(o["ok_hosts"], serde_json::json!(["box"]), "{o:#}");
+    assert!(
+        o["hosts"]["down"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("upload of"),
+        "{o:#}"
+    );
+    assert_eq!(read(&env.path("collected/box/seen.txt")), "setting=1\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(remote_dir.join("app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o600);
+}

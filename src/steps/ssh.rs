@@ -17,7 +17,9 @@
 //! The step's log has each line prefixed by its host. Not idempotent unless the step says so.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use futures_util::stream::{self, StreamExt};
 use std::sync::Arc;
 
 use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepOutcome, StepReport};
@@ -37,11 +39,74 @@ pub struct SshStep {
     pub resolved: Vec<Host>,
     /// The data directory (known_hosts, vault, audit log), set when the attempt is prepared.
     pub home: PathBuf,
+    /// Files copied to each host before the command.
+    pub uploads: Vec<FileCopy>,
+    /// Files copied from each host after the command (to `<dest>/<alias>/<file name>`).
+    pub downloads: Vec<FileCopy>,
+}
+
+/// One `upload:` or `download:` entry.
+#[derive(Debug, Clone)]
+pub struct FileCopy {
+    pub src: String,
+    pub dest: String,
+    /// The uploaded file's mode.
+    pub mode: u32,
+}
+
+fn read_copies(cx: &mut LoadCx<'_>, node: &Node, field: &str) -> Vec<FileCopy> {
+    let items: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let allowed: &[&str] = if field == "upload" {
+            &["src", "dest", "mode"]
+        } else {
+            &["src", "dest"]
+        };
+        let entries = cx.r.entries(item, allowed, &format!("`{field}`"));
+        let mut copy = FileCopy {
+            src: String::new(),
+            dest: String::new(),
+            mode: 0o644,
+        };
+        for (k, v) in entries {
+            match k {
+                "src" => copy.src = cx.template_string(v, "src").unwrap_or_default(),
+                "dest" => copy.dest = cx.template_string(v, "dest").unwrap_or_default(),
+                "mode" => {
+                    let text = v.scalar_text().unwrap_or_default();
+                    match u32::from_str_radix(&text, 8) {
+                        Ok(m) if m <= 0o7777 => copy.mode = m,
+                        _ => cx.err(
+                            v.pos,
+                            format!("`mode` `{text}` must be an octal mode like 644 or \"0755\""),
+                        ),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if matches!(item.value, Value::Map(_)) && (copy.src.is_empty() || copy.dest.is_empty()) {
+            cx.err(item.pos, format!("each `{field}` needs `src` and `dest`"));
+        }
+        out.push(copy);
+    }
+    out
 }
 
 impl Kind for SshStep {
     const NAMES: &'static [&'static str] = &["ssh"];
-    const KEYS: &'static [&'static str] = &["hosts", "parallel", "fail_fast", "min_success"];
+    const KEYS: &'static [&'static str] = &[
+        "hosts",
+        "parallel",
+        "fail_fast",
+        "min_success",
+        "upload",
+        "download",
+    ];
 
     fn load(cx: &mut LoadCx<'_>, node: &Node) -> Option<Self> {
         let mut step = Self {
@@ -52,6 +117,8 @@ impl Kind for SshStep {
             min_success: MinSuccess::All,
             resolved: Vec::new(),
             home: PathBuf::new(),
+            uploads: Vec::new(),
+            downloads: Vec::new(),
         };
         let name = cx.step.to_owned();
         match node.get("hosts") {
@@ -99,6 +166,12 @@ impl Kind for SshStep {
                 Err(e) => cx.err(v.pos, e),
             }
         }
+        if let Some(v) = node.get("upload") {
+            step.uploads = read_copies(cx, v, "upload");
+        }
+        if let Some(v) = node.get("download") {
+            step.downloads = read_copies(cx, v, "download");
+        }
         let command = node.get("command").and_then(|c| {
             let text = cx.string(c, "command")?;
             cx.shell_template(c, &text);
@@ -106,8 +179,12 @@ impl Kind for SshStep {
         });
         match command {
             Some(c) if !c.trim().is_empty() => step.command = c,
+            None if !step.uploads.is_empty() || !step.downloads.is_empty() => {}
             _ => {
-                cx.err(node.pos, format!("ssh step `{name}` has no `command`"));
+                cx.err(
+                    node.pos,
+                    format!("ssh step `{name}` has no `command` (nor `upload`/`download`)"),
+                );
                 return None;
             }
         }
@@ -119,7 +196,12 @@ impl Kind for SshStep {
     }
 
     fn templates(&self) -> Vec<&str> {
-        vec![self.command.as_str(), self.target.as_str()]
+        let mut v = vec![self.command.as_str(), self.target.as_str()];
+        for c in self.uploads.iter().chain(&self.downloads) {
+            v.push(&c.src);
+            v.push(&c.dest);
+        }
+        v
     }
 
     fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String> {
@@ -141,6 +223,8 @@ impl Kind for SshStep {
             min_success: self.min_success,
             resolved,
             home: cx.dirs.home.clone(),
+            uploads: render_copies(cx, &self.uploads)?,
+            downloads: render_copies(cx, &self.downloads)?,
         })
     }
 
@@ -157,18 +241,85 @@ impl Kind for SshStep {
             env,
             timeout: input.timeout,
         };
-        let results = ssh::fan_out(
-            &pool,
-            &self.resolved,
-            &cmd,
-            FanOut {
-                parallel: self.parallel,
-                fail_fast: self.fail_fast,
-            },
-            &rt.cancel,
-            Arc::new(|_: &str, _: bool, _: &[u8]| {}),
-        )
-        .await;
+        // Uploads first: a host whose upload failed runs nothing more.
+        let mut failed: Vec<(Host, String)> = Vec::new();
+        let mut ready = self.resolved.clone();
+        if !self.uploads.is_empty() {
+            let pool = &pool;
+            let outcomes: Vec<(Host, Result<(), String>)> =
+                stream::iter(self.resolved.iter().cloned())
+                    .map(|h| async move {
+                        for u in &self.uploads {
+                            let r =
+                                ssh::transfer::upload(pool, &h, Path::new(&u.src), &u.dest, u.mode)
+                                    .await;
+                            if let Err(e) = r {
+                                return (h, Err(format!("upload of {} failed: {e}", u.src)));
+                            }
+                        }
+                        (h, Ok(()))
+                    })
+                    .buffer_unordered(self.parallel.max(1))
+                    .collect()
+                    .await;
+            ready = Vec::new();
+            for (h, r) in outcomes {
+                match r {
+                    Ok(()) => ready.push(h),
+                    Err(e) => failed.push((h, e)),
+                }
+            }
+            ready.sort_by_key(|h| self.resolved.iter().position(|x| x.alias == h.alias));
+        }
+        let mut results = if self.command.trim().is_empty() {
+            ready
+                .into_iter()
+                .map(|h| {
+                    let out = ssh::Output {
+                        exit_code: Some(0),
+                        ..ssh::Output::default()
+                    };
+                    (h, out)
+                })
+                .collect()
+        } else {
+            ssh::fan_out(
+                &pool,
+                &ready,
+                &cmd,
+                FanOut {
+                    parallel: self.parallel,
+                    fail_fast: self.fail_fast,
+                },
+                &rt.cancel,
+                Arc::new(|_: &str, _: bool, _: &[u8]| {}),
+            )
+            .await
+        };
+        for (h, out) in results.iter_mut().filter(|(_, o)| o.ok()) {
+            for d in &self.downloads {
+                let name = Path::new(&d.src)
+                    .file_name()
+                    .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+                let dir = Path::new(&d.dest).join(&h.alias);
+                if let Err(e) = crate::fsutil::create_dirs_private(&dir) {
+                    out.error = Some(format!("cannot create {}: {e}", dir.display()));
+                    break;
+                }
+                if let Err(e) = ssh::transfer::download(&pool, h, &d.src, &dir.join(&name)).await {
+                    out.error = Some(format!("download of {} failed: {e}", d.src));
+                    break;
+                }
+            }
+        }
+        for (h, e) in failed {
+            let out = ssh::Output {
+                error: Some(e),
+                ..ssh::Output::default()
+            };
+            results.push((h, out));
+        }
+        results.sort_by_key(|(h, _)| self.resolved.iter().position(|x| x.alias == h.alias));
         report(self, &results, input, rt.cancel.is_cancelled())
     }
 
@@ -291,6 +442,19 @@ fn report(
         retryable: true,
         retry_after: None,
     }
+}
+
+fn render_copies(cx: &PrepareCx<'_>, copies: &[FileCopy]) -> Result<Vec<FileCopy>, String> {
+    copies
+        .iter()
+        .map(|c| {
+            Ok(FileCopy {
+                src: cx.plain(&c.src)?,
+                dest: cx.plain(&c.dest)?,
+                mode: c.mode,
+            })
+        })
+        .collect()
 }
 
 /// At most `max` bytes of `text` (its end kept, on a character boundary).
