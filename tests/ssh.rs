@@ -1135,3 +1135,57 @@ fn ssh_step_uploads_runs_and_downloads() {
         .mode();
     assert_eq!(mode & 0o7777, 0o600);
 }
+
+#[test]
+fn idle_connections_are_closed_by_the_sweep() {
+    if !have_sshd() {
+        return;
+    }
+    use claw::ssh::{Command as SshCommand, Pool, Registry, Settings};
+    let env = Env::new();
+    let sshd = Sshd::start(&env.path("sshd"), 0);
+    fleet(&env, &[("box", sshd.port, &sshd.client_key(), "lab")]);
+    trust(&env, "box", &sshd.fingerprint());
+    let reg = Registry::find(&env.root, &env.home).unwrap();
+    let host = reg.get("box").unwrap().clone();
+    let mut settings = Settings::from_env(&env.home, "test");
+    settings.user_ssh_dir = None;
+    let pool = Pool::new(settings);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(async {
+        let cmd = SshCommand {
+            command: "true".into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(10),
+        };
+        assert!(pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await.ok());
+        assert_eq!(pool.open_connections().await, 1);
+        assert_eq!(pool.close_idle(Duration::from_secs(60)).await, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pool.close_idle(Duration::from_millis(200)).await, 1);
+        assert_eq!(pool.open_connections().await, 0);
+        // The session is gone on the host too.
+        let listener = sshd.child.id();
+        let mut gone = false;
+        for _ in 0..100 {
+            if children(listener).is_empty() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            gone,
+            "sshd still has a session process after the idle sweep"
+        );
+        // The next command opens a new one.
+        assert!(pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await.ok());
+        assert_eq!(pool.opened(), 2);
+        pool.close_all().await;
+        assert_eq!(pool.open_connections().await, 0);
+    });
+}

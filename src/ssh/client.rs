@@ -584,6 +584,48 @@ impl Pool {
         self.conn(host).await.map(|_| ())
     }
 
+    /// Closes the connections unused for `idle` or already dead; returns how many it closed.
+    /// The daemon calls it every minute with [`IDLE`].
+    pub async fn close_idle(&self, idle: Duration) -> usize {
+        let slots: Vec<Slot> = self.conns.lock().await.values().cloned().collect();
+        let mut closed = 0;
+        for slot in slots {
+            let mut slot = slot.lock().await;
+            let stale = slot.as_ref().is_some_and(|c| {
+                c.handle.is_closed()
+                    || c.last_used
+                        .lock()
+                        .map(|t| t.elapsed() >= idle)
+                        .unwrap_or(true)
+            });
+            if stale && let Some(c) = slot.take() {
+                let _ = c
+                    .handle
+                    .disconnect(Disconnect::ByApplication, "idle", "en")
+                    .await;
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// How many connections are open now.
+    pub async fn open_connections(&self) -> usize {
+        let slots: Vec<Slot> = self.conns.lock().await.values().cloned().collect();
+        let mut n = 0;
+        for slot in slots {
+            if slot
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|c| !c.handle.is_closed())
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Closes every connection.
     pub async fn close_all(&self) {
         let map = std::mem::take(&mut *self.conns.lock().await);

@@ -19,11 +19,13 @@ pub use hosts::{Auth, Host, Registry};
 
 use crate::audit::{Action, Event};
 
-/// The process's pool for a data directory: the `ssh` steps of every run in this process (the
-/// daemon's included) share its connections.
+/// Every shared pool of this process, by data directory.
+static POOLS: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<Pool>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The process's pool for a data directory: the `ssh` steps and jobs of every run in this
+/// process (the daemon's included) share its connections.
 pub fn shared_pool(home: &std::path::Path) -> Arc<Pool> {
-    static POOLS: std::sync::Mutex<Vec<(std::path::PathBuf, Arc<Pool>)>> =
-        std::sync::Mutex::new(Vec::new());
     let Ok(mut pools) = POOLS.lock() else {
         return Arc::new(Pool::new(Settings::from_env(home, "engine")));
     };
@@ -33,6 +35,29 @@ pub fn shared_pool(home: &std::path::Path) -> Arc<Pool> {
     let pool = Arc::new(Pool::new(Settings::from_env(home, "engine")));
     pools.push((home.to_path_buf(), pool.clone()));
     pool
+}
+
+fn shared() -> Vec<Arc<Pool>> {
+    POOLS
+        .lock()
+        .map(|p| p.iter().map(|(_, p)| p.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Closes the shared pools' connections idle for [`client::IDLE`] (the daemon, every minute).
+pub async fn sweep_idle() -> usize {
+    let mut n = 0;
+    for p in shared() {
+        n += p.close_idle(client::IDLE).await;
+    }
+    n
+}
+
+/// Closes every connection of the shared pools (the daemon, when it stops).
+pub async fn close_shared() {
+    for p in shared() {
+        p.close_all().await;
+    }
 }
 
 /// Sees each host's output as it arrives: `(alias, is_stderr, bytes)`.
