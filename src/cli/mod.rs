@@ -116,7 +116,7 @@ enum Command {
     /// Skills: list, info, run, validate, create, and SkillHub (hub push|pull|list|diff).
     #[command(subcommand)]
     Skill(skill::SkillCommand),
-    /// The SSH fleet (hosts.yaml): hosts, groups, run, test, trust, health.
+    /// The SSH fleet (hosts.yaml): hosts, groups, run, test, trust, upload, download, health.
     #[command(subcommand)]
     Ssh(ssh::SshCommand),
     /// Check the machine, the data directory and the settings (with where each came from).

@@ -26,6 +26,7 @@ pub(super) enum SshCommand {
     /// Run a command on a target: an alias, a group, or a comma list of both
     /// (`claw ssh run web -- uptime`).
     Run {
+        /// An alias, a group, a comma list of both, or `all`.
         target: String,
         /// The command (several words are joined with spaces, as ssh does).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -41,10 +42,14 @@ pub(super) enum SshCommand {
         json: bool,
     },
     /// Connect and authenticate to each host of a target (host key checked), run nothing.
-    Test { target: String },
+    Test {
+        /// An alias, a group, a comma list of both, or `all`.
+        target: String,
+    },
     /// Pin a host's key in the data directory's known_hosts: shows its fingerprint and asks,
     /// or pins it without asking when --fingerprint matches.
     Trust {
+        /// The host's alias in hosts.yaml.
         alias: String,
         /// The SHA256 fingerprint expected (`SHA256:…`, as `ssh-keygen -lf` prints it).
         #[arg(long, value_name = "SHA256:…")]
@@ -53,8 +58,11 @@ pub(super) enum SshCommand {
     /// Copy a local file to every host of a target (SFTP): written beside REMOTE, given its
     /// mode, checked with sha256sum on the host, then renamed over REMOTE.
     Upload {
+        /// An alias, a group, a comma list of both, or `all`.
         target: String,
+        /// The local file.
         local: std::path::PathBuf,
+        /// Its path on each host.
         remote: String,
         /// The file's mode on the host (octal).
         #[arg(long, default_value = "644")]
@@ -63,8 +71,11 @@ pub(super) enum SshCommand {
     /// Copy a file from one host to a local path (SFTP), checked with sha256sum, then renamed
     /// into place.
     Download {
+        /// The host's alias in hosts.yaml.
         alias: String,
+        /// The file's path on the host.
         remote: String,
+        /// Where it goes here (replaced atomically).
         local: std::path::PathBuf,
     },
     /// Ping (TCP connect to the SSH port) and an `uptime` probe on every host; writes
