@@ -36,7 +36,7 @@ LAYERS = [
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
     ["vault", "scheduler"],
     # Running processes: the supervisor, skills.
-    ["proc", "skills"],
+    ["proc", "skills", "ssh"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.
     ["steps"],
     # The workflow model, built from files by its loader, and the catalogue that finds them.

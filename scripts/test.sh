@@ -14,6 +14,10 @@ command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 # The vault tests check interop with the real age CLI in both directions.
 command -v age >/dev/null 2>&1 || need_pkgs+=(age)
 command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
+# The SSH tests start real OpenSSH servers on loopback (tests/ssh.rs) and use ssh-keygen.
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
 # The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -53,6 +53,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod serve;
 pub mod skills;
+pub mod ssh;
 pub mod steps;
 pub mod store;
 pub mod time;

@@ -30,6 +30,7 @@ mod seed_examples;
 mod seed_semantics;
 mod serve;
 mod skills;
+mod ssh;
 mod subworkflow;
 mod tracing;
 mod vault;

@@ -124,6 +124,14 @@ pub enum Action {
     WebhookAccepted,
     /// `watcher.action`: a file watcher's action ran.
     WatcherAction,
+    /// `ssh.run`: a command ran on a host (host, command masked, exit status, duration).
+    SshRun,
+    /// `ssh.trust`: a host key was pinned (`claw ssh trust`, or on first use).
+    SshTrust,
+    /// `ssh.hostkey.refused`: a connection was refused for its host key.
+    SshHostKeyRefused,
+    /// `ssh.transfer`: a file was uploaded to or downloaded from a host (SFTP).
+    SshTransfer,
 }
 
 impl Action {
@@ -163,6 +171,10 @@ impl Action {
         Self::ConfigValidationFailed,
         Self::WebhookAccepted,
         Self::WatcherAction,
+        Self::SshRun,
+        Self::SshTrust,
+        Self::SshHostKeyRefused,
+        Self::SshTransfer,
     ];
 
     /// The dotted name written in the log.
@@ -203,6 +215,10 @@ impl Action {
             Self::ConfigValidationFailed => "config.validation_failed",
             Self::WebhookAccepted => "webhook.accepted",
             Self::WatcherAction => "watcher.action",
+            Self::SshRun => "ssh.run",
+            Self::SshTrust => "ssh.trust",
+            Self::SshHostKeyRefused => "ssh.hostkey.refused",
+            Self::SshTransfer => "ssh.transfer",
         }
     }
 }

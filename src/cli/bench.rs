@@ -54,6 +54,19 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// N sequential `true` commands on one host of hosts.yaml through the connection pool,
+    /// against N `ssh` CLI invocations (no ControlMaster) measured in the same run. The host
+    /// must use key authentication with a `key_file` and have its key pinned.
+    Ssh {
+        /// An alias (or a target: its first host is used).
+        target: String,
+        /// How many commands each way.
+        #[arg(long, default_value_t = 100)]
+        commands: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Webhooks through a real `claw serve`: authenticated `POST /hooks/<name>` (each creates a
     /// run the daemon executes meanwhile) against `GET /healthz` on the same daemon.
     Web {
@@ -141,7 +154,7 @@ fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
     Ok(())
 }
 
-pub(crate) fn run(_ctx: &Ctx, cmd: BenchCommand) -> CliResult {
+pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Cron {
             schedules,
@@ -156,6 +169,11 @@ pub(crate) fn run(_ctx: &Ctx, cmd: BenchCommand) -> CliResult {
             json,
         } => web(requests.max(1), concurrency.max(1), json),
         BenchCommand::Audit { entries, json } => audit(entries.max(1), json),
+        BenchCommand::Ssh {
+            target,
+            commands,
+            json,
+        } => ssh_bench(ctx, &target, commands.max(1), json),
         BenchCommand::Engine {
             steps,
             rounds,
@@ -369,5 +387,123 @@ fn audit(entries: usize, json: bool) -> CliResult {
         );
         println!("  ratio                               {ratio:>9.2}x");
     }
+    Ok(())
+}
+
+fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
+    use crate::ssh::{Command as SshCommand, Pool, Registry, Settings};
+    let reg =
+        Registry::find(&ctx.dirs.root, &ctx.dirs.home).map_err(|e| CliError::usage(e.render()))?;
+    let host = reg
+        .resolve(target)
+        .map_err(|e| CliError::usage(e.0))?
+        .first()
+        .map(|h| (*h).clone())
+        .ok_or_else(|| CliError::usage("the target has no hosts"))?;
+    let Some(key) = host.key_file.clone() else {
+        return Err(CliError::usage(format!(
+            "{} has no key_file: the ssh CLI baseline needs one",
+            host.alias
+        )));
+    };
+    let settings = Settings::from_env(&ctx.dirs.home, "bench");
+    let pool = Pool::new(settings.clone());
+    let cmd = SshCommand {
+        command: "true".into(),
+        env: Vec::new(),
+        timeout: Duration::from_secs(30),
+    };
+    let rt = super::runtime()?;
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let failures = rt.block_on(async {
+        let mut failed = 0;
+        for _ in 0..n {
+            let out = pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await;
+            if !out.ok() {
+                failed += 1;
+                if failed == 1 {
+                    eprintln!("{}: {:?}", host.alias, out.error);
+                }
+            }
+        }
+        pool.close_all().await;
+        failed
+    });
+    let pooled = started.elapsed();
+    if failures > 0 {
+        return Err(CliError::internal(format!(
+            "{failures} of {n} pooled commands failed"
+        )));
+    }
+    let known: Vec<String> = settings
+        .known_hosts_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let started = Instant::now();
+    for _ in 0..n {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the benchmark's baseline is the ssh CLI itself"
+        )]
+        let status = std::process::Command::new("ssh")
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
+            ])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", known.join(" ")))
+            .args(["-o", "LogLevel=ERROR", "-p"])
+            .arg(host.port.to_string())
+            .arg("-i")
+            .arg(&key)
+            .arg(format!("{}@{}", host.username, host.hostname))
+            .arg("true")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| CliError::internal(format!("cannot start ssh: {e}")))?;
+        if !status.success() {
+            return Err(CliError::internal(format!(
+                "ssh {} failed: {status}",
+                host.alias
+            )));
+        }
+    }
+    let cli = started.elapsed();
+    let ratio = cli.as_secs_f64() / pooled.as_secs_f64().max(1e-9);
+    if json {
+        super::output::print_json(&serde_json::json!({
+            "host": host.alias,
+            "commands": n,
+            "pool_ms": pooled.as_millis() as u64,
+            "ssh_cli_ms": cli.as_millis() as u64,
+            "pool_per_command_ms": pooled.as_secs_f64() * 1000.0 / n as f64,
+            "ssh_cli_per_command_ms": cli.as_secs_f64() * 1000.0 / n as f64,
+            "speedup": ratio,
+            "connections_opened": pool.opened(),
+        }));
+        return Ok(());
+    }
+    println!(
+        "ssh: {n} sequential `true` on {} ({})",
+        host.alias,
+        host.address()
+    );
+    println!(
+        "  claw pool (1 connection)   {:>8.1} ms total  {:>7.2} ms/command",
+        pooled.as_secs_f64() * 1000.0,
+        pooled.as_secs_f64() * 1000.0 / n as f64
+    );
+    println!(
+        "  ssh CLI, no ControlMaster  {:>8.1} ms total  {:>7.2} ms/command",
+        cli.as_secs_f64() * 1000.0,
+        cli.as_secs_f64() * 1000.0 / n as f64
+    );
+    println!("  speedup                    {ratio:>8.1}x");
     Ok(())
 }

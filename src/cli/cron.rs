@@ -168,10 +168,23 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
                         .map_err(|e| CliError::usage(e.to_string()))?;
                 }
                 JobType::Shell | JobType::Webhook => {}
+                JobType::Ssh => {
+                    let target = given
+                        .iter()
+                        .find(|(k, _)| k == "target")
+                        .map(|(_, v)| v.clone())
+                        .ok_or_else(|| {
+                            CliError::usage("an ssh job needs --arg target=ALIAS|GROUP|all")
+                        })?;
+                    crate::ssh::Registry::find(&ctx.dirs.root, &ctx.dirs.home)
+                        .map_err(|e| CliError::usage(e.render()))?
+                        .resolve(&target)
+                        .map_err(|e| CliError::usage(e.0))?;
+                }
                 other => {
                     return Err(CliError::usage(format!(
                         "job type `{other}` cannot run in this version of claw (shell, workflow, \
-                         skill and webhook jobs can); such jobs from the seed's jobs.json are kept \
+                         skill, webhook and ssh jobs can); such jobs from the seed's jobs.json are kept \
                          and listed, but not added"
                     )));
                 }

@@ -14,6 +14,7 @@ mod output;
 mod run;
 mod serve;
 mod skill;
+mod ssh;
 mod status;
 mod vault;
 mod watcher;
@@ -166,6 +167,9 @@ enum Command {
   claw skill info disk-report")]
     #[command(subcommand)]
     Skill(skill::SkillCommand),
+    /// The SSH fleet (hosts.yaml): hosts, groups, run, test, trust, upload, download, health.
+    #[command(subcommand)]
+    Ssh(ssh::SshCommand),
     /// Check the machine, the data directory and the settings (with where each came from).
     Doctor,
     /// One screen on every subsystem: the daemon, workflows, runs, cron, watchers, skills, the
@@ -310,6 +314,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Vault(cmd) => vault::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Skill(cmd) => skill::run(&ctx, cmd),
+        Command::Ssh(cmd) => ssh::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
         Command::Status { json } => status::run(&ctx, json),
         Command::Dag(cmd) => workflow::dag(&ctx, cmd),

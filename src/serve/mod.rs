@@ -252,6 +252,23 @@ async fn daemon(
         let c = ctx.clone();
         intake_tasks.push(tokio::task::spawn_local(async move { watch_loop(c).await }));
     }
+    {
+        // SSH connections the runs' steps and jobs left in the pool: idle ones are closed.
+        let intake = ctx.intake.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                tokio::select! {
+                    () = intake.cancelled() => break,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                        let n = crate::ssh::sweep_idle().await;
+                        if n > 0 {
+                            tracing::info!(target: DAEMON, "closed {n} idle SSH connection(s)");
+                        }
+                    }
+                }
+            }
+        }));
+    }
     if let Some(l) = listener {
         let addr = l.local_addr().ok();
         let router = http_router(&ctx);
@@ -312,6 +329,7 @@ async fn daemon(
         ctx.jobs.wait().await;
     })
     .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), crate::ssh::close_shared()).await;
     engine.audit(
         &crate::audit::Event::new(
             ACTOR,

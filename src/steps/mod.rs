@@ -18,6 +18,7 @@ pub mod approval;
 pub mod http;
 pub mod shell;
 pub mod skill;
+pub mod ssh;
 pub mod subworkflow;
 pub mod unavailable;
 
@@ -125,6 +126,8 @@ pub enum StepKind {
     Approval(approval::ApprovalStep),
     /// Runs another workflow as a child run (`type: workflow`).
     Workflow(subworkflow::SubWorkflowStep),
+    /// A command on the hosts of a target (`type: ssh`).
+    Ssh(ssh::SshStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -139,6 +142,7 @@ macro_rules! each_kind {
             StepKind::Skill($k) => $body,
             StepKind::Approval($k) => $body,
             StepKind::Workflow($k) => $body,
+            StepKind::Ssh($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -149,6 +153,7 @@ macro_rules! each_kind {
             StepKind::Skill($k) => $body.map(StepKind::Skill),
             StepKind::Approval($k) => $body.map(StepKind::Approval),
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
+            StepKind::Ssh($k) => $body.map(StepKind::Ssh),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -171,7 +176,9 @@ const KINDS: &[Row] = &[
     (http::HttpStep::NAMES, http::HttpStep::KEYS, |cx, n| {
         http::HttpStep::load(cx, n).map(StepKind::Http)
     }),
-    planned(unavailable::Planned::Ssh),
+    (ssh::SshStep::NAMES, ssh::SshStep::KEYS, |cx, n| {
+        ssh::SshStep::load(cx, n).map(StepKind::Ssh)
+    }),
     planned(unavailable::Planned::Browser),
     (
         approval::ApprovalStep::NAMES,

@@ -11,26 +11,18 @@ use crate::yaml::Node;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Planned {
     Llm,
-    Ssh,
     Browser,
     Notify,
     AutoAgent,
 }
 
 impl Planned {
-    pub const ALL: [Self; 5] = [
-        Self::Llm,
-        Self::Ssh,
-        Self::Browser,
-        Self::Notify,
-        Self::AutoAgent,
-    ];
+    pub const ALL: [Self; 4] = [Self::Llm, Self::Browser, Self::Notify, Self::AutoAgent];
 
     /// Its `type:` names: its own first, then the seed's.
     pub const fn names(self) -> &'static [&'static str] {
         match self {
             Self::Llm => &["llm", "claude_prompt"],
-            Self::Ssh => &["ssh"],
             Self::Browser => &["browser"],
             Self::Notify => &["notify"],
             Self::AutoAgent => &["auto_agent"],
@@ -50,7 +42,6 @@ impl Planned {
                 "max_turns",
                 "outputs",
             ],
-            Self::Ssh => &["hosts", "parallel", "fail_fast", "upload", "download"],
             Self::Browser => &["profile", "actions"],
             Self::Notify => &["profile", "to", "message"],
             Self::AutoAgent => &[],

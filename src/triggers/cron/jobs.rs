@@ -30,10 +30,12 @@ pub enum JobType {
     Webhook,
     Skill,
     Workflow,
+    /// claw: `command` on the hosts of the `target` arg (hosts.yaml).
+    Ssh,
 }
 
 impl JobType {
-    pub const NAMES: [&'static str; 5] = ["shell", "claude", "webhook", "skill", "workflow"];
+    pub const NAMES: [&'static str; 6] = ["shell", "claude", "webhook", "skill", "workflow", "ssh"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -42,6 +44,7 @@ impl JobType {
             "webhook" => Some(Self::Webhook),
             "skill" => Some(Self::Skill),
             "workflow" => Some(Self::Workflow),
+            "ssh" => Some(Self::Ssh),
             _ => None,
         }
     }
@@ -53,6 +56,7 @@ impl JobType {
             Self::Webhook => "webhook",
             Self::Skill => "skill",
             Self::Workflow => "workflow",
+            Self::Ssh => "ssh",
         }
     }
 }

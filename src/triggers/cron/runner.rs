@@ -123,10 +123,14 @@ pub async fn run_job(
             let (code, out) = run_webhook(&job, cancel).await;
             (code, out, None)
         }
+        JobType::Ssh => {
+            let (code, out) = run_ssh(&job, engine, cancel).await;
+            (code, out, None)
+        }
         other => (
             1,
             format!(
-                "Exception: job type `{other}` is not available yet in this version of claw (shell, workflow, skill and webhook jobs run today)"
+                "Exception: job type `{other}` is not available yet in this version of claw (shell, workflow, skill, webhook and ssh jobs run today)"
             ),
             None,
         ),
@@ -316,6 +320,55 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
         cancel,
     )
     .await
+}
+
+/// An `ssh` job: `command` on every host of the `target` arg, each host's output under a
+/// `── alias: status` line; exit 0 only when every host succeeded. Audited per host.
+async fn run_ssh(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    let dirs = &engine.dirs;
+    let target = job.args.get("target").map(arg_text).unwrap_or_default();
+    let registry = match crate::ssh::Registry::find(&dirs.root, &dirs.home) {
+        Ok(r) => r,
+        Err(e) => return (1, format!("Exception: {}", e.render())),
+    };
+    let hosts: Vec<crate::ssh::Host> = match registry.resolve(&target) {
+        Ok(h) => h.into_iter().cloned().collect(),
+        Err(e) => return (1, format!("Exception: {}", e.0)),
+    };
+    let pool = crate::ssh::shared_pool(&dirs.home);
+    let cmd = crate::ssh::Command {
+        command: job.command.clone(),
+        env: Vec::new(),
+        timeout: SHELL_TIMEOUT,
+    };
+    let results = crate::ssh::fan_out(
+        &pool,
+        &hosts,
+        &cmd,
+        crate::ssh::FanOut {
+            parallel: 10,
+            fail_fast: false,
+        },
+        cancel,
+        std::sync::Arc::new(|_: &str, _: bool, _: &[u8]| {}),
+    )
+    .await;
+    let mut out = String::new();
+    let mut failed = 0;
+    for (h, o) in &results {
+        let status = match (&o.error, o.exit_code) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, Some(c)) => format!("exit {c}"),
+            (None, None) => "no exit status".into(),
+        };
+        if !o.ok() {
+            failed += 1;
+        }
+        out.push_str(&format!("── {}: {status}\n", h.alias));
+        out.push_str(&String::from_utf8_lossy(&o.stdout));
+        out.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    (i32::from(failed > 0), out)
 }
 
 /// Runs a prepared command under the process supervisor ([`crate::proc`]: its own process
