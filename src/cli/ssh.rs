@@ -15,11 +15,13 @@ use crate::ssh::{self, Command, FanOut, Pool, Registry, Settings, known_hosts};
 pub(super) enum SshCommand {
     /// List the hosts of hosts.yaml.
     Hosts {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// List the groups and their hosts (every host is in `all`).
     Groups {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -79,8 +81,9 @@ pub(super) enum SshCommand {
         local: std::path::PathBuf,
     },
     /// Ping (TCP connect to the SSH port) and an `uptime` probe on every host; writes
-    /// <data>/ssh/health.json.
+    /// `<data>/ssh/health.json`.
     Health {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
