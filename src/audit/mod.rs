@@ -121,6 +121,8 @@ pub enum Action {
     WebhookAccepted,
     /// `watcher.action`: a file watcher's action ran.
     WatcherAction,
+    /// `message.sent`: a message was delivered (or given up on) to one target.
+    MessageSent,
 }
 
 impl Action {
@@ -160,6 +162,7 @@ impl Action {
         Self::ConfigValidationFailed,
         Self::WebhookAccepted,
         Self::WatcherAction,
+        Self::MessageSent,
     ];
 
     /// The dotted name written in the log.
@@ -200,6 +203,7 @@ impl Action {
             Self::ConfigValidationFailed => "config.validation_failed",
             Self::WebhookAccepted => "webhook.accepted",
             Self::WatcherAction => "watcher.action",
+            Self::MessageSent => "message.sent",
         }
     }
 }

@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod cron;
 mod doctor;
+mod msg;
 mod output;
 mod run;
 mod serve;
@@ -129,6 +130,9 @@ enum Command {
     /// The daemon: scheduler, file watchers, webhooks (HTTP on 127.0.0.1:8200) and the runs they
     /// start, plus runs queued with `claw workflow run --detach`. One per data directory.
     Serve(serve::ServeArgs),
+    /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
+    #[command(subcommand)]
+    Msg(msg::MsgCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -228,6 +232,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Watcher(cmd) => watcher::run(&ctx, cmd),
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
+        Command::Msg(cmd) => msg::run(&ctx, cmd),
     }
 }
 
