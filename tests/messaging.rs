@@ -447,3 +447,93 @@ fn channels_lists_configuration_and_test_reports_a_wrong_token() {
         unset.stdout
     );
 }
+
+#[test]
+fn a_hundred_queued_messages_survive_an_outage_and_arrive_in_order_through_the_daemon() {
+    let env = Env::new();
+    let srv = serve();
+    // The channel is down: two 500s, then a 429 asking for 1 s.
+    srv.script(&[(500, None), (500, None), (429, Some(1))]);
+    let hook = srv.url("/seq");
+    for i in 0..100 {
+        msg(
+            &env,
+            &srv,
+            &["send", "--queue", "webhook", &hook, &format!("n{i}")],
+        )
+        .expect_code(0);
+    }
+    let listed = msg(&env, &srv, &["outbox", "--json", "-n", "500"])
+        .expect_code(0)
+        .json();
+    assert_eq!(listed.as_array().expect("list").len(), 100);
+    assert!(srv.seen().is_empty(), "--queue sends nothing");
+    let mut daemon = env
+        .command(&["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:telegram-test-token")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let delivered = wait_for(Duration::from_secs(60), || {
+        let ok = srv.seen().iter().filter(|s| s.path == "/seq").count();
+        (ok >= 103).then_some(ok)
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(delivered.is_some(), "seen {}", srv.seen().len());
+    // The three refused attempts were of n0; then every message once, in order.
+    let bodies: Vec<String> = srv
+        .seen()
+        .iter()
+        .map(|s| s.json()["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(&bodies[..4], &["n0", "n0", "n0", "n0"]);
+    let expected: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    assert_eq!(&bodies[3..], &expected[..]);
+    let listed = msg(&env, &srv, &["outbox", "--json", "-n", "500"]).json();
+    assert!(
+        listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|m| m["status"] == "sent")
+    );
+    let audit = read(&env.home.join("audit.log"));
+    assert_eq!(
+        audit.matches("\"message.sent\"").count(),
+        100,
+        "one entry per message"
+    );
+}
+
+#[test]
+fn a_dead_message_is_listed_as_failed_and_can_be_retried() {
+    let env = Env::new();
+    let srv = serve();
+    srv.script(&[(403, None)]);
+    let hook = srv.url("/hook");
+    let r = msg(&env, &srv, &["send", "webhook", &hook, "denied once"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("FAILED") && r.stdout.contains("HTTP 403"),
+        "{}",
+        r.stdout
+    );
+    let failed = msg(&env, &srv, &["outbox", "--failed", "--json"])
+        .expect_code(0)
+        .json();
+    let id = failed[0]["id"].as_i64().expect("id");
+    assert_eq!(failed[0]["status"], "dead");
+    assert_eq!(failed[0]["attempts"], 1, "a 403 is not retried");
+    let text = msg(&env, &srv, &["outbox", "--failed"]);
+    text.expect_code(0);
+    assert!(text.stdout.contains("HTTP 403"), "{}", text.stdout);
+    msg(&env, &srv, &["retry", &id.to_string()]).expect_code(0);
+    msg(&env, &srv, &["retry", &id.to_string()]).expect_code(2);
+    let r = msg(&env, &srv, &["flush"]);
+    r.expect_code(0);
+    let all = msg(&env, &srv, &["outbox", "--json"]).json();
+    assert_eq!(all[0]["status"], "sent");
+    assert_eq!(srv.seen().len(), 2);
+}
