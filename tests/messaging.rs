@@ -537,3 +537,139 @@ fn a_dead_message_is_listed_as_failed_and_can_be_retried() {
     assert_eq!(all[0]["status"], "sent");
     assert_eq!(srv.seen().len(), 2);
 }
+
+const SMTPD: &str = r#"
+import json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+port, out, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({
+                "from": envelope.mail_from, "to": envelope.rcpt_tos,
+                "user": bool(session.authenticated),
+                "tls": session.ssl is not None,
+                "data": envelope.content.decode("utf8", "replace"),
+            }) + "\n")
+        return "250 OK queued as 7"
+
+def auth(server, session, envelope, mechanism, data):
+    ok = data.login == b"claw" and data.password == b"smtp-pass-123"
+    return AuthResult(success=ok, handled=False)
+
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
+               auth_require_tls=True, require_starttls=True, tls_context=ctx)
+c.start()
+print("ready", flush=True)
+time.sleep(600)
+"#;
+
+fn smtpd_python() -> std::path::PathBuf {
+    let p = std::env::var("CLAW_AIOSMTPD_PYTHON").map_or_else(
+        |_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/aiosmtpd-venv/bin/python3")
+        },
+        std::path::PathBuf::from,
+    );
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "aiosmtpd is not installed: scripts/test.sh installs it into target/aiosmtpd-venv"
+    );
+    p
+}
+
+#[test]
+fn email_goes_through_a_real_smtp_server_with_starttls_and_auth() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let cert = env.write("cert.pem", &certified.cert.pem());
+    let key = env.write("key.pem", &certified.signing_key.serialize_pem());
+    let script = env.write("smtpd.py", SMTPD);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let out = env.path("mail.jsonl");
+    let mut server = std::process::Command::new(smtpd_python())
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&out)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start aiosmtpd");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    let port = port.to_string();
+    let mail = |pass: &str, verify: &str, args: &[&str]| -> Ran {
+        let mut full = vec!["msg"];
+        full.extend_from_slice(args);
+        env.command(&full)
+            .env("SMTP_HOST", "127.0.0.1")
+            .env("SMTP_PORT", &port)
+            .env("SMTP_USER", "claw")
+            .env("SMTP_PASS", pass)
+            .env("SMTP_FROM", "claw@example.org")
+            .env("SMTP_TLS_VERIFY", verify)
+            .output()
+            .expect("run claw")
+            .into()
+    };
+    let r = mail(
+        "smtp-pass-123",
+        "false",
+        &[
+            "send",
+            "email",
+            "ops@example.org",
+            "Backup failed\nexit 3 on nas; pass smtp-pass-123",
+        ],
+    );
+    let _ = std::fs::read_to_string(&out);
+    r.expect_code(0);
+    let got: serde_json::Value =
+        serde_json::from_str(read(&out).lines().next().expect("one mail")).expect("json");
+    assert_eq!(got["from"], "claw@example.org");
+    assert_eq!(got["to"], serde_json::json!(["ops@example.org"]));
+    assert_eq!(got["user"], true, "AUTH was used");
+    assert_eq!(got["tls"], true, "STARTTLS was used");
+    let data = got["data"].as_str().expect("data");
+    assert!(data.contains("Subject: Backup failed"), "{data}");
+    assert!(data.contains("exit 3 on nas"), "{data}");
+    assert!(
+        !data.contains("smtp-pass-123"),
+        "the password is masked: {data}"
+    );
+    // A wrong password is refused for good (535), not retried; a certificate that does not
+    // verify is refused when verification is on.
+    let r = mail("wrong", "false", &["send", "email", "ops@example.org", "x"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("FAILED") && r.stdout.contains("email:"),
+        "{}",
+        r.stdout
+    );
+    let r = mail("smtp-pass-123", "true", &["test", "email"]);
+    r.expect_code(1);
+    let r = mail("smtp-pass-123", "false", &["test", "email"]);
+    r.expect_code(0);
+    assert_eq!(read(&out).lines().count(), 1);
+    let _ = server.kill();
+    let _ = server.wait();
+}

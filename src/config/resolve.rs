@@ -148,6 +148,18 @@ pub const DEFS: &[Def] = &[
     def("SMTP_USER", false, None, "mail user"),
     def("SMTP_PASS", true, None, "mail password"),
     def("SMTP_FROM", false, None, "sender address"),
+    def(
+        "SMTP_TLS",
+        false,
+        None,
+        "starttls, tls (implicit, the default on port 465) or none",
+    ),
+    def(
+        "SMTP_TLS_VERIFY",
+        false,
+        Some("true"),
+        "false accepts a self-signed mail server certificate",
+    ),
     def("DASHBOARD_USER", false, None, "dashboard login"),
     def("DASHBOARD_PASS", true, None, "dashboard password"),
     def(

@@ -34,6 +34,7 @@ pub enum Channel {
     Discord { api: String, token: Option<String> },
     Ntfy { base: String, token: Option<String> },
     Webhook,
+    Email(super::email::Smtp),
 }
 
 const TELEGRAM_API: &str = "https://api.telegram.org";
@@ -82,7 +83,7 @@ impl Channel {
                 token: token("NTFY_TOKEN"),
             }),
             "webhook" => Ok(Self::Webhook),
-            "email" => Err("email is not built in this version (SMTP is planned)".to_owned()),
+            "email" => Ok(Self::Email(super::email::Smtp::configure(creds)?)),
             other => Err(format!(
                 "unknown channel: {other} (channels: {})",
                 super::CHANNELS.join(", ")
@@ -110,6 +111,10 @@ impl Channel {
                 "NTFY_URL (default https://ntfy.sh), NTFY_TOKEN optional; target: a topic",
             ),
             "webhook" => (true, "target: the URL that receives a JSON POST"),
+            "email" => (
+                creds.get("SMTP_HOST").is_some(),
+                "SMTP_HOST, SMTP_PORT (587), SMTP_USER, SMTP_PASS, SMTP_FROM, SMTP_TLS (starttls|tls|none); target: an address",
+            ),
             _ => (false, ""),
         }
     }
@@ -120,7 +125,7 @@ impl Channel {
             Self::Telegram { .. } => 4096,
             Self::Slack { .. } | Self::Ntfy { .. } => 4000,
             Self::Discord { .. } => 2000,
-            Self::Webhook => 100_000,
+            Self::Webhook | Self::Email(_) => 100_000,
         }
     }
 
@@ -204,6 +209,7 @@ impl Channel {
                 let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 Ok(format!("id={}", v["id"].as_str().unwrap_or("")))
             }
+            Self::Email(smtp) => smtp.send(target, text).await,
             Self::Webhook => {
                 if !is_url(target) {
                     return Err(SendError::fatal(format!(
@@ -272,6 +278,7 @@ impl Channel {
                 let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 Ok(format!("bot {}", v["username"].as_str().unwrap_or("?")))
             }
+            Self::Email(smtp) => smtp.check().await,
             _ => return None,
         };
         Some(r)

@@ -1,4 +1,4 @@
-//! Outbound messaging: channels (Telegram, Slack, Discord, ntfy, a JSON webhook), chunking to
+//! Outbound messaging: channels (Telegram, Slack, Discord, email, ntfy, a JSON webhook), chunking to
 //! each channel's limit, `profiles.yaml`, and the durable outbox that delivers every target of
 //! a send concurrently.
 //!
@@ -9,6 +9,7 @@
 
 pub mod channels;
 pub mod chunk;
+pub mod email;
 pub mod outbox;
 pub mod profiles;
 
@@ -21,7 +22,7 @@ pub use channels::{Channel, SendError};
 pub use profiles::{Profile, Target};
 
 /// The channel names, in the order `claw msg channels` lists them.
-pub const CHANNELS: &[&str] = &["telegram", "slack", "discord", "ntfy", "webhook"];
+pub const CHANNELS: &[&str] = &["telegram", "slack", "discord", "email", "ntfy", "webhook"];
 
 /// The settings the channels read, resolved once.
 #[derive(Debug, Clone, Default)]
