@@ -58,6 +58,16 @@ if ! "$CRONSIM_VENV/bin/python3" -c 'import cronsim' >/dev/null 2>&1; then
 fi
 export CLAW_CRONSIM_PYTHON="$CRONSIM_VENV/bin/python3"
 
+# aiosmtpd (PyPI, pinned) is the real SMTP server of the email tests (tests/messaging.rs).
+SMTPD_VENV="$PWD/target/aiosmtpd-venv"
+if ! "$SMTPD_VENV/bin/python3" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "==> installing aiosmtpd 1.4.6 into target/aiosmtpd-venv"
+  rm -rf "$SMTPD_VENV"
+  python3 -m venv "$SMTPD_VENV"
+  "$SMTPD_VENV/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+fi
+export CLAW_AIOSMTPD_PYTHON="$SMTPD_VENV/bin/python3"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

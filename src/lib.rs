@@ -44,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod fsutil;
+pub mod msg;
 
 pub mod names;
 pub mod params;

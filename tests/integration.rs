@@ -23,6 +23,7 @@ mod doctor;
 mod hardening;
 mod http;
 mod injection;
+mod messaging;
 mod passphrase;
 mod retry_timeout;
 mod secrets;

@@ -132,6 +132,8 @@ pub enum Action {
     SshHostKeyRefused,
     /// `ssh.transfer`: a file was uploaded to or downloaded from a host (SFTP).
     SshTransfer,
+    /// `message.sent`: a message was delivered (or given up on) to one target.
+    MessageSent,
 }
 
 impl Action {
@@ -175,6 +177,7 @@ impl Action {
         Self::SshTrust,
         Self::SshHostKeyRefused,
         Self::SshTransfer,
+        Self::MessageSent,
     ];
 
     /// The dotted name written in the log.
@@ -219,6 +222,7 @@ impl Action {
             Self::SshTrust => "ssh.trust",
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
+            Self::MessageSent => "message.sent",
         }
     }
 }

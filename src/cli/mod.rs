@@ -10,6 +10,7 @@ mod colour;
 mod complete;
 mod cron;
 mod doctor;
+mod msg;
 mod output;
 mod run;
 mod serve;
@@ -201,6 +202,9 @@ enum Command {
   claw serve                    in the foreground (Ctrl-C stops it after running steps finish)
   claw daemon install           as a systemd service")]
     Serve(serve::ServeArgs),
+    /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
+    #[command(subcommand)]
+    Msg(msg::MsgCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -331,6 +335,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Watcher(cmd) => watcher::run(&ctx, cmd),
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
+        Command::Msg(cmd) => msg::run(&ctx, cmd),
     }
 }
 

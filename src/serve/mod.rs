@@ -268,6 +268,10 @@ async fn daemon(
                 }
             }
         }));
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(
+            async move { outbox_loop(c).await },
+        ));
     }
     if let Some(l) = listener {
         let addr = l.local_addr().ok();
@@ -408,6 +412,48 @@ fn eligible(engine: &Engine, run: &RunRecord) -> bool {
 }
 
 /// Claims and drives queued and orphaned runs, up to `max_runs` at once.
+/// Delivers the outbox: every second, what is due (the settings are read on each pass, so a
+/// token set in the vault takes effect without a restart).
+async fn outbox_loop(ctx: Rc<Ctx>) {
+    let client = match crate::msg::client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target: DAEMON, "the outbox is not delivered: {e}");
+            return;
+        }
+    };
+    let audit = crate::audit::AuditLog::in_dir(&ctx.engine.dirs.home);
+    let owner = format!("daemon/{}", std::process::id());
+    loop {
+        let (layers, _) = crate::vault::settings(
+            &ctx.engine.dirs.root,
+            &ctx.engine.dirs.home,
+            Default::default(),
+        );
+        let creds = crate::msg::Creds::from_layers(&layers);
+        crate::redact::register_global(creds.secret_values());
+        let pass = crate::msg::outbox::drain(
+            ctx.engine.store.clone(),
+            &client,
+            &creds,
+            &owner,
+            &audit,
+            None,
+            std::time::Instant::now(),
+        );
+        tokio::select! {
+            () = ctx.intake.cancelled() => return,
+            r = pass => if let Err(e) = r {
+                tracing::warn!(target: DAEMON, "{e}");
+            },
+        }
+        tokio::select! {
+            () = ctx.intake.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 async fn queue_loop(ctx: Rc<Ctx>) {
     let mut first = true;
     loop {

@@ -354,6 +354,42 @@ pub struct RunFilter {
 ///
 /// Methods are blocking and short (one small transaction each). The engine calls them between
 /// steps from its own thread; a server embedding the engine calls them from `spawn_blocking`.
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub channel: String,
+    pub target: String,
+    pub body: String,
+    /// What queued it (`cli`, `run:<id>`, `cron:<job>` …).
+    pub source: String,
+}
+
+/// A queued message and its state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub channel: String,
+    pub target: String,
+    pub body: String,
+    pub source: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+}
+
+/// One attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Sent { provider_id: String },
+    Retry { next_at: i64, error: String },
+    Dead { error: String },
+}
+
 pub trait Store: Send + Sync + fmt::Debug {
     /// Inserts a new run (status as given, normally `queued`).
     fn create_run(&self, run: &RunRecord) -> Result<()>;
@@ -449,6 +485,29 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The run a claimed delivery started; `None` forgets the delivery (no run was started, so a
     /// retry may start one).
     fn set_delivery_run(&self, hook: &str, delivery_id: &str, run_id: Option<&str>) -> Result<()>;
+
+    // --- the outbox: messages committed before they are sent ---
+
+    /// Queues messages (in order); their ids.
+    fn enqueue_messages(&self, messages: &[NewMessage], now: i64) -> Result<Vec<i64>>;
+    /// Claims, until `lease_until`, the oldest pending message of each (channel, target) whose
+    /// turn has come (`next_at <= now`) and that nobody else holds; at most `limit`.
+    fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Records one attempt's outcome and releases the claim.
+    fn finish_message(&self, id: i64, outcome: &MessageOutcome, now: i64) -> Result<()>;
+    /// The messages, newest first (`failed`: dead ones and pending ones that have failed).
+    fn list_messages(&self, failed: bool, limit: u32) -> Result<Vec<OutboxMessage>>;
+    /// Messages by id (missing ids are left out).
+    fn messages(&self, ids: &[i64]) -> Result<Vec<OutboxMessage>>;
+    /// A dead message is pending again, due now, with its attempts reset; false when `id` is not
+    /// a dead message.
+    fn retry_message(&self, id: i64, now: i64) -> Result<bool>;
 
     // --- the scheduler: persisted last fires and exactly-once fire rows ---
 

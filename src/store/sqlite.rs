@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_webhooks.sql"),
     include_str!("migrations/0004_schedules.sql"),
     include_str!("migrations/0005_run_indexes.sql"),
+    include_str!("migrations/0006_outbox.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -791,6 +792,113 @@ impl Store for SqliteStore {
         let _ = self.conn().execute_batch("PRAGMA shrink_memory");
     }
 
+    fn enqueue_messages(&self, messages: &[super::NewMessage], now: i64) -> Result<Vec<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            tx.execute(
+                "INSERT INTO outbox (channel, target, body, source, status, attempts, next_at, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+                params![m.channel, m.target, m.body, m.source, now],
+            )?;
+            ids.push(tx.last_insert_rowid());
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<super::OutboxMessage>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The head of each (channel, target) queue: a later message never overtakes it.
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.id = ( \
+                   SELECT MIN(i.id) FROM outbox i WHERE i.status = 'pending' \
+                   AND i.channel = o.channel AND i.target = o.target) \
+                 AND o.next_at <= ?1 AND (o.claimed_until IS NULL OR o.claimed_until < ?1) \
+                 ORDER BY o.id LIMIT ?2",
+            )?;
+            stmt.query_map(params![now, limit], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?
+        };
+        for id in &ids {
+            tx.execute(
+                "UPDATE outbox SET claimed_by = ?2, claimed_until = ?3 WHERE id = ?1",
+                params![id, owner, lease_until],
+            )?;
+        }
+        tx.commit()?;
+        drop(conn);
+        self.messages(&ids)
+    }
+
+    fn finish_message(&self, id: i64, outcome: &super::MessageOutcome, now: i64) -> Result<()> {
+        let conn = self.conn();
+        let (status, next_at, error, provider): (&str, Option<i64>, Option<&str>, Option<&str>) =
+            match outcome {
+                super::MessageOutcome::Sent { provider_id } => {
+                    ("sent", None, None, Some(provider_id))
+                }
+                super::MessageOutcome::Retry { next_at, error } => {
+                    ("pending", Some(*next_at), Some(error), None)
+                }
+                super::MessageOutcome::Dead { error } => ("dead", None, Some(error), None),
+            };
+        conn.execute(
+            "UPDATE outbox SET status = ?2, attempts = attempts + 1, \
+             next_at = COALESCE(?3, next_at), last_error = COALESCE(?4, last_error), \
+             provider_id = COALESCE(?5, provider_id), claimed_by = NULL, claimed_until = NULL, \
+             updated_at = ?6 WHERE id = ?1",
+            params![id, status, next_at, error, provider, now],
+        )?;
+        Ok(())
+    }
+
+    fn list_messages(&self, failed: bool, limit: u32) -> Result<Vec<super::OutboxMessage>> {
+        let conn = self.conn();
+        let sql = if failed {
+            "SELECT * FROM outbox WHERE status = 'dead' OR (status = 'pending' AND attempts > 0) \
+             ORDER BY id DESC LIMIT ?1"
+        } else {
+            "SELECT * FROM outbox ORDER BY id DESC LIMIT ?1"
+        };
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt
+            .query_map([limit], outbox_row)?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn messages(&self, ids: &[i64]) -> Result<Vec<super::OutboxMessage>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM outbox WHERE id = ?1")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(m) = stmt.query_row([id], outbox_row).optional()? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn retry_message(&self, id: i64, now: i64) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?2, updated_at = ?2, \
+             claimed_by = NULL, claimed_until = NULL WHERE id = ?1 AND status = 'dead'",
+            params![id, now],
+        )?;
+        Ok(n == 1)
+    }
+
     fn data_version(&self) -> Option<u64> {
         self.conn()
             .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
@@ -1030,6 +1138,23 @@ fn fs_private(path: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
+}
+
+fn outbox_row(r: &Row<'_>) -> rusqlite::Result<super::OutboxMessage> {
+    Ok(super::OutboxMessage {
+        id: r.get("id")?,
+        channel: r.get("channel")?,
+        target: r.get("target")?,
+        body: r.get("body")?,
+        source: r.get("source")?,
+        status: r.get("status")?,
+        attempts: r.get("attempts")?,
+        next_at: r.get("next_at")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        last_error: r.get("last_error")?,
+        provider_id: r.get("provider_id")?,
+    })
 }
 
 #[cfg(test)]
