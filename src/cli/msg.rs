@@ -16,6 +16,7 @@ use crate::store::{OutboxMessage, SqliteStore, Store};
 pub(crate) enum MsgCommand {
     /// The channels, whether each is configured and what it needs.
     Channels {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -29,8 +30,11 @@ pub(crate) enum MsgCommand {
     /// queued in the outbox first, then delivered (retried for up to --wait; what is left is
     /// delivered by `claw serve` or the next `claw msg send|notify|flush`).
     Send {
+        /// telegram, slack, discord, email, ntfy or webhook.
         channel: String,
+        /// Where on the channel: a chat or channel id, an address, a topic or a URL.
         target: String,
+        /// The text (secrets in it are masked; long text is split at the channel's limit).
         message: String,
         /// Only queue it (the daemon delivers it).
         #[arg(long)]
@@ -41,15 +45,20 @@ pub(crate) enum MsgCommand {
     },
     /// The profiles in profiles.yaml (the config root's, else the data directory's).
     Profiles {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Send one message to every target of a profile, all at once (through the outbox).
     Notify {
+        /// A profile of profiles.yaml.
         profile: String,
+        /// The text (secrets in it are masked; long text is split at each channel's limit).
         message: String,
+        /// Only queue it (the daemon delivers it).
         #[arg(long)]
         queue: bool,
+        /// How long to keep retrying before leaving the rest to the daemon.
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         wait: String,
     },
@@ -58,15 +67,21 @@ pub(crate) enum MsgCommand {
         /// Only dead messages and pending ones that have failed at least once.
         #[arg(long)]
         failed: bool,
+        /// How many (the newest).
         #[arg(short = 'n', long = "limit", default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Queue a dead message again.
-    Retry { id: i64 },
+    Retry {
+        /// The message's id (`claw msg outbox --failed` shows it).
+        id: i64,
+    },
     /// Deliver every queued message that is due now, waiting up to --wait for retries.
     Flush {
+        /// How long to keep retrying before leaving the rest to the daemon.
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         wait: String,
     },
