@@ -218,7 +218,8 @@ pub fn local_zone() -> Tz {
         .unwrap_or(Tz::UTC)
 }
 
-fn is_clock(s: &str) -> bool {
+/// `H:MM` or `HH:MM` (the seed's bare time of day; also what it reads after `daily at`).
+pub(super) fn is_clock(s: &str) -> bool {
     let Some((h, m)) = s.split_once(':') else {
         return false;
     };

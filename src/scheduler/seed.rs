@@ -7,6 +7,8 @@
 //! fields each matching `[\d*/,-]+`, handed to APScheduler's `CronTrigger.from_crontab`, which
 //! numbers weekdays from Monday = 0 (cron's 1).
 
+use super::schedule::is_clock;
+
 /// How a schedule claw accepts stands for the seed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeedForm {
@@ -50,12 +52,7 @@ pub fn seed_form(schedule: &str) -> SeedForm {
 pub fn seed_parses(schedule: &str) -> bool {
     let lower = schedule.trim().to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("every") {
-        let compact: String = rest.split_whitespace().collect();
-        return compact.len() > 1
-            && compact[..compact.len() - 1]
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-            && compact.ends_with(['m', 'h', 'd']);
+        return seed_interval(rest);
     }
     if let Some(rest) = lower.strip_prefix("daily at") {
         return is_clock(rest.trim());
@@ -82,27 +79,23 @@ fn macro_text(lower: &str) -> Option<&'static str> {
     })
 }
 
-fn is_clock(s: &str) -> bool {
-    let Some((h, m)) = s.split_once(':') else {
-        return false;
-    };
-    (1..=2).contains(&h.len())
-        && m.len() == 2
-        && h.bytes().all(|b| b.is_ascii_digit())
-        && m.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// `every …`: the seed's interval has one number and one unit of minutes, hours or days.
-fn every(rest: &str, text: &str) -> SeedForm {
+/// What follows `every` is the seed's interval: one number and one unit of m, h or d (spaces
+/// allowed between them).
+fn seed_interval(rest: &str) -> bool {
     let compact: String = rest.split_whitespace().collect();
-    let seed_simple = compact.len() > 1
+    compact.len() > 1
         && compact[..compact.len() - 1]
             .bytes()
             .all(|b| b.is_ascii_digit())
-        && compact.ends_with(['m', 'h', 'd']);
-    if seed_simple {
+        && compact.ends_with(['m', 'h', 'd'])
+}
+
+fn every(rest: &str, text: &str) -> SeedForm {
+    if seed_interval(rest) {
         return SeedForm::Same;
     }
+    let compact: String = rest.split_whitespace().collect();
     let Ok(d) = crate::time::duration::parse(&compact) else {
         return SeedForm::None(format!("the seed's cron does not read `{text}`"));
     };
