@@ -125,19 +125,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: MsgCommand) -> CliResult {
                 .filter(|m| m.status == "pending")
                 .map(|m| m.id)
                 .collect();
-            let creds = creds(ctx);
-            let client = msg::client().map_err(CliError::internal)?;
-            super::runtime()?
-                .block_on(msg::outbox::drain(
-                    store.clone(),
-                    &client,
-                    &creds,
-                    &owner(),
-                    &AuditLog::in_dir(&ctx.dirs.home),
-                    Some(&pending),
-                    std::time::Instant::now() + wait,
-                ))
-                .map_err(CliError::internal)?;
+            deliver(
+                ctx,
+                &store,
+                &creds(ctx),
+                &pending,
+                std::time::Instant::now() + wait,
+            )?;
             report(&store, &pending)
         }
         MsgCommand::Notify {
@@ -258,24 +252,36 @@ fn send(
         println!("queued {} message(s): {}", ids.len(), join_ids(&ids));
         return Ok(());
     }
-    let client = msg::client().map_err(CliError::internal)?;
     let started = std::time::Instant::now();
-    super::runtime()?
-        .block_on(msg::outbox::drain(
-            store.clone(),
-            &client,
-            &creds,
-            &owner(),
-            &AuditLog::in_dir(&ctx.dirs.home),
-            Some(&ids),
-            started + wait,
-        ))
-        .map_err(CliError::internal)?;
+    deliver(ctx, &store, &creds, &ids, started + wait)?;
     let r = report(&store, &ids);
     if targets.len() > 1 {
         println!("in {} ms", started.elapsed().as_millis());
     }
     r
+}
+
+/// Sends the messages `ids` (and whatever else is due) until they are out or `until`.
+fn deliver(
+    ctx: &Ctx,
+    store: &Arc<dyn Store>,
+    creds: &msg::Creds,
+    ids: &[i64],
+    until: std::time::Instant,
+) -> CliResult {
+    let client = msg::client().map_err(CliError::internal)?;
+    super::runtime()?
+        .block_on(msg::outbox::drain(
+            store.clone(),
+            &client,
+            creds,
+            &owner(),
+            &AuditLog::in_dir(&ctx.dirs.home),
+            Some(ids),
+            until,
+        ))
+        .map_err(CliError::internal)?;
+    Ok(())
 }
 
 fn join_ids(ids: &[i64]) -> String {
