@@ -294,15 +294,23 @@ fn test(ctx: &Ctx, target: &str) -> CliResult {
         pool.close_all().await;
         r
     });
+    per_host(
+        results
+            .into_iter()
+            .map(|(h, r, took)| (h, r.map(|()| took))),
+        |h, took| format!("ok ({}, {:.2}s)", h.address(), took.as_secs_f64()),
+    )
+}
+
+/// One line per host (`alias: …` or `alias: FAILED: why`); exit status 1 when one failed.
+fn per_host<'h, T, E: std::fmt::Display>(
+    results: impl IntoIterator<Item = (&'h ssh::Host, Result<T, E>)>,
+    ok: impl Fn(&ssh::Host, &T) -> String,
+) -> CliResult {
     let mut failed = 0;
-    for (h, r, took) in results {
+    for (h, r) in results {
         match r {
-            Ok(()) => println!(
-                "{}: ok ({}, {:.2}s)",
-                h.alias,
-                h.address(),
-                took.as_secs_f64()
-            ),
+            Ok(t) => println!("{}: {}", h.alias, ok(h, &t)),
             Err(e) => {
                 failed += 1;
                 println!("{}: FAILED: {e}", h.alias);
@@ -489,21 +497,9 @@ fn upload(ctx: &Ctx, target: &str, local: &std::path::Path, remote: &str, mode: 
         pool.close_all().await;
         r
     });
-    let mut failed = 0;
-    for (h, r) in results {
-        match r {
-            Ok(t) => println!("{}: {} bytes, sha256 {}", h.alias, t.bytes, t.sha256),
-            Err(e) => {
-                failed += 1;
-                println!("{}: FAILED: {e}", h.alias);
-            }
-        }
-    }
-    if failed > 0 {
-        Err(CliError::failed())
-    } else {
-        Ok(())
-    }
+    per_host(results, |_, t| {
+        format!("{} bytes, sha256 {}", t.bytes, t.sha256)
+    })
 }
 
 fn download(ctx: &Ctx, alias: &str, remote: &str, local: &std::path::Path) -> CliResult {
