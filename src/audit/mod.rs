@@ -342,13 +342,29 @@ pub fn entry_hash(entry: &Map<String, Value>) -> String {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     path: PathBuf,
+    /// The daemon's: synced entries are synced by a shared, background sync (see
+    /// [`AuditLog::write_behind`]).
+    write_behind: Option<std::sync::Arc<crate::fsutil::GroupSync>>,
 }
 
 impl AuditLog {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            write_behind: None,
         }
+    }
+
+    /// For the daemon, where the thread that records entries also drives every run: an entry
+    /// that asks for a sync is written at once (a crash of claw cannot lose it) and synced by a
+    /// blocking task shared with the entries written meanwhile, so the thread never waits for
+    /// the disk. A power cut can lose the entries of the last sync interval (milliseconds).
+    #[must_use]
+    pub fn write_behind(mut self) -> Self {
+        self.write_behind = Some(std::sync::Arc::new(crate::fsutil::GroupSync::new(
+            self.path.clone(),
+        )));
+        self
     }
 
     /// `<home>/audit.log`.
@@ -427,11 +443,27 @@ impl AuditLog {
         // One write of all the lines (O_APPEND), then to disk.
         file.write_all(text.as_bytes())
             .map_err(io("write", &self.path))?;
+        let mut behind = None;
         if sync {
-            file.sync_data().map_err(io("sync", &self.path))?;
+            match &self.write_behind {
+                Some(group) => behind = Some((group.clone(), group.note_write())),
+                None => file.sync_data().map_err(io("sync", &self.path))?,
+            }
         }
         if let Some(v) = &last {
             self.write_anchor(v);
+        }
+        drop(file);
+        if let Some((group, ticket)) = behind {
+            let sync = move || {
+                if let Err(e) = group.wait(ticket) {
+                    tracing::error!("cannot sync the audit log to disk: {e}");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(sync)),
+                Err(_) => sync(),
+            }
         }
         for (value, event) in out.iter().zip(events) {
             trace_entry(value.get("seq").and_then(Value::as_u64).unwrap_or(0), event);

@@ -352,6 +352,16 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
         ),
     )
     .map_err(io)?;
+    // Every run kept, so that the bench can count one run per accepted delivery (the default
+    // keeps a workflow's newest 200; the prune check after each run is made either way).
+    std::fs::write(
+        dir.join("claw.yaml"),
+        format!(
+            "retention:\n  max_runs: {}\n",
+            requests.saturating_mul(2).max(1000)
+        ),
+    )
+    .map_err(io)?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let exe = std::env::current_exe().map_err(io)?;

@@ -144,11 +144,16 @@ pub fn run(
     open_log(&dirs.home);
     let shutdown = CancellationToken::new();
     let intake = CancellationToken::new();
-    let engine = Arc::new(
-        Engine::open(dirs, settings)?
-            .with_shutdown(shutdown.clone())
-            .with_park(intake.clone()),
-    );
+    // Group commit: the listener's threads and the runs write at once, and share syncs.
+    let db = dirs.db_path();
+    let store = crate::store::SqliteStore::open(&db)
+        .and_then(|s| s.with_group_commit(&db))
+        .map_err(EngineError::from)?;
+    let mut engine = Engine::with_store(dirs, settings, Arc::new(store))
+        .with_shutdown(shutdown.clone())
+        .with_park(intake.clone());
+    engine.audit = engine.audit.clone().write_behind();
+    let engine = Arc::new(engine);
     // Bound before anything starts, so that a busy port is a clear error, not a half-started daemon.
     let listener = match opts.bind {
         Some(addr) => {
@@ -273,29 +278,51 @@ async fn daemon(
             async move { outbox_loop(c).await },
         ));
     }
+    // The listener has a thread of its own: a request is never kept waiting while this thread
+    // syncs a run's transition or starts a step (its handlers do their blocking work on their
+    // runtime's blocking threads).
+    let mut http_thread = None;
     if let Some(l) = listener {
         let addr = l.local_addr().ok();
         let router = http_router(&ctx);
-        let listener = tokio::net::TcpListener::from_std(l)
-            .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
+        let intake = ctx.intake.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ServeError::Io(format!("cannot start the listener's runtime: {e}")))?;
+        let listener = {
+            let _in_rt = rt.enter();
+            tokio::net::TcpListener::from_std(l)
+                .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?
+        };
         if let Some(a) = addr {
             tracing::info!(
                 target: DAEMON,
                 "listening on http://{a} (POST /hooks/<name>, GET /healthz)"
             );
         }
-        let intake = ctx.intake.clone();
-        intake_tasks.push(tokio::task::spawn_local(async move {
-            http::serve(listener, router, http::Limits::default(), intake, |line| {
-                tracing::warn!(target: DAEMON, "{line}");
+        let thread = std::thread::Builder::new()
+            .name("claw-http".into())
+            .spawn(move || {
+                rt.block_on(http::serve(
+                    listener,
+                    router,
+                    http::Limits::default(),
+                    intake,
+                    |line| tracing::warn!(target: DAEMON, "{line}"),
+                ));
             })
-            .await;
-        }));
+            .map_err(|e| ServeError::Io(format!("cannot start the listener's thread: {e}")))?;
+        http_thread = Some(thread);
     }
 
     ctx.intake.cancelled().await;
     for t in intake_tasks {
         let _ = t.await;
+    }
+    if let Some(t) = http_thread {
+        // It answers the requests in progress, then ends.
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     ctx.runs.close();
     ctx.jobs.close();
@@ -464,83 +491,100 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 () = tokio::time::sleep(POLL) => {}
             }
         }
-        let runs = match ctx.engine.store.unfinished_runs(None) {
-            Ok(r) => r,
+        // A run parked at an approval gate (or waiting for a decision) takes no slot.
+        let driving: Vec<String> = ctx.driving.borrow().iter().cloned().collect();
+        let ids: Vec<&str> = driving.iter().map(String::as_str).collect();
+        let mut active = match ctx.engine.store.count_waiting(&ids) {
+            Ok(waiting) => driving.len().saturating_sub(waiting),
             Err(e) => {
                 tracing::error!(target: DAEMON, "cannot read the queue: {e}");
                 continue;
             }
         };
-        // A run parked at an approval gate (or waiting for a decision) takes no slot.
-        let mut active = runs
-            .iter()
-            .filter(|r| r.status != RunStatus::Waiting && ctx.driving.borrow().contains(&r.id))
-            .count();
-        for run in &runs {
-            if active >= ctx.max_runs || ctx.intake.is_cancelled() {
-                break;
-            }
-            if ctx.driving.borrow().contains(&run.id) || !eligible(&ctx.engine, run) {
-                continue;
-            }
-            if queued_behind(run, &runs) {
-                continue;
-            }
-            if run.owner.is_some() {
-                tracing::info!(
-                    target: DAEMON,
-                    "resuming run {} ({}) left by a stopped process",
-                    run.id, run.workflow
-                );
-            }
-            ctx.driving.borrow_mut().insert(run.id.clone());
-            active += 1;
-            let c = ctx.clone();
-            let id = run.id.clone();
-            ctx.runs.spawn_local(async move {
-                let never = CancellationToken::new();
-                match c.engine.drive(&id, &never, &Silent).await {
-                    Ok(r) if r.status.is_finished() => {
-                        tracing::info!(
+        // The queue a page at a time, oldest first, until the slots are full: a long queue costs
+        // its head, not its length.
+        let mut after: Option<(i64, String)> = None;
+        let mut schedules = HashSet::new();
+        'pages: while active < ctx.max_runs && !ctx.intake.is_cancelled() {
+            let page = match ctx
+                .engine
+                .store
+                .unfinished_runs_after(after.as_ref().map(|(t, id)| (*t, id.as_str())), QUEUE_PAGE)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(target: DAEMON, "cannot read the queue: {e}");
+                    break;
+                }
+            };
+            let last_page = page.len() < QUEUE_PAGE as usize;
+            after = page.last().map(|r| (r.created_at, r.id.clone()));
+            for run in &page {
+                // `overlap: queue`: a schedule's run waits while an older one is unfinished.
+                let behind = queued_behind(run, &mut schedules);
+                if active >= ctx.max_runs || ctx.intake.is_cancelled() {
+                    break 'pages;
+                }
+                if ctx.driving.borrow().contains(&run.id) || !eligible(&ctx.engine, run) || behind {
+                    continue;
+                }
+                if run.owner.is_some() {
+                    tracing::info!(
+                        target: DAEMON,
+                        "resuming run {} ({}) left by a stopped process",
+                        run.id, run.workflow
+                    );
+                }
+                ctx.driving.borrow_mut().insert(run.id.clone());
+                active += 1;
+                let c = ctx.clone();
+                let id = run.id.clone();
+                ctx.runs.spawn_local(async move {
+                    let never = CancellationToken::new();
+                    match c.engine.drive(&id, &never, &Silent).await {
+                        Ok(r) if r.status.is_finished() => {
+                            tracing::info!(
+                                target: DAEMON,
+                                "run {} ({}) {}",
+                                r.id,
+                                r.workflow,
+                                r.status
+                            );
+                        }
+                        Ok(r) => tracing::info!(
                             target: DAEMON,
-                            "run {} ({}) {}",
+                            "run {} ({}) left {}",
                             r.id,
                             r.workflow,
                             r.status
-                        );
+                        ),
+                        // Another process took it first.
+                        Err(EngineError::Busy { .. }) => {}
+                        Err(e) => tracing::error!(target: DAEMON, "run {id}: {e}"),
                     }
-                    Ok(r) => tracing::info!(
-                        target: DAEMON,
-                        "run {} ({}) left {}",
-                        r.id,
-                        r.workflow,
-                        r.status
-                    ),
-                    // Another process took it first.
-                    Err(EngineError::Busy { .. }) => {}
-                    Err(e) => tracing::error!(target: DAEMON, "run {id}: {e}"),
-                }
-                c.driving.borrow_mut().remove(&id);
-                c.poke.notify_one();
-            });
+                    c.driving.borrow_mut().remove(&id);
+                    c.poke.notify_one();
+                });
+            }
+            if last_page {
+                break;
+            }
         }
         first = false;
     }
 }
 
-/// A run of a schedule with `overlap: queue` waits while an earlier run of that schedule is
-/// unfinished.
-fn queued_behind(run: &RunRecord, all: &[RunRecord]) -> bool {
-    if run.trigger.get("overlap").and_then(|v| v.as_str()) != Some("queue") {
-        return false;
-    }
+/// Unfinished runs read at a time by the queue loop.
+const QUEUE_PAGE: u32 = 64;
+
+/// Whether a run of a schedule with `overlap: queue` waits for an earlier unfinished run of that
+/// schedule. Called on the unfinished runs oldest first; `seen` holds the schedules met so far.
+fn queued_behind(run: &RunRecord, seen: &mut HashSet<String>) -> bool {
     let Some(schedule) = run.trigger.get("schedule").and_then(|v| v.as_str()) else {
         return false;
     };
-    all.iter().any(|o| {
-        (o.created_at, &o.id) < (run.created_at, &run.id)
-            && o.trigger.get("schedule").and_then(|v| v.as_str()) == Some(schedule)
-    })
+    let older = !seen.insert(schedule.to_owned());
+    older && run.trigger.get("overlap").and_then(|v| v.as_str()) == Some("queue")
 }
 
 /// The scheduler: reloads the schedule files when they change, runs a pass whenever something is

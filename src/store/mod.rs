@@ -390,7 +390,43 @@ pub enum MessageOutcome {
     Dead { error: String },
 }
 
+/// A wait for writes to reach the disk ([`Store::deferred`]); it blocks, so it is made on a
+/// blocking thread.
+pub struct SyncWait(Box<dyn FnOnce() + Send>);
+
+impl SyncWait {
+    pub fn new(wait: impl FnOnce() + Send + 'static) -> Self {
+        Self(Box::new(wait))
+    }
+
+    /// Returns once the writes are on disk.
+    pub fn wait(self) {
+        (self.0)();
+    }
+}
+
+impl fmt::Debug for SyncWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SyncWait")
+    }
+}
+
 pub trait Store: Send + Sync + fmt::Debug {
+    /// Runs `f`, whose writes each commit when made but reach the disk together when this
+    /// returns (one sync for all, where the store groups syncs): for a caller that acknowledges
+    /// only once `f` is done (a webhook's 202). Inside `f`, a write is not yet durable.
+    fn durable_together(&self, f: &mut dyn FnMut()) {
+        f();
+    }
+
+    /// Runs `f`, whose writes commit when made (a crash of claw cannot lose them), without
+    /// waiting for them to reach the disk; returns what to wait on, off the caller's thread,
+    /// before acting on them, or `None` when they are on disk already (no group commit).
+    fn deferred(&self, f: &mut dyn FnMut()) -> Option<SyncWait> {
+        f();
+        None
+    }
+
     /// Inserts a new run (status as given, normally `queued`).
     fn create_run(&self, run: &RunRecord) -> Result<()>;
     fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
@@ -400,6 +436,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Runs not finished (queued, running, waiting), oldest first.
     fn unfinished_runs(&self, workflow: Option<&str>) -> Result<Vec<RunRecord>>;
+    /// Unfinished runs in the same order, at most `limit` of them after the run `after`
+    /// (`created_at`, `id`): the queue read a page at a time, so a long queue costs its head only.
+    fn unfinished_runs_after(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>>;
+    /// How many of the runs `ids` are waiting (parked at a gate or for a decision).
+    fn count_waiting(&self, ids: &[&str]) -> Result<usize>;
 
     /// Takes ownership of a run if it has no owner, is already ours, or its owner is dead
     /// according to `is_dead`. Atomic against other processes. Returns the run as claimed, or

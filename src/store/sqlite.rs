@@ -1,6 +1,14 @@
 //! The embedded SQLite store: WAL journal, `synchronous=FULL` (a committed transition survives a
 //! power cut), foreign keys on, numbered migrations embedded in the binary.
+//!
+//! The daemon, where many threads write at once (webhook deliveries, runs' transitions), opens it
+//! with group commit ([`SqliteStore::with_group_commit`]): SQLite commits without its own fsync
+//! (`synchronous=NORMAL`) and the caller then waits for a shared `fdatasync` of the WAL
+//! ([`crate::fsutil::GroupSync`]), so a write still returns only once it is on disk, but writes
+//! that arrive together share one sync. The WAL is synced by SQLite before every checkpoint
+//! copies it into the database, so what is synced in the WAL stays durable through checkpoints.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -9,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
     Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
-    RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
+    RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, SyncWait, Vote,
 };
 
 /// Pages the WAL holds before SQLite copies them into the database (see `init`).
@@ -30,6 +38,73 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Group commit of the WAL (the daemon's store), see the module's documentation.
+    group: Option<std::sync::Arc<crate::fsutil::GroupSync>>,
+}
+
+thread_local! {
+    /// Inside [`Store::durable_together`] on this thread: the newest ticket not waited for yet.
+    static DEFERRED: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// The connection, held for one call. With group commit, dropping it after a write commits
+/// releases the connection first and then waits for the write to be on disk.
+struct Conn<'a> {
+    guard: Option<MutexGuard<'a, Connection>>,
+    group: Option<&'a crate::fsutil::GroupSync>,
+    changes: u64,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present until drop.
+        self.guard.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let Some(group) = self.group else {
+            return;
+        };
+        // Rows changed and no transaction left open: something was committed.
+        let ticket = (guard.total_changes() != self.changes && guard.is_autocommit())
+            .then(|| group.note_write());
+        drop(guard);
+        let Some(ticket) = ticket else {
+            return;
+        };
+        if DEFERRED.with(Cell::get).is_some() {
+            DEFERRED.with(|d| d.set(Some(ticket)));
+            return;
+        }
+        sync_or_abort(group, ticket);
+    }
+}
+
+/// Waits for `ticket` to be on disk. When the sync fails the kernel may already have dropped the
+/// unwritten pages, so no later sync can make the write durable, and the caller is about to act
+/// as if it were (answer 202, start a step): claw stops instead, as PostgreSQL does after a failed
+/// fsync, and the restart recovers from what is on disk (runs resume, deliveries not answered
+/// are sent again by their senders).
+fn sync_or_abort(group: &crate::fsutil::GroupSync, ticket: u64) {
+    if let Err(e) = group.wait(ticket) {
+        eprintln!(
+            "claw: cannot sync the store's write-ahead log to disk ({e}); stopping so that nothing \
+             is acknowledged that is not on disk"
+        );
+        std::process::abort();
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -311,17 +386,42 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
         let store = Self {
             conn: Mutex::new(conn),
+            group: None,
         };
         store.migrate()?;
         Ok(store)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> Conn<'_> {
         // A poisoned lock only means another thread panicked mid-call; the connection is still
         // consistent because every write is one transaction.
-        self.conn
+        let guard = self
+            .conn
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Conn {
+            changes: guard.total_changes(),
+            guard: Some(guard),
+            group: self.group.as_deref(),
+        }
+    }
+
+    /// Group commit (see the module's documentation), for a process where many threads write.
+    pub fn with_group_commit(mut self, path: &Path) -> Result<Self> {
+        self.conn().pragma_update(None, "synchronous", "NORMAL")?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        self.group = Some(std::sync::Arc::new(crate::fsutil::GroupSync::new(
+            wal.into(),
+        )));
+        Ok(self)
+    }
+
+    /// How many WAL syncs group commit has made (none without it).
+    pub fn group_syncs(&self) -> u64 {
+        self.group
+            .as_deref()
+            .map_or(0, crate::fsutil::GroupSync::syncs)
     }
 
     fn migrate(&self) -> Result<()> {
@@ -401,6 +501,36 @@ fn write_step(conn: &Connection, run_id: &str, s: &StepRecord) -> Result<()> {
 }
 
 impl Store for SqliteStore {
+    fn durable_together(&self, f: &mut dyn FnMut()) {
+        if let Some(wait) = self.deferred(f) {
+            wait.wait();
+        }
+    }
+
+    fn deferred(&self, f: &mut dyn FnMut()) -> Option<SyncWait> {
+        // Nested, or without group commit: each write already waits (or the outer call will).
+        let group = match &self.group {
+            Some(g) if DEFERRED.with(Cell::get).is_none() => g.clone(),
+            _ => {
+                f();
+                return None;
+            }
+        };
+        /// Ends the deferral even if `f` panics.
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                DEFERRED.with(|d| d.set(None));
+            }
+        }
+        let reset = Reset;
+        DEFERRED.with(|d| d.set(Some(0)));
+        f();
+        let ticket = DEFERRED.with(Cell::get).unwrap_or(0);
+        drop(reset);
+        (ticket > 0).then(|| SyncWait::new(move || sync_or_abort(&group, ticket)))
+    }
+
     fn create_run(&self, r: &RunRecord) -> Result<()> {
         insert_run(&self.conn(), r)
     }
@@ -459,6 +589,35 @@ impl Store for SqliteStore {
              AND (?1 IS NULL OR workflow = ?1) ORDER BY created_at, id"
         ))?;
         collect(stmt.query_map(params![workflow], run_from_row)?)
+    }
+
+    fn unfinished_runs_after(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'waiting') \
+             AND (?1 IS NULL OR created_at > ?1 OR (created_at = ?1 AND id > ?2)) \
+             ORDER BY created_at, id LIMIT ?3"
+        ))?;
+        let (at, id) = after.unzip();
+        collect(stmt.query_map(params![at, id, limit], run_from_row)?)
+    }
+
+    fn count_waiting(&self, ids: &[&str]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list = serde_json::to_string(ids).map_err(|e| corrupt("run ids", e))?;
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM runs WHERE status = 'waiting' \
+             AND id IN (SELECT value FROM json_each(?1))",
+            [list],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     fn claim_run(
@@ -1225,6 +1384,65 @@ mod tests {
             listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["01abd", "01abc"]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_queue_reads_a_page_at_a_time_and_counts_waiting_runs() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        // Same creation time for two: the id breaks the tie, as in `unfinished_runs`.
+        for (id, at) in [("a", 1), ("c", 2), ("b", 2), ("d", 3), ("e", 4)] {
+            s.create_run(&run(id, "wf", at))?;
+        }
+        s.update_run("d", RunStatus::Succeeded, None, None, 9)?;
+        s.update_run("c", RunStatus::Waiting, None, None, 9)?;
+        let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.unfinished_runs_after(None, 2)?), ["a", "b"]);
+        assert_eq!(ids(s.unfinished_runs_after(Some((2, "b")), 2)?), ["c", "e"]);
+        assert_eq!(
+            ids(s.unfinished_runs_after(Some((4, "e")), 2)?),
+            Vec::<String>::new()
+        );
+        let all: Vec<_> = s.unfinished_runs(None)?.into_iter().map(|r| r.id).collect();
+        assert_eq!(all, ["a", "b", "c", "e"]);
+        assert_eq!(s.count_waiting(&["a", "c", "d", "nope"])?, 1);
+        assert_eq!(s.count_waiting(&[])?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn group_commit_syncs_writes_and_groups_them() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| corrupt("tempdir", e))?;
+        let path = dir.path().join("claw.db");
+        let s = std::sync::Arc::new(SqliteStore::open(&path)?.with_group_commit(&path)?);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || -> Result<()> {
+                    for i in 0..20 {
+                        s.create_run(&run(&format!("r{t}-{i}"), "wf", i))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().map_err(|_| corrupt("thread", "panicked"))??;
+        }
+        let syncs = s.group_syncs();
+        assert!((1..=160).contains(&syncs), "{syncs} syncs for 160 writes");
+        // Reads and writes that change nothing need no sync; deferred writes sync once.
+        s.get_run("r0-0")?;
+        assert_eq!(s.group_syncs(), syncs);
+        s.durable_together(&mut || {
+            for i in 0..5 {
+                s.create_run(&run(&format!("d{i}"), "wf", i)).unwrap();
+            }
+        });
+        assert_eq!(s.group_syncs(), syncs + 1);
+        // Another connection (another process) sees everything.
+        let other = SqliteStore::open(&path)?;
+        assert_eq!(other.unfinished_runs(None)?.len(), 165);
         Ok(())
     }
 

@@ -70,6 +70,9 @@ pub(super) struct Exec<'a> {
     /// Records written but not yet committed; [`Exec::flush`] commits them in one transaction
     /// and is called before anything is started or awaited.
     unflushed: Vec<StepRecord>,
+    /// The wait for committed transitions to reach the disk (group commit, in the daemon): a
+    /// step's work starts after it.
+    pending_sync: Option<crate::store::SyncWait>,
     /// Masks the run's secret values in everything recorded.
     redactor: crate::redact::Redactor,
     /// Every secret value the run has used so far.
@@ -170,6 +173,7 @@ impl<'a> Exec<'a> {
             base_env: None,
             steps_view: None,
             unflushed: Vec::new(),
+            pending_sync: None,
             redactor: crate::redact::Redactor::default(),
             secret_values: std::collections::BTreeSet::new(),
             last_heartbeat: now_ms(),

@@ -118,9 +118,16 @@ impl Exec<'_> {
     /// one cost one fsync together).
     pub(super) fn flush(&mut self) -> Result<()> {
         if !self.unflushed.is_empty() {
-            self.engine
-                .store
-                .record_steps(&self.run.id, &self.unflushed, None)?;
+            // With group commit this thread does not wait for the disk (other runs' transitions
+            // and webhook deliveries share the sync); the next step's work waits instead.
+            let store = self.engine.store.clone();
+            let mut result = Ok(());
+            let (id, recs) = (&self.run.id, &self.unflushed);
+            let wait = store.deferred(&mut || result = store.record_steps(id, recs, None));
+            result?;
+            if wait.is_some() {
+                self.pending_sync = wait;
+            }
             self.unflushed.clear();
         }
         self.write_audit(false);
@@ -239,7 +246,12 @@ impl Exec<'_> {
             cancel: self.halt.clone(),
             services: Some(self.services()),
         };
+        // The attempt is on disk before its work starts: after a power cut we know it may have run.
+        let synced = self.pending_sync.take();
         tasks.spawn(async move {
+            if let Some(wait) = synced {
+                let _ = tokio::task::spawn_blocking(move || wait.wait()).await;
+            }
             if !delay.is_zero() {
                 tokio::select! {
                     () = sleep(delay) => {}

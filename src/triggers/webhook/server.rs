@@ -454,8 +454,29 @@ pub fn body_value(body: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-/// Dedupes, creates the run, audits it (blocking: store and audit log).
+/// Dedupes, creates the run, audits it (blocking: store and audit log). The store's writes reach
+/// the disk together before this returns (and so before the 202): with the daemon's group
+/// commit, deliveries arriving at once share one sync.
 fn start(
+    st: &WebhookState,
+    hook: &Hook,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivery: Option<String>,
+) -> Result<Accepted, (StatusCode, String)> {
+    let mut result = None;
+    st.engine.store.durable_together(&mut || {
+        result = Some(start_run(st, hook, headers, body, delivery.clone()));
+    });
+    result.unwrap_or_else(|| {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the delivery was not recorded".to_owned(),
+        ))
+    })
+}
+
+fn start_run(
     st: &WebhookState,
     hook: &Hook,
     headers: &HeaderMap,
@@ -524,7 +545,12 @@ fn start(
         "ok",
         json!({"workflow": hook.workflow.name, "delivery": delivery}),
     );
-    if let Err(e) = engine.audit.record(&event) {
+    // Written now, on disk with the next synced entry: the run row is the durable record of the
+    // delivery (a crash of claw cannot lose a written entry; a power cut can lose the last ones).
+    if let Err(e) = engine
+        .audit
+        .record_batch(std::slice::from_ref(&event), false)
+    {
         st.log(&format!("webhook `{name}`: warning: not audited: {e}"));
     }
     Ok(Accepted::New(run_id))
