@@ -292,6 +292,28 @@ impl Engine {
         new_record(new, now, None)
     }
 
+    /// Store writes the calling thread need not wait for: with group commit (the daemon) they
+    /// are committed now and synced by a blocking task shared with every write made meanwhile,
+    /// so the thread that drives the runs never waits for the disk; otherwise they are durable
+    /// when this returns.
+    pub(crate) fn write_behind<T>(&self, f: impl FnOnce(&dyn Store) -> Result<T>) -> Result<T> {
+        let store = self.store.as_ref();
+        let mut f = Some(f);
+        let mut out = None;
+        let wait = store.deferred(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f(store));
+            }
+        });
+        if let Some(wait) = wait {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || wait.wait())),
+                Err(_) => wait.wait(),
+            }
+        }
+        out.unwrap_or_else(|| Err(EngineError::Invalid("a store write did not run".into())))
+    }
+
     /// Loads the workflow definition a run was created with.
     pub fn definition(&self, run: &RunRecord) -> Result<Workflow> {
         load::load_str(Path::new(&run.workflow_path), run.definition.clone())
@@ -318,11 +340,14 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<RunRecord> {
         let now = now_ms();
-        let claimed = self
-            .store
-            .claim_run(run_id, &self.owner, now + owner::LEASE_MS, &|r| {
-                owner::is_dead(r, now_ms())
-            })?;
+        // Its first step's work waits for the claim to be on disk.
+        let claimed = self.write_behind(|store| {
+            Ok(
+                store.claim_run(run_id, &self.owner, now + owner::LEASE_MS, &|r| {
+                    owner::is_dead(r, now_ms())
+                })?,
+            )
+        })?;
         let Some(run) = claimed else {
             let r = self.store.find_run(run_id)?;
             return Err(EngineError::Busy {

@@ -501,16 +501,15 @@ async fn queue_loop(ctx: Rc<Ctx>) {
                 continue;
             }
         };
-        // The queue a page at a time, oldest first, until the slots are full: a long queue costs
-        // its head, not its length.
+        // The queue a page at a time, oldest first, until the slots are full, leaving out the
+        // runs driven here: a long queue costs its head, runs parked at gates cost nothing.
         let mut after: Option<(i64, String)> = None;
-        let mut schedules = HashSet::new();
         'pages: while active < ctx.max_runs && !ctx.intake.is_cancelled() {
-            let page = match ctx
-                .engine
-                .store
-                .unfinished_runs_after(after.as_ref().map(|(t, id)| (*t, id.as_str())), QUEUE_PAGE)
-            {
+            let page = match ctx.engine.store.unfinished_runs_after(
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                QUEUE_PAGE,
+                &ids,
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(target: DAEMON, "cannot read the queue: {e}");
@@ -520,12 +519,13 @@ async fn queue_loop(ctx: Rc<Ctx>) {
             let last_page = page.len() < QUEUE_PAGE as usize;
             after = page.last().map(|r| (r.created_at, r.id.clone()));
             for run in &page {
-                // `overlap: queue`: a schedule's run waits while an older one is unfinished.
-                let behind = queued_behind(run, &mut schedules);
                 if active >= ctx.max_runs || ctx.intake.is_cancelled() {
                     break 'pages;
                 }
-                if ctx.driving.borrow().contains(&run.id) || !eligible(&ctx.engine, run) || behind {
+                if ctx.driving.borrow().contains(&run.id)
+                    || !eligible(&ctx.engine, run)
+                    || queued_behind(&ctx.engine, run)
+                {
                     continue;
                 }
                 if run.owner.is_some() {
@@ -575,16 +575,24 @@ async fn queue_loop(ctx: Rc<Ctx>) {
 }
 
 /// Unfinished runs read at a time by the queue loop.
-const QUEUE_PAGE: u32 = 64;
+const QUEUE_PAGE: u32 = 256;
 
-/// Whether a run of a schedule with `overlap: queue` waits for an earlier unfinished run of that
-/// schedule. Called on the unfinished runs oldest first; `seen` holds the schedules met so far.
-fn queued_behind(run: &RunRecord, seen: &mut HashSet<String>) -> bool {
+/// A run of a schedule with `overlap: queue` waits while an earlier run of that schedule is
+/// unfinished.
+fn queued_behind(engine: &Engine, run: &RunRecord) -> bool {
+    if run.trigger.get("overlap").and_then(|v| v.as_str()) != Some("queue") {
+        return false;
+    }
     let Some(schedule) = run.trigger.get("schedule").and_then(|v| v.as_str()) else {
         return false;
     };
-    let older = !seen.insert(schedule.to_owned());
-    older && run.trigger.get("overlap").and_then(|v| v.as_str()) == Some("queue")
+    engine
+        .store
+        .schedule_run_before(schedule, run.created_at, &run.id)
+        .unwrap_or_else(|e| {
+            tracing::error!(target: DAEMON, "cannot read the queue: {e}");
+            true
+        })
 }
 
 /// The scheduler: reloads the schedule files when they change, runs a pass whenever something is

@@ -437,12 +437,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Runs not finished (queued, running, waiting), oldest first.
     fn unfinished_runs(&self, workflow: Option<&str>) -> Result<Vec<RunRecord>>;
     /// Unfinished runs in the same order, at most `limit` of them after the run `after`
-    /// (`created_at`, `id`): the queue read a page at a time, so a long queue costs its head only.
+    /// (`created_at`, `id`), leaving out the runs `skip`: the queue read a page at a time, so a
+    /// long queue costs its head only, and the runs a daemon already drives cost nothing.
     fn unfinished_runs_after(
         &self,
         after: Option<(i64, &str)>,
         limit: u32,
+        skip: &[&str],
     ) -> Result<Vec<RunRecord>>;
+    /// Whether an unfinished run of the schedule `schedule` was created before the run
+    /// (`created_at`, `id`) (`overlap: queue` keeps a schedule's runs one at a time).
+    fn schedule_run_before(&self, schedule: &str, created_at: i64, id: &str) -> Result<bool>;
     /// How many of the runs `ids` are waiting (parked at a gate or for a decision).
     fn count_waiting(&self, ids: &[&str]) -> Result<usize>;
 

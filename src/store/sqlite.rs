@@ -595,15 +595,32 @@ impl Store for SqliteStore {
         &self,
         after: Option<(i64, &str)>,
         limit: u32,
+        skip: &[&str],
     ) -> Result<Vec<RunRecord>> {
+        let skip = serde_json::to_string(skip).map_err(|e| corrupt("run ids", e))?;
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'waiting') \
              AND (?1 IS NULL OR created_at > ?1 OR (created_at = ?1 AND id > ?2)) \
+             AND id NOT IN (SELECT value FROM json_each(?4)) \
              ORDER BY created_at, id LIMIT ?3"
         ))?;
         let (at, id) = after.unzip();
-        collect(stmt.query_map(params![at, id, limit], run_from_row)?)
+        collect(stmt.query_map(params![at, id, limit, skip], run_from_row)?)
+    }
+
+    fn schedule_run_before(&self, schedule: &str, created_at: i64, id: &str) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM runs WHERE status IN ('queued', 'running', 'waiting') \
+                 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
+                 AND json_extract(trigger_data, '$.schedule') = ?1 LIMIT 1",
+                params![schedule, created_at, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 
     fn count_waiting(&self, ids: &[&str]) -> Result<usize> {
@@ -1397,16 +1414,31 @@ mod tests {
         s.update_run("d", RunStatus::Succeeded, None, None, 9)?;
         s.update_run("c", RunStatus::Waiting, None, None, 9)?;
         let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.unfinished_runs_after(None, 2)?), ["a", "b"]);
-        assert_eq!(ids(s.unfinished_runs_after(Some((2, "b")), 2)?), ["c", "e"]);
+        assert_eq!(ids(s.unfinished_runs_after(None, 2, &[])?), ["a", "b"]);
         assert_eq!(
-            ids(s.unfinished_runs_after(Some((4, "e")), 2)?),
+            ids(s.unfinished_runs_after(Some((2, "b")), 2, &[])?),
+            ["c", "e"]
+        );
+        assert_eq!(
+            ids(s.unfinished_runs_after(Some((4, "e")), 2, &[])?),
             Vec::<String>::new()
         );
         let all: Vec<_> = s.unfinished_runs(None)?.into_iter().map(|r| r.id).collect();
         assert_eq!(all, ["a", "b", "c", "e"]);
         assert_eq!(s.count_waiting(&["a", "c", "d", "nope"])?, 1);
         assert_eq!(s.count_waiting(&[])?, 0);
+        assert_eq!(
+            ids(s.unfinished_runs_after(None, 2, &["a", "c"])?),
+            ["b", "e"]
+        );
+        let mut sched = run("f", "wf", 5);
+        sched.trigger = serde_json::json!({"type": "schedule", "schedule": "wf:0"});
+        s.create_run(&sched)?;
+        sched.id = "g".into();
+        s.create_run(&sched)?;
+        assert!(!s.schedule_run_before("wf:0", 5, "f")?);
+        assert!(s.schedule_run_before("wf:0", 5, "g")?);
+        assert!(!s.schedule_run_before("other", 5, "g")?);
         Ok(())
     }
 

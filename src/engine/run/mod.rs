@@ -785,14 +785,16 @@ impl<'a> Exec<'a> {
         let last = std::mem::take(&mut self.unflushed);
         // Step entries first: the run's own (synced) entry then carries them to disk.
         self.write_audit(false);
-        self.store().finish_run(
-            &self.run.id,
-            &last,
-            status,
-            error.as_deref(),
-            outputs.as_ref(),
-            now_ms(),
-        )?;
+        self.engine.write_behind(|store| {
+            Ok(store.finish_run(
+                &self.run.id,
+                &last,
+                status,
+                error.as_deref(),
+                outputs.as_ref(),
+                now_ms(),
+            )?)
+        })?;
         tracing::info!(run = %self.run.id, workflow = %self.wf.name, status = %status.as_str(), error = error.as_deref().unwrap_or_default(), "run finished");
         self.engine.audit(
             &crate::audit::Event::new(
