@@ -286,7 +286,7 @@ rollback:
     assert_eq!(approve.kind.type_name(), "approval");
     assert_eq!(approve.kind.describe(), "Deploy now?");
     let summarise = step(&wf, "summarise");
-    assert_eq!(summarise.kind.type_name(), "claude_prompt");
+    assert_eq!(summarise.kind.type_name(), "llm");
     assert_eq!(summarise.kind.describe(), "summarise the run");
     assert!(summarise.idempotent, "an llm step is idempotent by default");
     assert_eq!(summarise.condition, Some(Condition::PreviousOk));
