@@ -223,14 +223,20 @@ const RETRIES_429: u32 = 2;
 /// The longest `Retry-After` honoured (a longer one moves on at once).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// The shared HTTP client (no overall timeout: each exchange is bounded by its request's).
+/// The shared HTTP client (no overall timeout: each exchange is bounded by its request's),
+/// built once per process: building one loads the system's certificates.
 pub fn client() -> Result<reqwest::Client, LlmError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
+    }
     crate::msg::channels::install_crypto_provider();
-    reqwest::Client::builder()
+    let c = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("claw/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| LlmError::Network(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| LlmError::Network(format!("cannot build the HTTP client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| c).clone())
 }
 
 /// Asks one provider once.
