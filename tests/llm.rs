@@ -368,9 +368,10 @@ fn anthropic_reply_streams_into_the_log_before_it_ends() {
 fn openai_stream_with_usage_and_done() {
     let srv = serve();
     let env = Env::new();
+    // The model echoes a key: masked in the outputs and the log.
     srv.script(
         "/v1/chat/completions",
-        vec![openai_text(&["four", "ty-two"])],
+        vec![openai_text(&["four", "ty-two", " sk-ant-test-secret-1234"])],
     );
     one_step(
         &env,
@@ -381,7 +382,13 @@ fn openai_stream_with_usage_and_done() {
     ran.expect_code(0);
     let v = ran.json();
     let s = step_of(&v, "ask");
-    assert_eq!(s["outputs"]["text"], "fourty-two");
+    assert_eq!(
+        s["outputs"]["text"],
+        "fourty-two ***",
+        "{}",
+        logs(&env.home)
+    );
+    assert!(!logs(&env.home).contains("sk-ant-test-secret-1234"));
     assert_eq!(s["outputs"]["provider"], "openai");
     assert_eq!(s["outputs"]["usage"]["input_tokens"], 5);
     assert_eq!(s["outputs"]["usage"]["output_tokens"], 3);
@@ -394,6 +401,29 @@ fn openai_stream_with_usage_and_done() {
     );
     assert_eq!(seen[0].body["model"], "gpt-test");
     assert_eq!(seen[0].body["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn ollama_is_the_openai_format_at_its_base_url() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script("/v1/chat/completions", vec![openai_text(&["local"])]);
+    one_step(&env, "l", "    provider: ollama\n    prompt: hi\n");
+    let ran: Ran = cmd(&env, &srv, &["workflow", "run", "l", "--json"])
+        .env("OLLAMA_BASE_URL", srv.url())
+        .env("OLLAMA_MODEL", "qwen")
+        .output()
+        .expect("run")
+        .into();
+    ran.expect_code(0);
+    assert_eq!(step_of(&ran.json(), "ask")["outputs"]["provider"], "ollama");
+    let seen = srv.seen();
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["model"], "qwen");
+    assert!(
+        !seen[0].head.contains("authorization"),
+        "no key is sent to ollama"
+    );
 }
 
 #[test]
