@@ -392,6 +392,12 @@ fn openai_stream_with_usage_and_done() {
     assert_eq!(s["outputs"]["provider"], "openai");
     assert_eq!(s["outputs"]["usage"]["input_tokens"], 5);
     assert_eq!(s["outputs"]["usage"]["output_tokens"], 3);
+    let usage = env.claw(&["llm", "usage", "--since", "1h", "--json"]);
+    usage.expect_code(0);
+    assert_eq!(
+        usage.json(),
+        json!([{"provider": "openai", "model": "gpt-test", "steps": 1, "input_tokens": 5, "output_tokens": 3}])
+    );
     let seen = srv.seen();
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert!(

@@ -1,4 +1,4 @@
-//! `claw llm list | test PROVIDER | set-default PROVIDER | ask PROMPT`.
+//! `claw llm list | test PROVIDER | set-default PROVIDER | ask PROMPT | usage`.
 
 use std::io::Write as _;
 
@@ -32,6 +32,15 @@ pub(crate) enum LlmCommand {
         /// The provider.
         provider: String,
     },
+    /// Tokens used by llm steps, per provider and model (from the runs in the store).
+    Usage {
+        /// Only runs created from this time on: RFC 3339, a date, or how long ago (`7d`).
+        #[arg(long, value_name = "TIME", value_parser = super::instant)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the job role's chain (or --provider and its fallbacks) a prompt; the reply streams
     /// to stdout as it arrives.
     Ask {
@@ -57,6 +66,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: LlmCommand) -> CliResult {
     crate::redact::register_global(config.secret_values().iter().map(String::as_str));
     match cmd {
         LlmCommand::List { json } => list(&config, json),
+        LlmCommand::Usage { since, json } => usage(ctx, since, json),
         LlmCommand::Test { provider, prompt } => {
             config.provider(&provider).map_err(CliError::usage)?;
             let chain = vec![llm::config::canonical(&provider).to_owned()];
@@ -257,5 +267,63 @@ fn list(config: &Config, as_json: bool) -> CliResult {
     println!("default: {}", config.default_provider());
     println!("chat: {}", chat.join(" → "));
     println!("job: {}", job.join(" → "));
+    Ok(())
+}
+
+/// Sums the `usage` outputs of llm steps (those with a `provider` output) per provider and model.
+fn usage(ctx: &Ctx, since: Option<chrono::DateTime<chrono::Utc>>, as_json: bool) -> CliResult {
+    use crate::store::{RunFilter, SqliteStore, Store as _};
+    let mut totals: std::collections::BTreeMap<(String, String), (u64, u64, u64)> =
+        std::collections::BTreeMap::new();
+    let db = ctx.dirs.db_path();
+    if db.exists() {
+        let store = SqliteStore::open(&db)?;
+        let from = since.map_or(i64::MIN, |t| t.timestamp_millis());
+        for run in store.list_runs(&RunFilter::default())? {
+            if run.created_at < from {
+                continue;
+            }
+            for step in store.steps(&run.id)? {
+                let o = &step.outputs;
+                let (Some(provider), Some(u)) = (o["provider"].as_str(), o.get("usage")) else {
+                    continue;
+                };
+                let model = o["model"].as_str().unwrap_or("").to_owned();
+                let e = totals.entry((provider.to_owned(), model)).or_default();
+                e.0 += 1;
+                e.1 += u["input_tokens"].as_u64().unwrap_or(0);
+                e.2 += u["output_tokens"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    if as_json {
+        let rows: Vec<serde_json::Value> = totals
+            .iter()
+            .map(|((p, m), (n, i, o))| {
+                json!({"provider": p, "model": m, "steps": n, "input_tokens": i, "output_tokens": o})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = totals
+        .iter()
+        .map(|((p, m), (n, i, o))| {
+            vec![
+                p.clone(),
+                m.clone(),
+                n.to_string(),
+                i.to_string(),
+                o.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["PROVIDER", "MODEL", "STEPS", "INPUT", "OUTPUT"], &rows)
+    );
     Ok(())
 }

@@ -213,7 +213,7 @@ enum Command {
     /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
     #[command(subcommand)]
     Msg(msg::MsgCommand),
-    /// LLM providers: list, test PROVIDER, set-default PROVIDER, ask PROMPT.
+    /// LLM providers: list, test PROVIDER, set-default PROVIDER, ask PROMPT, usage.
     #[command(
         subcommand,
         after_long_help = "Examples:
