@@ -787,3 +787,41 @@ fn llm_cli_list_ask_and_set_default() {
         bad.stderr
     );
 }
+
+#[test]
+fn model_output_reaching_a_shell_command_is_quoted() {
+    let srv = serve();
+    let env = Env::new();
+    let marker = env.path("pwned");
+    let evil = format!(
+        "ok'; touch {} #$(touch {})",
+        marker.display(),
+        marker.display()
+    );
+    srv.script("/v1/messages", vec![anthropic_text(&[&evil])]);
+    env.workflow(
+        "q",
+        "name: q\nsteps:\n  - name: ask\n    type: llm\n    provider: anthropic\n    prompt: hi\n  - name: use\n    command: echo reply ${{ steps.ask.outputs.text }}\n",
+    );
+    let ran = run(&env, &srv, "q");
+    ran.expect_code(0);
+    assert!(!marker.exists(), "model output ran as shell");
+    let v = ran.json();
+    let out = step_of(&v, "use")["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(out.contains("touch"), "{v}");
+
+    let test: Ran = cmd(&env, &srv, &["llm", "test", "anthropic"])
+        .output()
+        .expect("test")
+        .into();
+    test.expect_code(0);
+    assert!(
+        test.stdout.starts_with("anthropic: ok in "),
+        "{}",
+        test.stdout
+    );
+    assert!(test.stdout.contains("default reply"), "{}", test.stdout);
+}
