@@ -150,8 +150,8 @@ struct Entry {
     timeout: Option<Duration>,
 }
 
-/// The LLM configuration.
-#[derive(Debug, Clone, Default)]
+/// The LLM configuration (its `Debug` shows names, never values).
+#[derive(Clone, Default)]
 pub struct Config {
     entries: BTreeMap<String, Entry>,
     default: Option<String>,
@@ -163,6 +163,19 @@ pub struct Config {
     secrets: BTreeMap<String, String>,
     /// The file it was read from.
     pub path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("providers", &self.entries.keys().collect::<Vec<_>>())
+            .field("default", &self.default)
+            .field("roles", &self.roles)
+            .field("fallback", &self.fallback)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 const PROVIDER_KEYS: &[&str] = &["kind", "base_url", "model", "api_key", "command", "timeout"];
@@ -584,6 +597,7 @@ mod tests {
         let a = c.provider("anthropic").expect("anthropic");
         assert_eq!(a.api_key.as_deref(), Some("sk-ant"));
         assert!(!format!("{a:?}").contains("sk-ant"));
+        assert!(!format!("{c:?}").contains("sk-ant"));
         let e = c.provider("antropic").expect_err("unknown");
         assert!(e.contains("did you mean `anthropic`"), "{e}");
     }
