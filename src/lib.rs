@@ -26,6 +26,8 @@
 //!
 //! Doing work:
 //! - [`proc`]: the one process supervisor (process groups, TERM then KILL, capped masked logs).
+//! - [`llm`]: LLM providers (Anthropic, OpenAI-compatible, Ollama, the claude CLI), fallback,
+//!   structured output.
 //! - [`skills`]: `skills/<name>/skill.yaml`: manifests, discovery, launches, Landlock, SkillHub.
 //! - [`steps`]: one module per step kind, each its keys, model, loading, preparation and run.
 //! - [`workflow`]: the workflow model, its loader and the catalogue that finds workflows.
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod fsutil;
+pub mod llm;
 pub mod msg;
 
 pub mod names;

@@ -170,13 +170,12 @@ fn shell_job_runs_with_the_seed_log_and_status() {
 }
 
 #[test]
-fn job_types_without_a_step_kind_fail_clearly() {
+fn a_claude_job_without_its_program_fails_clearly() {
     let env = seeded();
     let ran = env.claw(&["cron", "run", "7c9e1234"]);
     ran.expect_code(1);
     assert!(
-        ran.stdout
-            .contains("job type `claude` is not available yet"),
+        ran.stdout.contains("`claude` is not on PATH"),
         "{}",
         ran.stdout
     );
@@ -481,18 +480,6 @@ fn add_checks_the_jobs_target_and_arguments() {
                 "skill",
             ],
             "nosuchskill",
-        ),
-        (
-            &[
-                "cron",
-                "add",
-                "d",
-                "@hourly",
-                "summarise",
-                "--type",
-                "claude",
-            ],
-            "cannot run in this version",
         ),
     ];
     for (args, needle) in cases {

@@ -517,7 +517,7 @@ fn kinds_not_built_yet_fail_cleanly() {
     assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
     // Skills exist now: a seed skill step whose skill is not installed fails, saying so.
     for (name, why) in [
-        ("ask", "not available yet"),
+        ("ask", "`claude` is not on PATH"),
         ("skill", "skill not found: heartbeat"),
     ] {
         let s = step(&shown, name);

@@ -134,6 +134,10 @@ pub enum Action {
     SshTransfer,
     /// `message.sent`: a message was delivered (or given up on) to one target.
     MessageSent,
+    /// `llm.fallback`: a provider failed and the next one in the chain was asked.
+    LlmFallback,
+    /// `llm.set_default`: the default provider was changed (`claw llm set-default`).
+    LlmSetDefault,
 }
 
 impl Action {
@@ -178,6 +182,8 @@ impl Action {
         Self::SshHostKeyRefused,
         Self::SshTransfer,
         Self::MessageSent,
+        Self::LlmFallback,
+        Self::LlmSetDefault,
     ];
 
     /// The dotted name written in the log.
@@ -223,6 +229,8 @@ impl Action {
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
+            Self::LlmFallback => "llm.fallback",
+            Self::LlmSetDefault => "llm.set_default",
         }
     }
 }

@@ -11,6 +11,20 @@ use crate::engine::{Engine, NewRun, Silent};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// An `llm` step through the engine (store, log, provider chain) against a raw streamed
+    /// HTTP request to the same loopback server speaking OpenAI's Chat Completions SSE; and the
+    /// time from the server's first streamed token to the token's arrival in the step log.
+    Llm {
+        /// How many times to measure each side (the median is reported).
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// How many text pieces each streamed reply has.
+        #[arg(long, default_value_t = 50)]
+        pieces: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// `claw audit verify` on a log of N entries, against reading and parsing the same lines
     /// without checking them.
     Audit {
@@ -179,7 +193,236 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
             rounds,
             json,
         } => engine(steps.max(1), rounds.max(1), json),
+        BenchCommand::Llm {
+            rounds,
+            pieces,
+            json,
+        } => llm_bench(rounds.max(1), pieces.max(1), json),
     }
+}
+
+/// The loopback server of `claw bench llm`: each request gets a streamed reply; the instant the
+/// first text piece was written is kept, then the rest follows after `pause`.
+async fn llm_server(
+    listener: tokio::net::TcpListener,
+    pieces: usize,
+    pause: Duration,
+    first: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        format!(
+            "data: {}\n\n",
+            serde_json::json!({"id": "b", "object": "chat.completion.chunk", "model": "bench",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let first = first.clone();
+        let head_chunk = chunk(
+            serde_json::json!({"role": "assistant", "content": "FIRSTTOKEN\n"}),
+            serde_json::Value::Null,
+        );
+        let mut rest = String::new();
+        for i in 0..pieces {
+            rest.push_str(&chunk(
+                serde_json::json!({"content": format!("piece {i} ")}),
+                serde_json::Value::Null,
+            ));
+        }
+        rest.push_str(&chunk(serde_json::json!({}), serde_json::json!("stop")));
+        rest.push_str("data: {\"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 50}}\n\n");
+        rest.push_str("data: [DONE]\n\n");
+        tokio::task::spawn_local(async move {
+            let mut buf = Vec::new();
+            let mut b = [0u8; 8192];
+            loop {
+                let Ok(n) = conn.read(&mut b).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&b[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = conn.write_all(head_chunk.as_bytes()).await;
+            let _ = conn.flush().await;
+            if let Ok(mut f) = first.lock() {
+                *f = Some(Instant::now());
+            }
+            tokio::time::sleep(pause).await;
+            let _ = conn.write_all(rest.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+fn llm_bench(rounds: usize, pieces: usize, json: bool) -> CliResult {
+    let scratch = scratch_dir()?;
+    let dirs = Dirs {
+        home: scratch.clone(),
+        root: scratch.clone(),
+    };
+    let rt = super::runtime()?;
+    let local = tokio::task::LocalSet::new();
+    let listener = local
+        .block_on(&rt, tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| CliError::internal(format!("cannot listen: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::internal(e.to_string()))?;
+    let first = std::sync::Arc::new(std::sync::Mutex::new(None));
+    // The pause after the first token: the reply is still streaming when the token is looked for.
+    let pause = Duration::from_millis(20);
+    local.spawn_local(llm_server(listener, pieces, pause, first.clone()));
+    std::fs::write(
+        scratch.join("claw.yaml"),
+        format!(
+            "llm:\n  fallback: []\n  providers:\n    bench: {{kind: openai, base_url: \"http://{addr}/v1\", model: bench}}\n"
+        ),
+    )
+    .map_err(|e| CliError::internal(e.to_string()))?;
+    let yaml = "name: bench-llm\nsteps:\n  - name: ask\n    type: llm\n    provider: bench\n    prompt: hello\n";
+    let wf = crate::workflow::load::load_str(&scratch.join("bench.yaml"), yaml.to_owned())
+        .map_err(|e| CliError::internal(e.render()))?;
+    let engine = Engine::open(dirs.clone(), crate::config::Settings::default())?;
+    let cancel = CancellationToken::new();
+    let client = crate::llm::client().map_err(|e| CliError::internal(e.to_string()))?;
+    let body = serde_json::json!({"model": "bench", "messages": [{"role": "user", "content": "hello"}], "stream": true}).to_string();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let mut raw = Vec::new();
+    let mut through = Vec::new();
+    let mut ttft = Vec::new();
+    for round in 0..=rounds {
+        let t = Instant::now();
+        local.block_on(&rt, async {
+            use futures_util::StreamExt as _;
+            let resp = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| CliError::internal(format!("raw request: {e}")))?;
+            let mut s = resp.bytes_stream();
+            while let Some(b) = s.next().await {
+                b.map_err(|e| CliError::internal(format!("raw request: {e}")))?;
+            }
+            Ok::<_, CliError>(())
+        })?;
+        let r = t.elapsed();
+        let run = engine.create_run(&NewRun {
+            workflow: &wf,
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"type": "bench"}),
+            dry_run: false,
+            claim: true,
+        })?;
+        let log_dir = dirs.run_log_dir(&run.id);
+        if let Ok(mut f) = first.lock() {
+            *f = None;
+        }
+        let t = Instant::now();
+        let (done, seen) = local.block_on(&rt, async {
+            let watch = async {
+                loop {
+                    let found = std::fs::read_dir(&log_dir)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|e| {
+                            std::fs::read_to_string(e.path())
+                                .is_ok_and(|t| t.contains("FIRSTTOKEN"))
+                        });
+                    if found {
+                        return Instant::now();
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            };
+            let drive = engine.drive_loaded(&run.id, Some(&wf), &cancel, &Silent);
+            tokio::pin!(drive);
+            tokio::select! {
+                seen = watch => (drive.await, Some(seen)),
+                done = &mut drive => (done, None),
+            }
+        });
+        let e = t.elapsed();
+        let done = done?;
+        if done.status != crate::store::RunStatus::Succeeded {
+            return Err(CliError::internal(format!(
+                "benchmark run {} {}",
+                done.id, done.status
+            )));
+        }
+        let wrote = first.lock().ok().and_then(|f| *f);
+        if round > 0 {
+            raw.push(r);
+            through.push(e);
+            if let (Some(w), Some(s)) = (wrote, seen) {
+                ttft.push(s.saturating_duration_since(w));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let r = median(raw);
+    let e = median(through);
+    let ratio = e.as_secs_f64() / r.as_secs_f64().max(1e-9);
+    let overhead = (e.as_secs_f64() - r.as_secs_f64()) * 1000.0;
+    let first_ms = if ttft.is_empty() {
+        f64::NAN
+    } else {
+        median(ttft).as_secs_f64() * 1000.0
+    };
+    if json {
+        super::output::print_json(&serde_json::json!({
+            "benchmark": "llm",
+            "rounds": rounds,
+            "pieces": pieces,
+            "server_pause_ms": pause.as_secs_f64() * 1000.0,
+            "raw_http_ms": r.as_secs_f64() * 1000.0,
+            "llm_step_ms": e.as_secs_f64() * 1000.0,
+            "ratio": ratio,
+            "overhead_ms": overhead,
+            "first_token_to_log_ms": first_ms,
+        }));
+    } else {
+        println!(
+            "llm: one llm step (engine, store, log) vs a raw streamed request, median of {rounds} rounds"
+        );
+        println!(
+            "  raw HTTP (baseline)        {:>9.2} ms",
+            r.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  llm step through claw      {:>9.2} ms",
+            e.as_secs_f64() * 1000.0
+        );
+        println!("  ratio                      {ratio:>9.2}x  ({overhead:.2} ms more)");
+        println!("  first token: server write → step log  {first_ms:.2} ms");
+        println!(
+            "  (the server pauses {} ms after the first token; both sides include it)",
+            pause.as_millis()
+        );
+    }
+    Ok(())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -167,7 +167,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
                     crate::skills::find(&ctx.dirs, &command)
                         .map_err(|e| CliError::usage(e.to_string()))?;
                 }
-                JobType::Shell | JobType::Webhook => {}
+                JobType::Shell | JobType::Webhook | JobType::Claude => {}
                 JobType::Ssh => {
                     let target = given
                         .iter()
@@ -180,13 +180,6 @@ pub(crate) fn run(ctx: &Ctx, cmd: CronCommand) -> CliResult {
                         .map_err(|e| CliError::usage(e.render()))?
                         .resolve(&target)
                         .map_err(|e| CliError::usage(e.0))?;
-                }
-                other => {
-                    return Err(CliError::usage(format!(
-                        "job type `{other}` cannot run in this version of claw (shell, workflow, \
-                         skill, webhook and ssh jobs can); such jobs from the seed's jobs.json are kept \
-                         and listed, but not added"
-                    )));
                 }
             }
             let mut job = Job::new(name.trim(), &schedule, job_type, &command);

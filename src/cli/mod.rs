@@ -10,6 +10,7 @@ mod colour;
 mod complete;
 mod cron;
 mod doctor;
+mod llm;
 mod msg;
 mod output;
 mod run;
@@ -47,6 +48,13 @@ impl CliError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self {
             code: 3,
+            message: message.into(),
+        }
+    }
+    /// What the command ran failed, for the reason given.
+    pub fn failed_with(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
             message: message.into(),
         }
     }
@@ -205,6 +213,15 @@ enum Command {
     /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
     #[command(subcommand)]
     Msg(msg::MsgCommand),
+    /// LLM providers: list, test PROVIDER, set-default PROVIDER, ask PROMPT, usage.
+    #[command(
+        subcommand,
+        after_long_help = "Examples:
+  claw llm list
+  claw llm test anthropic
+  claw llm ask \"Summarise: disks are 91% full\" --provider openai"
+    )]
+    Llm(llm::LlmCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -336,6 +353,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
+        Command::Llm(cmd) => llm::run(&ctx, cmd),
     }
 }
 

@@ -47,6 +47,18 @@ pub const DEFS: &[Def] = &[
         None,
         "Anthropic Messages API key",
     ),
+    def(
+        "ANTHROPIC_BASE_URL",
+        false,
+        None,
+        "Anthropic Messages API server (default https://api.anthropic.com)",
+    ),
+    def(
+        "ANTHROPIC_MODEL",
+        false,
+        None,
+        "model for the anthropic provider (default claude-sonnet-4-5)",
+    ),
     def("OPENAI_API_KEY", true, None, "OpenAI-compatible API key"),
     def(
         "OPENAI_BASE_URL",
@@ -78,6 +90,12 @@ pub const DEFS: &[Def] = &[
         false,
         Some("claude"),
         "provider for jobs and llm steps",
+    ),
+    def(
+        "LLM_FALLBACK",
+        false,
+        None,
+        "false, 0 or no: never fall back to another LLM provider",
     ),
     def(
         "LLM_PROVIDERS",

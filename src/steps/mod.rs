@@ -16,6 +16,7 @@
 
 pub mod approval;
 pub mod http;
+pub mod llm;
 pub mod shell;
 pub mod skill;
 pub mod ssh;
@@ -128,6 +129,8 @@ pub enum StepKind {
     Workflow(subworkflow::SubWorkflowStep),
     /// A command on the hosts of a target (`type: ssh`).
     Ssh(ssh::SshStep),
+    /// Asks an LLM provider (`type: llm`, seed `claude_prompt`).
+    Llm(llm::LlmStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -143,6 +146,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body,
             StepKind::Workflow($k) => $body,
             StepKind::Ssh($k) => $body,
+            StepKind::Llm($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -154,6 +158,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body.map(StepKind::Approval),
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
+            StepKind::Llm($k) => $body.map(StepKind::Llm),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -169,7 +174,9 @@ const KINDS: &[Row] = &[
     (shell::ShellStep::NAMES, shell::ShellStep::KEYS, |cx, n| {
         shell::ShellStep::load(cx, n).map(StepKind::Shell)
     }),
-    planned(unavailable::Planned::Llm),
+    (llm::LlmStep::NAMES, llm::LlmStep::KEYS, |cx, n| {
+        llm::LlmStep::load(cx, n).map(StepKind::Llm)
+    }),
     (skill::SkillStep::NAMES, skill::SkillStep::KEYS, |cx, n| {
         skill::SkillStep::load(cx, n).map(StepKind::Skill)
     }),

@@ -10,19 +10,17 @@ use crate::yaml::Node;
 /// A kind that is planned but not built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Planned {
-    Llm,
     Browser,
     Notify,
     AutoAgent,
 }
 
 impl Planned {
-    pub const ALL: [Self; 4] = [Self::Llm, Self::Browser, Self::Notify, Self::AutoAgent];
+    pub const ALL: [Self; 3] = [Self::Browser, Self::Notify, Self::AutoAgent];
 
     /// Its `type:` names: its own first, then the seed's.
     pub const fn names(self) -> &'static [&'static str] {
         match self {
-            Self::Llm => &["llm", "claude_prompt"],
             Self::Browser => &["browser"],
             Self::Notify => &["notify"],
             Self::AutoAgent => &["auto_agent"],
@@ -32,16 +30,6 @@ impl Planned {
     /// The keys it will take (accepted now, so files written for it validate).
     pub const fn keys(self) -> &'static [&'static str] {
         match self {
-            Self::Llm => &[
-                "prompt",
-                "system",
-                "model",
-                "role",
-                "json_schema",
-                "tools",
-                "max_turns",
-                "outputs",
-            ],
             Self::Browser => &["profile", "actions"],
             Self::Notify => &["profile", "to", "message"],
             Self::AutoAgent => &[],
@@ -126,7 +114,7 @@ impl Kind for Unavailable {
 
     /// LLM prompts, browser sessions and notifications are safe to repeat by default.
     fn idempotent(&self) -> bool {
-        matches!(self.kind, Planned::Llm | Planned::Browser | Planned::Notify)
+        matches!(self.kind, Planned::Browser | Planned::Notify)
     }
 
     fn describe(&self) -> String {

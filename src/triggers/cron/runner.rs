@@ -127,13 +127,10 @@ pub async fn run_job(
             let (code, out) = run_ssh(&job, engine, cancel).await;
             (code, out, None)
         }
-        other => (
-            1,
-            format!(
-                "Exception: job type `{other}` is not available yet in this version of claw (shell, workflow, skill, webhook and ssh jobs run today)"
-            ),
-            None,
-        ),
+        JobType::Claude => {
+            let (code, out) = run_claude(&job, engine, cancel).await;
+            (code, out, None)
+        }
     };
     let status = if exit_code == 0 {
         "ok".to_owned()
@@ -257,6 +254,42 @@ async fn run_skill(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
         cancel,
     )
     .await
+}
+
+/// A `claude` job: `command` is the prompt, asked of the job's `llm_model` provider (else the
+/// `job` role's: JOB_MODEL, `llm.roles.job`) and its fallbacks, as an llm step asks. The reply
+/// is the output (masked); exit status 1 when every provider failed.
+async fn run_claude(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    let config = match crate::steps::llm::load_config(&engine.dirs) {
+        Ok(c) => c,
+        Err(e) => return (1, format!("Exception: {e}")),
+    };
+    crate::redact::register_global(config.secret_values().iter().map(String::as_str));
+    // The seed's `llm_model` names a provider (claude, gpt); another name is taken as a model
+    // of the job role's provider (`claude-sonnet`).
+    let named = (!job.llm_model.is_empty()).then_some(job.llm_model.as_str());
+    let (first, model) = match named {
+        Some(n) if config.provider(n).is_err() => (None, Some(n.to_owned())),
+        other => (other, None),
+    };
+    let chain = config.chain(crate::llm::Role::Job, first);
+    let mut req = crate::llm::Request::prompt(&job.command);
+    req.model = model;
+    let target = format!("cron:{}", job.id);
+    let ask = crate::llm::Ask {
+        config: &config,
+        chain: &chain,
+        sink: &mut crate::llm::Discard,
+        cancel,
+        actor: "cron",
+        target: &target,
+        audit_home: Some(&engine.dirs.home),
+        kill_grace: engine.settings().kill_grace,
+    };
+    match crate::llm::complete(ask, &req).await {
+        Ok((reply, _)) => (0, crate::redact::global().redact(&reply.text).into_owned()),
+        Err((e, _)) => (1, format!("Exception: {e}")),
+    }
 }
 
 /// A webhook job: `POST command` with the job's `args` as the JSON body (`{}` without args),

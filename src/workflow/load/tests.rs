@@ -286,7 +286,7 @@ rollback:
     assert_eq!(approve.kind.type_name(), "approval");
     assert_eq!(approve.kind.describe(), "Deploy now?");
     let summarise = step(&wf, "summarise");
-    assert_eq!(summarise.kind.type_name(), "claude_prompt");
+    assert_eq!(summarise.kind.type_name(), "llm");
     assert_eq!(summarise.kind.describe(), "summarise the run");
     assert!(summarise.idempotent, "an llm step is idempotent by default");
     assert_eq!(summarise.condition, Some(Condition::PreviousOk));
@@ -495,8 +495,12 @@ fn missing_names_commands_and_steps() {
         "2:5: step `a` has no `command`"
     );
     assert_eq!(
+        problem("steps:\n  - name: a\n    type: browser\n"),
+        "2:5: step `a` (browser) has nothing to do: give it `command` or the fields of its kind"
+    );
+    assert_eq!(
         problem("steps:\n  - name: a\n    type: llm\n"),
-        "2:5: step `a` (llm) has nothing to do: give it `command` or the fields of its kind"
+        "2:5: step `a` (llm) needs `prompt:` (the seed's `command:`)"
     );
     assert_eq!(problem("name: x\n"), "1:1: the workflow has no `steps:`");
     assert_eq!(

@@ -1,0 +1,827 @@
+//! LLM steps against a loopback server speaking the providers' wire formats: Anthropic Messages
+//! SSE (`message_start`, `content_block_*` with `tool_use`, `message_delta` usage,
+//! `message_stop`, `error`) and OpenAI Chat Completions SSE (`choices[].delta`, `tool_calls`,
+//! `usage`, `[DONE]`), their error shapes (400, 401, 429 with Retry-After, 500, 529, a stream cut
+//! in the middle, a malformed event), and a fake `claude` program on PATH for `claude-cli`.
+
+use std::collections::VecDeque;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// One scripted answer.
+#[derive(Clone)]
+enum Answer {
+    /// 200 with these SSE chunks; `gate` pauses after the first chunk until released.
+    Sse { chunks: Vec<String>, gate: bool },
+    /// An error response: status, Retry-After, JSON body.
+    Error {
+        status: u16,
+        retry_after: Option<u64>,
+        body: String,
+    },
+    /// Accepts and never answers.
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    head: String,
+    body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<Vec<Seen>>,
+    /// Answers by path prefix (`/v1/messages`, `/v1/chat/completions`), consumed in order.
+    script: Mutex<Vec<(String, VecDeque<Answer>)>>,
+    released: AtomicBool,
+}
+
+struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    fn script(&self, path: &str, answers: Vec<Answer>) {
+        self.shared
+            .script
+            .lock()
+            .expect("lock")
+            .push((path.to_owned(), answers.into()));
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().expect("lock").clone()
+    }
+    fn release(&self) {
+        self.shared.released.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shared = Arc::new(Shared::default());
+    let s = shared.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let s = s.clone();
+            std::thread::spawn(move || handle(conn, &s));
+        }
+    });
+    Server { addr, shared }
+}
+
+fn read_request(conn: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    let head_end = loop {
+        let n = conn.read(&mut byte).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&byte[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = conn.read(&mut byte).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&byte[..n]);
+    }
+    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    Some((path, head, body))
+}
+
+fn handle(mut conn: TcpStream, s: &Shared) {
+    let Some((path, head, body)) = read_request(&mut conn) else {
+        return;
+    };
+    s.seen.lock().expect("lock").push(Seen {
+        path: path.clone(),
+        head: head.to_ascii_lowercase(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let answer = {
+        let mut script = s.script.lock().expect("lock");
+        script
+            .iter_mut()
+            .find(|(p, q)| path.starts_with(p.as_str()) && !q.is_empty())
+            .and_then(|(_, q)| q.pop_front())
+    };
+    let answer = answer.unwrap_or_else(|| {
+        if path.contains("chat/completions") {
+            openai_text(&["default ", "reply"])
+        } else {
+            anthropic_text(&["default ", "reply"])
+        }
+    });
+    match answer {
+        Answer::Hang => std::thread::sleep(Duration::from_secs(60)),
+        Answer::Error {
+            status,
+            retry_after,
+            body,
+        } => {
+            let ra = retry_after
+                .map(|s| format!("retry-after: {s}\r\n"))
+                .unwrap_or_default();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{ra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Answer::Sse { chunks, gate } => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
+            );
+            for (i, c) in chunks.iter().enumerate() {
+                let _ = conn.write_all(c.as_bytes());
+                let _ = conn.flush();
+                if i == 0 && gate {
+                    let until = Instant::now() + Duration::from_secs(20);
+                    while !s.released.load(Ordering::SeqCst) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sse(event: &str, data: &Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+/// An Anthropic Messages stream of text pieces, ending with usage and `message_stop`.
+fn anthropic_chunks(pieces: &[&str]) -> Vec<String> {
+    let mut c = vec![
+        sse(
+            "message_start",
+            &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test-1", "content": [], "stop_reason": null, "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+        ),
+        sse(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse("ping", &json!({"type": "ping"})),
+    ];
+    for p in pieces {
+        c.push(sse(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+        ));
+    }
+    c.push(sse(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    c.push(sse(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 7}}),
+    ));
+    c.push(sse("message_stop", &json!({"type": "message_stop"})));
+    c
+}
+
+fn anthropic_text(pieces: &[&str]) -> Answer {
+    Answer::Sse {
+        chunks: anthropic_chunks(pieces),
+        gate: false,
+    }
+}
+
+fn openai_chunks(pieces: &[&str]) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-test", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut c = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for p in pieces {
+        c.push(chunk(json!({"content": p}), Value::Null));
+    }
+    c.push(chunk(json!({}), json!("stop")));
+    c.push(format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-test", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+    ));
+    c.push("data: [DONE]\n\n".to_owned());
+    c
+}
+
+fn openai_text(pieces: &[&str]) -> Answer {
+    Answer::Sse {
+        chunks: openai_chunks(pieces),
+        gate: false,
+    }
+}
+
+fn error(status: u16, retry_after: Option<u64>, kind: &str) -> Answer {
+    Answer::Error {
+        status,
+        retry_after,
+        body: json!({"type": "error", "error": {"type": kind, "message": format!("{kind} from the test server")}})
+            .to_string(),
+    }
+}
+
+/// A claw command with both providers pointed at `srv` and keys set.
+fn cmd(env: &Env, srv: &Server, args: &[&str]) -> std::process::Command {
+    let mut c = env.command(args);
+    c.env("ANTHROPIC_BASE_URL", srv.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-secret-1234")
+        .env("OPENAI_BASE_URL", format!("{}/v1", srv.url()))
+        .env("OPENAI_API_KEY", "sk-openai-test-secret-5678")
+        .env_remove("JOB_MODEL")
+        .env_remove("CHAT_MODEL")
+        .env_remove("LLM_PROVIDERS")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY");
+    c
+}
+
+fn run(env: &Env, srv: &Server, name: &str) -> Ran {
+    cmd(env, srv, &["workflow", "run", name, "--json"])
+        .output()
+        .expect("run claw")
+        .into()
+}
+
+fn step_of<'a>(ran: &'a Value, name: &str) -> &'a Value {
+    ran["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("no step {name} in {ran}"))
+}
+
+/// Every step log of every run, concatenated.
+fn logs(home: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![home.join("logs").join("runs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+fn one_step(env: &Env, name: &str, fields: &str) {
+    env.workflow(
+        name,
+        &format!("name: {name}\nsteps:\n  - name: ask\n    type: llm\n{fields}"),
+    );
+}
+
+#[test]
+fn anthropic_reply_streams_into_the_log_before_it_ends() {
+    let srv = serve();
+    let env = Env::new();
+    // Text reaches the log line by line (a partial line is held back only as long as the longest
+    // secret, which could continue in the next piece).
+    let mut chunks = anthropic_chunks(&["web1: fine.\n", "db1: fine."]);
+    // The first chunk carries message_start through the first delta; the rest waits.
+    let first: String = chunks.drain(..4).collect();
+    chunks.insert(0, first);
+    srv.script("/v1/messages", vec![Answer::Sse { chunks, gate: true }]);
+    one_step(
+        &env,
+        "brief",
+        "    provider: anthropic\n    system: Be terse.\n    prompt: \"Summarise ${{ params.what }}\"\n    max_tokens: 300\n    temperature: 0.2\nparams:\n  what: {type: string, default: disks}\n",
+    );
+    let child = cmd(&env, &srv, &["workflow", "run", "brief", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let streamed = wait_for(Duration::from_secs(20), || {
+        logs(&env.home).contains("web1: fine.").then_some(())
+    });
+    let log_then = logs(&env.home);
+    srv.release();
+    let out = child.wait_with_output().expect("wait");
+    let ran = Ran::from(out);
+    assert!(streamed.is_some(), "the first piece never reached the log");
+    assert!(!log_then.contains("db1"), "{log_then}");
+    ran.expect_code(0);
+    let v = ran.json();
+    let s = step_of(&v, "ask");
+    assert_eq!(s["outputs"]["text"], "web1: fine.\ndb1: fine.");
+    assert_eq!(s["outputs"]["model"], "claude-test-1");
+    assert_eq!(s["outputs"]["provider"], "anthropic");
+    assert_eq!(s["outputs"]["usage"]["input_tokens"], 11);
+    assert_eq!(s["outputs"]["usage"]["output_tokens"], 7);
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/messages");
+    assert!(seen[0].head.contains("x-api-key: sk-ant-test-secret-1234"));
+    assert!(seen[0].head.contains("anthropic-version: 2023-06-01"));
+    let b = &seen[0].body;
+    assert_eq!(b["stream"], true);
+    assert_eq!(b["system"], "Be terse.");
+    assert_eq!(b["max_tokens"], 300);
+    assert_eq!(b["temperature"], 0.2);
+    assert_eq!(b["messages"][0]["content"], "Summarise disks");
+    assert!(!logs(&env.home).contains("sk-ant-test-secret-1234"));
+}
+
+#[test]
+fn openai_stream_with_usage_and_done() {
+    let srv = serve();
+    let env = Env::new();
+    // The model echoes a key: masked in the outputs and the log.
+    srv.script(
+        "/v1/chat/completions",
+        vec![openai_text(&["four", "ty-two", " sk-ant-test-secret-1234"])],
+    );
+    one_step(
+        &env,
+        "o",
+        "    provider: gpt\n    model: gpt-test\n    prompt: answer\n",
+    );
+    let ran = run(&env, &srv, "o");
+    ran.expect_code(0);
+    let v = ran.json();
+    let s = step_of(&v, "ask");
+    assert_eq!(
+        s["outputs"]["text"],
+        "fourty-two ***",
+        "{}",
+        logs(&env.home)
+    );
+    assert!(!logs(&env.home).contains("sk-ant-test-secret-1234"));
+    assert_eq!(s["outputs"]["provider"], "openai");
+    assert_eq!(s["outputs"]["usage"]["input_tokens"], 5);
+    assert_eq!(s["outputs"]["usage"]["output_tokens"], 3);
+    let usage = env.claw(&["llm", "usage", "--since", "1h", "--json"]);
+    usage.expect_code(0);
+    assert_eq!(
+        usage.json(),
+        json!([{"provider": "openai", "model": "gpt-test", "steps": 1, "input_tokens": 5, "output_tokens": 3}])
+    );
+    let seen = srv.seen();
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert!(
+        seen[0]
+            .head
+            .contains("authorization: bearer sk-openai-test-secret-5678")
+    );
+    assert_eq!(seen[0].body["model"], "gpt-test");
+    assert_eq!(seen[0].body["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn ollama_is_the_openai_format_at_its_base_url() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script("/v1/chat/completions", vec![openai_text(&["local"])]);
+    one_step(&env, "l", "    provider: ollama\n    prompt: hi\n");
+    let ran: Ran = cmd(&env, &srv, &["workflow", "run", "l", "--json"])
+        .env("OLLAMA_BASE_URL", srv.url())
+        .env("OLLAMA_MODEL", "qwen")
+        .output()
+        .expect("run")
+        .into();
+    ran.expect_code(0);
+    assert_eq!(step_of(&ran.json(), "ask")["outputs"]["provider"], "ollama");
+    let seen = srv.seen();
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["model"], "qwen");
+    assert!(
+        !seen[0].head.contains("authorization"),
+        "no key is sent to ollama"
+    );
+}
+
+#[test]
+fn fallback_on_529_500_cut_and_malformed_streams_is_audited() {
+    let cut: Vec<String> = anthropic_chunks(&["half"]).into_iter().take(4).collect();
+    let malformed = vec![
+        anthropic_chunks(&[])[0].clone(),
+        "event: content_block_delta\ndata: {not json\n\n".to_owned(),
+    ];
+    let cases = [
+        ("529", error(529, None, "overloaded_error")),
+        ("500", error(500, None, "api_error")),
+        (
+            "cut",
+            Answer::Sse {
+                chunks: cut,
+                gate: false,
+            },
+        ),
+        (
+            "malformed",
+            Answer::Sse {
+                chunks: malformed,
+                gate: false,
+            },
+        ),
+    ];
+    for (what, answer) in cases {
+        let srv = serve();
+        let env = Env::new();
+        srv.script("/v1/messages", vec![answer]);
+        srv.script("/v1/chat/completions", vec![openai_text(&["from openai"])]);
+        env.write("root/claw.yaml", "llm:\n  fallback: [openai]\n");
+        one_step(&env, "f", "    provider: anthropic\n    prompt: hi\n");
+        let ran = run(&env, &srv, "f");
+        ran.expect_code(0);
+        let v = ran.json();
+        let s = step_of(&v, "ask");
+        assert_eq!(s["outputs"]["provider"], "openai", "{what}");
+        assert_eq!(s["outputs"]["text"], "from openai", "{what}");
+        let paths: Vec<String> = srv.seen().into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/v1/messages", "/v1/chat/completions"], "{what}");
+        assert!(logs(&env.home).contains("falling back to openai"), "{what}");
+        let audit = env
+            .claw(&["audit", "search", "--action", "llm.fallback", "--json"])
+            .stdout;
+        assert!(audit.contains("\"anthropic\""), "{what}: {audit}");
+        assert!(audit.contains("\"openai\""), "{what}: {audit}");
+    }
+}
+
+#[test]
+fn no_fallback_on_400_or_401() {
+    for (status, kind) in [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+    ] {
+        let srv = serve();
+        let env = Env::new();
+        srv.script("/v1/messages", vec![error(status, None, kind)]);
+        env.write("root/claw.yaml", "llm:\n  fallback: [openai]\n");
+        one_step(
+            &env,
+            "n",
+            "    provider: anthropic\n    prompt: hi\n    retry: {limit: 2, delay: 10ms}\n",
+        );
+        let ran = run(&env, &srv, "n");
+        assert_ne!(ran.code, 0, "{status}");
+        let paths: Vec<String> = srv.seen().into_iter().map(|s| s.path).collect();
+        assert_eq!(
+            paths,
+            ["/v1/messages"],
+            "{status}: not retried, no fallback"
+        );
+        assert!(
+            logs(&env.home).contains(&format!("HTTP {status}")),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn a_429_is_retried_after_retry_after_then_answers() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script(
+        "/v1/messages",
+        vec![
+            error(429, Some(1), "rate_limit_error"),
+            anthropic_text(&["later"]),
+        ],
+    );
+    one_step(&env, "r", "    provider: anthropic\n    prompt: hi\n");
+    let started = Instant::now();
+    let ran = run(&env, &srv, "r");
+    ran.expect_code(0);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(step_of(&ran.json(), "ask")["outputs"]["text"], "later");
+    assert_eq!(srv.seen().len(), 2);
+}
+
+#[test]
+fn a_provider_that_hangs_times_out() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script("/v1/messages", vec![Answer::Hang]);
+    one_step(
+        &env,
+        "h",
+        "    provider: anthropic\n    prompt: hi\n    timeout: 2s\n",
+    );
+    let started = Instant::now();
+    let ran: Ran = cmd(&env, &srv, &["workflow", "run", "h", "--json"])
+        .env("LLM_FALLBACK", "no")
+        .output()
+        .expect("run")
+        .into();
+    assert_ne!(ran.code, 0);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        logs(&env.home).contains("timed out after 2s"),
+        "{}",
+        logs(&env.home)
+    );
+}
+
+#[test]
+fn json_schema_repairs_and_reasks_once() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script(
+        "/v1/messages",
+        vec![
+            // Fenced, with a trailing comma, missing a required field.
+            anthropic_text(&["```json\n{\"status\": \"ok\",}\n```"]),
+            // Cut off at the end, but otherwise valid.
+            anthropic_text(&["{\"status\": \"ok\", \"disks\": [\"sda\", \"sdb\""]),
+        ],
+    );
+    one_step(
+        &env,
+        "j",
+        "    provider: anthropic\n    prompt: report\n    json_schema:\n      type: object\n      required: [status, disks]\n      properties:\n        status: {type: string}\n        disks: {type: array, items: {type: string}}\n",
+    );
+    let ran = run(&env, &srv, "j");
+    ran.expect_code(0);
+    let v = ran.json();
+    assert_eq!(
+        step_of(&v, "ask")["outputs"]["json"],
+        json!({"status": "ok", "disks": ["sda", "sdb"]})
+    );
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].body["system"]
+            .as_str()
+            .unwrap_or("")
+            .contains("JSON Schema")
+    );
+    let reask = seen[1].body["messages"][2]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(reask.contains("disks"), "{reask}");
+}
+
+#[test]
+fn a_reply_that_never_fits_fails_with_it_in_the_log() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_text(&["I cannot do JSON"]),
+            anthropic_text(&["still prose, sorry"]),
+        ],
+    );
+    one_step(
+        &env,
+        "x",
+        "    provider: anthropic\n    prompt: report\n    json_schema: {type: object}\n",
+    );
+    let ran = run(&env, &srv, "x");
+    assert_ne!(ran.code, 0);
+    let log = logs(&env.home);
+    assert!(log.contains("still prose, sorry"), "{log}");
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains("not valid against json_schema"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn bad_input_is_refused_at_validation_with_its_position() {
+    let env = Env::new();
+    env.workflow(
+        "bad",
+        "name: bad\nsteps:\n  - name: a\n    type: llm\n    prompt: hi\n    provider: antropic\n  - name: b\n    type: llm\n    prompt: hi\n    json_schema: {type: strin}\n  - name: c\n    type: llm\n    system: no prompt\n",
+    );
+    let ran = env.claw(&["workflow", "validate", "bad"]);
+    assert_ne!(ran.code, 0);
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(out.contains("bad.yaml:6:15"), "{out}");
+    assert!(out.contains("did you mean `anthropic`"), "{out}");
+    assert!(out.contains("not a valid JSON Schema"), "{out}");
+    assert!(out.contains("needs `prompt:`"), "{out}");
+}
+
+/// A fake `claude` on PATH that answers with its arguments.
+fn fake_claude(env: &Env) -> PathBuf {
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let p = bin.join("claude");
+    std::fs::write(
+        &p,
+        "#!/bin/sh\n[ \"$1\" = -p ] || exit 3\nprintf 'cli says: %s|%s %s\\n' \"$2\" \"$3\" \"$4\"\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+fn path_with(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn seed_workflows_with_claude_prompt_run_through_the_claude_cli() {
+    let env = Env::new();
+    let bin = fake_claude(&env);
+    // The seed's format (examples/workflows/morning-brief.yaml, incident-report.yaml).
+    env.workflow(
+        "morning-brief",
+        "name: morning-brief\ndescription: \"Check services, summarize alerts, send digest\"\nnotify_profile: info\nsteps:\n  - name: health-check\n    type: shell\n    command: \"echo all services up\"\n    on_failure: continue\n\n  - name: summarize\n    type: claude_prompt\n    command: \"Read the latest health check output and summarize the status of all services in 3 bullet points.\"\n    on_failure: continue\n\n  - name: send-digest\n    type: shell\n    command: \"echo Morning brief complete\"\n    on_failure: continue\n",
+    );
+    env.workflow(
+        "incident-report",
+        "name: incident-report\ndescription: \"Incident documentation generator\"\nnotify_profile: info\nsteps:\n  - name: collect-logs\n    type: shell\n    command: \"echo '=== Recent Logs ==='\"\n    timeout: 60\n    on_failure: continue\n\n  - name: generate-report\n    type: claude_prompt\n    command: \"Generate a structured incident report from the collected data. Format in markdown.\"\n    on_failure: continue\n",
+    );
+    for (name, step, prompt) in [
+        ("morning-brief", "summarize", "Read the latest health check"),
+        (
+            "incident-report",
+            "generate-report",
+            "Generate a structured",
+        ),
+    ] {
+        let ran: Ran = env
+            .command(&["workflow", "run", name, "--json"])
+            .env("PATH", path_with(&bin))
+            .env_remove("JOB_MODEL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("LLM_PROVIDERS")
+            .output()
+            .expect("run")
+            .into();
+        ran.expect_code(0);
+        let v = ran.json();
+        let s = step_of(&v, step);
+        assert_eq!(s["status"], "succeeded", "{name}: {s}");
+        let text = s["outputs"]["text"].as_str().unwrap_or("");
+        assert!(text.starts_with(&format!("cli says: {prompt}")), "{text}");
+        assert!(text.ends_with("|--output-format text"), "{text}");
+        assert_eq!(s["outputs"]["provider"], "claude-cli");
+    }
+}
+
+#[test]
+fn claude_cron_jobs_ask_the_job_provider() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script("/v1/messages", vec![anthropic_text(&["cron ", "answer"])]);
+    cmd(
+        &env,
+        &srv,
+        &[
+            "cron", "add", "ask", "every 1h", "Say hi", "--type", "claude",
+        ],
+    )
+    .output()
+    .map(Ran::from)
+    .expect("add")
+    .expect_code(0);
+    let ran: Ran = cmd(&env, &srv, &["cron", "run", "ask"])
+        .env("JOB_MODEL", "anthropic")
+        .output()
+        .expect("run")
+        .into();
+    ran.expect_code(0);
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains("cron answer"),
+        "{ran:?}"
+    );
+    assert_eq!(srv.seen()[0].body["messages"][0]["content"], "Say hi");
+}
+
+#[test]
+fn llm_cli_list_ask_and_set_default() {
+    let srv = serve();
+    let env = Env::new();
+    let list = cmd(&env, &srv, &["llm", "list", "--json"])
+        .output()
+        .map(Ran::from)
+        .expect("list");
+    list.expect_code(0);
+    let v = list.json();
+    let names: Vec<&str> = v["providers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["anthropic", "openai", "ollama", "claude-cli"]);
+    assert!(!list.stdout.contains("sk-ant-test-secret-1234"));
+
+    srv.script("/v1/messages", vec![anthropic_text(&["{\"n\": 4", "2,}"])]);
+    let schema = env.write("schema.json", r#"{"type":"object","required":["n"]}"#);
+    let ask: Ran = cmd(
+        &env,
+        &srv,
+        &[
+            "llm",
+            "ask",
+            "give n",
+            "--provider",
+            "anthropic",
+            "--json-schema",
+            &schema.display().to_string(),
+        ],
+    )
+    .output()
+    .expect("ask")
+    .into();
+    ask.expect_code(0);
+    assert_eq!(ask.json(), json!({"n": 42}));
+
+    cmd(&env, &srv, &["llm", "set-default", "openai"])
+        .output()
+        .map(Ran::from)
+        .expect("set")
+        .expect_code(0);
+    assert!(read(&env.root.join("claw.yaml")).contains("default: openai"));
+    let bad: Ran = cmd(&env, &srv, &["llm", "set-default", "opneai"])
+        .output()
+        .expect("set")
+        .into();
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("did you mean `openai`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn model_output_reaching_a_shell_command_is_quoted() {
+    let srv = serve();
+    let env = Env::new();
+    let marker = env.path("pwned");
+    let evil = format!(
+        "ok'; touch {} #$(touch {})",
+        marker.display(),
+        marker.display()
+    );
+    srv.script("/v1/messages", vec![anthropic_text(&[&evil])]);
+    env.workflow(
+        "q",
+        "name: q\nsteps:\n  - name: ask\n    type: llm\n    provider: anthropic\n    prompt: hi\n  - name: use\n    command: echo reply ${{ steps.ask.outputs.text }}\n",
+    );
+    let ran = run(&env, &srv, "q");
+    ran.expect_code(0);
+    assert!(!marker.exists(), "model output ran as shell");
+    let v = ran.json();
+    let out = step_of(&v, "use")["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(out.contains("touch"), "{v}");
+
+    let test: Ran = cmd(&env, &srv, &["llm", "test", "anthropic"])
+        .output()
+        .expect("test")
+        .into();
+    test.expect_code(0);
+    assert!(
+        test.stdout.starts_with("anthropic: ok in "),
+        "{}",
+        test.stdout
+    );
+    assert!(test.stdout.contains("default reply"), "{}", test.stdout);
+}
