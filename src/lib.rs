@@ -23,6 +23,7 @@
 //! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before it is written.
 //! - [`vault`]: the age-encrypted secrets vault.
 //! - [`scheduler`]: schedule expressions and the catch-up planner (pure: no clock, no processes).
+//! - [`memory`]: `memory.db`, the seed's memory store, with full-text search.
 //!
 //! Doing work:
 //! - [`proc`]: the one process supervisor (process groups, TERM then KILL, capped masked logs).
@@ -44,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod fsutil;
+pub mod memory;
 pub mod msg;
 
 pub mod names;

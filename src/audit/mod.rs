@@ -134,6 +134,12 @@ pub enum Action {
     SshTransfer,
     /// `message.sent`: a message was delivered (or given up on) to one target.
     MessageSent,
+    /// `memory.remember`: a memory was stored or updated (key, category, project; never the value).
+    MemoryRemember,
+    /// `memory.forget`: memories were deleted by key.
+    MemoryForget,
+    /// `memory.decay`: memories not accessed for N days were deleted.
+    MemoryDecay,
 }
 
 impl Action {
@@ -178,6 +184,9 @@ impl Action {
         Self::SshHostKeyRefused,
         Self::SshTransfer,
         Self::MessageSent,
+        Self::MemoryRemember,
+        Self::MemoryForget,
+        Self::MemoryDecay,
     ];
 
     /// The dotted name written in the log.
@@ -223,6 +232,9 @@ impl Action {
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
+            Self::MemoryRemember => "memory.remember",
+            Self::MemoryForget => "memory.forget",
+            Self::MemoryDecay => "memory.decay",
         }
     }
 }

@@ -10,6 +10,7 @@ mod colour;
 mod complete;
 mod cron;
 mod doctor;
+mod memory;
 mod msg;
 mod output;
 mod run;
@@ -205,6 +206,15 @@ enum Command {
     /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
     #[command(subcommand)]
     Msg(msg::MsgCommand),
+    /// The memory store (memory.db): remember, recall, search, forget, list, stats, decay,
+    /// context.
+    #[command(after_long_help = "Examples:
+  claw memory remember nas-ip 10.0.0.5 -c fact -t network,storage
+  claw memory recall nas-ip
+  claw memory search 'nas stor'      every word a prefix, best match first
+  claw memory context -p homelab")]
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -336,6 +346,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
+        Command::Memory(cmd) => memory::run(&ctx, cmd),
     }
 }
 
