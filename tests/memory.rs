@@ -198,3 +198,71 @@ fn decay_forget_and_bad_input() {
     assert!(audit.contains("\"memory.decay\"") && audit.contains("\"memory.forget\""));
     assert!(!audit.contains("helix"), "values stay out of the audit log");
 }
+
+#[test]
+fn workflows_remember_recall_search_and_read_memory_in_expressions() {
+    let env = Env::new();
+    env.claw(&["memory", "remember", "nas-ip", "10.0.0.5", "-t", "network"])
+        .expect_code(0);
+    env.workflow(
+        "mem",
+        r#"
+name: mem
+steps:
+  - name: note
+    type: memory
+    action: remember
+    key: gateway
+    value: "gw-${{ memory.nas-ip }}"
+    tags: lan, core
+  - name: read
+    type: memory
+    action: recall
+    key: gateway
+  - name: missing
+    type: memory
+    action: recall
+    key: nothing-here
+    default: none
+  - name: find
+    type: memory
+    action: search
+    query: gw
+  - name: use
+    command: 'echo "${{ steps.read.outputs.value }} ${{ steps.missing.outputs.found }} ${{ steps.find.outputs.count }} ${{ memory.nothing | default(''d'') }}"'
+"#,
+    );
+    let r = env.claw(&["workflow", "run", "mem"]);
+    r.expect_code(0);
+    let run = env.last_run().expect("a run");
+    let shown = env.show(&run);
+    let use_step = crate::common::step(&shown, "use");
+    assert_eq!(
+        use_step["stdout"].as_str().unwrap_or_default().trim(),
+        "gw-10.0.0.5 false 1 d",
+        "{shown}"
+    );
+    let e = env.claw(&["memory", "recall", "gateway", "--json"]).json();
+    assert_eq!(e["tags"], serde_json::json!(["lan", "core"]));
+    let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
+    assert!(
+        audit.contains(&format!("\"run:{run}\"")),
+        "the run is the actor"
+    );
+
+    // A recall of a missing key without a default fails the step, saying so.
+    env.workflow(
+        "miss",
+        "name: miss\nsteps:\n  - name: r\n    type: memory\n    action: recall\n    key: nope\n",
+    );
+    let r = env.claw(&["workflow", "run", "miss"]);
+    assert_eq!(r.code, 1);
+    // A bad category is refused when the file is read.
+    env.workflow(
+        "bad",
+        "name: bad\nsteps:\n  - name: r\n    type: memory\n    action: remember\n    key: k\n    value: v\n    category: facts\n",
+    );
+    let r = env.claw(&["workflow", "validate", "bad"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Invalid category: facts"), "{}", r.stderr);
+}

@@ -331,6 +331,39 @@ pub fn stats_json(s: &Stats) -> Value {
     json!({"total": s.total, "by_category": by, "oldest": s.oldest, "newest": s.newest})
 }
 
+/// `memory` in the expression context: `${{ memory.<key> }}` is the value of the memory with
+/// that key (recalled: its access is recorded). Nothing is read until an expression asks for a
+/// key; a key that is not there is undefined (`| default(...)` covers it).
+#[derive(Debug)]
+pub struct ExprView {
+    home: PathBuf,
+    actor: String,
+}
+
+impl ExprView {
+    pub fn new(home: &Path, actor: &str) -> Self {
+        Self {
+            home: home.to_path_buf(),
+            actor: actor.to_owned(),
+        }
+    }
+
+    /// The value of the memory `key`, if there is one (and the store opens).
+    pub fn value(&self, key: &str) -> Option<String> {
+        if !db_path(&self.home).exists() {
+            return None;
+        }
+        let store = Memory::open(&self.home, &self.actor).ok()?;
+        Some(store.recall(key, None, None).ok()??.value)
+    }
+}
+
+impl minijinja::value::Object for ExprView {
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.value(key.as_str()?).map(minijinja::Value::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

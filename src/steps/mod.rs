@@ -16,6 +16,7 @@
 
 pub mod approval;
 pub mod http;
+pub mod memory;
 pub mod shell;
 pub mod skill;
 pub mod ssh;
@@ -128,6 +129,8 @@ pub enum StepKind {
     Workflow(subworkflow::SubWorkflowStep),
     /// A command on the hosts of a target (`type: ssh`).
     Ssh(ssh::SshStep),
+    /// Remembers, recalls, searches or forgets in memory.db (`type: memory`).
+    Memory(memory::MemoryStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -143,6 +146,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body,
             StepKind::Workflow($k) => $body,
             StepKind::Ssh($k) => $body,
+            StepKind::Memory($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -154,6 +158,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body.map(StepKind::Approval),
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
+            StepKind::Memory($k) => $body.map(StepKind::Memory),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -192,6 +197,11 @@ const KINDS: &[Row] = &[
         |cx, n| subworkflow::SubWorkflowStep::load(cx, n).map(StepKind::Workflow),
     ),
     planned(unavailable::Planned::AutoAgent),
+    (
+        memory::MemoryStep::NAMES,
+        memory::MemoryStep::KEYS,
+        |cx, n| memory::MemoryStep::load(cx, n).map(StepKind::Memory),
+    ),
 ];
 
 /// The row of a kind not built yet.
