@@ -46,7 +46,7 @@ LAYERS = [
     # What starts runs: cron, watchers, webhooks (and the launcher they share).
     ["triggers"],
     # The long-running daemon.
-    ["serve"],
+    ["serve", "mcp"],
     # Front ends.
     ["cli"],
     # The crate root.

@@ -35,6 +35,7 @@
 //! Starting work and front ends:
 //! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
 //! - [`serve`]: the daemon (`claw serve`).
+//! - [`mcp`]: `claw mcp`, claw's tools over the Model Context Protocol.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
@@ -45,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod fsutil;
+pub mod mcp;
 pub mod memory;
 pub mod msg;
 

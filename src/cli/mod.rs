@@ -10,6 +10,7 @@ mod colour;
 mod complete;
 mod cron;
 mod doctor;
+mod mcp;
 mod memory;
 mod msg;
 mod output;
@@ -215,6 +216,9 @@ enum Command {
   claw memory context -p homelab")]
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
+    /// Serve claw's tools over the Model Context Protocol on stdin/stdout (the seed's claw-mcp
+    /// tool names): `claude mcp add claw -- claw mcp`.
+    Mcp,
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -347,6 +351,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
         Command::Memory(cmd) => memory::run(&ctx, cmd),
+        Command::Mcp => mcp::run(&ctx),
     }
 }
 
