@@ -23,6 +23,7 @@ mod doctor;
 mod hardening;
 mod http;
 mod injection;
+mod mcp;
 mod memory;
 mod messaging;
 mod passphrase;
