@@ -89,6 +89,10 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         "audit_search",
         "vault_list_keys",
         "vault_status",
+        "list_skills",
+        "skill_info",
+        "ssh_list_hosts",
+        "ssh_list_groups",
     ] {
         assert!(tools.contains_key(name), "no tool {name}");
     }

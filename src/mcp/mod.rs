@@ -89,6 +89,10 @@ impl Server {
             "audit_search" => self.audit_search(a),
             "vault_list_keys" => self.vault_list_keys(),
             "vault_status" => self.vault_status(),
+            "list_skills" => self.list_skills(),
+            "skill_info" => self.skill_info(a),
+            "ssh_list_hosts" => self.ssh_list_hosts(),
+            "ssh_list_groups" => self.ssh_list_groups(),
             other => Err(format!("Unknown tool: {other}")),
         }
     }
@@ -546,6 +550,123 @@ impl Server {
                 keys.len()
             ),
             json!({"initialized": true, "keys": keys.len()}),
+        ))
+    }
+}
+
+impl Server {
+    fn list_skills(&self) -> Answer {
+        let catalog = crate::skills::discover(&self.dirs);
+        if catalog.skills.is_empty() {
+            return Ok(("No skills installed.".into(), json!({"skills": []})));
+        }
+        let mut lines = vec![format!("{} skill(s):", catalog.skills.len())];
+        let mut data = Vec::new();
+        for s in &catalog.skills {
+            let m = &s.manifest;
+            lines.push(format!("  {} (v{}) — {}", m.name, m.version, m.description));
+            data.push(json!({"name": m.name, "version": m.version, "description": m.description}));
+        }
+        Ok((lines.join("\n"), json!({"skills": data})))
+    }
+
+    fn skill_info(&self, a: &Map<String, Value>) -> Answer {
+        let name = arg_str(a, "name");
+        let catalog = crate::skills::discover(&self.dirs);
+        let Some(s) = catalog.get(name) else {
+            return Err(format!("Skill not found: {name}"));
+        };
+        let m = &s.manifest;
+        let mut lines = vec![
+            format!("Skill: {}", m.name),
+            format!("Version: {}", m.version),
+            format!("Author: {}", m.author),
+            format!("Description: {}", m.description),
+            format!("Script: {}", s.script_path().display()),
+        ];
+        if !m.dependencies.is_empty() {
+            lines.push(format!("Dependencies: {}", m.dependencies.join(", ")));
+        }
+        if !m.permissions.is_empty() {
+            lines.push(format!("Permissions: {}", m.permissions.join(", ")));
+        }
+        lines.push(format!(
+            "Slash command: {}",
+            if m.slash_command { "yes" } else { "no" }
+        ));
+        Ok((
+            lines.join("\n"),
+            json!({"name": m.name, "version": m.version, "author": m.author,
+                   "description": m.description, "script": s.script_path(),
+                   "dependencies": m.dependencies, "permissions": m.permissions}),
+        ))
+    }
+
+    fn hosts(&self) -> Result<crate::ssh::hosts::Registry, String> {
+        crate::ssh::hosts::Registry::find(&self.dirs.root, &self.dirs.home).map_err(|e| e.render())
+    }
+
+    fn ssh_list_hosts(&self) -> Answer {
+        let reg = self
+            .hosts()
+            .map_err(|e| format!("Error listing hosts: {e}"))?;
+        if reg.hosts.is_empty() {
+            return Ok((
+                "No hosts configured. Create hosts.yaml.".into(),
+                json!({"hosts": []}),
+            ));
+        }
+        let mut lines = Vec::new();
+        for h in &reg.hosts {
+            let mut line = format!(
+                "  {}: {}@{}:{} auth={}",
+                h.alias,
+                h.username,
+                h.hostname,
+                h.port,
+                h.auth.as_str()
+            );
+            let groups: Vec<&str> = h
+                .groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| *g != "all")
+                .collect();
+            if !groups.is_empty() {
+                line.push_str(&format!(" groups=[{}]", groups.join(", ")));
+            }
+            if !h.tags.is_empty() {
+                let tags: Vec<String> = h.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line.push_str(&format!(" tags=[{}]", tags.join(", ")));
+            }
+            lines.push(line);
+        }
+        let data: Vec<Value> = reg
+            .hosts
+            .iter()
+            .map(crate::ssh::hosts::Host::json)
+            .collect();
+        Ok((
+            format!("SSH hosts ({}):\n{}", reg.hosts.len(), lines.join("\n")),
+            json!({"hosts": data}),
+        ))
+    }
+
+    fn ssh_list_groups(&self) -> Answer {
+        let groups = self
+            .hosts()
+            .map_err(|e| format!("Error listing groups: {e}"))?
+            .groups();
+        if groups.is_empty() {
+            return Ok(("No host groups found.".into(), json!({"groups": {}})));
+        }
+        let lines: Vec<String> = groups
+            .iter()
+            .map(|(g, m)| format!("  {g}: {}", m.join(", ")))
+            .collect();
+        Ok((
+            format!("Host groups ({}):\n{}", groups.len(), lines.join("\n")),
+            json!({"groups": groups}),
         ))
     }
 }

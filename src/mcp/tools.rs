@@ -167,6 +167,28 @@ pub const TOOLS: &[Spec] = &[
         description: "Check if the encrypted vault is initialized and accessible.",
         params: &[],
     },
+    // Skills.
+    Spec {
+        name: "list_skills",
+        description: "List all installed skills with their descriptions.",
+        params: &[],
+    },
+    Spec {
+        name: "skill_info",
+        description: "Show detailed information about a skill.\n\nArgs:\n    name: Skill name as defined in skill.yaml.",
+        params: &[req("name", Str)],
+    },
+    // SSH (read-only).
+    Spec {
+        name: "ssh_list_hosts",
+        description: "List all configured SSH hosts with connection details.",
+        params: &[],
+    },
+    Spec {
+        name: "ssh_list_groups",
+        description: "List SSH host groups and their members.",
+        params: &[],
+    },
 ];
 
 /// The spec of a tool by name.
