@@ -34,7 +34,7 @@ LAYERS = [
     # audit trail; the log subscriber.
     ["config", "store", "audit", "trace"],
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
-    ["vault", "scheduler", "msg"],
+    ["vault", "scheduler", "msg", "memory"],
     # Running processes: the supervisor, skills; LLM providers (the claude CLI runs through proc).
     ["proc", "skills", "ssh", "llm"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.
@@ -46,7 +46,7 @@ LAYERS = [
     # What starts runs: cron, watchers, webhooks (and the launcher they share).
     ["triggers"],
     # The long-running daemon.
-    ["serve"],
+    ["serve", "mcp"],
     # Front ends.
     ["cli"],
     # The crate root.

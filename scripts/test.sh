@@ -68,6 +68,15 @@ if ! "$SMTPD_VENV/bin/python3" -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 export CLAW_AIOSMTPD_PYTHON="$SMTPD_VENV/bin/python3"
 
+# mcp (PyPI, pinned; the seed's `mcp<2`) is the official MCP client of tests/mcp.rs.
+MCP_VENV="$PWD/target/mcp-venv"
+if ! "$MCP_VENV/bin/python3" -c 'import mcp' >/dev/null 2>&1; then
+  echo "==> installing mcp 1.30.0 into target/mcp-venv"
+  rm -rf "$MCP_VENV"
+  python3 -m venv "$MCP_VENV"
+  "$MCP_VENV/bin/pip" install --quiet --disable-pip-version-check mcp==1.30.0
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -23,6 +23,7 @@
 //! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before it is written.
 //! - [`vault`]: the age-encrypted secrets vault.
 //! - [`scheduler`]: schedule expressions and the catch-up planner (pure: no clock, no processes).
+//! - [`memory`]: `memory.db`, the seed's memory store, with full-text search.
 //!
 //! Doing work:
 //! - [`proc`]: the one process supervisor (process groups, TERM then KILL, capped masked logs).
@@ -36,6 +37,7 @@
 //! Starting work and front ends:
 //! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
 //! - [`serve`]: the daemon (`claw serve`).
+//! - [`mcp`]: `claw mcp`, claw's tools over the Model Context Protocol.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
@@ -47,6 +49,8 @@ pub mod error;
 pub mod expr;
 pub mod fsutil;
 pub mod llm;
+pub mod mcp;
+pub mod memory;
 pub mod msg;
 
 pub mod names;

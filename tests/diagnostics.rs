@@ -65,7 +65,7 @@ fn unknown_step_type_with_a_suggestion() {
     );
     assert_fails_with(
         &ran,
-        r"error: type.yaml:5:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent)
+        r"error: type.yaml:5:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent, memory)
   |
 5 |     type: shel
   |           ^
@@ -286,7 +286,7 @@ fn a_lone_step_of_unknown_type_is_one_problem() {
     );
     assert_fails_with(
         &ran,
-        r"error: lonetype.yaml:3:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent)
+        r"error: lonetype.yaml:3:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent, memory)
   |
 3 |     type: shel
   |           ^

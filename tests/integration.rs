@@ -24,6 +24,8 @@ mod hardening;
 mod http;
 mod injection;
 mod llm;
+mod mcp;
+mod memory;
 mod messaging;
 mod passphrase;
 mod retry_timeout;

@@ -138,6 +138,12 @@ pub enum Action {
     LlmFallback,
     /// `llm.set_default`: the default provider was changed (`claw llm set-default`).
     LlmSetDefault,
+    /// `memory.remember`: a memory was stored or updated (key, category, project; never the value).
+    MemoryRemember,
+    /// `memory.forget`: memories were deleted by key.
+    MemoryForget,
+    /// `memory.decay`: memories not accessed for N days were deleted.
+    MemoryDecay,
 }
 
 impl Action {
@@ -184,6 +190,9 @@ impl Action {
         Self::MessageSent,
         Self::LlmFallback,
         Self::LlmSetDefault,
+        Self::MemoryRemember,
+        Self::MemoryForget,
+        Self::MemoryDecay,
     ];
 
     /// The dotted name written in the log.
@@ -231,6 +240,9 @@ impl Action {
             Self::MessageSent => "message.sent",
             Self::LlmFallback => "llm.fallback",
             Self::LlmSetDefault => "llm.set_default",
+            Self::MemoryRemember => "memory.remember",
+            Self::MemoryForget => "memory.forget",
+            Self::MemoryDecay => "memory.decay",
         }
     }
 }

@@ -35,6 +35,19 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Full-text search of memory.db with N memories (p50/p99 of many queries), against the
+    /// seed's `LIKE %q%` scan of the same rows for the same words.
+    Memory {
+        /// How many memories.
+        #[arg(long, default_value_t = 100_000)]
+        memories: usize,
+        /// How many search queries to time (the LIKE baseline times a quarter as many).
+        #[arg(long, default_value_t = 400)]
+        queries: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A workflow of N sequential `true` steps through the engine, against N direct
     /// `/bin/sh -c true` spawns measured in the same process run.
     Engine {
@@ -183,6 +196,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
             json,
         } => web(requests.max(1), concurrency.max(1), json),
         BenchCommand::Audit { entries, json } => audit(entries.max(1), json),
+        BenchCommand::Memory {
+            memories,
+            queries,
+            json,
+        } => memory(memories.max(1), queries.max(4), json),
         BenchCommand::Ssh {
             target,
             commands,
@@ -629,6 +647,181 @@ fn audit(entries: usize, json: bool) -> CliResult {
             v.as_secs_f64() * 1000.0
         );
         println!("  ratio                               {ratio:>9.2}x");
+    }
+    Ok(())
+}
+
+/// A small deterministic generator (xorshift64*), so every run searches the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % (n as u64)).unwrap_or(0)
+    }
+}
+
+/// This thread's CPU time: what a query costs, apart from waiting for a busy machine's cores.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn memory(memories: usize, queries: usize, json: bool) -> CliResult {
+    use crate::store::memory::{Filter, MemoryDb, NewMemory};
+    let internal = |e: crate::store::StoreError| CliError::internal(e.to_string());
+    let scratch = scratch_dir()?;
+    let mut db = MemoryDb::open(&scratch.join("memory.db")).map_err(internal)?;
+    // A vocabulary of made-up words; each memory is a key and a value of 6 to 14 of them.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let syllables = [
+        "ka", "lo", "mi", "ner", "tu", "vas", "pol", "ri", "sen", "dar", "qui", "be", "zo", "fen",
+        "gra", "hu", "jit", "mor", "pex", "sa", "tro", "ul", "wi", "yen",
+    ];
+    let vocab: Vec<String> = (0..20_000)
+        .map(|_| {
+            let n = 2 + rng.below(3);
+            (0..n)
+                .map(|_| syllables[rng.below(syllables.len())])
+                .collect()
+        })
+        .collect();
+    let categories = [
+        "fact",
+        "preference",
+        "project_context",
+        "conversation_summary",
+    ];
+    let rows: Vec<(String, String, &str)> = (0..memories)
+        .map(|i| {
+            let n = 6 + rng.below(9);
+            let value: Vec<&str> = (0..n)
+                .map(|_| vocab[rng.below(vocab.len())].as_str())
+                .collect();
+            (
+                format!("{}-{i}", vocab[rng.below(vocab.len())]),
+                value.join(" "),
+                categories[i % categories.len()],
+            )
+        })
+        .collect();
+    let news: Vec<NewMemory<'_>> = rows
+        .iter()
+        .map(|(k, v, c)| NewMemory {
+            category: c,
+            key: k,
+            value: v,
+            tags: &[],
+            project: "",
+        })
+        .collect();
+    let t = Instant::now();
+    db.remember_many(&news, &crate::time::iso_utc(chrono::Utc::now()))
+        .map_err(internal)?;
+    let load = t.elapsed();
+    // Queries: one or two words, or the first four letters of one (a prefix).
+    let words: Vec<String> = (0..queries)
+        .map(|i| {
+            let w = &vocab[rng.below(vocab.len())];
+            match i % 3 {
+                0 => w.clone(),
+                1 => format!("{w} {}", vocab[rng.below(vocab.len())]),
+                _ => w.chars().take(4).collect(),
+            }
+        })
+        .collect();
+    let mut fts = Vec::with_capacity(queries);
+    let mut by_kind: [Vec<Duration>; 3] = Default::default();
+    let mut fts_cpu = Vec::with_capacity(queries);
+    let mut hits = 0usize;
+    for (i, w) in words.iter().enumerate() {
+        let q = crate::memory::fts_query(w).unwrap_or_default();
+        let (t, c) = (Instant::now(), thread_cpu());
+        hits += db
+            .search(&q, Filter::default(), crate::memory::SEARCH_LIMIT)
+            .map_err(internal)?
+            .len();
+        fts.push(t.elapsed());
+        fts_cpu.push(thread_cpu().saturating_sub(c));
+        by_kind[i % 3].push(t.elapsed());
+    }
+    for v in &mut by_kind {
+        v.sort();
+    }
+    let mut like = Vec::new();
+    let mut like_cpu = Vec::new();
+    for w in words.iter().step_by(4) {
+        let first = w.split(' ').next().unwrap_or_default();
+        let (t, c) = (Instant::now(), thread_cpu());
+        db.search_like(first, Filter::default(), crate::memory::SEARCH_LIMIT)
+            .map_err(internal)?;
+        like.push(t.elapsed());
+        like_cpu.push(thread_cpu().saturating_sub(c));
+    }
+    fts_cpu.sort();
+    like_cpu.sort();
+    drop(db);
+    let _ = std::fs::remove_dir_all(&scratch);
+    fts.sort();
+    like.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (f50, f99) = (percentile(&fts, 0.5), percentile(&fts, 0.99));
+    let (l50, l99) = (percentile(&like, 0.5), percentile(&like, 0.99));
+    let ratio = l99.as_secs_f64() / f99.as_secs_f64().max(1e-9);
+    if json {
+        super::output::print_json(&serde_json::json!({
+            "benchmark": "memory",
+            "memories": memories,
+            "queries": fts.len(),
+            "load_ms": ms(load),
+            "fts_p50_ms": ms(f50),
+            "fts_p99_ms": ms(f99),
+            "baseline_like_p50_ms": ms(l50),
+            "baseline_like_p99_ms": ms(l99),
+            "fts_cpu_p99_ms": ms(percentile(&fts_cpu, 0.99)),
+            "baseline_like_cpu_p99_ms": ms(percentile(&like_cpu, 0.99)),
+            "average_hits": hits as f64 / fts.len() as f64,
+            "fts_p99_ms_by_query": {
+                "one_word": ms(percentile(&by_kind[0], 0.99)),
+                "two_words": ms(percentile(&by_kind[1], 0.99)),
+                "four_letter_prefix": ms(percentile(&by_kind[2], 0.99)),
+            },
+            "ratio_p99": ratio,
+        }));
+    } else {
+        println!(
+            "memory search: {memories} memories (loaded in {:.0} ms), {} queries",
+            ms(load),
+            fts.len()
+        );
+        println!(
+            "  LIKE %q% scan (baseline, {} queries)  p50 {:>8.3} ms  p99 {:>8.3} ms",
+            like.len(),
+            ms(l50),
+            ms(l99)
+        );
+        println!(
+            "  FTS5 bm25, prefix words             p50 {:>8.3} ms  p99 {:>8.3} ms",
+            ms(f50),
+            ms(f99)
+        );
+        println!(
+            "  CPU time p99: LIKE {:.3} ms, FTS5 {:.3} ms (wall time includes waiting for a core)",
+            ms(percentile(&like_cpu, 0.99)),
+            ms(percentile(&fts_cpu, 0.99))
+        );
+        println!("  p99 ratio (baseline / fts)          {ratio:>8.1}x");
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ mod complete;
 mod cron;
 mod doctor;
 mod llm;
+mod mcp;
+mod memory;
 mod msg;
 mod output;
 mod run;
@@ -222,6 +224,18 @@ enum Command {
   claw llm ask \"Summarise: disks are 91% full\" --provider openai"
     )]
     Llm(llm::LlmCommand),
+    /// The memory store (memory.db): remember, recall, search, forget, list, stats, decay,
+    /// context.
+    #[command(after_long_help = "Examples:
+  claw memory remember nas-ip 10.0.0.5 -c fact -t network,storage
+  claw memory recall nas-ip
+  claw memory search 'nas stor'      every word a prefix, best match first
+  claw memory context -p homelab")]
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
+    /// Serve claw's tools over the Model Context Protocol on stdin/stdout (the seed's claw-mcp
+    /// tool names): `claude mcp add claw -- claw mcp`.
+    Mcp,
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -354,6 +368,8 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
         Command::Llm(cmd) => llm::run(&ctx, cmd),
+        Command::Memory(cmd) => memory::run(&ctx, cmd),
+        Command::Mcp => mcp::run(&ctx),
     }
 }
 

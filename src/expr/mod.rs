@@ -19,7 +19,7 @@
 //!   false), but rendering one is an error that names the expression, e.g.
 //!   "`${{ steps.build.outputs.vesion }}` is undefined".
 //! * Step and parameter names often contain hyphens (`git-pull`). Before
-//!   compiling, `steps.<name>` and `params.<name>` whose name contains a hyphen
+//!   compiling, `steps.<name>`, `params.<name>` and `memory.<key>` whose name contains a hyphen
 //!   are rewritten to `steps["<name>"]` (resp. `params[…]`); the name is
 //!   `[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*`, taken greedily. Consequently
 //!   **subtraction needs spaces**: write `params.a - 1`, not `params.a-1`.
@@ -340,7 +340,10 @@ fn rewrite_hyphens(src: &str) -> Cow<'_, str> {
             let ident = &src[start..i];
             out.push_str(ident);
             let after_dot = start > 0 && b.get(start - 1) == Some(&b'.');
-            if !after_dot && (ident == "steps" || ident == "params") && b.get(i) == Some(&b'.') {
+            if !after_dot
+                && (ident == "steps" || ident == "params" || ident == "memory")
+                && b.get(i) == Some(&b'.')
+            {
                 let name_end = scan_hyphen_name(b, i + 1);
                 let name = &src[i + 1..name_end];
                 if name.contains('-') {

@@ -72,7 +72,11 @@ pub fn references(source: &str) -> Vec<Reference> {
         if named {
             continue;
         }
-        let (path, end) = path_after(source, i, word == "steps" || word == "params");
+        let (path, end) = path_after(
+            source,
+            i,
+            word == "steps" || word == "params" || word == "memory",
+        );
         out.push(Reference {
             root: word.to_owned(),
             path,

@@ -17,6 +17,7 @@
 pub mod approval;
 pub mod http;
 pub mod llm;
+pub mod memory;
 pub mod shell;
 pub mod skill;
 pub mod ssh;
@@ -131,6 +132,8 @@ pub enum StepKind {
     Ssh(ssh::SshStep),
     /// Asks an LLM provider (`type: llm`, seed `claude_prompt`).
     Llm(llm::LlmStep),
+    /// Remembers, recalls, searches or forgets in memory.db (`type: memory`).
+    Memory(memory::MemoryStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -147,6 +150,7 @@ macro_rules! each_kind {
             StepKind::Workflow($k) => $body,
             StepKind::Ssh($k) => $body,
             StepKind::Llm($k) => $body,
+            StepKind::Memory($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -159,6 +163,7 @@ macro_rules! each_kind {
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
             StepKind::Llm($k) => $body.map(StepKind::Llm),
+            StepKind::Memory($k) => $body.map(StepKind::Memory),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -199,6 +204,11 @@ const KINDS: &[Row] = &[
         |cx, n| subworkflow::SubWorkflowStep::load(cx, n).map(StepKind::Workflow),
     ),
     planned(unavailable::Planned::AutoAgent),
+    (
+        memory::MemoryStep::NAMES,
+        memory::MemoryStep::KEYS,
+        |cx, n| memory::MemoryStep::load(cx, n).map(StepKind::Memory),
+    ),
 ];
 
 /// The row of a kind not built yet.

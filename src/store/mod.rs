@@ -6,6 +6,7 @@
 //! Every method commits before it returns: the engine relies on "committed before the work it
 //! starts" (DESIGN.md §10).
 
+pub mod memory;
 mod sqlite;
 
 use std::fmt;

@@ -120,6 +120,13 @@ impl Exec<'_> {
                 "dry_run": self.run.dry_run,
             }))),
         );
+        ctx.insert(
+            "memory".into(),
+            Value::from_object(crate::memory::ExprView::new(
+                &self.engine.dirs.home,
+                &format!("run:{}", self.run.id),
+            )),
+        );
         if let Some(secrets) = secrets.filter(|s| !s.is_empty()) {
             ctx.insert(
                 "secrets".into(),

@@ -13,7 +13,9 @@ use crate::workflow::Step;
 use crate::yaml::{Node, Value};
 
 /// The top-level names of the expression context (see `engine::run::prepare`).
-const ROOTS: &[&str] = &["params", "env", "steps", "run", "trigger", "secrets"];
+const ROOTS: &[&str] = &[
+    "params", "env", "steps", "run", "trigger", "secrets", "memory",
+];
 /// The fields of `steps.<name>`.
 const STEP_FIELDS: &[&str] = &["status", "exit_code", "stdout", "outputs", "attempts"];
 /// The fields of `run`.
@@ -240,7 +242,7 @@ impl Cx<'_> {
             }
             "run" => self.check_field(r, pos, "run", RUN_FIELDS),
             "trigger" => self.check_field(r, pos, "trigger", TRIGGER_FIELDS),
-            "env" | "secrets" => {}
+            "env" | "secrets" | "memory" => {}
             other => {
                 self.err_help(
                     pos,

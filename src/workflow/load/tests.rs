@@ -528,7 +528,7 @@ fn an_empty_file() {
 fn unknown_values_get_suggestions() {
     assert_eq!(
         problem("steps:\n  - name: a\n    type: shel\n    command: make\n"),
-        "3:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent) [did you mean `shell`?]"
+        "3:11: unknown step type `shel` (expected one of: shell, llm, claude_prompt, skill, http, ssh, browser, approval, approval_gate, notify, workflow, auto_agent, memory) [did you mean `shell`?]"
     );
     assert_eq!(
         problem("steps:\n  - name: a\n    on_failure: contineu\n    command: make\n"),

@@ -1,0 +1,346 @@
+//! The tools `claw mcp` serves: the seed's names, parameters and defaults (its FastMCP
+//! signatures), each with the JSON schema FastMCP derives from them, so a client configured for
+//! the seed sees the same tools.
+
+use serde_json::{Map, Value, json};
+
+/// A parameter's JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Int,
+    Bool,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Str => "string",
+            Self::Int => "integer",
+            Self::Bool => "boolean",
+        }
+    }
+}
+
+/// One parameter: name, type, default (`None`: required).
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub default: Option<Default>,
+}
+
+/// A default value.
+#[derive(Debug, Clone, Copy)]
+pub enum Default {
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+}
+
+const fn req(name: &'static str, ty: Ty) -> Param {
+    Param {
+        name,
+        ty,
+        default: None,
+    }
+}
+
+const fn s(name: &'static str, d: &'static str) -> Param {
+    Param {
+        name,
+        ty: Ty::Str,
+        default: Some(Default::Str(d)),
+    }
+}
+
+const fn i(name: &'static str, d: i64) -> Param {
+    Param {
+        name,
+        ty: Ty::Int,
+        default: Some(Default::Int(d)),
+    }
+}
+
+const fn b(name: &'static str, d: bool) -> Param {
+    Param {
+        name,
+        ty: Ty::Bool,
+        default: Some(Default::Bool(d)),
+    }
+}
+
+/// A tool: its name, description, parameters, and whether it changes anything.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub params: &'static [Param],
+}
+
+use Ty::Str;
+
+/// Every tool claw serves (the seed's, for the capabilities claw has).
+pub const TOOLS: &[Spec] = &[
+    // Memory.
+    Spec {
+        name: "remember",
+        description: "Store a memory with a key, value, category, and optional tags.\n\nCategories: fact, preference, project_context, conversation_summary.\nTags: comma-separated string (e.g. \"network,ssh,homelab\").",
+        params: &[
+            req("key", Str),
+            req("value", Str),
+            s("category", "fact"),
+            s("tags", ""),
+            s("project", ""),
+        ],
+    },
+    Spec {
+        name: "recall",
+        description: "Retrieve a memory by its exact key. Returns the stored value or 'not found'.",
+        params: &[req("key", Str), s("category", ""), s("project", "")],
+    },
+    Spec {
+        name: "search_memory",
+        description: "Search memories by key, value or tags (full-text: every word a prefix, best match first). Returns formatted results.",
+        params: &[
+            req("query", Str),
+            s("category", ""),
+            s("project", ""),
+            i("limit", 20),
+        ],
+    },
+    Spec {
+        name: "forget",
+        description: "Delete a memory by key. Returns confirmation or not-found message.",
+        params: &[req("key", Str), s("category", "")],
+    },
+    Spec {
+        name: "list_memories",
+        description: "List all memories, optionally filtered by category and project.",
+        params: &[s("category", ""), s("project", ""), i("limit", 50)],
+    },
+    Spec {
+        name: "memory_stats",
+        description: "Return memory database statistics: total count, breakdown by category, date range.",
+        params: &[],
+    },
+    // Workflows.
+    Spec {
+        name: "run_workflow",
+        description: "Load and execute a workflow by name, returning step-by-step results.\n\nArgs:\n    name: Workflow name (matches filename without .yaml extension).\n    dry_run: If true, simulate execution without running commands.\n    wait: If false, return the run id as soon as the run is queued.",
+        params: &[req("name", Str), b("dry_run", false), b("wait", true)],
+    },
+    Spec {
+        name: "list_workflows",
+        description: "List available workflow YAML files.",
+        params: &[],
+    },
+    Spec {
+        name: "show_workflow",
+        description: "Show detailed steps of a workflow.\n\nArgs:\n    name: Workflow name (matches filename without .yaml extension).",
+        params: &[req("name", Str)],
+    },
+    Spec {
+        name: "validate_workflow",
+        description: "Validate a workflow definition for errors.\n\nArgs:\n    name: Workflow name (matches filename without .yaml extension).",
+        params: &[req("name", Str)],
+    },
+    // Audit.
+    Spec {
+        name: "audit_tail",
+        description: "Show the most recent audit log entries.\n\nArgs:\n    limit: Number of entries to return (default 20).",
+        params: &[i("limit", 20)],
+    },
+    Spec {
+        name: "audit_search",
+        description: "Search the audit log for entries matching a query string.\n\nArgs:\n    query: Case-insensitive search term to match against log entries.\n    limit: Maximum number of results to return (default 50).",
+        params: &[req("query", Str), i("limit", 50)],
+    },
+    // Vault.
+    Spec {
+        name: "vault_list_keys",
+        description: "List stored credential key names in the vault. Does NOT expose secret values.",
+        params: &[],
+    },
+    Spec {
+        name: "vault_status",
+        description: "Check if the encrypted vault is initialized and accessible.",
+        params: &[],
+    },
+    // Skills.
+    Spec {
+        name: "list_skills",
+        description: "List all installed skills with their descriptions.",
+        params: &[],
+    },
+    Spec {
+        name: "skill_info",
+        description: "Show detailed information about a skill.\n\nArgs:\n    name: Skill name as defined in skill.yaml.",
+        params: &[req("name", Str)],
+    },
+    // SSH (read-only).
+    Spec {
+        name: "ssh_list_hosts",
+        description: "List all configured SSH hosts with connection details.",
+        params: &[],
+    },
+    Spec {
+        name: "ssh_list_groups",
+        description: "List SSH host groups and their members.",
+        params: &[],
+    },
+];
+
+/// The spec of a tool by name.
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    TOOLS.iter().find(|t| t.name == name)
+}
+
+/// `search_memory` → `Search Memory`: FastMCP's property titles.
+fn title(name: &str) -> String {
+    name.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The input schema FastMCP writes for the seed's signature.
+pub fn schema(t: &Spec) -> Map<String, Value> {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for p in t.params {
+        let mut prop = Map::new();
+        if let Some(d) = p.default {
+            prop.insert(
+                "default".into(),
+                match d {
+                    Default::Str(v) => json!(v),
+                    Default::Int(v) => json!(v),
+                    Default::Bool(v) => json!(v),
+                },
+            );
+        } else {
+            required.push(json!(p.name));
+        }
+        prop.insert("title".into(), json!(title(p.name)));
+        prop.insert("type".into(), json!(p.ty.name()));
+        props.insert(p.name.into(), Value::Object(prop));
+    }
+    let mut s = Map::new();
+    s.insert("properties".into(), Value::Object(props));
+    if !required.is_empty() {
+        s.insert("required".into(), Value::Array(required));
+    }
+    s.insert("title".into(), json!(format!("{}Arguments", t.name)));
+    s.insert("type".into(), json!("object"));
+    s
+}
+
+/// The arguments of a call, checked against the tool's parameters: every required one given,
+/// each of its type, no unknown one; defaults filled in. The error says what is wrong.
+pub fn bind(t: &Spec, args: Option<&Map<String, Value>>) -> Result<Map<String, Value>, String> {
+    let empty = Map::new();
+    let args = args.unwrap_or(&empty);
+    let mut problems = Vec::new();
+    for k in args.keys() {
+        if !t.params.iter().any(|p| p.name == k) {
+            let known: Vec<&str> = t.params.iter().map(|p| p.name).collect();
+            problems.push(format!(
+                "unknown argument `{k}` (`{}` takes {})",
+                t.name,
+                if known.is_empty() {
+                    "no arguments".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for p in t.params {
+        match (args.get(p.name), p.default) {
+            (None | Some(Value::Null), None) => {
+                problems.push(format!("missing required argument `{}`", p.name));
+            }
+            (None | Some(Value::Null), Some(d)) => {
+                out.insert(
+                    p.name.into(),
+                    match d {
+                        Default::Str(v) => json!(v),
+                        Default::Int(v) => json!(v),
+                        Default::Bool(v) => json!(v),
+                    },
+                );
+            }
+            (Some(v), _) => {
+                let ok = match p.ty {
+                    Ty::Str => v.is_string(),
+                    Ty::Int => v.is_i64() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
+                    Ty::Bool => v.is_boolean(),
+                };
+                if ok {
+                    let v = match (p.ty, v.as_str()) {
+                        (Ty::Int, Some(s)) => json!(s.parse::<i64>().unwrap_or_default()),
+                        _ => v.clone(),
+                    };
+                    out.insert(p.name.into(), v);
+                } else {
+                    problems.push(format!(
+                        "argument `{}` must be {} {}, got {v}",
+                        p.name,
+                        if p.ty == Ty::Int { "an" } else { "a" },
+                        p.ty.name()
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("{}: {}", t.name, problems.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_are_fastmcps() {
+        let s = schema(spec("search_memory").unwrap());
+        assert_eq!(
+            Value::Object(s),
+            json!({
+                "properties": {
+                    "query": {"title": "Query", "type": "string"},
+                    "category": {"default": "", "title": "Category", "type": "string"},
+                    "project": {"default": "", "title": "Project", "type": "string"},
+                    "limit": {"default": 20, "title": "Limit", "type": "integer"},
+                },
+                "required": ["query"],
+                "title": "search_memoryArguments",
+                "type": "object",
+            })
+        );
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        let t = spec("search_memory").unwrap();
+        let args = json!({"query": "x", "limit": "5"});
+        let bound = bind(t, args.as_object()).unwrap();
+        assert_eq!(bound["limit"], 5);
+        assert_eq!(bound["category"], "");
+        let bad = json!({"limit": true, "qeury": "x"});
+        let e = bind(t, bad.as_object()).unwrap_err();
+        assert!(e.contains("unknown argument `qeury`"), "{e}");
+        assert!(e.contains("missing required argument `query`"), "{e}");
+        assert!(e.contains("`limit` must be an integer"), "{e}");
+    }
+}
