@@ -24,6 +24,7 @@ mod hardening;
 mod http;
 mod injection;
 mod messaging;
+mod notify;
 mod passphrase;
 mod retry_timeout;
 mod secrets;

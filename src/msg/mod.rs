@@ -12,6 +12,7 @@ pub mod chunk;
 pub mod email;
 pub mod outbox;
 pub mod profiles;
+pub mod route;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

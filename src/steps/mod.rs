@@ -16,6 +16,7 @@
 
 pub mod approval;
 pub mod http;
+pub mod notify;
 pub mod shell;
 pub mod skill;
 pub mod ssh;
@@ -128,6 +129,8 @@ pub enum StepKind {
     Workflow(subworkflow::SubWorkflowStep),
     /// A command on the hosts of a target (`type: ssh`).
     Ssh(ssh::SshStep),
+    /// A message through the outbox (`type: notify`).
+    Notify(notify::NotifyStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -143,6 +146,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body,
             StepKind::Workflow($k) => $body,
             StepKind::Ssh($k) => $body,
+            StepKind::Notify($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -154,6 +158,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body.map(StepKind::Approval),
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
+            StepKind::Notify($k) => $body.map(StepKind::Notify),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -185,7 +190,11 @@ const KINDS: &[Row] = &[
         approval::ApprovalStep::KEYS,
         |cx, n| approval::ApprovalStep::load(cx, n).map(StepKind::Approval),
     ),
-    planned(unavailable::Planned::Notify),
+    (
+        notify::NotifyStep::NAMES,
+        notify::NotifyStep::KEYS,
+        |cx, n| notify::NotifyStep::load(cx, n).map(StepKind::Notify),
+    ),
     (
         subworkflow::SubWorkflowStep::NAMES,
         subworkflow::SubWorkflowStep::KEYS,
@@ -543,6 +552,15 @@ pub trait Services: Send + Sync {
         child: &'a subworkflow::SubWorkflowStep,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<subworkflow::ChildEnd, WaitEnd>>;
+
+    /// Queues a notify step's message in the outbox and tries to deliver it for a short while
+    /// (what is left, `claw serve` delivers); how its messages stand then.
+    fn send_message<'a>(
+        &'a self,
+        input: &'a StepInput,
+        step: &'a notify::NotifyStep,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<notify::Sent, WaitEnd>>;
 }
 
 /// Why a wait on the store ended without its answer.
