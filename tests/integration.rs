@@ -34,6 +34,7 @@ mod serve;
 mod skills;
 mod ssh;
 mod subworkflow;
+mod telegram;
 mod tracing;
 mod vault;
 mod watchers;

@@ -134,6 +134,10 @@ pub enum Action {
     SshTransfer,
     /// `message.sent`: a message was delivered (or given up on) to one target.
     MessageSent,
+    /// `chat.access`: a chat asked for access, was allowed, denied or removed, or was refused.
+    ChatAccess,
+    /// `chat.command`: a command arrived from an allowed chat (its name, never the text).
+    ChatCommand,
 }
 
 impl Action {
@@ -178,6 +182,8 @@ impl Action {
         Self::SshHostKeyRefused,
         Self::SshTransfer,
         Self::MessageSent,
+        Self::ChatAccess,
+        Self::ChatCommand,
     ];
 
     /// The dotted name written in the log.
@@ -223,6 +229,8 @@ impl Action {
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
+            Self::ChatAccess => "chat.access",
+            Self::ChatCommand => "chat.command",
         }
     }
 }

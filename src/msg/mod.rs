@@ -10,6 +10,7 @@
 pub mod channels;
 pub mod chunk;
 pub mod email;
+pub mod inbound;
 pub mod outbox;
 pub mod profiles;
 pub mod route;

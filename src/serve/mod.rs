@@ -10,6 +10,7 @@
 //! them interrupted (the runs resume at the next start); a second signal skips the wait.
 
 pub mod bench;
+pub mod chat;
 pub mod cron;
 pub mod http;
 pub mod lease;
@@ -272,6 +273,10 @@ async fn daemon(
         intake_tasks.push(tokio::task::spawn_local(
             async move { outbox_loop(c).await },
         ));
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move {
+            chat::telegram_loop(c).await;
+        }));
     }
     if let Some(l) = listener {
         let addr = l.local_addr().ok();

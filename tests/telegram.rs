@@ -1,0 +1,255 @@
+//! Telegram inbound in `claw serve`: long polling against a loopback Bot API (getUpdates with
+//! offsets, sendMessage), the allowlist, /start access requests and /approve from the admin chat
+//! (kept across a restart, no update replayed), `!run` with typed params and injection attempts,
+//! and `claw msg chats`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::Uri;
+
+use crate::common::*;
+
+#[derive(Default)]
+struct Bot {
+    /// Every update ever posted, by id (getUpdates returns those at or after the offset).
+    updates: Mutex<Vec<serde_json::Value>>,
+    /// (chat id, text) of every sendMessage.
+    sent: Mutex<Vec<(String, String)>>,
+    /// Offsets asked for, in order.
+    offsets: Mutex<Vec<i64>>,
+}
+
+struct Api {
+    addr: SocketAddr,
+    bot: Arc<Bot>,
+}
+
+impl Api {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    fn say(&self, chat: i64, user: i64, text: &str) {
+        let mut u = self.bot.updates.lock().expect("lock");
+        let id = 1000 + i64::try_from(u.len()).expect("len");
+        u.push(serde_json::json!({"update_id": id, "message": {
+            "message_id": id, "chat": {"id": chat, "type": "private"},
+            "from": {"id": user, "is_bot": false, "first_name": format!("u{user}")},
+            "date": 1_700_000_000, "text": text}}));
+    }
+    fn raw(&self, update: serde_json::Value) {
+        self.bot.updates.lock().expect("lock").push(update);
+    }
+    fn to(&self, chat: &str) -> Vec<String> {
+        self.bot
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+    fn wait_to(&self, chat: &str, n: usize, what: &str) -> Vec<String> {
+        wait_for(Duration::from_secs(60), || {
+            let got = self.to(chat);
+            (got.len() >= n).then_some(got)
+        })
+        .unwrap_or_else(|| panic!("{what}: chat {chat} got {:?}", self.to(chat)))
+    }
+}
+
+async fn handle(State(bot): State<Arc<Bot>>, uri: Uri, body: Bytes) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let path = uri.path();
+    if path.ends_with("/getUpdates") {
+        let offset = v["offset"].as_i64().unwrap_or(0);
+        bot.offsets.lock().expect("lock").push(offset);
+        for _ in 0..10 {
+            let due: Vec<serde_json::Value> = bot
+                .updates
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .cloned()
+                .collect();
+            if !due.is_empty() {
+                return serde_json::json!({"ok": true, "result": due}).to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return serde_json::json!({"ok": true, "result": []}).to_string();
+    }
+    if path.ends_with("/sendMessage") {
+        let chat = match &v["chat_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let text = v["text"].as_str().unwrap_or("").to_owned();
+        let mut s = bot.sent.lock().expect("lock");
+        s.push((chat, text));
+        return serde_json::json!({"ok": true, "result": {"message_id": s.len()}}).to_string();
+    }
+    serde_json::json!({"ok": false, "error_code": 404, "description": "Not Found"}).to_string()
+}
+
+fn api() -> Api {
+    let bot = Arc::new(Bot::default());
+    let router = Router::new().fallback(handle).with_state(bot.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(l.local_addr().expect("addr")).expect("send");
+            axum::serve(l, router).await.expect("serve");
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("addr");
+    Api { addr, bot }
+}
+
+fn daemon(env: &Env, api: &Api) -> std::process::Child {
+    env.command(&["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:inbound-test-token")
+        .env("TELEGRAM_API_URL", api.url())
+        .env("ALLOWED_CHAT_IDS", "100, ")
+        .env("TELEGRAM_ADMIN_CHAT_ID", "1")
+        .env("DEPLOY_LOG", env.path("deployed.txt"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve")
+}
+
+#[test]
+fn allowed_chats_run_workflows_unknown_ones_nothing_and_admin_approval_survives_a_restart() {
+    let env = Env::new();
+    let api = api();
+    env.workflow(
+        "deploy",
+        r#"name: deploy
+params:
+  env: {type: string, default: staging}
+steps:
+  - name: go
+    command: echo "${{ params.env }}" >> "$DEPLOY_LOG"
+"#,
+    );
+    let mut d = daemon(&env, &api);
+    // An update without a text, one without a chat, and a 1 MB message: skipped or cut, no harm.
+    api.raw(serde_json::json!({"update_id": 990}));
+    api.raw(serde_json::json!({"update_id": 991, "message": {"text": "!status"}}));
+    api.say(555, 555, "!run deploy env=unknown");
+    api.say(100, 7, "!run deploy env=prod");
+    let prod = api.wait_to("100", 2, "queued and the outcome");
+    assert!(
+        prod[0].starts_with("run ") && prod[0].ends_with(" of deploy queued"),
+        "{prod:?}"
+    );
+    let id = prod[0].split(' ').nth(1).expect("id").to_owned();
+    assert_eq!(prod[1], format!("run {id} of deploy succeeded"));
+    // Injection attempts are data: they become the param's value, quoted for the shell.
+    api.say(100, 7, "!run deploy env=$(touch${IFS}pwned)");
+    api.say(
+        100,
+        7,
+        "!run deploy env=`touch${IFS}pwned2`;touch${IFS}pwned3",
+    );
+    api.say(100, 7, &format!("!help {}", "x".repeat(1024 * 1024)));
+    let all = api.wait_to("100", 7, "two more runs and help");
+    assert!(
+        all.iter().filter(|t| t.ends_with("succeeded")).count() == 3,
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|t| t.starts_with("claw commands:")),
+        "{all:?}"
+    );
+    for f in ["pwned", "pwned2", "pwned3"] {
+        for dir in [
+            env.path(""),
+            env.root.clone(),
+            env.home.clone(),
+            env.root.join("workflows"),
+        ] {
+            assert!(
+                !dir.join(f).exists(),
+                "{f} was created in {}",
+                dir.display()
+            );
+        }
+    }
+    let deployed = std::fs::read_to_string(env.path("deployed.txt")).unwrap_or_default();
+    assert!(
+        deployed.starts_with("prod\n$(touch${IFS}pwned)\n"),
+        "{deployed}"
+    );
+    assert!(
+        !deployed.contains("unknown"),
+        "the unknown chat ran nothing"
+    );
+    assert!(api.to("555").is_empty(), "an unknown chat gets no answer");
+    // /start from the unknown chat: a request, told to the admin; /approve lets it in.
+    api.say(555, 555, "/start");
+    let told = api.wait_to("1", 1, "the admin is told");
+    assert!(told[0].contains("/approve 555"), "{told:?}");
+    assert!(api.wait_to("555", 1, "pending")[0].contains("pending admin approval"));
+    api.say(1, 1, "/approve 555");
+    assert!(api.wait_to("555", 2, "granted")[1].starts_with("Access granted"));
+    let _ = d.kill();
+    let _ = d.wait();
+    let chats = env
+        .claw(&["msg", "chats", "list", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(chats[0]["chat"], "555");
+    assert_eq!(chats[0]["status"], "allowed");
+    assert_eq!(chats[0]["decided_by"], "telegram:1");
+    // After a restart: the approval holds, and no update is handled twice.
+    let before = api.bot.sent.lock().expect("lock").len();
+    let mut d = daemon(&env, &api);
+    api.say(555, 555, "!status");
+    let st = api.wait_to("555", 3, "status after the restart");
+    assert!(st[2].contains("running"), "{st:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = d.kill();
+    let _ = d.wait();
+    assert_eq!(
+        api.bot.sent.lock().expect("lock").len(),
+        before + 1,
+        "nothing replayed"
+    );
+    let runs = env.claw(&["run", "list", "--json"]).expect_code(0).json();
+    assert_eq!(runs.as_array().expect("runs").len(), 3);
+    let audit = read(&env.home.join("audit.log"));
+    for needle in [
+        "\"chat.access\"",
+        "\"chat.command\"",
+        "\"requested\"",
+        "\"refused\"",
+    ] {
+        assert!(audit.contains(needle), "{needle} in {audit}");
+    }
+    assert!(!audit.contains("pwned"), "the audit log holds no chat text");
+    // The CLI decides too.
+    env.claw(&["msg", "chats", "deny", "555"]).expect_code(0);
+    let chats = env
+        .claw(&["msg", "chats", "list", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(chats[0]["status"], "denied");
+    env.claw(&["msg", "chats", "remove", "555"]).expect_code(0);
+    env.claw(&["msg", "chats", "remove", "555"]).expect_code(2);
+}
