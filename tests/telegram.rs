@@ -192,9 +192,16 @@ steps:
         }
     }
     let deployed = std::fs::read_to_string(env.path("deployed.txt")).unwrap_or_default();
-    assert!(
-        deployed.starts_with("prod\n$(touch${IFS}pwned)\n"),
-        "{deployed}"
+    let mut lines: Vec<&str> = deployed.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "$(touch${IFS}pwned)",
+            "`touch${IFS}pwned2`;touch${IFS}pwned3",
+            "prod"
+        ],
+        "each text arrived as the param's value, literally"
     );
     assert!(
         !deployed.contains("unknown"),
@@ -252,4 +259,56 @@ steps:
     assert_eq!(chats[0]["status"], "denied");
     env.claw(&["msg", "chats", "remove", "555"]).expect_code(0);
     env.claw(&["msg", "chats", "remove", "555"]).expect_code(2);
+}
+
+#[test]
+fn a_gate_is_announced_to_its_telegram_approvers_and_needs_two_distinct_allowed_ones() {
+    let env = Env::new();
+    let api = api();
+    env.workflow(
+        "gate",
+        r"name: gate
+steps:
+  - name: ok
+    type: approval
+    message: ship it?
+    approvers: [telegram:7, telegram:8]
+    quorum: 2
+  - name: after
+    command: 'true'
+",
+    );
+    let mut d = daemon(&env, &api);
+    api.say(100, 7, "!run gate");
+    let queued = api.wait_to("100", 1, "queued");
+    let id = queued[0].split(' ').nth(1).expect("id").to_owned();
+    for approver in ["7", "8"] {
+        let asked = api.wait_to(approver, 1, "the gate is announced");
+        assert!(
+            asked[0].contains("ship it?") && asked[0].contains(&format!("!approve {id} ok")),
+            "{asked:?}"
+        );
+    }
+    api.say(100, 9, &format!("!approve {id}"));
+    api.say(100, 7, &format!("!approve {id} ok"));
+    let r = api.wait_to("100", 3, "a refusal and one vote");
+    assert!(
+        r[1].starts_with("refused: telegram:9 may not decide"),
+        "{r:?}"
+    );
+    assert!(
+        r[2].contains("telegram:7 approved step `ok` (1 of 2 approvals)"),
+        "{r:?}"
+    );
+    api.say(100, 7, &format!("!approve {id}"));
+    let r = api.wait_to("100", 4, "the same person twice");
+    assert!(r[3].contains("already decided"), "{r:?}");
+    api.say(100, 8, &format!("!approve {id}"));
+    let r = api.wait_to("100", 6, "approved, then the outcome");
+    assert!(r[4].contains("approved"), "{r:?}");
+    assert_eq!(r[5], format!("run {id} of gate succeeded"));
+    let _ = d.kill();
+    let _ = d.wait();
+    let audit = read(&env.home.join("audit.log"));
+    assert!(audit.contains("\"approval.refused\""), "{audit}");
 }

@@ -268,6 +268,9 @@ impl Chats {
                 self.decide_chat(creds, &m, &cmd, &args)
             }
             "!run" | "/run" => return self.clone().start(creds, &m, &args).await,
+            "!approve" => self.vote(&m, &args, true),
+            "!reject" => self.vote(&m, &args, false),
+            "!cancel" => self.cancel(&m, &args),
             _ => route_text(&m),
         };
         self.say(creds, &m.channel, &m.chat, &reply);
@@ -305,6 +308,89 @@ impl Chats {
                 .collect::<Vec<_>>()
                 .join("\n"),
             Err(e) => format!("cannot list the runs: {e}"),
+        }
+    }
+
+    /// `!approve <run> [step]` and `!reject <run> [step] [reason…]`: a vote as
+    /// `telegram:<user id>`, by the CLI's rules (allowed approvers, quorum of distinct people;
+    /// a refusal is audited by the engine).
+    fn vote(&self, m: &Inbound, args: &[String], approve: bool) -> String {
+        let verb = if approve { "!approve" } else { "!reject" };
+        let Some(run_id) = args.first() else {
+            return format!(
+                "usage: {verb} <run> [step]{}",
+                if approve { "" } else { " [reason]" }
+            );
+        };
+        let engine = &self.ctx.engine;
+        let run = match engine.store.get_run(run_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return format!("no run {run_id}"),
+            Err(e) => return format!("cannot read run {run_id}: {e}"),
+        };
+        let steps = match engine.store.steps(&run.id) {
+            Ok(s) => s,
+            Err(e) => return format!("cannot read run {run_id}: {e}"),
+        };
+        let (step, rest) = match args.get(1) {
+            Some(s) if steps.iter().any(|x| &x.name == s) => (s.clone(), &args[2..]),
+            _ => {
+                let waiting: Vec<&str> = steps
+                    .iter()
+                    .filter(|x| x.status == crate::store::StepStatus::Waiting)
+                    .map(|x| x.name.as_str())
+                    .collect();
+                match waiting.as_slice() {
+                    [one] => ((*one).to_owned(), &args[1..]),
+                    [] => return format!("run {} waits for no approval", run.id),
+                    many => {
+                        return format!(
+                            "run {} waits on several steps ({}): name one",
+                            run.id,
+                            many.join(", ")
+                        );
+                    }
+                }
+            }
+        };
+        let reason = (!approve && !rest.is_empty()).then(|| rest.join(" "));
+        let who = m.identity();
+        let r = engine.vote(&run, &step, &who, approve, reason.as_deref(), &[]);
+        engine.ring_changes();
+        match r {
+            Ok(crate::engine::approval::VoteResult::Recorded {
+                decided: Some(d), ..
+            }) => format!(
+                "run {}: step `{step}` {}",
+                run.id,
+                crate::engine::approval::describe(&d)
+            ),
+            Ok(crate::engine::approval::VoteResult::Recorded {
+                decided: None,
+                approvals,
+                quorum,
+            }) => format!(
+                "run {}: {who} approved step `{step}` ({approvals} of {quorum} approvals)",
+                run.id
+            ),
+            Err(e) => format!("refused: {e}"),
+        }
+    }
+
+    /// `!cancel <run>`.
+    fn cancel(&self, m: &Inbound, args: &[String]) -> String {
+        let Some(run_id) = args.first() else {
+            return "usage: !cancel <run>".to_owned();
+        };
+        let engine = &self.ctx.engine;
+        match engine.store.get_run(run_id) {
+            Ok(Some(run)) => match engine.cancel(&run, &m.identity()) {
+                Ok(st) if st.is_finished() => format!("run {} {}", run.id, st.as_str()),
+                Ok(_) => format!("run {}: cancel requested", run.id),
+                Err(e) => format!("cannot cancel run {}: {e}", run.id),
+            },
+            Ok(None) => format!("no run {run_id}"),
+            Err(e) => format!("cannot read run {run_id}: {e}"),
         }
     }
 
@@ -450,7 +536,7 @@ impl Chats {
     }
 }
 
-const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n/start — ask for access";
+const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
 
 /// What a text that is no command does. The one place a conversation (the LLM chat mode) plugs
 /// in; for now a short hint.

@@ -274,7 +274,12 @@ impl RunServices {
             }
         }
         let source = format!("run:{}/{}/gate", self.run_id, request.step);
-        let text = crate::redact::global().redact(announce).into_owned();
+        let text = format!(
+            "{announce}\n  from a chat: !approve {run} {step}    !reject {run} {step} REASON",
+            run = self.run_id,
+            step = request.step
+        );
+        let text = crate::redact::global().redact(&text).into_owned();
         let mut ids = Vec::new();
         for r in &to {
             match route::queue(self.store.as_ref(), &self.dirs, r, &text, &source) {
