@@ -312,3 +312,58 @@ steps:
     let audit = read(&env.home.join("audit.log"));
     assert!(audit.contains("\"approval.refused\""), "{audit}");
 }
+
+#[test]
+fn a_workflow_command_trigger_takes_positional_and_named_params_and_refuses_extra_words() {
+    let env = Env::new();
+    let api = api();
+    env.workflow(
+        "ship",
+        r#"name: ship
+triggers:
+  - command: deploy
+params:
+  target: {type: string, enum: [staging, prod]}
+  tag: {type: string, default: latest}
+steps:
+  - name: go
+    command: echo "${{ params.target }} ${{ params.tag }} ${{ trigger.command }}" >> "$DEPLOY_LOG"
+"#,
+    );
+    let mut d = daemon(&env, &api);
+    api.say(100, 7, "!deploy prod tag=v2");
+    let r = api.wait_to("100", 2, "queued and done");
+    assert!(r[1].ends_with("of ship succeeded"), "{r:?}");
+    api.say(100, 7, "!deploy \"; touch X #");
+    api.say(100, 7, "!deploy $(id)");
+    api.say(100, 7, "!nosuch thing");
+    let r = api.wait_to("100", 5, "refusals");
+    let _ = d.kill();
+    let _ = d.wait();
+    assert!(
+        r.iter()
+            .any(|t| t == "workflow ship takes no more params: X"),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|t| t.starts_with("cannot start ship:") && t.contains("target")),
+        "an enum param refuses `$(id)`: {r:?}"
+    );
+    assert!(
+        r.iter().any(|t| t.starts_with("Unknown command !nosuch")),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path("deployed.txt")).unwrap_or_default(),
+        "prod v2 deploy\n"
+    );
+    assert!(!env.path("X").exists());
+    assert_eq!(
+        env.claw(&["run", "list", "--json"])
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}

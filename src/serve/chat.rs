@@ -267,10 +267,28 @@ impl Chats {
             "/approve" | "/deny" if admin == Some(m.chat.as_str()) => {
                 self.decide_chat(creds, &m, &cmd, &args)
             }
-            "!run" | "/run" => return self.clone().start(creds, &m, &args).await,
+            "!run" | "/run" => {
+                let Some(name) = args.first() else {
+                    self.say(
+                        creds,
+                        &m.channel,
+                        &m.chat,
+                        "usage: !run <workflow> [key=value …]",
+                    );
+                    return;
+                };
+                match crate::triggers::launch::find_workflow(&self.ctx.engine.dirs, name) {
+                    Ok(wf) => return self.clone().start(creds, &m, wf, "run", &args[1..]).await,
+                    Err(e) => format!("cannot start {name}: {e}"),
+                }
+            }
             "!approve" => self.vote(&m, &args, true),
             "!reject" => self.vote(&m, &args, false),
             "!cancel" => self.cancel(&m, &args),
+            c if c.starts_with('!') => match self.command_trigger(&c[1..]) {
+                Some(wf) => return self.clone().start(creds, &m, wf, &c[1..], &args).await,
+                None => route_text(&m),
+            },
             _ => route_text(&m),
         };
         self.say(creds, &m.channel, &m.chat, &reply);
@@ -434,33 +452,37 @@ impl Chats {
         format!("chat {chat} {status}")
     }
 
-    /// `!run <workflow> [k=v …]`: a run queued for the daemon, its id at once and its outcome
-    /// when it ends; within the seed's limits.
-    async fn start(self: Rc<Self>, creds: &Creds, m: &Inbound, args: &[String]) {
-        let Some(workflow) = args.first() else {
-            self.say(
-                creds,
-                &m.channel,
-                &m.chat,
-                "usage: !run <workflow> [key=value …]",
-            );
-            return;
-        };
-        let mut given = Vec::new();
-        for a in &args[1..] {
-            match a.split_once('=') {
-                Some((k, v)) if !k.is_empty() => given.push((k.to_owned(), v.to_owned())),
-                _ => {
-                    self.say(
-                        creds,
-                        &m.channel,
-                        &m.chat,
-                        &format!("not a key=value param: {a}"),
-                    );
-                    return;
-                }
+    /// The workflow whose `triggers:` has `- command: <name>` (the first, by file name).
+    fn command_trigger(&self, name: &str) -> Option<crate::workflow::Workflow> {
+        let files = crate::workflow::catalogue::Catalogue::new(&self.ctx.engine.dirs).files();
+        files.iter().find_map(|f| {
+            let wf = crate::workflow::load::load_file(f).ok()?;
+            wf.triggers
+                .iter()
+                .any(|t| matches!(t, crate::workflow::trigger::Trigger::Command { name: n, .. } if n == name))
+                .then_some(wf)
+        })
+    }
+
+    /// A run of `wf` queued for the daemon (`!run <workflow> …` or a command trigger), its id at
+    /// once and its outcome when it ends; within the seed's limits. `words` are `key=value`
+    /// params, or values for the declared params in order; all of them are `trigger.args`.
+    async fn start(
+        self: Rc<Self>,
+        creds: &Creds,
+        m: &Inbound,
+        wf: crate::workflow::Workflow,
+        command: &str,
+        words: &[String],
+    ) {
+        let given = match params_of(&wf, words) {
+            Ok(g) => g,
+            Err(e) => {
+                self.say(creds, &m.channel, &m.chat, &e);
+                return;
             }
-        }
+        };
+        let workflow = wf.name.clone();
         let chat_sem = {
             let mut per = self.gate.per_chat.borrow_mut();
             let e = per
@@ -490,10 +512,10 @@ impl Chats {
             Execution::QueueAndWake(self.ctx.poke.clone()),
         );
         let trigger = serde_json::json!({
-            "type": m.channel, "chat": m.chat, "from": m.identity(), "command": "run",
-            "args": args[1..].to_vec(),
+            "type": m.channel, "chat": m.chat, "from": m.identity(), "command": command,
+            "args": words,
         });
-        let started = match launcher.start_named(workflow, &given, trigger) {
+        let started = match launcher.start(&wf, &given, trigger) {
             Ok(s) => s,
             Err(e) => {
                 let e = crate::redact::global().redact(&e.to_string()).into_owned();
@@ -536,7 +558,39 @@ impl Chats {
     }
 }
 
-const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
+/// Chat words as params: `key=value` by name (a declared param), other words for the declared
+/// params in order (those not named). Bound and checked by the launcher like `-p`.
+pub fn params_of(
+    wf: &crate::workflow::Workflow,
+    words: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut positional = Vec::new();
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) if wf.params.iter().any(|p| p.name == k) => {
+                given.push((k.to_owned(), v.to_owned()));
+            }
+            _ => positional.push(w.clone()),
+        }
+    }
+    let mut free = wf
+        .params
+        .iter()
+        .filter(|p| !given.iter().any(|(k, _)| *k == p.name))
+        .map(|p| p.name.clone())
+        .collect::<Vec<_>>()
+        .into_iter();
+    for w in positional {
+        match free.next() {
+            Some(p) => given.push((p, w)),
+            None => return Err(format!("workflow {} takes no more params: {w}", wf.name)),
+        }
+    }
+    Ok(given)
+}
+
+const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
 
 /// What a text that is no command does. The one place a conversation (the LLM chat mode) plugs
 /// in; for now a short hint.
