@@ -22,6 +22,8 @@ struct Bot {
     sent: Mutex<Vec<(String, String)>>,
     /// Offsets asked for, in order.
     offsets: Mutex<Vec<i64>>,
+    /// setWebhook bodies.
+    hooks: Mutex<Vec<serde_json::Value>>,
 }
 
 struct Api {
@@ -94,6 +96,11 @@ async fn handle(State(bot): State<Arc<Bot>>, uri: Uri, body: Bytes) -> String {
         let mut s = bot.sent.lock().expect("lock");
         s.push((chat, text));
         return serde_json::json!({"ok": true, "result": {"message_id": s.len()}}).to_string();
+    }
+    if path.ends_with("/setWebhook") {
+        bot.hooks.lock().expect("lock").push(v);
+        return serde_json::json!({"ok": true, "result": true, "description": "Webhook was set"})
+            .to_string();
     }
     serde_json::json!({"ok": false, "error_code": 404, "description": "Not Found"}).to_string()
 }
@@ -365,5 +372,106 @@ steps:
             .as_array()
             .map(Vec::len),
         Some(1)
+    );
+}
+
+/// One HTTP/1.1 POST; the status code.
+fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body.as_bytes()).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"))
+}
+
+fn webhook_daemon(env: &Env, api: &Api, secret: Option<&str>) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = env.command(&["serve", "--bind", &addr]);
+    c.env("TELEGRAM_BOT_TOKEN", "123456:inbound-test-token")
+        .env("TELEGRAM_API_URL", api.url())
+        .env(
+            "TELEGRAM_WEBHOOK_URL",
+            "https://claw.example/webhook/telegram",
+        )
+        .env("ALLOWED_CHAT_IDS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(s) = secret {
+        c.env("TELEGRAM_WEBHOOK_SECRET", s);
+    }
+    let child = c.spawn().expect("serve");
+    wait_for(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(&addr).ok()
+    })
+    .expect("the daemon listens");
+    (child, addr)
+}
+
+#[test]
+fn webhook_mode_sets_the_webhook_and_refuses_requests_without_the_secret_fail_closed() {
+    let env = Env::new();
+    let api = api();
+    let update = serde_json::json!({"update_id": 77, "message": {"message_id": 1,
+        "chat": {"id": 100}, "from": {"id": 7}, "text": "!help"}})
+    .to_string();
+    let path = "/webhook/telegram";
+    // No secret set: refused whatever the request says.
+    let (mut d, addr) = webhook_daemon(&env, &api, None);
+    let hdr = [("X-Telegram-Bot-Api-Secret-Token", "anything")];
+    assert_eq!(post(&addr, path, &hdr, &update), 403);
+    assert_eq!(post(&addr, path, &[], &update), 403);
+    let _ = d.kill();
+    let _ = d.wait();
+    assert!(
+        api.bot.hooks.lock().expect("lock").is_empty(),
+        "no webhook without a secret"
+    );
+
+    let (mut d, addr) = webhook_daemon(&env, &api, Some("s3cret-token-1"));
+    let hooks = wait_for(Duration::from_secs(30), || {
+        let h = api.bot.hooks.lock().expect("lock").clone();
+        (!h.is_empty()).then_some(h)
+    })
+    .expect("setWebhook");
+    assert_eq!(hooks[0]["url"], "https://claw.example/webhook/telegram");
+    assert_eq!(hooks[0]["secret_token"], "s3cret-token-1");
+    let good = [("X-Telegram-Bot-Api-Secret-Token", "s3cret-token-1")];
+    let bad = [("X-Telegram-Bot-Api-Secret-Token", "s3cret-token-2")];
+    assert_eq!(post(&addr, path, &[], &update), 403, "no header");
+    assert_eq!(post(&addr, path, &bad, &update), 403, "a forged request");
+    assert_eq!(post(&addr, path, &good, "{not json"), 400);
+    assert_eq!(post(&addr, path, &good, "{}"), 400);
+    assert_eq!(post(&addr, path, &good, &update), 200);
+    let got = api.wait_to("100", 1, "the help");
+    assert!(got[0].starts_with("claw commands:"), "{got:?}");
+    // Telegram posting the same update again (no answer seen) does not handle it twice.
+    assert_eq!(post(&addr, path, &good, &update), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = d.kill();
+    let _ = d.wait();
+    assert_eq!(api.to("100").len(), 1);
+    assert!(
+        api.bot.offsets.lock().expect("lock").is_empty(),
+        "no polling in webhook mode"
     );
 }

@@ -115,6 +115,40 @@ pub async fn telegram_updates(
         .unwrap_or_default())
 }
 
+/// `setWebhook`: Telegram posts updates to `url`, with `secret` in
+/// `X-Telegram-Bot-Api-Secret-Token`.
+pub async fn telegram_set_webhook(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    url: &str,
+    secret: &str,
+) -> Result<(), String> {
+    let body = serde_json::json!({
+        "url": url,
+        "secret_token": secret,
+        "allowed_updates": ["message", "edited_message", "callback_query"],
+    });
+    let resp = client
+        .post(format!("{api}/bot{token}/setWebhook"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("setWebhook: {}", e.without_url()))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    if v.get("ok") == Some(&Value::Bool(true)) {
+        return Ok(());
+    }
+    let d = v
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("no description");
+    Err(format!("setWebhook: HTTP {status}: {d}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

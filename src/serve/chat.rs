@@ -94,7 +94,14 @@ struct Chats {
 }
 
 /// Polls Telegram while the daemon takes work; does nothing until `TELEGRAM_BOT_TOKEN` is set.
-pub(super) async fn telegram_loop(ctx: Rc<Ctx>) {
+/// Receives Telegram's updates while the daemon takes work: long polling, or — with
+/// `TELEGRAM_WEBHOOK_URL` — the updates Telegram posts to `/webhook/telegram` (`updates`), once
+/// `setWebhook` has registered that URL with the secret token. Does nothing until
+/// `TELEGRAM_BOT_TOKEN` is set.
+pub(super) async fn telegram_loop(
+    ctx: Rc<Ctx>,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
     let client = match crate::msg::client() {
         Ok(c) => c,
         Err(e) => {
@@ -108,6 +115,7 @@ pub(super) async fn telegram_loop(ctx: Rc<Ctx>) {
         refused: RefCell::new(HashSet::new()),
     });
     let mut said_idle = false;
+    let mut hooked = false;
     loop {
         let creds = crate::msg::route::creds(&ctx.engine.dirs);
         let Some(token) = creds.get("TELEGRAM_BOT_TOKEN").map(str::to_owned) else {
@@ -126,44 +134,134 @@ pub(super) async fn telegram_loop(ctx: Rc<Ctx>) {
             .unwrap_or("https://api.telegram.org")
             .trim_end_matches('/')
             .to_owned();
-        let store = ctx.engine.store.clone();
-        let offset = store.inbound_cursor("telegram").ok().flatten();
-        let poll = inbound::telegram_updates(&client, &api, &token, offset, POLL_WAIT);
-        let updates = tokio::select! {
-            () = ctx.intake.cancelled() => return,
-            r = poll => r,
-        };
-        let updates = match updates {
-            Ok(u) => u,
-            Err(e) => {
-                let e = crate::redact::global().redact(&e).into_owned();
-                tracing::warn!(target: DAEMON, "Telegram: {e}");
-                tokio::select! {
-                    () = ctx.intake.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(3)) => continue,
+        let batch = if let Some(url) = creds.get("TELEGRAM_WEBHOOK_URL") {
+            if !hooked {
+                let Some(secret) = creds.get("TELEGRAM_WEBHOOK_SECRET") else {
+                    tracing::error!(target: DAEMON, "Telegram: webhook mode needs TELEGRAM_WEBHOOK_SECRET; the webhook is not set and /webhook/telegram refuses every request");
+                    tokio::select! {
+                        () = ctx.intake.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(30)) => continue,
+                    }
+                };
+                match inbound::telegram_set_webhook(&client, &api, &token, url, secret).await {
+                    Ok(()) => {
+                        tracing::info!(target: DAEMON, "Telegram: webhook set to {url}");
+                        hooked = true;
+                    }
+                    Err(e) => {
+                        let e = crate::redact::global().redact(&e).into_owned();
+                        tracing::warn!(target: DAEMON, "Telegram: {e}");
+                        tokio::select! {
+                            () = ctx.intake.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                        }
+                    }
                 }
             }
-        };
-        for u in updates {
-            let Some(id) = u.get("update_id").and_then(serde_json::Value::as_i64) else {
-                continue;
+            tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                u = updates.recv() => match u {
+                    Some(u) => vec![u],
+                    None => return,
+                },
+            }
+        } else {
+            let offset = ctx.engine.store.inbound_cursor("telegram").ok().flatten();
+            let poll = inbound::telegram_updates(&client, &api, &token, offset, POLL_WAIT);
+            let polled = tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                r = poll => r,
             };
-            // The offset moves before the update is handled: a crash right here loses this one
-            // update rather than running its command twice.
-            if let Err(e) = store.set_inbound_cursor("telegram", id + 1, crate::time::now_ms()) {
-                tracing::warn!(target: DAEMON, "Telegram: the offset was not kept: {e}");
-            }
-            match inbound::telegram_update(&u) {
-                Some(m) => {
-                    let (chats, creds) = (chats.clone(), creds.clone());
-                    tokio::task::spawn_local(async move { chats.handle(&creds, m).await });
-                }
-                None => {
-                    tracing::debug!(target: DAEMON, "Telegram: update {id} has no text message; skipped");
+            match polled {
+                Ok(u) => u,
+                Err(e) => {
+                    let e = crate::redact::global().redact(&e).into_owned();
+                    tracing::warn!(target: DAEMON, "Telegram: {e}");
+                    tokio::select! {
+                        () = ctx.intake.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(3)) => continue,
+                    }
                 }
             }
+        };
+        for u in batch {
+            take(&ctx, &chats, &creds, &u);
         }
     }
+}
+
+/// One update: skipped when the cursor is past it (Telegram posts a webhook update again when
+/// it got no answer), else the cursor moves and the message is handled in a task of its own.
+fn take(ctx: &Ctx, chats: &Rc<Chats>, creds: &Creds, u: &serde_json::Value) {
+    let store = &ctx.engine.store;
+    let Some(id) = u.get("update_id").and_then(serde_json::Value::as_i64) else {
+        return;
+    };
+    if store
+        .inbound_cursor("telegram")
+        .ok()
+        .flatten()
+        .is_some_and(|next| id < next)
+    {
+        return;
+    }
+    // The cursor moves before the update is handled: a crash right here loses this one update
+    // rather than running its command twice.
+    if let Err(e) = store.set_inbound_cursor("telegram", id + 1, crate::time::now_ms()) {
+        tracing::warn!(target: DAEMON, "Telegram: the offset was not kept: {e}");
+    }
+    match inbound::telegram_update(u) {
+        Some(m) => {
+            let (chats, creds) = (chats.clone(), creds.clone());
+            tokio::task::spawn_local(async move { chats.handle(&creds, m).await });
+        }
+        None => {
+            tracing::debug!(target: DAEMON, "Telegram: update {id} has no text message; skipped");
+        }
+    }
+}
+
+/// `POST /webhook/telegram`: Telegram's updates in webhook mode. Fail-closed: without
+/// `TELEGRAM_WEBHOOK_SECRET` every request is refused (403), as is one whose
+/// `X-Telegram-Bot-Api-Secret-Token` is missing or wrong (compared in constant time); a body
+/// that is not an update is 400.
+pub(super) fn webhook_route(
+    dirs: crate::config::Dirs,
+    updates: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode};
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let (dirs, updates) = (dirs.clone(), updates.clone());
+        async move {
+            let creds = crate::msg::route::creds(&dirs);
+            let Some(secret) = creds.get("TELEGRAM_WEBHOOK_SECRET") else {
+                tracing::warn!(target: DAEMON, "Telegram webhook: refused a request (no TELEGRAM_WEBHOOK_SECRET is set)");
+                return (StatusCode::FORBIDDEN, "Invalid secret token\n");
+            };
+            let token = headers
+                .get("x-telegram-bot-api-secret-token")
+                .and_then(|v| v.to_str().ok());
+            if crate::triggers::webhook::verify::telegram(secret.as_bytes(), token).is_err() {
+                tracing::warn!(target: DAEMON, "Telegram webhook: refused a request with a missing or wrong secret token");
+                return (StatusCode::FORBIDDEN, "Invalid secret token\n");
+            }
+            let Ok(update) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                return (StatusCode::BAD_REQUEST, "not a JSON update\n");
+            };
+            if update
+                .get("update_id")
+                .and_then(serde_json::Value::as_i64)
+                .is_none()
+            {
+                return (StatusCode::BAD_REQUEST, "not a Telegram update\n");
+            }
+            if updates.send(update).is_err() {
+                return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+            }
+            (StatusCode::OK, "{\"ok\":true}\n")
+        }
+    };
+    axum::Router::new().route("/webhook/telegram", axum::routing::post(handler))
 }
 
 impl Chats {

@@ -192,6 +192,8 @@ struct Ctx {
     max_runs: usize,
     /// The webhook listener's hooks, re-read when the workflow files change.
     webhooks: RefCell<Option<Arc<crate::triggers::webhook::server::WebhookState>>>,
+    /// Telegram updates posted to `/webhook/telegram`, for the chat loop.
+    telegram: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
 
 async fn daemon(
@@ -202,6 +204,7 @@ async fn daemon(
     intake: CancellationToken,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let (tg_tx, tg_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Rc::new(Ctx {
         engine: engine.clone(),
         intake,
@@ -213,6 +216,7 @@ async fn daemon(
         job_locks: RefCell::new(HashMap::new()),
         max_runs: opts.max_runs.max(1),
         webhooks: RefCell::new(None),
+        telegram: tg_tx,
     });
     tracing::info!(
         target: DAEMON,
@@ -275,7 +279,7 @@ async fn daemon(
         ));
         let c = ctx.clone();
         intake_tasks.push(tokio::task::spawn_local(async move {
-            chat::telegram_loop(c).await;
+            chat::telegram_loop(c, tg_rx).await;
         }));
     }
     if let Some(l) = listener {
@@ -890,4 +894,8 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
     *ctx.webhooks.borrow_mut() = Some(state.clone());
     crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(chat::webhook_route(
+            ctx.engine.dirs.clone(),
+            ctx.telegram.clone(),
+        ))
 }
