@@ -295,6 +295,7 @@ impl Chats {
         ) {
             tracing::warn!(target: DAEMON, "reply to {channel}:{chat} not queued: {e}");
         }
+        self.ctx.outbox_bell.notify_one();
     }
 
     async fn handle(self: Rc<Self>, creds: &Creds, m: Inbound) {

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod cron;
 pub mod http;
 pub mod lease;
+pub mod msg_bench;
 pub mod systemd;
 
 use std::cell::RefCell;
@@ -192,6 +193,8 @@ struct Ctx {
     max_runs: usize,
     /// The webhook listener's hooks, re-read when the workflow files change.
     webhooks: RefCell<Option<Arc<crate::triggers::webhook::server::WebhookState>>>,
+    /// Rung when a message was queued here (a chat reply): the outbox loop looks at once.
+    outbox_bell: Notify,
     /// Telegram updates posted to `/webhook/telegram`, for the chat loop.
     telegram: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
@@ -217,6 +220,7 @@ async fn daemon(
         max_runs: opts.max_runs.max(1),
         webhooks: RefCell::new(None),
         telegram: tg_tx,
+        outbox_bell: Notify::new(),
     });
     tracing::info!(
         target: DAEMON,
@@ -459,6 +463,7 @@ async fn outbox_loop(ctx: Rc<Ctx>) {
         tokio::select! {
             () = ctx.intake.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            () = ctx.outbox_bell.notified() => {}
         }
     }
 }
