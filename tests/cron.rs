@@ -179,7 +179,13 @@ fn a_claude_job_without_its_program_fails_clearly() {
         "{}",
         ran.stdout
     );
-    assert!(ran.stderr.contains("pending"), "{}", ran.stderr);
+    // Its output_channel is tried (no Telegram token here: reported, the job's status unchanged).
+    assert!(
+        ran.stderr
+            .contains("the output was not sent to telegram:123456: telegram is not configured"),
+        "{}",
+        ran.stderr
+    );
     assert_eq!(jobs(&env)[1]["last_status"], "error(1)");
 }
 

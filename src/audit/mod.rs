@@ -144,6 +144,10 @@ pub enum Action {
     MemoryForget,
     /// `memory.decay`: memories not accessed for N days were deleted.
     MemoryDecay,
+    /// `chat.access`: a chat asked for access, was allowed, denied or removed, or was refused.
+    ChatAccess,
+    /// `chat.command`: a command arrived from an allowed chat (its name, never the text).
+    ChatCommand,
 }
 
 impl Action {
@@ -193,6 +197,8 @@ impl Action {
         Self::MemoryRemember,
         Self::MemoryForget,
         Self::MemoryDecay,
+        Self::ChatAccess,
+        Self::ChatCommand,
     ];
 
     /// The dotted name written in the log.
@@ -243,6 +249,8 @@ impl Action {
             Self::MemoryRemember => "memory.remember",
             Self::MemoryForget => "memory.forget",
             Self::MemoryDecay => "memory.decay",
+            Self::ChatAccess => "chat.access",
+            Self::ChatCommand => "chat.command",
         }
     }
 }

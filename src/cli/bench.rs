@@ -94,6 +94,18 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Chat commands through a real `claw serve`: `!run` from a Telegram chat (a Bot API served
+    /// by this process) → run created and executed → replies delivered, p50/p99, beside the
+    /// API's own round trip; then a profile of 10 targets that each answer after 200 ms against
+    /// one such target.
+    Msg {
+        /// How many `!run` commands, one after the other.
+        #[arg(long, default_value_t = 30)]
+        commands: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Webhooks through a real `claw serve`: authenticated `POST /hooks/<name>` (each creates a
     /// run the daemon executes meanwhile) against `GET /healthz` on the same daemon.
     Web {
@@ -181,8 +193,39 @@ fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
     Ok(())
 }
 
+fn msg(commands: usize, json: bool) -> CliResult {
+    let r = crate::serve::msg_bench::run(commands).map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "msg: {} `!run` commands through `claw serve` (Telegram long polling)",
+        r.commands
+    );
+    println!(
+        "  !run → `queued` reply         p50 {:>8.2} ms   p99 {:>8.2} ms",
+        r.queued.p50_ms, r.queued.p99_ms
+    );
+    println!(
+        "  !run → run done → reply       p50 {:>8.2} ms   p99 {:>8.2} ms",
+        r.done.p50_ms, r.done.p99_ms
+    );
+    println!(
+        "  Bot API round trip (baseline) p50 {:>8.2} ms   p99 {:>8.2} ms",
+        r.baseline.p50_ms, r.baseline.p99_ms
+    );
+    println!("  p50 ratio                     {:>8.2}x", r.p50_ratio);
+    println!(
+        "  profile of 10 targets at 200 ms each {:>7.0} ms; one target {:>7.0} ms; ratio {:.2}x",
+        r.fanout_ms, r.single_ms, r.fanout_ratio
+    );
+    Ok(())
+}
+
 pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
+        BenchCommand::Msg { commands, json } => msg(commands.max(1), json),
         BenchCommand::Cron {
             schedules,
             period,

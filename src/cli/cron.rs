@@ -441,8 +441,7 @@ fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
             "id": done.job_id, "name": done.job_name, "exit_code": done.exit_code,
             "status": done.status, "output": done.output, "output_file": done.output_file,
             "run": done.run_id,
-            "delivery": match &done.delivery { Delivery::File => serde_json::json!("file"),
-                Delivery::Pending { target } => serde_json::json!({"pending": target}) },
+            "delivery": done.delivery.to_json(),
         }));
     } else {
         print!("{}", done.output);
@@ -456,10 +455,15 @@ fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
             done.status,
             done.output_file.display()
         );
-        if let Delivery::Pending { target } = &done.delivery {
-            eprintln!(
-                "note: output for `{target}` is pending: channels are not available yet in this version of claw"
-            );
+        match &done.delivery {
+            Delivery::File => {}
+            Delivery::Queued { target, ids } => eprintln!(
+                "output queued for {target} ({} message(s); `claw serve` or `claw msg flush` delivers them)",
+                ids.len()
+            ),
+            Delivery::Failed { target, error } => {
+                eprintln!("warning: the output was not sent to {target}: {error}");
+            }
         }
     }
     if done.ok() {

@@ -1,5 +1,5 @@
 //! `claw msg channels | test CH | send CH TARGET MSG | profiles | notify PROFILE MSG | outbox |
-//! retry ID | flush`.
+//! retry ID | flush | chats list|approve|deny|remove`.
 
 use std::sync::Arc;
 
@@ -79,6 +79,11 @@ pub(crate) enum MsgCommand {
         /// The message's id (`claw msg outbox --failed` shows it).
         id: i64,
     },
+    /// Chats and who may talk to claw through them (besides the ALLOWED_CHAT_IDS setting).
+    Chats {
+        #[command(subcommand)]
+        cmd: ChatsCommand,
+    },
     /// Deliver every queued message that is due now, waiting up to --wait for retries.
     Flush {
         /// How long to keep retrying before leaving the rest to the daemon.
@@ -87,8 +92,102 @@ pub(crate) enum MsgCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChatsCommand {
+    /// Every chat recorded: access requests (/start), allowed and denied chats.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a chat talk to claw (kept in the store; the same as /approve from the admin chat).
+    Approve {
+        /// The chat id (`claw msg chats list` shows requests).
+        chat: String,
+        /// The channel of the chat.
+        #[arg(long, default_value = "telegram")]
+        channel: String,
+    },
+    /// Refuse a chat (wins over ALLOWED_CHAT_IDS; the same as /deny from the admin chat).
+    Deny {
+        /// The chat id.
+        chat: String,
+        /// The channel of the chat.
+        #[arg(long, default_value = "telegram")]
+        channel: String,
+    },
+    /// Forget a chat's record (a chat in ALLOWED_CHAT_IDS stays allowed).
+    Remove {
+        /// The chat id.
+        chat: String,
+        /// The channel of the chat.
+        #[arg(long, default_value = "telegram")]
+        channel: String,
+    },
+}
+
+fn chats(ctx: &Ctx, cmd: ChatsCommand) -> CliResult {
+    let store = store(ctx)?;
+    let actor = crate::config::env::cli_actor();
+    let (chat, channel, status) = match cmd {
+        ChatsCommand::List { json } => {
+            let rows = store.list_chat_access()?;
+            if json {
+                output::print_json(&serde_json::to_value(&rows).unwrap_or_default());
+            } else if rows.is_empty() {
+                println!("no chats recorded");
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<9} {:<16} {:<10} {:<20} {}",
+                        r.channel,
+                        r.chat,
+                        r.status,
+                        r.name,
+                        r.decided_by.unwrap_or_default()
+                    );
+                }
+            }
+            return Ok(());
+        }
+        ChatsCommand::Approve { chat, channel } => (chat, channel, "allowed"),
+        ChatsCommand::Deny { chat, channel } => (chat, channel, "denied"),
+        ChatsCommand::Remove { chat, channel } => (chat, channel, "removed"),
+    };
+    if !msg::CHANNELS.contains(&channel.as_str()) {
+        return Err(CliError::usage(format!("unknown channel `{channel}`")));
+    }
+    let target = format!("{channel}:{chat}");
+    if status == "removed" {
+        if !store.remove_chat_access(&channel, &chat)? {
+            return Err(CliError::usage(format!("no chat {target} is recorded")));
+        }
+    } else {
+        store.set_chat_access(&crate::store::ChatAccess {
+            channel: channel.clone(),
+            chat: chat.clone(),
+            status: status.to_owned(),
+            name: String::new(),
+            decided_by: Some(actor.clone()),
+            updated_at: crate::time::now_ms(),
+        })?;
+    }
+    AuditLog::in_dir(&ctx.dirs.home)
+        .record(&crate::audit::Event::new(
+            &actor,
+            crate::audit::Action::ChatAccess,
+            &target,
+            status,
+            json!({}),
+        ))
+        .map_err(|e| CliError::internal(format!("chat {target} {status}, but not audited: {e}")))?;
+    println!("chat {target} {status}");
+    Ok(())
+}
+
 pub(crate) fn run(ctx: &Ctx, cmd: MsgCommand) -> CliResult {
     match cmd {
+        MsgCommand::Chats { cmd } => chats(ctx, cmd),
         MsgCommand::Channels { json } => channels(ctx, json),
         MsgCommand::Test { channel } => test(ctx, &channel),
         MsgCommand::Send {

@@ -123,6 +123,12 @@ pub const DEFS: &[Def] = &[
         "secret token of the Telegram webhook",
     ),
     def(
+        "TELEGRAM_WEBHOOK_URL",
+        false,
+        None,
+        "public URL of claw's /webhook/telegram (set: webhook mode instead of polling)",
+    ),
+    def(
         "ALLOWED_CHAT_IDS",
         false,
         Some(""),

@@ -10,8 +10,10 @@
 pub mod channels;
 pub mod chunk;
 pub mod email;
+pub mod inbound;
 pub mod outbox;
 pub mod profiles;
+pub mod route;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

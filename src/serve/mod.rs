@@ -10,9 +10,11 @@
 //! them interrupted (the runs resume at the next start); a second signal skips the wait.
 
 pub mod bench;
+pub mod chat;
 pub mod cron;
 pub mod http;
 pub mod lease;
+pub mod msg_bench;
 pub mod systemd;
 
 use std::cell::RefCell;
@@ -196,6 +198,10 @@ struct Ctx {
     max_runs: usize,
     /// The webhook listener's hooks, re-read when the workflow files change.
     webhooks: RefCell<Option<Arc<crate::triggers::webhook::server::WebhookState>>>,
+    /// Rung when a message was queued here (a chat reply): the outbox loop looks at once.
+    outbox_bell: Notify,
+    /// Telegram updates posted to `/webhook/telegram`, for the chat loop.
+    telegram: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
 
 async fn daemon(
@@ -206,6 +212,7 @@ async fn daemon(
     intake: CancellationToken,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let (tg_tx, tg_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Rc::new(Ctx {
         engine: engine.clone(),
         intake,
@@ -217,6 +224,8 @@ async fn daemon(
         job_locks: RefCell::new(HashMap::new()),
         max_runs: opts.max_runs.max(1),
         webhooks: RefCell::new(None),
+        telegram: tg_tx,
+        outbox_bell: Notify::new(),
     });
     tracing::info!(
         target: DAEMON,
@@ -277,6 +286,10 @@ async fn daemon(
         intake_tasks.push(tokio::task::spawn_local(
             async move { outbox_loop(c).await },
         ));
+        let c = ctx.clone();
+        intake_tasks.push(tokio::task::spawn_local(async move {
+            chat::telegram_loop(c, tg_rx).await;
+        }));
     }
     // The listener has a thread of its own: a request is never kept waiting while this thread
     // syncs a run's transition or starts a step (its handlers do their blocking work on their
@@ -477,6 +490,7 @@ async fn outbox_loop(ctx: Rc<Ctx>) {
         tokio::select! {
             () = ctx.intake.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            () = ctx.outbox_bell.notified() => {}
         }
     }
 }
@@ -937,4 +951,8 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
     *ctx.webhooks.borrow_mut() = Some(state.clone());
     crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(chat::webhook_route(
+            ctx.engine.dirs.clone(),
+            ctx.telegram.clone(),
+        ))
 }

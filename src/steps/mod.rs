@@ -18,6 +18,7 @@ pub mod approval;
 pub mod http;
 pub mod llm;
 pub mod memory;
+pub mod notify;
 pub mod shell;
 pub mod skill;
 pub mod ssh;
@@ -134,6 +135,8 @@ pub enum StepKind {
     Llm(llm::LlmStep),
     /// Remembers, recalls, searches or forgets in memory.db (`type: memory`).
     Memory(memory::MemoryStep),
+    /// A message through the outbox (`type: notify`).
+    Notify(notify::NotifyStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -151,6 +154,7 @@ macro_rules! each_kind {
             StepKind::Ssh($k) => $body,
             StepKind::Llm($k) => $body,
             StepKind::Memory($k) => $body,
+            StepKind::Notify($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -164,6 +168,7 @@ macro_rules! each_kind {
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
             StepKind::Llm($k) => $body.map(StepKind::Llm),
             StepKind::Memory($k) => $body.map(StepKind::Memory),
+            StepKind::Notify($k) => $body.map(StepKind::Notify),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -197,7 +202,11 @@ const KINDS: &[Row] = &[
         approval::ApprovalStep::KEYS,
         |cx, n| approval::ApprovalStep::load(cx, n).map(StepKind::Approval),
     ),
-    planned(unavailable::Planned::Notify),
+    (
+        notify::NotifyStep::NAMES,
+        notify::NotifyStep::KEYS,
+        |cx, n| notify::NotifyStep::load(cx, n).map(StepKind::Notify),
+    ),
     (
         subworkflow::SubWorkflowStep::NAMES,
         subworkflow::SubWorkflowStep::KEYS,
@@ -560,6 +569,15 @@ pub trait Services: Send + Sync {
         child: &'a subworkflow::SubWorkflowStep,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<subworkflow::ChildEnd, WaitEnd>>;
+
+    /// Queues a notify step's message in the outbox and tries to deliver it for a short while
+    /// (what is left, `claw serve` delivers); how its messages stand then.
+    fn send_message<'a>(
+        &'a self,
+        input: &'a StepInput,
+        step: &'a notify::NotifyStep,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<notify::Sent, WaitEnd>>;
 }
 
 /// Why a wait on the store ended without its answer.

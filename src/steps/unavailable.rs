@@ -11,18 +11,16 @@ use crate::yaml::Node;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Planned {
     Browser,
-    Notify,
     AutoAgent,
 }
 
 impl Planned {
-    pub const ALL: [Self; 3] = [Self::Browser, Self::Notify, Self::AutoAgent];
+    pub const ALL: [Self; 2] = [Self::Browser, Self::AutoAgent];
 
     /// Its `type:` names: its own first, then the seed's.
     pub const fn names(self) -> &'static [&'static str] {
         match self {
             Self::Browser => &["browser"],
-            Self::Notify => &["notify"],
             Self::AutoAgent => &["auto_agent"],
         }
     }
@@ -31,7 +29,6 @@ impl Planned {
     pub const fn keys(self) -> &'static [&'static str] {
         match self {
             Self::Browser => &["profile", "actions"],
-            Self::Notify => &["profile", "to", "message"],
             Self::AutoAgent => &[],
         }
     }
@@ -112,9 +109,9 @@ impl Kind for Unavailable {
         &self.written
     }
 
-    /// LLM prompts, browser sessions and notifications are safe to repeat by default.
+    /// LLM prompts and browser sessions are safe to repeat by default.
     fn idempotent(&self) -> bool {
-        matches!(self.kind, Planned::Browser | Planned::Notify)
+        matches!(self.kind, Planned::Browser)
     }
 
     fn describe(&self) -> String {

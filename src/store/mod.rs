@@ -365,6 +365,20 @@ pub struct NewMessage {
     pub source: String,
 }
 
+/// Whether a chat may talk to claw, as recorded (besides the `ALLOWED_CHAT_IDS` setting).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatAccess {
+    pub channel: String,
+    pub chat: String,
+    /// `requested` (asked with /start), `allowed` or `denied`.
+    pub status: String,
+    /// Who asked (a Telegram username or first name), for the admin.
+    pub name: String,
+    /// Who decided (`telegram:<admin chat>`, `cli:<user>`).
+    pub decided_by: Option<String>,
+    pub updated_at: i64,
+}
+
 /// A queued message and its state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxMessage {
@@ -559,6 +573,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A dead message is pending again, due now, with its attempts reset; false when `id` is not
     /// a dead message.
     fn retry_message(&self, id: i64, now: i64) -> Result<bool>;
+
+    // --- chat front ends: who may talk to claw, and each channel's inbound cursor ---
+
+    /// A chat's access record (`None`: never seen, nor decided).
+    fn chat_access(&self, channel: &str, chat: &str) -> Result<Option<ChatAccess>>;
+    /// Records a request or a decision (an empty `name` keeps the one stored).
+    fn set_chat_access(&self, access: &ChatAccess) -> Result<()>;
+    /// Forgets a chat; false when it was not recorded.
+    fn remove_chat_access(&self, channel: &str, chat: &str) -> Result<bool>;
+    /// Every recorded chat, by channel and status.
+    fn list_chat_access(&self) -> Result<Vec<ChatAccess>>;
+    /// Where a channel's inbound stream resumes (Telegram's getUpdates offset).
+    fn inbound_cursor(&self, channel: &str) -> Result<Option<i64>>;
+    /// Moves it forward (never back).
+    fn set_inbound_cursor(&self, channel: &str, next_offset: i64, now: i64) -> Result<()>;
 
     // --- the scheduler: persisted last fires and exactly-once fire rows ---
 

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_schedules.sql"),
     include_str!("migrations/0005_run_indexes.sql"),
     include_str!("migrations/0006_outbox.sql"),
+    include_str!("migrations/0007_chats.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -1075,6 +1076,75 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
+    fn chat_access(&self, channel: &str, chat: &str) -> Result<Option<super::ChatAccess>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT channel, chat, status, name, decided_by, updated_at FROM chat_access \
+                 WHERE channel = ?1 AND chat = ?2",
+                params![channel, chat],
+                chat_row,
+            )
+            .optional()?)
+    }
+
+    fn set_chat_access(&self, access: &super::ChatAccess) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO chat_access (channel, chat, status, name, decided_by, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (channel, chat) DO UPDATE SET \
+             status = excluded.status, name = CASE WHEN excluded.name = '' THEN chat_access.name \
+             ELSE excluded.name END, decided_by = excluded.decided_by, updated_at = excluded.updated_at",
+            params![
+                access.channel,
+                access.chat,
+                access.status,
+                access.name,
+                access.decided_by,
+                access.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_chat_access(&self, channel: &str, chat: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM chat_access WHERE channel = ?1 AND chat = ?2",
+            params![channel, chat],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn list_chat_access(&self) -> Result<Vec<super::ChatAccess>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT channel, chat, status, name, decided_by, updated_at FROM chat_access \
+             ORDER BY channel, status, chat",
+        )?;
+        let rows = stmt.query_map([], chat_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn inbound_cursor(&self, channel: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT next_offset FROM inbound_cursor WHERE channel = ?1",
+                [channel],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn set_inbound_cursor(&self, channel: &str, next_offset: i64, now: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO inbound_cursor (channel, next_offset, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (channel) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset), \
+             updated_at = excluded.updated_at",
+            params![channel, next_offset, now],
+        )?;
+        Ok(())
+    }
+
     fn data_version(&self) -> Option<u64> {
         self.conn()
             .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
@@ -1314,6 +1384,17 @@ fn fs_private(path: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
+}
+
+fn chat_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::ChatAccess> {
+    Ok(super::ChatAccess {
+        channel: r.get(0)?,
+        chat: r.get(1)?,
+        status: r.get(2)?,
+        name: r.get(3)?,
+        decided_by: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
 }
 
 fn outbox_row(r: &Row<'_>) -> rusqlite::Result<super::OutboxMessage> {

@@ -32,8 +32,10 @@ pub struct Workflow {
     /// Limit for the whole run.
     pub timeout: Option<Duration>,
     pub max_parallel: usize,
-    /// Seed key: a profile that gets the summary after the run (sent once channels exist).
+    /// Seed key: a profile that gets the summary after the run.
     pub notify_profile: Option<String>,
+    /// `notify:`: who is told what (a profile or `channel:target` per event).
+    pub notify: Vec<(NotifyOn, String)>,
     /// Workflow outputs: name → template over the finished run's context.
     pub outputs: Vec<(String, String)>,
     pub steps: Vec<Step>,
@@ -45,7 +47,45 @@ pub struct Workflow {
     pub triggers: Vec<trigger::Trigger>,
 }
 
+/// A moment of a run that `notify:` can announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOn {
+    Failure,
+    Success,
+    /// The run waits for an approval.
+    Waiting,
+}
+
+impl NotifyOn {
+    pub const NAMES: &'static [&'static str] = &["failure", "success", "waiting"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "failure" => Some(Self::Failure),
+            "success" => Some(Self::Success),
+            "waiting" | "wait" => Some(Self::Waiting),
+            _ => None,
+        }
+    }
+}
+
 impl Workflow {
+    /// Who is told about `event` (`notify:`; the end of a run also `notify_profile`), each once.
+    pub fn recipients(&self, event: NotifyOn) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if event != NotifyOn::Waiting
+            && let Some(p) = &self.notify_profile
+        {
+            out.push(p.clone());
+        }
+        for (on, to) in &self.notify {
+            if *on == event && !out.contains(to) {
+                out.push(to.clone());
+            }
+        }
+        out
+    }
+
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)
     }

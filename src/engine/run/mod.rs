@@ -806,12 +806,80 @@ impl<'a> Exec<'a> {
             ),
             self.progress,
         );
+        if !self.run.dry_run {
+            self.announce_end(status, error.as_deref()).await;
+        }
         if let Err(e) = self.engine.prune(&self.wf.name) {
             let msg = format!("could not prune old runs: {e}");
             self.progress.event(&Event::Note { message: &msg });
         }
         self.cancel.cancel();
         self.reload()
+    }
+}
+
+impl Exec<'_> {
+    /// Tells the run's end to `notify_profile` and `notify:`'s recipients for it: the seed's
+    /// summary (`Workflow '<name>': P passed, F failed`) with the run's id and status. A messaging
+    /// failure never changes the run (it is noted, and the outbox keeps what it could not send).
+    async fn announce_end(&self, status: RunStatus, error: Option<&str>) {
+        let event = match status {
+            RunStatus::Succeeded => crate::workflow::NotifyOn::Success,
+            _ => crate::workflow::NotifyOn::Failure,
+        };
+        let recipients = self.wf.recipients(event);
+        if recipients.is_empty() {
+            return;
+        }
+        let count = |st: StepStatus| {
+            self.wf
+                .steps
+                .iter()
+                .filter_map(|s| self.recs.get(&s.name))
+                .filter(|r| r.status == st)
+                .count()
+        };
+        let mut text = format!(
+            "Workflow '{}': {} passed, {} failed\nrun {} {}",
+            self.wf.name,
+            count(StepStatus::Succeeded),
+            count(StepStatus::Failed),
+            self.run.id,
+            status.as_str()
+        );
+        if let Some(e) = error {
+            text.push_str(&format!(": {e}"));
+        }
+        let text = self.redactor.redact(&text).into_owned();
+        self.send_notice(&recipients, &text, "end").await;
+    }
+
+    /// Queues `text` for each recipient and tries to deliver it a short while; problems are
+    /// notes.
+    async fn send_notice(&self, recipients: &[String], text: &str, what: &str) {
+        let source = format!("run:{}/{what}", self.run.id);
+        let cancel = self.engine.shutdown_token().clone();
+        for to in recipients {
+            let to = crate::msg::route::Recipient::parse(to);
+            let r = waits::queue_and_deliver(
+                &self.engine.store,
+                &self.engine.dirs,
+                &to,
+                text,
+                &source,
+                &cancel,
+            )
+            .await;
+            let note = match r {
+                Ok(s) if s.pending + s.failed == 0 => continue,
+                Ok(s) => format!(
+                    "notify {to}: {} sent, {} pending (claw serve delivers them), {} failed",
+                    s.sent, s.pending, s.failed
+                ),
+                Err(e) => format!("notify {to}: {e}"),
+            };
+            self.progress.event(&Event::Note { message: &note });
+        }
     }
 }
 

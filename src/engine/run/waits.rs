@@ -17,7 +17,9 @@ use crate::audit::{AuditLog, Event as AuditEvent};
 use crate::config::Dirs;
 use crate::engine::approval::{self, TIMEOUT_ACTOR};
 use crate::engine::{Engine, NewRun, now_ms, owner};
+use crate::msg::route::{self, Recipient};
 use crate::steps::approval::{GateRequest, Resolution};
+use crate::steps::notify::{NotifyStep, Sent};
 use crate::steps::subworkflow::{ChildEnd, SubWorkflowStep};
 use crate::steps::{BoxFuture, Services, StepInput, WaitEnd};
 use crate::store::{ApprovalRequest, RunFilter, RunStatus, Store, Vote};
@@ -67,6 +69,8 @@ pub(super) struct RunServices {
     notices: UnboundedSender<Notice>,
     /// Rung when the store may hold a decision (one watcher per process, not a poll per gate).
     changes: tokio::sync::watch::Receiver<u64>,
+    /// Who is told when a gate opens (`notify:` for `waiting`).
+    waiting_to: Vec<String>,
 }
 
 impl Exec<'_> {
@@ -93,6 +97,7 @@ impl Exec<'_> {
             run_cancel: self.cancel.clone(),
             notices: self.notices_tx.clone(),
             changes: self.engine.watch_changes(),
+            waiting_to: self.wf.recipients(crate::workflow::NotifyOn::Waiting),
         });
         self.services = Some(services.clone());
         services
@@ -237,6 +242,9 @@ impl RunServices {
                 }),
             )
         });
+        if new && !self.dry_run {
+            self.tell_gate(&request, &announce);
+        }
         self.notify(Notice::GateOpen {
             step: name.clone(),
             attempt: input.attempt,
@@ -248,6 +256,48 @@ impl RunServices {
                 || request.input.as_object().is_some_and(|o| !o.is_empty()),
         });
         Ok(request)
+    }
+
+    /// Queues the gate's announcement for `notify:`'s `waiting` recipients and every
+    /// `telegram:<id>` approver (each once), and delivers it in the background; a messaging
+    /// problem never stops the gate (it is logged, the outbox keeps the message).
+    fn tell_gate(&self, request: &ApprovalRequest, announce: &str) {
+        let mut to: Vec<Recipient> = Vec::new();
+        let approvers = request
+            .approvers
+            .iter()
+            .filter(|a| a.starts_with("telegram:"));
+        for r in self.waiting_to.iter().chain(approvers) {
+            let r = Recipient::parse(r);
+            if !to.contains(&r) {
+                to.push(r);
+            }
+        }
+        let source = format!("run:{}/{}/gate", self.run_id, request.step);
+        let text = format!(
+            "{announce}\n  from a chat: !approve {run} {step}    !reject {run} {step} REASON",
+            run = self.run_id,
+            step = request.step
+        );
+        let text = crate::redact::global().redact(&text).into_owned();
+        let mut ids = Vec::new();
+        for r in &to {
+            match route::queue(self.store.as_ref(), &self.dirs, r, &text, &source) {
+                Ok(mut more) => ids.append(&mut more),
+                Err(e) => tracing::warn!("the approval request was not sent to {r}: {e}"),
+            }
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let (store, dirs) = (self.store.clone(), self.dirs.clone());
+        let owner = format!("{source}/{}", std::process::id());
+        tokio::spawn(async move {
+            let until = std::time::Instant::now() + DELIVER_FOR;
+            if let Err(e) = route::deliver(store, &dirs, &owner, &ids, until).await {
+                tracing::warn!("messages {ids:?} are queued, not delivered yet: {e}");
+            }
+        });
     }
 
     /// A deadline's decision, recorded as a vote of [`TIMEOUT_ACTOR`] dated at the deadline
@@ -335,7 +385,56 @@ impl RunServices {
     }
 }
 
+/// How long a notify step (or the end of a run) tries to deliver its messages itself before
+/// leaving them to `claw serve`.
+pub(super) const DELIVER_FOR: Duration = Duration::from_secs(10);
+
+/// Queues `text` for `to` and tries to deliver it for up to [`DELIVER_FOR`] (or until `cancel`);
+/// the outbox ids and how they stand.
+pub(super) async fn queue_and_deliver(
+    store: &Arc<dyn Store>,
+    dirs: &Dirs,
+    to: &Recipient,
+    text: &str,
+    source: &str,
+    cancel: &CancellationToken,
+) -> Result<Sent, String> {
+    let ids = route::queue(store.as_ref(), dirs, to, text, source)?;
+    let owner = format!("{source}/{}", std::process::id());
+    let until = std::time::Instant::now() + DELIVER_FOR;
+    tokio::select! {
+        r = route::deliver(store.clone(), dirs, &owner, &ids, until) => {
+            if let Err(e) = r {
+                tracing::warn!("messages {ids:?} are queued, not delivered yet: {e}");
+            }
+        }
+        () = cancel.cancelled() => {}
+    }
+    let (sent, pending, failed) = route::tally(store.as_ref(), &ids)?;
+    Ok(Sent {
+        ids,
+        sent,
+        pending,
+        failed,
+    })
+}
+
 impl Services for RunServices {
+    fn send_message<'a>(
+        &'a self,
+        input: &'a StepInput,
+        step: &'a NotifyStep,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Sent, WaitEnd>> {
+        Box::pin(async move {
+            let to = Recipient::parse(&step.to);
+            let source = format!("run:{}/{}", self.run_id, input.step);
+            queue_and_deliver(&self.store, &self.dirs, &to, &step.message, &source, cancel)
+                .await
+                .map_err(WaitEnd::Failed)
+        })
+    }
+
     fn await_approval<'a>(
         &'a self,
         input: &'a StepInput,

@@ -30,8 +30,22 @@ pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 pub enum Delivery {
     /// `output_channel: file`: the log file only.
     File,
-    /// A `channel:target` or a profile: kept pending until channels exist (the log file has it).
-    Pending { target: String },
+    /// A `channel:target` or a profile: the seed's message ([`channel_message`]) is in the
+    /// outbox (`claw serve` delivers it).
+    Queued { target: String, ids: Vec<i64> },
+    /// It could not be queued (an unknown profile, …): the log file has the output.
+    Failed { target: String, error: String },
+}
+
+impl Delivery {
+    /// For `--json`: `"file"`, `{"queued": target, "messages": [ids]}` or `{"failed": target, "error": …}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::File => serde_json::json!("file"),
+            Self::Queued { target, ids } => serde_json::json!({"queued": target, "messages": ids}),
+            Self::Failed { target, error } => serde_json::json!({"failed": target, "error": error}),
+        }
+    }
 }
 
 /// How a job run went.
@@ -78,7 +92,31 @@ pub async fn run_by_hand(
     actor: &str,
     cancel: &CancellationToken,
 ) -> Result<JobRun, JobError> {
-    let done = run_job(engine, job, None, cancel, &crate::engine::Silent).await?;
+    let mut done = run_job(engine, job, None, cancel, &crate::engine::Silent).await?;
+    // No daemon may be running: deliver the output now (for a while; the outbox keeps the rest).
+    if let Delivery::Queued { target, ids } = &done.delivery {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let owner = format!("{actor}/cron");
+        let send =
+            crate::msg::route::deliver(engine.store.clone(), &engine.dirs, &owner, ids, until);
+        tokio::select! {
+            r = send => if let Err(e) = r {
+                tracing::warn!("job {}: its output is queued, not delivered yet: {e}", done.job_id);
+            },
+            () = cancel.cancelled() => {}
+        }
+        if let Ok(msgs) = engine.store.messages(ids)
+            && let Some(dead) = msgs.iter().find(|m| m.status == "dead")
+        {
+            done.delivery = Delivery::Failed {
+                target: target.clone(),
+                error: dead
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "not delivered".to_owned()),
+            };
+        }
+    }
     engine
         .audit
         .record(&crate::audit::Event::new(
@@ -152,23 +190,46 @@ pub async fn run_job(
         }
         Ok::<_, JobsError>(())
     })?;
-    let delivery = match job.output_channel.trim() {
-        "" | "file" => Delivery::File,
-        target => Delivery::Pending {
-            target: target.to_owned(),
-        },
-    };
-    Ok(JobRun {
+    let mut done = JobRun {
         job_id: job.id,
         job_name: job.name,
         exit_code,
         status,
         output,
         output_file,
-        delivery,
+        delivery: Delivery::File,
         run_id,
         started_at,
-    })
+    };
+    done.delivery = deliver(engine, &done, &job.output_channel);
+    Ok(done)
+}
+
+/// Queues the job's message for `output_channel` (a profile or `channel:target`; `file` or
+/// nothing: the log file only). A messaging problem never fails the job: it is logged.
+fn deliver(engine: &Engine, done: &JobRun, output_channel: &str) -> Delivery {
+    let target = match output_channel.trim() {
+        "" | "file" => return Delivery::File,
+        t => t.to_owned(),
+    };
+    let to = crate::msg::route::Recipient::parse(&target);
+    let source = format!("cron:{}", done.job_id);
+    match crate::msg::route::queue(
+        engine.store.as_ref(),
+        &engine.dirs,
+        &to,
+        &channel_message(done),
+        &source,
+    ) {
+        Ok(ids) => Delivery::Queued { target, ids },
+        Err(error) => {
+            tracing::warn!(
+                "job {}: its output was not sent to {target}: {error}",
+                done.job_id
+            );
+            Delivery::Failed { target, error }
+        }
+    }
 }
 
 /// The seed's message for a channel: `[cron] <name> — OK|FAILED(<code>)\n<first 2000 chars>`.

@@ -19,8 +19,8 @@ use crate::expr::Evaluator;
 use crate::params::ParamSpec;
 use crate::steps::{self, shell::ShellStep};
 use crate::workflow::{
-    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, OnBusy, OnFailure, RetryPolicy, Step, StepKind,
-    Workflow,
+    Concurrency, Condition, DEFAULT_STEP_TIMEOUT, NotifyOn, OnBusy, OnFailure, RetryPolicy, Step,
+    StepKind, Workflow,
 };
 use crate::yaml::{self, Node, Reader, Value};
 
@@ -167,6 +167,7 @@ impl Cx<'_> {
             timeout: None,
             max_parallel: std::thread::available_parallelism().map_or(2, usize::from),
             notify_profile: None,
+            notify: Vec::new(),
             outputs: Vec::new(),
             steps: Vec::new(),
             rollback: Vec::new(),
@@ -215,10 +216,7 @@ impl Cx<'_> {
                         .string(value, "notify_profile")
                         .filter(|s| !s.is_empty());
                 }
-                "notify" => {
-                    // Accepted now so files written for later versions validate; sent once channels exist.
-                    self.entries(value, &["on_failure", "on_success", "on_wait"], "`notify`");
-                }
+                "notify" => wf.notify = self.notify(value),
                 "outputs" => {
                     anywhere.push(value);
                     for (k, v) in self.entries(value, &[], "`outputs`") {
@@ -270,6 +268,59 @@ impl Cx<'_> {
 
     fn params(&mut self, node: &Node) -> Vec<ParamSpec> {
         crate::params::load(&mut self.r, node, "params", "param")
+    }
+
+    /// `notify:` in DESIGN.md's form (`on_failure: [profile…]`, `on_success`, `on_wait`) or the
+    /// short one (`on: [failure, success, waiting]` with `profile:` or `to:`; `on` defaults to
+    /// `[failure]`). A recipient is a profile or `channel:target`.
+    fn notify(&mut self, node: &Node) -> Vec<(NotifyOn, String)> {
+        let mut out = Vec::new();
+        let mut on = Vec::new();
+        let mut to = Vec::new();
+        let keys = ["on_failure", "on_success", "on_wait", "on", "profile", "to"];
+        for (k, v) in self.entries(node, &keys, "`notify`") {
+            match k {
+                "on_failure" | "on_success" | "on_wait" => {
+                    let event = match k {
+                        "on_failure" => NotifyOn::Failure,
+                        "on_success" => NotifyOn::Success,
+                        _ => NotifyOn::Waiting,
+                    };
+                    for (s, _) in self.string_list(v, k) {
+                        out.push((event, s));
+                    }
+                }
+                "on" => {
+                    for (s, pos) in self.string_list(v, "notify.on") {
+                        match NotifyOn::parse(&s) {
+                            Some(e) => on.push(e),
+                            None => self.err_help(
+                                pos,
+                                format!("unknown event `{s}` in `notify.on` (expected one of: failure, success, waiting)"),
+                                did_you_mean(&s, NotifyOn::NAMES.iter().copied()),
+                            ),
+                        }
+                    }
+                }
+                _ => to.extend(self.string_list(v, k).into_iter().map(|(s, _)| s)),
+            }
+        }
+        if to.is_empty() {
+            if node.get("on").is_some() {
+                self.err(
+                    node.pos,
+                    "`notify.on` needs `profile:` or `to:` beside it (who is told)",
+                );
+            }
+        } else {
+            if on.is_empty() && node.get("on").is_none() {
+                on.push(NotifyOn::Failure);
+            }
+            for e in on {
+                out.extend(to.iter().map(|t| (e, t.clone())));
+            }
+        }
+        out
     }
 
     fn concurrency(&mut self, node: &Node) -> Option<Concurrency> {

@@ -22,7 +22,8 @@ const STEP_FIELDS: &[&str] = &["status", "exit_code", "stdout", "outputs", "atte
 const RUN_FIELDS: &[&str] = &["id", "workflow", "created_at", "started_at", "dry_run"];
 /// Every field some trigger sets: manual (`user`), rerun (`of`, `from`), cron (`job`,
 /// `job_name`, `scheduled_for`), watcher (`rule`, `path`, `event`, `from`), webhook (`hook`,
-/// `body`, `headers`, `delivery`), sub-workflow (`parent_run`, `step`, `attempt`).
+/// `body`, `headers`, `delivery`), sub-workflow (`parent_run`, `step`, `attempt`), chat
+/// (`chat`, `from`, `command`, `args`).
 pub const TRIGGER_FIELDS: &[&str] = &[
     "type",
     "user",
@@ -41,6 +42,9 @@ pub const TRIGGER_FIELDS: &[&str] = &[
     "parent_run",
     "step",
     "attempt",
+    "chat",
+    "command",
+    "args",
 ];
 
 /// Where an expression is evaluated.

@@ -160,6 +160,7 @@ fn idempotent_defaults_per_kind() {
     prompt: hello
   - name: tell
     type: notify
+    profile: ops
     message: done
   - name: skill
     type: skill
@@ -700,4 +701,119 @@ max_paralel: 2
             "15:1: unknown key `max_paralel` in the workflow [did you mean `max_parallel`?]",
         ]
     );
+}
+
+/// `type: notify` and a workflow's `notify:` (steps::notify, workflow::NotifyOn).
+mod notify {
+    use crate::steps::{Kind, StepKind};
+    use crate::workflow::load::load_str;
+
+    fn load(steps: &str) -> Result<crate::workflow::Workflow, String> {
+        load_str(
+            std::path::Path::new("n.yaml"),
+            format!("name: n\nsteps:\n{steps}"),
+        )
+        .map_err(|e| e.render())
+    }
+
+    fn notify(steps: &str) -> crate::steps::notify::NotifyStep {
+        let wf = load(steps).unwrap_or_else(|e| panic!("{e}"));
+        match &wf.steps[0].kind {
+            StepKind::Notify(n) => n.clone(),
+            other => panic!("not a notify step: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn profile_to_and_channel_target_name_the_recipient() {
+        let n = notify(
+            "  - name: a\n    type: notify\n    profile: ops\n    message: hi ${{ run.id }}\n",
+        );
+        assert_eq!(n.to, "ops");
+        assert_eq!(n.message, "hi ${{ run.id }}");
+        let n = notify("  - name: a\n    type: notify\n    to: telegram:42\n    message: hi\n");
+        assert_eq!(n.to, "telegram:42");
+        let n = notify(
+            "  - name: a\n    type: notify\n    channel: webhook\n    target: http://h/x\n    message: hi\n",
+        );
+        assert_eq!(n.to, "webhook:http://h/x");
+        assert_eq!(n.describe(), "notify webhook:http://h/x");
+    }
+
+    #[test]
+    fn a_notify_step_without_a_recipient_or_with_two_is_refused_at_its_position() {
+        let e = load("  - name: a\n    type: notify\n    message: hi\n").unwrap_err();
+        assert!(
+            e.contains("n.yaml:3:") && e.contains("needs `profile: NAME`"),
+            "{e}"
+        );
+        let e = load(
+            "  - name: a\n    type: notify\n    profile: x\n    to: telegram:1\n    message: hi\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("more than one recipient"), "{e}");
+        let e = load("  - name: a\n    type: notify\n    profile: x\n").unwrap_err();
+        assert!(e.contains("needs `message:`"), "{e}");
+        let e = load(
+            "  - name: a\n    type: notify\n    channel: telegran\n    target: '1'\n    message: m\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("unknown channel `telegran`") && e.contains("telegram"),
+            "{e}"
+        );
+        let e = load("  - name: a\n    type: notify\n    channel: telegram\n    message: m\n")
+            .unwrap_err();
+        assert!(e.contains("needs `target:`"), "{e}");
+        let e =
+            load("  - name: a\n    type: notify\n    profile: ops\n    message: '${{ nope( }}'\n")
+                .unwrap_err();
+        assert!(e.contains("invalid expression"), "{e}");
+    }
+
+    #[test]
+    fn workflow_notify_takes_the_long_and_the_short_form_and_refuses_unknown_events() {
+        use crate::workflow::NotifyOn;
+        let wf = load_str(
+            std::path::Path::new("n.yaml"),
+            "name: n\nnotify_profile: summary\nnotify:\n  on: [failure, waiting]\n  to: telegram:1\nsteps:\n  - name: a\n    command: 'true'\n".to_owned(),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+        assert_eq!(
+            wf.recipients(NotifyOn::Failure),
+            vec!["summary", "telegram:1"]
+        );
+        assert_eq!(wf.recipients(NotifyOn::Success), vec!["summary"]);
+        assert_eq!(wf.recipients(NotifyOn::Waiting), vec!["telegram:1"]);
+        let wf = load_str(
+            std::path::Path::new("n.yaml"),
+            "name: n\nnotify: {on_success: [info], on_wait: critical}\nsteps:\n  - name: a\n    command: 'true'\n".to_owned(),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render()));
+        assert_eq!(wf.recipients(NotifyOn::Success), vec!["info"]);
+        assert_eq!(wf.recipients(NotifyOn::Waiting), vec!["critical"]);
+        assert!(wf.recipients(NotifyOn::Failure).is_empty());
+        let e = load_str(
+            std::path::Path::new("n.yaml"),
+            "name: n\nnotify:\n  on: [failur]\n  profile: x\nsteps:\n  - name: a\n    command: 'true'\n".to_owned(),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .render();
+        assert!(
+            e.contains("n.yaml:3:8")
+                && e.contains("unknown event `failur`")
+                && e.contains("failure"),
+            "{e}"
+        );
+        let e = load_str(
+            std::path::Path::new("n.yaml"),
+            "name: n\nnotify:\n  on: [failure]\nsteps:\n  - name: a\n    command: 'true'\n"
+                .to_owned(),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .render();
+        assert!(e.contains("needs `profile:` or `to:`"), "{e}");
+    }
 }

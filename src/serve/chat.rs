@@ -1,0 +1,715 @@
+//! Chat front ends in the daemon: Telegram long polling (`getUpdates`, the offset kept in the
+//! store), who may talk to claw (the `ALLOWED_CHAT_IDS` setting, plus chats the admin allowed
+//! with `/approve`, kept in the store), and what a message from an allowed chat does. Every
+//! reply goes through the outbox; every access decision and command is audited.
+//!
+//! Chat text is data: a command's words reach a workflow as typed params (bound and checked
+//! like `claw workflow run -p`), never as shell code.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::Ctx;
+use crate::msg::inbound::{self, Inbound};
+use crate::msg::{Creds, Target};
+use crate::store::{ChatAccess, RunFilter};
+use crate::trace::DAEMON;
+use crate::triggers::launch::{Execution, Launcher};
+
+/// The seed's limits: runs started from chats at once, per chat and in all; waiting per chat.
+pub const MAX_PER_CHAT: usize = 2;
+pub const MAX_GLOBAL: usize = 5;
+pub const QUEUE_OVERFLOW: usize = 10;
+/// The seed's refusal when a chat asks for more.
+pub const TOO_MANY: &str = "Too many requests — please wait for current jobs to finish.";
+
+const POLL_WAIT: Duration = Duration::from_secs(30);
+
+/// How a chat stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Never allowed (or removed): only `/start` does something.
+    Unknown,
+    Requested,
+    Denied,
+}
+
+/// Who may talk: the admin chat and `ALLOWED_CHAT_IDS` (compared as strings, exactly), then
+/// what the store says. A denial recorded in the store wins over the setting.
+pub fn access(
+    stored: Option<&ChatAccess>,
+    allowlist: &[String],
+    admin: Option<&str>,
+    chat: &str,
+) -> Access {
+    if admin == Some(chat) {
+        return Access::Allowed;
+    }
+    match stored.map(|a| a.status.as_str()) {
+        Some("denied") => Access::Denied,
+        Some("allowed") => Access::Allowed,
+        _ if allowlist.iter().any(|a| a == chat) => Access::Allowed,
+        Some("requested") => Access::Requested,
+        _ => Access::Unknown,
+    }
+}
+
+/// `ALLOWED_CHAT_IDS`: comma-separated, whitespace and trailing commas tolerated.
+pub fn allowlist(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The runs started from chats, for the seed's limits.
+struct Gate {
+    global: Arc<Semaphore>,
+    per_chat: RefCell<HashMap<String, (Arc<Semaphore>, usize)>>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(MAX_GLOBAL)),
+            per_chat: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+/// The daemon's chat side.
+struct Chats {
+    ctx: Rc<Ctx>,
+    gate: Gate,
+    /// Chats whose refusal is logged already (once per chat).
+    refused: RefCell<HashSet<String>>,
+}
+
+/// Polls Telegram while the daemon takes work; does nothing until `TELEGRAM_BOT_TOKEN` is set.
+/// Receives Telegram's updates while the daemon takes work: long polling, or — with
+/// `TELEGRAM_WEBHOOK_URL` — the updates Telegram posts to `/webhook/telegram` (`updates`), once
+/// `setWebhook` has registered that URL with the secret token. Does nothing until
+/// `TELEGRAM_BOT_TOKEN` is set.
+pub(super) async fn telegram_loop(
+    ctx: Rc<Ctx>,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let client = match crate::msg::client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target: DAEMON, "Telegram is not polled: {e}");
+            return;
+        }
+    };
+    let chats = Rc::new(Chats {
+        ctx: ctx.clone(),
+        gate: Gate::new(),
+        refused: RefCell::new(HashSet::new()),
+    });
+    let mut said_idle = false;
+    let mut hooked = false;
+    loop {
+        let creds = crate::msg::route::creds(&ctx.engine.dirs);
+        let Some(token) = creds.get("TELEGRAM_BOT_TOKEN").map(str::to_owned) else {
+            if !said_idle {
+                tracing::info!(target: DAEMON, "Telegram: no TELEGRAM_BOT_TOKEN, not polling");
+                said_idle = true;
+            }
+            tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => continue,
+            }
+        };
+        said_idle = false;
+        let api = creds
+            .get("TELEGRAM_API_URL")
+            .unwrap_or("https://api.telegram.org")
+            .trim_end_matches('/')
+            .to_owned();
+        let batch = if let Some(url) = creds.get("TELEGRAM_WEBHOOK_URL") {
+            if !hooked {
+                let Some(secret) = creds.get("TELEGRAM_WEBHOOK_SECRET") else {
+                    tracing::error!(target: DAEMON, "Telegram: webhook mode needs TELEGRAM_WEBHOOK_SECRET; the webhook is not set and /webhook/telegram refuses every request");
+                    tokio::select! {
+                        () = ctx.intake.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(30)) => continue,
+                    }
+                };
+                match inbound::telegram_set_webhook(&client, &api, &token, url, secret).await {
+                    Ok(()) => {
+                        tracing::info!(target: DAEMON, "Telegram: webhook set to {url}");
+                        hooked = true;
+                    }
+                    Err(e) => {
+                        let e = crate::redact::global().redact(&e).into_owned();
+                        tracing::warn!(target: DAEMON, "Telegram: {e}");
+                        tokio::select! {
+                            () = ctx.intake.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                u = updates.recv() => match u {
+                    Some(u) => vec![u],
+                    None => return,
+                },
+            }
+        } else {
+            let offset = ctx.engine.store.inbound_cursor("telegram").ok().flatten();
+            let poll = inbound::telegram_updates(&client, &api, &token, offset, POLL_WAIT);
+            let polled = tokio::select! {
+                () = ctx.intake.cancelled() => return,
+                r = poll => r,
+            };
+            match polled {
+                Ok(u) => u,
+                Err(e) => {
+                    let e = crate::redact::global().redact(&e).into_owned();
+                    tracing::warn!(target: DAEMON, "Telegram: {e}");
+                    tokio::select! {
+                        () = ctx.intake.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(3)) => continue,
+                    }
+                }
+            }
+        };
+        for u in batch {
+            take(&ctx, &chats, &creds, &u);
+        }
+    }
+}
+
+/// One update: skipped when the cursor is past it (Telegram posts a webhook update again when
+/// it got no answer), else the cursor moves and the message is handled in a task of its own.
+fn take(ctx: &Ctx, chats: &Rc<Chats>, creds: &Creds, u: &serde_json::Value) {
+    let store = &ctx.engine.store;
+    let Some(id) = u.get("update_id").and_then(serde_json::Value::as_i64) else {
+        return;
+    };
+    if store
+        .inbound_cursor("telegram")
+        .ok()
+        .flatten()
+        .is_some_and(|next| id < next)
+    {
+        return;
+    }
+    // The cursor moves before the update is handled: a crash right here loses this one update
+    // rather than running its command twice.
+    if let Err(e) = store.set_inbound_cursor("telegram", id + 1, crate::time::now_ms()) {
+        tracing::warn!(target: DAEMON, "Telegram: the offset was not kept: {e}");
+    }
+    match inbound::telegram_update(u) {
+        Some(m) => {
+            let (chats, creds) = (chats.clone(), creds.clone());
+            tokio::task::spawn_local(async move { chats.handle(&creds, m).await });
+        }
+        None => {
+            tracing::debug!(target: DAEMON, "Telegram: update {id} has no text message; skipped");
+        }
+    }
+}
+
+/// `POST /webhook/telegram`: Telegram's updates in webhook mode. Fail-closed: without
+/// `TELEGRAM_WEBHOOK_SECRET` every request is refused (403), as is one whose
+/// `X-Telegram-Bot-Api-Secret-Token` is missing or wrong (compared in constant time); a body
+/// that is not an update is 400.
+pub(super) fn webhook_route(
+    dirs: crate::config::Dirs,
+    updates: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode};
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let (dirs, updates) = (dirs.clone(), updates.clone());
+        async move {
+            let creds = crate::msg::route::creds(&dirs);
+            let Some(secret) = creds.get("TELEGRAM_WEBHOOK_SECRET") else {
+                tracing::warn!(target: DAEMON, "Telegram webhook: refused a request (no TELEGRAM_WEBHOOK_SECRET is set)");
+                return (StatusCode::FORBIDDEN, "Invalid secret token\n");
+            };
+            let token = headers
+                .get("x-telegram-bot-api-secret-token")
+                .and_then(|v| v.to_str().ok());
+            if crate::triggers::webhook::verify::telegram(secret.as_bytes(), token).is_err() {
+                tracing::warn!(target: DAEMON, "Telegram webhook: refused a request with a missing or wrong secret token");
+                return (StatusCode::FORBIDDEN, "Invalid secret token\n");
+            }
+            let Ok(update) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                return (StatusCode::BAD_REQUEST, "not a JSON update\n");
+            };
+            if update
+                .get("update_id")
+                .and_then(serde_json::Value::as_i64)
+                .is_none()
+            {
+                return (StatusCode::BAD_REQUEST, "not a Telegram update\n");
+            }
+            if updates.send(update).is_err() {
+                return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+            }
+            (StatusCode::OK, "{\"ok\":true}\n")
+        }
+    };
+    axum::Router::new().route("/webhook/telegram", axum::routing::post(handler))
+}
+
+impl Chats {
+    fn audit(
+        &self,
+        actor: &str,
+        action: crate::audit::Action,
+        target: &str,
+        result: &str,
+        detail: serde_json::Value,
+    ) {
+        let e = crate::audit::Event::new(actor, action, target, result, detail);
+        if let Err(err) = self.ctx.engine.audit.record(&e) {
+            tracing::warn!(target: DAEMON, "not audited: {err}");
+        }
+    }
+
+    /// Queues a reply to the chat (the outbox loop delivers it).
+    fn say(&self, creds: &Creds, channel: &str, chat: &str, text: &str) {
+        let target = Target {
+            channel: channel.to_owned(),
+            target: chat.to_owned(),
+        };
+        let source = format!("chat:{channel}:{chat}");
+        if let Err(e) = crate::msg::outbox::enqueue(
+            self.ctx.engine.store.as_ref(),
+            creds,
+            &[target],
+            text,
+            &source,
+        ) {
+            tracing::warn!(target: DAEMON, "reply to {channel}:{chat} not queued: {e}");
+        }
+        self.ctx.outbox_bell.notify_one();
+    }
+
+    async fn handle(self: Rc<Self>, creds: &Creds, m: Inbound) {
+        let store = self.ctx.engine.store.clone();
+        let admin = creds
+            .get("TELEGRAM_ADMIN_CHAT_ID")
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let allowed = allowlist(creds.get("ALLOWED_CHAT_IDS"));
+        let stored = store.chat_access(&m.channel, &m.chat).ok().flatten();
+        let acc = access(stored.as_ref(), &allowed, admin, &m.chat);
+        let (cmd, args) = split_command(&m.text);
+        let who = m.identity();
+        let where_ = format!("{}:{}", m.channel, m.chat);
+        if acc != Access::Allowed {
+            if cmd == "/start" && acc == Access::Unknown {
+                let req = ChatAccess {
+                    channel: m.channel.clone(),
+                    chat: m.chat.clone(),
+                    status: "requested".to_owned(),
+                    name: m.name.clone(),
+                    decided_by: None,
+                    updated_at: crate::time::now_ms(),
+                };
+                if let Err(e) = store.set_chat_access(&req) {
+                    tracing::warn!(target: DAEMON, "access request of {where_} not kept: {e}");
+                    return;
+                }
+                self.audit(
+                    &who,
+                    crate::audit::Action::ChatAccess,
+                    &where_,
+                    "requested",
+                    serde_json::json!({"name": m.name}),
+                );
+                self.say(
+                    creds,
+                    &m.channel,
+                    &m.chat,
+                    &format!("Access pending admin approval. Your chat id: {}", m.chat),
+                );
+                if let Some(a) = admin {
+                    self.say(creds, &m.channel, a, &format!(
+                        "Access request from chat {} ({}, user {}).\nTo approve: /approve {}\nTo deny: /deny {}",
+                        m.chat, if m.name.is_empty() { "no name" } else { &m.name }, m.user, m.chat, m.chat
+                    ));
+                }
+                return;
+            }
+            if self.refused.borrow_mut().insert(where_.clone()) {
+                tracing::info!(target: DAEMON, "Telegram: messages from chat {} are dropped (not allowed)", m.chat);
+                self.audit(
+                    &who,
+                    crate::audit::Action::ChatAccess,
+                    &where_,
+                    "refused",
+                    serde_json::json!({}),
+                );
+            }
+            return;
+        }
+        self.audit(&who, crate::audit::Action::ChatCommand, &where_, "received", serde_json::json!({"command": if cmd.starts_with('/') || cmd.starts_with('!') { cmd.as_str() } else { "text" }, "chars": m.text.chars().count()}));
+        let reply = match cmd.as_str() {
+            "/start" => "Welcome to claw. Send !help for the commands.".to_owned(),
+            "/help" | "!help" => HELP.to_owned(),
+            "/status" | "!status" => self.status(),
+            "!runs" => self.runs(),
+            "/approve" | "/deny" if admin == Some(m.chat.as_str()) => {
+                self.decide_chat(creds, &m, &cmd, &args)
+            }
+            "!run" | "/run" => {
+                let Some(name) = args.first() else {
+                    self.say(
+                        creds,
+                        &m.channel,
+                        &m.chat,
+                        "usage: !run <workflow> [key=value …]",
+                    );
+                    return;
+                };
+                match crate::triggers::launch::find_workflow(&self.ctx.engine.dirs, name) {
+                    Ok(wf) => return self.clone().start(creds, &m, wf, "run", &args[1..]).await,
+                    Err(e) => format!("cannot start {name}: {e}"),
+                }
+            }
+            "!approve" => self.vote(&m, &args, true),
+            "!reject" => self.vote(&m, &args, false),
+            "!cancel" => self.cancel(&m, &args),
+            c if c.starts_with('!') => match self.command_trigger(&c[1..]) {
+                Some(wf) => return self.clone().start(creds, &m, wf, &c[1..], &args).await,
+                None => route_text(&m),
+            },
+            _ => route_text(&m),
+        };
+        self.say(creds, &m.channel, &m.chat, &reply);
+    }
+
+    fn status(&self) -> String {
+        let store = &self.ctx.engine.store;
+        let count = |s| {
+            store
+                .list_runs(&RunFilter {
+                    status: Some(s),
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .map_or(0, |r| r.len())
+        };
+        format!(
+            "claw {}: {} running, {} waiting, {} queued",
+            env!("CARGO_PKG_VERSION"),
+            count(crate::store::RunStatus::Running),
+            count(crate::store::RunStatus::Waiting),
+            count(crate::store::RunStatus::Queued),
+        )
+    }
+
+    fn runs(&self) -> String {
+        match self.ctx.engine.store.list_runs(&RunFilter {
+            limit: Some(5),
+            ..Default::default()
+        }) {
+            Ok(runs) if runs.is_empty() => "No runs yet.".to_owned(),
+            Ok(runs) => runs
+                .iter()
+                .map(|r| format!("{} {} {}", r.id, r.workflow, r.status.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("cannot list the runs: {e}"),
+        }
+    }
+
+    /// `!approve <run> [step]` and `!reject <run> [step] [reason…]`: a vote as
+    /// `telegram:<user id>`, by the CLI's rules (allowed approvers, quorum of distinct people;
+    /// a refusal is audited by the engine).
+    fn vote(&self, m: &Inbound, args: &[String], approve: bool) -> String {
+        let verb = if approve { "!approve" } else { "!reject" };
+        let Some(run_id) = args.first() else {
+            return format!(
+                "usage: {verb} <run> [step]{}",
+                if approve { "" } else { " [reason]" }
+            );
+        };
+        let engine = &self.ctx.engine;
+        let run = match engine.store.get_run(run_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return format!("no run {run_id}"),
+            Err(e) => return format!("cannot read run {run_id}: {e}"),
+        };
+        let steps = match engine.store.steps(&run.id) {
+            Ok(s) => s,
+            Err(e) => return format!("cannot read run {run_id}: {e}"),
+        };
+        let (step, rest) = match args.get(1) {
+            Some(s) if steps.iter().any(|x| &x.name == s) => (s.clone(), &args[2..]),
+            _ => {
+                let waiting: Vec<&str> = steps
+                    .iter()
+                    .filter(|x| x.status == crate::store::StepStatus::Waiting)
+                    .map(|x| x.name.as_str())
+                    .collect();
+                match waiting.as_slice() {
+                    [one] => ((*one).to_owned(), &args[1..]),
+                    [] => return format!("run {} waits for no approval", run.id),
+                    many => {
+                        return format!(
+                            "run {} waits on several steps ({}): name one",
+                            run.id,
+                            many.join(", ")
+                        );
+                    }
+                }
+            }
+        };
+        let reason = (!approve && !rest.is_empty()).then(|| rest.join(" "));
+        let who = m.identity();
+        let r = engine.vote(&run, &step, &who, approve, reason.as_deref(), &[]);
+        engine.ring_changes();
+        match r {
+            Ok(crate::engine::approval::VoteResult::Recorded {
+                decided: Some(d), ..
+            }) => format!(
+                "run {}: step `{step}` {}",
+                run.id,
+                crate::engine::approval::describe(&d)
+            ),
+            Ok(crate::engine::approval::VoteResult::Recorded {
+                decided: None,
+                approvals,
+                quorum,
+            }) => format!(
+                "run {}: {who} approved step `{step}` ({approvals} of {quorum} approvals)",
+                run.id
+            ),
+            Err(e) => format!("refused: {e}"),
+        }
+    }
+
+    /// `!cancel <run>`.
+    fn cancel(&self, m: &Inbound, args: &[String]) -> String {
+        let Some(run_id) = args.first() else {
+            return "usage: !cancel <run>".to_owned();
+        };
+        let engine = &self.ctx.engine;
+        match engine.store.get_run(run_id) {
+            Ok(Some(run)) => match engine.cancel(&run, &m.identity()) {
+                Ok(st) if st.is_finished() => format!("run {} {}", run.id, st.as_str()),
+                Ok(_) => format!("run {}: cancel requested", run.id),
+                Err(e) => format!("cannot cancel run {}: {e}", run.id),
+            },
+            Ok(None) => format!("no run {run_id}"),
+            Err(e) => format!("cannot read run {run_id}: {e}"),
+        }
+    }
+
+    /// `/approve <chat>` and `/deny <chat>` from the admin chat.
+    fn decide_chat(&self, creds: &Creds, m: &Inbound, cmd: &str, args: &[String]) -> String {
+        let Some(chat) = args.first() else {
+            return format!("usage: {cmd} <chat id>");
+        };
+        let status = if cmd == "/approve" {
+            "allowed"
+        } else {
+            "denied"
+        };
+        let rec = ChatAccess {
+            channel: m.channel.clone(),
+            chat: chat.clone(),
+            status: status.to_owned(),
+            name: String::new(),
+            decided_by: Some(m.identity()),
+            updated_at: crate::time::now_ms(),
+        };
+        if let Err(e) = self.ctx.engine.store.set_chat_access(&rec) {
+            return format!("not recorded: {e}");
+        }
+        self.refused
+            .borrow_mut()
+            .remove(&format!("{}:{chat}", m.channel));
+        self.audit(
+            &m.identity(),
+            crate::audit::Action::ChatAccess,
+            &format!("{}:{chat}", m.channel),
+            status,
+            serde_json::json!({"by": "admin chat"}),
+        );
+        let told = if status == "allowed" {
+            "Access granted. Send !help for the commands."
+        } else {
+            "Access denied."
+        };
+        self.say(creds, &m.channel, chat, told);
+        format!("chat {chat} {status}")
+    }
+
+    /// The workflow whose `triggers:` has `- command: <name>` (the first, by file name).
+    fn command_trigger(&self, name: &str) -> Option<crate::workflow::Workflow> {
+        let files = crate::workflow::catalogue::Catalogue::new(&self.ctx.engine.dirs).files();
+        files.iter().find_map(|f| {
+            let wf = crate::workflow::load::load_file(f).ok()?;
+            wf.triggers
+                .iter()
+                .any(|t| matches!(t, crate::workflow::trigger::Trigger::Command { name: n, .. } if n == name))
+                .then_some(wf)
+        })
+    }
+
+    /// A run of `wf` queued for the daemon (`!run <workflow> …` or a command trigger), its id at
+    /// once and its outcome when it ends; within the seed's limits. `words` are `key=value`
+    /// params, or values for the declared params in order; all of them are `trigger.args`.
+    async fn start(
+        self: Rc<Self>,
+        creds: &Creds,
+        m: &Inbound,
+        wf: crate::workflow::Workflow,
+        command: &str,
+        words: &[String],
+    ) {
+        let given = match params_of(&wf, words) {
+            Ok(g) => g,
+            Err(e) => {
+                self.say(creds, &m.channel, &m.chat, &e);
+                return;
+            }
+        };
+        let workflow = wf.name.clone();
+        let chat_sem = {
+            let mut per = self.gate.per_chat.borrow_mut();
+            let e = per
+                .entry(m.chat.clone())
+                .or_insert_with(|| (Arc::new(Semaphore::new(MAX_PER_CHAT)), 0));
+            let busy = e.0.available_permits() == 0 || self.gate.global.available_permits() == 0;
+            if busy && e.1 >= QUEUE_OVERFLOW {
+                drop(per);
+                self.say(creds, &m.channel, &m.chat, TOO_MANY);
+                return;
+            }
+            e.1 += 1;
+            e.0.clone()
+        };
+        let permits = async {
+            let a = chat_sem.acquire_owned().await.ok()?;
+            let b = self.gate.global.clone().acquire_owned().await.ok()?;
+            Some((a, b))
+        }
+        .await;
+        if let Some(e) = self.gate.per_chat.borrow_mut().get_mut(&m.chat) {
+            e.1 = e.1.saturating_sub(1);
+        }
+        let Some(_permits) = permits else { return };
+        let launcher = Launcher::new(
+            self.ctx.engine.clone(),
+            Execution::QueueAndWake(self.ctx.poke.clone()),
+        );
+        let trigger = serde_json::json!({
+            "type": m.channel, "chat": m.chat, "from": m.identity(), "command": command,
+            "args": words,
+        });
+        let started = match launcher.start(&wf, &given, trigger) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = crate::redact::global().redact(&e.to_string()).into_owned();
+                self.say(
+                    creds,
+                    &m.channel,
+                    &m.chat,
+                    &format!("cannot start {workflow}: {e}"),
+                );
+                return;
+            }
+        };
+        let id = started.run.id.clone();
+        self.say(
+            creds,
+            &m.channel,
+            &m.chat,
+            &format!("run {id} of {workflow} queued"),
+        );
+        // The outcome, when the run ends.
+        loop {
+            tokio::select! {
+                () = self.ctx.intake.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            match self.ctx.engine.store.get_run(&id) {
+                Ok(Some(r)) if r.status.is_finished() => {
+                    let mut text = format!("run {id} of {workflow} {}", r.status.as_str());
+                    if let Some(e) = r.error {
+                        text.push_str(&format!(": {e}"));
+                    }
+                    let text = crate::redact::global().redact(&text).into_owned();
+                    self.say(creds, &m.channel, &m.chat, &text);
+                    return;
+                }
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Chat words as params: `key=value` by name (a declared param), other words for the declared
+/// params in order (those not named). Bound and checked by the launcher like `-p`.
+pub fn params_of(
+    wf: &crate::workflow::Workflow,
+    words: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut positional = Vec::new();
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) if wf.params.iter().any(|p| p.name == k) => {
+                given.push((k.to_owned(), v.to_owned()));
+            }
+            _ => positional.push(w.clone()),
+        }
+    }
+    let mut free = wf
+        .params
+        .iter()
+        .filter(|p| !given.iter().any(|(k, _)| *k == p.name))
+        .map(|p| p.name.clone())
+        .collect::<Vec<_>>()
+        .into_iter();
+    for w in positional {
+        match free.next() {
+            Some(p) => given.push((p, w)),
+            None => return Err(format!("workflow {} takes no more params: {w}", wf.name)),
+        }
+    }
+    Ok(given)
+}
+
+const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
+
+/// What a text that is no command does. The one place a conversation (the LLM chat mode) plugs
+/// in; for now a short hint.
+pub fn route_text(m: &Inbound) -> String {
+    if m.text.starts_with('!') || m.text.starts_with('/') {
+        let (cmd, _) = split_command(&m.text);
+        return format!("Unknown command {cmd}. Send !help for the commands.");
+    }
+    "I only understand commands for now. Send !help for the list.".to_owned()
+}
+
+/// The command word (lower-cased, any `@botname` removed) and the words after it. Quotes are
+/// not special: the words are data.
+pub fn split_command(text: &str) -> (String, Vec<String>) {
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let cmd = first.split('@').next().unwrap_or("").to_lowercase();
+    (cmd, words.map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+#[path = "chat_tests.rs"]
+mod tests;
