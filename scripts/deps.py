@@ -36,7 +36,7 @@ LAYERS = [
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
     ["vault", "scheduler", "msg"],
     # Running processes: the supervisor, skills.
-    ["proc", "skills", "ssh"],
+    ["proc", "skills", "ssh", "browser"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.
     ["steps"],
     # The workflow model, built from files by its loader, and the catalogue that finds them.

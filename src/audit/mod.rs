@@ -134,6 +134,8 @@ pub enum Action {
     SshTransfer,
     /// `message.sent`: a message was delivered (or given up on) to one target.
     MessageSent,
+    /// `browser.profile.deleted`: a browser profile was deleted (`claw browse profiles delete`).
+    BrowserProfileDeleted,
 }
 
 impl Action {
@@ -178,6 +180,7 @@ impl Action {
         Self::SshHostKeyRefused,
         Self::SshTransfer,
         Self::MessageSent,
+        Self::BrowserProfileDeleted,
     ];
 
     /// The dotted name written in the log.
@@ -223,6 +226,7 @@ impl Action {
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
+            Self::BrowserProfileDeleted => "browser.profile.deleted",
         }
     }
 }

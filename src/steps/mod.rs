@@ -15,6 +15,7 @@
 //! ([`StepOutcome::Failed`]), not an `Err`.
 
 pub mod approval;
+pub mod browser;
 pub mod http;
 pub mod shell;
 pub mod skill;
@@ -128,6 +129,8 @@ pub enum StepKind {
     Workflow(subworkflow::SubWorkflowStep),
     /// A command on the hosts of a target (`type: ssh`).
     Ssh(ssh::SshStep),
+    /// Actions in a tab of headless Chromium (`type: browser`).
+    Browser(browser::BrowserStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -143,6 +146,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body,
             StepKind::Workflow($k) => $body,
             StepKind::Ssh($k) => $body,
+            StepKind::Browser($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -154,6 +158,7 @@ macro_rules! each_kind {
             StepKind::Approval($k) => $body.map(StepKind::Approval),
             StepKind::Workflow($k) => $body.map(StepKind::Workflow),
             StepKind::Ssh($k) => $body.map(StepKind::Ssh),
+            StepKind::Browser($k) => $body.map(StepKind::Browser),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -179,7 +184,11 @@ const KINDS: &[Row] = &[
     (ssh::SshStep::NAMES, ssh::SshStep::KEYS, |cx, n| {
         ssh::SshStep::load(cx, n).map(StepKind::Ssh)
     }),
-    planned(unavailable::Planned::Browser),
+    (
+        browser::BrowserStep::NAMES,
+        browser::BrowserStep::KEYS,
+        |cx, n| browser::BrowserStep::load(cx, n).map(StepKind::Browser),
+    ),
     (
         approval::ApprovalStep::NAMES,
         approval::ApprovalStep::KEYS,

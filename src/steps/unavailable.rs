@@ -11,19 +11,17 @@ use crate::yaml::Node;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Planned {
     Llm,
-    Browser,
     Notify,
     AutoAgent,
 }
 
 impl Planned {
-    pub const ALL: [Self; 4] = [Self::Llm, Self::Browser, Self::Notify, Self::AutoAgent];
+    pub const ALL: [Self; 3] = [Self::Llm, Self::Notify, Self::AutoAgent];
 
     /// Its `type:` names: its own first, then the seed's.
     pub const fn names(self) -> &'static [&'static str] {
         match self {
             Self::Llm => &["llm", "claude_prompt"],
-            Self::Browser => &["browser"],
             Self::Notify => &["notify"],
             Self::AutoAgent => &["auto_agent"],
         }
@@ -42,7 +40,6 @@ impl Planned {
                 "max_turns",
                 "outputs",
             ],
-            Self::Browser => &["profile", "actions"],
             Self::Notify => &["profile", "to", "message"],
             Self::AutoAgent => &[],
         }
@@ -124,9 +121,9 @@ impl Kind for Unavailable {
         &self.written
     }
 
-    /// LLM prompts, browser sessions and notifications are safe to repeat by default.
+    /// LLM prompts and notifications are safe to repeat by default.
     fn idempotent(&self) -> bool {
-        matches!(self.kind, Planned::Llm | Planned::Browser | Planned::Notify)
+        matches!(self.kind, Planned::Llm | Planned::Notify)
     }
 
     fn describe(&self) -> String {
