@@ -168,8 +168,8 @@ fn group_members(pgid: i32) -> Vec<i32> {
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
     assert_eq!(&bytes[12..16], b"IHDR");
-    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    let w = u32::from_be_bytes(bytes[16..20].try_into().expect("width"));
+    let h = u32::from_be_bytes(bytes[20..24].try_into().expect("height"));
     (w, h)
 }
 
@@ -508,4 +508,36 @@ fn claw_browse_reads_pages_and_refuses_bad_input() {
     assert!(!profile_dir(&env, "default").exists());
     env.claw(&["browse", "profiles", "delete", "../x"])
         .expect_code(2);
+}
+
+/// claw killed with SIGKILL in the middle of a browser step: the kernel stops its Chromium (the
+/// launcher's parent-death signal) and nothing of Chromium's group is left.
+#[test]
+fn chromium_dies_with_a_killed_claw() {
+    let (addr, table_hits) = serve();
+    let env = Env::new();
+    env.workflow(
+        "hangs",
+        &format!(
+            "steps:\n  - name: w\n    type: browser\n    url: http://{addr}/table\n    actions:\n      - wait_for: {{selector: \"#never\", timeout: 60s}}\n"
+        ),
+    );
+    let mut child = env.spawn(&["workflow", "run", "hangs"]);
+    let pid = wait_for(Duration::from_secs(60), || {
+        (table_hits.load(Ordering::SeqCst) >= 1).then_some(())?;
+        chromium_pids(&profile_dir(&env, "default"))
+            .first()
+            .copied()
+    })
+    .expect("Chromium never loaded the page");
+    child.kill().expect("kill claw");
+    let _ = child.wait();
+    assert!(
+        wait_for(Duration::from_secs(10), || group_members(pid)
+            .is_empty()
+            .then_some(()))
+        .is_some(),
+        "Chromium outlived claw: {:?}",
+        group_members(pid)
+    );
 }

@@ -23,8 +23,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long opening or closing a tab may take before the browser is deemed stuck.
 const TAB_TIMEOUT: Duration = Duration::from_secs(20);
 
-static MANAGERS: LazyLock<Mutex<Vec<(PathBuf, Arc<Manager>)>>> =
-    LazyLock::new(|| Mutex::new(Vec::new()));
+/// The managers of the process, by data directory.
+type Managers = Mutex<Vec<(PathBuf, Arc<Manager>)>>;
+
+static MANAGERS: LazyLock<Managers> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 /// The manager of the data directory `home` (one per process and directory).
 pub fn shared(home: &Path) -> Arc<Manager> {
