@@ -35,8 +35,9 @@ LAYERS = [
     ["config", "store", "audit", "trace"],
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
     ["vault", "scheduler", "msg", "memory"],
-    # Running processes: the supervisor, skills; LLM providers (the claude CLI runs through proc).
-    ["proc", "skills", "ssh", "llm"],
+    # Running processes: the supervisor, skills; LLM providers (the claude CLI runs through proc);
+    # Chromium.
+    ["proc", "skills", "ssh", "llm", "browser"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.
     ["steps"],
     # The workflow model, built from files by its loader, and the catalogue that finds them.

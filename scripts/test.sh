@@ -18,6 +18,8 @@ command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
+# The browser tests drive Debian's Chromium (tests/browser.rs).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

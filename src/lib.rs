@@ -41,6 +41,7 @@
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;

@@ -11,6 +11,7 @@ mod approval;
 mod architecture;
 mod audit;
 mod bad_input;
+mod browser;
 mod cctv;
 mod cli;
 mod common;

@@ -148,6 +148,8 @@ pub enum Action {
     ChatAccess,
     /// `chat.command`: a command arrived from an allowed chat (its name, never the text).
     ChatCommand,
+    /// `browser.profile.deleted`: a browser profile was deleted (`claw browse profiles delete`).
+    BrowserProfileDeleted,
 }
 
 impl Action {
@@ -199,6 +201,7 @@ impl Action {
         Self::MemoryDecay,
         Self::ChatAccess,
         Self::ChatCommand,
+        Self::BrowserProfileDeleted,
     ];
 
     /// The dotted name written in the log.
@@ -251,6 +254,7 @@ impl Action {
             Self::MemoryDecay => "memory.decay",
             Self::ChatAccess => "chat.access",
             Self::ChatCommand => "chat.command",
+            Self::BrowserProfileDeleted => "browser.profile.deleted",
         }
     }
 }

@@ -106,6 +106,17 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Chromium: a cold start to the first page, then `goto`+`extract` on a local page as a
+    /// browser step does it against the same calls made directly with chromiumoxide on the
+    /// same browser (medians of interleaved rounds), and claw's own peak RSS.
+    Browser {
+        /// How many rounds each way.
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Webhooks through a real `claw serve`: authenticated `POST /hooks/<name>` (each creates a
     /// run the daemon executes meanwhile) against `GET /healthz` on the same daemon.
     Web {
@@ -244,6 +255,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
             queries,
             json,
         } => memory(memories.max(1), queries.max(4), json),
+        BenchCommand::Browser { rounds, json } => browser_bench(rounds.max(1), json),
         BenchCommand::Ssh {
             target,
             commands,
@@ -984,5 +996,40 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
         cli.as_secs_f64() * 1000.0 / n as f64
     );
     println!("  speedup                    {ratio:>8.1}x");
+    Ok(())
+}
+
+fn browser_bench(rounds: usize, json: bool) -> CliResult {
+    let scratch = scratch_dir()?;
+    let rt = super::runtime()?;
+    let result = rt.block_on(crate::browser::bench::run(&scratch, rounds));
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let r = result.map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&r.json());
+        return Ok(());
+    }
+    println!("browser: goto + extract on a local page, {rounds} rounds each way (medians)");
+    println!(
+        "  cold start to the first page  {:>8.1} ms",
+        r.cold_start.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  claw, as a step (own tab)     {:>8.2} ms",
+        r.claw_median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  chromiumoxide directly        {:>8.2} ms",
+        r.direct_median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  ratio                         {:>8.2}x (target <= 1.3x)",
+        r.ratio()
+    );
+    println!(
+        "  claw's peak RSS               {:>8.1} MiB (Chromium's processes apart)",
+        r.peak_rss_kib as f64 / 1024.0
+    );
     Ok(())
 }

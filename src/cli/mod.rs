@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod browse;
 mod colour;
 mod complete;
 mod cron;
@@ -199,6 +200,17 @@ enum Command {
     /// Internal: the launcher of a Landlock-confined skill (confines itself, then executes).
     #[command(name = "__sandbox", hide = true)]
     Sandbox(SandboxArgs),
+    /// Internal: the launcher of Chromium (dies with claw, then executes Chromium).
+    #[command(name = "__chromium", hide = true)]
+    Chromium(ChromiumArgs),
+    /// Headless Chromium: open, screenshot, extract, table, js URL, and the profiles.
+    #[command(after_long_help = "Examples:
+  claw browse open https://example.com
+  claw browse screenshot https://example.com -o page.png
+  claw browse table https://example.com/prices -s table.prices --json
+  claw browse profiles")]
+    #[command(subcommand)]
+    Browse(browse::BrowseCommand),
     /// File watchers (watchers.yaml): list the rules, test one, or watch in the foreground.
     #[command(after_long_help = "Examples:
   claw watcher list
@@ -256,6 +268,17 @@ enum Command {
     Man,
 }
 
+#[derive(Debug, clap::Args)]
+struct ChromiumArgs {
+    /// The pid of the claw that starts it (Chromium is not started if that one is gone).
+    #[arg(long)]
+    parent: i32,
+    /// Chromium and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<OsString>,
+}
+
+/// Internal: the sandbox launcher's arguments.
 #[derive(Debug, clap::Args)]
 struct SandboxArgs {
     #[arg(long = "read", value_name = "PATH")]
@@ -315,6 +338,12 @@ pub fn run(args: Vec<OsString>) -> u8 {
         };
         return crate::skills::sandbox::launch(&a.read, &a.write, program, args);
     }
+    if let Command::Chromium(a) = &cli.command {
+        let Some((program, args)) = a.command.split_first() else {
+            return 2;
+        };
+        return crate::browser::launch::exec_launcher(a.parent, program, args);
+    }
     let logging = crate::trace::Config::resolve(cli.log_level.as_deref(), cli.verbose)
         .and_then(|c| crate::trace::init(&c));
     if let Err(e) = logging {
@@ -322,7 +351,10 @@ pub fn run(args: Vec<OsString>) -> u8 {
         return 2;
     }
     colour::set(cli.color);
-    match dispatch(cli) {
+    let result = dispatch(cli);
+    // No Chromium outlives the command (closed gracefully: its profile is written).
+    crate::browser::close_all();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             if !e.message.is_empty() {
@@ -360,9 +392,10 @@ fn dispatch(cli: Cli) -> CliResult {
             args.cmd
                 .unwrap_or(cron::CronCommand::Status { json: false }),
         ),
-        Command::Sandbox(_) => Err(CliError::internal(
-            "the sandbox launcher runs before dispatch",
-        )),
+        Command::Sandbox(_) | Command::Chromium(_) => {
+            Err(CliError::internal("the launchers run before dispatch"))
+        }
+        Command::Browse(cmd) => browse::run(&ctx, cmd),
         Command::Watcher(cmd) => watcher::run(&ctx, cmd),
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),

@@ -385,6 +385,7 @@ fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
         parent: Some(run.id.clone()),
         ..RunFilter::default()
     })?;
+    let artifacts = run_artifacts(engine, &run.id);
     if json {
         let mut v = output::run_json(&run, engine.is_orphaned(&run), Some(&steps));
         if let Some(o) = v.as_object_mut() {
@@ -398,6 +399,10 @@ fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
                     .iter()
                     .map(|c| serde_json::json!({"id": c.id, "workflow": c.workflow, "status": c.status.as_str()}))
                     .collect(),
+            );
+            o.insert(
+                "artifacts".into(),
+                artifacts.iter().map(|a| a.display().to_string()).collect(),
             );
         }
         output::print_json(&v);
@@ -444,7 +449,28 @@ fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
     for s in steps.iter().filter(|s| s.status == StepStatus::Interrupted) {
         println!("\n{}: {}", s.name, s.message.as_deref().unwrap_or_default());
     }
+    if !artifacts.is_empty() {
+        println!("\nartifacts");
+        for a in &artifacts {
+            println!("  {}", a.display());
+        }
+    }
     Ok(())
+}
+
+/// The files a run's steps kept (screenshots, PDFs, downloads), deleted with the run.
+fn run_artifacts(engine: &Engine, id: &str) -> Vec<std::path::PathBuf> {
+    let dir = crate::browser::artifacts_dir(&engine.dirs.run_log_dir(id));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResult {

@@ -15,6 +15,7 @@
 //! ([`StepOutcome::Failed`]), not an `Err`.
 
 pub mod approval;
+pub mod browser;
 pub mod http;
 pub mod llm;
 pub mod memory;
@@ -137,6 +138,8 @@ pub enum StepKind {
     Memory(memory::MemoryStep),
     /// A message through the outbox (`type: notify`).
     Notify(notify::NotifyStep),
+    /// Actions in a tab of headless Chromium (`type: browser`).
+    Browser(browser::BrowserStep),
     /// A kind claw recognises but cannot run yet (`llm`, `ssh`, ...).
     Unavailable(unavailable::Unavailable),
 }
@@ -155,6 +158,7 @@ macro_rules! each_kind {
             StepKind::Llm($k) => $body,
             StepKind::Memory($k) => $body,
             StepKind::Notify($k) => $body,
+            StepKind::Browser($k) => $body,
             StepKind::Unavailable($k) => $body,
         }
     };
@@ -169,6 +173,7 @@ macro_rules! each_kind {
             StepKind::Llm($k) => $body.map(StepKind::Llm),
             StepKind::Memory($k) => $body.map(StepKind::Memory),
             StepKind::Notify($k) => $body.map(StepKind::Notify),
+            StepKind::Browser($k) => $body.map(StepKind::Browser),
             StepKind::Unavailable($k) => $body.map(StepKind::Unavailable),
         }
     };
@@ -196,7 +201,11 @@ const KINDS: &[Row] = &[
     (ssh::SshStep::NAMES, ssh::SshStep::KEYS, |cx, n| {
         ssh::SshStep::load(cx, n).map(StepKind::Ssh)
     }),
-    planned(unavailable::Planned::Browser),
+    (
+        browser::BrowserStep::NAMES,
+        browser::BrowserStep::KEYS,
+        |cx, n| browser::BrowserStep::load(cx, n).map(StepKind::Browser),
+    ),
     (
         approval::ApprovalStep::NAMES,
         approval::ApprovalStep::KEYS,

@@ -10,17 +10,15 @@ use crate::yaml::Node;
 /// A kind that is planned but not built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Planned {
-    Browser,
     AutoAgent,
 }
 
 impl Planned {
-    pub const ALL: [Self; 2] = [Self::Browser, Self::AutoAgent];
+    pub const ALL: [Self; 1] = [Self::AutoAgent];
 
     /// Its `type:` names: its own first, then the seed's.
     pub const fn names(self) -> &'static [&'static str] {
         match self {
-            Self::Browser => &["browser"],
             Self::AutoAgent => &["auto_agent"],
         }
     }
@@ -28,7 +26,6 @@ impl Planned {
     /// The keys it will take (accepted now, so files written for it validate).
     pub const fn keys(self) -> &'static [&'static str] {
         match self {
-            Self::Browser => &["profile", "actions"],
             Self::AutoAgent => &[],
         }
     }
@@ -109,9 +106,9 @@ impl Kind for Unavailable {
         &self.written
     }
 
-    /// LLM prompts and browser sessions are safe to repeat by default.
+    /// Nothing planned is known to be safe to repeat.
     fn idempotent(&self) -> bool {
-        matches!(self.kind, Planned::Browser)
+        false
     }
 
     fn describe(&self) -> String {

@@ -121,6 +121,12 @@ where
         Ok(off) => filter.add_directive(off),
         Err(_) => filter,
     };
+    // chromiumoxide reports every DevTools event it cannot parse and the end of a connection
+    // (claw says what that means for the step); silent unless CLAW_LOG names it.
+    let filter = match "chromiumoxide=off".parse() {
+        Ok(off) if !filter.to_string().contains("chromiumoxide") => filter.add_directive(off),
+        _ => filter,
+    };
     let general = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(true);
