@@ -34,7 +34,7 @@ LAYERS = [
     # audit trail; the log subscriber.
     ["config", "store", "audit", "trace"],
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
-    ["vault", "scheduler", "msg"],
+    ["vault", "scheduler", "msg", "policy"],
     # Running processes: the supervisor, skills.
     ["proc", "skills", "ssh"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.

@@ -48,6 +48,7 @@ pub mod msg;
 
 pub mod names;
 pub mod params;
+pub mod policy;
 pub mod proc;
 pub mod redact;
 pub mod scheduler;

@@ -25,6 +25,7 @@ mod http;
 mod injection;
 mod messaging;
 mod passphrase;
+mod policies;
 mod retry_timeout;
 mod secrets;
 mod seed_examples;

@@ -134,6 +134,16 @@ pub enum Action {
     SshTransfer,
     /// `message.sent`: a message was delivered (or given up on) to one target.
     MessageSent,
+    /// `policy.denied`: a policy rule refused a command.
+    PolicyDenied,
+    /// `policy.approval_required`: a policy rule made a command wait for approval.
+    PolicyApprovalRequired,
+    /// `policy.allowed`: an `allow` rule let a command through that another rule would stop.
+    PolicyAllowed,
+    /// `pack.install`: a pack was installed or updated.
+    PackInstall,
+    /// `pack.uninstall`: a pack was removed.
+    PackUninstall,
 }
 
 impl Action {
@@ -178,6 +188,11 @@ impl Action {
         Self::SshHostKeyRefused,
         Self::SshTransfer,
         Self::MessageSent,
+        Self::PolicyDenied,
+        Self::PolicyApprovalRequired,
+        Self::PolicyAllowed,
+        Self::PackInstall,
+        Self::PackUninstall,
     ];
 
     /// The dotted name written in the log.
@@ -223,6 +238,11 @@ impl Action {
             Self::SshHostKeyRefused => "ssh.hostkey.refused",
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
+            Self::PolicyDenied => "policy.denied",
+            Self::PolicyApprovalRequired => "policy.approval_required",
+            Self::PolicyAllowed => "policy.allowed",
+            Self::PackInstall => "pack.install",
+            Self::PackUninstall => "pack.uninstall",
         }
     }
 }

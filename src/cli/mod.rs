@@ -12,6 +12,7 @@ mod cron;
 mod doctor;
 mod msg;
 mod output;
+mod policy;
 mod run;
 mod serve;
 mod skill;
@@ -205,6 +206,10 @@ enum Command {
     /// Messages: channels, test CH, send CH TARGET MSG, profiles, notify PROFILE MSG.
     #[command(subcommand)]
     Msg(msg::MsgCommand),
+    /// Command policies (policies.yaml over built-in rules): list, check COMMAND, check-file
+    /// PATH, test-output TEXT.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -310,6 +315,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
 
 fn dispatch(cli: Cli) -> CliResult {
     let dirs = Dirs::resolve(cli.home, cli.root).map_err(CliError::internal)?;
+    crate::policy::install(&dirs.root, &dirs.home);
     let ctx = Ctx { dirs };
     match cli.command {
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
@@ -336,6 +342,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
+        Command::Policy(cmd) => policy::run(&ctx, cmd),
     }
 }
 
