@@ -45,6 +45,7 @@ pub mod error;
 pub mod expr;
 pub mod fsutil;
 pub mod msg;
+pub mod packs;
 
 pub mod names;
 pub mod params;

@@ -24,6 +24,7 @@ mod hardening;
 mod http;
 mod injection;
 mod messaging;
+mod packs;
 mod passphrase;
 mod policies;
 mod retry_timeout;

@@ -12,6 +12,7 @@ mod cron;
 mod doctor;
 mod msg;
 mod output;
+mod pack;
 mod policy;
 mod run;
 mod serve;
@@ -210,6 +211,10 @@ enum Command {
     /// PATH, test-output TEXT.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Packs of skills and workflows (the seed's pack.yaml): install, update, list, uninstall,
+    /// validate.
+    #[command(subcommand)]
+    Pack(pack::PackCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -343,6 +348,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
         Command::Policy(cmd) => policy::run(&ctx, cmd),
+        Command::Pack(cmd) => pack::run(&ctx, cmd),
     }
 }
 
