@@ -35,6 +35,7 @@ mod serve;
 mod skills;
 mod ssh;
 mod subworkflow;
+mod templates;
 mod tracing;
 mod vault;
 mod watchers;

@@ -19,6 +19,7 @@ mod serve;
 mod skill;
 mod ssh;
 mod status;
+mod template;
 mod vault;
 mod watcher;
 mod workflow;
@@ -215,6 +216,9 @@ enum Command {
     /// validate.
     #[command(subcommand)]
     Pack(pack::PackCommand),
+    /// The starter workflows (`workflow init`): list, init, diff, upgrade, reset.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -349,6 +353,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Msg(cmd) => msg::run(&ctx, cmd),
         Command::Policy(cmd) => policy::run(&ctx, cmd),
         Command::Pack(cmd) => pack::run(&ctx, cmd),
+        Command::Template(cmd) => template::run(&ctx, cmd),
     }
 }
 
