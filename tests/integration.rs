@@ -32,6 +32,7 @@ mod secrets;
 mod seed_examples;
 mod seed_semantics;
 mod serve;
+mod setup;
 mod skills;
 mod ssh;
 mod subworkflow;

@@ -16,6 +16,7 @@ mod pack;
 mod policy;
 mod run;
 mod serve;
+mod setup;
 mod skill;
 mod ssh;
 mod status;
@@ -219,6 +220,12 @@ enum Command {
     /// The starter workflows (`workflow init`): list, init, diff, upgrade, reset.
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// Setup: `check` is a checklist of what is configured; vault, telegram and dashboard say
+    /// how to configure each (the interactive wizard is not built yet).
+    Setup {
+        #[command(subcommand)]
+        cmd: Option<setup::SetupCommand>,
+    },
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -354,6 +361,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Policy(cmd) => policy::run(&ctx, cmd),
         Command::Pack(cmd) => pack::run(&ctx, cmd),
         Command::Template(cmd) => template::run(&ctx, cmd),
+        Command::Setup { cmd } => setup::run(&ctx, cmd),
     }
 }
 
