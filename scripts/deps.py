@@ -34,14 +34,14 @@ LAYERS = [
     # audit trail; the log subscriber.
     ["config", "store", "audit", "trace"],
     # Secrets; the pure schedule math and catch-up planner (no clock, no processes).
-    ["vault", "scheduler", "msg", "memory"],
+    ["vault", "scheduler", "msg", "memory", "policy"],
     # Running processes: the supervisor, skills; LLM providers (the claude CLI runs through proc);
     # Chromium.
     ["proc", "skills", "ssh", "llm", "browser"],
     # Step kinds: each one's keys, model, loading, input preparation and execution.
     ["steps"],
     # The workflow model, built from files by its loader, and the catalogue that finds them.
-    ["workflow"],
+    ["workflow", "packs"],
     # The engine: runs, the DAG, recording every transition.
     ["engine"],
     # What starts runs: cron, watchers, webhooks (and the launcher they share).

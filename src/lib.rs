@@ -53,9 +53,11 @@ pub mod llm;
 pub mod mcp;
 pub mod memory;
 pub mod msg;
+pub mod packs;
 
 pub mod names;
 pub mod params;
+pub mod policy;
 pub mod proc;
 pub mod redact;
 pub mod scheduler;

@@ -150,6 +150,16 @@ pub enum Action {
     ChatCommand,
     /// `browser.profile.deleted`: a browser profile was deleted (`claw browse profiles delete`).
     BrowserProfileDeleted,
+    /// `policy.denied`: a policy rule refused a command.
+    PolicyDenied,
+    /// `policy.approval_required`: a policy rule made a command wait for approval.
+    PolicyApprovalRequired,
+    /// `policy.allowed`: an `allow` rule let a command through that another rule would stop.
+    PolicyAllowed,
+    /// `pack.install`: a pack was installed or updated.
+    PackInstall,
+    /// `pack.uninstall`: a pack was removed.
+    PackUninstall,
 }
 
 impl Action {
@@ -202,6 +212,11 @@ impl Action {
         Self::ChatAccess,
         Self::ChatCommand,
         Self::BrowserProfileDeleted,
+        Self::PolicyDenied,
+        Self::PolicyApprovalRequired,
+        Self::PolicyAllowed,
+        Self::PackInstall,
+        Self::PackUninstall,
     ];
 
     /// The dotted name written in the log.
@@ -255,6 +270,11 @@ impl Action {
             Self::ChatAccess => "chat.access",
             Self::ChatCommand => "chat.command",
             Self::BrowserProfileDeleted => "browser.profile.deleted",
+            Self::PolicyDenied => "policy.denied",
+            Self::PolicyApprovalRequired => "policy.approval_required",
+            Self::PolicyAllowed => "policy.allowed",
+            Self::PackInstall => "pack.install",
+            Self::PackUninstall => "pack.uninstall",
         }
     }
 }

@@ -16,11 +16,15 @@ mod mcp;
 mod memory;
 mod msg;
 mod output;
+mod pack;
+mod policy;
 mod run;
 mod serve;
+mod setup;
 mod skill;
 mod ssh;
 mod status;
+mod template;
 mod vault;
 mod watcher;
 mod workflow;
@@ -248,6 +252,23 @@ enum Command {
     /// Serve claw's tools over the Model Context Protocol on stdin/stdout (the seed's claw-mcp
     /// tool names): `claude mcp add claw -- claw mcp`.
     Mcp,
+    /// Command policies (policies.yaml over built-in rules): list, check COMMAND, check-file
+    /// PATH, test-output TEXT.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Packs of skills and workflows (the seed's pack.yaml): install, update, list, uninstall,
+    /// validate.
+    #[command(subcommand)]
+    Pack(pack::PackCommand),
+    /// The starter workflows (`workflow init`): list, init, diff, upgrade, reset.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Setup: `check` is a checklist of what is configured; vault, telegram and dashboard say
+    /// how to configure each (the interactive wizard is not built yet).
+    Setup {
+        #[command(subcommand)]
+        cmd: Option<setup::SetupCommand>,
+    },
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
@@ -373,6 +394,7 @@ pub fn run(args: Vec<OsString>) -> u8 {
 
 fn dispatch(cli: Cli) -> CliResult {
     let dirs = Dirs::resolve(cli.home, cli.root).map_err(CliError::internal)?;
+    crate::policy::install(&dirs.root, &dirs.home);
     let ctx = Ctx { dirs };
     match cli.command {
         Command::Workflow(cmd) => workflow::run(&ctx, cmd),
@@ -403,6 +425,10 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Llm(cmd) => llm::run(&ctx, cmd),
         Command::Memory(cmd) => memory::run(&ctx, cmd),
         Command::Mcp => mcp::run(&ctx),
+        Command::Policy(cmd) => policy::run(&ctx, cmd),
+        Command::Pack(cmd) => pack::run(&ctx, cmd),
+        Command::Template(cmd) => template::run(&ctx, cmd),
+        Command::Setup { cmd } => setup::run(&ctx, cmd),
     }
 }
 

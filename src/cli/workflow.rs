@@ -735,17 +735,7 @@ fn init(ctx: &Ctx) -> CliResult {
     // The repository's own examples: each runs as written on a fresh machine, reads or writes
     // nothing outside /tmp, and together they show params, a DAG, outputs, retries, rollback
     // and a schedule.
-    const TEMPLATES: &[(&str, &str)] = &[
-        ("hello", include_str!("../../workflows/hello.yaml")),
-        (
-            "disk-report",
-            include_str!("../../workflows/disk-report.yaml"),
-        ),
-        (
-            "backup-dir",
-            include_str!("../../workflows/backup-dir.yaml"),
-        ),
-    ];
+    use super::template::TEMPLATES;
     let dir = ctx.dirs.root.join("workflows");
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -757,6 +747,8 @@ fn init(ctx: &Ctx) -> CliResult {
         }
         std::fs::write(&path, text)
             .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
+        // `claw template` tells later whether this copy was edited or is only older.
+        super::template::record(ctx, name, text)?;
         println!("created  {}", path.display());
     }
     println!(

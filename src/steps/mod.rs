@@ -117,6 +117,13 @@ pub trait Kind: Sized + Clone + std::fmt::Debug {
     fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
         Vec::new()
     }
+
+    /// What the command policies ([`crate::policy`]) look at before a prepared attempt runs:
+    /// the commands it will run, as rendered, and the local files it sends away. Kinds that run
+    /// no command have none.
+    fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
+        Vec::new()
+    }
 }
 
 /// What a step does: one variant per kind.
@@ -331,11 +338,63 @@ impl StepKind {
     pub fn audit(&self, attempt: &AttemptAudit<'_>) -> Option<crate::audit::Event> {
         each_kind!(self, k => k.audit(attempt))
     }
+
+    pub fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
+        each_kind!(self, k => k.policy_subjects())
+    }
 }
 
-/// Runs one attempt of a prepared step.
+/// Runs one attempt of a prepared step, after the command policies allowed it: a `deny` rule
+/// fails it (naming the rule) before anything starts; a `require_approval` rule makes it an
+/// approval gate in its run (the engine's approval request, decided by `claw run approve`), and
+/// without a run (a watcher action) refuses it, naming the rule.
 pub async fn run(input: &StepInput, rt: &Runtime) -> StepReport {
+    if let Some(refused) = policy_gate(input, rt).await {
+        return refused;
+    }
     each_kind!(&input.kind, k => k.run(input, rt).await)
+}
+
+/// The policy check of an attempt: `None` lets it run.
+async fn policy_gate(input: &StepInput, rt: &Runtime) -> Option<StepReport> {
+    use crate::policy::Gate;
+    let subjects = input.kind.policy_subjects();
+    let place = if rt.services.is_some() {
+        "workflow step"
+    } else {
+        "action"
+    };
+    let target = format!("{}/{}", input.run_id, input.step);
+    match crate::policy::gate(place, "engine", &target, &subjects) {
+        Gate::Allow => None,
+        Gate::Deny(why) => Some(StepReport::failed_for_good(input.redactor.redact(&why))),
+        Gate::RequireApproval { rule, message } => {
+            let message = input.redactor.redact(&message).into_owned();
+            let Some(services) = &rt.services else {
+                return Some(StepReport::failed_for_good(
+                    crate::policy::refuse_without_run(&rule, &message),
+                ));
+            };
+            let request = approval::GateRequest {
+                message: message.clone(),
+                approvers: Vec::new(),
+                quorum: 1,
+                timeout: None,
+                on_timeout: approval::TimeoutDecision::Reject,
+                input: serde_json::json!([]),
+            };
+            match services.await_approval(input, request, &rt.cancel).await {
+                Ok(approval::Resolution::Approved { .. })
+                | Ok(approval::Resolution::TimedOut { approve: true, .. }) => None,
+                Ok(other) => Some(StepReport::failed_for_good(format!(
+                    "{message}: {}",
+                    approval::describe(&other)
+                ))),
+                Err(WaitEnd::Cancelled) => Some(StepReport::cancelled()),
+                Err(WaitEnd::Failed(why)) => Some(StepReport::failed(why)),
+            }
+        }
+    }
 }
 
 /// What a kind's loader works with: the diagnostics of the file, expression checks, and what

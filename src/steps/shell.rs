@@ -192,6 +192,10 @@ impl Kind for ShellStep {
     fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![("command", self.command.clone().into())]
     }
+
+    fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
+        vec![crate::policy::Subject::Command(self.command.clone())]
+    }
 }
 
 /// Whether `prog` (a path, or a name looked up in `PATH`) is an executable file.

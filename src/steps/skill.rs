@@ -128,6 +128,23 @@ impl Kind for SkillStep {
     fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![("skill", self.name.clone().into())]
     }
+
+    fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
+        self.launch
+            .as_deref()
+            .map(|l| vec![crate::policy::Subject::Command(launch_text(l))])
+            .unwrap_or_default()
+    }
+}
+
+/// A skill's launch as the policies see it: `skill NAME: PROGRAM ARGS…`.
+pub fn launch_text(l: &Launch) -> String {
+    let mut text = format!("skill {}: {}", l.skill, l.program.to_string_lossy());
+    for a in &l.args {
+        text.push(' ');
+        text.push_str(&a.to_string_lossy());
+    }
+    text
 }
 
 /// Runs `launch` with the log, timeout and outputs of `input`. With `echo`, output is also
@@ -217,6 +234,22 @@ pub async fn run_by_hand(
             return Err(e);
         }
     };
+    // The command policies: no run to hold a gate here, so approval means refused.
+    let subjects = [crate::policy::Subject::Command(launch_text(&launch))];
+    let refused = match crate::policy::gate("skill", actor, &format!("skill:{name}"), &subjects) {
+        crate::policy::Gate::Allow => None,
+        crate::policy::Gate::Deny(why) => Some(why),
+        crate::policy::Gate::RequireApproval { rule, message } => {
+            Some(crate::policy::refuse_without_run(&rule, &message))
+        }
+    };
+    if let Some(why) = refused {
+        audit(
+            "refused",
+            serde_json::json!({"args": arg_names, "reason": "policy"}),
+        );
+        return Ok(StepReport::failed_for_good(why));
+    }
     let input = StepInput {
         timeout: launch.timeout,
         redactor: launch.redactor(),

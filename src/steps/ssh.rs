@@ -334,6 +334,16 @@ impl Kind for SshStep {
         }
     }
 
+    fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
+        let mut out = vec![crate::policy::Subject::Command(self.command.clone())];
+        out.extend(
+            self.uploads
+                .iter()
+                .map(|u| crate::policy::Subject::File(u.src.clone().into())),
+        );
+        out
+    }
+
     fn show(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
             ("hosts", self.target.clone().into()),

@@ -389,7 +389,27 @@ async fn run_webhook(job: &Job, cancel: &CancellationToken) -> (i32, String) {
     }
 }
 
+/// The command policies on a job's command: a cron job has no run to hold an approval gate, so
+/// `require_approval` refuses it as `deny` does, naming the rule (`Exception: refused …`).
+fn policy_refusal(job: &Job, place: &str) -> Option<(i32, String)> {
+    let subjects = [crate::policy::Subject::Command(job.command.clone())];
+    match crate::policy::gate(place, "cron", &format!("cron:{}", job.id), &subjects) {
+        crate::policy::Gate::Allow => None,
+        crate::policy::Gate::Deny(why) => Some((1, format!("Exception: {why}"))),
+        crate::policy::Gate::RequireApproval { rule, message } => Some((
+            1,
+            format!(
+                "Exception: {}",
+                crate::policy::refuse_without_run(&rule, &message)
+            ),
+        )),
+    }
+}
+
 async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    if let Some(refused) = policy_refusal(job, "cron job") {
+        return refused;
+    }
     #[allow(
         clippy::disallowed_methods,
         reason = "a shell job's command; the supervisor runs it"
@@ -419,6 +439,9 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
 /// An `ssh` job: `command` on every host of the `target` arg, each host's output under a
 /// `── alias: status` line; exit 0 only when every host succeeded. Audited per host.
 async fn run_ssh(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32, String) {
+    if let Some(refused) = policy_refusal(job, "cron ssh job") {
+        return refused;
+    }
     let dirs = &engine.dirs;
     let target = job.args.get("target").map(arg_text).unwrap_or_default();
     let registry = match crate::ssh::Registry::find(&dirs.root, &dirs.home) {

