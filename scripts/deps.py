@@ -45,8 +45,8 @@ LAYERS = [
     ["engine"],
     # What starts runs: cron, watchers, webhooks (and the launcher they share).
     ["triggers"],
-    # The long-running daemon.
-    ["serve"],
+    # The long-running daemon, and the dashboard it serves (web: pages and /api/v1).
+    ["serve", "web"],
     # Front ends.
     ["cli"],
     # The crate root.

@@ -34,6 +34,7 @@
 //! Starting work and front ends:
 //! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
 //! - [`serve`]: the daemon (`claw serve`).
+//! - [`web`]: the dashboard and its JSON API, on the daemon's listener.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
@@ -61,6 +62,7 @@ pub mod time;
 pub mod trace;
 pub mod triggers;
 pub mod vault;
+pub mod web;
 
 pub mod workflow;
 pub mod yaml;

@@ -9,6 +9,7 @@ mod bench;
 mod colour;
 mod complete;
 mod cron;
+mod dashboard;
 mod doctor;
 mod msg;
 mod output;
@@ -208,6 +209,13 @@ enum Command {
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
+    /// The dashboard: `claw dashboard` serves it (the daemon, as `claw serve --bind`); users and
+    /// API tokens: `claw dashboard user add|passwd|remove|list`, `claw dashboard token add|remove|list`.
+    #[command(after_long_help = "Examples:
+  claw dashboard user add alice          the password is read without echo
+  claw dashboard                         http://127.0.0.1:8200/
+  claw dashboard token add alice ci      a token for the JSON API (/api/v1)")]
+    Dashboard(dashboard::DashboardArgs),
     /// Print a completion script: `claw completions bash > ~/.local/share/bash-completion/completions/claw`
     /// (zsh: into a folder of $fpath as `_claw`; fish: ~/.config/fish/completions/claw.fish).
     ///
@@ -336,6 +344,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Daemon(cmd) => serve::daemon(&ctx, cmd),
         Command::Msg(cmd) => msg::run(&ctx, cmd),
+        Command::Dashboard(args) => dashboard::run(&ctx, args),
     }
 }
 

@@ -281,7 +281,7 @@ async fn daemon(
         if let Some(a) = addr {
             tracing::info!(
                 target: DAEMON,
-                "listening on http://{a} (POST /hooks/<name>, GET /healthz)"
+                "listening on http://{a} (the dashboard at /, POST /hooks/<name>, GET /healthz)"
             );
         }
         let intake = ctx.intake.clone();
@@ -883,6 +883,13 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
         sink,
     ));
     *ctx.webhooks.borrow_mut() = Some(state.clone());
+    let web = Arc::new(crate::web::Web::new(
+        ctx.engine.clone(),
+        Execution::QueueAndWake(ctx.poke.clone()),
+        false,
+        &|line| tracing::warn!(target: DAEMON, "{line}"),
+    ));
     crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(crate::web::router(web))
 }
