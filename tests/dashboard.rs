@@ -584,3 +584,91 @@ fn a_running_steps_log_arrives_over_sse() {
     assert!(a.body.contains("event: end"), "{}", a.body);
     assert!(t0.elapsed() < Duration::from_secs(20));
 }
+
+/// The browser end-to-end script (scripts/dashboard-e2e.cjs) against a real daemon: Debian's
+/// chromium driven by playwright-core, both installed by scripts/test.sh. Screenshots go to
+/// target/dashboard-e2e/.
+#[test]
+fn in_a_real_browser() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = manifest.join("target/playwright/node_modules");
+    assert!(
+        modules.join("playwright-core").exists(),
+        "playwright-core is not installed under target/playwright: run scripts/test.sh"
+    );
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        r#"name: hello
+params:
+  who: {type: string, default: world}
+steps:
+  - name: greet
+    command: for i in 1 2 3; do echo tick-$i; sleep 1; done
+  - name: gate
+    needs: [greet]
+    type: approval
+    message: "Ship ${{ params.who }}?"
+    input:
+      ticket: {type: string, required: true}
+  - name: after
+    needs: [gate]
+    command: echo "after ${{ steps.gate.outputs.ticket }}"
+"#,
+    );
+    env.workflow(
+        "slow",
+        "name: slow\nsteps:\n  - name: wait\n    command: sleep 60\n",
+    );
+    env.workflow(
+        "evil",
+        r#"name: evil
+description: "<script>window.__pwned=4</script>"
+params:
+  p: {type: string, default: "\"><img src=x onerror=window.__pwned=3>"}
+steps:
+  - name: say
+    command: echo '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> javascript:window.__pwned=5'
+  - name: gate
+    needs: [say]
+    type: approval
+    message: "<script>window.__pwned=6</script><img src=x onerror=window.__pwned=7>"
+"#,
+    );
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    let token = env.claw(&["dashboard", "token", "add", "alice", "e2e"]);
+    let bearer = format!("Bearer {}", token.stdout.trim());
+    let d = start(&env);
+    let evil = request(
+        &d,
+        "POST",
+        "/api/v1/workflows/evil/run",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(evil.status, 201, "{}", evil.body);
+    let evil: serde_json::Value = serde_json::from_str(&evil.body).unwrap();
+    let shots = manifest.join("target/dashboard-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(manifest.join("scripts/dashboard-e2e.cjs"))
+        .env("NODE_PATH", &modules)
+        .env("BASE", format!("http://{}", d.addr))
+        .env("USER_NAME", "alice")
+        .env("PASS", PASSWORD)
+        .env("SHOTS", &shots)
+        .env("EVIL_RUN", evil["id"].as_str().unwrap())
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok - no hostile script ran"), "{stdout}");
+}

@@ -217,19 +217,11 @@ pub(crate) fn authenticate(web: &Web, headers: &HeaderMap) -> Result<Who, Refusa
     })
 }
 
-/// The origin the request was addressed to (`http(s)://<Host>`).
-fn own_origin(web: &Web, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    Some(format!(
-        "{}://{host}",
-        if web.tls { "https" } else { "http" }
-    ))
-}
-
-/// Whether a state-changing request comes from this origin: `Origin`, else the origin of
-/// `Referer`; neither is a refusal.
-pub(crate) fn same_origin(web: &Web, headers: &HeaderMap) -> Result<(), String> {
-    let Some(own) = own_origin(web, headers) else {
+/// Whether a state-changing request comes from this origin: the host of `Origin` (else of
+/// `Referer`) must be the request's `Host`, over http or https (a TLS proxy in front turns one
+/// into the other); neither header is a refusal.
+pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return Err("the request has no Host".to_owned());
     };
     let origin = headers
@@ -238,14 +230,20 @@ pub(crate) fn same_origin(web: &Web, headers: &HeaderMap) -> Result<(), String> 
         .map(str::to_owned)
         .or_else(|| {
             let r = headers.get(header::REFERER)?.to_str().ok()?;
-            let rest = r.split_once("://")?;
-            let host = rest.1.split('/').next()?;
-            Some(format!("{}://{host}", rest.0))
+            let (scheme, rest) = r.split_once("://")?;
+            let authority = rest.split('/').next()?;
+            Some(format!("{scheme}://{authority}"))
         });
-    match origin {
-        Some(o) if o == own => Ok(()),
-        Some(o) => Err(format!("the request comes from another origin ({o})")),
-        None => Err("the request names no Origin".to_owned()),
+    let Some(origin) = origin else {
+        return Err("the request names no Origin".to_owned());
+    };
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    if authority == Some(host) {
+        Ok(())
+    } else {
+        Err(format!("the request comes from another origin ({origin})"))
     }
 }
 
@@ -270,7 +268,7 @@ pub(crate) fn check_change(
         );
         Refusal::Forbidden(why)
     };
-    same_origin(web, headers).map_err(refuse)?;
+    same_origin(headers).map_err(refuse)?;
     let given = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())

@@ -284,7 +284,7 @@ pub(crate) async fn login(
         .map(|u| u.trim().to_owned())
         .unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    if let Err(why) = super::same_origin(&web, &headers) {
+    if let Err(why) = super::same_origin(&headers) {
         web.audit(
             &user,
             Action::DashboardLogin,

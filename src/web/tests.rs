@@ -34,3 +34,23 @@ fn cookies_are_found_by_exact_name() {
     assert_eq!(cookie(&h, "claw_session"), Some("abc"));
     assert_eq!(cookie(&h, "__Host-claw_session"), None);
 }
+
+#[test]
+fn the_origin_must_name_the_requests_host() {
+    let h = |pairs: &[(&'static str, &'static str)]| {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_static(v));
+        }
+        m
+    };
+    let host = ("host", "dash.example:8200");
+    assert!(same_origin(&h(&[host, ("origin", "http://dash.example:8200")])).is_ok());
+    assert!(same_origin(&h(&[host, ("origin", "https://dash.example:8200")])).is_ok());
+    assert!(same_origin(&h(&[host, ("referer", "http://dash.example:8200/runs")])).is_ok());
+    assert!(same_origin(&h(&[host, ("origin", "http://evil.example")])).is_err());
+    assert!(same_origin(&h(&[host, ("origin", "http://dash.example:8200.evil")])).is_err());
+    assert!(same_origin(&h(&[host, ("origin", "null")])).is_err());
+    assert!(same_origin(&h(&[host])).is_err());
+    assert!(same_origin(&h(&[("origin", "http://dash.example:8200")])).is_err());
+}
