@@ -97,6 +97,25 @@ async function main() {
   check(true, "a running run is cancelled from its page");
   await shot(page, "07-cancelled");
 
+  // Rerun from the failed step: the step before keeps its result.
+  await page.goto(BASE + "/workflows/flaky");
+  await page.click("#start");
+  await page.waitForURL(/\/runs\/[0-9a-z]+$/);
+  const failedUrl = page.url();
+  await page.waitForFunction(() => {
+    const s = document.querySelector("#run-status");
+    return s && s.textContent.trim() === "failed";
+  }, null, { timeout: 30000 });
+  await page.selectOption("#rerun-from", "check");
+  await page.click("#rerun");
+  await page.waitForURL((u) => /\/runs\/[0-9a-z]+$/.test(u.toString()) && u.toString() !== failedUrl);
+  await page.waitForFunction(() => {
+    const s = document.querySelector("#run-status");
+    return s && s.textContent.trim() === "succeeded";
+  }, null, { timeout: 30000 });
+  check((await page.textContent("body")).includes("kept from run"), "rerun from the failed step kept the step before it");
+  await shot(page, "07b-rerun");
+
   // Refusals: a form posted without its CSRF token, and one from another origin.
   const before = await (await page.request.get(BASE + "/api/v1/runs")).json();
   const noToken = await page.evaluate(async (base) => {

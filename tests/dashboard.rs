@@ -635,6 +635,14 @@ steps:
     message: "<script>window.__pwned=6</script><img src=x onerror=window.__pwned=7>"
 "#,
     );
+    let mark = env.path("flaky-mark");
+    env.workflow(
+        "flaky",
+        &format!(
+            "name: flaky\nsteps:\n  - name: prepare\n    command: echo prepared\n  - name: check\n    needs: [prepare]\n    command: test -f {m} || {{ touch {m}; echo first time fails; exit 1; }}\n",
+            m = mark.display()
+        ),
+    );
     add_user(&env, "alice", PASSWORD).expect_code(0);
     let token = env.claw(&["dashboard", "token", "add", "alice", "e2e"]);
     let bearer = format!("Bearer {}", token.stdout.trim());

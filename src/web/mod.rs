@@ -116,6 +116,18 @@ impl Web {
             || matches!(self.engine.store.dashboard_password(name), Ok(Some(_)))
     }
 
+    /// Tells whoever executes runs that `run_id` was queued.
+    fn wake(&self, run_id: &str) {
+        match &self.execution {
+            Execution::Queue => {}
+            Execution::QueueAndWake(n) => n.notify_one(),
+            Execution::Drive(driver) => {
+                // Nobody here waits for the outcome: the run page shows it.
+                drop(driver.submit(run_id.to_owned()));
+            }
+        }
+    }
+
     fn audit(
         &self,
         user: &str,
@@ -390,6 +402,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/cancel", post(pages::cancel))
         .route("/runs/{id}/decide", post(pages::decide))
+        .route("/runs/{id}/rerun", post(pages::rerun))
         .route("/runs/{id}/steps/{step}/stream", get(pages::log_stream))
         .route("/workflows", get(pages::workflows))
         .route("/workflows/{name}", get(pages::workflow))
@@ -407,6 +420,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/runs/{id}", get(pages::api_run))
         .route("/api/v1/runs/{id}/cancel", post(pages::api_cancel))
         .route("/api/v1/runs/{id}/decide", post(pages::api_decide))
+        .route("/api/v1/runs/{id}/rerun", post(pages::api_rerun))
         .route("/api/v1/workflows", get(pages::api_workflows))
         .route("/api/v1/workflows/{name}", get(pages::api_workflow))
         .route("/api/v1/workflows/{name}/run", post(pages::api_start))
@@ -426,6 +440,7 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/runs/{id}",
     "/api/v1/runs/{id}/cancel",
     "/api/v1/runs/{id}/decide",
+    "/api/v1/runs/{id}/rerun",
     "/api/v1/workflows",
     "/api/v1/workflows/{name}",
     "/api/v1/workflows/{name}/run",

@@ -861,6 +861,8 @@ struct RunPage {
     error: String,
     params: String,
     finished: bool,
+    /// The main steps, for "rerun from".
+    step_names: Vec<String>,
     steps: Vec<StepView>,
     gates: Vec<GateView>,
     svg_height: String,
@@ -984,6 +986,11 @@ pub(crate) async fn run(
             error: run.error.clone().unwrap_or_default(),
             params: serde_json::to_string_pretty(&run.params).unwrap_or_default(),
             finished: run.status.is_finished(),
+            step_names: ordered
+                .iter()
+                .filter(|s| s.phase.as_str() == "main")
+                .map(|s| s.name.clone())
+                .collect(),
             svg_height: (views.len() * 22 + 8).to_string(),
             steps: views,
             gates,
@@ -1037,6 +1044,63 @@ pub(crate) async fn api_cancel(
         return api_refusal(r);
     }
     api(do_cancel(&web, &who, &id))
+}
+
+/// A new run of the same workflow and params: all of it, or (`from`) that step and what
+/// depends on it, the steps before keeping their results.
+fn do_rerun(web: &Web, who: &Who, id: &str, from: Option<&str>) -> Result<Value, Fail> {
+    let old = web
+        .engine
+        .store
+        .get_run(id)?
+        .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, format!("no run {id}")))?;
+    let from = from.map(str::trim).filter(|f| !f.is_empty());
+    let run = web.engine.rerun(&old, from, false)?;
+    web.wake(&run.id);
+    web.audit(
+        &who.user,
+        Action::DashboardRunStart,
+        &run.id,
+        "ok",
+        json!({"workflow": run.workflow, "rerun_of": old.id, "from": from}),
+    );
+    Ok(
+        json!({"id": run.id, "workflow": run.workflow, "status": run.status.as_str(), "rerun_of": old.id}),
+    )
+}
+
+pub(crate) async fn rerun(
+    State(web): WebState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let who = page_auth!(web, headers);
+    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
+    {
+        return page_refusal(r);
+    }
+    match do_rerun(&web, &who, &id, form.get("from").map(String::as_str)) {
+        Ok(v) => see_other(&format!("/runs/{}", pct(&text(&v["id"])))),
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+pub(crate) async fn api_rerun(
+    State(web): WebState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<axum::Json<Value>>,
+) -> Response {
+    let who = api_auth!(web, headers);
+    if let Err(r) = super::check_change(&web, &who, &headers, None) {
+        return api_refusal(r);
+    }
+    let from = body.and_then(|b| b.0.get("from").and_then(Value::as_str).map(str::to_owned));
+    match do_rerun(&web, &who, &id, from.as_deref()) {
+        Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
+        Err(f) => json_error(f.status, &f.message),
+    }
 }
 
 /// A vote on a waiting gate: `step`, `decision` (approve or reject), `reason`, and the gate's
