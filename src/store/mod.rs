@@ -607,7 +607,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn prune_sessions(&self, idle_before: i64, created_before: i64) -> Result<usize>;
     /// False if the user already has a token of that name.
     fn add_api_token(&self, hash: &str, user: &str, name: &str, now: i64) -> Result<bool>;
-    /// The user a token (by its hash) belongs to; records its use.
+    /// The user a token (by its hash) belongs to; records its use (at most once a minute).
     fn api_token_user(&self, hash: &str, now: i64) -> Result<Option<String>>;
     fn api_tokens(&self) -> Result<Vec<ApiToken>>;
     fn remove_api_token(&self, user: &str, name: &str) -> Result<bool>;

@@ -904,7 +904,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
-             AND (?3 IS NULL OR created_at >= ?3) AND parent_run IS NULL \
+             AND (?3 IS NULL OR created_at >= ?3) AND +parent_run IS NULL \
              ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
         ))?;
         collect(stmt.query_map(
@@ -1056,15 +1056,20 @@ impl Store for SqliteStore {
 
     fn api_token_user(&self, hash: &str, now: i64) -> Result<Option<String>> {
         let conn = self.conn();
-        let user: Option<String> = conn
-            .prepare_cached("SELECT user FROM dashboard_tokens WHERE hash = ?1")?
-            .query_row([hash], |r| r.get(0))
+        let found: Option<(String, Option<i64>)> = conn
+            .prepare_cached("SELECT user, last_used FROM dashboard_tokens WHERE hash = ?1")?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if user.is_some() {
+        let Some((user, last_used)) = found else {
+            return Ok(None);
+        };
+        // Recorded at most once a minute: a write (and its fsync) per API request would cost
+        // more than the request.
+        if last_used.is_none_or(|t| now - t >= 60_000) {
             conn.prepare_cached("UPDATE dashboard_tokens SET last_used = ?2 WHERE hash = ?1")?
                 .execute(params![hash, now])?;
         }
-        Ok(user)
+        Ok(Some(user))
     }
 
     fn api_tokens(&self) -> Result<Vec<super::ApiToken>> {
