@@ -65,6 +65,15 @@ if [ ! -f "$PLAYWRIGHT_DIR/.complete-1.57.0" ]; then
   touch "$PLAYWRIGHT_DIR/.complete-1.57.0"
 fi
 
+# The dashboard's API against its OpenAPI description (tests/dashboard.rs): schemathesis 3.39.16
+# (with the hypothesis it works with) from PyPI, in target/schemathesis-venv.
+ST_VENV="$PWD/target/schemathesis-venv"
+if [ ! -x "$ST_VENV/bin/st" ] || ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q 3.39.16; then
+  echo "==> installing schemathesis 3.39.16 into target/schemathesis-venv"
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q "schemathesis==3.39.16" "hypothesis==6.122.0"
+fi
+
 # cronsim (PyPI, pinned) is the oracle for cron semantics (src/scheduler/schedule_tests.rs).
 CRONSIM_VENV="$PWD/target/cronsim-venv"
 if ! "$CRONSIM_VENV/bin/python3" -c 'import cronsim' >/dev/null 2>&1; then

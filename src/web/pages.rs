@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use askama::Template;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -155,6 +156,24 @@ fn api_refusal(r: Refusal) -> Response {
 
 fn json_error(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({"error": text}))).into_response()
+}
+
+/// A request's JSON object (an empty body is `{}`); anything else is a 400 in JSON.
+fn json_body(bytes: &[u8]) -> Result<Value, Fail> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )),
+    }
 }
 
 fn api(result: Result<Value, Fail>) -> Response {
@@ -762,10 +781,13 @@ pub(crate) async fn runs(
 pub(crate) async fn api_runs(
     State(web): WebState,
     headers: HeaderMap,
-    Query(q): Query<RunsQuery>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Response {
     let _who = api_auth!(web, headers);
-    api(data_runs(&web, &q))
+    match q {
+        Ok(Query(q)) => api(data_runs(&web, &q)),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    }
 }
 
 fn step_json(s: &StepRecord) -> Value {
@@ -1090,13 +1112,17 @@ pub(crate) async fn api_rerun(
     State(web): WebState,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Option<axum::Json<Value>>,
+    body: axum::body::Bytes,
 ) -> Response {
     let who = api_auth!(web, headers);
     if let Err(r) = super::check_change(&web, &who, &headers, None) {
         return api_refusal(r);
     }
-    let from = body.and_then(|b| b.0.get("from").and_then(Value::as_str).map(str::to_owned));
+    let body = match json_body(&body) {
+        Ok(b) => b,
+        Err(f) => return json_error(f.status, &f.message),
+    };
+    let from = body.get("from").and_then(Value::as_str).map(str::to_owned);
     match do_rerun(&web, &who, &id, from.as_deref()) {
         Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
         Err(f) => json_error(f.status, &f.message),
@@ -1171,12 +1197,16 @@ pub(crate) async fn api_decide(
     State(web): WebState,
     headers: HeaderMap,
     Path(id): Path<String>,
-    axum::Json(body): axum::Json<Value>,
+    body: axum::body::Bytes,
 ) -> Response {
     let who = api_auth!(web, headers);
     if let Err(r) = super::check_change(&web, &who, &headers, None) {
         return api_refusal(r);
     }
+    let body = match json_body(&body) {
+        Ok(b) => b,
+        Err(f) => return json_error(f.status, &f.message),
+    };
     let mut form: HashMap<String, String> = HashMap::new();
     for k in ["step", "decision", "reason"] {
         if let Some(v) = body.get(k) {
@@ -1563,14 +1593,20 @@ pub(crate) async fn api_start(
     State(web): WebState,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Option<axum::Json<Value>>,
+    body: axum::body::Bytes,
 ) -> Response {
     let who = api_auth!(web, headers);
     if let Err(r) = super::check_change(&web, &who, &headers, None) {
         return api_refusal(r);
     }
+    let body = match json_body(&body) {
+        Ok(b) => b,
+        Err(f) => return json_error(f.status, &f.message),
+    };
     let mut given: Vec<(String, String)> = body
-        .and_then(|b| b.0.get("params").and_then(Value::as_object).cloned())
+        .get("params")
+        .and_then(Value::as_object)
+        .cloned()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
         .unwrap_or_default();
     given.sort();
@@ -1726,10 +1762,13 @@ pub(crate) async fn audit(
 pub(crate) async fn api_audit(
     State(web): WebState,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Response {
     let _who = api_auth!(web, headers);
-    api(data_audit(&web, &q))
+    match q {
+        Ok(Query(q)) => api(data_audit(&web, &q)),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    }
 }
 
 fn data_vault(web: &Web) -> Result<Value, Fail> {
