@@ -412,6 +412,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/audit", get(pages::audit))
         .route("/vault", get(pages::vault))
         .route("/outbox", get(pages::outbox))
+        .route("/skills", get(pages::skills))
+        .route("/hosts", get(pages::hosts))
         .route("/static/htmx.min.js", get(pages::htmx))
         .route("/static/app.css", get(pages::css))
         .route("/static/app.js", get(pages::app_js))
@@ -429,6 +431,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/audit", get(pages::api_audit))
         .route("/api/v1/vault", get(pages::api_vault))
         .route("/api/v1/outbox", get(pages::api_outbox))
+        .route("/api/v1/skills", get(pages::api_skills))
+        .route("/api/v1/hosts", get(pages::api_hosts))
         .route("/metrics", get(pages::metrics))
         .layer(axum::middleware::from_fn(harden))
         .with_state(web)
@@ -449,6 +453,8 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/audit",
     "/api/v1/vault",
     "/api/v1/outbox",
+    "/api/v1/skills",
+    "/api/v1/hosts",
 ];
 
 pub(crate) type WebState = State<Arc<Web>>;

@@ -1886,3 +1886,110 @@ pub(crate) async fn metrics(State(web): WebState, headers: HeaderMap) -> Respons
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Skills and SSH hosts.
+
+fn data_skills(web: &Web) -> Value {
+    let cat = crate::skills::discover(&web.engine.dirs);
+    let skills: Vec<Value> = cat
+        .skills
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.manifest.name,
+                "version": s.manifest.version,
+                "description": s.manifest.description,
+                "author": s.manifest.author,
+                "manifest": s.manifest_path.display().to_string(),
+            })
+        })
+        .collect();
+    let broken: Vec<Value> = cat.broken.iter().map(|e| json!(e.render())).collect();
+    json!({"skills": skills, "broken": broken})
+}
+
+pub(crate) async fn skills(State(web): WebState, headers: HeaderMap) -> Response {
+    let who = page_auth!(web, headers);
+    let d = data_skills(&web);
+    let items = d["skills"].as_array().cloned().unwrap_or_default();
+    let broken: Vec<String> = d["broken"]
+        .as_array()
+        .map(|b| b.iter().map(text).collect())
+        .unwrap_or_default();
+    let note = if broken.is_empty() {
+        format!("{} skill(s).", items.len())
+    } else {
+        format!(
+            "{} skill(s); manifests with problems:\n{}",
+            items.len(),
+            broken.join("\n")
+        )
+    };
+    table(
+        &who,
+        "Skills",
+        note,
+        &items,
+        &[
+            col("name", "name"),
+            col("version", "version"),
+            col("description", "description"),
+            col("author", "author"),
+        ],
+    )
+}
+
+pub(crate) async fn api_skills(State(web): WebState, headers: HeaderMap) -> Response {
+    let _who = api_auth!(web, headers);
+    api(Ok(data_skills(&web)))
+}
+
+fn data_hosts(web: &Web) -> Result<Value, Fail> {
+    let dirs = &web.engine.dirs;
+    let reg = crate::ssh::hosts::Registry::find(&dirs.root, &dirs.home)
+        .map_err(|e| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, e.render()))?;
+    let hosts: Vec<Value> = reg
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut v = h.json();
+            v["groups_text"] = json!(h.groups.join(", "));
+            v
+        })
+        .collect();
+    Ok(json!({"file": reg.path.map(|p| p.display().to_string()), "hosts": hosts}))
+}
+
+pub(crate) async fn hosts(State(web): WebState, headers: HeaderMap) -> Response {
+    let who = page_auth!(web, headers);
+    match data_hosts(&web) {
+        Ok(d) => {
+            let items = d["hosts"].as_array().cloned().unwrap_or_default();
+            let note = match d["file"].as_str() {
+                Some(f) => format!("{} host(s) in {f}.", items.len()),
+                None => "No hosts.yaml.".to_owned(),
+            };
+            table(
+                &who,
+                "SSH hosts",
+                note,
+                &items,
+                &[
+                    col("alias", "alias"),
+                    col("hostname", "hostname"),
+                    col("port", "port"),
+                    col("username", "user"),
+                    col("auth", "auth"),
+                    col("groups_text", "groups"),
+                ],
+            )
+        }
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+pub(crate) async fn api_hosts(State(web): WebState, headers: HeaderMap) -> Response {
+    let _who = api_auth!(web, headers);
+    api(data_hosts(&web))
+}
