@@ -1772,7 +1772,9 @@ pub(crate) async fn api_audit(
 }
 
 fn data_vault(web: &Web) -> Result<Value, Fail> {
-    let v = crate::vault::Vault::new(&web.engine.dirs.home);
+    // Never a passphrase prompt: the daemon's one thread would wait on a terminal.
+    let v = crate::vault::Vault::new(&web.engine.dirs.home)
+        .with_unlock(crate::vault::passphrase::Unlock::EnvOnly);
     if !v.vault_path().exists() {
         return Ok(json!({"initialized": false, "keys": []}));
     }
