@@ -85,7 +85,7 @@ pub fn check_strength(user: &str, password: &str) -> Result<(), String> {
     }) {
         return Err("the password is a common one; choose another".to_owned());
     }
-    if !user.is_empty() && lower.contains(&user.to_lowercase()) {
+    if user.chars().count() >= 3 && lower.contains(&user.to_lowercase()) {
         return Err("the password contains the user name".to_owned());
     }
     let mut distinct: Vec<char> = password.chars().collect();
