@@ -46,8 +46,9 @@ LAYERS = [
     ["engine"],
     # What starts runs: cron, watchers, webhooks (and the launcher they share).
     ["triggers"],
-    # The long-running daemon.
-    ["serve", "mcp"],
+    # The long-running daemon, claw as MCP tools, and the dashboard the daemon serves (web: pages
+    # and /api/v1).
+    ["serve", "mcp", "web"],
     # Front ends.
     ["cli"],
     # The crate root.

@@ -50,6 +50,32 @@ if [ ! -f "$CCTV_DIR/.complete" ]; then
 fi
 export CLAW_CCTV_DIR="$CCTV_DIR/vectors"
 
+# The dashboard's browser tests (tests/dashboard.rs, scripts/dashboard-e2e.cjs): Debian's chromium,
+# driven by playwright-core 1.57.0 from npm, installed under target/playwright.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium (Debian) for the dashboard's browser tests"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+PLAYWRIGHT_DIR="$PWD/target/playwright"
+if [ ! -f "$PLAYWRIGHT_DIR/.complete-1.57.0" ]; then
+  echo "==> installing playwright-core 1.57.0 into target/playwright"
+  mkdir -p "$PLAYWRIGHT_DIR"
+  [ -f "$PLAYWRIGHT_DIR/package.json" ] || echo '{"private": true}' > "$PLAYWRIGHT_DIR/package.json"
+  (cd "$PLAYWRIGHT_DIR" && npm install --silent --no-audit --no-fund playwright-core@1.57.0)
+  touch "$PLAYWRIGHT_DIR/.complete-1.57.0"
+fi
+
+# The dashboard's API against its OpenAPI description (tests/dashboard.rs): schemathesis 3.39.16
+# (with the hypothesis it works with) from PyPI, in target/schemathesis-venv.
+ST_VENV="$PWD/target/schemathesis-venv"
+if [ ! -x "$ST_VENV/bin/st" ] || ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q 3.39.16; then
+  echo "==> installing schemathesis 3.39.16 into target/schemathesis-venv"
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q "schemathesis==3.39.16" "hypothesis==6.122.0"
+fi
+
 # cronsim (PyPI, pinned) is the oracle for cron semantics (src/scheduler/schedule_tests.rs).
 CRONSIM_VENV="$PWD/target/cronsim-venv"
 if ! "$CRONSIM_VENV/bin/python3" -c 'import cronsim' >/dev/null 2>&1; then

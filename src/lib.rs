@@ -38,6 +38,7 @@
 //! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
 //! - [`serve`]: the daemon (`claw serve`).
 //! - [`mcp`]: `claw mcp`, claw's tools over the Model Context Protocol.
+//! - [`web`]: the dashboard and its JSON API, on the daemon's listener.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
 
 pub mod audit;
@@ -71,6 +72,7 @@ pub mod time;
 pub mod trace;
 pub mod triggers;
 pub mod vault;
+pub mod web;
 
 pub mod workflow;
 pub mod yaml;

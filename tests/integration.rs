@@ -18,6 +18,7 @@ mod common;
 mod crash;
 mod cron;
 mod dag;
+mod dashboard;
 mod diagnostics;
 mod docs;
 mod doctor;

@@ -160,6 +160,24 @@ pub enum Action {
     PackInstall,
     /// `pack.uninstall`: a pack was removed.
     PackUninstall,
+    /// `dashboard.login`: a person logged in to the dashboard (or a login was refused: outcome `failed`, `throttled`).
+    DashboardLogin,
+    /// `dashboard.logout`: a dashboard session ended by logging out.
+    DashboardLogout,
+    /// `dashboard.user.add`: a dashboard user was added.
+    DashboardUserAdd,
+    /// `dashboard.user.passwd`: a dashboard user's password was changed (their sessions end).
+    DashboardUserPasswd,
+    /// `dashboard.user.remove`: a dashboard user was removed.
+    DashboardUserRemove,
+    /// `dashboard.token.add`: an API token was made for a dashboard user.
+    DashboardTokenAdd,
+    /// `dashboard.token.remove`: an API token was revoked.
+    DashboardTokenRemove,
+    /// `dashboard.refused`: a state-changing dashboard request was refused (CSRF token, Origin).
+    DashboardRefused,
+    /// `dashboard.run.start`: a run was started from the dashboard or its API.
+    DashboardRunStart,
 }
 
 impl Action {
@@ -217,6 +235,15 @@ impl Action {
         Self::PolicyAllowed,
         Self::PackInstall,
         Self::PackUninstall,
+        Self::DashboardLogin,
+        Self::DashboardLogout,
+        Self::DashboardUserAdd,
+        Self::DashboardUserPasswd,
+        Self::DashboardUserRemove,
+        Self::DashboardTokenAdd,
+        Self::DashboardTokenRemove,
+        Self::DashboardRefused,
+        Self::DashboardRunStart,
     ];
 
     /// The dotted name written in the log.
@@ -275,6 +302,15 @@ impl Action {
             Self::PolicyAllowed => "policy.allowed",
             Self::PackInstall => "pack.install",
             Self::PackUninstall => "pack.uninstall",
+            Self::DashboardLogin => "dashboard.login",
+            Self::DashboardLogout => "dashboard.logout",
+            Self::DashboardUserAdd => "dashboard.user.add",
+            Self::DashboardUserPasswd => "dashboard.user.passwd",
+            Self::DashboardUserRemove => "dashboard.user.remove",
+            Self::DashboardTokenAdd => "dashboard.token.add",
+            Self::DashboardTokenRemove => "dashboard.token.remove",
+            Self::DashboardRefused => "dashboard.refused",
+            Self::DashboardRunStart => "dashboard.run.start",
         }
     }
 }

@@ -130,7 +130,22 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-}
+    /// The dashboard: with --runs runs in the store, `GET /api/v1/runs` and the runs page of a
+    /// real `claw serve` (API token) against `GET /healthz` on the same daemon.
+    Dashboard {
+        /// Runs put in the store first.
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        /// Requests per endpoint.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// How many requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },}
 
 fn cron(schedules: usize, period: &str, periods: u32, idle: bool, json: bool) -> CliResult {
     let period = crate::time::duration::parse(period)
@@ -234,8 +249,41 @@ fn msg(commands: usize, json: bool) -> CliResult {
     Ok(())
 }
 
+fn dashboard(runs: usize, requests: usize, concurrency: usize, json: bool) -> CliResult {
+    let r = crate::web::bench::run(runs, requests, concurrency).map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "dashboard: {} runs in the store, {} requests per endpoint, {} concurrent clients",
+        r.runs, r.requests, r.concurrency
+    );
+    for (name, s) in [
+        ("GET /healthz (baseline)", &r.baseline),
+        ("GET /api/v1/runs       ", &r.api_runs),
+        ("GET /runs (page)       ", &r.runs_page),
+    ] {
+        println!(
+            "  {name}   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+            s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+    println!(
+        "  p99 ratio to /healthz: API {:.2}x, page {:.2}x; {} non-200 answers",
+        r.api_p99_ratio, r.page_p99_ratio, r.errors
+    );
+    Ok(())
+}
+
 pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
     match cmd {
+        BenchCommand::Dashboard {
+            runs,
+            requests,
+            concurrency,
+            json,
+        } => dashboard(runs.max(1), requests.max(1), concurrency.max(1), json),
         BenchCommand::Msg { commands, json } => msg(commands.max(1), json),
         BenchCommand::Cron {
             schedules,

@@ -10,6 +10,7 @@ mod browse;
 mod colour;
 mod complete;
 mod cron;
+mod dashboard;
 mod doctor;
 mod llm;
 mod mcp;
@@ -272,6 +273,13 @@ enum Command {
     /// Run `claw serve` as a systemd user service: install, uninstall, status, logs.
     #[command(subcommand)]
     Daemon(serve::DaemonCommand),
+    /// The dashboard: `claw dashboard` serves it (the daemon, as `claw serve --bind`); users and
+    /// API tokens: `claw dashboard user add|passwd|remove|list`, `claw dashboard token add|remove|list`.
+    #[command(after_long_help = "Examples:
+  claw dashboard user add alice          the password is read without echo
+  claw dashboard                         http://127.0.0.1:8200/
+  claw dashboard token add alice ci      a token for the JSON API (/api/v1)")]
+    Dashboard(dashboard::DashboardArgs),
     /// Print a completion script: `claw completions bash > ~/.local/share/bash-completion/completions/claw`
     /// (zsh: into a folder of $fpath as `_claw`; fish: ~/.config/fish/completions/claw.fish).
     ///
@@ -429,6 +437,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Pack(cmd) => pack::run(&ctx, cmd),
         Command::Template(cmd) => template::run(&ctx, cmd),
         Command::Setup { cmd } => setup::run(&ctx, cmd),
+        Command::Dashboard(args) => dashboard::run(&ctx, args),
     }
 }
 

@@ -8,8 +8,8 @@ use clap::Subcommand;
 use super::output;
 use super::workflow::{drive_foreground, report};
 use super::{CliError, CliResult, Ctx};
-use crate::engine::{Engine, NewRun};
-use crate::store::{Phase, RunFilter, RunRecord, RunStatus, StepStatus};
+use crate::engine::Engine;
+use crate::store::{RunFilter, RunRecord, RunStatus, StepStatus};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunCommand {
@@ -592,63 +592,7 @@ fn cancel(engine: &Engine, id: &str) -> CliResult {
 
 fn rerun(engine: &Engine, id: &str, from: Option<&str>, json: bool, quiet: bool) -> CliResult {
     let old = engine.store.find_run(id)?;
-    // The workflow as it is now (fixed since the failure, perhaps); the stored one if the file is gone.
-    let wf = match crate::workflow::load::load_file(std::path::Path::new(&old.workflow_path)) {
-        Ok(wf) => wf,
-        Err(_) => engine.definition(&old)?,
-    };
-    let mut keep = std::collections::HashSet::new();
-    if let Some(step) = from {
-        let Some(start) = wf.step_index(step) else {
-            let hint =
-                crate::diagnostic::did_you_mean(step, wf.steps.iter().map(|s| s.name.as_str()))
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-            return Err(CliError::usage(format!(
-                "workflow `{}` has no step `{step}`{hint}",
-                wf.name
-            )));
-        };
-        // STEP and everything downstream of it run again; the rest keeps its old result.
-        let mut again = vec![false; wf.steps.len()];
-        again[start] = true;
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for s in &wf.steps {
-                if !again[s.index] && s.needs.iter().any(|&d| again[d]) {
-                    again[s.index] = true;
-                    changed = true;
-                }
-            }
-        }
-        for s in &wf.steps {
-            if !again[s.index] {
-                keep.insert(s.name.clone());
-            }
-        }
-    }
-    let run = engine.create_run(&NewRun {
-        workflow: &wf,
-        params: old.params.clone(),
-        trigger: serde_json::json!({"type": "rerun", "of": old.id, "from": from}),
-        dry_run: old.dry_run,
-        claim: true,
-    })?;
-    if !keep.is_empty() {
-        let copied: Vec<_> = engine
-            .store
-            .steps(&old.id)?
-            .into_iter()
-            .filter(|s| s.phase == Phase::Main && keep.contains(&s.name))
-            .filter(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
-            .map(|mut s| {
-                s.message = Some(format!("kept from run {}", old.id));
-                s
-            })
-            .collect();
-        engine.store.record_steps(&run.id, &copied, None)?;
-    }
+    let run = engine.rerun(&old, from, true)?;
     if !json {
         eprintln!("rerun of {}: run {}", old.id, run.id);
     }

@@ -299,7 +299,7 @@ fn new_passphrase(from_stdin: bool, env_ok: bool) -> Result<Secret, CliError> {
 
 /// The value from stdin: on a terminal, one line typed without echo; otherwise all of stdin
 /// (one trailing newline removed).
-fn read_secret(key: &str) -> Result<String, CliError> {
+pub(super) fn read_secret(key: &str) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};

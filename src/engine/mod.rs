@@ -10,6 +10,7 @@ pub mod approval;
 pub mod changes;
 pub mod owner;
 
+mod rerun;
 mod run;
 
 #[cfg(test)]

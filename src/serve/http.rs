@@ -65,7 +65,7 @@ pub async fn serve(
             a = listener.accept() => a,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE/ENFILE and the like: the socket stays in the backlog; wait for
                 // descriptors to free up rather than spin on it.
@@ -80,6 +80,7 @@ pub async fn serve(
                 }
             }
         };
+        let (stream, peer) = stream;
         let Ok(permit) = open.clone().try_acquire_owned() else {
             if quiet(&mut last_full) {
                 log(&format!(
@@ -91,7 +92,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The client's address, for the dashboard's login throttle.
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::web::Peer(peer))),
+        );
         let stop = stop.clone();
         tasks.spawn(async move {
             let _permit = permit;

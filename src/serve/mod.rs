@@ -311,7 +311,7 @@ async fn daemon(
         if let Some(a) = addr {
             tracing::info!(
                 target: DAEMON,
-                "listening on http://{a} (POST /hooks/<name>, GET /healthz)"
+                "listening on http://{a} (the dashboard at /, POST /hooks/<name>, GET /healthz)"
             );
         }
         let thread = std::thread::Builder::new()
@@ -949,10 +949,17 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
         sink,
     ));
     *ctx.webhooks.borrow_mut() = Some(state.clone());
+    let web = Arc::new(crate::web::Web::new(
+        ctx.engine.clone(),
+        Execution::QueueAndWake(ctx.poke.clone()),
+        false,
+        &|line| tracing::warn!(target: DAEMON, "{line}"),
+    ));
     crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(chat::webhook_route(
             ctx.engine.dirs.clone(),
             ctx.telegram.clone(),
         ))
+        .merge(crate::web::router(web))
 }

@@ -426,6 +426,48 @@ impl fmt::Debug for SyncWait {
     }
 }
 
+/// A page of top-level runs for [`Store::runs_page`], newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs created at or after this time (ms).
+    pub since: Option<i64>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// A dashboard user as listed (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardUser {
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Sessions open now.
+    pub sessions: i64,
+    pub tokens: i64,
+}
+
+/// A dashboard session: the SHA-256 of the cookie's value, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardSession {
+    pub id_hash: String,
+    pub user: String,
+    /// The session's CSRF token (sent in every form and htmx request).
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// An API token as listed (its hash stays in the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub user: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used: Option<i64>,
+}
+
 pub trait Store: Send + Sync + fmt::Debug {
     /// Runs `f`, whose writes each commit when made but reach the disk together when this
     /// returns (one sync for all, where the store groups syncs): for a caller that acknowledges
@@ -621,6 +663,34 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_fires(&self, schedule: Option<&str>, limit: u32) -> Result<Vec<FireRecord>>;
     /// Deletes fire rows enqueued before `before` (ms), keeping each schedule's newest.
     fn prune_fires(&self, before: i64) -> Result<usize>;
+
+    /// A page of top-level runs (no sub-workflow children), newest first.
+    fn runs_page(&self, query: &RunQuery) -> Result<Vec<RunRecord>>;
+    /// How many runs have each status (created since `since`, or all).
+    fn run_counts(&self, since: Option<i64>) -> Result<Vec<(String, i64)>>;
+
+    // The dashboard's users, sessions and API tokens.
+    fn dashboard_users(&self) -> Result<Vec<DashboardUser>>;
+    /// The user's argon2id PHC string.
+    fn dashboard_password(&self, name: &str) -> Result<Option<String>>;
+    /// False if the user exists.
+    fn add_dashboard_user(&self, name: &str, hash: &str, now: i64) -> Result<bool>;
+    /// Sets the hash and ends every session of the user. False if there is no such user.
+    fn set_dashboard_password(&self, name: &str, hash: &str, now: i64) -> Result<bool>;
+    /// Removes the user with their sessions and tokens. False if there is no such user.
+    fn remove_dashboard_user(&self, name: &str) -> Result<bool>;
+    fn create_session(&self, session: &DashboardSession) -> Result<()>;
+    fn session(&self, id_hash: &str) -> Result<Option<DashboardSession>>;
+    fn touch_session(&self, id_hash: &str, now: i64) -> Result<()>;
+    fn end_session(&self, id_hash: &str) -> Result<bool>;
+    /// Ends sessions idle since before `idle_before` or opened before `created_before`.
+    fn prune_sessions(&self, idle_before: i64, created_before: i64) -> Result<usize>;
+    /// False if the user already has a token of that name.
+    fn add_api_token(&self, hash: &str, user: &str, name: &str, now: i64) -> Result<bool>;
+    /// The user a token (by its hash) belongs to; records its use (at most once a minute).
+    fn api_token_user(&self, hash: &str, now: i64) -> Result<Option<String>>;
+    fn api_tokens(&self) -> Result<Vec<ApiToken>>;
+    fn remove_api_token(&self, user: &str, name: &str) -> Result<bool>;
 
     /// Releases the memory the store keeps only to go faster (page caches); a long-running
     /// process calls it after a burst of work.

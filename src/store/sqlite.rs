@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_run_indexes.sql"),
     include_str!("migrations/0006_outbox.sql"),
     include_str!("migrations/0007_chats.sql"),
+    include_str!("migrations/0008_dashboard.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -1143,6 +1144,205 @@ impl Store for SqliteStore {
             params![channel, next_offset, now],
         )?;
         Ok(())
+    }
+
+    fn runs_page(&self, q: &super::RunQuery) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
+             AND (?3 IS NULL OR created_at >= ?3) AND +parent_run IS NULL \
+             ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+        ))?;
+        collect(stmt.query_map(
+            params![
+                q.workflow,
+                q.status.map(status_str),
+                q.since,
+                i64::from(q.limit),
+                i64::from(q.offset)
+            ],
+            run_from_row,
+        )?)
+    }
+
+    fn run_counts(&self, since: Option<i64>) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, COUNT(*) FROM runs WHERE (?1 IS NULL OR created_at >= ?1) GROUP BY status ORDER BY status",
+        )?;
+        let rows = stmt
+            .query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn dashboard_users(&self) -> Result<Vec<super::DashboardUser>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.name, u.created_at, u.updated_at, \
+             (SELECT COUNT(*) FROM dashboard_sessions s WHERE s.user = u.name), \
+             (SELECT COUNT(*) FROM dashboard_tokens t WHERE t.user = u.name) \
+             FROM dashboard_users u ORDER BY u.name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(super::DashboardUser {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    updated_at: r.get(2)?,
+                    sessions: r.get(3)?,
+                    tokens: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn dashboard_password(&self, name: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT hash FROM dashboard_users WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn add_dashboard_user(&self, name: &str, hash: &str, now: i64) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO dashboard_users (name, hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            params![name, hash, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn set_dashboard_password(&self, name: &str, hash: &str, now: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE dashboard_users SET hash = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name, hash, now],
+        )?;
+        tx.execute("DELETE FROM dashboard_sessions WHERE user = ?1", [name])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn remove_dashboard_user(&self, name: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM dashboard_users WHERE name = ?1", [name])?;
+        tx.execute("DELETE FROM dashboard_sessions WHERE user = ?1", [name])?;
+        tx.execute("DELETE FROM dashboard_tokens WHERE user = ?1", [name])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn create_session(&self, s: &super::DashboardSession) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO dashboard_sessions (id_hash, user, csrf, created_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.id_hash, s.user, s.csrf, s.created_at, s.last_seen],
+        )?;
+        Ok(())
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<super::DashboardSession>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id_hash, user, csrf, created_at, last_seen FROM dashboard_sessions WHERE id_hash = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id_hash], |r| {
+                Ok(super::DashboardSession {
+                    id_hash: r.get(0)?,
+                    user: r.get(1)?,
+                    csrf: r.get(2)?,
+                    created_at: r.get(3)?,
+                    last_seen: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
+        let conn = self.conn();
+        conn.prepare_cached("UPDATE dashboard_sessions SET last_seen = ?2 WHERE id_hash = ?1")?
+            .execute(params![id_hash, now])?;
+        Ok(())
+    }
+
+    fn end_session(&self, id_hash: &str) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM dashboard_sessions WHERE id_hash = ?1",
+            [id_hash],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn prune_sessions(&self, idle_before: i64, created_before: i64) -> Result<usize> {
+        let conn = self.conn();
+        Ok(conn.execute(
+            "DELETE FROM dashboard_sessions WHERE last_seen < ?1 OR created_at < ?2",
+            params![idle_before, created_before],
+        )?)
+    }
+
+    fn add_api_token(&self, hash: &str, user: &str, name: &str, now: i64) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO dashboard_tokens (hash, user, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash, user, name, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn api_token_user(&self, hash: &str, now: i64) -> Result<Option<String>> {
+        let conn = self.conn();
+        let found: Option<(String, Option<i64>)> = conn
+            .prepare_cached("SELECT user, last_used FROM dashboard_tokens WHERE hash = ?1")?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((user, last_used)) = found else {
+            return Ok(None);
+        };
+        // Recorded at most once a minute: a write (and its fsync) per API request would cost
+        // more than the request.
+        if last_used.is_none_or(|t| now - t >= 60_000) {
+            conn.prepare_cached("UPDATE dashboard_tokens SET last_used = ?2 WHERE hash = ?1")?
+                .execute(params![hash, now])?;
+        }
+        Ok(Some(user))
+    }
+
+    fn api_tokens(&self) -> Result<Vec<super::ApiToken>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT user, name, created_at, last_used FROM dashboard_tokens ORDER BY user, name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(super::ApiToken {
+                    user: r.get(0)?,
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_used: r.get(3)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn remove_api_token(&self, user: &str, name: &str) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM dashboard_tokens WHERE user = ?1 AND name = ?2",
+            params![user, name],
+        )?;
+        Ok(n == 1)
     }
 
     fn data_version(&self) -> Option<u64> {

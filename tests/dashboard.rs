@@ -1,0 +1,735 @@
+//! The dashboard on `claw serve`'s listener, over real HTTP: the 503 without users, users and
+//! weak passwords, login and sessions, CSRF and Origin refusals, the login throttle, API tokens,
+//! hostile content rendered as text, a canary secret that never leaves, paths that cannot leave
+//! the catalogue, and a running step's log over SSE.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const PASSWORD: &str = "tulip-orbit-canyon-7";
+
+struct Dash {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Dash {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `claw dashboard user add NAME` with the password on stdin.
+fn add_user(env: &Env, name: &str, password: &str) -> Ran {
+    let mut c = env
+        .command(&["dashboard", "user", "add", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    c.wait_with_output().unwrap().into()
+}
+
+fn start(env: &Env) -> Dash {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = env
+        .command(&["dashboard", "--bind", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Dash { child, addr };
+    let up = wait_for(Duration::from_secs(60), || {
+        TcpStream::connect(&d.addr)
+            .ok()
+            .and_then(|_| (get(&d, "/healthz", "").status == 200).then_some(()))
+    });
+    assert!(up.is_some(), "the dashboard did not start");
+    d
+}
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+fn request(d: &Dash, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        d.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Answer {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not HTTP: {out:?}")),
+        head: head.to_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+fn get(d: &Dash, path: &str, cookie: &str) -> Answer {
+    if cookie.is_empty() {
+        request(d, "GET", path, &[], "")
+    } else {
+        request(d, "GET", path, &[("Cookie", cookie)], "")
+    }
+}
+
+/// A form POST from this origin (or `origin`).
+fn post(d: &Dash, path: &str, cookie: &str, origin: Option<&str>, form: &str) -> Answer {
+    let own = format!("http://{}", d.addr);
+    let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    if !cookie.is_empty() {
+        h.push(("Cookie", cookie));
+    }
+    let origin = origin.unwrap_or(&own);
+    if !origin.is_empty() {
+        h.push(("Origin", origin));
+    }
+    request(d, "POST", path, &h, form)
+}
+
+/// Logs in; the `Cookie` header value.
+fn login(d: &Dash, user: &str, password: &str) -> String {
+    let a = post(
+        d,
+        "/login",
+        "",
+        None,
+        &format!("user={user}&password={password}"),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let line = a
+        .head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .expect("a cookie")
+        .to_owned();
+    assert!(
+        line.contains("httponly") && line.contains("samesite=strict"),
+        "{line}"
+    );
+    line.trim_start_matches("set-cookie:")
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..at + 64].to_owned()
+}
+
+fn run_count(env: &Env) -> usize {
+    env.claw(&["run", "list", "--json"])
+        .json()
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn without_a_user_every_page_answers_503_with_the_command_that_fixes_it() {
+    let env = Env::new();
+    let d = start(&env);
+    for path in ["/", "/login", "/runs", "/api/v1/runs"] {
+        let a = get(&d, path, "");
+        assert_eq!(a.status, 503, "{path}");
+        assert!(
+            a.body.contains("claw dashboard user add NAME"),
+            "{}",
+            a.body
+        );
+    }
+    assert_eq!(get(&d, "/healthz", "").status, 200);
+}
+
+#[test]
+fn weak_passwords_are_refused_and_users_are_listed_without_hashes() {
+    let env = Env::new();
+    let weak = add_user(&env, "alice", "password1234");
+    weak.expect_code(2);
+    assert!(weak.stderr.contains("common"), "{}", weak.stderr);
+    add_user(&env, "alice", "short").expect_code(2);
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    add_user(&env, "alice", PASSWORD).expect_code(2);
+    let list = env.claw(&["dashboard", "user", "list", "--json"]);
+    list.expect_code(0);
+    assert_eq!(list.json()[0]["name"], "alice");
+    assert!(!list.stdout.contains("argon2"), "{}", list.stdout);
+    let audit = env.claw(&["audit", "search", "dashboard.user.add"]);
+    assert!(audit.stdout.contains("alice"), "{}", audit.stdout);
+}
+
+#[test]
+fn a_session_starts_runs_only_with_its_csrf_token_from_this_origin() {
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        "name: hello\nparams:\n  who: {type: string, default: x}\nsteps:\n  - name: greet\n    command: echo hi ${{ params.who }}\n",
+    );
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    let d = start(&env);
+    // No session: the login page.
+    let anon = get(&d, "/runs", "");
+    assert_eq!(anon.status, 303);
+    assert!(anon.head.contains("location: /login"), "{}", anon.head);
+    assert_eq!(get(&d, "/api/v1/runs", "").status, 401);
+    // A wrong password.
+    let wrong = post(&d, "/login", "", None, "user=alice&password=nope-nope-nope");
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong user name or password"));
+    // A login form posted from another origin.
+    let cross = post(
+        &d,
+        "/login",
+        "",
+        Some("http://evil.example"),
+        &format!("user=alice&password={PASSWORD}"),
+    );
+    assert_eq!(cross.status, 403);
+
+    let cookie = login(&d, "alice", PASSWORD);
+    let page = get(&d, "/workflows/hello", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+
+    let before = run_count(&env);
+    let no_token = post(&d, "/workflows/hello/run", &cookie, None, "param.who=a");
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    let bad_token = post(
+        &d,
+        "/workflows/hello/run",
+        &cookie,
+        None,
+        &format!("csrf={}&param.who=a", "0".repeat(64)),
+    );
+    assert_eq!(bad_token.status, 403);
+    let other = post(
+        &d,
+        "/workflows/hello/run",
+        &cookie,
+        Some("http://evil.example"),
+        &format!("csrf={csrf}&param.who=a"),
+    );
+    assert_eq!(other.status, 403);
+    let none = post(
+        &d,
+        "/workflows/hello/run",
+        &cookie,
+        Some(""),
+        &format!("csrf={csrf}&param.who=a"),
+    );
+    assert_eq!(none.status, 403, "no Origin nor Referer");
+    assert_eq!(run_count(&env), before, "a refused request changed nothing");
+
+    let ok = post(
+        &d,
+        "/workflows/hello/run",
+        &cookie,
+        None,
+        &format!("csrf={csrf}&param.who=world"),
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(run_count(&env), before + 1);
+    let run = ok
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: /runs/"))
+        .expect("the run's page")
+        .trim()
+        .to_owned();
+    let done = wait_for(Duration::from_secs(60), || {
+        let a = get(&d, &format!("/api/v1/runs/{run}"), &cookie);
+        let v: serde_json::Value = serde_json::from_str(&a.body).ok()?;
+        (v["status"] == "succeeded").then_some(v)
+    })
+    .expect("the run succeeds");
+    assert_eq!(done["params"]["who"], "world");
+    assert!(
+        done["steps"][0]["stdout_tail"]
+            .as_str()
+            .unwrap()
+            .contains("hi world")
+    );
+
+    let audit = env.claw(&["audit", "search", "dashboard"]).stdout;
+    for needle in [
+        "dashboard.login",
+        "dashboard.refused",
+        "dashboard.run.start",
+        "dashboard:alice",
+    ] {
+        assert!(audit.contains(needle), "{needle} not audited:\n{audit}");
+    }
+
+    // Logging out ends the session on the server: the old cookie opens nothing.
+    let out = post(&d, "/logout", &cookie, None, &format!("csrf={csrf}"));
+    assert_eq!(out.status, 303);
+    assert_eq!(get(&d, "/runs", &cookie).status, 303);
+
+    // A password change ends every session of the user.
+    let cookie = login(&d, "alice", PASSWORD);
+    assert_eq!(get(&d, "/runs", &cookie).status, 200);
+    let mut c = env
+        .command(&["dashboard", "user", "passwd", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"maple-quartz-harbor-42\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    assert_eq!(get(&d, "/runs", &cookie).status, 303);
+}
+
+#[test]
+fn the_sixth_wrong_password_in_a_minute_is_throttled() {
+    let env = Env::new();
+    add_user(&env, "bob", PASSWORD).expect_code(0);
+    let d = start(&env);
+    for _ in 0..5 {
+        assert_eq!(
+            post(
+                &d,
+                "/login",
+                "",
+                None,
+                "user=bob&password=wrong-wrong-wrong"
+            )
+            .status,
+            401
+        );
+    }
+    // Even the right password is not checked now.
+    let sixth = post(
+        &d,
+        "/login",
+        "",
+        None,
+        &format!("user=bob&password={PASSWORD}"),
+    );
+    assert_eq!(sixth.status, 429);
+    assert!(sixth.head.contains("retry-after: 60"));
+    let audit = env.claw(&["audit", "search", "throttled"]).stdout;
+    assert!(audit.contains("dashboard:bob"), "{audit}");
+}
+
+#[test]
+fn hostile_content_is_text_and_a_canary_secret_never_leaves() {
+    let env = Env::new();
+    env.claw(&["vault", "init"]).expect_code(0);
+    let canary = "canary-5f1d9a7c3e";
+    let mut c = env
+        .command(&["vault", "set", "CANARY"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(canary.as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    env.workflow(
+        "evil",
+        r#"name: evil
+description: "<script>alert('d')</script>"
+params:
+  p: {type: string, default: "\"><img src=x onerror=alert(1)>"}
+steps:
+  - name: "say"
+    env: {C: "${{ secrets.CANARY }}"}
+    command: echo "<script>alert(2)</script> javascript:alert(3) $C"; sleep 0.3; echo second line
+  - name: gate
+    needs: [say]
+    type: approval
+    message: "<script>alert(4)</script>"
+    input:
+      ticket: {type: string, required: true}
+"#,
+    );
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    env.claw(&["dashboard", "token", "add", "alice", "ci"])
+        .expect_code(0);
+    let d = start(&env);
+    let cookie = login(&d, "alice", PASSWORD);
+    let page = get(&d, "/workflows/evil", &cookie);
+    let csrf = csrf_of(&page.body);
+    let started = post(
+        &d,
+        "/workflows/evil/run",
+        &cookie,
+        None,
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(started.status, 303, "{}", started.body);
+    let run = started
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: /runs/"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    wait_for(Duration::from_secs(60), || {
+        let a = get(&d, &format!("/api/v1/runs/{run}"), &cookie);
+        a.body.contains("\"waiting\"").then_some(())
+    })
+    .expect("the gate waits");
+
+    let mut seen = String::new();
+    for path in [
+        "/".to_owned(),
+        "/workflows".to_owned(),
+        "/workflows/evil".to_owned(),
+        "/runs".to_owned(),
+        format!("/runs/{run}"),
+        "/approvals".to_owned(),
+        "/audit".to_owned(),
+        "/vault".to_owned(),
+        "/skills".to_owned(),
+        "/hosts".to_owned(),
+        "/outbox".to_owned(),
+        "/api/v1/skills".to_owned(),
+        "/api/v1/hosts".to_owned(),
+        format!("/api/v1/runs/{run}"),
+        "/api/v1/runs".to_owned(),
+        "/api/v1/approvals".to_owned(),
+        "/api/v1/vault".to_owned(),
+    ] {
+        let a = get(&d, &path, &cookie);
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        assert!(!a.body.contains(canary), "the canary reached {path}");
+        if !path.starts_with("/api/") {
+            for raw in ["<script>alert", "<img src=x", "\"><img"] {
+                assert!(!a.body.contains(raw), "{raw} unescaped on {path}");
+            }
+            assert!(
+                a.head
+                    .contains("content-security-policy: default-src 'none'; script-src 'self'")
+            );
+        }
+        seen.push_str(&a.body);
+    }
+    assert!(
+        seen.contains("&#60;script&#62;alert(4)"),
+        "the gate's message is shown as text"
+    );
+    assert!(seen.contains("CANARY"), "the vault page names the key");
+    // The API with the token: the same data.
+    let token = env.claw(&["dashboard", "token", "list", "--json"]).json();
+    assert_eq!(token[0]["name"], "ci");
+
+    // Decide through the form with the gate's input.
+    let decided = post(
+        &d,
+        &format!("/runs/{run}/decide"),
+        &cookie,
+        None,
+        &format!("csrf={csrf}&step=gate&decision=approve&input.ticket=T-9"),
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    let v = wait_for(Duration::from_secs(60), || {
+        let a = get(&d, &format!("/api/v1/runs/{run}"), &cookie);
+        let v: serde_json::Value = serde_json::from_str(&a.body).ok()?;
+        (v["status"] == "succeeded").then_some(v)
+    })
+    .expect("approved, the run succeeds");
+    assert!(!v.to_string().contains(canary));
+}
+
+#[test]
+fn api_tokens_are_hashed_at_rest_and_paths_stay_in_the_catalogue() {
+    let env = Env::new();
+    env.workflow("ok", "name: ok\nsteps:\n  - name: a\n    command: echo a\n");
+    add_user(&env, "carol", PASSWORD).expect_code(0);
+    let made = env.claw(&["dashboard", "token", "add", "carol", "ci"]);
+    made.expect_code(0);
+    let token = made.stdout.trim().to_owned();
+    assert_eq!(token.len(), 64);
+    let db = std::fs::read(env.home.join("claw.db")).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is stored in clear"
+    );
+    let d = start(&env);
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let a = request(&d, "GET", "/api/v1/workflows", &auth, "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("\"ok\""));
+    let wrong = request(
+        &d,
+        "GET",
+        "/api/v1/workflows",
+        &[("Authorization", "Bearer 00")],
+        "",
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.head.contains("www-authenticate: bearer"));
+    for path in [
+        "/api/v1/workflows/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/workflows/%2Fetc%2Fpasswd",
+        "/api/v1/workflows/..",
+        "/api/v1/runs/..%2Fclaw.db",
+    ] {
+        let a = request(&d, "GET", path, &auth, "");
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert!(!a.body.contains("root:"), "{path}");
+    }
+    // A token needs no CSRF token (no cookie to ride on): starting a run works.
+    let started = request(
+        &d,
+        "POST",
+        "/api/v1/workflows/ok/run",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(started.status, 201, "{}", started.body);
+    let m = request(&d, "GET", "/metrics", &auth, "");
+    assert!(m.body.contains("# TYPE claw_runs gauge"), "{}", m.body);
+    let spec = get(&d, "/api/v1/openapi.json", "");
+    assert_eq!(spec.status, 200);
+    assert!(spec.body.contains("\"openapi\""));
+    env.claw(&["dashboard", "token", "remove", "carol", "ci"])
+        .expect_code(0);
+    assert_eq!(
+        request(&d, "GET", "/api/v1/workflows", &auth, "").status,
+        401
+    );
+}
+
+#[test]
+fn a_running_steps_log_arrives_over_sse() {
+    let env = Env::new();
+    env.workflow(
+        "slow",
+        "name: slow\nsteps:\n  - name: talk\n    command: for i in 1 2 3; do echo line-$i; sleep 0.4; done\n",
+    );
+    add_user(&env, "dan", PASSWORD).expect_code(0);
+    let d = start(&env);
+    let cookie = login(&d, "dan", PASSWORD);
+    let csrf = csrf_of(&get(&d, "/workflows/slow", &cookie).body);
+    let started = post(
+        &d,
+        "/workflows/slow/run",
+        &cookie,
+        None,
+        &format!("csrf={csrf}"),
+    );
+    let run = started
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: /runs/"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let stream = wait_for(Duration::from_secs(30), || {
+        let a = get(&d, &format!("/runs/{run}"), &cookie);
+        a.body.contains("data-stream=").then_some(())
+    });
+    assert!(
+        stream.is_some(),
+        "the page offers the live log while the step runs"
+    );
+    let t0 = Instant::now();
+    let a = get(&d, &format!("/runs/{run}/steps/talk/stream"), &cookie);
+    assert_eq!(a.status, 200);
+    assert!(a.head.contains("text/event-stream"), "{}", a.head);
+    for i in 1..=3 {
+        assert!(a.body.contains(&format!("data: line-{i}")), "{}", a.body);
+    }
+    assert!(a.body.contains("event: end"), "{}", a.body);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
+
+/// The browser end-to-end script (scripts/dashboard-e2e.cjs) against a real daemon: Debian's
+/// chromium driven by playwright-core, both installed by scripts/test.sh. Screenshots go to
+/// target/dashboard-e2e/.
+#[test]
+fn in_a_real_browser() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = manifest.join("target/playwright/node_modules");
+    assert!(
+        modules.join("playwright-core").exists(),
+        "playwright-core is not installed under target/playwright: run scripts/test.sh"
+    );
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        r#"name: hello
+params:
+  who: {type: string, default: world}
+steps:
+  - name: greet
+    command: for i in 1 2 3; do echo tick-$i; sleep 1; done
+  - name: gate
+    needs: [greet]
+    type: approval
+    message: "Ship ${{ params.who }}?"
+    input:
+      ticket: {type: string, required: true}
+  - name: after
+    needs: [gate]
+    command: echo "after ${{ steps.gate.outputs.ticket }}"
+"#,
+    );
+    env.workflow(
+        "slow",
+        "name: slow\nsteps:\n  - name: wait\n    command: sleep 60\n",
+    );
+    env.workflow(
+        "evil",
+        r#"name: evil
+description: "<script>window.__pwned=4</script>"
+params:
+  p: {type: string, default: "\"><img src=x onerror=window.__pwned=3>"}
+steps:
+  - name: say
+    command: echo '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> javascript:window.__pwned=5'
+  - name: gate
+    needs: [say]
+    type: approval
+    message: "<script>window.__pwned=6</script><img src=x onerror=window.__pwned=7>"
+"#,
+    );
+    let mark = env.path("flaky-mark");
+    env.workflow(
+        "flaky",
+        &format!(
+            "name: flaky\nsteps:\n  - name: prepare\n    command: echo prepared\n  - name: check\n    needs: [prepare]\n    command: test -f {m} || {{ touch {m}; echo first time fails; exit 1; }}\n",
+            m = mark.display()
+        ),
+    );
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    let token = env.claw(&["dashboard", "token", "add", "alice", "e2e"]);
+    let bearer = format!("Bearer {}", token.stdout.trim());
+    let d = start(&env);
+    let evil = request(
+        &d,
+        "POST",
+        "/api/v1/workflows/evil/run",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(evil.status, 201, "{}", evil.body);
+    let evil: serde_json::Value = serde_json::from_str(&evil.body).unwrap();
+    let shots = manifest.join("target/dashboard-e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(manifest.join("scripts/dashboard-e2e.cjs"))
+        .env("NODE_PATH", &modules)
+        .env("BASE", format!("http://{}", d.addr))
+        .env("USER_NAME", "alice")
+        .env("PASS", PASSWORD)
+        .env("SHOTS", &shots)
+        .env("EVIL_RUN", evil["id"].as_str().unwrap())
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok - no hostile script ran"), "{stdout}");
+}
+
+/// schemathesis (installed by scripts/test.sh) against the served OpenAPI description with a
+/// valid token: no 5xx, every answer as described (status, content type, schema).
+#[test]
+fn the_api_answers_as_its_openapi_description_says() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = manifest.join("target/schemathesis-venv/bin/st");
+    assert!(
+        st.exists(),
+        "schemathesis is not installed: run scripts/test.sh"
+    );
+    let env = Env::new();
+    env.workflow("ok", "name: ok\nparams:\n  n: {type: integer, default: 1}\nsteps:\n  - name: a\n    command: echo a\n");
+    add_user(&env, "st", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "st", "st"])
+        .stdout
+        .trim()
+        .to_owned();
+    let d = start(&env);
+    let base = format!("http://{}", d.addr);
+    let out = std::process::Command::new(&st)
+        .args([
+            "run",
+            &format!("{base}/api/v1/openapi.json"),
+            "--base-url",
+            &base,
+        ])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "all",
+            "--hypothesis-max-examples",
+            "25",
+            "--hypothesis-seed",
+            "1",
+        ])
+        .args(["--hypothesis-suppress-health-check", "all"])
+        .output()
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("not_a_server_error"), "{stdout}");
+}
