@@ -145,7 +145,8 @@ pub(crate) enum BenchCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
-    },}
+    },
+}
 
 fn cron(schedules: usize, period: &str, periods: u32, idle: bool, json: bool) -> CliResult {
     let period = crate::time::duration::parse(period)
