@@ -568,12 +568,12 @@ fn expression_references_are_checked_with_the_caret_on_the_name() {
 #[test]
 fn validate_says_when_a_valid_workflow_cannot_run_here() {
     let env = Env::new();
-    let yaml = "steps:\n  - name: brief\n    type: browser\n    command: Summarise\n";
+    let yaml = "steps:\n  - name: brief\n    type: auto_agent\n    command: Summarise\n";
     let ran = validate(&env, "brief.yaml", yaml);
     ran.expect_code(0);
     assert!(
         ran.stderr
-            .contains("note: brief.yaml: step `brief`: type `browser` cannot run in this version of claw yet: a run fails there"),
+            .contains("note: brief.yaml: step `brief`: type `auto_agent` cannot run in this version of claw yet: a run fails there"),
         "{}",
         ran.stderr
     );

@@ -496,8 +496,8 @@ fn missing_names_commands_and_steps() {
         "2:5: step `a` has no `command`"
     );
     assert_eq!(
-        problem("steps:\n  - name: a\n    type: browser\n"),
-        "2:5: step `a` (browser) has nothing to do: give it `command` or the fields of its kind"
+        problem("steps:\n  - name: a\n    type: auto_agent\n"),
+        "2:5: step `a` (auto_agent) has nothing to do: give it `command` or the fields of its kind"
     );
     assert_eq!(
         problem("steps:\n  - name: a\n    type: llm\n"),
