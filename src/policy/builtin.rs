@@ -108,6 +108,18 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
 
 /// The built-in rules alone.
 pub fn builtin() -> Policies {
+    (*builtin_shared()).clone()
+}
+
+/// The built-in rules, compiled once per process and shared (a clone of a regex starts with
+/// empty match caches, so the checks made before every command share one copy).
+pub(super) fn builtin_shared() -> std::sync::Arc<Policies> {
+    static COMPILED: std::sync::LazyLock<std::sync::Arc<Policies>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::new(compile()));
+    COMPILED.clone()
+}
+
+fn compile() -> Policies {
     let rules = RULES
         .iter()
         .filter_map(|(name, scope, action, pattern, reason)| {

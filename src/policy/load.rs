@@ -36,9 +36,46 @@ pub fn find(root: &Path, home: &Path) -> Option<PathBuf> {
 
 /// The built-in rules with the file's over them (the built-ins alone without a file).
 pub fn load(root: &Path, home: &Path) -> Result<Policies, FileErrors> {
+    load_shared(root, home).map(|p| (*p).clone())
+}
+
+/// [`load`], shared: the file is read again only when it changed (another path, size,
+/// modification time or inode). The check runs before every command, so it costs a `stat`,
+/// not a parse and regex compiles, and every check shares the regexes' match caches.
+pub(super) fn load_shared(
+    root: &Path,
+    home: &Path,
+) -> Result<std::sync::Arc<Policies>, FileErrors> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::Arc;
+    type Stamp = (PathBuf, u64, i64, i64, u64);
+    static LAST: std::sync::Mutex<Option<(Stamp, Arc<Policies>)>> = std::sync::Mutex::new(None);
     let Some(path) = find(root, home) else {
-        return Ok(builtin());
+        return Ok(super::builtin::builtin_shared());
     };
+    let stamp = std::fs::metadata(&path)
+        .ok()
+        .map(|m| (path.clone(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+    if let Some(stamp) = &stamp
+        && let Some((seen, policies)) = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        && seen == stamp
+    {
+        return Ok(policies.clone());
+    }
+    let policies = Arc::new(load_file(&path)?);
+    if let Some(stamp) = stamp {
+        *LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((stamp, policies.clone()));
+    }
+    Ok(policies)
+}
+
+fn load_file(path: &Path) -> Result<Policies, FileErrors> {
+    let path = path.to_path_buf();
     let src = crate::yaml::read_file(&path, MAX_BYTES, "policies file")?;
     let mut r = Reader::new();
     let policies = read(&mut r, &src.root, &path);

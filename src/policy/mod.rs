@@ -320,10 +320,10 @@ pub fn install(root: &Path, home: &Path) {
 }
 
 /// The rules in force now (read again at every call: an edit applies to the next command).
-pub fn current() -> Result<Policies, FileErrors> {
+pub fn current() -> Result<std::sync::Arc<Policies>, FileErrors> {
     match INSTALLED.get() {
-        Some(p) => load(&p.root, &p.home),
-        None => Ok(builtin()),
+        Some(p) => load::load_shared(&p.root, &p.home),
+        None => Ok(builtin::builtin_shared()),
     }
 }
 

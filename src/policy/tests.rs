@@ -185,3 +185,34 @@ fn bad_files_name_the_place() {
         assert!(shown.contains(want), "{text}\n---\n{shown}");
     }
 }
+
+#[test]
+fn the_shared_rules_are_read_again_when_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, home) = (dir.path().join("root"), dir.path().join("home"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let first = load::load_shared(&root, &home).unwrap();
+    assert_eq!(verdict(&first, "mkfs.ext4 /dev/sdb").0, "require_approval");
+    let file = root.join(load::FILE_NAME);
+    std::fs::write(&file, "rules:\n  - name: mkfs\n    action: deny\n").unwrap();
+    let second = load::load_shared(&root, &home).unwrap();
+    assert_eq!(verdict(&second, "mkfs.ext4 /dev/sdb").0, "deny");
+    // Unchanged: the same compiled rules, shared.
+    assert!(std::sync::Arc::ptr_eq(
+        &second,
+        &load::load_shared(&root, &home).unwrap()
+    ));
+    std::fs::write(&file, "rules:\n  - name: mkfs\n    action: allow\n").unwrap();
+    let third = load::load_shared(&root, &home).unwrap();
+    assert_eq!(verdict(&third, "mkfs.ext4 /dev/sdb").0, "allow");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        verdict(
+            &load::load_shared(&root, &home).unwrap(),
+            "mkfs.ext4 /dev/sdb"
+        )
+        .0,
+        "require_approval"
+    );
+}
