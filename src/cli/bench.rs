@@ -251,7 +251,8 @@ fn msg(commands: usize, json: bool) -> CliResult {
 }
 
 fn dashboard(runs: usize, requests: usize, concurrency: usize, json: bool) -> CliResult {
-    let r = crate::web::bench::run(runs, requests, concurrency).map_err(CliError::internal)?;
+    let r = crate::serve::dashboard_bench::run(runs, requests, concurrency)
+        .map_err(CliError::internal)?;
     if json {
         super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
         return Ok(());

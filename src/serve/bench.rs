@@ -331,8 +331,75 @@ pub struct WebBench {
     pub runs_succeeded: usize,
 }
 
+/// A real `claw serve` child on a scratch data directory (what the daemon benchmarks drive, as
+/// deployed), stopped with SIGTERM and waited for when dropped.
+#[derive(Debug)]
+pub struct BenchDaemon {
+    child: std::process::Child,
+}
+
+impl BenchDaemon {
+    /// `claw --home HOME --root ROOT serve ARGS`, with `env` set (`None`: removed).
+    pub fn start(
+        home: &Path,
+        root: &Path,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(io)?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the daemon benchmarks drive a real `claw serve`"
+        )]
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--home")
+            .arg(home)
+            .arg("--root")
+            .arg(root)
+            .arg("serve")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        Ok(Self {
+            child: cmd.spawn().map_err(io)?,
+        })
+    }
+
+    /// Returns once `GET http://ADDR/healthz` answers (at most 30 s).
+    pub async fn wait_listening(client: &reqwest::Client, addr: &str) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("the daemon did not start listening within 30 s".into())
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
 /// A port free now on 127.0.0.1 (the daemon binds it a moment later).
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
     Ok(l.local_addr().map_err(io)?.port())
 }
@@ -364,27 +431,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
     .map_err(io)?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let exe = std::env::current_exe().map_err(io)?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the web benchmark drives a real `claw serve`"
-    )]
-    let mut daemon = std::process::Command::new(exe)
-        .arg("--home")
-        .arg(&home)
-        .arg("--root")
-        .arg(&dir)
-        .args(["serve", "--bind", &addr])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(io)?;
-    let stop_daemon = |daemon: &mut std::process::Child| {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap_or(i32::MAX));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = daemon.wait();
-    };
+    let daemon = BenchDaemon::start(&home, &dir, &["--bind", &addr], &[])?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -396,26 +443,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
         .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(io)?;
-    // Up when /healthz answers (at most 30 s).
-    let up = rt.block_on(async {
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if client
-                .get(format!("http://{addr}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    });
-    if !up {
-        stop_daemon(&mut daemon);
-        return Err("the daemon did not start listening within 30 s".into());
-    }
+    rt.block_on(BenchDaemon::wait_listening(&client, &addr))?;
     let load = |hook: bool| -> Result<(f64, Spread, usize), String> {
         rt.block_on(async {
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -514,7 +542,7 @@ pub fn web(requests: usize, concurrency: usize) -> Result<WebBench, String> {
             runs_succeeded: last.0,
         })
     })();
-    stop_daemon(&mut daemon);
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     measured
 }

@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod chat;
 pub mod cron;
+pub mod dashboard_bench;
 pub mod http;
 pub mod lease;
 pub mod msg_bench;

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::bench::{Spread, scratch};
+use super::bench::{BenchDaemon, Spread, scratch};
 use crate::msg::Target;
 use crate::store::{SqliteStore, Store};
 
@@ -99,26 +99,17 @@ pub fn run(commands: usize) -> Result<MsgBench, String> {
     let router = axum::Router::new().fallback(handle).with_state(api.clone());
     rt.spawn(async move { axum::serve(listener, router).await });
     let base = format!("http://{addr}");
-    let exe = std::env::current_exe().map_err(io)?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the msg benchmark drives a real `claw serve`"
-    )]
-    let mut daemon = std::process::Command::new(exe)
-        .arg("--home")
-        .arg(&home)
-        .arg("--root")
-        .arg(&dir)
-        .args(["serve", "--no-http"])
-        .env("TELEGRAM_BOT_TOKEN", "123456:bench-token")
-        .env("TELEGRAM_API_URL", &base)
-        .env("ALLOWED_CHAT_IDS", "1")
-        .env_remove("TELEGRAM_WEBHOOK_URL")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(io)?;
+    let daemon = BenchDaemon::start(
+        &home,
+        &dir,
+        &["--no-http"],
+        &[
+            ("TELEGRAM_BOT_TOKEN", Some("123456:bench-token")),
+            ("TELEGRAM_API_URL", Some(&base)),
+            ("ALLOWED_CHAT_IDS", Some("1")),
+            ("TELEGRAM_WEBHOOK_URL", None),
+        ],
+    )?;
     let replies = |prefix: &str, suffix: &str| -> Vec<Instant> {
         api.sent
             .lock()
@@ -161,9 +152,7 @@ pub fn run(commands: usize) -> Result<MsgBench, String> {
             break;
         }
     }
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap_or(i32::MAX));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let _ = daemon.wait();
+    drop(daemon);
     if let Some(f) = failure {
         return Err(f);
     }

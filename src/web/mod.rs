@@ -16,7 +16,6 @@
 //!   action is audited as `dashboard:<user>`.
 
 pub mod auth;
-pub mod bench;
 mod pages;
 
 use std::net::SocketAddr;

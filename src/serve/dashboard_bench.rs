@@ -2,6 +2,8 @@
 //! in its store, against `GET /healthz` on the same daemon with the same client.
 
 use std::sync::Arc;
+
+use super::bench::{BenchDaemon, free_port, scratch};
 use std::time::{Duration, Instant};
 
 use crate::store::{RunRecord, RunStatus, SqliteStore, Store as _};
@@ -29,15 +31,6 @@ impl Spread {
             max_ms: at(1.0),
         }
     }
-}
-
-fn scratch() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "claw-bench-{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    ));
-    std::fs::create_dir_all(dir.join("workflows"))?;
-    Ok(dir)
 }
 
 /// What `claw bench dashboard` measured.
@@ -94,11 +87,11 @@ fn fill(home: &std::path::Path, runs: usize) -> Result<String, String> {
             })
             .map_err(io)?;
     }
-    let token = super::auth::random_token()?;
-    let hash = super::auth::hash_password("bench-password-1234")?;
+    let token = crate::web::auth::random_token()?;
+    let hash = crate::web::auth::hash_password("bench-password-1234")?;
     store.add_dashboard_user("bench", &hash, now).map_err(io)?;
     store
-        .add_api_token(&super::auth::token_hash(&token), "bench", "bench", now)
+        .add_api_token(&crate::web::auth::token_hash(&token), "bench", "bench", now)
         .map_err(io)?;
     Ok(token)
 }
@@ -109,27 +102,8 @@ pub fn run(runs: usize, requests: usize, concurrency: usize) -> Result<Dashboard
     let dir = scratch().map_err(io)?;
     let home = dir.join("home");
     let token = fill(&home, runs)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(io)?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let exe = std::env::current_exe().map_err(io)?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the dashboard benchmark drives a real `claw serve`"
-    )]
-    let mut daemon = std::process::Command::new(exe)
-        .arg("--home")
-        .arg(&home)
-        .arg("--root")
-        .arg(&dir)
-        .args(["serve", "--bind", &addr])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(io)?;
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let daemon = BenchDaemon::start(&home, &dir, &["--bind", &addr], &[])?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,24 +115,7 @@ pub fn run(runs: usize, requests: usize, concurrency: usize) -> Result<Dashboard
             .pool_max_idle_per_host(concurrency)
             .build()
             .map_err(io)?;
-        let up = rt.block_on(async {
-            let end = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < end {
-                if client
-                    .get(format!("http://{addr}/healthz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            false
-        });
-        if !up {
-            return Err("the daemon did not start listening within 30 s".to_owned());
-        }
+        rt.block_on(BenchDaemon::wait_listening(&client, &addr))?;
         let load = |path: &str| -> Result<(Spread, usize), String> {
             let url = format!("http://{addr}{path}");
             rt.block_on(async {
@@ -218,9 +175,7 @@ pub fn run(runs: usize, requests: usize, concurrency: usize) -> Result<Dashboard
             errors: e0 + e1 + e2,
         })
     })();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap_or(i32::MAX));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let _ = daemon.wait();
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     measured
 }
