@@ -5,6 +5,9 @@
 use super::{Action, Policies, Rule, Scope};
 
 /// `(name, scope, action, pattern, reason)`.
+///
+/// The patterns use ASCII classes (`[0-9]`, not `\d`) where Unicode ones would only make the
+/// compiled program larger: a shell splits words on ASCII blanks, and tokens are ASCII.
 pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
     (
         "rm-rf-root",
@@ -101,7 +104,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         "telegram-bot-token",
         Scope::Secret,
         Action::RequireApproval,
-        r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b",
+        r"\b[0-9]{8,10}:AA[A-Za-z0-9_-]{33}\b",
         "a Telegram bot token",
     ),
 ];
@@ -119,11 +122,42 @@ pub(super) fn builtin_shared() -> std::sync::Arc<Policies> {
     COMPILED.clone()
 }
 
+/// For each built-in regex, literals one of which every match contains: a text holding none of
+/// them cannot match, so the rule is neither compiled nor run on it (a regex's compilation costs
+/// more than the checks of a short-lived `claw workflow run`; most commands hold none of these).
+/// `literals_are_necessary` in the tests checks each against its pattern.
+pub(super) const NEEDS: &[(&str, &[&str])] = &[
+    ("rm-rf-root", &["rm"]),
+    ("mkfs", &["mkfs"]),
+    ("dd-to-disk", &["of=/dev/"]),
+    ("redirect-to-disk", &["/dev/"]),
+    ("curl-pipe-shell", &["curl", "wget"]),
+    ("fork-bomb", &[":()"]),
+    ("chmod-777-root", &["chmod"]),
+    ("private-key-block", &["PRIVATE KEY-----"]),
+    ("aws-access-key", &["AKIA", "ASIA"]),
+    ("github-token", &["gh", "github_pat_"]),
+    ("slack-token", &["xox"]),
+    ("telegram-bot-token", &[":AA"]),
+];
+
+/// A fresh compilation (nothing shared with other tests).
+#[cfg(test)]
+pub(super) fn compile_for_test() -> Policies {
+    compile()
+}
+
 fn compile() -> Policies {
     let rules = RULES
         .iter()
         .filter_map(|(name, scope, action, pattern, reason)| {
-            let matcher = super::load::matcher(*scope, pattern).ok()?;
+            let needs = NEEDS.iter().find(|(n, _)| n == name).map(|(_, l)| *l);
+            let matcher = match (scope, needs) {
+                (Scope::Command | Scope::Secret, Some(needs)) => super::Matcher::Lazy(
+                    std::sync::Arc::new(super::LazyRegex::new(*pattern, needs)),
+                ),
+                _ => super::load::matcher(*scope, pattern).ok()?,
+            };
             Some(Rule {
                 name: (*name).to_owned(),
                 scope: *scope,

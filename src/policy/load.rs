@@ -241,7 +241,9 @@ fn read_rule(r: &mut Reader, node: &Node, current: &Policies, file: &str) -> Opt
         );
         return None;
     };
-    let matcher = match matcher(scope, &pattern) {
+    // A built-in rule whose pattern the file keeps keeps its (lazily compiled) matcher.
+    let kept = base.filter(|b| b.pattern == pattern && b.scope == scope);
+    let matcher = match kept.map_or_else(|| matcher(scope, &pattern), |b| Ok(b.matcher.clone())) {
         Ok(m) => m,
         Err(e) => {
             r.err(ppos, format!("rule `{name}`: {e}"));

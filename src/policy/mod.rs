@@ -81,11 +81,46 @@ impl Action {
 #[derive(Debug, Clone)]
 pub enum Matcher {
     Regex(regex::Regex),
+    /// A built-in regex, compiled the first time a text holds one of its literals.
+    Lazy(std::sync::Arc<LazyRegex>),
     /// A glob on the whole path, or (a pattern without `/`) on the file's name.
     Glob {
         glob: globset::GlobMatcher,
         name_only: bool,
     },
+}
+
+/// A regex compiled on first use, gated by literals one of which every match contains.
+#[derive(Debug)]
+pub struct LazyRegex {
+    pattern: &'static str,
+    needs: &'static [&'static str],
+    compiled: std::sync::OnceLock<Option<regex::Regex>>,
+}
+
+impl LazyRegex {
+    pub(crate) const fn new(pattern: &'static str, needs: &'static [&'static str]) -> Self {
+        Self {
+            pattern,
+            needs,
+            compiled: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
+    /// The compiled regex when `text` could match (holds one of the literals).
+    fn for_text(&self, text: &str) -> Option<&regex::Regex> {
+        if !self.needs.iter().any(|n| text.contains(n)) {
+            return None;
+        }
+        self.compiled
+            .get_or_init(|| regex::Regex::new(self.pattern).ok())
+            .as_ref()
+    }
 }
 
 /// One rule.
@@ -109,6 +144,7 @@ impl Rule {
     fn matches_text(&self, text: &str) -> bool {
         match &self.matcher {
             Matcher::Regex(re) => re.is_match(text),
+            Matcher::Lazy(lazy) => lazy.for_text(text).is_some_and(|re| re.is_match(text)),
             Matcher::Glob { .. } => false,
         }
     }
@@ -123,7 +159,7 @@ impl Rule {
                     glob.is_match(&path)
                 }
             }
-            Matcher::Regex(_) => false,
+            Matcher::Regex(_) | Matcher::Lazy(_) => false,
         }
     }
 }
@@ -270,7 +306,12 @@ impl Policies {
     pub fn scan_output(&self, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
         for r in self.active(Scope::Secret) {
-            if let Matcher::Regex(re) = &r.matcher {
+            let re = match &r.matcher {
+                Matcher::Regex(re) => Some(re),
+                Matcher::Lazy(lazy) => lazy.for_text(text),
+                Matcher::Glob { .. } => None,
+            };
+            if let Some(re) = re {
                 for m in re.find_iter(text) {
                     out.push(Finding {
                         rule: r.name.clone(),

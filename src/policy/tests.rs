@@ -216,3 +216,109 @@ fn the_shared_rules_are_read_again_when_the_file_changes() {
         "require_approval"
     );
 }
+
+/// A text the pattern's syntax tree can produce, chosen by a small deterministic generator.
+fn generate(hir: &regex_syntax::hir::Hir, seed: &mut u64, out: &mut String) {
+    use regex_syntax::hir::{Class, HirKind};
+    let mut next = |n: u64| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed % n.max(1)
+    };
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => {}
+        HirKind::Literal(lit) => out.push_str(&String::from_utf8_lossy(&lit.0)),
+        HirKind::Class(Class::Unicode(c)) => {
+            let ranges = c.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[next(ranges.len() as u64) as usize];
+                // Mostly ASCII, so that printable texts come out.
+                let (lo, hi) = (
+                    u32::from(r.start()),
+                    u32::from(r.end()).min(u32::from(r.start()) + 200),
+                );
+                let c = char::from_u32(lo + next(u64::from(hi - lo + 1)) as u32).unwrap_or('x');
+                out.push(c);
+            }
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let ranges = c.ranges();
+            if !ranges.is_empty() {
+                let r = ranges[next(ranges.len() as u64) as usize];
+                let b = r.start() + next(u64::from(r.end() - r.start()) + 1) as u8;
+                out.push(char::from(b));
+            }
+        }
+        HirKind::Repetition(rep) => {
+            let max = rep.max.unwrap_or(rep.min + 4).min(rep.min + 4);
+            let n = rep.min + next(u64::from(max - rep.min + 1)) as u32;
+            for _ in 0..n {
+                generate(&rep.sub, seed, out);
+            }
+        }
+        HirKind::Capture(cap) => generate(&cap.sub, seed, out),
+        HirKind::Concat(parts) => parts.iter().for_each(|p| generate(p, seed, out)),
+        HirKind::Alternation(alts) => {
+            let i = next(alts.len() as u64) as usize;
+            generate(&alts[i], seed, out);
+        }
+    }
+}
+
+/// Every text a built-in pattern matches holds one of the literals that gate it (so the gate
+/// never skips a match): thousands of texts generated from each pattern's syntax tree, those the
+/// pattern matches all hold a literal, and enough of them match for the check to mean something.
+#[test]
+fn literals_are_necessary() {
+    for (name, scope, _, pattern, _) in builtin::RULES {
+        if !matches!(scope, Scope::Command | Scope::Secret) {
+            continue;
+        }
+        let needs = builtin::NEEDS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| *l)
+            .unwrap_or_else(|| panic!("built-in rule {name} has no literals"));
+        let hir = regex_syntax::parse(pattern).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let re = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut matched = 0;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            generate(&hir, &mut seed, &mut text);
+            if re.is_match(&text) {
+                matched += 1;
+                assert!(
+                    needs.iter().any(|n| text.contains(n)),
+                    "{name}: {text:?} matches but holds none of {needs:?}"
+                );
+            }
+        }
+        assert!(
+            matched > 100,
+            "{name}: only {matched} generated texts match"
+        );
+    }
+}
+
+/// A rule's regex is compiled only once a text could match it: the checks before a plain
+/// command compile nothing.
+#[test]
+fn builtin_rules_compile_when_a_text_could_match() {
+    let p = builtin::compile_for_test();
+    assert!(matches!(
+        p.check_command("true"),
+        Verdict::Allow { by: None }
+    ));
+    let compiled = |p: &Policies| {
+        p.rules
+            .iter()
+            .filter(|r| matches!(&r.matcher, Matcher::Lazy(l) if l.is_compiled()))
+            .count()
+    };
+    assert_eq!(compiled(&p), 0);
+    assert_eq!(p.check_command("mkfs.ext4 /dev/sdb1").rule(), Some("mkfs"));
+    // mkfs, and redirect-to-disk (the text holds `/dev/`).
+    assert_eq!(compiled(&p), 2);
+}
