@@ -153,9 +153,9 @@ fn compile() -> Policies {
         .filter_map(|(name, scope, action, pattern, reason)| {
             let needs = NEEDS.iter().find(|(n, _)| n == name).map(|(_, l)| *l);
             let matcher = match (scope, needs) {
-                (Scope::Command | Scope::Secret, Some(needs)) => super::Matcher::Lazy(
-                    std::sync::Arc::new(super::LazyRegex::new(*pattern, needs)),
-                ),
+                (Scope::Command | Scope::Secret, Some(needs)) => {
+                    super::Matcher::Lazy(std::sync::Arc::new(super::LazyRegex::new(pattern, needs)))
+                }
                 _ => super::load::matcher(*scope, pattern).ok()?,
             };
             Some(Rule {
