@@ -1135,7 +1135,7 @@ pub(super) async fn watch_outcomes(ctx: Rc<Ctx>) {
     loop {
         tokio::select! {
             () = ctx.intake.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let store = &ctx.engine.store;
         let Ok(watches) = store.run_watches() else {
