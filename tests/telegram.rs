@@ -773,16 +773,35 @@ steps:
     api.say(100, 7, "/run hello name=$(touch${IFS}pwned4)");
     let ran = api.wait_to("100", 9, "the skill ran");
     assert_eq!(ran[8], "hello $(touch${IFS}pwned4)");
+    // The seed's /skills buttons: one per skill, pressing it runs the skill.
+    let (skills_msg, data) = wait_for(Duration::from_secs(30), || {
+        api.calls("sendMessage")
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| {
+                let d = v["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str()?;
+                Some((i64::try_from(i + 1).ok()?, d.to_owned()))
+            })
+    })
+    .expect("the /skills buttons");
+    assert_eq!(data, "skill:hello");
+    api.press(555, 7, skills_msg, &data);
+    api.press(100, 7, skills_msg, &data);
+    let pressed = api.wait_calls("answerCallbackQuery", 2, "the presses answered");
+    assert_eq!(pressed[0]["text"], "Unauthorized");
+    assert_eq!(pressed[1]["text"], "running hello");
+    let ran = api.wait_to("100", 10, "the skill ran from its button");
+    assert_eq!(ran[9], "hello");
     // A triggers.yaml with an error: nothing runs, the chat is told, the CLI shows where.
     env.write(
         "root/triggers.yaml",
         "- pattern: '(open'\n  command: touch bad-ran\n",
     );
     api.say(100, 7, "(open");
-    let bad = api.wait_to("100", 10, "a broken triggers.yaml");
+    let bad = api.wait_to("100", 11, "a broken triggers.yaml");
     let _ = d.kill();
     let _ = d.wait();
-    assert!(bad[9].starts_with("triggers.yaml has errors"), "{bad:?}");
+    assert!(bad[10].starts_with("triggers.yaml has errors"), "{bad:?}");
     let cli = env.claw(&["msg", "triggers"]).expect_code(2).stderr.clone();
     assert!(
         cli.contains("triggers.yaml:1:") && cli.contains("not a valid regex"),

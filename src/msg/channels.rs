@@ -141,7 +141,8 @@ impl Channel {
 
     /// [`Channel::send`] of the outbox message `id`, with what it carries besides its text
     /// (Telegram only): `{"buttons": "gate"}` adds Approve / Reject buttons whose callback data
-    /// names the message (`ap:<id>`, `rj:<id>`); `{"edit": "<message id>"}` replaces the text
+    /// names the message (`ap:<id>`, `rj:<id>`); `{"reply_markup": {…}}` is sent as it is (the
+    /// `/skills` buttons); `{"edit": "<message id>"}` replaces the text
     /// of a message sent before (`editMessageText`) and takes its buttons away.
     pub async fn send_extra(
         &self,
@@ -157,7 +158,11 @@ impl Channel {
                 if let Some(message_id) = extra["edit"].as_str() {
                     return telegram_edit(client, api, token, target, message_id, text).await;
                 }
-                let markup = (extra["buttons"].as_str() == Some("gate")).then(|| gate_keyboard(id));
+                let markup = if extra["buttons"].as_str() == Some("gate") {
+                    Some(gate_keyboard(id))
+                } else {
+                    extra.get("reply_markup").filter(|m| m.is_object()).cloned()
+                };
                 telegram(client, api, token, target, text, markup.as_ref()).await
             }
             Self::Slack { api, token } => {

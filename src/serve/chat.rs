@@ -298,17 +298,30 @@ impl Chats {
 
     /// Queues a reply to the chat (the outbox loop delivers it).
     fn say(&self, creds: &Creds, channel: &str, chat: &str, text: &str) {
+        self.say_with(creds, channel, chat, text, None);
+    }
+
+    /// [`Chats::say`] with what the channel sends besides the text (Telegram: buttons).
+    fn say_with(
+        &self,
+        creds: &Creds,
+        channel: &str,
+        chat: &str,
+        text: &str,
+        extra: Option<&serde_json::Value>,
+    ) {
         let target = Target {
             channel: channel.to_owned(),
             target: chat.to_owned(),
         };
         let source = format!("chat:{channel}:{chat}");
-        if let Err(e) = crate::msg::outbox::enqueue(
+        if let Err(e) = crate::msg::outbox::enqueue_with(
             self.ctx.engine.store.as_ref(),
             creds,
             &[target],
             text,
             &source,
+            extra,
         ) {
             tracing::warn!(target: DAEMON, "reply to {channel}:{chat} not queued: {e}");
         }
@@ -381,7 +394,11 @@ impl Chats {
             "/status" | "!status" => self.status(),
             "!runs" => self.runs(),
             "!logs" => self.logs(&args),
-            "/skills" | "!skills" => self.skills(),
+            "/skills" | "!skills" => {
+                let (text, buttons) = self.skills();
+                self.say_with(creds, &m.channel, &m.chat, &text, buttons.as_ref());
+                return;
+            }
             "/approve" | "/deny" if admin == Some(m.chat.as_str()) => {
                 self.decide_chat(creds, &m, &cmd, &args)
             }
@@ -956,24 +973,35 @@ impl Chats {
         crate::redact::global().redact(&out).into_owned()
     }
 
-    /// `/skills`: the skills `/run` can start.
-    fn skills(&self) -> String {
+    /// `/skills`: the skills `/run` can start, and (the seed's) a button per skill that runs
+    /// it (`skill:<name>`, for the names that fit Telegram's 64 bytes of callback data).
+    fn skills(&self) -> (String, Option<serde_json::Value>) {
         let cat = crate::skills::discover(&self.ctx.engine.dirs);
         if cat.skills.is_empty() {
-            return "No skills installed.".to_owned();
+            return ("No skills installed.".to_owned(), None);
         }
         let mut out = "Skills (run one with /run <skill> [key=value …]):".to_owned();
+        let mut rows = Vec::new();
         for s in &cat.skills {
             out.push_str(&format!("\n{} — {}", s.name(), s.manifest.description));
+            let data = format!("{SKILL_BUTTON}{}", s.name());
+            if data.len() <= 64 && rows.len() < 50 {
+                rows.push(serde_json::json!([{"text": s.name(), "callback_data": data}]));
+            }
         }
-        out
+        let markup = serde_json::json!({"reply_markup": {"inline_keyboard": rows}});
+        (out, Some(markup))
     }
 
     /// A press of a gate's Approve or Reject button: a vote as `telegram:<user id>` by the CLI's
     /// rules, answered with a notice (a refusal with an alert, audited by the engine); once the
     /// gate is decided, its announcements are edited to show the outcome.
     async fn press(self: Rc<Self>, creds: &Creds, cb: Callback) {
-        let (text, alert) = self.press_answer(creds, &cb);
+        let mut run = None;
+        let (text, alert) = match cb.data.strip_prefix(SKILL_BUTTON) {
+            Some(name) => self.skill_press(creds, &cb, name, &mut run),
+            None => self.press_answer(creds, &cb),
+        };
         let Some(token) = creds.get("TELEGRAM_BOT_TOKEN") else {
             return;
         };
@@ -986,6 +1014,56 @@ impl Chats {
         if let Err(e) = r {
             let e = crate::redact::global().redact(&e).into_owned();
             tracing::warn!(target: DAEMON, "Telegram: {e}");
+        }
+        if let Some(skill) = run {
+            let m = Inbound {
+                channel: cb.channel.clone(),
+                chat: cb.chat.clone(),
+                user: cb.user.clone(),
+                name: cb.name.clone(),
+                text: format!("/run {}", cb.data.trim_start_matches(SKILL_BUTTON)),
+                reply_to: None,
+            };
+            self.run_skill(creds, &m, skill, &[]).await;
+        }
+    }
+
+    /// A `/skills` button: the skill runs (from an allowed chat) as `/run <skill>` does.
+    fn skill_press(
+        &self,
+        creds: &Creds,
+        cb: &Callback,
+        name: &str,
+        run: &mut Option<crate::skills::Skill>,
+    ) -> (String, bool) {
+        let admin = creds
+            .get("TELEGRAM_ADMIN_CHAT_ID")
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let allowed = allowlist(creds.get("ALLOWED_CHAT_IDS"));
+        let stored = self
+            .ctx
+            .engine
+            .store
+            .chat_access(&cb.channel, &cb.chat)
+            .ok()
+            .flatten();
+        if access(stored.as_ref(), &allowed, admin, &cb.chat) != Access::Allowed {
+            self.audit(
+                &cb.identity(),
+                crate::audit::Action::ChatAccess,
+                &format!("{}:{}", cb.channel, cb.chat),
+                "refused",
+                serde_json::json!({"button": true}),
+            );
+            return ("Unauthorized".to_owned(), true);
+        }
+        match crate::skills::discover(&self.ctx.engine.dirs).get(name) {
+            Some(s) => {
+                *run = Some(s.clone());
+                (format!("running {name}"), false)
+            }
+            None => (format!("no skill {name}"), true),
         }
     }
 
@@ -1121,6 +1199,9 @@ impl Chats {
         self.ctx.outbox_bell.notify_one();
     }
 }
+
+/// The prefix of a `/skills` button's callback data (the seed's `skill:<name>`).
+const SKILL_BUTTON: &str = "skill:";
 
 /// How long a trigger's command may run (the seed's 120 s).
 const TRIGGER_TIMEOUT: Duration = Duration::from_secs(120);
