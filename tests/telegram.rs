@@ -26,6 +26,8 @@ struct Bot {
     offsets: Mutex<Vec<i64>>,
     /// setWebhook bodies.
     hooks: Mutex<Vec<serde_json::Value>>,
+    /// Chats whose sendMessage answers 502 (Telegram down for them).
+    down: Mutex<Vec<String>>,
 }
 
 struct Api {
@@ -95,7 +97,27 @@ impl Api {
     }
 }
 
-async fn handle(State(bot): State<Arc<Bot>>, uri: Uri, body: Bytes) -> String {
+/// Telegram down for a chat: sendMessage answers 502 Bad Gateway, as a proxy in front of it
+/// would; else [`answer`].
+async fn handle(
+    State(bot): State<Arc<Bot>>,
+    uri: Uri,
+    body: Bytes,
+) -> (axum::http::StatusCode, String) {
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let chat = match &v["chat_id"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if uri.path().ends_with("/sendMessage") && bot.down.lock().expect("lock").contains(&chat) {
+        let body =
+            serde_json::json!({"ok": false, "error_code": 502, "description": "Bad Gateway"});
+        return (axum::http::StatusCode::BAD_GATEWAY, body.to_string());
+    }
+    (axum::http::StatusCode::OK, answer(bot, uri, body).await)
+}
+
+async fn answer(bot: Arc<Bot>, uri: Uri, body: Bytes) -> String {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let path = uri.path();
     if path.ends_with("/getUpdates") {
@@ -139,6 +161,7 @@ async fn handle(State(bot): State<Arc<Bot>>, uri: Uri, body: Bytes) -> String {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
+
         let text = v["text"].as_str().unwrap_or("").to_owned();
         let mut s = bot.sent.lock().expect("lock");
         s.push((chat, text));
@@ -1090,4 +1113,53 @@ steps:
     }
     let audit = read(&env.home.join("audit.log"));
     assert!(audit.contains("\"approval.refused\""), "{audit}");
+}
+
+#[test]
+fn a_gate_announcement_that_could_only_go_after_the_decision_goes_without_buttons() {
+    let env = Env::new();
+    let api = api();
+    env.workflow(
+        "gate",
+        r"name: gate
+steps:
+  - name: ok
+    type: approval
+    message: ship it?
+    approvers: [telegram:13, telegram:7]
+",
+    );
+    api.bot.down.lock().expect("lock").push("13".to_owned());
+    let mut d = daemon(&env, &api);
+    api.say(100, 7, "!run gate");
+    let queued = api.wait_to("100", 1, "queued");
+    let id = queued[0].split(' ').nth(1).expect("id").to_owned();
+    wait_for(Duration::from_secs(30), || {
+        let r = env.claw(&["run", "show", &id, "--json"]).json();
+        (r["status"] == "waiting").then_some(())
+    })
+    .expect("the run waits");
+    api.say(100, 7, &format!("!approve {id}"));
+    let got = api.wait_to("100", 3, "approved, then the outcome");
+    assert!(got[2].ends_with("of gate succeeded"), "{got:?}");
+    // (The attempts while down are recorded too: only what follows counts.)
+    let before = api.calls("sendMessage").len();
+    api.bot.down.lock().expect("lock").clear();
+    let late = wait_for(Duration::from_secs(60), || {
+        api.calls("sendMessage")
+            .into_iter()
+            .skip(before)
+            .find(|v| v["chat_id"] == "13")
+    });
+    let _ = d.kill();
+    let _ = d.wait();
+    let late = late.expect("the announcement, once Telegram is back");
+    assert!(
+        late["text"].as_str().unwrap_or("").contains("ship it?"),
+        "{late}"
+    );
+    assert!(
+        late.get("reply_markup").is_none(),
+        "no buttons on a decided gate: {late}"
+    );
 }

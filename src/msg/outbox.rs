@@ -113,7 +113,10 @@ pub async fn drain(
             continue;
         }
         let mut set = tokio::task::JoinSet::new();
-        for m in claimed {
+        for mut m in claimed {
+            if stale_buttons(store.as_ref(), &m) {
+                m.extra = None;
+            }
             let (client, creds) = (client.clone(), creds.clone());
             set.spawn(async move {
                 let outcome = attempt(&client, &creds, &m).await;
@@ -129,6 +132,24 @@ pub async fn drain(
             }
         }
     }
+}
+
+/// A gate's announcement whose step has finished (decided before the message could go, e.g.
+/// while Telegram was down): sent without its buttons.
+fn stale_buttons(store: &dyn Store, m: &OutboxMessage) -> bool {
+    let Some((run, step)) = m
+        .extra
+        .as_deref()
+        .filter(|e| e.contains("\"gate\""))
+        .and_then(|_| super::route::gate_of(&m.source))
+    else {
+        return false;
+    };
+    store.steps(run).is_ok_and(|steps| {
+        steps
+            .iter()
+            .any(|s| s.name == step && s.status.is_finished())
+    })
 }
 
 async fn attempt(client: &reqwest::Client, creds: &Creds, m: &OutboxMessage) -> MessageOutcome {
