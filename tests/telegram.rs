@@ -748,6 +748,10 @@ fn triggers_yaml_skills_and_logs_answer_chats_with_chat_text_kept_out_of_the_she
         "root/triggers.yaml",
         r#"- pattern: '^!disk\s+(\S+)'
   command: printf 'disk:%s\n' "$TRIGGER_MATCH_1"; printf '%s\n' "$TRIGGER_MESSAGE" >> "$DEPLOY_LOG"
+- pattern: '^!silent (?P<when>morning|night)'
+  action: workflow
+  command: greet
+  reply: false
 - pattern: 'good (?P<when>morning|night)'
   action: workflow
   command: greet
@@ -793,6 +797,12 @@ steps:
             "disk:`touch${IFS}pwned3`"
         ]
     );
+    api.say(100, 7, "!silent morning");
+    wait_for(Duration::from_secs(30), || {
+        let runs = env.claw(&["run", "list", "--json"]).json();
+        (runs.as_array().map(Vec::len) == Some(1) && runs[0]["status"] == "succeeded").then_some(())
+    })
+    .expect("a workflow trigger with reply: false runs, and says nothing");
     api.say(100, 7, "!QUIET please");
     api.say(100, 7, "Good night, claw");
     let got = api.wait_to("100", 6, "the workflow trigger: queued and done");

@@ -648,7 +648,7 @@ impl Chats {
             "type": m.channel, "chat": m.chat, "from": m.identity(), "command": command,
             "args": words,
         });
-        self.start(creds, m, wf, given, trigger).await;
+        self.start(creds, m, wf, given, trigger, true).await;
     }
 
     /// The seed's limits: a permit for this chat and one of all chats, waiting while they are
@@ -689,7 +689,8 @@ impl Chats {
 
     /// A run of `wf` queued for the daemon, its id told at once; within the seed's limits. The
     /// chat is recorded as waiting for the run's outcome ([`watch_outcomes`] tells it, also
-    /// after a restart).
+    /// after a restart). Without `tell` (a trigger's `reply: false`) only a failure to start is
+    /// told.
     async fn start(
         self: Rc<Self>,
         creds: &Creds,
@@ -697,6 +698,7 @@ impl Chats {
         wf: crate::workflow::Workflow,
         given: Vec<(String, String)>,
         trigger: serde_json::Value,
+        tell: bool,
     ) {
         let workflow = wf.name.clone();
         let Some(_permits) = self.admit(creds, m).await else {
@@ -720,22 +722,24 @@ impl Chats {
             }
         };
         let id = started.run.id.clone();
-        let watch = crate::store::RunWatch {
+        let watch = tell.then(|| crate::store::RunWatch {
             run_id: id.clone(),
             channel: m.channel.clone(),
             chat: m.chat.clone(),
             workflow: workflow.clone(),
             created_at: crate::time::now_ms(),
-        };
-        if let Err(e) = self.ctx.engine.store.watch_run(&watch) {
-            tracing::warn!(target: DAEMON, "run {id}: its outcome will not be told to {}:{}: {e}", m.channel, m.chat);
+        });
+        if let Some(watch) = watch {
+            if let Err(e) = self.ctx.engine.store.watch_run(&watch) {
+                tracing::warn!(target: DAEMON, "run {id}: its outcome will not be told to {}:{}: {e}", m.channel, m.chat);
+            }
+            self.say(
+                creds,
+                &m.channel,
+                &m.chat,
+                &format!("run {id} of {workflow} queued"),
+            );
         }
-        self.say(
-            creds,
-            &m.channel,
-            &m.chat,
-            &format!("run {id} of {workflow} queued"),
-        );
         // The permits are held while the run goes on.
         loop {
             tokio::select! {
@@ -790,7 +794,7 @@ impl Chats {
                     "type": m.channel, "chat": m.chat, "from": m.identity(),
                     "text": m.text, "match": found.groups,
                 });
-                self.start(creds, m, wf, given, trigger).await;
+                self.start(creds, m, wf, given, trigger, t.reply).await;
             }
             Action::Shell | Action::Skill => {
                 let Some(_permits) = self.admit(creds, m).await else {
