@@ -67,6 +67,17 @@ if [ ! -f "$PLAYWRIGHT_DIR/.complete-1.57.0" ]; then
   touch "$PLAYWRIGHT_DIR/.complete-1.57.0"
 fi
 
+# Telegram's Bot API emulated by telegram-test-api 4.2.1 from npm (tests/telegram.rs,
+# scripts/telegram-emulator.cjs), installed under target/telegram-test-api.
+TG_EMU_DIR="$PWD/target/telegram-test-api"
+if [ ! -f "$TG_EMU_DIR/.complete-4.2.1" ]; then
+  echo "==> installing telegram-test-api 4.2.1 into target/telegram-test-api"
+  mkdir -p "$TG_EMU_DIR"
+  [ -f "$TG_EMU_DIR/package.json" ] || echo '{"private": true}' > "$TG_EMU_DIR/package.json"
+  (cd "$TG_EMU_DIR" && npm install --silent --no-audit --no-fund telegram-test-api@4.2.1)
+  touch "$TG_EMU_DIR/.complete-4.2.1"
+fi
+
 # The dashboard's API against its OpenAPI description (tests/dashboard.rs): schemathesis 3.39.16
 # (with the hypothesis it works with) from PyPI, in target/schemathesis-venv.
 ST_VENV="$PWD/target/schemathesis-venv"

@@ -49,22 +49,7 @@ async fn handle(State(seen): State<Seen>, uri: Uri, body: Bytes) -> String {
 
 fn hook() -> Hook {
     let seen = Seen::default();
-    let router = Router::new().fallback(handle).with_state(seen.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(l.local_addr().expect("addr")).expect("send");
-            axum::serve(l, router).await.expect("serve");
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("addr");
+    let addr = serve_router(Router::new().fallback(handle).with_state(seen.clone()));
     Hook { addr, seen }
 }
 

@@ -49,6 +49,12 @@ pub(crate) enum MsgCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The chat triggers in triggers.yaml (checked: every problem with its line and column).
+    Triggers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one message to every target of a profile, all at once (through the outbox).
     Notify {
         /// A profile of profiles.yaml.
@@ -201,6 +207,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: MsgCommand) -> CliResult {
             send(ctx, &targets, &message, None, queue, &wait)
         }
         MsgCommand::Profiles { json } => profiles(ctx, json),
+        MsgCommand::Triggers { json } => triggers(ctx, json),
         MsgCommand::Outbox {
             failed,
             limit,
@@ -504,6 +511,50 @@ fn profiles(ctx: &Ctx, as_json: bool) -> CliResult {
             .map(|t| format!("{}:{}", t.channel, t.target))
             .collect();
         println!("  {:<16} {}", p.name, ts.join(", "));
+    }
+    Ok(())
+}
+
+fn triggers(ctx: &Ctx, as_json: bool) -> CliResult {
+    let all = msg::triggers::load(&ctx.dirs).map_err(|e| CliError::usage(e.render()))?;
+    let rows: Vec<serde_json::Value> = all
+        .triggers
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "line": t.pos.line,
+                "pattern": t.pattern.as_str(),
+                "action": t.action,
+                "command": t.command,
+                "reply": t.reply,
+            })
+        })
+        .collect();
+    if as_json {
+        output::print_json(&serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let Some(path) = &all.path else {
+        println!(
+            "No triggers.yaml (looked in {} and {}).",
+            ctx.dirs.root.display(),
+            ctx.dirs.home.display()
+        );
+        return Ok(());
+    };
+    println!("{}:", path.display());
+    for t in &all.triggers {
+        println!(
+            "  line {:<4} {:<8} /{}/ -> {}{}",
+            t.pos.line,
+            serde_json::to_value(t.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            t.pattern.as_str(),
+            t.command,
+            if t.reply { "" } else { " (no reply)" }
+        );
     }
     Ok(())
 }

@@ -136,8 +136,35 @@ impl Channel {
         target: &str,
         text: &str,
     ) -> Result<String, SendError> {
+        self.send_extra(client, target, text, 0, None).await
+    }
+
+    /// [`Channel::send`] of the outbox message `id`, with what it carries besides its text
+    /// (Telegram only): `{"buttons": "gate"}` adds Approve / Reject buttons whose callback data
+    /// names the message (`ap:<id>`, `rj:<id>`); `{"reply_markup": {…}}` is sent as it is (the
+    /// `/skills` buttons); `{"edit": "<message id>"}` replaces the text
+    /// of a message sent before (`editMessageText`) and takes its buttons away.
+    pub async fn send_extra(
+        &self,
+        client: &reqwest::Client,
+        target: &str,
+        text: &str,
+        id: i64,
+        extra: Option<&Value>,
+    ) -> Result<String, SendError> {
         match self {
-            Self::Telegram { api, token } => telegram(client, api, token, target, text).await,
+            Self::Telegram { api, token } => {
+                let extra = extra.unwrap_or(&Value::Null);
+                if let Some(message_id) = extra["edit"].as_str() {
+                    return telegram_edit(client, api, token, target, message_id, text).await;
+                }
+                let markup = if extra["buttons"].as_str() == Some("gate") {
+                    Some(gate_keyboard(id))
+                } else {
+                    extra.get("reply_markup").filter(|m| m.is_object()).cloned()
+                };
+                telegram(client, api, token, target, text, markup.as_ref()).await
+            }
             Self::Slack { api, token } => {
                 if is_url(target) {
                     let (_, body) =
@@ -303,19 +330,65 @@ pub fn telegram_html(text: &str) -> String {
     out
 }
 
+/// The prefixes of a gate button's callback data (`ap:<outbox id>`, `rj:<outbox id>`).
+pub const APPROVE_BUTTON: &str = "ap:";
+pub const REJECT_BUTTON: &str = "rj:";
+
+/// Telegram's inline keyboard of a gate's announcement (the outbox message `id`).
+pub fn gate_keyboard(id: i64) -> Value {
+    json!({"inline_keyboard": [[
+        {"text": "Approve", "callback_data": format!("{APPROVE_BUTTON}{id}")},
+        {"text": "Reject", "callback_data": format!("{REJECT_BUTTON}{id}")},
+    ]]})
+}
+
+/// `editMessageText` with no buttons left; "message is not modified" (the same text sent again
+/// after a crash) counts as done.
+async fn telegram_edit(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    chat: &str,
+    message_id: &str,
+    text: &str,
+) -> Result<String, SendError> {
+    let url = format!("{api}/bot{token}/editMessageText");
+    let message_id: i64 = message_id
+        .parse()
+        .map_err(|_| SendError::fatal(format!("not a Telegram message id: {message_id}")))?;
+    let body = json!({
+        "chat_id": chat, "message_id": message_id, "text": text,
+        "reply_markup": {"inline_keyboard": []},
+    });
+    match post(client.post(&url).json_body(&body)).await {
+        Ok(_) => Ok(format!("edited message_id={message_id}")),
+        Err(e) if e.message.contains("message is not modified") => {
+            Ok(format!("edited message_id={message_id}"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn telegram(
     client: &reqwest::Client,
     api: &str,
     token: &str,
     chat: &str,
     text: &str,
+    markup: Option<&Value>,
 ) -> Result<String, SendError> {
     let url = format!("{api}/bot{token}/sendMessage");
     let escaped = telegram_html(text);
+    let with_markup = |mut v: Value| {
+        if let Some(m) = markup {
+            v["reply_markup"] = m.clone();
+        }
+        v
+    };
     let first = if escaped.chars().count() <= 4096 {
-        post(client.post(&url).json_body(&json!({
+        post(client.post(&url).json_body(&with_markup(json!({
             "chat_id": chat, "text": escaped, "parse_mode": "HTML"
-        })))
+        }))))
         .await
     } else {
         Err(SendError::fatal(
@@ -328,7 +401,7 @@ async fn telegram(
             post(
                 client
                     .post(&url)
-                    .json_body(&json!({ "chat_id": chat, "text": text })),
+                    .json_body(&with_markup(json!({ "chat_id": chat, "text": text }))),
             )
             .await?
             .1

@@ -71,6 +71,106 @@ pub fn telegram_update(update: &Value) -> Option<Inbound> {
     })
 }
 
+/// A button pressed under a message (Telegram's `callback_query`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub channel: String,
+    /// The query's id (answered with `answerCallbackQuery`).
+    pub id: String,
+    /// The chat of the message the button is under.
+    pub chat: String,
+    /// That message's id.
+    pub message_id: Option<String>,
+    /// Who pressed it.
+    pub user: String,
+    pub name: String,
+    /// The button's callback data.
+    pub data: String,
+}
+
+impl Callback {
+    /// `telegram:<user>`, as approvers are written.
+    pub fn identity(&self) -> String {
+        format!("{}:{}", self.channel, self.user)
+    }
+
+    /// A gate button: (approve?, the outbox id of the announcement it is under).
+    pub fn gate_button(&self) -> Option<(bool, i64)> {
+        use super::channels::{APPROVE_BUTTON, REJECT_BUTTON};
+        let (approve, id) = if let Some(id) = self.data.strip_prefix(APPROVE_BUTTON) {
+            (true, id)
+        } else {
+            (false, self.data.strip_prefix(REJECT_BUTTON)?)
+        };
+        Some((approve, id.parse().ok()?))
+    }
+}
+
+/// The button press an update carries; `None` for anything else, or when a field it needs is
+/// missing (the query's id, who pressed, the message's chat).
+pub fn telegram_callback(update: &Value) -> Option<Callback> {
+    let q = update.get("callback_query")?;
+    let id = id_text(q.get("id")?)?;
+    let from = q.get("from")?;
+    let user = id_text(from.get("id")?)?;
+    let m = q.get("message")?;
+    let chat = id_text(m.get("chat")?.get("id")?)?;
+    let name = from
+        .get("username")
+        .or_else(|| from.get("first_name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect();
+    Some(Callback {
+        channel: "telegram".to_owned(),
+        id,
+        chat,
+        message_id: m.get("message_id").and_then(id_text),
+        user,
+        name,
+        data: q
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(64)
+            .collect(),
+    })
+}
+
+/// `answerCallbackQuery`: the little notice (or, with `alert`, the dialog) the presser sees.
+pub async fn telegram_answer_callback(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    id: &str,
+    text: &str,
+    alert: bool,
+) -> Result<(), String> {
+    let text: String = text.chars().take(200).collect();
+    let body = serde_json::json!({"callback_query_id": id, "text": text, "show_alert": alert});
+    let resp = client
+        .post(format!("{api}/bot{token}/answerCallbackQuery"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("answerCallbackQuery: {}", e.without_url()))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    let d = v
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("no description");
+    Err(format!("answerCallbackQuery: HTTP {status}: {d}"))
+}
+
 /// One long poll: the updates after `offset` (`None`: whatever Telegram kept), waiting up to
 /// `wait` for one.
 pub async fn telegram_updates(
@@ -176,6 +276,25 @@ mod tests {
             serde_json::json!({"update_id": 1, "message": {"chat": {"id": 1}, "text": 5}}),
         ] {
             assert_eq!(telegram_update(&bad), None, "{bad}");
+        }
+        let cb = serde_json::json!({"update_id": 6, "callback_query": {"id": "4242", "from": {"id": 7, "first_name": "ann"}, "message": {"message_id": 3, "chat": {"id": 100}}, "data": "ap:17"}});
+        let c = telegram_callback(&cb).expect("a button press");
+        assert_eq!(
+            (c.chat.as_str(), c.identity()),
+            ("100", "telegram:7".to_owned())
+        );
+        assert_eq!(c.gate_button(), Some((true, 17)));
+        let mut other = c.clone();
+        other.data = "rj:x".into();
+        assert_eq!(other.gate_button(), None);
+        other.data = "skill:foo".into();
+        assert_eq!(other.gate_button(), None);
+        for bad in [
+            serde_json::json!({"update_id": 1, "callback_query": {"id": "1", "from": {"id": 7}}}),
+            serde_json::json!({"update_id": 1, "callback_query": {"from": {"id": 7}, "message": {"chat": {"id": 1}}}}),
+            serde_json::json!({"update_id": 1, "callback_query": {"id": "1", "message": {"chat": {"id": 1}}}}),
+        ] {
+            assert_eq!(telegram_callback(&bad), None, "{bad}");
         }
         let long = "x".repeat(1024 * 1024);
         let u = serde_json::json!({"update_id": 5, "message": {"chat": {"id": 1}, "text": long}});

@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod outbox;
 pub mod profiles;
 pub mod route;
+pub mod triggers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

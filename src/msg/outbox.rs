@@ -27,6 +27,33 @@ pub fn enqueue(
     text: &str,
     source: &str,
 ) -> Result<Vec<i64>, String> {
+    enqueue_with(store, creds, targets, text, source, None)
+}
+
+/// [`enqueue`], with `extra` (see [`NewMessage::extra`]) on the last piece of each Telegram
+/// target's text (other channels have no buttons, nor edits).
+pub fn enqueue_with(
+    store: &dyn Store,
+    creds: &Creds,
+    targets: &[Target],
+    text: &str,
+    source: &str,
+    extra: Option<&serde_json::Value>,
+) -> Result<Vec<i64>, String> {
+    let rows = rows(creds, targets, text, source, extra)?;
+    store
+        .enqueue_messages(&rows, crate::time::now_ms())
+        .map_err(|e| format!("cannot queue the message: {e}"))
+}
+
+/// The outbox rows of a message: redacted, cut to each channel's limit.
+pub fn rows(
+    creds: &Creds,
+    targets: &[Target],
+    text: &str,
+    source: &str,
+    extra: Option<&serde_json::Value>,
+) -> Result<Vec<NewMessage>, String> {
     crate::redact::register_global(creds.secret_values());
     let clean = crate::redact::global().redact(text).into_owned();
     let mut rows = Vec::new();
@@ -35,18 +62,22 @@ pub fn enqueue(
             Channel::configure(&t.channel, creds)?;
         }
         let limit = Channel::configure(&t.channel, creds).map_or(4000, |c| c.limit());
-        for piece in chunk::chunk(&clean, limit) {
+        let pieces = chunk::chunk(&clean, limit);
+        let last = pieces.len().saturating_sub(1);
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let extra = extra
+                .filter(|_| i == last && t.channel == "telegram")
+                .map(serde_json::Value::to_string);
             rows.push(NewMessage {
                 channel: t.channel.clone(),
                 target: t.target.clone(),
                 body: piece,
                 source: source.to_owned(),
+                extra,
             });
         }
     }
-    store
-        .enqueue_messages(&rows, crate::time::now_ms())
-        .map_err(|e| format!("cannot queue the message: {e}"))
+    Ok(rows)
 }
 
 /// Sends what is due until `until`; with `wait_for`, returns as soon as none of those ids is
@@ -82,7 +113,10 @@ pub async fn drain(
             continue;
         }
         let mut set = tokio::task::JoinSet::new();
-        for m in claimed {
+        for mut m in claimed {
+            if stale_buttons(store.as_ref(), &m) {
+                m.extra = None;
+            }
             let (client, creds) = (client.clone(), creds.clone());
             set.spawn(async move {
                 let outcome = attempt(&client, &creds, &m).await;
@@ -100,13 +134,38 @@ pub async fn drain(
     }
 }
 
+/// A gate's announcement whose step has finished (decided before the message could go, e.g.
+/// while Telegram was down): sent without its buttons.
+fn stale_buttons(store: &dyn Store, m: &OutboxMessage) -> bool {
+    let Some((run, step)) = m
+        .extra
+        .as_deref()
+        .filter(|e| e.contains("\"gate\""))
+        .and_then(|_| super::route::gate_of(&m.source))
+    else {
+        return false;
+    };
+    store.steps(run).is_ok_and(|steps| {
+        steps
+            .iter()
+            .any(|s| s.name == step && s.status.is_finished())
+    })
+}
+
 async fn attempt(client: &reqwest::Client, creds: &Creds, m: &OutboxMessage) -> MessageOutcome {
     let redactor = crate::redact::global();
     let ch = match Channel::configure(&m.channel, creds) {
         Ok(c) => c,
         Err(error) => return MessageOutcome::Dead { error },
     };
-    match ch.send(client, &m.target, &m.body).await {
+    let extra = m
+        .extra
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok());
+    match ch
+        .send_extra(client, &m.target, &m.body, m.id, extra.as_ref())
+        .await
+    {
         Ok(provider_id) => MessageOutcome::Sent { provider_id },
         Err(e) => {
             let error = redactor.redact(&e.message).into_owned();

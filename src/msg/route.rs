@@ -79,6 +79,30 @@ pub fn queue(
     super::outbox::enqueue(store, &creds(dirs), &targets, text, source)
 }
 
+/// [`queue`] with Telegram's Approve / Reject buttons under the text (a gate's announcement;
+/// the source must be `run:<run>/<step>/gate`, which a button press is traced back to).
+pub fn queue_with_buttons(
+    store: &dyn Store,
+    dirs: &Dirs,
+    to: &Recipient,
+    text: &str,
+    source: &str,
+) -> Result<Vec<i64>, String> {
+    let targets = to.targets(dirs)?;
+    if targets.is_empty() {
+        return Err(format!("{to} has no targets"));
+    }
+    let extra = serde_json::json!({"buttons": "gate"});
+    super::outbox::enqueue_with(store, &creds(dirs), &targets, text, source, Some(&extra))
+}
+
+/// The run and step of a gate announcement's source (`run:<run>/<step>/gate`).
+pub fn gate_of(source: &str) -> Option<(&str, &str)> {
+    let rest = source.strip_prefix("run:")?.strip_suffix("/gate")?;
+    let (run, step) = rest.split_once('/')?;
+    (!run.is_empty() && !step.is_empty()).then_some((run, step))
+}
+
 /// How the messages `ids` stand: (sent, pending, dead).
 pub fn tally(store: &dyn Store, ids: &[i64]) -> Result<(usize, usize, usize), String> {
     let msgs = store.messages(ids).map_err(|e| format!("outbox: {e}"))?;
@@ -112,6 +136,15 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gate_source_names_its_run_and_step() {
+        assert_eq!(gate_of("run:17-ab/ok/gate"), Some(("17-ab", "ok")));
+        assert_eq!(gate_of("run:17-ab/a/b/gate"), Some(("17-ab", "a/b")));
+        assert_eq!(gate_of("run:17-ab/end"), None);
+        assert_eq!(gate_of("run:/x/gate"), None);
+        assert_eq!(gate_of("chat:telegram:1"), None);
+    }
 
     #[test]
     fn a_channel_prefix_is_a_direct_target_and_anything_else_a_profile() {

@@ -465,6 +465,15 @@ async fn outbox_loop(ctx: Rc<Ctx>) {
     };
     let audit = crate::audit::AuditLog::in_dir(&ctx.engine.dirs.home);
     let owner = format!("daemon/{}", std::process::id());
+    // One daemon per data directory: another daemon's claims are those of one that died
+    // (`kill -9`) mid-send; its messages go again now rather than when the claims run out.
+    match ctx.engine.store.release_messages("daemon/", &owner) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(target: DAEMON, "outbox: {n} message(s) a previous daemon was sending are sent again");
+        }
+        Err(e) => tracing::warn!(target: DAEMON, "outbox: {e}"),
+    }
     loop {
         let (layers, _) = crate::vault::settings(
             &ctx.engine.dirs.root,

@@ -363,6 +363,19 @@ pub struct NewMessage {
     pub body: String,
     /// What queued it (`cli`, `run:<id>`, `cron:<job>` …).
     pub source: String,
+    /// What the channel sends besides the text (JSON: Telegram's gate buttons, or the message
+    /// an edit replaces), when anything.
+    pub extra: Option<String>,
+}
+
+/// A chat waiting for a run's outcome (kept in the store, so a restart still tells it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunWatch {
+    pub run_id: String,
+    pub channel: String,
+    pub chat: String,
+    pub workflow: String,
+    pub created_at: i64,
 }
 
 /// Whether a chat may talk to claw, as recorded (besides the `ALLOWED_CHAT_IDS` setting).
@@ -395,6 +408,9 @@ pub struct OutboxMessage {
     pub updated_at: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    /// See [`NewMessage::extra`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<String>,
 }
 
 /// One attempt's outcome.
@@ -612,6 +628,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn list_messages(&self, failed: bool, limit: u32) -> Result<Vec<OutboxMessage>>;
     /// Messages by id (missing ids are left out).
     fn messages(&self, ids: &[i64]) -> Result<Vec<OutboxMessage>>;
+    /// Releases the claims of owners whose name starts with `prefix`, except `keep`'s (the
+    /// daemon's, at its start: another daemon's claims are a dead one's); how many.
+    fn release_messages(&self, prefix: &str, keep: &str) -> Result<usize>;
+    /// The messages `source` queued, oldest first.
+    fn messages_from(&self, source: &str) -> Result<Vec<OutboxMessage>>;
+    /// Remembers that a chat waits for a run's outcome.
+    fn watch_run(&self, watch: &RunWatch) -> Result<()>;
+    /// Every run a chat waits for.
+    fn run_watches(&self) -> Result<Vec<RunWatch>>;
+    /// Forgets the watch of `run_id` and queues `messages` (its outcome) in one transaction; the
+    /// ids, none when nobody watched it any more.
+    fn end_watch(&self, run_id: &str, messages: &[NewMessage], now: i64) -> Result<Vec<i64>>;
     /// A dead message is pending again, due now, with its attempts reset; false when `id` is not
     /// a dead message.
     fn retry_message(&self, id: i64, now: i64) -> Result<bool>;

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_outbox.sql"),
     include_str!("migrations/0007_chats.sql"),
     include_str!("migrations/0008_dashboard.sql"),
+    include_str!("migrations/0010_chat_buttons.sql"),
 ];
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
@@ -977,8 +978,76 @@ impl Store for SqliteStore {
         for m in messages {
             tx.execute(
                 "INSERT INTO outbox (channel, target, body, source, status, attempts, next_at, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
-                params![m.channel, m.target, m.body, m.source, now],
+                 created_at, updated_at, extra) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5, ?6)",
+                params![m.channel, m.target, m.body, m.source, now, m.extra],
+            )?;
+            ids.push(tx.last_insert_rowid());
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn release_messages(&self, prefix: &str, keep: &str) -> Result<usize> {
+        let n = self.conn().execute(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE status = 'pending' \
+             AND claimed_by IS NOT NULL AND substr(claimed_by, 1, length(?1)) = ?1 AND claimed_by != ?2",
+            params![prefix, keep],
+        )?;
+        Ok(n)
+    }
+
+    fn messages_from(&self, source: &str) -> Result<Vec<super::OutboxMessage>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM outbox WHERE source = ?1 ORDER BY id")?;
+        let rows = stmt
+            .query_map([source], outbox_row)?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn watch_run(&self, w: &super::RunWatch) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO chat_watch (run_id, channel, chat, workflow, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![w.run_id, w.channel, w.chat, w.workflow, w.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn run_watches(&self) -> Result<Vec<super::RunWatch>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id, channel, chat, workflow, created_at FROM chat_watch ORDER BY created_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(super::RunWatch {
+                run_id: r.get(0)?,
+                channel: r.get(1)?,
+                chat: r.get(2)?,
+                workflow: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn end_watch(
+        &self,
+        run_id: &str,
+        messages: &[super::NewMessage],
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if tx.execute("DELETE FROM chat_watch WHERE run_id = ?1", [run_id])? == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            tx.execute(
+                "INSERT INTO outbox (channel, target, body, source, status, attempts, next_at, \
+                 created_at, updated_at, extra) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5, ?6)",
+                params![m.channel, m.target, m.body, m.source, now, m.extra],
             )?;
             ids.push(tx.last_insert_rowid());
         }
@@ -1611,6 +1680,7 @@ fn outbox_row(r: &Row<'_>) -> rusqlite::Result<super::OutboxMessage> {
         updated_at: r.get("updated_at")?,
         last_error: r.get("last_error")?,
         provider_id: r.get("provider_id")?,
+        extra: r.get("extra")?,
     })
 }
 

@@ -233,3 +233,25 @@ pub fn on_pty_prompt(cmd: &Command, answers: &[&str], prompt: Option<&str>) -> R
     }
     c.output().expect("python3 pty_answer.py").into()
 }
+
+/// Serves `router` on a loopback port from a thread of its own (a runtime with two workers);
+/// its address. The loopback doubles of the chat services (tests/messaging.rs, telegram.rs,
+/// notify.rs) are routers served this way.
+pub fn serve_router(router: axum::Router) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            axum::serve(listener, router).await.expect("serve");
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("address")
+}

@@ -282,7 +282,7 @@ impl RunServices {
         let text = crate::redact::global().redact(&text).into_owned();
         let mut ids = Vec::new();
         for r in &to {
-            match route::queue(self.store.as_ref(), &self.dirs, r, &text, &source) {
+            match route::queue_with_buttons(self.store.as_ref(), &self.dirs, r, &text, &source) {
                 Ok(mut more) => ids.append(&mut more),
                 Err(e) => tracing::warn!("the approval request was not sent to {r}: {e}"),
             }

@@ -23,7 +23,7 @@ const RUN_FIELDS: &[&str] = &["id", "workflow", "created_at", "started_at", "dry
 /// Every field some trigger sets: manual (`user`), rerun (`of`, `from`), cron (`job`,
 /// `job_name`, `scheduled_for`), watcher (`rule`, `path`, `event`, `from`), webhook (`hook`,
 /// `body`, `headers`, `delivery`), sub-workflow (`parent_run`, `step`, `attempt`), chat
-/// (`chat`, `from`, `command`, `args`).
+/// (`chat`, `from`, `command`, `args`; a `triggers.yaml` match: `text`, `match`).
 pub const TRIGGER_FIELDS: &[&str] = &[
     "type",
     "user",
@@ -45,6 +45,8 @@ pub const TRIGGER_FIELDS: &[&str] = &[
     "chat",
     "command",
     "args",
+    "text",
+    "match",
 ];
 
 /// Where an expression is evaluated.
