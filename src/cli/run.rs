@@ -646,9 +646,13 @@ fn decide(
         }
     };
     let identity = crate::engine::approval::identity(who.as_deref());
-    let gate = steps
-        .iter()
-        .any(|s| s.name == step && s.status == StepStatus::Waiting);
+    // An llm step's tool call waiting for approval is a sub-gate `STEP#KEY` of its step.
+    let waits = |name: &str| {
+        steps
+            .iter()
+            .any(|s| s.name == name && s.status == StepStatus::Waiting)
+    };
+    let gate = waits(&step) || crate::engine::approval::sub_gate_owner(&step).is_some_and(waits);
     if gate {
         if verdict == Verdict::Skip {
             return Err(CliError::usage(

@@ -571,7 +571,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn approval(&self, run_id: &str, step: &str) -> Result<Option<Approval>>;
     /// Adds a vote; `false` if this approver has already voted on the request.
     fn add_vote(&self, run_id: &str, step: &str, vote: &Vote) -> Result<bool>;
-    /// Requests whose step is still waiting, oldest first.
+    /// Requests whose step is still waiting, oldest first; also the undecided sub-gates of a
+    /// waiting step (`STEP#KEY`: an llm step's tool call waiting for approval).
     fn pending_approvals(&self) -> Result<Vec<Approval>>;
 
     /// Deletes finished runs older than `older_than` (ms) or beyond the newest `keep` of their

@@ -870,7 +870,9 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let keys: Vec<(String, String)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT a.run_id, a.step FROM approvals a JOIN steps s ON s.run_id = a.run_id AND s.name = a.step \
+                "SELECT a.run_id, a.step FROM approvals a JOIN steps s ON s.run_id = a.run_id AND (s.name = a.step \
+                 OR (substr(a.step, 1, length(s.name) + 1) = s.name || '#' AND NOT EXISTS \
+                 (SELECT 1 FROM approval_votes v WHERE v.run_id = a.run_id AND v.step = a.step))) \
                  JOIN runs r ON r.id = a.run_id \
                  WHERE s.status = 'waiting' AND r.status NOT IN ('succeeded', 'failed', 'cancelled') \
                  ORDER BY a.requested_at",
