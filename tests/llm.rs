@@ -46,6 +46,9 @@ struct Shared {
     /// Answers by path prefix (`/v1/messages`, `/v1/chat/completions`), consumed in order.
     script: Mutex<Vec<(String, VecDeque<Answer>)>>,
     released: AtomicBool,
+    /// A Telegram Bot API beside the providers: updates for getUpdates, sendMessage texts.
+    updates: Mutex<Vec<Value>>,
+    sent: Mutex<Vec<(String, String)>>,
 }
 
 struct Server {
@@ -124,6 +127,9 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     let Some((path, head, body)) = read_request(&mut conn) else {
         return;
     };
+    if path.contains("/getUpdates") || path.contains("/sendMessage") {
+        return telegram(conn, s, &path, &body);
+    }
     s.seen.lock().expect("lock").push(Seen {
         path: path.clone(),
         head: head.to_ascii_lowercase(),
@@ -183,6 +189,45 @@ fn handle(mut conn: TcpStream, s: &Shared) {
             }
         }
     }
+}
+
+/// The Bot API methods the chat loop uses: getUpdates (updates at or after the offset, a short
+/// long-poll) and sendMessage (recorded).
+fn telegram(mut conn: TcpStream, s: &Shared, path: &str, body: &[u8]) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let answer = if path.contains("/getUpdates") {
+        let offset = v["offset"].as_i64().unwrap_or(0);
+        let mut due = Vec::new();
+        for _ in 0..20 {
+            due = s
+                .updates
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .cloned()
+                .collect();
+            if !due.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        json!({"ok": true, "result": due})
+    } else {
+        let chat = match &v["chat_id"] {
+            Value::String(c) => c.clone(),
+            other => other.to_string(),
+        };
+        let mut sent = s.sent.lock().expect("lock");
+        sent.push((chat, v["text"].as_str().unwrap_or("").to_owned()));
+        json!({"ok": true, "result": {"message_id": sent.len()}})
+    }
+    .to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
 }
 
 fn sse(event: &str, data: &Value) -> String {
@@ -1353,4 +1398,126 @@ fn validate_refuses_an_unknown_model_or_provider_with_its_position() {
         "name: ok\nsteps:\n  - name: a\n    type: llm\n    provider: local\n    model: llama3.1\n    prompt: hi\n",
     );
     env.claw(&["workflow", "validate", "ok"]).expect_code(0);
+}
+
+// ---- Telegram chat mode ----
+
+impl Server {
+    fn say(&self, chat: i64, text: &str) {
+        let mut u = self.shared.updates.lock().expect("lock");
+        let id = 500 + i64::try_from(u.len()).expect("len");
+        u.push(json!({"update_id": id, "message": {
+            "message_id": id, "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": false, "first_name": "tester"},
+            "date": 1_700_000_000, "text": text}}));
+    }
+    fn sent_to(&self, chat: &str) -> Vec<String> {
+        self.shared
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+    /// Waits for the `n`th message to `chat` and returns it.
+    fn reply(&self, chat: &str, n: usize) -> String {
+        wait_for(Duration::from_secs(60), || {
+            self.sent_to(chat).get(n - 1).cloned()
+        })
+        .unwrap_or_else(|| panic!("no message {n} to {chat}: {:?}", self.sent_to(chat)))
+    }
+}
+
+#[test]
+fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_text(&["Hi! ", "(1)"]),
+            anthropic_text(&["Still here (2)"]),
+            anthropic_text(&["Fresh start (4)"]),
+            Answer::Hang,
+        ],
+    );
+    srv.script("/v1/chat/completions", vec![openai_text(&["From gpt (3)"])]);
+    let mut daemon = cmd(&env, &srv, &["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:chat-mode-token")
+        .env("TELEGRAM_API_URL", srv.url())
+        .env("ALLOWED_CHAT_IDS", "100")
+        .env("CHAT_MODEL", "anthropic")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let llm_requests = |srv: &Server| -> Vec<Seen> {
+        srv.seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with("/v1/"))
+            .collect()
+    };
+    srv.say(100, "hello there");
+    assert_eq!(srv.reply("100", 1), "Hi! (1)");
+    srv.say(100, "and again");
+    assert_eq!(srv.reply("100", 2), "Still here (2)");
+    let second = llm_requests(&srv)[1].body["messages"].clone();
+    assert_eq!(
+        second,
+        json!([
+            {"role": "user", "content": "hello there"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hi! (1)"}]},
+            {"role": "user", "content": "and again"},
+        ])
+    );
+    srv.say(100, "/history");
+    let history = srv.reply("100", 3);
+    assert!(
+        history.starts_with("You: hello there\nAssistant: Hi! (1)\nYou: and again"),
+        "{history}"
+    );
+    srv.say(100, "/model gpt");
+    assert!(srv.reply("100", 4).starts_with("model set to openai"));
+    srv.say(100, "third");
+    assert_eq!(srv.reply("100", 5), "From gpt (3)");
+    assert_eq!(llm_requests(&srv)[2].path, "/v1/chat/completions");
+    assert_eq!(
+        llm_requests(&srv)[2].body["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    srv.say(100, "/model auto");
+    srv.reply("100", 6);
+    srv.say(100, "/reset");
+    assert_eq!(srv.reply("100", 7), "Conversation history cleared.");
+    srv.say(100, "fresh");
+    assert_eq!(srv.reply("100", 8), "Fresh start (4)");
+    assert_eq!(
+        llm_requests(&srv)[3].body["messages"],
+        json!([{"role": "user", "content": "fresh"}])
+    );
+    // A reply that hangs is really cancelled: /cancel answers, the reply never comes.
+    srv.say(100, "slow question");
+    wait_for(Duration::from_secs(30), || {
+        (llm_requests(&srv).len() >= 5).then_some(())
+    })
+    .expect("the slow question never reached the provider");
+    srv.say(100, "/cancel");
+    assert_eq!(srv.reply("100", 9), "Cancelled.");
+    // Nothing else is said about it (the history did not take it either).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(srv.sent_to("100").len(), 9, "{:?}", srv.sent_to("100"));
+    srv.say(100, "/history");
+    let h = srv.reply("100", 10);
+    assert!(!h.contains("slow question"), "{h}");
+    // Another chat is not allowed: no reply, no LLM request.
+    srv.say(555, "hello?");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(srv.sent_to("555").is_empty());
+    assert_eq!(llm_requests(&srv).len(), 5);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }

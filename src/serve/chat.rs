@@ -381,6 +381,10 @@ impl Chats {
                     Err(e) => format!("cannot start {name}: {e}"),
                 }
             }
+            "/mode" | "/model" | "/history" | "/reset" | "/cancel" => {
+                super::conversation::command(store.as_ref(), &self.ctx.engine.dirs, &m, &cmd, &args)
+                    .unwrap_or_default()
+            }
             "!approve" => self.vote(&m, &args, true),
             "!reject" => self.vote(&m, &args, false),
             "!cancel" => self.cancel(&m, &args),
@@ -388,6 +392,14 @@ impl Chats {
                 Some(wf) => return self.clone().start(creds, &m, wf, &c[1..], &args).await,
                 None => route_text(&m),
             },
+            // Free text: the LLM chat mode.
+            _ if !m.text.starts_with('/') => {
+                let dirs = &self.ctx.engine.dirs;
+                match super::conversation::reply(store.as_ref(), dirs, &m, &self.ctx.intake).await {
+                    Some(r) => r,
+                    None => return,
+                }
+            }
             _ => route_text(&m),
         };
         self.say(creds, &m.channel, &m.chat, &reply);
@@ -689,7 +701,7 @@ pub fn params_of(
     Ok(given)
 }
 
-const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
+const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!run <workflow> [key=value …] — start a workflow\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access\nany other text — a conversation with the LLM (/mode chat|skill, /model PROVIDER|auto, /history, /reset, /cancel)";
 
 /// What a text that is no command does. The one place a conversation (the LLM chat mode) plugs
 /// in; for now a short hint.
