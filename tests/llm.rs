@@ -51,13 +51,13 @@ struct Shared {
     sent: Mutex<Vec<(String, String)>>,
 }
 
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl Server {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
     fn script(&self, path: &str, answers: Vec<Answer>) {
@@ -75,7 +75,7 @@ impl Server {
     }
 }
 
-fn serve() -> Server {
+pub(crate) fn serve() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shared = Arc::new(Shared::default());
@@ -1403,7 +1403,7 @@ fn validate_refuses_an_unknown_model_or_provider_with_its_position() {
 // ---- Telegram chat mode ----
 
 impl Server {
-    fn say(&self, chat: i64, text: &str) {
+    pub(crate) fn say(&self, chat: i64, text: &str) {
         let mut u = self.shared.updates.lock().expect("lock");
         let id = 500 + i64::try_from(u.len()).expect("len");
         u.push(json!({"update_id": id, "message": {
@@ -1411,7 +1411,7 @@ impl Server {
             "from": {"id": chat, "is_bot": false, "first_name": "tester"},
             "date": 1_700_000_000, "text": text}}));
     }
-    fn sent_to(&self, chat: &str) -> Vec<String> {
+    pub(crate) fn sent_to(&self, chat: &str) -> Vec<String> {
         self.shared
             .sent
             .lock()
@@ -1422,7 +1422,7 @@ impl Server {
             .collect()
     }
     /// Waits for the `n`th message to `chat` and returns it.
-    fn reply(&self, chat: &str, n: usize) -> String {
+    pub(crate) fn reply(&self, chat: &str, n: usize) -> String {
         wait_for(Duration::from_secs(60), || {
             self.sent_to(chat).get(n - 1).cloned()
         })

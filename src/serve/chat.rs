@@ -593,6 +593,22 @@ impl Chats {
                 return;
             }
         };
+        // The command policies see the chat command as written (no run holds a gate yet).
+        let subject = crate::policy::Subject::Command(m.text.clone());
+        let target = format!("{}:{}", m.channel, m.chat);
+        let refused = match crate::policy::gate("chat trigger", &m.identity(), &target, &[subject])
+        {
+            crate::policy::Gate::Allow => None,
+            crate::policy::Gate::Deny(why) => Some(why),
+            crate::policy::Gate::RequireApproval { rule, message } => {
+                Some(crate::policy::refuse_without_run(&rule, &message))
+            }
+        };
+        if let Some(why) = refused {
+            let why = crate::redact::global().redact(&why).into_owned();
+            self.say(creds, &m.channel, &m.chat, &why);
+            return;
+        }
         let workflow = wf.name.clone();
         let chat_sem = {
             let mut per = self.gate.per_chat.borrow_mut();
