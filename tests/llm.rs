@@ -127,7 +127,7 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     let Some((path, head, body)) = read_request(&mut conn) else {
         return;
     };
-    if path.contains("/getUpdates") || path.contains("/sendMessage") {
+    if path.contains("/getUpdates") || path.contains("/sendMessage") || path.contains("/getMe") {
         return telegram(conn, s, &path, &body);
     }
     s.seen.lock().expect("lock").push(Seen {
@@ -191,10 +191,30 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     }
 }
 
-/// The Bot API methods the chat loop uses: getUpdates (updates at or after the offset, a short
-/// long-poll) and sendMessage (recorded).
+/// The Bot API methods claw uses: getUpdates (updates at or after the offset, a short long-poll),
+/// sendMessage (recorded) and getMe (401 for a token starting with `bad`).
 fn telegram(mut conn: TcpStream, s: &Shared, path: &str, body: &[u8]) {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if path.contains("/getMe") {
+        let (status, answer) = if path.contains("/botbad") {
+            (
+                401,
+                json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            )
+        } else {
+            (
+                200,
+                json!({"ok": true, "result": {"id": 42, "is_bot": true, "first_name": "claw", "username": "claw_test_bot"}}),
+            )
+        };
+        let answer = answer.to_string();
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        return;
+    }
     let answer = if path.contains("/getUpdates") {
         let offset = v["offset"].as_i64().unwrap_or(0);
         let mut due = Vec::new();
