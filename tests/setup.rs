@@ -75,6 +75,7 @@ fn setup_on_a_terminal_asks_tests_for_real_and_writes_nothing_until_it_checks_ou
             "y",
             "123456:good-token-abcdef",
             "100",
+            "n",
             "y",
             "admin",
             "admin",
@@ -128,4 +129,117 @@ fn setup_on_a_terminal_asks_tests_for_real_and_writes_nothing_until_it_checks_ou
         "{}",
         plain.stdout
     );
+}
+
+/// aiosmtpd with STARTTLS and AUTH (user `claw`, password `smtp-pass-123`), writing each mail
+/// as a JSON line (as tests/messaging.rs runs it).
+const SMTPD: &str = r#"
+import json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+port, out, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({"to": envelope.rcpt_tos, "tls": session.ssl is not None,
+                "data": envelope.content.decode("utf8", "replace")}) + "\n")
+        return "250 OK queued as 7"
+def auth(server, session, envelope, mechanism, data):
+    return AuthResult(success=data.login == b"claw" and data.password == b"smtp-pass-123", handled=False)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
+               auth_require_tls=True, require_starttls=True, tls_context=ctx)
+c.start()
+print("ready", flush=True)
+time.sleep(600)
+"#;
+
+#[test]
+fn setup_email_logs_in_sends_a_test_message_then_stores_the_settings() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let python = std::env::var("CLAW_AIOSMTPD_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/target/aiosmtpd-venv/bin/python3",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = env.write("cert.pem", &certified.cert.pem());
+    let key = env.write("key.pem", &certified.signing_key.serialize_pem());
+    let script = env.write("smtpd.py", SMTPD);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let out = env.path("mail.jsonl");
+    let mut server = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&port)
+        .arg(&out)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("aiosmtpd (scripts/test.sh installs it into target/aiosmtpd-venv)");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut cmd = env.command(&["setup", "email"]);
+    cmd.env("SMTP_TLS_VERIFY", "false")
+        .env_remove("SMTP_HOST")
+        .env_remove("SMTP_USER");
+    let answers = |pass: &'static str| {
+        vec![
+            "127.0.0.1",
+            port.as_str(),
+            "claw",
+            pass,
+            "claw@example.org",
+            "",
+            "ops@example.org",
+            // The vault is created to keep them: no passphrase.
+            "n",
+        ]
+    };
+    // A wrong password: the login fails, nothing is written.
+    let ran = on_pty_prompt(&cmd, &answers("wrong-pass-999"), Some(PROMPT));
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("the SMTP login failed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!env.home.join("vault.enc").exists());
+    assert!(!out.exists());
+    let ran = on_pty_prompt(&cmd, &answers("smtp-pass-123"), Some(PROMPT));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ran.code, 0, "{}", ran.stdout);
+    assert!(
+        !ran.stdout.contains("smtp-pass-123"),
+        "the password was echoed"
+    );
+    let mail = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        mail.contains("ops@example.org") && mail.contains("\"tls\": true"),
+        "{mail}"
+    );
+    assert!(mail.contains("claw setup: test message"), "{mail}");
+    let keys = env.claw(&["vault", "list"]);
+    for k in [
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_USER",
+        "SMTP_PASS",
+        "SMTP_FROM",
+    ] {
+        assert!(keys.stdout.contains(k), "{k}: {}", keys.stdout);
+    }
+    let check = env.claw(&["setup", "check"]);
+    assert!(check.stdout.contains("[x] email"), "{}", check.stdout);
 }

@@ -21,6 +21,8 @@ pub(crate) enum SetupCommand {
     Telegram,
     /// Add the dashboard's first user (on a terminal; otherwise: how to).
     Dashboard,
+    /// Set up email: the SMTP server (checked with a login) and a test message.
+    Email,
 }
 
 const VAULT: &str = "Vault:
@@ -53,12 +55,13 @@ pub(crate) fn run(ctx: &Ctx, cmd: Option<SetupCommand>) -> CliResult {
                 "claw setup: the vault, Telegram and the dashboard. Nothing is written until a part's answers check out.\n"
             );
             let mut done = Vec::new();
-            for (part, name) in [
-                (Part::Vault, "the vault"),
-                (Part::Telegram, "Telegram"),
-                (Part::Dashboard, "the dashboard"),
+            for (part, name, default) in [
+                (Part::Vault, "the vault", true),
+                (Part::Telegram, "Telegram", true),
+                (Part::Email, "email (SMTP)", false),
+                (Part::Dashboard, "the dashboard", true),
             ] {
-                if confirm(&format!("Set up {name}?"), true)? {
+                if confirm(&format!("Set up {name}?"), default)? {
                     part.run(ctx)?;
                     done.push(name);
                 }
@@ -82,6 +85,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: Option<SetupCommand>) -> CliResult {
         Some(SetupCommand::Telegram) => guide(TELEGRAM),
         Some(SetupCommand::Dashboard) if tty => Part::Dashboard.run(ctx),
         Some(SetupCommand::Dashboard) => guide(DASHBOARD),
+        Some(SetupCommand::Email) if tty => Part::Email.run(ctx),
+        Some(SetupCommand::Email) => guide(TELEGRAM),
         Some(SetupCommand::Check) => check(ctx),
     }
 }
@@ -91,6 +96,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: Option<SetupCommand>) -> CliResult {
 enum Part {
     Vault,
     Telegram,
+    Email,
     Dashboard,
 }
 
@@ -99,6 +105,7 @@ impl Part {
         match self {
             Self::Vault => setup_vault(ctx, true).map(|_| ()),
             Self::Telegram => setup_telegram(ctx),
+            Self::Email => setup_email(ctx),
             Self::Dashboard => setup_dashboard(ctx),
         }
     }
@@ -257,6 +264,79 @@ fn setup_telegram(ctx: &Ctx) -> CliResult {
         &crate::secret::Secret::new(chat),
     )?;
     println!("[x] telegram: TELEGRAM_BOT_TOKEN and TELEGRAM_DEFAULT_CHAT_ID stored in the vault");
+    Ok(())
+}
+
+fn setup_email(ctx: &Ctx) -> CliResult {
+    let (layers, _) = crate::vault::settings(&ctx.dirs.root, &ctx.dirs.home, Default::default());
+    let known = Creds::from_layers(&layers);
+    let mut values = std::collections::BTreeMap::new();
+    for (key, question, default) in [
+        ("SMTP_HOST", "SMTP server", None),
+        ("SMTP_PORT", "SMTP port", Some("587")),
+        ("SMTP_USER", "SMTP user", None),
+    ] {
+        let d = known.get(key).or(default);
+        values.insert(key.to_owned(), ask(question, d)?);
+    }
+    let pass = ask_hidden("SMTP password")?;
+    crate::redact::register_global([pass.as_str()]);
+    values.insert("SMTP_PASS".to_owned(), pass);
+    let from_default = known
+        .get("SMTP_FROM")
+        .map(str::to_owned)
+        .or_else(|| values.get("SMTP_USER").filter(|u| u.contains('@')).cloned());
+    values.insert(
+        "SMTP_FROM".to_owned(),
+        ask("Sender address", from_default.as_deref())?,
+    );
+    let tls_default = if values.get("SMTP_PORT").map(String::as_str) == Some("465") {
+        "tls"
+    } else {
+        "starttls"
+    };
+    values.insert(
+        "SMTP_TLS".to_owned(),
+        ask(
+            "TLS (starttls, tls or none)",
+            Some(known.get("SMTP_TLS").unwrap_or(tls_default)),
+        )?,
+    );
+    if let Some(v) = known.get("SMTP_TLS_VERIFY") {
+        values.insert("SMTP_TLS_VERIFY".to_owned(), v.to_owned());
+    }
+    let creds = Creds::from_map(values.clone());
+    let ch = msg::channels::Channel::configure("email", &creds).map_err(CliError::usage)?;
+    let client = msg::client().map_err(CliError::internal)?;
+    let rt = super::runtime()?;
+    match rt.block_on(ch.check(&client)) {
+        Some(Err(e)) => {
+            let m = crate::redact::global().redact(&e.message).into_owned();
+            eprintln!("error: the SMTP login failed: {m}\nNothing was written.");
+            return Err(CliError::failed());
+        }
+        Some(Ok(who)) => println!("[x] smtp: {who}"),
+        None => {}
+    }
+    let to = ask(
+        "Send a test message to (address)",
+        values.get("SMTP_FROM").map(String::as_str),
+    )?;
+    let text = "claw setup: test message\n\nThis address receives claw's email.";
+    if let Err(e) = rt.block_on(ch.send(&client, &to, text)) {
+        let m = crate::redact::global().redact(&e.message).into_owned();
+        eprintln!("error: the test message to {to} was not sent: {m}\nNothing was written.");
+        return Err(CliError::failed());
+    }
+    println!("[x] test message sent to {to}");
+    if !setup_vault(ctx, false)? {
+        return Err(CliError::failed());
+    }
+    let vault = crate::vault::Vault::new(&ctx.dirs.home);
+    for (k, v) in &values {
+        vault.set(k, &crate::secret::Secret::new(v.clone()))?;
+    }
+    println!("[x] email: the SMTP settings and password stored in the vault");
     Ok(())
 }
 
