@@ -1106,6 +1106,17 @@ fn anthropic_tool_loop_runs_a_skill_and_a_workflow() {
         log.contains("> tool disk-report {\"host\":\"web1\"}"),
         "{log}"
     );
+    let id = v["id"].as_str().unwrap_or_default().to_owned();
+    let shown = env.claw(&["run", "show", &id]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("tool calls of ask")
+            && shown
+                .stdout
+                .contains("1. disk-report {\"host\":\"web1\"} ok in "),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]
@@ -1226,6 +1237,7 @@ fn an_always_tool_waits_for_approval_and_goes_on_after_run_approve() {
     .expect("the run never waited");
     assert!(!count.exists());
     let shown = env.show(&id);
+    assert_eq!(shown["waiting_for"][0]["step"], "ask#tool-1.0", "{shown}");
     assert_eq!(step_of(&shown, "ask")["status"], "waiting");
     assert!(
         step_of(&shown, "ask")["message"]
