@@ -1430,6 +1430,20 @@ fn validate_refuses_an_unknown_model_or_provider_with_its_position() {
         "name: ok\nsteps:\n  - name: a\n    type: llm\n    provider: local\n    model: llama3.1\n    prompt: hi\n",
     );
     env.claw(&["workflow", "validate", "ok"]).expect_code(0);
+    // A workflow tool is a child run: one that would run the step's own workflow, or that does
+    // not exist, is refused before any run.
+    env.workflow(
+        "selfish",
+        "name: selfish\nsteps:\n  - name: a\n    type: llm\n    prompt: hi\n    tools:\n      - workflow: selfish\n      - workflow: nowhere\n",
+    );
+    let ran = env.claw(&["workflow", "validate", "selfish"]);
+    assert_ne!(ran.code, 0);
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        out.contains("workflow recursion: selfish → selfish"),
+        "{out}"
+    );
+    assert!(out.contains("child workflow `nowhere` not found"), "{out}");
 }
 
 // ---- Telegram chat mode ----
