@@ -1124,6 +1124,18 @@ fn openai_tool_calls_reach_an_http_tool_and_policies_refuse_a_denied_call() {
     let srv = serve();
     let env = Env::new();
     srv.script("/uptime", vec![Answer::Plain("up 12 days".to_owned())]);
+    env.claw(&["vault", "init"]).expect_code(0);
+    let mut set = env
+        .command(&["vault", "set", "UPTIME_TOKEN"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("vault set");
+    set.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"uptime-secret-4242")
+        .expect("write");
+    assert!(set.wait().expect("wait").success());
     let marker = env.path("never");
     skill(
         &env,
@@ -1148,7 +1160,7 @@ fn openai_tool_calls_reach_an_http_tool_and_policies_refuse_a_denied_call() {
         &env,
         "o",
         &format!(
-            "    provider: openai\n    model: gpt-test\n    prompt: uptime of db1\n    tools:\n      - name: uptime\n        description: Uptime of a host\n        http: {{url: \"{}/uptime\", method: GET}}\n      - skill: wipe\n",
+            "    provider: openai\n    model: gpt-test\n    prompt: uptime of db1\n    tools:\n      - name: uptime\n        description: Uptime of a host\n        http: {{url: \"{}/uptime\", method: GET, headers: {{X-Token: \"${{{{ secrets.UPTIME_TOKEN }}}}\"}}}}\n      - skill: wipe\n",
             srv.url()
         ),
     );
@@ -1181,6 +1193,12 @@ fn openai_tool_calls_reach_an_http_tool_and_policies_refuse_a_denied_call() {
             "/v1/chat/completions"
         ]
     );
+    assert!(
+        seen[1].head.contains("x-token: uptime-secret-4242"),
+        "{}",
+        seen[1].head
+    );
+    assert!(!logs(&env.home).contains("uptime-secret-4242"));
     let b = &seen[0].body;
     assert_eq!(b["tools"][0]["type"], "function");
     assert_eq!(b["tools"][0]["function"]["name"], "uptime");

@@ -173,6 +173,12 @@ impl Kind for LlmStep {
         let mut t = vec![self.prompt.as_str()];
         t.extend(self.system.as_deref());
         t.extend(self.model.as_deref());
+        for tool in &self.tools {
+            if let llm_tools::ToolKind::Http { url, headers, .. } = &tool.kind {
+                t.push(url.as_str());
+                t.extend(headers.iter().map(|(_, v)| v.as_str()));
+            }
+        }
         t
     }
 
