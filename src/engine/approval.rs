@@ -337,3 +337,16 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod sub_gate_tests {
+    use super::sub_gate_owner;
+
+    #[test]
+    fn a_sub_gate_belongs_to_the_step_before_its_last_hash() {
+        assert_eq!(sub_gate_owner("ask#tool-1.0"), Some("ask"));
+        assert_eq!(sub_gate_owner("a#b#tool-2.1"), Some("a#b"));
+        assert_eq!(sub_gate_owner("ask"), None);
+        assert_eq!(sub_gate_owner("#tool-1.0"), None);
+    }
+}

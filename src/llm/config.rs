@@ -653,6 +653,30 @@ mod tests {
     }
 
     #[test]
+    fn models_lists_and_the_run_budget_are_read_with_positions() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("claw.yaml"),
+            "llm:\n  max_tokens_per_run: 500\n  providers:\n    local: {kind: openai, models: [qwen2.5, llama3.1]}\n",
+        )
+        .expect("write");
+        let c = Config::load(dir.path(), &Layers::default(), BTreeMap::new()).expect("load");
+        assert_eq!(c.max_tokens_per_run(), Ok(Some(500)));
+        assert_eq!(c.check_model("local", "llama3.1"), Ok(()));
+        let e = c.check_model("local", "qwen25").expect_err("unknown");
+        assert!(e.contains("did you mean `qwen2.5`"), "{e}");
+        // A provider without `models:` takes any model.
+        assert_eq!(c.check_model("anthropic", "anything"), Ok(()));
+        std::fs::write(
+            dir.path().join("claw.yaml"),
+            "llm:\n  max_tokens_per_run: 0\n",
+        )
+        .expect("write");
+        let e = Config::load(dir.path(), &Layers::default(), BTreeMap::new()).expect_err("zero");
+        assert!(e.render().contains("claw.yaml:2:"), "{}", e.render());
+    }
+
+    #[test]
     fn providers_resolve_their_settings() {
         let c = Config::from_settings(&[
             ("OLLAMA_BASE_URL", "http://127.0.0.1:9/"),
