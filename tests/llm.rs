@@ -1538,14 +1538,20 @@ fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
     );
     srv.say(100, "/history");
     let history = srv.reply("100", 3);
+    srv.say(100, "/status");
+    let status = srv.reply("100", 4);
+    assert!(
+        status.ends_with("chat mode: chat, model: auto, 4 messages in the history"),
+        "{status}"
+    );
     assert!(
         history.starts_with("You: hello there\nAssistant: Hi! (1)\nYou: and again"),
         "{history}"
     );
     srv.say(100, "/model gpt");
-    assert!(srv.reply("100", 4).starts_with("model set to openai"));
+    assert!(srv.reply("100", 5).starts_with("model set to openai"));
     srv.say(100, "third");
-    assert_eq!(srv.reply("100", 5), "From gpt (3)");
+    assert_eq!(srv.reply("100", 6), "From gpt (3)");
     assert_eq!(llm_requests(&srv)[2].path, "/v1/chat/completions");
     assert_eq!(
         llm_requests(&srv)[2].body["messages"]
@@ -1554,11 +1560,11 @@ fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
         Some(5)
     );
     srv.say(100, "/model auto");
-    srv.reply("100", 6);
+    srv.reply("100", 7);
     srv.say(100, "/reset");
-    assert_eq!(srv.reply("100", 7), "Conversation history cleared.");
+    assert_eq!(srv.reply("100", 8), "Conversation history cleared.");
     srv.say(100, "fresh");
-    assert_eq!(srv.reply("100", 8), "Fresh start (4)");
+    assert_eq!(srv.reply("100", 9), "Fresh start (4)");
     assert_eq!(
         llm_requests(&srv)[3].body["messages"],
         json!([{"role": "user", "content": "fresh"}])
@@ -1570,12 +1576,12 @@ fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
     })
     .expect("the slow question never reached the provider");
     srv.say(100, "/cancel");
-    assert_eq!(srv.reply("100", 9), "Cancelled.");
+    assert_eq!(srv.reply("100", 10), "Cancelled.");
     // Nothing else is said about it (the history did not take it either).
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(srv.sent_to("100").len(), 9, "{:?}", srv.sent_to("100"));
+    assert_eq!(srv.sent_to("100").len(), 10, "{:?}", srv.sent_to("100"));
     srv.say(100, "/history");
-    let h = srv.reply("100", 10);
+    let h = srv.reply("100", 11);
     assert!(!h.contains("slow question"), "{h}");
     // Another chat is not allowed: no reply, no LLM request.
     srv.say(555, "hello?");

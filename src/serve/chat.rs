@@ -361,7 +361,11 @@ impl Chats {
         let reply = match cmd.as_str() {
             "/start" => "Welcome to claw. Send !help for the commands.".to_owned(),
             "/help" | "!help" => HELP.to_owned(),
-            "/status" | "!status" => self.status(),
+            "/status" | "!status" => format!(
+                "{}\n{}",
+                self.status(),
+                super::conversation::status_line(store.as_ref(), &m)
+            ),
             "!runs" => self.runs(),
             "/approve" | "/deny" if admin == Some(m.chat.as_str()) => {
                 self.decide_chat(creds, &m, &cmd, &args)

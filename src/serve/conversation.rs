@@ -64,6 +64,17 @@ fn save(store: &dyn Store, s: &ChatSession) {
     }
 }
 
+/// The chat's conversation for `/status` (the seed shows its mode and history count).
+pub fn status_line(store: &dyn Store, m: &Inbound) -> String {
+    let s = session(store, m, crate::time::now_ms());
+    format!(
+        "chat mode: {}, model: {}, {} messages in the history",
+        s.mode,
+        s.model.as_deref().unwrap_or("auto"),
+        s.history.len()
+    )
+}
+
 /// A chat-mode command (`/mode`, `/model`, `/history`, `/reset`, `/cancel`): its reply, or `None`
 /// when `cmd` is none of them.
 pub fn command(
