@@ -29,6 +29,8 @@ enum Answer {
     },
     /// Accepts and never answers.
     Hang,
+    /// 200 with a plain body (an HTTP tool's endpoint).
+    Plain(String),
 }
 
 #[derive(Clone, Debug)]
@@ -44,15 +46,18 @@ struct Shared {
     /// Answers by path prefix (`/v1/messages`, `/v1/chat/completions`), consumed in order.
     script: Mutex<Vec<(String, VecDeque<Answer>)>>,
     released: AtomicBool,
+    /// A Telegram Bot API beside the providers: updates for getUpdates, sendMessage texts.
+    updates: Mutex<Vec<Value>>,
+    sent: Mutex<Vec<(String, String)>>,
 }
 
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl Server {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
     fn script(&self, path: &str, answers: Vec<Answer>) {
@@ -70,7 +75,7 @@ impl Server {
     }
 }
 
-fn serve() -> Server {
+pub(crate) fn serve() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shared = Arc::new(Shared::default());
@@ -122,6 +127,9 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     let Some((path, head, body)) = read_request(&mut conn) else {
         return;
     };
+    if path.contains("/getUpdates") || path.contains("/sendMessage") || path.contains("/getMe") {
+        return telegram(conn, s, &path, &body);
+    }
     s.seen.lock().expect("lock").push(Seen {
         path: path.clone(),
         head: head.to_ascii_lowercase(),
@@ -143,6 +151,13 @@ fn handle(mut conn: TcpStream, s: &Shared) {
     });
     match answer {
         Answer::Hang => std::thread::sleep(Duration::from_secs(60)),
+        Answer::Plain(body) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
         Answer::Error {
             status,
             retry_after,
@@ -174,6 +189,65 @@ fn handle(mut conn: TcpStream, s: &Shared) {
             }
         }
     }
+}
+
+/// The Bot API methods claw uses: getUpdates (updates at or after the offset, a short long-poll),
+/// sendMessage (recorded) and getMe (401 for a token starting with `bad`).
+fn telegram(mut conn: TcpStream, s: &Shared, path: &str, body: &[u8]) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if path.contains("/getMe") {
+        let (status, answer) = if path.contains("/botbad") {
+            (
+                401,
+                json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+            )
+        } else {
+            (
+                200,
+                json!({"ok": true, "result": {"id": 42, "is_bot": true, "first_name": "claw", "username": "claw_test_bot"}}),
+            )
+        };
+        let answer = answer.to_string();
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        return;
+    }
+    let answer = if path.contains("/getUpdates") {
+        let offset = v["offset"].as_i64().unwrap_or(0);
+        let mut due = Vec::new();
+        for _ in 0..20 {
+            due = s
+                .updates
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .cloned()
+                .collect();
+            if !due.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        json!({"ok": true, "result": due})
+    } else {
+        let chat = match &v["chat_id"] {
+            Value::String(c) => c.clone(),
+            other => other.to_string(),
+        };
+        let mut sent = s.sent.lock().expect("lock");
+        sent.push((chat, v["text"].as_str().unwrap_or("").to_owned()));
+        json!({"ok": true, "result": {"message_id": sent.len()}})
+    }
+    .to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
 }
 
 fn sse(event: &str, data: &Value) -> String {
@@ -824,4 +898,696 @@ fn model_output_reaching_a_shell_command_is_quoted() {
         test.stdout
     );
     assert!(test.stdout.contains("default reply"), "{}", test.stdout);
+}
+
+// ---- tools ----
+
+/// An Anthropic reply asking for tools: `(id, name, input)` each, the input streamed in two
+/// `input_json_delta` pieces.
+fn anthropic_tool_use(calls: &[(&str, &str, Value)]) -> Answer {
+    let mut c = vec![
+        sse(
+            "message_start",
+            &json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "model": "claude-test-1", "content": [], "stop_reason": null, "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+        ),
+        sse(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me look."}}),
+        ),
+        sse(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        ),
+    ];
+    for (i, (id, name, input)) in calls.iter().enumerate() {
+        let text = input.to_string();
+        let (a, b) = text.split_at(text.len() / 2);
+        c.push(sse(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": i + 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+        ));
+        for piece in [a, b] {
+            c.push(sse(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i + 1, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            ));
+        }
+        c.push(sse(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": i + 1}),
+        ));
+    }
+    c.push(sse(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+    ));
+    c.push(sse("message_stop", &json!({"type": "message_stop"})));
+    Answer::Sse {
+        chunks: c,
+        gate: false,
+    }
+}
+
+/// An OpenAI reply asking for tools, each call's arguments in fragments.
+fn openai_tool_calls(calls: &[(&str, &str, Value)]) -> Answer {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": "gpt-test", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut c = vec![chunk(
+        json!({"role": "assistant", "content": null}),
+        Value::Null,
+    )];
+    for (i, (id, name, input)) in calls.iter().enumerate() {
+        c.push(chunk(
+            json!({"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        let text = input.to_string();
+        let (a, b) = text.split_at(text.len() / 2);
+        for piece in [a, b] {
+            c.push(chunk(
+                json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    c.push(chunk(json!({}), json!("tool_calls")));
+    c.push(format!(
+        "data: {}\n\n",
+        json!({"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": "gpt-test", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}})
+    ));
+    c.push("data: [DONE]\n\n".to_owned());
+    Answer::Sse {
+        chunks: c,
+        gate: false,
+    }
+}
+
+/// Writes `root/skills/<name>/` with a shell script.
+fn skill(env: &Env, name: &str, script: &str) {
+    let dir = env.root.join("skills").join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("skill.yaml"),
+        format!("name: {name}\nversion: \"1.0.0\"\ndescription: Reports {name}\nauthor: tests\nscript: run.sh\n"),
+    )
+    .expect("manifest");
+    std::fs::write(dir.join("run.sh"), script).expect("script");
+}
+
+/// The messages of the request number `i` the server saw.
+fn messages(srv: &Server, i: usize) -> Vec<Value> {
+    srv.seen()[i].body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn anthropic_tool_loop_runs_a_skill_and_a_workflow() {
+    let srv = serve();
+    let env = Env::new();
+    let count = env.path("skill-ran");
+    skill(
+        &env,
+        "disk-report",
+        &format!(
+            "#!/bin/sh\necho ran >> {}\necho \"sda: 41% used on $SKILL_HOST\"\n",
+            count.display()
+        ),
+    );
+    env.workflow(
+        "restart",
+        "name: restart\ndescription: Restarts a service\nparams:\n  service: {type: string, required: true}\noutputs:\n  said: ${{ steps.go.stdout }}\nsteps:\n  - name: go\n    command: echo restarted ${{ params.service }}\n",
+    );
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_tool_use(&[
+                ("toolu_1", "disk-report", json!({"host": "web1"})),
+                ("toolu_2", "restart", json!({"service": "nginx"})),
+            ]),
+            anthropic_text(&["Disk is fine; nginx restarted."]),
+        ],
+    );
+    one_step(
+        &env,
+        "t",
+        "    provider: anthropic\n    prompt: check web1\n    max_turns: 3\n    tools:\n      - skill: disk-report\n      - workflow: restart\n",
+    );
+    let ran = run(&env, &srv, "t");
+    ran.expect_code(0);
+    let v = ran.json();
+    let s = step_of(&v, "ask");
+    assert_eq!(s["outputs"]["text"], "Disk is fine; nginx restarted.");
+    let calls = s["outputs"]["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(calls.len(), 2, "{s}");
+    assert_eq!(calls[0]["name"], "disk-report");
+    assert_eq!(calls[0]["arguments"], json!({"host": "web1"}));
+    assert!(
+        calls[0]["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sda: 41% used on web1"),
+        "{calls:?}"
+    );
+    assert_eq!(calls[1]["name"], "restart");
+    assert_eq!(calls[1]["is_error"], false, "{calls:?}");
+    assert!(
+        calls[1]["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restarted nginx"),
+        "{calls:?}"
+    );
+    assert_eq!(s["outputs"]["usage"]["input_tokens"], 31);
+    assert_eq!(read(&count).lines().count(), 1);
+    // The request offered the tools with their schemas; the second sent the results back.
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 2);
+    let tools = seen[0].body["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(tools[0]["name"], "disk-report");
+    assert_eq!(tools[0]["description"], "Reports disk-report");
+    assert_eq!(tools[1]["name"], "restart");
+    assert_eq!(tools[1]["input_schema"]["required"], json!(["service"]));
+    let m = messages(&srv, 1);
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[1]["role"], "assistant");
+    assert_eq!(m[1]["content"][1]["type"], "tool_use");
+    assert_eq!(m[1]["content"][1]["input"], json!({"host": "web1"}));
+    assert_eq!(m[2]["content"][0]["type"], "tool_result");
+    assert_eq!(m[2]["content"][0]["tool_use_id"], "toolu_1");
+    assert_eq!(m[2]["content"][1]["tool_use_id"], "toolu_2");
+    // The child run exists, linked to this run; every call is audited.
+    let runs = env.claw(&["run", "list", "--json"]).json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs}");
+    let audit = env
+        .claw(&["audit", "search", "--action", "llm.tool_call", "--json"])
+        .stdout;
+    assert!(
+        audit.contains("disk-report") && audit.contains("restart"),
+        "{audit}"
+    );
+    let log = logs(&env.home);
+    assert!(
+        log.contains("> tool disk-report {\"host\":\"web1\"}"),
+        "{log}"
+    );
+    let id = v["id"].as_str().unwrap_or_default().to_owned();
+    let shown = env.claw(&["run", "show", &id]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("tool calls of ask")
+            && shown
+                .stdout
+                .contains("1. disk-report {\"host\":\"web1\"} ok in "),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn openai_tool_calls_reach_an_http_tool_and_policies_refuse_a_denied_call() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script("/uptime", vec![Answer::Plain("up 12 days".to_owned())]);
+    env.claw(&["vault", "init"]).expect_code(0);
+    let mut set = env
+        .command(&["vault", "set", "UPTIME_TOKEN"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("vault set");
+    set.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"uptime-secret-4242")
+        .expect("write");
+    assert!(set.wait().expect("wait").success());
+    let marker = env.path("never");
+    skill(
+        &env,
+        "wipe",
+        &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+    );
+    env.write(
+        "root/policies.yaml",
+        "rules:\n  - name: no-wipe\n    action: deny\n    command: 'skill wipe'\n    reason: never from a model\n",
+    );
+    srv.script(
+        "/v1/chat/completions",
+        vec![
+            openai_tool_calls(&[
+                ("call_a", "uptime", json!({"host": "db1"})),
+                ("call_b", "wipe", json!({})),
+            ]),
+            openai_text(&["db1 is up 12 days."]),
+        ],
+    );
+    one_step(
+        &env,
+        "o",
+        &format!(
+            "    provider: openai\n    model: gpt-test\n    prompt: uptime of db1\n    tools:\n      - name: uptime\n        description: Uptime of a host\n        http: {{url: \"{}/uptime\", method: GET, headers: {{X-Token: \"${{{{ secrets.UPTIME_TOKEN }}}}\"}}}}\n      - skill: wipe\n",
+            srv.url()
+        ),
+    );
+    let ran = run(&env, &srv, "o");
+    ran.expect_code(0);
+    let v = ran.json();
+    let s = step_of(&v, "ask");
+    assert_eq!(s["outputs"]["text"], "db1 is up 12 days.");
+    assert!(!marker.exists(), "a denied call ran");
+    let calls = s["outputs"]["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(calls[0]["result"], "up 12 days");
+    assert_eq!(calls[1]["is_error"], true);
+    assert!(
+        calls[1]["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-wipe"),
+        "{calls:?}"
+    );
+    let seen = srv.seen();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/chat/completions",
+            "/uptime?host=db1",
+            "/v1/chat/completions"
+        ]
+    );
+    assert!(
+        seen[1].head.contains("x-token: uptime-secret-4242"),
+        "{}",
+        seen[1].head
+    );
+    assert!(!logs(&env.home).contains("uptime-secret-4242"));
+    let b = &seen[0].body;
+    assert_eq!(b["tools"][0]["type"], "function");
+    assert_eq!(b["tools"][0]["function"]["name"], "uptime");
+    let m = messages(&srv, 2);
+    assert_eq!(m[1]["role"], "assistant");
+    assert_eq!(m[1]["tool_calls"][0]["id"], "call_a");
+    assert_eq!(
+        m[1]["tool_calls"][0]["function"]["arguments"],
+        "{\"host\":\"db1\"}"
+    );
+    assert_eq!(m[2]["role"], "tool");
+    assert_eq!(m[2]["tool_call_id"], "call_a");
+    assert_eq!(m[2]["content"], "up 12 days");
+    assert_eq!(m[3]["tool_call_id"], "call_b");
+    let audit = env
+        .claw(&["audit", "search", "--action", "policy.denied", "--json"])
+        .stdout;
+    assert!(audit.contains("llm tool"), "{audit}");
+}
+
+#[test]
+fn an_always_tool_waits_for_approval_and_goes_on_after_run_approve() {
+    let srv = serve();
+    let env = Env::new();
+    let count = env.path("restarts");
+    skill(
+        &env,
+        "restart",
+        &format!("#!/bin/sh\necho r >> {}\necho restarted\n", count.display()),
+    );
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_tool_use(&[("toolu_1", "restart", json!({"service": "nginx"}))]),
+            anthropic_tool_use(&[("toolu_2", "restart", json!({"service": "db"}))]),
+            anthropic_text(&["done"]),
+        ],
+    );
+    one_step(
+        &env,
+        "a",
+        "    provider: anthropic\n    prompt: restart things\n    tools:\n      - skill: restart\n        approve: always\n",
+    );
+    let child = cmd(&env, &srv, &["workflow", "run", "a", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // First call: waits; the step shows as waiting; the skill has not run.
+    let id = wait_for(Duration::from_secs(60), || {
+        let id = env.last_run()?;
+        (env.show(&id)["status"] == "waiting").then_some(id)
+    })
+    .expect("the run never waited");
+    assert!(!count.exists());
+    let shown = env.show(&id);
+    assert_eq!(shown["waiting_for"][0]["step"], "ask#tool-1.0", "{shown}");
+    assert_eq!(step_of(&shown, "ask")["status"], "waiting");
+    assert!(
+        step_of(&shown, "ask")["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restart"),
+        "{shown}"
+    );
+    env.claw(&["run", "approve", &id, "--no-wait"])
+        .expect_code(0);
+    // Second call: waits again, under its own request; rejected, the model is told.
+    wait_for(Duration::from_secs(60), || {
+        let shown = env.show(&id);
+        let message = step_of(&shown, "ask")["message"].as_str()?.to_owned();
+        (shown["status"] == "waiting" && message.contains("db")).then_some(())
+    })
+    .expect("the second call never waited");
+    env.claw(&[
+        "run",
+        "reject",
+        &id,
+        "ask#tool-2.0",
+        "--reason",
+        "not the db",
+        "--no-wait",
+    ])
+    .expect_code(0);
+    let out = child.wait_with_output().expect("wait");
+    let ran = Ran::from(out);
+    ran.expect_code(0);
+    let v = ran.json();
+    let calls = step_of(&v, "ask")["outputs"]["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(read(&count).lines().count(), 1);
+    assert_eq!(calls[0]["is_error"], false);
+    assert_eq!(calls[1]["is_error"], true);
+    assert!(
+        calls[1]["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not the db"),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_tool_loop_killed_mid_way_resumes_without_running_finished_tools_again() {
+    let srv = serve();
+    let env = Env::new();
+    let count = env.path("ran");
+    skill(
+        &env,
+        "probe",
+        &format!(
+            "#!/bin/sh\necho x >> {}\necho probed $SKILL_N\n",
+            count.display()
+        ),
+    );
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_tool_use(&[
+                ("toolu_1", "probe", json!({"n": 1})),
+                ("toolu_2", "probe", json!({"n": 2})),
+            ]),
+            // The process is killed while it waits for the second reply.
+            Answer::Hang,
+            anthropic_text(&["all probed"]),
+        ],
+    );
+    one_step(
+        &env,
+        "k",
+        "    provider: anthropic\n    prompt: probe\n    timeout: 120s\n    tools:\n      - skill: probe\n",
+    );
+    let mut child = cmd(&env, &srv, &["workflow", "run", "k", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(Duration::from_secs(60), || {
+        (srv.seen().len() >= 2).then_some(())
+    })
+    .expect("the second request never came");
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert_eq!(read(&count).lines().count(), 2);
+    let id = env.last_run().expect("a run");
+    let resumed: Ran = cmd(&env, &srv, &["run", "resume", &id])
+        .output()
+        .expect("resume")
+        .into();
+    resumed.expect_code(0);
+    let shown = env.show(&id);
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    let s = step_of(&shown, "ask");
+    assert_eq!(s["outputs"]["text"], "all probed");
+    // Neither finished call ran again; the model was not asked the first question again.
+    assert_eq!(read(&count).lines().count(), 2);
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 3);
+    let m = messages(&srv, 2);
+    assert_eq!(m.len(), 3, "{m:?}");
+    for (i, n) in [(0, "probed 1"), (1, "probed 2")] {
+        let got = m[2]["content"][i]["content"].as_str().unwrap_or("");
+        assert!(got.contains(n), "{m:?}");
+    }
+    assert!(logs(&env.home).contains("replayed from the journal"));
+}
+
+#[test]
+fn max_turns_bounds_the_loop() {
+    let srv = serve();
+    let env = Env::new();
+    skill(&env, "again", "#!/bin/sh\necho more\n");
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_tool_use(&[("toolu_1", "again", json!({}))]),
+            anthropic_tool_use(&[("toolu_2", "again", json!({}))]),
+            anthropic_tool_use(&[("toolu_3", "again", json!({}))]),
+        ],
+    );
+    one_step(
+        &env,
+        "m",
+        "    provider: anthropic\n    prompt: loop\n    max_turns: 2\n    tools:\n      - skill: again\n",
+    );
+    let ran = run(&env, &srv, "m");
+    assert_ne!(ran.code, 0);
+    assert_eq!(srv.seen().len(), 2);
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains("max_turns (2)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn a_token_budget_stops_the_run() {
+    let srv = serve();
+    let env = Env::new();
+    // Each reply costs 11 + 7 = 18 tokens: the second step goes over 30.
+    env.write("root/claw.yaml", "llm:\n  max_tokens_per_run: 30\n");
+    env.workflow(
+        "b",
+        "name: b\nsteps:\n  - name: one\n    type: llm\n    provider: anthropic\n    prompt: a\n  - name: two\n    needs: [one]\n    type: llm\n    provider: anthropic\n    prompt: b\n  - name: three\n    needs: [two]\n    type: llm\n    provider: anthropic\n    prompt: c\n",
+    );
+    let ran = run(&env, &srv, "b");
+    assert_ne!(ran.code, 0);
+    let v = ran.json();
+    assert_eq!(step_of(&v, "one")["status"], "succeeded");
+    assert_eq!(step_of(&v, "two")["status"], "failed");
+    assert!(
+        format!("{v}").contains("token budget exceeded: this run's llm steps have used 36 tokens of max_tokens_per_run 30"),
+        "{v}"
+    );
+    // The second request asked for no more than what was left.
+    assert_eq!(srv.seen()[1].body["max_tokens"], 12);
+    assert_eq!(srv.seen().len(), 2);
+}
+
+#[test]
+fn validate_refuses_an_unknown_model_or_provider_with_its_position() {
+    let env = Env::new();
+    env.write(
+        "root/claw.yaml",
+        "llm:\n  providers:\n    local: {kind: openai, base_url: \"http://127.0.0.1:9/v1\", model: qwen2.5, models: [qwen2.5, llama3.1]}\n",
+    );
+    env.workflow(
+        "v",
+        "name: v\nsteps:\n  - name: a\n    type: llm\n    provider: local\n    model: qwen25\n    prompt: hi\n  - name: b\n    type: llm\n    provider: elsewhere\n    prompt: hi\n",
+    );
+    let ran = env.claw(&["workflow", "validate", "v"]);
+    assert_ne!(ran.code, 0);
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        out.contains("line 6, column 12: step `a`: unknown model `qwen25` for provider `local`"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `qwen2.5`"), "{out}");
+    assert!(
+        out.contains("line 10, column 15: step `b`: unknown LLM provider `elsewhere`"),
+        "{out}"
+    );
+    env.workflow(
+        "ok",
+        "name: ok\nsteps:\n  - name: a\n    type: llm\n    provider: local\n    model: llama3.1\n    prompt: hi\n",
+    );
+    env.claw(&["workflow", "validate", "ok"]).expect_code(0);
+    // A workflow tool is a child run: one that would run the step's own workflow, or that does
+    // not exist, is refused before any run.
+    env.workflow(
+        "selfish",
+        "name: selfish\nsteps:\n  - name: a\n    type: llm\n    prompt: hi\n    tools:\n      - workflow: selfish\n      - workflow: nowhere\n",
+    );
+    let ran = env.claw(&["workflow", "validate", "selfish"]);
+    assert_ne!(ran.code, 0);
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        out.contains("workflow recursion: selfish → selfish"),
+        "{out}"
+    );
+    assert!(out.contains("child workflow `nowhere` not found"), "{out}");
+}
+
+// ---- Telegram chat mode ----
+
+impl Server {
+    pub(crate) fn say(&self, chat: i64, text: &str) {
+        let mut u = self.shared.updates.lock().expect("lock");
+        let id = 500 + i64::try_from(u.len()).expect("len");
+        u.push(json!({"update_id": id, "message": {
+            "message_id": id, "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": false, "first_name": "tester"},
+            "date": 1_700_000_000, "text": text}}));
+    }
+    pub(crate) fn sent_to(&self, chat: &str) -> Vec<String> {
+        self.shared
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+    /// Waits for the `n`th message to `chat` and returns it.
+    pub(crate) fn reply(&self, chat: &str, n: usize) -> String {
+        wait_for(Duration::from_secs(60), || {
+            self.sent_to(chat).get(n - 1).cloned()
+        })
+        .unwrap_or_else(|| panic!("no message {n} to {chat}: {:?}", self.sent_to(chat)))
+    }
+}
+
+#[test]
+fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
+    let srv = serve();
+    let env = Env::new();
+    srv.script(
+        "/v1/messages",
+        vec![
+            anthropic_text(&["Hi! ", "(1)"]),
+            anthropic_text(&["Still here (2)"]),
+            anthropic_text(&["Fresh start (4)"]),
+            Answer::Hang,
+        ],
+    );
+    srv.script("/v1/chat/completions", vec![openai_text(&["From gpt (3)"])]);
+    let mut daemon = cmd(&env, &srv, &["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:chat-mode-token")
+        .env("TELEGRAM_API_URL", srv.url())
+        .env("ALLOWED_CHAT_IDS", "100")
+        .env("CHAT_MODEL", "anthropic")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let llm_requests = |srv: &Server| -> Vec<Seen> {
+        srv.seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with("/v1/"))
+            .collect()
+    };
+    srv.say(100, "hello there");
+    assert_eq!(srv.reply("100", 1), "Hi! (1)");
+    srv.say(100, "and again");
+    assert_eq!(srv.reply("100", 2), "Still here (2)");
+    let second = llm_requests(&srv)[1].body["messages"].clone();
+    assert_eq!(
+        second,
+        json!([
+            {"role": "user", "content": "hello there"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hi! (1)"}]},
+            {"role": "user", "content": "and again"},
+        ])
+    );
+    srv.say(100, "/history");
+    let history = srv.reply("100", 3);
+    srv.say(100, "/status");
+    let status = srv.reply("100", 4);
+    assert!(
+        status.ends_with("chat mode: chat, model: auto, 4 messages in the history"),
+        "{status}"
+    );
+    assert!(
+        history.starts_with("You: hello there\nAssistant: Hi! (1)\nYou: and again"),
+        "{history}"
+    );
+    srv.say(100, "/model gpt");
+    assert!(srv.reply("100", 5).starts_with("model set to openai"));
+    srv.say(100, "third");
+    assert_eq!(srv.reply("100", 6), "From gpt (3)");
+    assert_eq!(llm_requests(&srv)[2].path, "/v1/chat/completions");
+    assert_eq!(
+        llm_requests(&srv)[2].body["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    srv.say(100, "/model auto");
+    srv.reply("100", 7);
+    srv.say(100, "/reset");
+    assert_eq!(srv.reply("100", 8), "Conversation history cleared.");
+    srv.say(100, "fresh");
+    assert_eq!(srv.reply("100", 9), "Fresh start (4)");
+    assert_eq!(
+        llm_requests(&srv)[3].body["messages"],
+        json!([{"role": "user", "content": "fresh"}])
+    );
+    // A reply that hangs is really cancelled: /cancel answers, the reply never comes.
+    srv.say(100, "slow question");
+    wait_for(Duration::from_secs(30), || {
+        (llm_requests(&srv).len() >= 5).then_some(())
+    })
+    .expect("the slow question never reached the provider");
+    srv.say(100, "/cancel");
+    assert_eq!(srv.reply("100", 10), "Cancelled.");
+    // Nothing else is said about it (the history did not take it either).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(srv.sent_to("100").len(), 10, "{:?}", srv.sent_to("100"));
+    srv.say(100, "/history");
+    let h = srv.reply("100", 11);
+    assert!(!h.contains("slow question"), "{h}");
+    // Another chat is not allowed: no reply, no LLM request.
+    srv.say(555, "hello?");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(srv.sent_to("555").is_empty());
+    assert_eq!(llm_requests(&srv).len(), 5);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }

@@ -411,3 +411,59 @@ fn policy_cli_list_check_check_file_test_output() {
     assert_eq!(checked["decision"], "require_approval");
     assert_eq!(checked["rule"], "mkfs");
 }
+
+#[test]
+fn a_chat_trigger_is_checked_as_written_and_a_refused_one_starts_no_run() {
+    let env = Env::new();
+    std::fs::write(
+        env.root.join("policies.yaml"),
+        "rules:\n  - name: no-prod-from-chat\n    action: deny\n    command: '(?i)^!deploy\\s+prod'\n    reason: prod is deployed by hand\n  - name: ask-wipe\n    action: require_approval\n    command: '^!run wipe'\n",
+    )
+    .unwrap();
+    env.workflow(
+        "ship",
+        "name: ship\ntriggers:\n  - command: deploy\nparams:\n  target: {type: string}\nsteps:\n  - name: go\n    command: echo ${{ params.target }} >> \"$SHIP_LOG\"\n",
+    );
+    env.workflow(
+        "wipe",
+        "name: wipe\nsteps:\n  - name: go\n    command: echo wiped >> \"$SHIP_LOG\"\n",
+    );
+    let tg = crate::llm::serve();
+    let log = env.path("ship.log");
+    let mut d = env
+        .command(&["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:policy-token")
+        .env("TELEGRAM_API_URL", tg.url())
+        .env("ALLOWED_CHAT_IDS", "100")
+        .env("SHIP_LOG", &log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tg.say(100, "!deploy prod");
+    let refused = tg.reply("100", 1);
+    assert!(
+        refused.contains("refused by policy `no-prod-from-chat` (prod is deployed by hand)"),
+        "{refused}"
+    );
+    tg.say(100, "!run wipe");
+    let asked = tg.reply("100", 2);
+    assert!(
+        asked.contains("ask-wipe") && asked.contains("no run"),
+        "{asked}"
+    );
+    tg.say(100, "!deploy staging");
+    assert!(tg.reply("100", 3).ends_with("of ship queued"));
+    let done = tg.reply("100", 4);
+    assert!(done.ends_with("succeeded"), "{done}");
+    let _ = d.kill();
+    let _ = d.wait();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "staging\n");
+    let runs = env.claw(&["run", "list", "--json"]).json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    let audit = audit_text(&env);
+    assert!(
+        audit.contains("chat trigger") && audit.contains("no-prod-from-chat"),
+        "{audit}"
+    );
+}

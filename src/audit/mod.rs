@@ -136,6 +136,8 @@ pub enum Action {
     MessageSent,
     /// `llm.fallback`: a provider failed and the next one in the chain was asked.
     LlmFallback,
+    /// `llm.tool_call`: an llm step's model called a tool (tool, arguments masked, duration).
+    LlmToolCall,
     /// `llm.set_default`: the default provider was changed (`claw llm set-default`).
     LlmSetDefault,
     /// `memory.remember`: a memory was stored or updated (key, category, project; never the value).
@@ -223,6 +225,7 @@ impl Action {
         Self::SshTransfer,
         Self::MessageSent,
         Self::LlmFallback,
+        Self::LlmToolCall,
         Self::LlmSetDefault,
         Self::MemoryRemember,
         Self::MemoryForget,
@@ -290,6 +293,7 @@ impl Action {
             Self::SshTransfer => "ssh.transfer",
             Self::MessageSent => "message.sent",
             Self::LlmFallback => "llm.fallback",
+            Self::LlmToolCall => "llm.tool_call",
             Self::LlmSetDefault => "llm.set_default",
             Self::MemoryRemember => "memory.remember",
             Self::MemoryForget => "memory.forget",

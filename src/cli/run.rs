@@ -325,7 +325,20 @@ fn waiting_for(engine: &Engine, run: &RunRecord) -> Result<Vec<Wait>, CliError> 
     for s in engine.store.steps(&run.id)? {
         match s.status {
             StepStatus::Waiting => {
-                let Some(a) = engine.store.approval(&run.id, &s.name)? else {
+                // An llm step waits on the open sub-gate of its tool call (`STEP#tool-T.I`).
+                let key = match engine.store.approval(&run.id, &s.name)? {
+                    Some(_) => Some(s.name.clone()),
+                    None => crate::engine::approval::open_sub_gate(
+                        engine.store.as_ref(),
+                        &run.id,
+                        &s.name,
+                    )?,
+                };
+                let Some(a) = key
+                    .map(|k| engine.store.approval(&run.id, &k))
+                    .transpose()?
+                    .flatten()
+                else {
                     continue;
                 };
                 let r = &a.request;
@@ -346,7 +359,7 @@ fn waiting_for(engine: &Engine, run: &RunRecord) -> Result<Vec<Wait>, CliError> 
                 out.push(Wait {
                     text: format!(
                         "approval of `{}` by {who} ({}/{}){}",
-                        s.name,
+                        r.step,
                         approved.len(),
                         r.quorum,
                         deadline
@@ -356,7 +369,7 @@ fn waiting_for(engine: &Engine, run: &RunRecord) -> Result<Vec<Wait>, CliError> 
                     ),
                     json: serde_json::json!({
                         "kind": "approval",
-                        "step": s.name,
+                        "step": r.step,
                         "message": r.message,
                         "approvers": r.approvers,
                         "quorum": r.quorum,
@@ -446,6 +459,43 @@ fn show(engine: &Engine, id: &str, json: bool) -> CliResult {
     }
     println!();
     print!("{}", output::steps_table(&steps));
+    for s in &steps {
+        let Some(calls) = s
+            .outputs
+            .get("tool_calls")
+            .and_then(serde_json::Value::as_array)
+        else {
+            continue;
+        };
+        println!("\ntool calls of {}", s.name);
+        for (i, c) in calls.iter().enumerate() {
+            let result: String = c["result"]
+                .as_str()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let cut: String = result.chars().take(100).collect();
+            println!(
+                "  {}. {} {} {} in {} ms: {}{}",
+                i + 1,
+                c["name"].as_str().unwrap_or("?"),
+                c["arguments"],
+                if c["is_error"] == true {
+                    "failed"
+                } else {
+                    "ok"
+                },
+                c["duration_ms"],
+                cut,
+                if result.chars().count() > 100 {
+                    "…"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     for s in steps.iter().filter(|s| s.status == StepStatus::Interrupted) {
         println!("\n{}: {}", s.name, s.message.as_deref().unwrap_or_default());
     }
@@ -646,9 +696,13 @@ fn decide(
         }
     };
     let identity = crate::engine::approval::identity(who.as_deref());
-    let gate = steps
-        .iter()
-        .any(|s| s.name == step && s.status == StepStatus::Waiting);
+    // An llm step's tool call waiting for approval is a sub-gate `STEP#KEY` of its step.
+    let waits = |name: &str| {
+        steps
+            .iter()
+            .any(|s| s.name == name && s.status == StepStatus::Waiting)
+    };
+    let gate = waits(&step) || crate::engine::approval::sub_gate_owner(&step).is_some_and(waits);
     if gate {
         if verdict == Verdict::Skip {
             return Err(CliError::usage(

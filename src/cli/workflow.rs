@@ -374,6 +374,12 @@ fn validate(ctx: &Ctx, args: &[String], env: bool, json: bool) -> CliResult {
             Ok(path) => match load::load_file(path) {
                 Ok(wf) => {
                     let mut problems = catalogue::check_children(&ctx.dirs, &wf);
+                    for s in wf.steps.iter().chain(&wf.rollback) {
+                        if let crate::steps::StepKind::Llm(l) = &s.kind {
+                            problems
+                                .extend(crate::steps::llm::config_problems(&ctx.dirs, &s.name, l));
+                        }
+                    }
                     if env {
                         problems.extend(env_problems(&wf, &ctx.dirs));
                     }

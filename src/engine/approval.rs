@@ -187,6 +187,28 @@ pub enum VoteResult {
     },
 }
 
+/// The step a sub-gate belongs to (`ask#tool-1.0` → `ask`).
+pub fn sub_gate_owner(key: &str) -> Option<&str> {
+    key.rsplit_once('#')
+        .map(|(owner, _)| owner)
+        .filter(|o| !o.is_empty())
+}
+
+/// The undecided sub-gate of a waiting step, if it has one.
+pub fn open_sub_gate(
+    store: &dyn crate::store::Store,
+    run_id: &str,
+    step: &str,
+) -> crate::store::Result<Option<String>> {
+    let prefix = format!("{step}#");
+    Ok(store
+        .pending_approvals()?
+        .into_iter()
+        .filter(|a| a.request.run_id == run_id && a.request.step.starts_with(&prefix))
+        .map(|a| a.request.step)
+        .next_back())
+}
+
 impl Engine {
     /// Records `who`'s decision on the approval step `step` of `run`. Refusals (not an allowed
     /// approver, already voted, bad input) are audited and returned as [`EngineError::Denied`]
@@ -201,12 +223,27 @@ impl Engine {
         input: &[(String, String)],
     ) -> Result<VoteResult> {
         let step_nfc = crate::names::nfc(step);
-        let step = step_nfc.as_str();
         let steps = self.store.steps(&run.id)?;
-        let waiting = steps
-            .iter()
-            .find(|s| s.name == step)
-            .is_some_and(|s| s.status == StepStatus::Waiting);
+        let is_waiting = |name: &str| {
+            steps
+                .iter()
+                .find(|s| s.name == name)
+                .is_some_and(|s| s.status == StepStatus::Waiting)
+        };
+        // A sub-gate (`STEP#KEY`, an llm step's tool call) waits while its step does; a waiting
+        // step without a request of its own is decided through its open sub-gate.
+        let key = match sub_gate_owner(&step_nfc) {
+            Some(owner) if !steps.iter().any(|s| s.name == step_nfc) => {
+                is_waiting(owner).then(|| step_nfc.clone())
+            }
+            _ if is_waiting(&step_nfc) && self.store.approval(&run.id, &step_nfc)?.is_none() => {
+                open_sub_gate(self.store.as_ref(), &run.id, &step_nfc)?
+            }
+            _ => is_waiting(&step_nfc).then(|| step_nfc.clone()),
+        };
+        let waiting = key.is_some();
+        let key = key.unwrap_or(step_nfc);
+        let step = key.as_str();
         let Some(approval) = self.store.approval(&run.id, step)?.filter(|_| waiting) else {
             return Err(EngineError::Invalid(format!(
                 "step `{step}` of run {} is not waiting for approval",
@@ -298,5 +335,18 @@ impl Engine {
             approvals,
             quorum: after.request.quorum,
         })
+    }
+}
+
+#[cfg(test)]
+mod sub_gate_tests {
+    use super::sub_gate_owner;
+
+    #[test]
+    fn a_sub_gate_belongs_to_the_step_before_its_last_hash() {
+        assert_eq!(sub_gate_owner("ask#tool-1.0"), Some("ask"));
+        assert_eq!(sub_gate_owner("a#b#tool-2.1"), Some("a#b"));
+        assert_eq!(sub_gate_owner("ask"), None);
+        assert_eq!(sub_gate_owner("#tool-1.0"), None);
     }
 }

@@ -148,6 +148,9 @@ struct Entry {
     api_key: Option<String>,
     command: Option<String>,
     timeout: Option<Duration>,
+    /// `models:`: the models the provider serves (a step naming another is refused by
+    /// `claw workflow validate`); empty means any.
+    models: Vec<String>,
 }
 
 /// The LLM configuration (its `Debug` shows names, never values).
@@ -157,6 +160,8 @@ pub struct Config {
     default: Option<String>,
     roles: BTreeMap<String, String>,
     fallback: Option<Vec<String>>,
+    /// `max_tokens_per_run`: the most tokens (input and output) a run's llm steps may use.
+    max_tokens_per_run: Option<u64>,
     /// The resolved settings the providers read (`*_API_KEY`, `*_BASE_URL`, `*_MODEL`, ...).
     settings: BTreeMap<String, (String, Source)>,
     /// The vault's values named by `api_key:` entries that are not settings.
@@ -178,8 +183,16 @@ impl std::fmt::Debug for Config {
     }
 }
 
-const PROVIDER_KEYS: &[&str] = &["kind", "base_url", "model", "api_key", "command", "timeout"];
-const SECTION_KEYS: &[&str] = &["default", "roles", "fallback", "providers"];
+const PROVIDER_KEYS: &[&str] = &[
+    "kind", "base_url", "model", "api_key", "command", "timeout", "models",
+];
+const SECTION_KEYS: &[&str] = &[
+    "default",
+    "roles",
+    "fallback",
+    "providers",
+    "max_tokens_per_run",
+];
 
 impl Config {
     /// Reads `<root>/claw.yaml`'s `llm:` (every problem with its position) over the resolved
@@ -242,6 +255,11 @@ impl Config {
                 "fallback" => {
                     let list = r.string_list(node, "llm.fallback");
                     self.fallback = Some(list.into_iter().map(|(s, _)| s).collect());
+                }
+                "max_tokens_per_run" => {
+                    self.max_tokens_per_run = r
+                        .positive_int(node, "llm.max_tokens_per_run")
+                        .map(u64::from);
                 }
                 "providers" => {
                     for (name, n) in r.entries(node, &[], "`llm.providers`") {
@@ -308,6 +326,13 @@ impl Config {
                 "api_key" => e.api_key = r.string(n, "api_key"),
                 "command" => e.command = r.string(n, "command"),
                 "timeout" => e.timeout = r.duration(n, "timeout"),
+                "models" => {
+                    e.models = r
+                        .string_list(n, "models")
+                        .into_iter()
+                        .map(|(m, _)| m)
+                        .collect();
+                }
                 _ => {}
             }
         }
@@ -501,6 +526,48 @@ impl Config {
         out
     }
 
+    /// The token budget of a run: `llm.max_tokens_per_run`, else the setting
+    /// `LLM_MAX_TOKENS_PER_RUN` (environment, vault, `.env`); `None`: no limit.
+    pub fn max_tokens_per_run(&self) -> Result<Option<u64>, String> {
+        if let Some(n) = self.max_tokens_per_run {
+            return Ok(Some(n));
+        }
+        match crate::config::env::var("LLM_MAX_TOKENS_PER_RUN") {
+            Some(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("LLM_MAX_TOKENS_PER_RUN must be a positive number of tokens, not `{v}`")
+                }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `model` is one `provider` serves, when its entry lists `models:` (`Err` names the
+    /// listed ones and the nearest).
+    pub fn check_model(&self, provider: &str, model: &str) -> Result<(), String> {
+        let entry = self
+            .entries
+            .get(provider)
+            .or_else(|| self.entries.get(canonical(provider)));
+        let Some(e) = entry.filter(|e| !e.models.is_empty()) else {
+            return Ok(());
+        };
+        if e.models.iter().any(|m| m == model) {
+            return Ok(());
+        }
+        Err(format!(
+            "unknown model `{model}` for provider `{provider}` (its `models:` in claw.yaml: {}){}",
+            e.models.join(", "),
+            did_you_mean(model, e.models.iter().map(String::as_str))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default()
+        ))
+    }
+
     /// The secret values it holds (registered with the redactor).
     pub fn secret_values(&self) -> Vec<String> {
         let mut out: Vec<String> = DEFS
@@ -583,6 +650,30 @@ mod tests {
             c.chain(Role::Job, Some("anthropic")),
             vec!["anthropic", "ollama"]
         );
+    }
+
+    #[test]
+    fn models_lists_and_the_run_budget_are_read_with_positions() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("claw.yaml"),
+            "llm:\n  max_tokens_per_run: 500\n  providers:\n    local: {kind: openai, models: [qwen2.5, llama3.1]}\n",
+        )
+        .expect("write");
+        let c = Config::load(dir.path(), &Layers::default(), BTreeMap::new()).expect("load");
+        assert_eq!(c.max_tokens_per_run(), Ok(Some(500)));
+        assert_eq!(c.check_model("local", "llama3.1"), Ok(()));
+        let e = c.check_model("local", "qwen25").expect_err("unknown");
+        assert!(e.contains("did you mean `qwen2.5`"), "{e}");
+        // A provider without `models:` takes any model.
+        assert_eq!(c.check_model("anthropic", "anything"), Ok(()));
+        std::fs::write(
+            dir.path().join("claw.yaml"),
+            "llm:\n  max_tokens_per_run: 0\n",
+        )
+        .expect("write");
+        let e = Config::load(dir.path(), &Layers::default(), BTreeMap::new()).expect_err("zero");
+        assert!(e.render().contains("claw.yaml:2:"), "{}", e.render());
     }
 
     #[test]

@@ -396,17 +396,19 @@ fn audit_fallback(home: &std::path::Path, actor: &str, target: &str, note: &Fall
 }
 
 /// One conversational turn for a front end (the Telegram chat mode and the like): the `chat`
-/// role's chain with `history` (oldest first) and the new `text`; the reply's text is streamed
-/// to `sink` as it arrives and masked before it is returned.
+/// role's chain (first `provider` when the chat chose one) with `history` (oldest first) and the
+/// new `text`; the reply's text is streamed to `sink` as it arrives and masked before it is
+/// returned.
 pub async fn chat(
     config: &Config,
     home: &std::path::Path,
+    provider: Option<&str>,
     history: &[Message],
     text: &str,
     sink: &mut dyn Sink,
     cancel: &CancellationToken,
 ) -> Result<Reply, LlmError> {
-    let chain = config.chain(Role::Chat, None);
+    let chain = config.chain(Role::Chat, provider);
     let mut req = Request::prompt(text);
     let mut messages = history.to_vec();
     messages.push(Message::User(text.to_owned()));

@@ -391,7 +391,11 @@ impl Chats {
         let reply = match cmd.as_str() {
             "/start" => "Welcome to claw. Send !help for the commands.".to_owned(),
             "/help" | "!help" => HELP.to_owned(),
-            "/status" | "!status" => self.status(),
+            "/status" | "!status" => format!(
+                "{}\n{}",
+                self.status(),
+                super::conversation::status_line(store.as_ref(), &m)
+            ),
             "!runs" => self.runs(),
             "!logs" => self.logs(&args),
             "/skills" | "!skills" => {
@@ -429,6 +433,10 @@ impl Chats {
                     Err(e) => format!("cannot start {name}: {e}"),
                 }
             }
+            "/mode" | "/model" | "/history" | "/reset" | "/cancel" => {
+                super::conversation::command(store.as_ref(), &self.ctx.engine.dirs, &m, &cmd, &args)
+                    .unwrap_or_default()
+            }
             "!approve" => self.vote(&m, &args, true),
             "!reject" => self.vote(&m, &args, false),
             "!cancel" => self.cancel(&m, &args),
@@ -443,6 +451,21 @@ impl Chats {
                         Some((t, found)) => {
                             let t = t.clone();
                             return self.clone().run_trigger(creds, &m, t, found).await;
+                        }
+                        // Free text no trigger takes: the LLM chat mode.
+                        None if !m.text.starts_with(['/', '!']) => {
+                            let dirs = &self.ctx.engine.dirs;
+                            match super::conversation::reply(
+                                store.as_ref(),
+                                dirs,
+                                &m,
+                                &self.ctx.intake,
+                            )
+                            .await
+                            {
+                                Some(r) => r,
+                                None => return,
+                            }
                         }
                         None => route_text(&m),
                     },
@@ -700,6 +723,22 @@ impl Chats {
         trigger: serde_json::Value,
         tell: bool,
     ) {
+        // The command policies see the chat command as written (no run holds a gate yet).
+        let subject = crate::policy::Subject::Command(m.text.clone());
+        let target = format!("{}:{}", m.channel, m.chat);
+        let refused = match crate::policy::gate("chat trigger", &m.identity(), &target, &[subject])
+        {
+            crate::policy::Gate::Allow => None,
+            crate::policy::Gate::Deny(why) => Some(why),
+            crate::policy::Gate::RequireApproval { rule, message } => {
+                Some(crate::policy::refuse_without_run(&rule, &message))
+            }
+        };
+        if let Some(why) = refused {
+            let why = crate::redact::global().redact(&why).into_owned();
+            self.say(creds, &m.channel, &m.chat, &why);
+            return;
+        }
         let workflow = wf.name.clone();
         let Some(_permits) = self.admit(creds, m).await else {
             return;
@@ -1300,7 +1339,7 @@ pub fn params_of(
     Ok(given)
 }
 
-const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!logs <run> [step] — a run's step logs\n!run <workflow> [key=value …] — start a workflow\n/skills — the skills\n/run <skill> [key=value …] — run a skill\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access";
+const HELP: &str = "claw commands:\n!help — this list\n!status — what claw is doing\n!runs — the latest runs\n!logs <run> [step] — a run's step logs\n!run <workflow> [key=value …] — start a workflow\n/skills — the skills\n/run <skill> [key=value …] — run a skill\n!<command> [args …] — a workflow with `triggers: [{command: …}]`\n!approve <run> [step] — approve a waiting step\n!reject <run> [step] [reason] — reject it\n!cancel <run> — stop a run\n/start — ask for access\nany other text — a conversation with the LLM (/mode chat|skill, /model PROVIDER|auto, /history, /reset, /cancel)";
 
 /// What a text that is no command does. The one place a conversation (the LLM chat mode) plugs
 /// in; for now a short hint.

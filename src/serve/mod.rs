@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod conversation;
 pub mod cron;
 pub mod dashboard_bench;
 pub mod http;

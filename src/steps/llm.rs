@@ -24,7 +24,7 @@ use std::io::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepReport};
+use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepReport, llm_tools};
 use crate::config::Dirs;
 use crate::diagnostic::did_you_mean;
 use crate::llm::{self, Config, Message, Request, Role, json::Schema};
@@ -42,6 +42,13 @@ pub struct LlmStep {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub json_schema: Option<Value>,
+    /// What the model may call (`tools:`).
+    pub tools: Vec<llm_tools::ToolSpec>,
+    /// The most replies of the model (`max_turns:`).
+    pub max_turns: Option<u32>,
+    /// Where `provider:` and `model:` stand in the file (for `claw workflow validate`).
+    pub provider_pos: Option<crate::diagnostic::Pos>,
+    pub model_pos: Option<crate::diagnostic::Pos>,
     /// What an attempt needs, looked up by `prepare`.
     pub prepared: Option<std::sync::Arc<Prepared>>,
 }
@@ -53,6 +60,10 @@ pub struct Prepared {
     pub chain: Vec<String>,
     pub schema: Option<Schema>,
     pub home: std::path::PathBuf,
+    pub dirs: Dirs,
+    pub tools: Vec<llm_tools::Prepared>,
+    /// The run's token budget (`llm.max_tokens_per_run`).
+    pub budget: Option<u64>,
 }
 
 impl Kind for LlmStep {
@@ -122,14 +133,16 @@ impl Kind for LlmStep {
                 }
             }
         });
-        for key in ["tools", "max_turns"] {
-            if let Some(n) = node.get(key) {
-                cx.err(
-                    n.pos,
-                    format!("`{key}` (tool calling) is not available yet in this version of claw"),
-                );
+        let tools = node
+            .get("tools")
+            .map(|n| llm_tools::load(cx, n))
+            .unwrap_or_default();
+        let max_turns = node.get("max_turns").and_then(|n| {
+            if node.get("tools").is_none() {
+                cx.err(n.pos, "`max_turns` bounds a tool loop: it needs `tools:`");
             }
-        }
+            cx.positive_int(n, "max_turns")
+        });
         Some(Self {
             prompt,
             system,
@@ -139,6 +152,10 @@ impl Kind for LlmStep {
             max_tokens,
             temperature,
             json_schema,
+            tools,
+            max_turns,
+            provider_pos: node.get("provider").map(|n| n.pos),
+            model_pos: node.get("model").map(|n| n.pos),
             prepared: None,
         })
     }
@@ -156,6 +173,12 @@ impl Kind for LlmStep {
         let mut t = vec![self.prompt.as_str()];
         t.extend(self.system.as_deref());
         t.extend(self.model.as_deref());
+        for tool in &self.tools {
+            if let llm_tools::ToolKind::Http { url, headers, .. } = &tool.kind {
+                t.push(url.as_str());
+                t.extend(headers.iter().map(|(_, v)| v.as_str()));
+            }
+        }
         t
     }
 
@@ -169,6 +192,8 @@ impl Kind for LlmStep {
         cx.new_secrets.extend(config.secret_values());
         let schema = self.json_schema.clone().map(Schema::new).transpose()?;
         let model = self.model.as_deref().map(|m| cx.plain(m)).transpose()?;
+        let tools = llm_tools::prepare(&self.tools, cx.dirs, &|t| cx.plain(t))?;
+        let budget = config.max_tokens_per_run()?;
         Ok(Self {
             prompt: cx.plain(&self.prompt)?,
             system: self.system.as_deref().map(|s| cx.plain(s)).transpose()?,
@@ -178,6 +203,9 @@ impl Kind for LlmStep {
                 chain,
                 schema,
                 home: cx.dirs.home.clone(),
+                dirs: cx.dirs.clone(),
+                tools,
+                budget,
             })),
             ..self.clone()
         })
@@ -196,10 +224,20 @@ impl Kind for LlmStep {
             Err(e) => return vec![e],
         };
         let chain = config.chain(self.role, self.provider.as_deref());
-        chain
+        let mut out: Vec<String> = chain
             .iter()
             .filter_map(|n| config.provider(n).err())
-            .collect()
+            .collect();
+        for t in &self.tools {
+            if let llm_tools::ToolKind::Skill(name) = &t.kind {
+                out.extend(
+                    crate::skills::runner::environment_problems(dirs, name)
+                        .into_iter()
+                        .map(|p| format!("tool `{}`: {p}", t.name)),
+                );
+            }
+        }
+        out
     }
 
     fn show(&self) -> Vec<(&'static str, Value)> {
@@ -209,6 +247,12 @@ impl Kind for LlmStep {
         }
         if let Some(m) = &self.model {
             v.push(("model", json!(m)));
+        }
+        if !self.tools.is_empty() {
+            v.push((
+                "tools",
+                json!(self.tools.iter().map(|t| &t.name).collect::<Vec<_>>()),
+            ));
         }
         v
     }
@@ -342,7 +386,7 @@ async fn run_prepared(step: &LlmStep, p: &Prepared, input: &StepInput, rt: &Runt
         model: step.model.clone(),
         max_tokens: step.max_tokens.unwrap_or(llm::DEFAULT_MAX_TOKENS),
         temperature: step.temperature,
-        tools: Vec::new(),
+        tools: p.tools.iter().map(|t| t.def.clone()).collect(),
         timeout: input.timeout,
     };
     log.line(&format!(
@@ -358,10 +402,92 @@ async fn run_prepared(step: &LlmStep, p: &Prepared, input: &StepInput, rt: &Runt
         step.prompt.chars().take(PROMPT_EXCERPT).collect::<String>()
     ));
     let target = format!("{}/{}", input.run_id, input.step);
-    let mut usage = llm::Usage::default();
-    let mut asked = 0;
+    let budget = p
+        .budget
+        .map(|b| llm_tools::RunBudget::new(&input.log_path, b));
+    let max_turns = step.max_turns.unwrap_or(llm_tools::DEFAULT_MAX_TURNS);
+    // The journal: what an earlier attempt of this same request did is replayed.
+    let tool_names: Vec<&str> = p.tools.iter().map(|t| t.def.name.as_str()).collect();
+    let key = llm_tools::request_key(&[
+        &step.prompt,
+        req.system.as_deref().unwrap_or_default(),
+        step.model.as_deref().unwrap_or_default(),
+        &tool_names.join(","),
+    ]);
+    let journal = if p.tools.is_empty() {
+        None
+    } else {
+        match llm_tools::Journal::open(&input.log_path, &key) {
+            Ok(j) => Some(j),
+            Err(e) => return StepReport::failed(e),
+        }
+    };
+    let replay = journal
+        .as_ref()
+        .map(|j| llm_tools::replay(&j.replayed))
+        .unwrap_or_default();
+    let mut usage = replay.usage;
+    let mut turns = replay.turns;
+    let mut asked = u32::from(replay.reasked) + 1;
+    let mut calls: Vec<llm_tools::CallRecord> = Vec::new();
+    let done = replay.done;
+    let mut last = replay.last.unwrap_or_default();
+    if turns > 0 {
+        log.line(&format!(
+            "> resuming the conversation: {turns} replies and {} tool calls replayed from the journal",
+            done.len()
+        ));
+    }
+    req.messages.extend(replay.messages);
+    let tool_cx = journal.as_ref().map(|j| llm_tools::Cx {
+        tools: &p.tools,
+        dirs: &p.dirs,
+        input,
+        rt,
+        journal: j,
+    });
     loop {
-        asked += 1;
+        // The calls of the last reply, if it asked for any, run before the model is asked again.
+        if let (Some(Message::Assistant { calls: pending, .. }), Some(cx)) =
+            (req.messages.last(), tool_cx.as_ref())
+            && !pending.is_empty()
+        {
+            let pending = pending.clone();
+            let result =
+                llm_tools::run_calls(cx, turns, &pending, &done, &mut |l| log.line(l)).await;
+            match result {
+                Ok((results, records)) => {
+                    calls.extend(records);
+                    req.messages.push(Message::ToolResults(results));
+                    continue;
+                }
+                Err(llm_tools::Stop::Cancelled) => {
+                    log.line("! cancelled");
+                    return StepReport::cancelled();
+                }
+                Err(llm_tools::Stop::Failed(why)) => {
+                    log.line(&format!("! {why}"));
+                    return StepReport::failed(why);
+                }
+            }
+        }
+        if journal.is_some() && turns >= max_turns {
+            let why =
+                format!("the model still asks for tools after max_turns ({max_turns}) replies");
+            log.line(&format!("! {why}"));
+            let mut r = StepReport::failed_for_good(why);
+            r.outputs = outputs_of(&usage, &last, &calls, turns);
+            return r;
+        }
+        if let Some(b) = &budget {
+            let used = b.used();
+            if used >= b.limit {
+                return over_budget(&mut log, used, b.limit, &usage, &last, &calls, turns);
+            }
+            // The reply may not take more than what is left.
+            let left = u32::try_from(b.limit - used).unwrap_or(u32::MAX);
+            req.max_tokens = req.max_tokens.min(left);
+        }
         log.line("< reply:");
         let started = std::time::Instant::now();
         let result = llm::complete(
@@ -400,6 +526,11 @@ async fn run_prepared(step: &LlmStep, p: &Prepared, input: &StepInput, rt: &Runt
         };
         log.end_text();
         usage.add(reply.usage);
+        turns += 1;
+        last = (reply.model.clone(), reply.provider.clone());
+        if let Some(b) = &budget {
+            b.add(&input.step, reply.usage);
+        }
         log.line(&format!(
             "< {} {} in {} ms, {} input + {} output tokens, stop: {}",
             reply.provider,
@@ -413,12 +544,43 @@ async fn run_prepared(step: &LlmStep, p: &Prepared, input: &StepInput, rt: &Runt
                 &reply.stop_reason
             }
         ));
+        // Only the tools offered may be called; a step without tools takes the text.
+        let reply_calls = if journal.is_some() {
+            reply.calls.clone()
+        } else {
+            Vec::new()
+        };
+        if let Some(j) = &journal
+            && let Err(e) = j.add(&llm_tools::Entry::Reply {
+                text: reply.text.clone(),
+                calls: reply_calls.clone(),
+                usage: reply.usage,
+                model: reply.model.clone(),
+                provider: reply.provider.clone(),
+            })
+        {
+            log.line(&format!("! {e}"));
+            return StepReport::failed(e);
+        }
+        req.model = Some(reply.model.clone())
+            .filter(|m| !m.is_empty())
+            .or(req.model);
+        if !reply_calls.is_empty() {
+            req.messages.push(Message::Assistant {
+                text: reply.text.clone(),
+                calls: reply_calls,
+            });
+            continue;
+        }
+        if let Some(b) = &budget {
+            let used = b.used();
+            if used > b.limit {
+                return over_budget(&mut log, used, b.limit, &usage, &last, &calls, turns);
+            }
+        }
         let text = input.redactor.redact(&reply.text).into_owned();
-        let mut outputs = serde_json::Map::new();
+        let mut outputs = outputs_of(&usage, &last, &calls, turns);
         outputs.insert("text".into(), json!(text));
-        outputs.insert("model".into(), json!(reply.model));
-        outputs.insert("provider".into(), json!(reply.provider));
-        outputs.insert("usage".into(), json!(usage));
         let Some(schema) = &p.schema else {
             return StepReport {
                 stdout: text,
@@ -454,17 +616,93 @@ async fn run_prepared(step: &LlmStep, p: &Prepared, input: &StepInput, rt: &Runt
                 ))
             };
         }
+        asked += 1;
         log.line("> re-asking once with the validation errors");
-        req.model = Some(reply.model.clone())
-            .filter(|m| !m.is_empty())
-            .or(req.model);
+        let again = format!(
+            "Your reply is not valid against the JSON Schema:\n- {}\nReply again with only the corrected JSON value.",
+            problems.join("\n- ")
+        );
+        if let Some(j) = &journal
+            && let Err(e) = j.add(&llm_tools::Entry::User(again.clone()))
+        {
+            return StepReport::failed(e);
+        }
         req.messages.push(Message::Assistant {
             text: reply.text.clone(),
             calls: Vec::new(),
         });
-        req.messages.push(Message::User(format!(
-            "Your reply is not valid against the JSON Schema:\n- {}\nReply again with only the corrected JSON value.",
-            problems.join("\n- ")
-        )));
+        req.messages.push(Message::User(again));
     }
+}
+
+/// The outputs every end has: `model`, `provider`, `usage`, and with tools `tool_calls` and
+/// `turns`.
+fn outputs_of(
+    usage: &llm::Usage,
+    last: &(String, String),
+    calls: &[llm_tools::CallRecord],
+    turns: u32,
+) -> serde_json::Map<String, Value> {
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("model".into(), json!(last.0));
+    outputs.insert("provider".into(), json!(last.1));
+    outputs.insert("usage".into(), json!(usage));
+    if !calls.is_empty() {
+        outputs.insert("tool_calls".into(), json!(calls));
+        outputs.insert("turns".into(), json!(turns));
+    }
+    outputs
+}
+
+fn over_budget(
+    log: &mut StepLog,
+    used: u64,
+    limit: u64,
+    usage: &llm::Usage,
+    last: &(String, String),
+    calls: &[llm_tools::CallRecord],
+    turns: u32,
+) -> StepReport {
+    let why = format!(
+        "token budget exceeded: this run's llm steps have used {used} tokens of max_tokens_per_run {limit} (llm.max_tokens_per_run in claw.yaml, or LLM_MAX_TOKENS_PER_RUN)"
+    );
+    log.line(&format!("! {why}"));
+    let mut r = StepReport::failed_for_good(why);
+    r.outputs = outputs_of(usage, last, calls, turns);
+    r
+}
+
+/// What `claw workflow validate` finds wrong in an llm step against this machine's
+/// configuration (`claw.yaml`'s `llm:`): a provider that is not one, a model its provider does
+/// not list under `models:`. Each problem names the line and column.
+pub fn config_problems(dirs: &Dirs, name: &str, step: &LlmStep) -> Vec<String> {
+    // Settings only: validating never opens the vault.
+    let (layers, _notes) =
+        crate::vault::settings(&dirs.root, &dirs.home, std::collections::BTreeMap::new());
+    let config = match Config::load(&dirs.root, &layers, std::collections::BTreeMap::new()) {
+        Ok(c) => c,
+        Err(e) => return vec![e.render()],
+    };
+    let at = |pos: Option<crate::diagnostic::Pos>| {
+        pos.map(|p| format!("line {}, column {}: ", p.line, p.col))
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    let provider = step
+        .provider
+        .clone()
+        .unwrap_or_else(|| config.role_provider(step.role));
+    if provider.contains("${{") {
+        return out;
+    }
+    if let Err(e) = config.provider(&provider) {
+        out.push(format!("{}step `{name}`: {e}", at(step.provider_pos)));
+        return out;
+    }
+    if let Some(model) = step.model.as_deref().filter(|m| !m.contains("${{"))
+        && let Err(e) = config.check_model(&provider, model)
+    {
+        out.push(format!("{}step `{name}`: {e}", at(step.model_pos)));
+    }
+    out
 }

@@ -18,6 +18,7 @@ pub mod approval;
 pub mod browser;
 pub mod http;
 pub mod llm;
+pub mod llm_tools;
 pub mod memory;
 pub mod notify;
 pub mod shell;
@@ -637,6 +638,10 @@ pub trait Services: Send + Sync {
         child: &'a subworkflow::SubWorkflowStep,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<subworkflow::ChildEnd, WaitEnd>>;
+
+    /// A step that waited on a sub-gate of its own (an llm step's tool call, `STEP#KEY`) goes
+    /// on: the step and the run are recorded as running again.
+    fn gate_closed(&self, _input: &StepInput) {}
 
     /// Queues a notify step's message in the outbox and tries to deliver it for a short while
     /// (what is left, `claw serve` delivers); how its messages stand then.

@@ -378,6 +378,29 @@ pub struct RunWatch {
     pub created_at: i64,
 }
 
+/// A chat's LLM conversation: its mode, its provider override, its last turns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatSession {
+    pub channel: String,
+    pub chat: String,
+    /// `chat` (the default: free text goes to the LLM) or `skill`.
+    pub mode: String,
+    /// The provider `/model` chose (`None`: the chat role's).
+    pub model: Option<String>,
+    /// Oldest first.
+    pub history: Vec<ChatTurn>,
+    pub updated_at: i64,
+}
+
+/// One message of a chat's conversation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatTurn {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub text: String,
+    pub at: i64,
+}
+
 /// Whether a chat may talk to claw, as recorded (besides the `ALLOWED_CHAT_IDS` setting).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChatAccess {
@@ -587,7 +610,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn approval(&self, run_id: &str, step: &str) -> Result<Option<Approval>>;
     /// Adds a vote; `false` if this approver has already voted on the request.
     fn add_vote(&self, run_id: &str, step: &str, vote: &Vote) -> Result<bool>;
-    /// Requests whose step is still waiting, oldest first.
+    /// Requests whose step is still waiting, oldest first; also the undecided sub-gates of a
+    /// waiting step (`STEP#KEY`: an llm step's tool call waiting for approval).
     fn pending_approvals(&self) -> Result<Vec<Approval>>;
 
     /// Deletes finished runs older than `older_than` (ms) or beyond the newest `keep` of their
@@ -652,6 +676,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn set_chat_access(&self, access: &ChatAccess) -> Result<()>;
     /// Forgets a chat; false when it was not recorded.
     fn remove_chat_access(&self, channel: &str, chat: &str) -> Result<bool>;
+    /// A chat's LLM conversation (mode, provider override, last turns), if it has one.
+    fn chat_session(&self, channel: &str, chat: &str) -> Result<Option<ChatSession>>;
+    /// Keeps a chat's LLM conversation (replacing what was kept).
+    fn set_chat_session(&self, session: &ChatSession) -> Result<()>;
     /// Every recorded chat, by channel and status.
     fn list_chat_access(&self) -> Result<Vec<ChatAccess>>;
     /// Where a channel's inbound stream resumes (Telegram's getUpdates offset).

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_outbox.sql"),
     include_str!("migrations/0007_chats.sql"),
     include_str!("migrations/0008_dashboard.sql"),
+    include_str!("migrations/0009_chat_sessions.sql"),
     include_str!("migrations/0010_chat_buttons.sql"),
 ];
 
@@ -871,7 +872,9 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let keys: Vec<(String, String)> = {
             let mut stmt = conn.prepare_cached(
-                "SELECT a.run_id, a.step FROM approvals a JOIN steps s ON s.run_id = a.run_id AND s.name = a.step \
+                "SELECT a.run_id, a.step FROM approvals a JOIN steps s ON s.run_id = a.run_id AND (s.name = a.step \
+                 OR (substr(a.step, 1, length(s.name) + 1) = s.name || '#' AND NOT EXISTS \
+                 (SELECT 1 FROM approval_votes v WHERE v.run_id = a.run_id AND v.step = a.step))) \
                  JOIN runs r ON r.id = a.run_id \
                  WHERE s.status = 'waiting' AND r.status NOT IN ('succeeded', 'failed', 'cancelled') \
                  ORDER BY a.requested_at",
@@ -1172,6 +1175,48 @@ impl Store for SqliteStore {
                 access.decided_by,
                 access.updated_at
             ],
+        )?;
+        Ok(())
+    }
+
+    fn chat_session(&self, channel: &str, chat: &str) -> Result<Option<super::ChatSession>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT mode, model, history, updated_at FROM chat_sessions \
+                 WHERE channel = ?1 AND chat = ?2",
+                params![channel, chat],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(
+            row.map(|(mode, model, history, updated_at)| super::ChatSession {
+                channel: channel.to_owned(),
+                chat: chat.to_owned(),
+                mode,
+                model,
+                // A history that does not read is no history (the next turn rewrites it).
+                history: serde_json::from_str(&history).unwrap_or_default(),
+                updated_at,
+            }),
+        )
+    }
+
+    fn set_chat_session(&self, s: &super::ChatSession) -> Result<()> {
+        let history = serde_json::to_string(&s.history).unwrap_or_else(|_| "[]".to_owned());
+        self.conn().execute(
+            "INSERT INTO chat_sessions (channel, chat, mode, model, history, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (channel, chat) DO UPDATE SET \
+             mode = excluded.mode, model = excluded.model, history = excluded.history, \
+             updated_at = excluded.updated_at",
+            params![s.channel, s.chat, s.mode, s.model, history, s.updated_at],
         )?;
         Ok(())
     }

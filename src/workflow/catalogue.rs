@@ -364,11 +364,38 @@ fn walk(
     problems: &mut Vec<String>,
     depth: usize,
 ) {
-    const MAX_DEPTH: usize = 32;
     for step in wf.steps.iter().chain(&wf.rollback) {
-        let StepKind::Workflow(child) = &step.kind else {
-            continue;
+        // A sub-workflow step's child, and the workflows an llm step's tools may start.
+        let children: Vec<&str> = match &step.kind {
+            StepKind::Workflow(child) => vec![child.workflow.as_str()],
+            StepKind::Llm(l) => l
+                .tools
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    crate::steps::llm_tools::ToolKind::Workflow(w) => Some(w.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => continue,
         };
+        for child in children {
+            walk_child(dirs, wf, step, child, chain, problems, depth);
+        }
+    }
+}
+
+/// One child of `step` (see [`walk`]).
+fn walk_child(
+    dirs: &Dirs,
+    wf: &Workflow,
+    step: &crate::workflow::Step,
+    child: &str,
+    chain: &mut Vec<(PathBuf, String)>,
+    problems: &mut Vec<String>,
+    depth: usize,
+) {
+    const MAX_DEPTH: usize = 32;
+    {
         let at = format!(
             "{}:{}:{}: step `{}`",
             wf.path.display(),
@@ -376,11 +403,11 @@ fn walk(
             step.pos.col,
             step.name
         );
-        let path = match find_child(dirs, &wf.path, &child.workflow) {
+        let path = match find_child(dirs, &wf.path, child) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(format!("{at}: {e}"));
-                continue;
+                return;
             }
         };
         let key = canonical(&path);
@@ -391,13 +418,13 @@ fn walk(
                 "{at}: workflow recursion: {} (a workflow may not run itself, directly or through others)",
                 names.join(" → ")
             ));
-            continue;
+            return;
         }
         if depth >= MAX_DEPTH {
             problems.push(format!(
                 "{at}: sub-workflows nest deeper than {MAX_DEPTH} levels"
             ));
-            continue;
+            return;
         }
         match load::load_file(&path) {
             Ok(child_wf) => {

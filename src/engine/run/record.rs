@@ -65,7 +65,7 @@ impl Exec<'_> {
     }
 
     /// After a step that waited ends: the run leaves `waiting` once no step waits any more.
-    fn wait_closed(&mut self) -> Result<()> {
+    pub(super) fn wait_closed(&mut self) -> Result<()> {
         let still = self.recs.values().any(|r| r.status == StepStatus::Waiting);
         if !still && self.run.status == RunStatus::Waiting {
             self.flush()?;

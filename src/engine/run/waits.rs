@@ -42,6 +42,9 @@ pub(super) enum Notice {
         /// Whether the gate asks for input fields.
         has_input: bool,
     },
+    /// A sub-gate of a step that goes on after it (an llm step's tool call) is decided: the
+    /// step runs again.
+    GateClosed { step: String, attempt: u32 },
     /// A sub-workflow's child run exists.
     Child {
         step: String,
@@ -124,7 +127,11 @@ impl Exec<'_> {
                 question,
                 has_input,
             } => {
-                let Some(mut rec) = self.recs.get(&step).cloned() else {
+                // A sub-gate (`STEP#KEY`: an llm step's tool call) makes its step wait.
+                let rec = self.recs.get(&step).or_else(|| {
+                    approval::sub_gate_owner(&step).and_then(|owner| self.recs.get(owner))
+                });
+                let Some(mut rec) = rec.cloned() else {
                     return Ok(());
                 };
                 if rec.attempts != attempt || rec.status != StepStatus::Running {
@@ -155,6 +162,19 @@ impl Exec<'_> {
                     question: &question,
                     has_input,
                 });
+            }
+            Notice::GateClosed { step, attempt } => {
+                let Some(mut rec) = self.recs.get(&step).cloned() else {
+                    return Ok(());
+                };
+                if rec.attempts != attempt || rec.status != StepStatus::Waiting {
+                    return Ok(());
+                }
+                rec.status = StepStatus::Running;
+                rec.message = None;
+                self.record(rec)?;
+                self.flush()?;
+                self.wait_closed()?;
             }
             Notice::Child {
                 step,
@@ -420,6 +440,13 @@ pub(super) async fn queue_and_deliver(
 }
 
 impl Services for RunServices {
+    fn gate_closed(&self, input: &StepInput) {
+        self.notify(Notice::GateClosed {
+            step: input.step.clone(),
+            attempt: input.attempt,
+        });
+    }
+
     fn send_message<'a>(
         &'a self,
         input: &'a StepInput,
