@@ -420,14 +420,39 @@ pub fn entry_hash(entry: &Map<String, Value>) -> String {
         .get("prev")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let mut body = entry.clone();
-    body.remove("hash");
-    // serde_json's map keeps keys sorted (no `preserve_order`): this is the canonical form.
-    let canonical = Value::Object(body).to_string();
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
-    h.update(canonical.as_bytes());
+    // serde_json's map keeps keys sorted (no `preserve_order`): the entry without its `hash`,
+    // serialized compactly, is the canonical form. It is streamed into the hash, not copied.
+    let body = WithoutHash(entry);
+    if serde_json::to_writer(HashWriter(&mut h), &body).is_err() {
+        // Writing into a hasher cannot fail; a map of JSON values always serializes.
+        unreachable!("serializing an audit entry into its hash failed");
+    }
     hex::encode(h.finalize())
+}
+
+/// An entry's fields but `hash`, serialized like the map itself.
+struct WithoutHash<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for WithoutHash<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != "hash"))
+    }
+}
+
+/// Bytes written go into the hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The audit log of one data directory.

@@ -171,7 +171,11 @@ impl Engine {
             context: format!("cannot create the data directory {}", dirs.home.display()),
             source,
         })?;
-        let store = SqliteStore::open(&dirs.db_path())?;
+        // Each commit is made durable by an `fdatasync` of the WAL (group commit, here with one
+        // writer) rather than SQLite's own `fsync`, which also flushes the inode: the same
+        // promise at about half the cost per step on ext4.
+        let db = dirs.db_path();
+        let store = SqliteStore::open(&db)?.with_group_commit(&db)?;
         Ok(Self::with_store(dirs, settings, Arc::new(store)))
     }
 
