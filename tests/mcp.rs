@@ -1,6 +1,9 @@
 //! `claw mcp` driven by the official MCP Python client (`mcp` from PyPI, pinned, installed by
 //! scripts/test.sh into target/mcp-venv): the tools and their schemas, a workflow run and its
-//! result, remember/recall, an error as text, a bad argument refused.
+//! result, remember/recall, an error as text, a bad argument refused; and the same tools over
+//! streamable HTTP at `/mcp` on `claw serve`, refused without its bearer token.
+
+#![allow(clippy::unwrap_used)]
 
 use crate::common::Env;
 
@@ -163,4 +166,166 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
             .any(|l| l.contains("\"memory.remember\"") && l.contains("\"mcp:mcp\"")),
         "{audit}"
     );
+}
+
+/// The client over HTTP: refusals with plain requests (no token, a wrong one), then the
+/// official client with the token. Prints one JSON object.
+const HTTP_CLIENT: &str = r#"
+import asyncio, json, sys, urllib.request, urllib.error
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+URL, TOKEN = sys.argv[1], sys.argv[2]
+INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-03-26", "capabilities": {},
+    "clientInfo": {"name": "probe", "version": "1"}}}).encode()
+
+def plain(headers):
+    req = urllib.request.Request(URL, data=INIT, method="POST", headers={
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode(),
+                "www": e.headers.get("WWW-Authenticate")}
+
+async def main():
+    out = {"none": plain({}), "wrong": plain({"Authorization": "Bearer not-the-token"})}
+    if TOKEN:
+        headers = {"Authorization": "Bearer " + TOKEN}
+        async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+            async with streamable_http_client(URL, http_client=http) as (r, w, _):
+                async with ClientSession(r, w) as s:
+                    await s.initialize()
+                    tools = (await s.list_tools()).tools
+                    out["tools"] = sorted(t.name for t in tools)
+                    res = await s.call_tool("run_workflow", {"name": "hello"})
+                    out["run"] = {"text": res.content[0].text, "error": res.isError,
+                                  "data": res.structuredContent}
+                    res = await s.call_tool("remember", {"key": "over", "value": "http"})
+                    out["remember"] = {"text": res.content[0].text, "error": res.isError}
+                    try:
+                        res = await s.call_tool("recall", {"key": 5})
+                        out["bad"] = {"text": res.content[0].text, "error": res.isError}
+                    except Exception as e:
+                        out["bad"] = {"text": str(e), "error": True}
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+/// `claw serve` on a free port with `vars`; killed on drop.
+struct Daemon(std::process::Child, String);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(env: &Env, vars: &[(&str, &str)]) -> Daemon {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = env.command(&["serve", "--bind", &addr]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon(child, addr);
+    let up = crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        std::net::TcpStream::connect(&d.1).ok()
+    });
+    assert!(up.is_some(), "the daemon did not start");
+    d
+}
+
+fn http_client(env: &Env, d: &Daemon, token: &str) -> serde_json::Value {
+    let out = std::process::Command::new(mcp_python())
+        .args(["-c", HTTP_CLIENT, &format!("http://{}/mcp", d.1), token])
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn over_http_in_the_daemon_only_with_the_bearer_token() {
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        "name: hello\nsteps:\n  - name: greet\n    command: echo hello over http\n",
+    );
+
+    // No token configured: refused, naming the setting that turns it on.
+    {
+        let d = daemon(&env, &[]);
+        let v = http_client(&env, &d, "");
+        assert_eq!(v["none"]["status"], 503, "{v}");
+        assert!(v["none"]["body"].as_str().unwrap().contains("MCP_TOKEN"));
+        assert_eq!(v["wrong"]["status"], 503, "{v}");
+    }
+
+    let token = "mcp-token-6b0e2f9d41c7a835";
+    let d = daemon(&env, &[("MCP_TOKEN", token)]);
+    let v = http_client(&env, &d, token);
+    for k in ["none", "wrong"] {
+        assert_eq!(v[k]["status"], 401, "{k}: {v}");
+        assert_eq!(v[k]["www"], "Bearer");
+        assert!(!v[k]["body"].as_str().unwrap().contains(token));
+    }
+    let tools = v["tools"].as_array().unwrap();
+    for name in ["run_workflow", "remember", "recall", "list_workflows"] {
+        assert!(tools.iter().any(|t| t == name), "no {name}: {v}");
+    }
+    let run = &v["run"];
+    assert_eq!(run["error"], false, "{run}");
+    assert_eq!(run["data"]["status"], "succeeded", "{run}");
+    assert!(
+        run["text"].as_str().unwrap().contains("hello over http"),
+        "{run}"
+    );
+    assert_eq!(v["remember"]["error"], false, "{v}");
+    assert_eq!(v["bad"]["error"], true, "{v}");
+    assert!(
+        v["bad"]["text"].as_str().unwrap().contains("key"),
+        "{}",
+        v["bad"]
+    );
+
+    // The refusals are audited, the calls carry the client's name; the token is nowhere.
+    // (The daemon writes its audit entries behind: wait for them.)
+    let audit = crate::common::wait_for(std::time::Duration::from_secs(20), || {
+        let a = std::fs::read_to_string(env.home.join("audit.log")).ok()?;
+        (a.lines().filter(|l| l.contains("\"mcp.refused\"")).count() >= 2).then_some(a)
+    })
+    .expect("both refusals audited");
+    let refused = audit
+        .lines()
+        .filter(|l| l.contains("\"mcp.refused\""))
+        .count();
+    assert_eq!(refused, 2, "{audit}");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"memory.remember\"") && l.contains("\"mcp:mcp\"")),
+        "{audit}"
+    );
+    assert!(!audit.contains(token));
 }

@@ -9,6 +9,7 @@
 //! `run_workflow` creates a run like `claw workflow run --detach` (so an approval gate waits for
 //! a person like in any run) and, unless `wait` is false, waits for its end.
 
+pub mod http;
 pub mod tools;
 
 use std::time::Duration;
@@ -29,6 +30,8 @@ use crate::memory::{self, Memory};
 pub struct Server {
     dirs: Dirs,
     settings: Settings,
+    /// Whether a daemon owns the data directory (it then executes the runs queued here).
+    daemon_runs: fn(&std::path::Path) -> bool,
 }
 
 /// What a tool answers: the seed's text and the structured facts; `Err` is a failure as text.
@@ -51,8 +54,22 @@ fn limit(a: &Map<String, Value>) -> u32 {
 }
 
 impl Server {
+    /// A server that executes the runs it queues itself (`claw run resume` processes), unless
+    /// told how to see a daemon ([`Server::with_daemon_check`]).
     pub fn new(dirs: Dirs, settings: Settings) -> Self {
-        Self { dirs, settings }
+        Self {
+            dirs,
+            settings,
+            daemon_runs: |_| false,
+        }
+    }
+
+    /// How to tell whether a daemon owns the data directory: its queue then takes the runs
+    /// queued here (the daemon serving `/mcp` answers always; `claw mcp` looks at the lease).
+    #[must_use]
+    pub fn with_daemon_check(mut self, daemon_runs: fn(&std::path::Path) -> bool) -> Self {
+        self.daemon_runs = daemon_runs;
+        self
     }
 
     /// Serves over stdin/stdout until the client closes them.
@@ -296,7 +313,9 @@ impl Server {
                 claim: false,
             })
             .map_err(|e| fail(e.to_string()))?;
-        start_run(&self.dirs, &engine, &run.id).map_err(fail)?;
+        if !(self.daemon_runs)(&self.dirs.home) {
+            start_run(&self.dirs, &engine, &run.id).map_err(fail)?;
+        }
         if !wait {
             return Ok((
                 format!("Workflow '{name}' queued as run {}", run.id),
@@ -671,13 +690,10 @@ impl Server {
     }
 }
 
-/// Leaves a queued run to the daemon when one owns the data directory, else executes it in a
-/// `claw run resume ID` process of its own (as `claw workflow run --detach` does), so that it
-/// outlives this server and waits for approvals like any run.
+/// Executes a queued run in a `claw run resume ID` process of its own (as `claw workflow run
+/// --detach` does without a daemon), so that it outlives this server and waits for approvals
+/// like any run.
 fn start_run(dirs: &Dirs, engine: &crate::engine::Engine, run_id: &str) -> Result<(), String> {
-    if crate::serve::lease::holder(&dirs.home).is_some() {
-        return Ok(());
-    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the claw binary: {e}"))?;
     let dir = engine.dirs.run_log_dir(run_id);
     crate::fsutil::create_dirs_private(&dir)

@@ -503,7 +503,7 @@ fn table(who: &Who, heading: &str, note: String, items: &[Value], cols: &[Col]) 
 
 macro_rules! page_auth {
     ($web:expr, $headers:expr) => {
-        match super::authenticate(&$web, &$headers) {
+        match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
             Err(r) => return page_refusal(r),
         }
@@ -512,12 +512,14 @@ macro_rules! page_auth {
 
 macro_rules! api_auth {
     ($web:expr, $headers:expr) => {
-        match super::authenticate(&$web, &$headers) {
+        match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
             Err(r) => return api_refusal(r),
         }
     };
 }
+
+pub(super) mod triggers;
 
 // ---------------------------------------------------------------------------------------------
 // Overview.
@@ -1886,7 +1888,81 @@ pub(crate) async fn metrics(State(web): WebState, headers: HeaderMap) -> Respons
     out.push_str(&format!(
         "# HELP claw_approvals_waiting Approval gates waiting for a decision.\n# TYPE claw_approvals_waiting gauge\nclaw_approvals_waiting {waiting}\n"
     ));
+    if let Err(e) = more_metrics(store.as_ref(), &mut out) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The upper bounds of the step duration histogram, in seconds.
+const STEP_BUCKETS_S: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0];
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Step durations, schedule fires (fired, missed, skipped) and runs started per trigger (the
+/// webhook deliveries among them).
+fn more_metrics(
+    store: &dyn crate::store::Store,
+    out: &mut String,
+) -> Result<(), crate::store::StoreError> {
+    use std::fmt::Write as _;
+    #[allow(clippy::cast_possible_truncation, reason = "bounds are small whole ms")]
+    let bounds: Vec<i64> = STEP_BUCKETS_S
+        .iter()
+        .map(|s| (s * 1000.0).round() as i64)
+        .collect();
+    let d = store.step_durations(&bounds)?;
+    out.push_str("# HELP claw_step_duration_seconds How long finished steps took.\n# TYPE claw_step_duration_seconds histogram\n");
+    for (le, n) in STEP_BUCKETS_S.iter().zip(&d.buckets) {
+        let _ = writeln!(out, "claw_step_duration_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "claw_step_duration_seconds_bucket{{le=\"+Inf\"}} {c}\nclaw_step_duration_seconds_sum {s}\nclaw_step_duration_seconds_count {c}",
+        c = d.count,
+        s = d.sum_ms as f64 / 1000.0
+    );
+    out.push_str("# HELP claw_schedule_fires_total Fires per schedule: run, missed (claw was down) or skipped (overlap).\n# TYPE claw_schedule_fires_total counter\n");
+    for s in store.schedule_states()? {
+        for (outcome, n) in [
+            ("fired", s.fired),
+            ("missed", s.missed),
+            ("skipped", s.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "claw_schedule_fires_total{{schedule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&s.id)
+            );
+        }
+    }
+    let counts = store.trigger_counts()?;
+    out.push_str("# HELP claw_runs_started_total Runs in the store by what started them.\n# TYPE claw_runs_started_total counter\n");
+    let mut by_type: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (kind, _, n) in &counts {
+        *by_type.entry(kind.as_str()).or_default() += n;
+    }
+    for (kind, n) in by_type {
+        let _ = writeln!(
+            out,
+            "claw_runs_started_total{{trigger=\"{}\"}} {n}",
+            label(kind)
+        );
+    }
+    out.push_str("# HELP claw_webhook_deliveries_total Webhook deliveries that started a run, per hook.\n# TYPE claw_webhook_deliveries_total counter\n");
+    for (_, hook, n) in counts.iter().filter(|(k, _, _)| k == "webhook") {
+        let _ = writeln!(
+            out,
+            "claw_webhook_deliveries_total{{hook=\"{}\"}} {n}",
+            label(hook)
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
