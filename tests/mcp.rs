@@ -43,6 +43,14 @@ async def main():
             out["search"] = text(await s.call_tool("search_memory", {"query": "netw"}))
             out["run"] = text(await s.call_tool("run_workflow", {"name": "hello"}))
             out["missing"] = text(await s.call_tool("show_workflow", {"name": "nope"}))
+            out["cron_add"] = text(await s.call_tool("cron_add_job", {"name": "tidy", "schedule": "0 5 * * *", "command": "echo tidied"}))
+            out["cron_bad"] = text(await s.call_tool("cron_add_job", {"name": "oops", "schedule": "61 * * * *", "command": "true"}))
+            out["cron_disable"] = text(await s.call_tool("cron_disable_job", {"job_id": "tidy"}))
+            out["cron_list"] = text(await s.call_tool("cron_list_jobs", {}))
+            out["cron_logs"] = text(await s.call_tool("cron_job_logs", {"job_id": "tidy"}))
+            out["cron_remove"] = text(await s.call_tool("cron_remove_job", {"job_id": "tidy"}))
+            out["skill"] = text(await s.call_tool("run_skill", {"name": "greet", "args": "who=mcp, code=0"}))
+            out["skill_failed"] = text(await s.call_tool("run_skill", {"name": "greet", "args": "code=3"}))
             try:
                 res = await s.call_tool("search_memory", {"query": "x", "limit": "lots"})
                 out["bad"] = {"text": res.content[0].text, "error": res.isError}
@@ -61,6 +69,18 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         "hello",
         "name: hello\nsteps:\n  - name: greet\n    command: echo hello from claw\n",
     );
+    let skill = env.root.join("skills/greet");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(
+        skill.join("skill.yaml"),
+        "name: greet\nversion: \"1.0.0\"\ndescription: says hello\nauthor: tests\nscript: run.sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        skill.join("run.sh"),
+        "echo \"hello ${SKILL_WHO:-nobody}\"\nexit \"${SKILL_CODE:-0}\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(python)
         .args(["-c", CLIENT, env!("CARGO_BIN_EXE_claw")])
         .env("CLAW_HOME", &env.home)
@@ -158,6 +178,58 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         v["bad"]
     );
 
+    // Cron jobs: added (a bad schedule refused), disabled, listed, removed; audited as the client.
+    let add = &v["cron_add"];
+    assert_eq!(add["error"], false, "{add}");
+    assert!(
+        add["text"].as_str().unwrap().starts_with("Added cron job "),
+        "{add}"
+    );
+    assert_eq!(v["cron_bad"]["error"], true);
+    assert!(
+        v["cron_bad"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("invalid schedule"),
+        "{}",
+        v["cron_bad"]
+    );
+    assert!(
+        v["cron_disable"]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("(tidy) disabled"),
+        "{}",
+        v["cron_disable"]
+    );
+    assert_eq!(v["cron_list"]["data"]["jobs"][0]["name"], "tidy");
+    assert_eq!(v["cron_list"]["data"]["jobs"][0]["enabled"], false);
+    assert!(
+        v["cron_logs"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("No output yet")
+    );
+    assert_eq!(v["cron_remove"]["data"]["removed"], true);
+    let jobs = env.claw(&["cron", "list", "--json"]).json();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
+    // run_skill: its output, and a failure as text.
+    assert_eq!(v["skill"]["error"], false, "{}", v["skill"]);
+    assert_eq!(
+        v["skill"]["text"], "Skill 'greet' succeeded\nhello mcp",
+        "{}",
+        v["skill"]
+    );
+    assert_eq!(v["skill_failed"]["error"], true);
+    assert!(
+        v["skill_failed"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Skill 'greet' failed"),
+        "{}",
+        v["skill_failed"]
+    );
+
     // Changes are audited with the client as actor.
     let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
     assert!(
@@ -166,6 +238,14 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
             .any(|l| l.contains("\"memory.remember\"") && l.contains("\"mcp:mcp\"")),
         "{audit}"
     );
+    for action in ["cron.add", "cron.disable", "cron.remove", "skill.run"] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&format!("\"{action}\"")) && l.contains("\"mcp:mcp\"")),
+            "{action}: {audit}"
+        );
+    }
 }
 
 /// The client over HTTP: refusals with plain requests (no token, a wrong one), then the

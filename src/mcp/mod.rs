@@ -9,6 +9,7 @@
 //! `run_workflow` creates a run like `claw workflow run --detach` (so an approval gate waits for
 //! a person like in any run) and, unless `wait` is false, waits for its end.
 
+mod cron;
 pub mod http;
 pub mod tools;
 
@@ -108,6 +109,13 @@ impl Server {
             "vault_status" => self.vault_status(),
             "list_skills" => self.list_skills(),
             "skill_info" => self.skill_info(a),
+            "run_skill" => self.run_skill(a, actor).await,
+            "cron_list_jobs" => self.cron_list_jobs(),
+            "cron_add_job" => self.cron_add_job(a, actor),
+            "cron_remove_job" => self.cron_remove_job(a, actor),
+            "cron_enable_job" => self.cron_set_enabled(a, actor, true),
+            "cron_disable_job" => self.cron_set_enabled(a, actor, false),
+            "cron_job_logs" => self.cron_job_logs(a),
             "ssh_list_hosts" => self.ssh_list_hosts(),
             "ssh_list_groups" => self.ssh_list_groups(),
             other => Err(format!("Unknown tool: {other}")),

@@ -178,6 +178,48 @@ pub const TOOLS: &[Spec] = &[
         description: "Show detailed information about a skill.\n\nArgs:\n    name: Skill name as defined in skill.yaml.",
         params: &[req("name", Str)],
     },
+    Spec {
+        name: "run_skill",
+        description: "Run an installed skill with optional arguments.\n\nArgs:\n    name: Skill name as defined in skill.yaml.\n    args: Comma-separated key=value pairs (e.g. \"host=nas,port=22\").",
+        params: &[req("name", Str), s("args", "")],
+    },
+    // Cron.
+    Spec {
+        name: "cron_list_jobs",
+        description: "List all scheduled cron jobs with their schedule, status and next run.",
+        params: &[],
+    },
+    Spec {
+        name: "cron_add_job",
+        description: "Add a cron job.\n\nArgs:\n    name: Job name.\n    schedule: Cron expression (5 fields), @hourly-style macro, 'every 5m' or 'daily at HH:MM'.\n    command: Shell command, workflow name, prompt, URL or skill name (by job_type).\n    job_type: shell, workflow, claude, webhook, skill or ssh.\n    output_channel: 'file', CHANNEL:TARGET or a profile name.",
+        params: &[
+            req("name", Str),
+            req("schedule", Str),
+            req("command", Str),
+            s("job_type", "shell"),
+            s("output_channel", "file"),
+        ],
+    },
+    Spec {
+        name: "cron_remove_job",
+        description: "Remove a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_enable_job",
+        description: "Enable a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_disable_job",
+        description: "Disable a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_job_logs",
+        description: "Show the most recent output files of a cron job.\n\nArgs:\n    job_id: Job id (or unique id prefix, or name).\n    limit: How many output files, newest first (default 5).",
+        params: &[req("job_id", Str), i("limit", 5)],
+    },
     // SSH (read-only).
     Spec {
         name: "ssh_list_hosts",
