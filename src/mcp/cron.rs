@@ -159,15 +159,7 @@ impl Server {
         let job = file
             .find(id)
             .map_err(|e| format!("Error reading cron job logs '{id}': {e}"))?;
-        let dir = file.output_dir(&job.id);
-        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let files = file.output_files(&job.id);
         if files.is_empty() {
             return Ok((
                 format!(
@@ -178,9 +170,6 @@ impl Server {
                 json!({"id": job.id, "logs": []}),
             ));
         }
-        // Names are UTC timestamps: sorting them sorts by time.
-        files.sort();
-        files.reverse();
         let mut lines = Vec::new();
         let mut logs = Vec::new();
         for f in files.iter().take(limit) {

@@ -226,37 +226,34 @@ fn pct(seg: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Static files.
 
-pub(crate) async fn htmx() -> Response {
+/// A file of the binary, cached for a day.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
-        include_str!("assets/htmx.min.js"),
+        body,
     )
         .into_response()
+}
+
+pub(crate) async fn htmx() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/htmx.min.js"),
+    )
 }
 
 pub(crate) async fn css() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        include_str!("assets/app.css"),
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", include_str!("assets/app.css"))
 }
 
 pub(crate) async fn app_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
+    asset(
+        "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
     )
-        .into_response()
 }
 
 pub(crate) async fn openapi() -> Response {
@@ -505,7 +502,7 @@ macro_rules! page_auth {
     ($web:expr, $headers:expr) => {
         match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
-            Err(r) => return page_refusal(r),
+            Err(r) => return crate::web::pages::page_refusal(r),
         }
     };
 }
@@ -514,9 +511,93 @@ macro_rules! api_auth {
     ($web:expr, $headers:expr) => {
         match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
-            Err(r) => return api_refusal(r),
+            Err(r) => return crate::web::pages::api_refusal(r),
         }
     };
+}
+
+/// The JSON twin of a page whose data needs nothing but the dashboard (`GET /api/v1/…`).
+macro_rules! api_twin {
+    ($name:ident, $data:expr) => {
+        pub(crate) async fn $name(
+            axum::extract::State(web): crate::web::WebState,
+            headers: axum::http::HeaderMap,
+        ) -> axum::response::Response {
+            let _who = api_auth!(web, headers);
+            crate::web::pages::api(($data)(&web))
+        }
+    };
+}
+
+/// A page from its data: signed in (else the login page), the data built (else the error
+/// page), then rendered.
+fn page_of(
+    web: &Web,
+    headers: &HeaderMap,
+    data: impl FnOnce(&Web) -> Result<Value, Fail>,
+    render: impl FnOnce(&Who, &Value) -> Response,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return page_refusal(r),
+    };
+    match data(web) {
+        Ok(d) => render(&who, &d),
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+/// The form's CSRF token.
+fn csrf(form: &HashMap<String, String>) -> Option<&str> {
+    form.get("csrf").map(String::as_str)
+}
+
+/// A state-changing form: signed in, from this origin with the session's CSRF token, then
+/// `act` done and the browser sent to `to` of its answer (else the refusal or error page).
+fn form_action(
+    web: &Web,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    act: impl FnOnce(&Who) -> Result<Value, Fail>,
+    to: impl FnOnce(&Value) -> String,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return page_refusal(r),
+    };
+    if let Err(r) = crate::web::check_change(web, &who, headers, csrf) {
+        return page_refusal(r);
+    }
+    match act(&who) {
+        Ok(v) => see_other(&to(&v)),
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+/// The API twin of a form: a token (or a session with its CSRF header from this origin), then
+/// `act`'s answer as JSON with `ok` (else the refusal or error as JSON).
+fn api_action(
+    web: &Web,
+    headers: &HeaderMap,
+    ok: StatusCode,
+    act: impl FnOnce(&Who) -> Result<Value, Fail>,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return api_refusal(r),
+    };
+    if let Err(r) = crate::web::check_change(web, &who, headers, None) {
+        return api_refusal(r);
+    }
+    match act(&who) {
+        Ok(v) => (ok, axum::Json(v)).into_response(),
+        Err(f) => json_error(f.status, &f.message),
+    }
+}
+
+/// Where a run's form sends the browser: the run it answered with.
+fn to_run(v: &Value) -> String {
+    format!("/runs/{}", pct(&text(&v["id"])))
 }
 
 pub(super) mod triggers;
@@ -670,10 +751,7 @@ pub(crate) async fn overview(State(web): WebState, headers: HeaderMap) -> Respon
     )
 }
 
-pub(crate) async fn api_overview(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_overview(&web))
-}
+api_twin!(api_overview, data_overview);
 
 // ---------------------------------------------------------------------------------------------
 // Runs.
@@ -1047,15 +1125,13 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_cancel(&web, &who, &id) {
-        Ok(_) => see_other(&format!("/runs/{}", pct(&id))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_cancel(&web, who, &id),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_cancel(
@@ -1063,11 +1139,9 @@ pub(crate) async fn api_cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    api(do_cancel(&web, &who, &id))
+    api_action(&web, &headers, StatusCode::OK, |who| {
+        do_cancel(&web, who, &id)
+    })
 }
 
 /// A new run of the same workflow and params: all of it, or (`from`) that step and what
@@ -1099,15 +1173,14 @@ pub(crate) async fn rerun(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_rerun(&web, &who, &id, form.get("from").map(String::as_str)) {
-        Ok(v) => see_other(&format!("/runs/{}", pct(&text(&v["id"])))),
-        Err(f) => page_fail(&who, &f),
-    }
+    let from = form.get("from").map(String::as_str);
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_rerun(&web, who, &id, from),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_rerun(
@@ -1116,19 +1189,11 @@ pub(crate) async fn api_rerun(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let from = body.get("from").and_then(Value::as_str).map(str::to_owned);
-    match do_rerun(&web, &who, &id, from.as_deref()) {
-        Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
-        Err(f) => json_error(f.status, &f.message),
-    }
+    api_action(&web, &headers, StatusCode::CREATED, |who| {
+        let body = json_body(&body)?;
+        let from = body.get("from").and_then(Value::as_str);
+        do_rerun(&web, who, &id, from)
+    })
 }
 
 /// A vote on a waiting gate: `step`, `decision` (approve or reject), `reason`, and the gate's
@@ -1184,15 +1249,13 @@ pub(crate) async fn decide(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_decide(&web, &who, &id, &form) {
-        Ok(_) => see_other(&format!("/runs/{}", pct(&id))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_decide(&web, who, &id, &form),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_decide(
@@ -1201,26 +1264,21 @@ pub(crate) async fn api_decide(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let mut form: HashMap<String, String> = HashMap::new();
-    for k in ["step", "decision", "reason"] {
-        if let Some(v) = body.get(k) {
-            form.insert(k.to_owned(), text(v));
+    api_action(&web, &headers, StatusCode::OK, |who| {
+        let body = json_body(&body)?;
+        let mut form: HashMap<String, String> = HashMap::new();
+        for k in ["step", "decision", "reason"] {
+            if let Some(v) = body.get(k) {
+                form.insert(k.to_owned(), text(v));
+            }
         }
-    }
-    if let Some(m) = body.get("input").and_then(Value::as_object) {
-        for (k, v) in m {
-            form.insert(format!("input.{k}"), text(v));
+        if let Some(m) = body.get("input").and_then(Value::as_object) {
+            for (k, v) in m {
+                form.insert(format!("input.{k}"), text(v));
+            }
         }
-    }
-    api(do_decide(&web, &who, &id, &form))
+        do_decide(&web, who, &id, &form)
+    })
 }
 
 /// A running step's log as Server-Sent Events: each new piece of the file (masked) as a `log`
@@ -1370,10 +1428,7 @@ pub(crate) async fn workflows(State(web): WebState, headers: HeaderMap) -> Respo
     )
 }
 
-pub(crate) async fn api_workflows(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(Ok(data_workflows(&web)))
-}
+api_twin!(api_workflows, |w| Ok(data_workflows(w)));
 
 fn load_workflow(web: &Web, name: &str) -> Result<crate::workflow::Workflow, Fail> {
     // Names only: a path would reach files outside the catalogue.
@@ -1574,21 +1629,19 @@ pub(crate) async fn start(
     Path(name): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
     let mut given: Vec<(String, String)> = form
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("param.")?.to_owned(), v.clone())))
         .filter(|(_, v)| !v.is_empty())
         .collect();
     given.sort();
-    match do_start(&web, &who, &name, &given) {
-        Ok(v) => see_other(&format!("/runs/{}", pct(&text(&v["id"])))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_start(&web, who, &name, &given),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_start(
@@ -1597,25 +1650,16 @@ pub(crate) async fn api_start(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let mut given: Vec<(String, String)> = body
-        .get("params")
-        .and_then(Value::as_object)
-        .cloned()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-        .unwrap_or_default();
-    given.sort();
-    match do_start(&web, &who, &name, &given) {
-        Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
-        Err(f) => json_error(f.status, &f.message),
-    }
+    api_action(&web, &headers, StatusCode::CREATED, |who| {
+        let body = json_body(&body)?;
+        let mut given: Vec<(String, String)> = body
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default();
+        given.sort();
+        do_start(&web, who, &name, &given)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1644,34 +1688,27 @@ fn data_approvals(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn approvals(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_approvals(&web) {
-        Ok(d) => {
-            let items = d["approvals"].as_array().cloned().unwrap_or_default();
-            table(
-                &who,
-                "Approvals",
-                format!("{} gate(s) waiting. Open a run to decide.", items.len()),
-                &items,
-                &[
-                    link("run_id", "run", "/runs/", "run_id"),
-                    col("step", "step"),
-                    col("message", "message"),
-                    col("approvers", "who may decide"),
-                    col("votes", "votes"),
-                    col("quorum", "quorum"),
-                    col("deadline", "deadline"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_approvals, |who, d| {
+        let items = d["approvals"].as_array().cloned().unwrap_or_default();
+        table(
+            who,
+            "Approvals",
+            format!("{} gate(s) waiting. Open a run to decide.", items.len()),
+            &items,
+            &[
+                link("run_id", "run", "/runs/", "run_id"),
+                col("step", "step"),
+                col("message", "message"),
+                col("approvers", "who may decide"),
+                col("votes", "votes"),
+                col("quorum", "quorum"),
+                col("deadline", "deadline"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_approvals(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_approvals(&web))
-}
+api_twin!(api_approvals, data_approvals);
 
 #[derive(Debug, serde::Deserialize, Default)]
 pub(crate) struct AuditQuery {
@@ -1787,28 +1824,21 @@ fn data_vault(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn vault(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_vault(&web) {
-        Ok(d) => {
-            let items = d["keys"].as_array().cloned().unwrap_or_default();
-            let note = if d["initialized"] == json!(true) {
-                format!(
-                    "{} secret(s). Names only: values never leave the vault here.",
-                    items.len()
-                )
-            } else {
-                "No vault yet: `claw vault init`.".to_owned()
-            };
-            table(&who, "Vault", note, &items, &[col("name", "name")])
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_vault, |who, d| {
+        let items = d["keys"].as_array().cloned().unwrap_or_default();
+        let note = if d["initialized"] == json!(true) {
+            format!(
+                "{} secret(s). Names only: values never leave the vault here.",
+                items.len()
+            )
+        } else {
+            "No vault yet: `claw vault init`.".to_owned()
+        };
+        table(who, "Vault", note, &items, &[col("name", "name")])
+    })
 }
 
-pub(crate) async fn api_vault(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_vault(&web))
-}
+api_twin!(api_vault, data_vault);
 
 fn data_outbox(web: &Web) -> Result<Value, Fail> {
     let items: Vec<Value> = web
@@ -1833,35 +1863,28 @@ fn data_outbox(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn outbox(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_outbox(&web) {
-        Ok(d) => {
-            let items = d["messages"].as_array().cloned().unwrap_or_default();
-            table(
-                &who,
-                "Messages",
-                "The outbox, newest first (`claw msg outbox`).".to_owned(),
-                &items,
-                &[
-                    col("id", "id"),
-                    col("channel", "channel"),
-                    col("target", "target"),
-                    col("status", "status"),
-                    col("attempts", "attempts"),
-                    col("source", "source"),
-                    col("created_at", "queued"),
-                    col("last_error", "last error"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_outbox, |who, d| {
+        let items = d["messages"].as_array().cloned().unwrap_or_default();
+        table(
+            who,
+            "Messages",
+            "The outbox, newest first (`claw msg outbox`).".to_owned(),
+            &items,
+            &[
+                col("id", "id"),
+                col("channel", "channel"),
+                col("target", "target"),
+                col("status", "status"),
+                col("attempts", "attempts"),
+                col("source", "source"),
+                col("created_at", "queued"),
+                col("last_error", "last error"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_outbox(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_outbox(&web))
-}
+api_twin!(api_outbox, data_outbox);
 
 /// Prometheus text format: runs by status, queue depth, approvals waiting.
 pub(crate) async fn metrics(State(web): WebState, headers: HeaderMap) -> Response {
@@ -2018,10 +2041,7 @@ pub(crate) async fn skills(State(web): WebState, headers: HeaderMap) -> Response
     )
 }
 
-pub(crate) async fn api_skills(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(Ok(data_skills(&web)))
-}
+api_twin!(api_skills, |w| Ok(data_skills(w)));
 
 fn data_hosts(web: &Web) -> Result<Value, Fail> {
     let dirs = &web.engine.dirs;
@@ -2040,34 +2060,27 @@ fn data_hosts(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn hosts(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_hosts(&web) {
-        Ok(d) => {
-            let items = d["hosts"].as_array().cloned().unwrap_or_default();
-            let note = match d["file"].as_str() {
-                Some(f) => format!("{} host(s) in {f}.", items.len()),
-                None => "No hosts.yaml.".to_owned(),
-            };
-            table(
-                &who,
-                "SSH hosts",
-                note,
-                &items,
-                &[
-                    col("alias", "alias"),
-                    col("hostname", "hostname"),
-                    col("port", "port"),
-                    col("username", "user"),
-                    col("auth", "auth"),
-                    col("groups_text", "groups"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_hosts, |who, d| {
+        let items = d["hosts"].as_array().cloned().unwrap_or_default();
+        let note = match d["file"].as_str() {
+            Some(f) => format!("{} host(s) in {f}.", items.len()),
+            None => "No hosts.yaml.".to_owned(),
+        };
+        table(
+            who,
+            "SSH hosts",
+            note,
+            &items,
+            &[
+                col("alias", "alias"),
+                col("hostname", "hostname"),
+                col("port", "port"),
+                col("username", "user"),
+                col("auth", "auth"),
+                col("groups_text", "groups"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_hosts(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_hosts(&web))
-}
+api_twin!(api_hosts, data_hosts);

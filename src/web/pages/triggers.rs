@@ -5,13 +5,13 @@
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{
-    Cell, Chrome, Col, Fail, api, api_refusal, chrome, col, html, link, page_fail, page_refusal,
-    pct, run_summary, see_other, table_rows, text, ts,
+    Cell, Chrome, Col, Fail, api_action, chrome, col, csrf, form_action, html, link, page_of, pct,
+    run_summary, table_rows, text, ts,
 };
 use crate::triggers::cron::jobs::{JobsError, JobsFile};
 use crate::web::{Web, WebState, Who};
@@ -213,12 +213,11 @@ pub(super) fn data_cron(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn cron(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    let d = match data_cron(&web) {
-        Ok(d) => d,
-        Err(f) => return page_fail(&who, &f),
-    };
-    let jobs_items = list(&d, "jobs");
+    page_of(&web, &headers, data_cron, render_cron)
+}
+
+fn render_cron(who: &Who, d: &Value) -> Response {
+    let jobs_items = list(d, "jobs");
     let mut jobs = Section::new(
         "jobs",
         "Jobs",
@@ -262,7 +261,7 @@ pub(crate) async fn cron(State(web): WebState, headers: HeaderMap) -> Response {
     let schedules = Section::new(
         "schedules",
         "Schedules",
-        &list(&d, "schedules"),
+        &list(d, "schedules"),
         &[
             col("name", "name"),
             col("expr", "schedule"),
@@ -281,7 +280,7 @@ pub(crate) async fn cron(State(web): WebState, headers: HeaderMap) -> Response {
     let fires = Section::new(
         "fires",
         "Recent fires",
-        &list(&d, "fires"),
+        &list(d, "fires"),
         &[
             col("schedule", "schedule"),
             col("scheduled_for", "for"),
@@ -291,9 +290,9 @@ pub(crate) async fn cron(State(web): WebState, headers: HeaderMap) -> Response {
             col("detail", "detail"),
         ],
     );
-    let problems = lines(&d, "problems");
+    let problems = lines(d, "problems");
     sections(
-        &who,
+        who,
         "Cron",
         "/cron",
         if problems.is_empty() {
@@ -305,10 +304,7 @@ pub(crate) async fn cron(State(web): WebState, headers: HeaderMap) -> Response {
     )
 }
 
-pub(crate) async fn api_cron(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_cron(&web))
-}
+api_twin!(api_cron, data_cron);
 
 fn do_set_enabled(web: &Web, who: &Who, id: &str, on: bool) -> Result<Value, Fail> {
     let file = JobsFile::in_home(&web.engine.dirs.home);
@@ -367,42 +363,26 @@ impl JobAction {
 
     /// The form's POST: back to the cron page.
     fn page(self, web: &Web, headers: &HeaderMap, id: &str, csrf: Option<&str>) -> Response {
-        let who = match crate::web::authenticate(web, headers) {
-            Ok(w) => w,
-            Err(r) => return page_refusal(r),
-        };
-        if let Err(r) = crate::web::check_change(web, &who, headers, csrf) {
-            return page_refusal(r);
-        }
-        match self.apply(web, &who, id) {
-            Ok(_) => see_other("/cron"),
-            Err(f) => page_fail(&who, &f),
-        }
+        form_action(
+            web,
+            headers,
+            csrf,
+            |who| self.apply(web, who, id),
+            |_| "/cron".to_owned(),
+        )
     }
 
     /// The API's POST: the job as JSON (202 for a run started).
     fn api(self, web: &Web, headers: &HeaderMap, id: &str) -> Response {
-        let who = match crate::web::authenticate(web, headers) {
-            Ok(w) => w,
-            Err(r) => return api_refusal(r),
+        let ok = match self {
+            Self::Run => StatusCode::ACCEPTED,
+            Self::Enable | Self::Disable => StatusCode::OK,
         };
-        if let Err(r) = crate::web::check_change(web, &who, headers, None) {
-            return api_refusal(r);
-        }
-        match self.apply(web, &who, id) {
-            Ok(v) if matches!(self, Self::Run) => {
-                (StatusCode::ACCEPTED, axum::Json(v)).into_response()
-            }
-            r => api(r),
-        }
+        api_action(web, headers, ok, |who| self.apply(web, who, id))
     }
 }
 
 type CsrfForm = Form<std::collections::HashMap<String, String>>;
-
-fn csrf(form: &CsrfForm) -> Option<&str> {
-    form.get("csrf").map(String::as_str)
-}
 
 pub(crate) async fn cron_enable(
     State(web): WebState,
@@ -410,7 +390,7 @@ pub(crate) async fn cron_enable(
     Path(id): Path<String>,
     form: CsrfForm,
 ) -> Response {
-    JobAction::Enable.page(&web, &headers, &id, csrf(&form))
+    JobAction::Enable.page(&web, &headers, &id, csrf(&form.0))
 }
 
 pub(crate) async fn cron_disable(
@@ -419,7 +399,7 @@ pub(crate) async fn cron_disable(
     Path(id): Path<String>,
     form: CsrfForm,
 ) -> Response {
-    JobAction::Disable.page(&web, &headers, &id, csrf(&form))
+    JobAction::Disable.page(&web, &headers, &id, csrf(&form.0))
 }
 
 pub(crate) async fn cron_run(
@@ -428,7 +408,7 @@ pub(crate) async fn cron_run(
     Path(id): Path<String>,
     form: CsrfForm,
 ) -> Response {
-    JobAction::Run.page(&web, &headers, &id, csrf(&form))
+    JobAction::Run.page(&web, &headers, &id, csrf(&form.0))
 }
 
 pub(crate) async fn api_cron_enable(
@@ -513,12 +493,11 @@ pub(super) fn data_watchers(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn watchers(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    let d = match data_watchers(&web) {
-        Ok(d) => d,
-        Err(f) => return page_fail(&who, &f),
-    };
-    let note = match (d["file"].as_str(), lines(&d, "problems")) {
+    page_of(&web, &headers, data_watchers, render_watchers)
+}
+
+fn render_watchers(who: &Who, d: &Value) -> Response {
+    let note = match (d["file"].as_str(), lines(d, "problems")) {
         (None, _) => "No watchers.yaml.".to_owned(),
         (Some(f), p) if p.is_empty() => format!("The rules of {f}."),
         (Some(f), p) => format!("{f} has problems; no rule runs until they are fixed:\n{p}"),
@@ -526,7 +505,7 @@ pub(crate) async fn watchers(State(web): WebState, headers: HeaderMap) -> Respon
     let rules = Section::new(
         "rules",
         "Rules",
-        &list(&d, "rules"),
+        &list(d, "rules"),
         &[
             col("name", "name"),
             col("path", "path"),
@@ -540,7 +519,7 @@ pub(crate) async fn watchers(State(web): WebState, headers: HeaderMap) -> Respon
     let runs = Section::new(
         "runs",
         "Runs they started",
-        &list(&d, "runs"),
+        &list(d, "runs"),
         &[
             link("id", "run", "/runs/", "id"),
             col("source", "rule"),
@@ -551,13 +530,10 @@ pub(crate) async fn watchers(State(web): WebState, headers: HeaderMap) -> Respon
             col("created_at", "started"),
         ],
     );
-    sections(&who, "Watchers", "/watchers", note, vec![rules, runs])
+    sections(who, "Watchers", "/watchers", note, vec![rules, runs])
 }
 
-pub(crate) async fn api_watchers(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_watchers(&web))
-}
+api_twin!(api_watchers, data_watchers);
 
 pub(super) fn data_webhooks(web: &Web) -> Result<Value, Fail> {
     let reg = crate::triggers::webhook::server::Registry::load(&web.engine.dirs);
@@ -591,16 +567,15 @@ pub(super) fn data_webhooks(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn webhooks(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    let d = match data_webhooks(&web) {
-        Ok(d) => d,
-        Err(f) => return page_fail(&who, &f),
-    };
-    let warnings = lines(&d, "warnings");
+    page_of(&web, &headers, data_webhooks, render_webhooks)
+}
+
+fn render_webhooks(who: &Who, d: &Value) -> Response {
+    let warnings = lines(d, "warnings");
     let hooks = Section::new(
         "hooks",
         "Hooks",
-        &list(&d, "hooks"),
+        &list(d, "hooks"),
         &[
             col("name", "name"),
             col("url", "POST to"),
@@ -612,7 +587,7 @@ pub(crate) async fn webhooks(State(web): WebState, headers: HeaderMap) -> Respon
     let deliveries = Section::new(
         "deliveries",
         "Recent deliveries",
-        &list(&d, "deliveries"),
+        &list(d, "deliveries"),
         &[
             link("id", "run", "/runs/", "id"),
             col("source", "hook"),
@@ -624,7 +599,7 @@ pub(crate) async fn webhooks(State(web): WebState, headers: HeaderMap) -> Respon
     )
     .note("Deliveries that started a run; refused ones are in the audit log.".to_owned());
     sections(
-        &who,
+        who,
         "Webhooks",
         "/webhooks",
         if warnings.is_empty() {
@@ -636,7 +611,4 @@ pub(crate) async fn webhooks(State(web): WebState, headers: HeaderMap) -> Respon
     )
 }
 
-pub(crate) async fn api_webhooks(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_webhooks(&web))
-}
+api_twin!(api_webhooks, data_webhooks);
