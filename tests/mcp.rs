@@ -409,3 +409,114 @@ fn over_http_in_the_daemon_only_with_the_bearer_token() {
     );
     assert!(!audit.contains(token));
 }
+
+/// A loopback HTTP receiver for the `webhook` channel: answers 200 to each POST and keeps its
+/// body.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            keep.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    (url, seen)
+}
+
+const MSG_CLIENT: &str = r#"
+import asyncio, json, os, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    params = StdioServerParameters(command=sys.argv[1], args=["mcp"], env=dict(os.environ))
+    out = {}
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            def text(res):
+                return {"text": res.content[0].text, "error": res.isError,
+                        "data": res.structuredContent}
+            out["channels"] = text(await s.call_tool("list_channels", {}))
+            out["profiles"] = text(await s.call_tool("list_profiles", {}))
+            out["sent"] = text(await s.call_tool("send_message", {"channel": "webhook", "target": sys.argv[2], "message": "hello from mcp"}))
+            out["notified"] = text(await s.call_tool("send_notification", {"profile": "ops", "message": "all hands"}))
+            out["unknown"] = text(await s.call_tool("send_message", {"channel": "pigeon", "target": "x", "message": "coo"}))
+            out["test"] = text(await s.call_tool("test_channel", {"channel": "webhook"}))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn messages_are_sent_through_the_outbox_by_the_messaging_tools() {
+    let python = mcp_python();
+    let env = Env::new();
+    let (url, seen) = receiver();
+    env.write(
+        "home/profiles.yaml",
+        &format!("ops:\n  - channel: webhook\n    target: {url}\n"),
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", MSG_CLIENT, env!("CARGO_BIN_EXE_claw"), &url])
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let channels = v["channels"]["data"]["channels"].as_array().unwrap();
+    assert!(
+        channels
+            .iter()
+            .any(|c| c["name"] == "webhook" && c["configured"] == true),
+        "{v}"
+    );
+    assert_eq!(v["profiles"]["data"]["profiles"][0]["name"], "ops", "{v}");
+    assert_eq!(v["sent"]["error"], false, "{v}");
+    assert_eq!(v["sent"]["text"], format!("webhook:{url} — sent"));
+    assert_eq!(v["notified"]["error"], false, "{v}");
+    assert_eq!(v["unknown"]["error"], true);
+    assert!(
+        v["unknown"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error sending message:"),
+        "{}",
+        v["unknown"]
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[0].contains("hello from mcp"), "{bodies:?}");
+    assert!(bodies[1].contains("all hands"), "{bodies:?}");
+    // Both went through the outbox.
+    let outbox = env.claw(&["msg", "outbox", "--json"]).json();
+    assert_eq!(outbox.as_array().map(Vec::len), Some(2), "{outbox}");
+}

@@ -11,6 +11,7 @@
 
 mod cron;
 pub mod http;
+mod msg;
 pub mod tools;
 
 use std::time::Duration;
@@ -109,6 +110,11 @@ impl Server {
             "vault_status" => self.vault_status(),
             "list_skills" => self.list_skills(),
             "skill_info" => self.skill_info(a),
+            "send_message" => self.send_message(a, actor).await,
+            "send_notification" => self.send_notification(a, actor).await,
+            "test_channel" => self.test_channel(a).await,
+            "list_channels" => self.list_channels(),
+            "list_profiles" => self.list_profiles(),
             "run_skill" => self.run_skill(a, actor).await,
             "cron_list_jobs" => self.cron_list_jobs(),
             "cron_add_job" => self.cron_add_job(a, actor),

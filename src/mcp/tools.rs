@@ -183,6 +183,32 @@ pub const TOOLS: &[Spec] = &[
         description: "Run an installed skill with optional arguments.\n\nArgs:\n    name: Skill name as defined in skill.yaml.\n    args: Comma-separated key=value pairs (e.g. \"host=nas,port=22\").",
         params: &[req("name", Str), s("args", "")],
     },
+    // Messaging.
+    Spec {
+        name: "send_message",
+        description: "Send a message through a channel (through the outbox: queued, then delivered).\n\nArgs:\n    channel: telegram, slack, discord, ntfy, email or webhook.\n    target: Chat or channel id, topic, address or URL (by channel).\n    message: The text.",
+        params: &[req("channel", Str), req("target", Str), req("message", Str)],
+    },
+    Spec {
+        name: "send_notification",
+        description: "Send a message to every target of a profile of profiles.yaml.\n\nArgs:\n    profile: Profile name.\n    message: The text.",
+        params: &[req("profile", Str), req("message", Str)],
+    },
+    Spec {
+        name: "test_channel",
+        description: "Check a channel's credentials against its service without sending anything.",
+        params: &[req("channel", Str)],
+    },
+    Spec {
+        name: "list_channels",
+        description: "List the messaging channels, whether each is configured and what it needs.",
+        params: &[],
+    },
+    Spec {
+        name: "list_profiles",
+        description: "List the notification profiles of profiles.yaml and their targets.",
+        params: &[],
+    },
     // Cron.
     Spec {
         name: "cron_list_jobs",
