@@ -520,3 +520,165 @@ fn messages_are_sent_through_the_outbox_by_the_messaging_tools() {
     let outbox = env.claw(&["msg", "outbox", "--json"]).json();
     assert_eq!(outbox.as_array().map(Vec::len), Some(2), "{outbox}");
 }
+
+const SSH_CLIENT: &str = r#"
+import asyncio, json, os, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    params = StdioServerParameters(command=sys.argv[1], args=["mcp"], env=dict(os.environ))
+    out = {}
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            def text(res):
+                return {"text": res.content[0].text, "error": res.isError,
+                        "data": res.structuredContent}
+            out["run"] = text(await s.call_tool("ssh_run", {"target": "box", "command": "echo from-$((40+2))"}))
+            out["exit"] = text(await s.call_tool("ssh_run", {"target": "lab", "command": "exit 3"}))
+            out["unknown"] = text(await s.call_tool("ssh_run", {"target": "nowhere", "command": "true"}))
+            out["health"] = text(await s.call_tool("ssh_health_check", {}))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+/// `ssh_run` and `ssh_health_check` against a real OpenSSH server on loopback (scripts/test.sh
+/// installs openssh-server), its host key trusted first as `claw ssh trust` does.
+#[test]
+fn ssh_run_and_health_check_reach_a_real_sshd() {
+    let sshd = std::path::Path::new("/usr/sbin/sshd");
+    if !sshd.is_file() {
+        assert!(
+            std::env::var_os("CLAW_SKIP_SSH").is_some(),
+            "/usr/sbin/sshd is missing: scripts/test.sh installs openssh-server (or set CLAW_SKIP_SSH=1)"
+        );
+        return;
+    }
+    let python = mcp_python();
+    let env = Env::new();
+    let dir = env.path("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let keygen = |p: &std::path::Path| {
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "claw-test", "-f"])
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let (hostkey, client) = (dir.join("hostkey"), dir.join("client"));
+    keygen(&hostkey);
+    keygen(&client);
+    std::fs::copy(client.with_extension("pub"), dir.join("authorized_keys")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nLogLevel ERROR\n",
+            hostkey.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    let daemon = std::process::Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _sshd = Daemon(daemon, String::new());
+    let up = crate::common::wait_for(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "sshd did not start");
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        format!(
+            "hosts:\n  - alias: box\n    hostname: 127.0.0.1\n    port: {port}\n    username: root\n    key_file: {}\n    groups: [lab]\n",
+            client.display()
+        ),
+    )
+    .unwrap();
+    let user_home = env.path("userhome");
+    std::fs::create_dir_all(&user_home).unwrap();
+    let fp = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(hostkey.with_extension("pub"))
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let trusted = env
+        .command(&["ssh", "trust", "box", "--fingerprint", &fp])
+        .env("HOME", &user_home)
+        .output()
+        .unwrap();
+    assert!(trusted.status.success(), "{trusted:?}");
+
+    let out = std::process::Command::new(python)
+        .args(["-c", SSH_CLIENT, env!("CARGO_BIN_EXE_claw")])
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .env("HOME", &user_home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AUTO_ADD_HOST_KEYS")
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let run = &v["run"];
+    assert_eq!(run["error"], false, "{run}");
+    let text = run["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("── box (") && text.ends_with("s): ok\nfrom-42"),
+        "{text}"
+    );
+    assert_eq!(run["data"]["results"][0]["exit_code"], 0);
+    assert_eq!(v["exit"]["error"], true, "{v}");
+    assert!(
+        v["exit"]["text"].as_str().unwrap().contains("exit 3"),
+        "{}",
+        v["exit"]
+    );
+    assert_eq!(v["unknown"]["error"], true);
+    assert!(
+        v["unknown"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error running on 'nowhere':"),
+        "{}",
+        v["unknown"]
+    );
+    let health = &v["health"];
+    assert_eq!(health["data"]["hosts"][0]["alias"], "box", "{health}");
+    assert_eq!(health["data"]["hosts"][0]["ssh_ok"], true, "{health}");
+    let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"ssh.run\"")
+            && l.contains("\"mcp:mcp\"")
+            && l.contains("from-$((40+2))")),
+        "{audit}"
+    );
+}

@@ -12,6 +12,7 @@
 mod cron;
 pub mod http;
 mod msg;
+mod ssh;
 pub mod tools;
 
 use std::time::Duration;
@@ -122,6 +123,8 @@ impl Server {
             "cron_enable_job" => self.cron_set_enabled(a, actor, true),
             "cron_disable_job" => self.cron_set_enabled(a, actor, false),
             "cron_job_logs" => self.cron_job_logs(a),
+            "ssh_run" => self.ssh_run(a, actor).await,
+            "ssh_health_check" => self.ssh_health_check(actor).await,
             "ssh_list_hosts" => self.ssh_list_hosts(),
             "ssh_list_groups" => self.ssh_list_groups(),
             other => Err(format!("Unknown tool: {other}")),

@@ -253,6 +253,16 @@ pub const TOOLS: &[Spec] = &[
         params: &[],
     },
     Spec {
+        name: "ssh_run",
+        description: "Run a shell command on an SSH host, a group of hosts, or all.\n\nArgs:\n    target: Host alias, group name, or \"all\".\n    command: Shell command to execute.\n    timeout: Seconds before the command is stopped (default 30).",
+        params: &[req("target", Str), req("command", Str), i("timeout", 30)],
+    },
+    Spec {
+        name: "ssh_health_check",
+        description: "Check every SSH host (ping and SSH), and write the health report.",
+        params: &[],
+    },
+    Spec {
         name: "ssh_list_groups",
         description: "List SSH host groups and their members.",
         params: &[],
