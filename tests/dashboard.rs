@@ -961,6 +961,65 @@ fn over_tls_from_certificate_files_with_secure_host_cookies() {
     assert_eq!(refused.status, 303);
 }
 
+#[test]
+fn the_memory_page_lists_and_searches_without_creating_the_database() {
+    let env = Env::new();
+    add_user(&env, "mo", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "mo", "ci"])
+        .stdout
+        .trim()
+        .to_owned();
+    let d = start(&env);
+    let empty = api_json(&d, &token, "/api/v1/memory");
+    assert_eq!(empty["exists"], false, "{empty}");
+    assert!(
+        !env.home.join("memory.db").exists(),
+        "reading created memory.db"
+    );
+    env.claw(&[
+        "memory", "remember", "nas-ip", "10.0.0.5", "--tags", "network",
+    ])
+    .expect_code(0);
+    env.claw(&[
+        "memory",
+        "remember",
+        "evil",
+        "<script>alert(1)</script>",
+        "--category",
+        "preference",
+    ])
+    .expect_code(0);
+    let all = api_json(&d, &token, "/api/v1/memory");
+    assert_eq!(all["stats"]["total"], 2, "{all}");
+    assert_eq!(all["memories"].as_array().unwrap().len(), 2);
+    let found = api_json(&d, &token, "/api/v1/memory?q=netw");
+    assert_eq!(found["memories"][0]["key"], "nas-ip", "{found}");
+    assert_eq!(found["memories"].as_array().unwrap().len(), 1);
+    let prefs = api_json(&d, &token, "/api/v1/memory?category=preference");
+    assert_eq!(prefs["memories"][0]["key"], "evil", "{prefs}");
+    let bearer = format!("Bearer {token}");
+    let bad = request(
+        &d,
+        "GET",
+        "/api/v1/memory?limit=lots",
+        &[("Authorization", bearer.as_str())],
+        "",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let cookie = login(&d, "mo", PASSWORD);
+    let page = get(&d, "/memory?q=10.0", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("nas-ip"), "{}", page.body);
+    let page = get(&d, "/memory", &cookie);
+    assert!(!page.body.contains("<script>alert"), "unescaped");
+    assert!(
+        page.body.contains("&#60;script&#62;alert(1)"),
+        "{}",
+        page.body
+    );
+}
+
 /// The browser end-to-end script (scripts/dashboard-e2e.cjs) against a real daemon: Debian's
 /// chromium driven by playwright-core, both installed by scripts/test.sh. Screenshots go to
 /// target/dashboard-e2e/.

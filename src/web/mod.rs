@@ -419,6 +419,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/cron/{id}/run", post(pages::triggers::cron_run))
         .route("/watchers", get(pages::triggers::watchers))
         .route("/webhooks", get(pages::triggers::webhooks))
+        .route("/memory", get(pages::memory::memory))
         .route("/static/htmx.min.js", get(pages::htmx))
         .route("/static/app.css", get(pages::css))
         .route("/static/app.js", get(pages::app_js))
@@ -450,6 +451,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/cron/{id}/run", post(pages::triggers::api_cron_run))
         .route("/api/v1/watchers", get(pages::triggers::api_watchers))
         .route("/api/v1/webhooks", get(pages::triggers::api_webhooks))
+        .route("/api/v1/memory", get(pages::memory::api_memory))
         .route("/metrics", get(pages::metrics))
         .layer(axum::middleware::from_fn(harden))
         .with_state(web)
@@ -478,6 +480,7 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/cron/{id}/run",
     "/api/v1/watchers",
     "/api/v1/webhooks",
+    "/api/v1/memory",
 ];
 
 pub(crate) type WebState = State<Arc<Web>>;
