@@ -758,7 +758,17 @@ fn cron_watchers_and_webhooks_have_their_pages_actions_and_metrics() {
         );
     }
 
-    // Metrics: step durations, fires per schedule, runs per trigger, deliveries per hook.
+    // Metrics: step durations, fires per schedule, runs per trigger, deliveries per hook, the
+    // outbox's messages.
+    env.claw(&[
+        "msg",
+        "send",
+        "webhook",
+        "http://127.0.0.1:9/nobody",
+        "queued for the metrics",
+        "--queue",
+    ])
+    .expect_code(0);
     let m = request(&d, "GET", "/metrics", &auth, "").body;
     for needle in [
         "# TYPE claw_step_duration_seconds histogram",
@@ -768,6 +778,8 @@ fn cron_watchers_and_webhooks_have_their_pages_actions_and_metrics() {
         "claw_runs_started_total{trigger=\"watcher\"} 1",
         "claw_runs_started_total{trigger=\"webhook\"} 1",
         "claw_webhook_deliveries_total{hook=\"deploy\"} 1",
+        "# TYPE claw_messages gauge",
+        "claw_messages{channel=\"webhook\",status=\"",
     ] {
         assert!(m.contains(needle), "{needle} not in the metrics:\n{m}");
     }

@@ -686,6 +686,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Finished steps' durations as a histogram: for each bound (ms, ascending) how many took
     /// at most that long, then the count and the sum (ms) of all.
     fn step_durations(&self, bounds_ms: &[i64]) -> Result<StepDurations>;
+    /// How many outbox messages (pieces) each channel has in each status (pending, sent, dead).
+    fn message_counts(&self) -> Result<Vec<(String, String, i64)>>;
 
     // The dashboard's users, sessions and API tokens.
     fn dashboard_users(&self) -> Result<Vec<DashboardUser>>;

@@ -1229,6 +1229,17 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn message_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status ORDER BY channel, status",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn dashboard_users(&self) -> Result<Vec<super::DashboardUser>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -1920,6 +1931,7 @@ mod tests {
         running.started_at = Some(1000);
         steps.push(running);
         s.record_steps("m1", &steps, None)?;
+        assert!(s.message_counts()?.is_empty());
         let d = s.step_durations(&[10, 100, 1000])?;
         assert_eq!(d.buckets, [1, 2, 3]);
         assert_eq!(d.count, 4);

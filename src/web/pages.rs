@@ -1978,6 +1978,15 @@ fn more_metrics(
             label(kind)
         );
     }
+    out.push_str("# HELP claw_messages Outbox messages (pieces) per channel: pending, sent or dead (failed for good).\n# TYPE claw_messages gauge\n");
+    for (channel, status, n) in store.message_counts()? {
+        let _ = writeln!(
+            out,
+            "claw_messages{{channel=\"{}\",status=\"{}\"}} {n}",
+            label(&channel),
+            label(&status)
+        );
+    }
     out.push_str("# HELP claw_webhook_deliveries_total Webhook deliveries that started a run, per hook.\n# TYPE claw_webhook_deliveries_total counter\n");
     for (_, hook, n) in counts.iter().filter(|(k, _, _)| k == "webhook") {
         let _ = writeln!(
