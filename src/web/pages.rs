@@ -896,9 +896,13 @@ fn data_run(web: &Web, id: &str) -> Result<(RunRecord, Vec<StepRecord>, Value), 
         .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, format!("no run {id}")))?;
     let steps = store.steps(&run.id)?;
     let mut approvals = Vec::new();
+    let now = crate::time::now_ms();
     for s in steps.iter().filter(|s| s.status == StepStatus::Waiting) {
         if let Some(a) = store.approval(&run.id, &s.name)? {
+            // Decided by its votes (or deadline), the gate waits only for the run to go on.
+            let decided = crate::engine::approval::resolve(&a, now).is_some();
             approvals.push(json!({
+                "decided": decided,
                 "step": s.name,
                 "message": a.request.message,
                 "approvers": a.request.approvers,
@@ -1065,6 +1069,7 @@ pub(crate) async fn run(
         .as_array()
         .map(|a| {
             a.iter()
+                .filter(|g| g["decided"] != json!(true))
                 .map(|g| GateView {
                     step: text(&g["step"]),
                     message: text(&g["message"]),
