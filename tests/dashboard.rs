@@ -1032,6 +1032,96 @@ fn the_memory_page_lists_and_searches_without_creating_the_database() {
     );
 }
 
+/// A finished run with one `llm` step whose outputs say what it used, written through the
+/// store as the engine writes them.
+fn llm_run(env: &Env, id: &str, created: i64, provider: &str, tokens: (u64, u64)) {
+    use claw::store::{Phase, RunRecord, RunStatus, SqliteStore, StepRecord, StepStatus, Store};
+    let store = SqliteStore::open(&env.home.join("claw.db")).unwrap();
+    store
+        .create_run(&RunRecord {
+            id: id.into(),
+            workflow: "ask".into(),
+            workflow_path: "ask.yaml".into(),
+            definition: "steps: []".into(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"type": "manual"}),
+            status: RunStatus::Queued,
+            owner: None,
+            lease_until: None,
+            dry_run: false,
+            cancel_requested: false,
+            parent_run: None,
+            outputs: serde_json::json!({}),
+            error: None,
+            created_at: created,
+            started_at: None,
+            finished_at: None,
+        })
+        .unwrap();
+    let mut step = StepRecord::new("ask", Phase::Main, 0);
+    step.status = StepStatus::Succeeded;
+    step.outputs = serde_json::json!({"provider": provider, "model": "model-<b>1</b>", "text": "hi",
+        "usage": {"input_tokens": tokens.0, "output_tokens": tokens.1}});
+    store
+        .record_steps(id, &[step], Some(RunStatus::Succeeded))
+        .unwrap();
+}
+
+#[test]
+fn the_llm_usage_page_counts_tokens_per_provider_and_model() {
+    let env = Env::new();
+    add_user(&env, "lu", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "lu", "ci"])
+        .stdout
+        .trim()
+        .to_owned();
+    let now = chrono::Utc::now().timestamp_millis();
+    llm_run(
+        &env,
+        "01old",
+        now - 30 * 24 * 3600 * 1000,
+        "anthropic",
+        (100, 50),
+    );
+    llm_run(&env, "01new", now, "anthropic", (11, 7));
+    llm_run(&env, "01oll", now, "ollama", (5, 3));
+    let d = start(&env);
+    let all = api_json(&d, &token, "/api/v1/llm");
+    assert_eq!(
+        all["usage"],
+        serde_json::json!([
+            {"provider": "anthropic", "model": "model-<b>1</b>", "steps": 2, "input_tokens": 111, "output_tokens": 57},
+            {"provider": "ollama", "model": "model-<b>1</b>", "steps": 1, "input_tokens": 5, "output_tokens": 3},
+        ])
+    );
+    let recent = api_json(&d, &token, "/api/v1/llm?since=7d");
+    assert_eq!(recent["usage"][0]["input_tokens"], 11, "{recent}");
+    let cli = env.claw(&["llm", "usage", "--json"]).json();
+    assert_eq!(
+        cli[0]["input_tokens"], 111,
+        "the same count as `claw llm usage`"
+    );
+    let bearer = format!("Bearer {token}");
+    let bad = request(
+        &d,
+        "GET",
+        "/api/v1/llm?since=whenever",
+        &[("Authorization", bearer.as_str())],
+        "",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let cookie = login(&d, "lu", PASSWORD);
+    let page = get(&d, "/llm", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("ollama") && page.body.contains(">111<"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>1</b>"), "unescaped");
+}
+
 /// The browser end-to-end script (scripts/dashboard-e2e.cjs) against a real daemon: Debian's
 /// chromium driven by playwright-core, both installed by scripts/test.sh. Screenshots go to
 /// target/dashboard-e2e/.

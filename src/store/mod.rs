@@ -437,6 +437,16 @@ pub struct RunQuery {
     pub offset: u32,
 }
 
+/// What [`Store::llm_usage`] counts for one provider and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmUsage {
+    pub provider: String,
+    pub model: String,
+    pub steps: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
 /// What [`Store::step_durations`] counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepDurations {
@@ -686,6 +696,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Finished steps' durations as a histogram: for each bound (ms, ascending) how many took
     /// at most that long, then the count and the sum (ms) of all.
     fn step_durations(&self, bounds_ms: &[i64]) -> Result<StepDurations>;
+    /// LLM use per provider and model, from the outputs of `llm` steps (`provider`, `model`,
+    /// `usage`) of runs created since `since` (ms).
+    fn llm_usage(&self, since: Option<i64>) -> Result<Vec<LlmUsage>>;
     /// How many outbox messages (pieces) each channel has in each status (pending, sent, dead).
     fn message_counts(&self) -> Result<Vec<(String, String, i64)>>;
 

@@ -1229,6 +1229,31 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn llm_usage(&self, since: Option<i64>) -> Result<Vec<super::LlmUsage>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT json_extract(s.outputs, '$.provider'), COALESCE(json_extract(s.outputs, '$.model'), ''), \
+             COUNT(*), COALESCE(SUM(json_extract(s.outputs, '$.usage.input_tokens')), 0), \
+             COALESCE(SUM(json_extract(s.outputs, '$.usage.output_tokens')), 0) \
+             FROM steps s JOIN runs r ON r.id = s.run_id \
+             WHERE (?1 IS NULL OR r.created_at >= ?1) AND json_valid(s.outputs) \
+             AND json_type(s.outputs, '$.provider') = 'text' AND json_type(s.outputs, '$.usage') = 'object' \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map(params![since], |r| {
+                Ok(super::LlmUsage {
+                    provider: value_text(r.get_ref(0)?),
+                    model: value_text(r.get_ref(1)?),
+                    steps: r.get(2)?,
+                    input_tokens: r.get(3)?,
+                    output_tokens: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn message_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -1932,6 +1957,25 @@ mod tests {
         steps.push(running);
         s.record_steps("m1", &steps, None)?;
         assert!(s.message_counts()?.is_empty());
+        let mut llm = StepRecord::new("ask", Phase::Main, 20);
+        llm.status = StepStatus::Succeeded;
+        llm.outputs = serde_json::json!({"provider": "anthropic", "model": "m1", "text": "hi",
+            "usage": {"input_tokens": 11, "output_tokens": 7}});
+        s.record_steps("w1", &[llm.clone()], None)?;
+        llm.name = "again".into();
+        s.record_steps("w2", &[llm], None)?;
+        assert_eq!(
+            s.llm_usage(None)?,
+            [crate::store::LlmUsage {
+                provider: "anthropic".into(),
+                model: "m1".into(),
+                steps: 2,
+                input_tokens: 22,
+                output_tokens: 14,
+            }]
+        );
+        // w1 was created at 1, w2 at 2.
+        assert_eq!(s.llm_usage(Some(2))?[0].steps, 1);
         let d = s.step_durations(&[10, 100, 1000])?;
         assert_eq!(d.buckets, [1, 2, 3]);
         assert_eq!(d.count, 4);

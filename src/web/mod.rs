@@ -420,6 +420,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/watchers", get(pages::triggers::watchers))
         .route("/webhooks", get(pages::triggers::webhooks))
         .route("/memory", get(pages::memory::memory))
+        .route("/llm", get(pages::llm::llm))
         .route("/static/htmx.min.js", get(pages::htmx))
         .route("/static/app.css", get(pages::css))
         .route("/static/app.js", get(pages::app_js))
@@ -452,6 +453,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/watchers", get(pages::triggers::api_watchers))
         .route("/api/v1/webhooks", get(pages::triggers::api_webhooks))
         .route("/api/v1/memory", get(pages::memory::api_memory))
+        .route("/api/v1/llm", get(pages::llm::api_llm))
         .route("/metrics", get(pages::metrics))
         .layer(axum::middleware::from_fn(harden))
         .with_state(web)
@@ -481,6 +483,7 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/watchers",
     "/api/v1/webhooks",
     "/api/v1/memory",
+    "/api/v1/llm",
 ];
 
 pub(crate) type WebState = State<Arc<Web>>;

@@ -600,6 +600,7 @@ fn to_run(v: &Value) -> String {
     format!("/runs/{}", pct(&text(&v["id"])))
 }
 
+pub(super) mod llm;
 pub(super) mod memory;
 pub(super) mod triggers;
 
