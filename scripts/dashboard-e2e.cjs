@@ -146,6 +146,32 @@ async function main() {
   check((await page.textContent("body")).includes("<script>"), "hostile markup shows as text");
   await shot(page, "08-hostile");
 
+  // Cron: disable and enable a job from its row, run it now and see its status.
+  await page.goto(BASE + "/cron");
+  check((await page.textContent("table#jobs")).includes("backup"), "the cron page lists the job");
+  await page.click("table#jobs button[data-action=disable]");
+  await page.waitForURL(BASE + "/cron");
+  check((await page.textContent("table#jobs tbody tr")).includes("false"), "the job is disabled from its row");
+  await page.click("table#jobs button[data-action=enable]");
+  await page.waitForURL(BASE + "/cron");
+  check((await page.textContent("table#jobs tbody tr")).includes("true"), "the job is enabled again");
+  await page.click("table#jobs button[data-action='run now']");
+  await page.waitForURL(BASE + "/cron");
+  let ran = false;
+  for (let i = 0; i < 60 && !ran; i++) {
+    await page.goto(BASE + "/cron");
+    ran = (await page.textContent("table#jobs tbody tr")).includes("ok");
+    if (!ran) { await page.waitForTimeout(500); }
+  }
+  check(ran, "the job ran now and its status shows");
+  await shot(page, "10-cron");
+  await page.goto(BASE + "/webhooks");
+  check((await page.textContent("table#hooks")).includes("deploy"), "the webhooks page lists the hook");
+  await shot(page, "11-webhooks");
+  await page.goto(BASE + "/watchers");
+  check((await page.textContent("h1")) === "Watchers", "the watchers page opens");
+  await shot(page, "12-watchers");
+
   // Log out: the session is gone.
   await page.click("#logout");
   await page.waitForURL(BASE + "/login");

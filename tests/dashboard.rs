@@ -79,6 +79,18 @@ struct Answer {
 fn request(d: &Dash, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut s = TcpStream::connect(&d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    exchange(&mut s, d, method, path, headers, body)
+}
+
+/// One request on a connection (plain or TLS), read until the server closes it.
+fn exchange(
+    s: &mut (impl std::io::Read + std::io::Write),
+    d: &Dash,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
         d.addr,
@@ -590,6 +602,526 @@ fn a_running_steps_log_arrives_over_sse() {
     assert!(t0.elapsed() < Duration::from_secs(20));
 }
 
+/// A GET with an API token, as JSON.
+fn api_json(d: &Dash, token: &str, path: &str) -> serde_json::Value {
+    let bearer = format!("Bearer {token}");
+    let a = request(d, "GET", path, &[("Authorization", bearer.as_str())], "");
+    assert_eq!(a.status, 200, "{path}: {}", a.body);
+    serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", a.body))
+}
+
+#[test]
+fn cron_watchers_and_webhooks_have_their_pages_actions_and_metrics() {
+    let env = Env::new();
+    let inbox = env.path("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    env.workflow(
+        "on-file",
+        "name: on-file\nsteps:\n  - name: a\n    command: echo got it\n",
+    );
+    env.workflow(
+        "hooked",
+        "name: hooked\nsteps:\n  - name: s\n    command: echo hooked\ntriggers:\n  - webhook: {name: deploy, verify: bearer, secret: letmein-please-42}\n",
+    );
+    env.workflow(
+        "nightly",
+        "name: nightly\nschedule: \"0 3 * * *\"\nsteps:\n  - name: s\n    command: 'true'\n",
+    );
+    std::fs::write(
+        env.root.join("watchers.yaml"),
+        format!(
+            "- name: inbox-rule\n  path: {}\n  action: workflow\n  command: on-file\n  debounce: 100ms\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    env.claw(&["cron", "add", "backup", "0 4 * * *", "echo backup-done"])
+        .expect_code(0);
+    add_user(&env, "alice", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "alice", "ci"])
+        .stdout
+        .trim()
+        .to_owned();
+    let d = start(&env);
+    let cookie = login(&d, "alice", PASSWORD);
+
+    // Cron: the job, the workflow's schedule, their next fires.
+    let page = get(&d, "/cron", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("backup") && page.body.contains("nightly"));
+    let cron = api_json(&d, &token, "/api/v1/cron");
+    let job = &cron["jobs"][0];
+    assert_eq!(job["name"], "backup");
+    assert_eq!(job["enabled"], true);
+    assert!(job["next_fire"].is_string(), "{cron}");
+    let wf = cron["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["workflow"] == "nightly")
+        .unwrap_or_else(|| panic!("the workflow's schedule: {cron}"));
+    assert_eq!(wf["expr"], "0 3 * * *");
+    assert!(wf["next_fire"].is_string());
+    let id = job["id"].as_str().unwrap().to_owned();
+    let enabled = |env: &Env| env.claw(&["cron", "list", "--json"]).json()[0]["enabled"].clone();
+
+    // Disabling needs the session's CSRF token; then it is done and audited.
+    let refused = post(&d, &format!("/cron/{id}/disable"), &cookie, None, "");
+    assert_eq!(refused.status, 403);
+    assert_eq!(enabled(&env), true, "a refused request changed nothing");
+    let csrf = csrf_of(&page.body);
+    let done = post(
+        &d,
+        &format!("/cron/{id}/disable"),
+        &cookie,
+        None,
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(enabled(&env), false);
+    let cron = api_json(&d, &token, "/api/v1/cron");
+    assert_eq!(cron["jobs"][0]["enabled"], false);
+    assert!(cron["jobs"][0]["next_fire"].is_null());
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let again = request(&d, "POST", &format!("/api/v1/cron/{id}/enable"), &auth, "");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(enabled(&env), true);
+    assert_eq!(
+        request(&d, "POST", "/api/v1/cron/no-such-job/enable", &auth, "").status,
+        404
+    );
+
+    // Run now: answered at once, the job's output and status recorded when it ends.
+    let ran = request(&d, "POST", &format!("/api/v1/cron/{id}/run"), &auth, "");
+    assert_eq!(ran.status, 202, "{}", ran.body);
+    let status = wait_for(Duration::from_secs(60), || {
+        let v = api_json(&d, &token, "/api/v1/cron");
+        v["jobs"][0]["last_status"].as_str().map(str::to_owned)
+    })
+    .expect("the job ran");
+    assert_eq!(status, "ok");
+    let logs = env.claw(&["cron", "logs", "backup"]).stdout;
+    assert!(logs.contains("backup-done"), "{logs}");
+    let audit = env.claw(&["audit", "search", "dashboard:alice"]).stdout;
+    for action in ["cron.disable", "cron.enable", "cron.run"] {
+        assert!(audit.contains(action), "{action} not audited:\n{audit}");
+    }
+
+    // Watchers: the rule, and the run it started for a new file.
+    let watchers = api_json(&d, &token, "/api/v1/watchers");
+    assert_eq!(watchers["rules"][0]["name"], "inbox-rule", "{watchers}");
+    std::fs::write(inbox.join("report.txt"), "x").unwrap();
+    let started = wait_for(Duration::from_secs(60), || {
+        let v = api_json(&d, &token, "/api/v1/watchers");
+        let r = v["runs"].get(0)?.clone();
+        (r["status"] == "succeeded").then_some(r)
+    })
+    .expect("the watcher started a run");
+    assert_eq!(started["source"], "inbox-rule");
+    assert_eq!(started["workflow"], "on-file");
+    assert!(started["path"].as_str().unwrap().ends_with("report.txt"));
+    let page = get(&d, "/watchers", &cookie);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("inbox-rule") && page.body.contains("report.txt"));
+
+    // Webhooks: the hook (where its secret is, never the secret) and the delivery's run.
+    let hook = request(
+        &d,
+        "POST",
+        "/hooks/deploy",
+        &[
+            ("Authorization", "Bearer letmein-please-42"),
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "delivery-77"),
+        ],
+        "{}",
+    );
+    assert!(hook.status < 300, "{}: {}", hook.status, hook.body);
+    let hooks = wait_for(Duration::from_secs(60), || {
+        let v = api_json(&d, &token, "/api/v1/webhooks");
+        (v["deliveries"].get(0)?["status"] == "succeeded").then_some(v)
+    })
+    .expect("the delivery's run succeeds");
+    assert_eq!(hooks["hooks"][0]["name"], "deploy");
+    assert_eq!(hooks["hooks"][0]["verify"], "bearer");
+    assert_eq!(hooks["deliveries"][0]["source"], "deploy");
+    assert_eq!(hooks["deliveries"][0]["delivery"], "request:delivery-77");
+    let page = get(&d, "/webhooks", &cookie);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("delivery-77"));
+    for body in [&page.body, &hooks.to_string()] {
+        assert!(
+            !body.contains("letmein-please-42"),
+            "the hook's secret left"
+        );
+    }
+
+    // Metrics: step durations, fires per schedule, runs per trigger, deliveries per hook, the
+    // outbox's messages.
+    env.claw(&[
+        "msg",
+        "send",
+        "webhook",
+        "http://127.0.0.1:9/nobody",
+        "queued for the metrics",
+        "--queue",
+    ])
+    .expect_code(0);
+    let m = request(&d, "GET", "/metrics", &auth, "").body;
+    for needle in [
+        "# TYPE claw_step_duration_seconds histogram",
+        "claw_step_duration_seconds_bucket{le=\"+Inf\"} ",
+        "claw_schedule_fires_total{schedule=\"job:",
+        "outcome=\"missed\"} 0",
+        "claw_runs_started_total{trigger=\"watcher\"} 1",
+        "claw_runs_started_total{trigger=\"webhook\"} 1",
+        "claw_webhook_deliveries_total{hook=\"deploy\"} 1",
+        "# TYPE claw_messages gauge",
+        "claw_messages{channel=\"webhook\",status=\"",
+    ] {
+        assert!(m.contains(needle), "{needle} not in the metrics:\n{m}");
+    }
+    let count: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("claw_step_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(count >= 2, "{m}");
+}
+
+/// A rustls client that trusts only `cert` (DER).
+fn tls_client(cert: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.to_vec().into()).unwrap();
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+fn tls_request(
+    d: &Dash,
+    client: &std::sync::Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<Answer> {
+    let sock = TcpStream::connect(&d.addr).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let conn =
+        rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap()).ok()?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    // The handshake first: a certificate the client does not trust ends here.
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).ok()?;
+    }
+    Some(exchange(&mut tls, d, method, path, headers, body))
+}
+
+/// Starts `claw dashboard` with `vars` set; waits for it to end (or kills it after 30 s).
+fn dashboard_exit(env: &Env, vars: &[(&str, &std::path::Path)]) -> Ran {
+    let mut c = env.command(&["dashboard", "--bind", &format!("127.0.0.1:{}", free_port())]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the daemon did not refuse its TLS settings");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+#[test]
+fn over_tls_from_certificate_files_with_secure_host_cookies() {
+    let env = Env::new();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = env.path("tls/cert.pem");
+    let key = env.path("tls/key.pem");
+    std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    add_user(&env, "tess", PASSWORD).expect_code(0);
+
+    // One setting without the other, or a file that is no certificate: refused before listening.
+    let half = dashboard_exit(&env, &[("DASHBOARD_TLS_CERT", &cert)]);
+    half.expect_code(2);
+    assert!(half.stderr.contains("DASHBOARD_TLS_KEY"), "{}", half.stderr);
+    let junk = env.path("tls/junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let bad = dashboard_exit(
+        &env,
+        &[("DASHBOARD_TLS_CERT", &junk), ("DASHBOARD_TLS_KEY", &key)],
+    );
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("junk.pem"), "{}", bad.stderr);
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = env
+        .command(&["dashboard", "--bind", &addr])
+        .env("DASHBOARD_TLS_CERT", &cert)
+        .env("DASHBOARD_TLS_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Dash { child, addr };
+    let client = tls_client(made.cert.der());
+    let up = wait_for(Duration::from_secs(60), || {
+        tls_request(&d, &client, "GET", "/healthz", &[], "").filter(|a| a.status == 200)
+    });
+    assert!(up.is_some(), "the daemon does not answer over TLS");
+
+    // Plain HTTP on the TLS port gets no answer.
+    let mut plain = TcpStream::connect(&d.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    plain
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr).as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
+
+    // A client that does not trust the certificate does not get through.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    assert!(
+        tls_request(
+            &d,
+            &tls_client(other.cert.der()),
+            "GET",
+            "/healthz",
+            &[],
+            ""
+        )
+        .is_none_or(|a| a.status != 200)
+    );
+
+    // Logging in over TLS: the cookie is `__Host-` prefixed and `Secure`, and opens pages.
+    let origin = format!("https://{}", d.addr);
+    let a = tls_request(
+        &d,
+        &client,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", origin.as_str()),
+        ],
+        &format!("user=tess&password={PASSWORD}"),
+    )
+    .unwrap();
+    assert_eq!(a.status, 303, "{}", a.body);
+    let line = a
+        .head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .expect("a cookie")
+        .to_owned();
+    assert!(line.contains("set-cookie: __host-claw_session="), "{line}");
+    assert!(line.contains("; secure"), "{line}");
+    assert!(
+        line.contains("path=/") && line.contains("httponly"),
+        "{line}"
+    );
+    let cookie = line
+        .trim_start_matches("set-cookie:")
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .replace("__host-claw_session", "__Host-claw_session");
+    let runs = tls_request(
+        &d,
+        &client,
+        "GET",
+        "/runs",
+        &[("Cookie", cookie.as_str())],
+        "",
+    )
+    .unwrap();
+    assert_eq!(runs.status, 200, "{}", runs.body);
+    // The plain-HTTP cookie name opens nothing here.
+    let plain_name = cookie.replace("__Host-claw_session", "claw_session");
+    let refused = tls_request(
+        &d,
+        &client,
+        "GET",
+        "/runs",
+        &[("Cookie", plain_name.as_str())],
+        "",
+    )
+    .unwrap();
+    assert_eq!(refused.status, 303);
+}
+
+#[test]
+fn the_memory_page_lists_and_searches_without_creating_the_database() {
+    let env = Env::new();
+    add_user(&env, "mo", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "mo", "ci"])
+        .stdout
+        .trim()
+        .to_owned();
+    let d = start(&env);
+    let empty = api_json(&d, &token, "/api/v1/memory");
+    assert_eq!(empty["exists"], false, "{empty}");
+    assert!(
+        !env.home.join("memory.db").exists(),
+        "reading created memory.db"
+    );
+    env.claw(&[
+        "memory", "remember", "nas-ip", "10.0.0.5", "--tags", "network",
+    ])
+    .expect_code(0);
+    env.claw(&[
+        "memory",
+        "remember",
+        "evil",
+        "<script>alert(1)</script>",
+        "--category",
+        "preference",
+    ])
+    .expect_code(0);
+    let all = api_json(&d, &token, "/api/v1/memory");
+    assert_eq!(all["stats"]["total"], 2, "{all}");
+    assert_eq!(all["memories"].as_array().unwrap().len(), 2);
+    let found = api_json(&d, &token, "/api/v1/memory?q=netw");
+    assert_eq!(found["memories"][0]["key"], "nas-ip", "{found}");
+    assert_eq!(found["memories"].as_array().unwrap().len(), 1);
+    let prefs = api_json(&d, &token, "/api/v1/memory?category=preference");
+    assert_eq!(prefs["memories"][0]["key"], "evil", "{prefs}");
+    let bearer = format!("Bearer {token}");
+    let bad = request(
+        &d,
+        "GET",
+        "/api/v1/memory?limit=lots",
+        &[("Authorization", bearer.as_str())],
+        "",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let cookie = login(&d, "mo", PASSWORD);
+    let page = get(&d, "/memory?q=10.0", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("nas-ip"), "{}", page.body);
+    let page = get(&d, "/memory", &cookie);
+    assert!(!page.body.contains("<script>alert"), "unescaped");
+    assert!(
+        page.body.contains("&#60;script&#62;alert(1)"),
+        "{}",
+        page.body
+    );
+}
+
+/// A finished run with one `llm` step whose outputs say what it used, written through the
+/// store as the engine writes them.
+fn llm_run(env: &Env, id: &str, created: i64, provider: &str, tokens: (u64, u64)) {
+    use claw::store::{Phase, RunRecord, RunStatus, SqliteStore, StepRecord, StepStatus, Store};
+    let store = SqliteStore::open(&env.home.join("claw.db")).unwrap();
+    store
+        .create_run(&RunRecord {
+            id: id.into(),
+            workflow: "ask".into(),
+            workflow_path: "ask.yaml".into(),
+            definition: "steps: []".into(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({"type": "manual"}),
+            status: RunStatus::Queued,
+            owner: None,
+            lease_until: None,
+            dry_run: false,
+            cancel_requested: false,
+            parent_run: None,
+            outputs: serde_json::json!({}),
+            error: None,
+            created_at: created,
+            started_at: None,
+            finished_at: None,
+        })
+        .unwrap();
+    let mut step = StepRecord::new("ask", Phase::Main, 0);
+    step.status = StepStatus::Succeeded;
+    step.outputs = serde_json::json!({"provider": provider, "model": "model-<b>1</b>", "text": "hi",
+        "usage": {"input_tokens": tokens.0, "output_tokens": tokens.1}});
+    store
+        .record_steps(id, &[step], Some(RunStatus::Succeeded))
+        .unwrap();
+}
+
+#[test]
+fn the_llm_usage_page_counts_tokens_per_provider_and_model() {
+    let env = Env::new();
+    add_user(&env, "lu", PASSWORD).expect_code(0);
+    let token = env
+        .claw(&["dashboard", "token", "add", "lu", "ci"])
+        .stdout
+        .trim()
+        .to_owned();
+    let now = chrono::Utc::now().timestamp_millis();
+    llm_run(
+        &env,
+        "01old",
+        now - 30 * 24 * 3600 * 1000,
+        "anthropic",
+        (100, 50),
+    );
+    llm_run(&env, "01new", now, "anthropic", (11, 7));
+    llm_run(&env, "01oll", now, "ollama", (5, 3));
+    let d = start(&env);
+    let all = api_json(&d, &token, "/api/v1/llm");
+    assert_eq!(
+        all["usage"],
+        serde_json::json!([
+            {"provider": "anthropic", "model": "model-<b>1</b>", "steps": 2, "input_tokens": 111, "output_tokens": 57},
+            {"provider": "ollama", "model": "model-<b>1</b>", "steps": 1, "input_tokens": 5, "output_tokens": 3},
+        ])
+    );
+    let recent = api_json(&d, &token, "/api/v1/llm?since=7d");
+    assert_eq!(recent["usage"][0]["input_tokens"], 11, "{recent}");
+    let cli = env.claw(&["llm", "usage", "--json"]).json();
+    assert_eq!(
+        cli[0]["input_tokens"], 111,
+        "the same count as `claw llm usage`"
+    );
+    let bearer = format!("Bearer {token}");
+    let bad = request(
+        &d,
+        "GET",
+        "/api/v1/llm?since=whenever",
+        &[("Authorization", bearer.as_str())],
+        "",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let cookie = login(&d, "lu", PASSWORD);
+    let page = get(&d, "/llm", &cookie);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("ollama") && page.body.contains(">111<"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>1</b>"), "unescaped");
+}
+
 /// The browser end-to-end script (scripts/dashboard-e2e.cjs) against a real daemon: Debian's
 /// chromium driven by playwright-core, both installed by scripts/test.sh. Screenshots go to
 /// target/dashboard-e2e/.
@@ -648,6 +1180,12 @@ steps:
             m = mark.display()
         ),
     );
+    env.workflow(
+        "hooked",
+        "name: hooked\nsteps:\n  - name: s\n    command: echo hooked\ntriggers:\n  - webhook: {name: deploy, verify: bearer, secret: \"${{ secrets.DEPLOY_HOOK }}\"}\n",
+    );
+    env.claw(&["cron", "add", "backup", "0 4 * * *", "echo backup-done"])
+        .expect_code(0);
     add_user(&env, "alice", PASSWORD).expect_code(0);
     let token = env.claw(&["dashboard", "token", "add", "alice", "e2e"]);
     let bearer = format!("Bearer {}", token.stdout.trim());

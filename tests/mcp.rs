@@ -1,6 +1,9 @@
 //! `claw mcp` driven by the official MCP Python client (`mcp` from PyPI, pinned, installed by
 //! scripts/test.sh into target/mcp-venv): the tools and their schemas, a workflow run and its
-//! result, remember/recall, an error as text, a bad argument refused.
+//! result, remember/recall, an error as text, a bad argument refused; and the same tools over
+//! streamable HTTP at `/mcp` on `claw serve`, refused without its bearer token.
+
+#![allow(clippy::unwrap_used)]
 
 use crate::common::Env;
 
@@ -40,6 +43,14 @@ async def main():
             out["search"] = text(await s.call_tool("search_memory", {"query": "netw"}))
             out["run"] = text(await s.call_tool("run_workflow", {"name": "hello"}))
             out["missing"] = text(await s.call_tool("show_workflow", {"name": "nope"}))
+            out["cron_add"] = text(await s.call_tool("cron_add_job", {"name": "tidy", "schedule": "0 5 * * *", "command": "echo tidied"}))
+            out["cron_bad"] = text(await s.call_tool("cron_add_job", {"name": "oops", "schedule": "61 * * * *", "command": "true"}))
+            out["cron_disable"] = text(await s.call_tool("cron_disable_job", {"job_id": "tidy"}))
+            out["cron_list"] = text(await s.call_tool("cron_list_jobs", {}))
+            out["cron_logs"] = text(await s.call_tool("cron_job_logs", {"job_id": "tidy"}))
+            out["cron_remove"] = text(await s.call_tool("cron_remove_job", {"job_id": "tidy"}))
+            out["skill"] = text(await s.call_tool("run_skill", {"name": "greet", "args": "who=mcp, code=0"}))
+            out["skill_failed"] = text(await s.call_tool("run_skill", {"name": "greet", "args": "code=3"}))
             try:
                 res = await s.call_tool("search_memory", {"query": "x", "limit": "lots"})
                 out["bad"] = {"text": res.content[0].text, "error": res.isError}
@@ -58,6 +69,18 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         "hello",
         "name: hello\nsteps:\n  - name: greet\n    command: echo hello from claw\n",
     );
+    let skill = env.root.join("skills/greet");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(
+        skill.join("skill.yaml"),
+        "name: greet\nversion: \"1.0.0\"\ndescription: says hello\nauthor: tests\nscript: run.sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        skill.join("run.sh"),
+        "echo \"hello ${SKILL_WHO:-nobody}\"\nexit \"${SKILL_CODE:-0}\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(python)
         .args(["-c", CLIENT, env!("CARGO_BIN_EXE_claw")])
         .env("CLAW_HOME", &env.home)
@@ -155,12 +178,507 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         v["bad"]
     );
 
+    // Cron jobs: added (a bad schedule refused), disabled, listed, removed; audited as the client.
+    let add = &v["cron_add"];
+    assert_eq!(add["error"], false, "{add}");
+    assert!(
+        add["text"].as_str().unwrap().starts_with("Added cron job "),
+        "{add}"
+    );
+    assert_eq!(v["cron_bad"]["error"], true);
+    assert!(
+        v["cron_bad"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("invalid schedule"),
+        "{}",
+        v["cron_bad"]
+    );
+    assert!(
+        v["cron_disable"]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("(tidy) disabled"),
+        "{}",
+        v["cron_disable"]
+    );
+    assert_eq!(v["cron_list"]["data"]["jobs"][0]["name"], "tidy");
+    assert_eq!(v["cron_list"]["data"]["jobs"][0]["enabled"], false);
+    assert!(
+        v["cron_logs"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("No output yet")
+    );
+    assert_eq!(v["cron_remove"]["data"]["removed"], true);
+    let jobs = env.claw(&["cron", "list", "--json"]).json();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
+    // run_skill: its output, and a failure as text.
+    assert_eq!(v["skill"]["error"], false, "{}", v["skill"]);
+    assert_eq!(
+        v["skill"]["text"], "Skill 'greet' succeeded\nhello mcp",
+        "{}",
+        v["skill"]
+    );
+    assert_eq!(v["skill_failed"]["error"], true);
+    assert!(
+        v["skill_failed"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Skill 'greet' failed"),
+        "{}",
+        v["skill_failed"]
+    );
+
     // Changes are audited with the client as actor.
     let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
     assert!(
         audit
             .lines()
             .any(|l| l.contains("\"memory.remember\"") && l.contains("\"mcp:mcp\"")),
+        "{audit}"
+    );
+    for action in ["cron.add", "cron.disable", "cron.remove", "skill.run"] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&format!("\"{action}\"")) && l.contains("\"mcp:mcp\"")),
+            "{action}: {audit}"
+        );
+    }
+}
+
+/// The client over HTTP: refusals with plain requests (no token, a wrong one), then the
+/// official client with the token. Prints one JSON object.
+const HTTP_CLIENT: &str = r#"
+import asyncio, json, sys, urllib.request, urllib.error
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+URL, TOKEN = sys.argv[1], sys.argv[2]
+INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-03-26", "capabilities": {},
+    "clientInfo": {"name": "probe", "version": "1"}}}).encode()
+
+def plain(headers):
+    req = urllib.request.Request(URL, data=INIT, method="POST", headers={
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode(),
+                "www": e.headers.get("WWW-Authenticate")}
+
+async def main():
+    out = {"none": plain({}), "wrong": plain({"Authorization": "Bearer not-the-token"})}
+    if TOKEN:
+        headers = {"Authorization": "Bearer " + TOKEN}
+        async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+            async with streamable_http_client(URL, http_client=http) as (r, w, _):
+                async with ClientSession(r, w) as s:
+                    await s.initialize()
+                    tools = (await s.list_tools()).tools
+                    out["tools"] = sorted(t.name for t in tools)
+                    res = await s.call_tool("run_workflow", {"name": "hello"})
+                    out["run"] = {"text": res.content[0].text, "error": res.isError,
+                                  "data": res.structuredContent}
+                    res = await s.call_tool("remember", {"key": "over", "value": "http"})
+                    out["remember"] = {"text": res.content[0].text, "error": res.isError}
+                    try:
+                        res = await s.call_tool("recall", {"key": 5})
+                        out["bad"] = {"text": res.content[0].text, "error": res.isError}
+                    except Exception as e:
+                        out["bad"] = {"text": str(e), "error": True}
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+/// `claw serve` on a free port with `vars`; killed on drop.
+struct Daemon(std::process::Child, String);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(env: &Env, vars: &[(&str, &str)]) -> Daemon {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = env.command(&["serve", "--bind", &addr]);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon(child, addr);
+    let up = crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        std::net::TcpStream::connect(&d.1).ok()
+    });
+    assert!(up.is_some(), "the daemon did not start");
+    d
+}
+
+fn http_client(env: &Env, d: &Daemon, token: &str) -> serde_json::Value {
+    let out = std::process::Command::new(mcp_python())
+        .args(["-c", HTTP_CLIENT, &format!("http://{}/mcp", d.1), token])
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn over_http_in_the_daemon_only_with_the_bearer_token() {
+    let env = Env::new();
+    env.workflow(
+        "hello",
+        "name: hello\nsteps:\n  - name: greet\n    command: echo hello over http\n",
+    );
+
+    // No token configured: refused, naming the setting that turns it on.
+    {
+        let d = daemon(&env, &[]);
+        let v = http_client(&env, &d, "");
+        assert_eq!(v["none"]["status"], 503, "{v}");
+        assert!(v["none"]["body"].as_str().unwrap().contains("MCP_TOKEN"));
+        assert_eq!(v["wrong"]["status"], 503, "{v}");
+    }
+
+    let token = "mcp-token-6b0e2f9d41c7a835";
+    let d = daemon(&env, &[("MCP_TOKEN", token)]);
+    let v = http_client(&env, &d, token);
+    for k in ["none", "wrong"] {
+        assert_eq!(v[k]["status"], 401, "{k}: {v}");
+        assert_eq!(v[k]["www"], "Bearer");
+        assert!(!v[k]["body"].as_str().unwrap().contains(token));
+    }
+    let tools = v["tools"].as_array().unwrap();
+    for name in ["run_workflow", "remember", "recall", "list_workflows"] {
+        assert!(tools.iter().any(|t| t == name), "no {name}: {v}");
+    }
+    let run = &v["run"];
+    assert_eq!(run["error"], false, "{run}");
+    assert_eq!(run["data"]["status"], "succeeded", "{run}");
+    assert!(
+        run["text"].as_str().unwrap().contains("hello over http"),
+        "{run}"
+    );
+    assert_eq!(v["remember"]["error"], false, "{v}");
+    assert_eq!(v["bad"]["error"], true, "{v}");
+    assert!(
+        v["bad"]["text"].as_str().unwrap().contains("key"),
+        "{}",
+        v["bad"]
+    );
+
+    // The refusals are audited, the calls carry the client's name; the token is nowhere.
+    // (The daemon writes its audit entries behind: wait for them.)
+    let audit = crate::common::wait_for(std::time::Duration::from_secs(20), || {
+        let a = std::fs::read_to_string(env.home.join("audit.log")).ok()?;
+        (a.lines().filter(|l| l.contains("\"mcp.refused\"")).count() >= 2).then_some(a)
+    })
+    .expect("both refusals audited");
+    let refused = audit
+        .lines()
+        .filter(|l| l.contains("\"mcp.refused\""))
+        .count();
+    assert_eq!(refused, 2, "{audit}");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"memory.remember\"") && l.contains("\"mcp:mcp\"")),
+        "{audit}"
+    );
+    assert!(!audit.contains(token));
+}
+
+/// A loopback HTTP receiver for the `webhook` channel: answers 200 to each POST and keeps its
+/// body.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            keep.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    (url, seen)
+}
+
+const MSG_CLIENT: &str = r#"
+import asyncio, json, os, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    params = StdioServerParameters(command=sys.argv[1], args=["mcp"], env=dict(os.environ))
+    out = {}
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            def text(res):
+                return {"text": res.content[0].text, "error": res.isError,
+                        "data": res.structuredContent}
+            out["channels"] = text(await s.call_tool("list_channels", {}))
+            out["profiles"] = text(await s.call_tool("list_profiles", {}))
+            out["sent"] = text(await s.call_tool("send_message", {"channel": "webhook", "target": sys.argv[2], "message": "hello from mcp"}))
+            out["notified"] = text(await s.call_tool("send_notification", {"profile": "ops", "message": "all hands"}))
+            out["unknown"] = text(await s.call_tool("send_message", {"channel": "pigeon", "target": "x", "message": "coo"}))
+            out["test"] = text(await s.call_tool("test_channel", {"channel": "webhook"}))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn messages_are_sent_through_the_outbox_by_the_messaging_tools() {
+    let python = mcp_python();
+    let env = Env::new();
+    let (url, seen) = receiver();
+    env.write(
+        "home/profiles.yaml",
+        &format!("ops:\n  - channel: webhook\n    target: {url}\n"),
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", MSG_CLIENT, env!("CARGO_BIN_EXE_claw"), &url])
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let channels = v["channels"]["data"]["channels"].as_array().unwrap();
+    assert!(
+        channels
+            .iter()
+            .any(|c| c["name"] == "webhook" && c["configured"] == true),
+        "{v}"
+    );
+    assert_eq!(v["profiles"]["data"]["profiles"][0]["name"], "ops", "{v}");
+    assert_eq!(v["sent"]["error"], false, "{v}");
+    assert_eq!(v["sent"]["text"], format!("webhook:{url} — sent"));
+    assert_eq!(v["notified"]["error"], false, "{v}");
+    assert_eq!(v["unknown"]["error"], true);
+    assert!(
+        v["unknown"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error sending message:"),
+        "{}",
+        v["unknown"]
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[0].contains("hello from mcp"), "{bodies:?}");
+    assert!(bodies[1].contains("all hands"), "{bodies:?}");
+    // Both went through the outbox.
+    let outbox = env.claw(&["msg", "outbox", "--json"]).json();
+    assert_eq!(outbox.as_array().map(Vec::len), Some(2), "{outbox}");
+}
+
+const SSH_CLIENT: &str = r#"
+import asyncio, json, os, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    params = StdioServerParameters(command=sys.argv[1], args=["mcp"], env=dict(os.environ))
+    out = {}
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            def text(res):
+                return {"text": res.content[0].text, "error": res.isError,
+                        "data": res.structuredContent}
+            out["run"] = text(await s.call_tool("ssh_run", {"target": "box", "command": "echo from-$((40+2))"}))
+            out["exit"] = text(await s.call_tool("ssh_run", {"target": "lab", "command": "exit 3"}))
+            out["unknown"] = text(await s.call_tool("ssh_run", {"target": "nowhere", "command": "true"}))
+            out["health"] = text(await s.call_tool("ssh_health_check", {}))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"#;
+
+/// `ssh_run` and `ssh_health_check` against a real OpenSSH server on loopback (scripts/test.sh
+/// installs openssh-server), its host key trusted first as `claw ssh trust` does.
+#[test]
+fn ssh_run_and_health_check_reach_a_real_sshd() {
+    let sshd = std::path::Path::new("/usr/sbin/sshd");
+    if !sshd.is_file() {
+        assert!(
+            std::env::var_os("CLAW_SKIP_SSH").is_some(),
+            "/usr/sbin/sshd is missing: scripts/test.sh installs openssh-server (or set CLAW_SKIP_SSH=1)"
+        );
+        return;
+    }
+    let python = mcp_python();
+    let env = Env::new();
+    let dir = env.path("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let keygen = |p: &std::path::Path| {
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "claw-test", "-f"])
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let (hostkey, client) = (dir.join("hostkey"), dir.join("client"));
+    keygen(&hostkey);
+    keygen(&client);
+    std::fs::copy(client.with_extension("pub"), dir.join("authorized_keys")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nLogLevel ERROR\n",
+            hostkey.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    let daemon = std::process::Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _sshd = Daemon(daemon, String::new());
+    let up = crate::common::wait_for(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "sshd did not start");
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        format!(
+            "hosts:\n  - alias: box\n    hostname: 127.0.0.1\n    port: {port}\n    username: root\n    key_file: {}\n    groups: [lab]\n",
+            client.display()
+        ),
+    )
+    .unwrap();
+    let user_home = env.path("userhome");
+    std::fs::create_dir_all(&user_home).unwrap();
+    let fp = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(hostkey.with_extension("pub"))
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let trusted = env
+        .command(&["ssh", "trust", "box", "--fingerprint", &fp])
+        .env("HOME", &user_home)
+        .output()
+        .unwrap();
+    assert!(trusted.status.success(), "{trusted:?}");
+
+    let out = std::process::Command::new(python)
+        .args(["-c", SSH_CLIENT, env!("CARGO_BIN_EXE_claw")])
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .env("HOME", &user_home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AUTO_ADD_HOST_KEYS")
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let run = &v["run"];
+    assert_eq!(run["error"], false, "{run}");
+    let text = run["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("── box (") && text.ends_with("s): ok\nfrom-42"),
+        "{text}"
+    );
+    assert_eq!(run["data"]["results"][0]["exit_code"], 0);
+    assert_eq!(v["exit"]["error"], true, "{v}");
+    assert!(
+        v["exit"]["text"].as_str().unwrap().contains("exit 3"),
+        "{}",
+        v["exit"]
+    );
+    assert_eq!(v["unknown"]["error"], true);
+    assert!(
+        v["unknown"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error running on 'nowhere':"),
+        "{}",
+        v["unknown"]
+    );
+    let health = &v["health"];
+    assert_eq!(health["data"]["hosts"][0]["alias"], "box", "{health}");
+    assert_eq!(health["data"]["hosts"][0]["ssh_ok"], true, "{health}");
+    let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"ssh.run\"")
+            && l.contains("\"mcp:mcp\"")
+            && l.contains("from-$((40+2))")),
         "{audit}"
     );
 }

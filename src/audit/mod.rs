@@ -180,6 +180,8 @@ pub enum Action {
     DashboardRefused,
     /// `dashboard.run.start`: a run was started from the dashboard or its API.
     DashboardRunStart,
+    /// `mcp.refused`: a request to `/mcp` without the right bearer token.
+    McpRefused,
 }
 
 impl Action {
@@ -247,6 +249,7 @@ impl Action {
         Self::DashboardTokenRemove,
         Self::DashboardRefused,
         Self::DashboardRunStart,
+        Self::McpRefused,
     ];
 
     /// The dotted name written in the log.
@@ -315,6 +318,7 @@ impl Action {
             Self::DashboardTokenRemove => "dashboard.token.remove",
             Self::DashboardRefused => "dashboard.refused",
             Self::DashboardRunStart => "dashboard.run.start",
+            Self::McpRefused => "mcp.refused",
         }
     }
 }

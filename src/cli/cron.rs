@@ -475,22 +475,11 @@ fn run_now(ctx: &Ctx, file: &JobsFile, id: &str, json: bool) -> CliResult {
 
 fn logs(file: &JobsFile, id: &str, n: usize) -> CliResult {
     let job = file.find(id)?;
-    let dir = file.output_dir(&job.id);
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let files = file.output_files(&job.id);
     if files.is_empty() {
         println!("No output yet for job {} ({}).", job.short_id(), job.name);
         return Ok(());
     }
-    // Names are UTC timestamps: sorting them sorts by time.
-    files.sort();
-    files.reverse();
     for f in files.iter().take(n) {
         println!("==> {} <==", f.display());
         print!("{}", std::fs::read_to_string(f).unwrap_or_default());

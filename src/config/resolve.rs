@@ -187,6 +187,24 @@ pub const DEFS: &[Def] = &[
     def("DASHBOARD_USER", false, None, "dashboard login"),
     def("DASHBOARD_PASS", true, None, "dashboard password"),
     def(
+        "DASHBOARD_TLS_CERT",
+        false,
+        None,
+        "PEM certificate chain: the daemon's listener serves HTTPS",
+    ),
+    def(
+        "DASHBOARD_TLS_KEY",
+        false,
+        None,
+        "PEM private key of DASHBOARD_TLS_CERT",
+    ),
+    def(
+        "MCP_TOKEN",
+        true,
+        None,
+        "bearer token of /mcp on the daemon (unset: /mcp refuses every request)",
+    ),
+    def(
         "CLAW_SKILL_HUB",
         false,
         None,

@@ -9,6 +9,10 @@
 //! `run_workflow` creates a run like `claw workflow run --detach` (so an approval gate waits for
 //! a person like in any run) and, unless `wait` is false, waits for its end.
 
+mod cron;
+pub mod http;
+mod msg;
+mod ssh;
 pub mod tools;
 
 use std::time::Duration;
@@ -29,6 +33,8 @@ use crate::memory::{self, Memory};
 pub struct Server {
     dirs: Dirs,
     settings: Settings,
+    /// Whether a daemon owns the data directory (it then executes the runs queued here).
+    daemon_runs: fn(&std::path::Path) -> bool,
 }
 
 /// What a tool answers: the seed's text and the structured facts; `Err` is a failure as text.
@@ -51,8 +57,22 @@ fn limit(a: &Map<String, Value>) -> u32 {
 }
 
 impl Server {
+    /// A server that executes the runs it queues itself (`claw run resume` processes), unless
+    /// told how to see a daemon ([`Server::with_daemon_check`]).
     pub fn new(dirs: Dirs, settings: Settings) -> Self {
-        Self { dirs, settings }
+        Self {
+            dirs,
+            settings,
+            daemon_runs: |_| false,
+        }
+    }
+
+    /// How to tell whether a daemon owns the data directory: its queue then takes the runs
+    /// queued here (the daemon serving `/mcp` answers always; `claw mcp` looks at the lease).
+    #[must_use]
+    pub fn with_daemon_check(mut self, daemon_runs: fn(&std::path::Path) -> bool) -> Self {
+        self.daemon_runs = daemon_runs;
+        self
     }
 
     /// Serves over stdin/stdout until the client closes them.
@@ -91,6 +111,20 @@ impl Server {
             "vault_status" => self.vault_status(),
             "list_skills" => self.list_skills(),
             "skill_info" => self.skill_info(a),
+            "send_message" => self.send_message(a, actor).await,
+            "send_notification" => self.send_notification(a, actor).await,
+            "test_channel" => self.test_channel(a).await,
+            "list_channels" => self.list_channels(),
+            "list_profiles" => self.list_profiles(),
+            "run_skill" => self.run_skill(a, actor).await,
+            "cron_list_jobs" => self.cron_list_jobs(),
+            "cron_add_job" => self.cron_add_job(a, actor),
+            "cron_remove_job" => self.cron_remove_job(a, actor),
+            "cron_enable_job" => self.cron_set_enabled(a, actor, true),
+            "cron_disable_job" => self.cron_set_enabled(a, actor, false),
+            "cron_job_logs" => self.cron_job_logs(a),
+            "ssh_run" => self.ssh_run(a, actor).await,
+            "ssh_health_check" => self.ssh_health_check(actor).await,
             "ssh_list_hosts" => self.ssh_list_hosts(),
             "ssh_list_groups" => self.ssh_list_groups(),
             other => Err(format!("Unknown tool: {other}")),
@@ -296,7 +330,9 @@ impl Server {
                 claim: false,
             })
             .map_err(|e| fail(e.to_string()))?;
-        start_run(&self.dirs, &engine, &run.id).map_err(fail)?;
+        if !(self.daemon_runs)(&self.dirs.home) {
+            start_run(&self.dirs, &engine, &run.id).map_err(fail)?;
+        }
         if !wait {
             return Ok((
                 format!("Workflow '{name}' queued as run {}", run.id),
@@ -671,13 +707,10 @@ impl Server {
     }
 }
 
-/// Leaves a queued run to the daemon when one owns the data directory, else executes it in a
-/// `claw run resume ID` process of its own (as `claw workflow run --detach` does), so that it
-/// outlives this server and waits for approvals like any run.
+/// Executes a queued run in a `claw run resume ID` process of its own (as `claw workflow run
+/// --detach` does without a daemon), so that it outlives this server and waits for approvals
+/// like any run.
 fn start_run(dirs: &Dirs, engine: &crate::engine::Engine, run_id: &str) -> Result<(), String> {
-    if crate::serve::lease::holder(&dirs.home).is_some() {
-        return Ok(());
-    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the claw binary: {e}"))?;
     let dir = engine.dirs.run_log_dir(run_id);
     crate::fsutil::create_dirs_private(&dir)

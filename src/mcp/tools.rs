@@ -178,10 +178,88 @@ pub const TOOLS: &[Spec] = &[
         description: "Show detailed information about a skill.\n\nArgs:\n    name: Skill name as defined in skill.yaml.",
         params: &[req("name", Str)],
     },
+    Spec {
+        name: "run_skill",
+        description: "Run an installed skill with optional arguments.\n\nArgs:\n    name: Skill name as defined in skill.yaml.\n    args: Comma-separated key=value pairs (e.g. \"host=nas,port=22\").",
+        params: &[req("name", Str), s("args", "")],
+    },
+    // Messaging.
+    Spec {
+        name: "send_message",
+        description: "Send a message through a channel (through the outbox: queued, then delivered).\n\nArgs:\n    channel: telegram, slack, discord, ntfy, email or webhook.\n    target: Chat or channel id, topic, address or URL (by channel).\n    message: The text.",
+        params: &[req("channel", Str), req("target", Str), req("message", Str)],
+    },
+    Spec {
+        name: "send_notification",
+        description: "Send a message to every target of a profile of profiles.yaml.\n\nArgs:\n    profile: Profile name.\n    message: The text.",
+        params: &[req("profile", Str), req("message", Str)],
+    },
+    Spec {
+        name: "test_channel",
+        description: "Check a channel's credentials against its service without sending anything.",
+        params: &[req("channel", Str)],
+    },
+    Spec {
+        name: "list_channels",
+        description: "List the messaging channels, whether each is configured and what it needs.",
+        params: &[],
+    },
+    Spec {
+        name: "list_profiles",
+        description: "List the notification profiles of profiles.yaml and their targets.",
+        params: &[],
+    },
+    // Cron.
+    Spec {
+        name: "cron_list_jobs",
+        description: "List all scheduled cron jobs with their schedule, status and next run.",
+        params: &[],
+    },
+    Spec {
+        name: "cron_add_job",
+        description: "Add a cron job.\n\nArgs:\n    name: Job name.\n    schedule: Cron expression (5 fields), @hourly-style macro, 'every 5m' or 'daily at HH:MM'.\n    command: Shell command, workflow name, prompt, URL or skill name (by job_type).\n    job_type: shell, workflow, claude, webhook, skill or ssh.\n    output_channel: 'file', CHANNEL:TARGET or a profile name.",
+        params: &[
+            req("name", Str),
+            req("schedule", Str),
+            req("command", Str),
+            s("job_type", "shell"),
+            s("output_channel", "file"),
+        ],
+    },
+    Spec {
+        name: "cron_remove_job",
+        description: "Remove a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_enable_job",
+        description: "Enable a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_disable_job",
+        description: "Disable a cron job by id (or unique id prefix, or name).",
+        params: &[req("job_id", Str)],
+    },
+    Spec {
+        name: "cron_job_logs",
+        description: "Show the most recent output files of a cron job.\n\nArgs:\n    job_id: Job id (or unique id prefix, or name).\n    limit: How many output files, newest first (default 5).",
+        params: &[req("job_id", Str), i("limit", 5)],
+    },
     // SSH (read-only).
     Spec {
         name: "ssh_list_hosts",
         description: "List all configured SSH hosts with connection details.",
+        params: &[],
+    },
+    Spec {
+        name: "ssh_run",
+        description: "Run a shell command on an SSH host, a group of hosts, or all.\n\nArgs:\n    target: Host alias, group name, or \"all\".\n    command: Shell command to execute.\n    timeout: Seconds before the command is stopped (default 30).",
+        params: &[req("target", Str), req("command", Str), i("timeout", 30)],
+    },
+    Spec {
+        name: "ssh_health_check",
+        description: "Check every SSH host (ping and SSH), and write the health report.",
         params: &[],
     },
     Spec {

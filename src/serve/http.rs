@@ -38,15 +38,18 @@ impl Default for Limits {
 /// How long accepting pauses after an error such as too many open files.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Serves `router` on `listener` until `stop` fires, within `limits`. `log` receives a line on
-/// each new kind of trouble (limit reached, accept failing), at most every 10 s each.
+/// Serves `router` on `listener` until `stop` fires, within `limits`, over TLS when `tls` is
+/// given (the handshake must end within the head timeout). `log` receives a line on each new
+/// kind of trouble (limit reached, accept failing), at most every 10 s each.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
     log: impl Fn(&str),
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let tasks = tokio_util::task::TaskTracker::new();
     let mut last_full: Option<tokio::time::Instant> = None;
@@ -99,28 +102,17 @@ pub async fn serve(
                 .layer(axum::Extension(crate::web::Peer(peer))),
         );
         let stop = stop.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.head_timeout)
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let aged = tokio::time::sleep(limits.max_age);
-            tokio::pin!(aged);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    () = stop.cancelled(), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    () = &mut aged, if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+            match tls {
+                None => drive(stream, service, limits, stop).await,
+                Some(acceptor) => {
+                    let shaken =
+                        tokio::time::timeout(limits.head_timeout, acceptor.accept(stream)).await;
+                    // A failed or slow handshake ends the connection; nothing was served.
+                    if let Ok(Ok(stream)) = shaken {
+                        drive(stream, service, limits, stop).await;
                     }
                 }
             }
@@ -128,4 +120,39 @@ pub async fn serve(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// Serves one connection's requests until it closes, ages out or `stop` fires (gracefully: the
+/// request in progress is answered).
+async fn drive<I>(
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    limits: Limits,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let aged = tokio::time::sleep(limits.max_age);
+    tokio::pin!(aged);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            () = stop.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = &mut aged, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod lease;
 pub mod msg_bench;
 pub mod systemd;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -96,12 +97,15 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Io(String),
+    /// The TLS settings or files are wrong.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl crate::error::ExitStatus for ServeError {
     fn exit_status(&self) -> u8 {
         match self {
-            Self::Bind { .. } => crate::error::INVALID,
+            Self::Bind { .. } | Self::Tls(_) => crate::error::INVALID,
             // Another daemon holds the data directory: an environment matter.
             _ => crate::error::INTERNAL,
         }
@@ -158,14 +162,16 @@ pub fn run(
         .with_park(intake.clone());
     engine.audit = engine.audit.clone().write_behind();
     let engine = Arc::new(engine);
-    // Bound before anything starts, so that a busy port is a clear error, not a half-started daemon.
+    // Bound before anything starts, so that a busy port or a bad certificate is a clear error,
+    // not a half-started daemon.
     let listener = match opts.bind {
         Some(addr) => {
+            let tls = tls::from_settings(&engine.dirs).map_err(ServeError::Tls)?;
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|source| ServeError::Bind { addr, source })?;
             l.set_nonblocking(true)
                 .map_err(|e| ServeError::Io(format!("cannot set up the listener: {e}")))?;
-            Some(l)
+            Some((l, tls))
         }
         None => None,
     };
@@ -209,7 +215,7 @@ struct Ctx {
 async fn daemon(
     engine: Arc<Engine>,
     opts: Options,
-    listener: Option<std::net::TcpListener>,
+    listener: Option<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
     stop: CancellationToken,
     intake: CancellationToken,
     shutdown: CancellationToken,
@@ -297,9 +303,9 @@ async fn daemon(
     // syncs a run's transition or starts a step (its handlers do their blocking work on their
     // runtime's blocking threads).
     let mut http_thread = None;
-    if let Some(l) = listener {
+    if let Some((l, tls)) = listener {
         let addr = l.local_addr().ok();
-        let router = http_router(&ctx);
+        let router = http_router(&ctx, tls.is_some());
         let intake = ctx.intake.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -313,7 +319,8 @@ async fn daemon(
         if let Some(a) = addr {
             tracing::info!(
                 target: DAEMON,
-                "listening on http://{a} (the dashboard at /, POST /hooks/<name>, GET /healthz)"
+                "listening on {}://{a} (the dashboard at /, POST /hooks/<name>, GET /healthz)",
+                if tls.is_some() { "https" } else { "http" }
             );
         }
         let thread = std::thread::Builder::new()
@@ -323,6 +330,7 @@ async fn daemon(
                     listener,
                     router,
                     http::Limits::default(),
+                    tls,
                     intake,
                     |line| tracing::warn!(target: DAEMON, "{line}"),
                 ));
@@ -951,7 +959,7 @@ fn watch_notice(n: &crate::triggers::watch::Notice<'_>) {
     }
 }
 
-fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
+fn http_router(ctx: &Rc<Ctx>, tls: bool) -> axum::Router {
     let sink: crate::triggers::webhook::server::LogSink =
         Arc::new(|line: &str| tracing::info!(target: DAEMON, "{line}"));
     let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
@@ -963,7 +971,7 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
     let web = Arc::new(crate::web::Web::new(
         ctx.engine.clone(),
         Execution::QueueAndWake(ctx.poke.clone()),
-        false,
+        tls,
         &|line| tracing::warn!(target: DAEMON, "{line}"),
     ));
     crate::triggers::webhook::server::router(state)
@@ -973,4 +981,11 @@ fn http_router(ctx: &Rc<Ctx>) -> axum::Router {
             ctx.telegram.clone(),
         ))
         .merge(crate::web::router(web))
+        .merge(crate::mcp::http::router(
+            crate::mcp::Server::new(ctx.engine.dirs.clone(), ctx.engine.settings())
+                .with_daemon_check(|_| true),
+            crate::mcp::http::token_from_settings(&ctx.engine.dirs).as_deref(),
+            ctx.engine.audit.clone(),
+            ctx.intake.clone(),
+        ))
 }

@@ -476,6 +476,25 @@ pub struct RunQuery {
     pub offset: u32,
 }
 
+/// What [`Store::llm_usage`] counts for one provider and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmUsage {
+    pub provider: String,
+    pub model: String,
+    pub steps: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// What [`Store::step_durations`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepDurations {
+    /// Per bound, the steps that took at most that long (cumulative, as Prometheus buckets).
+    pub buckets: Vec<i64>,
+    pub count: i64,
+    pub sum_ms: i64,
+}
+
 /// A dashboard user as listed (never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DashboardUser {
@@ -724,6 +743,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn runs_page(&self, query: &RunQuery) -> Result<Vec<RunRecord>>;
     /// How many runs have each status (created since `since`, or all).
     fn run_counts(&self, since: Option<i64>) -> Result<Vec<(String, i64)>>;
+    /// The newest runs started by one kind of trigger (`trigger.type`: `webhook`, `watcher`,
+    /// `cron`, ...), sub-workflow children included only if their trigger says so.
+    fn runs_by_trigger(&self, kind: &str, limit: u32) -> Result<Vec<RunRecord>>;
+    /// How many runs each trigger started: `(type, source, count)`, the source being the
+    /// webhook's `hook` or the watcher's `rule` (empty for others).
+    fn trigger_counts(&self) -> Result<Vec<(String, String, i64)>>;
+    /// Finished steps' durations as a histogram: for each bound (ms, ascending) how many took
+    /// at most that long, then the count and the sum (ms) of all.
+    fn step_durations(&self, bounds_ms: &[i64]) -> Result<StepDurations>;
+    /// LLM use per provider and model, from the outputs of `llm` steps (`provider`, `model`,
+    /// `usage`) of runs created since `since` (ms).
+    fn llm_usage(&self, since: Option<i64>) -> Result<Vec<LlmUsage>>;
+    /// How many outbox messages (pieces) each channel has in each status (pending, sent, dead).
+    fn message_counts(&self) -> Result<Vec<(String, String, i64)>>;
 
     // The dashboard's users, sessions and API tokens.
     fn dashboard_users(&self) -> Result<Vec<DashboardUser>>;

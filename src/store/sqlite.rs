@@ -1293,6 +1293,95 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn runs_by_trigger(&self, kind: &str, limit: u32) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE json_valid(trigger_data) \
+             AND json_extract(trigger_data, '$.type') = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))?;
+        collect(stmt.query_map(params![kind, i64::from(limit)], run_from_row)?)
+    }
+
+    fn trigger_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT COALESCE(json_extract(trigger_data, '$.type'), ''), \
+             COALESCE(json_extract(trigger_data, '$.hook'), json_extract(trigger_data, '$.rule'), ''), \
+             COUNT(*) FROM runs WHERE json_valid(trigger_data) GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    value_text(r.get_ref(0)?),
+                    value_text(r.get_ref(1)?),
+                    r.get(2)?,
+                ))
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn step_durations(&self, bounds_ms: &[i64]) -> Result<super::StepDurations> {
+        // The bounds are numbers, written into the statement (one per column).
+        let cols: String = bounds_ms
+            .iter()
+            .map(|b| format!(", COALESCE(SUM(d <= {b}), 0)"))
+            .collect();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT COUNT(*), COALESCE(SUM(d), 0){cols} FROM (SELECT MAX(finished_at - started_at, 0) AS d \
+             FROM steps WHERE started_at IS NOT NULL AND finished_at IS NOT NULL)"
+        ))?;
+        let out = stmt.query_row([], |r| {
+            let mut buckets = Vec::with_capacity(bounds_ms.len());
+            for i in 0..bounds_ms.len() {
+                buckets.push(r.get(i + 2)?);
+            }
+            Ok(super::StepDurations {
+                buckets,
+                count: r.get(0)?,
+                sum_ms: r.get(1)?,
+            })
+        })?;
+        Ok(out)
+    }
+
+    fn llm_usage(&self, since: Option<i64>) -> Result<Vec<super::LlmUsage>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT json_extract(s.outputs, '$.provider'), COALESCE(json_extract(s.outputs, '$.model'), ''), \
+             COUNT(*), COALESCE(SUM(json_extract(s.outputs, '$.usage.input_tokens')), 0), \
+             COALESCE(SUM(json_extract(s.outputs, '$.usage.output_tokens')), 0) \
+             FROM steps s JOIN runs r ON r.id = s.run_id \
+             WHERE (?1 IS NULL OR r.created_at >= ?1) AND json_valid(s.outputs) \
+             AND json_type(s.outputs, '$.provider') = 'text' AND json_type(s.outputs, '$.usage') = 'object' \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map(params![since], |r| {
+                Ok(super::LlmUsage {
+                    provider: value_text(r.get_ref(0)?),
+                    model: value_text(r.get_ref(1)?),
+                    steps: r.get(2)?,
+                    input_tokens: r.get(3)?,
+                    output_tokens: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn message_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status ORDER BY channel, status",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn dashboard_users(&self) -> Result<Vec<super::DashboardUser>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -1732,6 +1821,17 @@ fn outbox_row(r: &Row<'_>) -> rusqlite::Result<super::OutboxMessage> {
     })
 }
 
+/// A JSON value read by `json_extract` as text (a number or anything else as its SQL text).
+fn value_text(v: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1930,6 +2030,74 @@ mod tests {
         gone.sort();
         assert_eq!(gone, ["r0", "r1", "r2"]);
         assert!(s.get_run("q")?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn runs_are_found_and_counted_by_trigger_and_steps_timed() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        let mut hooked = run("w1", "wf", 1);
+        hooked.trigger = serde_json::json!({"type": "webhook", "hook": "gh"});
+        s.create_run(&hooked)?;
+        let mut hooked2 = run("w2", "wf", 2);
+        hooked2.trigger = serde_json::json!({"type": "webhook", "hook": "gh"});
+        s.create_run(&hooked2)?;
+        let mut watched = run("f1", "wf", 3);
+        watched.trigger = serde_json::json!({"type": "watcher", "rule": "inbox"});
+        s.create_run(&watched)?;
+        s.create_run(&run("m1", "wf", 4))?;
+        let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.runs_by_trigger("webhook", 10)?), ["w2", "w1"]);
+        assert_eq!(ids(s.runs_by_trigger("webhook", 1)?), ["w2"]);
+        assert_eq!(ids(s.runs_by_trigger("watcher", 10)?), ["f1"]);
+        assert!(s.runs_by_trigger("cron", 10)?.is_empty());
+        assert_eq!(
+            s.trigger_counts()?,
+            [
+                ("manual".to_owned(), String::new(), 1),
+                ("watcher".to_owned(), "inbox".to_owned(), 1),
+                ("webhook".to_owned(), "gh".to_owned(), 2),
+            ]
+        );
+
+        let mut steps = Vec::new();
+        for (i, ms) in [5_i64, 50, 500, 5000].into_iter().enumerate() {
+            let mut st = StepRecord::new(&format!("s{i}"), Phase::Main, i as i64);
+            st.status = StepStatus::Succeeded;
+            st.started_at = Some(1000);
+            st.finished_at = Some(1000 + ms);
+            steps.push(st);
+        }
+        // A step still running is not counted.
+        let mut running = StepRecord::new("r", Phase::Main, 9);
+        running.status = StepStatus::Running;
+        running.started_at = Some(1000);
+        steps.push(running);
+        s.record_steps("m1", &steps, None)?;
+        assert!(s.message_counts()?.is_empty());
+        let mut llm = StepRecord::new("ask", Phase::Main, 20);
+        llm.status = StepStatus::Succeeded;
+        llm.outputs = serde_json::json!({"provider": "anthropic", "model": "m1", "text": "hi",
+            "usage": {"input_tokens": 11, "output_tokens": 7}});
+        s.record_steps("w1", &[llm.clone()], None)?;
+        llm.name = "again".into();
+        s.record_steps("w2", &[llm], None)?;
+        assert_eq!(
+            s.llm_usage(None)?,
+            [crate::store::LlmUsage {
+                provider: "anthropic".into(),
+                model: "m1".into(),
+                steps: 2,
+                input_tokens: 22,
+                output_tokens: 14,
+            }]
+        );
+        // w1 was created at 1, w2 at 2.
+        assert_eq!(s.llm_usage(Some(2))?[0].steps, 1);
+        let d = s.step_durations(&[10, 100, 1000])?;
+        assert_eq!(d.buckets, [1, 2, 3]);
+        assert_eq!(d.count, 4);
+        assert_eq!(d.sum_ms, 5555);
         Ok(())
     }
 }

@@ -413,6 +413,14 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/outbox", get(pages::outbox))
         .route("/skills", get(pages::skills))
         .route("/hosts", get(pages::hosts))
+        .route("/cron", get(pages::triggers::cron))
+        .route("/cron/{id}/enable", post(pages::triggers::cron_enable))
+        .route("/cron/{id}/disable", post(pages::triggers::cron_disable))
+        .route("/cron/{id}/run", post(pages::triggers::cron_run))
+        .route("/watchers", get(pages::triggers::watchers))
+        .route("/webhooks", get(pages::triggers::webhooks))
+        .route("/memory", get(pages::memory::memory))
+        .route("/llm", get(pages::llm::llm))
         .route("/static/htmx.min.js", get(pages::htmx))
         .route("/static/app.css", get(pages::css))
         .route("/static/app.js", get(pages::app_js))
@@ -432,6 +440,20 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/v1/outbox", get(pages::api_outbox))
         .route("/api/v1/skills", get(pages::api_skills))
         .route("/api/v1/hosts", get(pages::api_hosts))
+        .route("/api/v1/cron", get(pages::triggers::api_cron))
+        .route(
+            "/api/v1/cron/{id}/enable",
+            post(pages::triggers::api_cron_enable),
+        )
+        .route(
+            "/api/v1/cron/{id}/disable",
+            post(pages::triggers::api_cron_disable),
+        )
+        .route("/api/v1/cron/{id}/run", post(pages::triggers::api_cron_run))
+        .route("/api/v1/watchers", get(pages::triggers::api_watchers))
+        .route("/api/v1/webhooks", get(pages::triggers::api_webhooks))
+        .route("/api/v1/memory", get(pages::memory::api_memory))
+        .route("/api/v1/llm", get(pages::llm::api_llm))
         .route("/metrics", get(pages::metrics))
         .layer(axum::middleware::from_fn(harden))
         .with_state(web)
@@ -454,6 +476,14 @@ pub const API_PATHS: &[&str] = &[
     "/api/v1/outbox",
     "/api/v1/skills",
     "/api/v1/hosts",
+    "/api/v1/cron",
+    "/api/v1/cron/{id}/enable",
+    "/api/v1/cron/{id}/disable",
+    "/api/v1/cron/{id}/run",
+    "/api/v1/watchers",
+    "/api/v1/webhooks",
+    "/api/v1/memory",
+    "/api/v1/llm",
 ];
 
 pub(crate) type WebState = State<Arc<Web>>;

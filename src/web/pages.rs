@@ -226,37 +226,34 @@ fn pct(seg: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Static files.
 
-pub(crate) async fn htmx() -> Response {
+/// A file of the binary, cached for a day.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
-        include_str!("assets/htmx.min.js"),
+        body,
     )
         .into_response()
+}
+
+pub(crate) async fn htmx() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/htmx.min.js"),
+    )
 }
 
 pub(crate) async fn css() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        include_str!("assets/app.css"),
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", include_str!("assets/app.css"))
 }
 
 pub(crate) async fn app_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
+    asset(
+        "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
     )
-        .into_response()
 }
 
 pub(crate) async fn openapi() -> Response {
@@ -503,21 +500,109 @@ fn table(who: &Who, heading: &str, note: String, items: &[Value], cols: &[Col]) 
 
 macro_rules! page_auth {
     ($web:expr, $headers:expr) => {
-        match super::authenticate(&$web, &$headers) {
+        match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
-            Err(r) => return page_refusal(r),
+            Err(r) => return crate::web::pages::page_refusal(r),
         }
     };
 }
 
 macro_rules! api_auth {
     ($web:expr, $headers:expr) => {
-        match super::authenticate(&$web, &$headers) {
+        match crate::web::authenticate(&$web, &$headers) {
             Ok(w) => w,
-            Err(r) => return api_refusal(r),
+            Err(r) => return crate::web::pages::api_refusal(r),
         }
     };
 }
+
+/// The JSON twin of a page whose data needs nothing but the dashboard (`GET /api/v1/…`).
+macro_rules! api_twin {
+    ($name:ident, $data:expr) => {
+        pub(crate) async fn $name(
+            axum::extract::State(web): crate::web::WebState,
+            headers: axum::http::HeaderMap,
+        ) -> axum::response::Response {
+            let _who = api_auth!(web, headers);
+            crate::web::pages::api(($data)(&web))
+        }
+    };
+}
+
+/// A page from its data: signed in (else the login page), the data built (else the error
+/// page), then rendered.
+fn page_of(
+    web: &Web,
+    headers: &HeaderMap,
+    data: impl FnOnce(&Web) -> Result<Value, Fail>,
+    render: impl FnOnce(&Who, &Value) -> Response,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return page_refusal(r),
+    };
+    match data(web) {
+        Ok(d) => render(&who, &d),
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+/// The form's CSRF token.
+fn csrf(form: &HashMap<String, String>) -> Option<&str> {
+    form.get("csrf").map(String::as_str)
+}
+
+/// A state-changing form: signed in, from this origin with the session's CSRF token, then
+/// `act` done and the browser sent to `to` of its answer (else the refusal or error page).
+fn form_action(
+    web: &Web,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    act: impl FnOnce(&Who) -> Result<Value, Fail>,
+    to: impl FnOnce(&Value) -> String,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return page_refusal(r),
+    };
+    if let Err(r) = crate::web::check_change(web, &who, headers, csrf) {
+        return page_refusal(r);
+    }
+    match act(&who) {
+        Ok(v) => see_other(&to(&v)),
+        Err(f) => page_fail(&who, &f),
+    }
+}
+
+/// The API twin of a form: a token (or a session with its CSRF header from this origin), then
+/// `act`'s answer as JSON with `ok` (else the refusal or error as JSON).
+fn api_action(
+    web: &Web,
+    headers: &HeaderMap,
+    ok: StatusCode,
+    act: impl FnOnce(&Who) -> Result<Value, Fail>,
+) -> Response {
+    let who = match crate::web::authenticate(web, headers) {
+        Ok(w) => w,
+        Err(r) => return api_refusal(r),
+    };
+    if let Err(r) = crate::web::check_change(web, &who, headers, None) {
+        return api_refusal(r);
+    }
+    match act(&who) {
+        Ok(v) => (ok, axum::Json(v)).into_response(),
+        Err(f) => json_error(f.status, &f.message),
+    }
+}
+
+/// Where a run's form sends the browser: the run it answered with.
+fn to_run(v: &Value) -> String {
+    format!("/runs/{}", pct(&text(&v["id"])))
+}
+
+pub(super) mod llm;
+pub(super) mod memory;
+pub(super) mod triggers;
 
 // ---------------------------------------------------------------------------------------------
 // Overview.
@@ -668,10 +753,7 @@ pub(crate) async fn overview(State(web): WebState, headers: HeaderMap) -> Respon
     )
 }
 
-pub(crate) async fn api_overview(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_overview(&web))
-}
+api_twin!(api_overview, data_overview);
 
 // ---------------------------------------------------------------------------------------------
 // Runs.
@@ -815,9 +897,13 @@ fn data_run(web: &Web, id: &str) -> Result<(RunRecord, Vec<StepRecord>, Value), 
         .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, format!("no run {id}")))?;
     let steps = store.steps(&run.id)?;
     let mut approvals = Vec::new();
+    let now = crate::time::now_ms();
     for s in steps.iter().filter(|s| s.status == StepStatus::Waiting) {
         if let Some(a) = store.approval(&run.id, &s.name)? {
+            // Decided by its votes (or deadline), the gate waits only for the run to go on.
+            let decided = crate::engine::approval::resolve(&a, now).is_some();
             approvals.push(json!({
+                "decided": decided,
                 "step": s.name,
                 "message": a.request.message,
                 "approvers": a.request.approvers,
@@ -984,6 +1070,7 @@ pub(crate) async fn run(
         .as_array()
         .map(|a| {
             a.iter()
+                .filter(|g| g["decided"] != json!(true))
                 .map(|g| GateView {
                     step: text(&g["step"]),
                     message: text(&g["message"]),
@@ -1045,15 +1132,13 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_cancel(&web, &who, &id) {
-        Ok(_) => see_other(&format!("/runs/{}", pct(&id))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_cancel(&web, who, &id),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_cancel(
@@ -1061,11 +1146,9 @@ pub(crate) async fn api_cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    api(do_cancel(&web, &who, &id))
+    api_action(&web, &headers, StatusCode::OK, |who| {
+        do_cancel(&web, who, &id)
+    })
 }
 
 /// A new run of the same workflow and params: all of it, or (`from`) that step and what
@@ -1097,15 +1180,14 @@ pub(crate) async fn rerun(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_rerun(&web, &who, &id, form.get("from").map(String::as_str)) {
-        Ok(v) => see_other(&format!("/runs/{}", pct(&text(&v["id"])))),
-        Err(f) => page_fail(&who, &f),
-    }
+    let from = form.get("from").map(String::as_str);
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_rerun(&web, who, &id, from),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_rerun(
@@ -1114,19 +1196,11 @@ pub(crate) async fn api_rerun(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let from = body.get("from").and_then(Value::as_str).map(str::to_owned);
-    match do_rerun(&web, &who, &id, from.as_deref()) {
-        Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
-        Err(f) => json_error(f.status, &f.message),
-    }
+    api_action(&web, &headers, StatusCode::CREATED, |who| {
+        let body = json_body(&body)?;
+        let from = body.get("from").and_then(Value::as_str);
+        do_rerun(&web, who, &id, from)
+    })
 }
 
 /// A vote on a waiting gate: `step`, `decision` (approve or reject), `reason`, and the gate's
@@ -1182,15 +1256,13 @@ pub(crate) async fn decide(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
-    match do_decide(&web, &who, &id, &form) {
-        Ok(_) => see_other(&format!("/runs/{}", pct(&id))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_decide(&web, who, &id, &form),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_decide(
@@ -1199,26 +1271,21 @@ pub(crate) async fn api_decide(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let mut form: HashMap<String, String> = HashMap::new();
-    for k in ["step", "decision", "reason"] {
-        if let Some(v) = body.get(k) {
-            form.insert(k.to_owned(), text(v));
+    api_action(&web, &headers, StatusCode::OK, |who| {
+        let body = json_body(&body)?;
+        let mut form: HashMap<String, String> = HashMap::new();
+        for k in ["step", "decision", "reason"] {
+            if let Some(v) = body.get(k) {
+                form.insert(k.to_owned(), text(v));
+            }
         }
-    }
-    if let Some(m) = body.get("input").and_then(Value::as_object) {
-        for (k, v) in m {
-            form.insert(format!("input.{k}"), text(v));
+        if let Some(m) = body.get("input").and_then(Value::as_object) {
+            for (k, v) in m {
+                form.insert(format!("input.{k}"), text(v));
+            }
         }
-    }
-    api(do_decide(&web, &who, &id, &form))
+        do_decide(&web, who, &id, &form)
+    })
 }
 
 /// A running step's log as Server-Sent Events: each new piece of the file (masked) as a `log`
@@ -1368,10 +1435,7 @@ pub(crate) async fn workflows(State(web): WebState, headers: HeaderMap) -> Respo
     )
 }
 
-pub(crate) async fn api_workflows(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(Ok(data_workflows(&web)))
-}
+api_twin!(api_workflows, |w| Ok(data_workflows(w)));
 
 fn load_workflow(web: &Web, name: &str) -> Result<crate::workflow::Workflow, Fail> {
     // Names only: a path would reach files outside the catalogue.
@@ -1572,21 +1636,19 @@ pub(crate) async fn start(
     Path(name): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let who = page_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, form.get("csrf").map(String::as_str))
-    {
-        return page_refusal(r);
-    }
     let mut given: Vec<(String, String)> = form
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("param.")?.to_owned(), v.clone())))
         .filter(|(_, v)| !v.is_empty())
         .collect();
     given.sort();
-    match do_start(&web, &who, &name, &given) {
-        Ok(v) => see_other(&format!("/runs/{}", pct(&text(&v["id"])))),
-        Err(f) => page_fail(&who, &f),
-    }
+    form_action(
+        &web,
+        &headers,
+        csrf(&form),
+        |who| do_start(&web, who, &name, &given),
+        to_run,
+    )
 }
 
 pub(crate) async fn api_start(
@@ -1595,25 +1657,16 @@ pub(crate) async fn api_start(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = api_auth!(web, headers);
-    if let Err(r) = super::check_change(&web, &who, &headers, None) {
-        return api_refusal(r);
-    }
-    let body = match json_body(&body) {
-        Ok(b) => b,
-        Err(f) => return json_error(f.status, &f.message),
-    };
-    let mut given: Vec<(String, String)> = body
-        .get("params")
-        .and_then(Value::as_object)
-        .cloned()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-        .unwrap_or_default();
-    given.sort();
-    match do_start(&web, &who, &name, &given) {
-        Ok(v) => (StatusCode::CREATED, axum::Json(v)).into_response(),
-        Err(f) => json_error(f.status, &f.message),
-    }
+    api_action(&web, &headers, StatusCode::CREATED, |who| {
+        let body = json_body(&body)?;
+        let mut given: Vec<(String, String)> = body
+            .get("params")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default();
+        given.sort();
+        do_start(&web, who, &name, &given)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1642,34 +1695,27 @@ fn data_approvals(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn approvals(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_approvals(&web) {
-        Ok(d) => {
-            let items = d["approvals"].as_array().cloned().unwrap_or_default();
-            table(
-                &who,
-                "Approvals",
-                format!("{} gate(s) waiting. Open a run to decide.", items.len()),
-                &items,
-                &[
-                    link("run_id", "run", "/runs/", "run_id"),
-                    col("step", "step"),
-                    col("message", "message"),
-                    col("approvers", "who may decide"),
-                    col("votes", "votes"),
-                    col("quorum", "quorum"),
-                    col("deadline", "deadline"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_approvals, |who, d| {
+        let items = d["approvals"].as_array().cloned().unwrap_or_default();
+        table(
+            who,
+            "Approvals",
+            format!("{} gate(s) waiting. Open a run to decide.", items.len()),
+            &items,
+            &[
+                link("run_id", "run", "/runs/", "run_id"),
+                col("step", "step"),
+                col("message", "message"),
+                col("approvers", "who may decide"),
+                col("votes", "votes"),
+                col("quorum", "quorum"),
+                col("deadline", "deadline"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_approvals(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_approvals(&web))
-}
+api_twin!(api_approvals, data_approvals);
 
 #[derive(Debug, serde::Deserialize, Default)]
 pub(crate) struct AuditQuery {
@@ -1785,28 +1831,21 @@ fn data_vault(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn vault(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_vault(&web) {
-        Ok(d) => {
-            let items = d["keys"].as_array().cloned().unwrap_or_default();
-            let note = if d["initialized"] == json!(true) {
-                format!(
-                    "{} secret(s). Names only: values never leave the vault here.",
-                    items.len()
-                )
-            } else {
-                "No vault yet: `claw vault init`.".to_owned()
-            };
-            table(&who, "Vault", note, &items, &[col("name", "name")])
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_vault, |who, d| {
+        let items = d["keys"].as_array().cloned().unwrap_or_default();
+        let note = if d["initialized"] == json!(true) {
+            format!(
+                "{} secret(s). Names only: values never leave the vault here.",
+                items.len()
+            )
+        } else {
+            "No vault yet: `claw vault init`.".to_owned()
+        };
+        table(who, "Vault", note, &items, &[col("name", "name")])
+    })
 }
 
-pub(crate) async fn api_vault(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_vault(&web))
-}
+api_twin!(api_vault, data_vault);
 
 fn data_outbox(web: &Web) -> Result<Value, Fail> {
     let items: Vec<Value> = web
@@ -1831,35 +1870,28 @@ fn data_outbox(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn outbox(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_outbox(&web) {
-        Ok(d) => {
-            let items = d["messages"].as_array().cloned().unwrap_or_default();
-            table(
-                &who,
-                "Messages",
-                "The outbox, newest first (`claw msg outbox`).".to_owned(),
-                &items,
-                &[
-                    col("id", "id"),
-                    col("channel", "channel"),
-                    col("target", "target"),
-                    col("status", "status"),
-                    col("attempts", "attempts"),
-                    col("source", "source"),
-                    col("created_at", "queued"),
-                    col("last_error", "last error"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_outbox, |who, d| {
+        let items = d["messages"].as_array().cloned().unwrap_or_default();
+        table(
+            who,
+            "Messages",
+            "The outbox, newest first (`claw msg outbox`).".to_owned(),
+            &items,
+            &[
+                col("id", "id"),
+                col("channel", "channel"),
+                col("target", "target"),
+                col("status", "status"),
+                col("attempts", "attempts"),
+                col("source", "source"),
+                col("created_at", "queued"),
+                col("last_error", "last error"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_outbox(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_outbox(&web))
-}
+api_twin!(api_outbox, data_outbox);
 
 /// Prometheus text format: runs by status, queue depth, approvals waiting.
 pub(crate) async fn metrics(State(web): WebState, headers: HeaderMap) -> Response {
@@ -1886,7 +1918,90 @@ pub(crate) async fn metrics(State(web): WebState, headers: HeaderMap) -> Respons
     out.push_str(&format!(
         "# HELP claw_approvals_waiting Approval gates waiting for a decision.\n# TYPE claw_approvals_waiting gauge\nclaw_approvals_waiting {waiting}\n"
     ));
+    if let Err(e) = more_metrics(store.as_ref(), &mut out) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The upper bounds of the step duration histogram, in seconds.
+const STEP_BUCKETS_S: &[f64] = &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0];
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Step durations, schedule fires (fired, missed, skipped) and runs started per trigger (the
+/// webhook deliveries among them).
+fn more_metrics(
+    store: &dyn crate::store::Store,
+    out: &mut String,
+) -> Result<(), crate::store::StoreError> {
+    use std::fmt::Write as _;
+    #[allow(clippy::cast_possible_truncation, reason = "bounds are small whole ms")]
+    let bounds: Vec<i64> = STEP_BUCKETS_S
+        .iter()
+        .map(|s| (s * 1000.0).round() as i64)
+        .collect();
+    let d = store.step_durations(&bounds)?;
+    out.push_str("# HELP claw_step_duration_seconds How long finished steps took.\n# TYPE claw_step_duration_seconds histogram\n");
+    for (le, n) in STEP_BUCKETS_S.iter().zip(&d.buckets) {
+        let _ = writeln!(out, "claw_step_duration_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "claw_step_duration_seconds_bucket{{le=\"+Inf\"}} {c}\nclaw_step_duration_seconds_sum {s}\nclaw_step_duration_seconds_count {c}",
+        c = d.count,
+        s = d.sum_ms as f64 / 1000.0
+    );
+    out.push_str("# HELP claw_schedule_fires_total Fires per schedule: run, missed (claw was down) or skipped (overlap).\n# TYPE claw_schedule_fires_total counter\n");
+    for s in store.schedule_states()? {
+        for (outcome, n) in [
+            ("fired", s.fired),
+            ("missed", s.missed),
+            ("skipped", s.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "claw_schedule_fires_total{{schedule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&s.id)
+            );
+        }
+    }
+    let counts = store.trigger_counts()?;
+    out.push_str("# HELP claw_runs_started_total Runs in the store by what started them.\n# TYPE claw_runs_started_total counter\n");
+    let mut by_type: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (kind, _, n) in &counts {
+        *by_type.entry(kind.as_str()).or_default() += n;
+    }
+    for (kind, n) in by_type {
+        let _ = writeln!(
+            out,
+            "claw_runs_started_total{{trigger=\"{}\"}} {n}",
+            label(kind)
+        );
+    }
+    out.push_str("# HELP claw_messages Outbox messages (pieces) per channel: pending, sent or dead (failed for good).\n# TYPE claw_messages gauge\n");
+    for (channel, status, n) in store.message_counts()? {
+        let _ = writeln!(
+            out,
+            "claw_messages{{channel=\"{}\",status=\"{}\"}} {n}",
+            label(&channel),
+            label(&status)
+        );
+    }
+    out.push_str("# HELP claw_webhook_deliveries_total Webhook deliveries that started a run, per hook.\n# TYPE claw_webhook_deliveries_total counter\n");
+    for (_, hook, n) in counts.iter().filter(|(k, _, _)| k == "webhook") {
+        let _ = writeln!(
+            out,
+            "claw_webhook_deliveries_total{{hook=\"{}\"}} {n}",
+            label(hook)
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1942,10 +2057,7 @@ pub(crate) async fn skills(State(web): WebState, headers: HeaderMap) -> Response
     )
 }
 
-pub(crate) async fn api_skills(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(Ok(data_skills(&web)))
-}
+api_twin!(api_skills, |w| Ok(data_skills(w)));
 
 fn data_hosts(web: &Web) -> Result<Value, Fail> {
     let dirs = &web.engine.dirs;
@@ -1964,34 +2076,27 @@ fn data_hosts(web: &Web) -> Result<Value, Fail> {
 }
 
 pub(crate) async fn hosts(State(web): WebState, headers: HeaderMap) -> Response {
-    let who = page_auth!(web, headers);
-    match data_hosts(&web) {
-        Ok(d) => {
-            let items = d["hosts"].as_array().cloned().unwrap_or_default();
-            let note = match d["file"].as_str() {
-                Some(f) => format!("{} host(s) in {f}.", items.len()),
-                None => "No hosts.yaml.".to_owned(),
-            };
-            table(
-                &who,
-                "SSH hosts",
-                note,
-                &items,
-                &[
-                    col("alias", "alias"),
-                    col("hostname", "hostname"),
-                    col("port", "port"),
-                    col("username", "user"),
-                    col("auth", "auth"),
-                    col("groups_text", "groups"),
-                ],
-            )
-        }
-        Err(f) => page_fail(&who, &f),
-    }
+    page_of(&web, &headers, data_hosts, |who, d| {
+        let items = d["hosts"].as_array().cloned().unwrap_or_default();
+        let note = match d["file"].as_str() {
+            Some(f) => format!("{} host(s) in {f}.", items.len()),
+            None => "No hosts.yaml.".to_owned(),
+        };
+        table(
+            who,
+            "SSH hosts",
+            note,
+            &items,
+            &[
+                col("alias", "alias"),
+                col("hostname", "hostname"),
+                col("port", "port"),
+                col("username", "user"),
+                col("auth", "auth"),
+                col("groups_text", "groups"),
+            ],
+        )
+    })
 }
 
-pub(crate) async fn api_hosts(State(web): WebState, headers: HeaderMap) -> Response {
-    let _who = api_auth!(web, headers);
-    api(data_hosts(&web))
-}
+api_twin!(api_hosts, data_hosts);

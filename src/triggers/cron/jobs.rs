@@ -352,6 +352,21 @@ impl JobsFile {
         Ok(out)
     }
 
+    /// The output files (`*.log`) of job `job_id`, newest first (their names are UTC times).
+    pub fn output_files(&self, job_id: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.output_dir(job_id))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.reverse();
+        files
+    }
+
     /// The job whose id is `prefix` or starts with it (exactly one).
     pub fn find(&self, prefix: &str) -> Result<Job, JobsError> {
         let jobs = self.load()?;
