@@ -772,6 +772,7 @@ impl Chats {
             if let Err(e) = self.ctx.engine.store.watch_run(&watch) {
                 tracing::warn!(target: DAEMON, "run {id}: its outcome will not be told to {}:{}: {e}", m.channel, m.chat);
             }
+            self.ctx.watch_bell.notify_one();
             self.say(
                 creds,
                 &m.channel,
@@ -1255,17 +1256,28 @@ const MAX_LOG_REPLY: usize = 3500;
 /// outcome once the run ends. The watches are in the store: a run that ends while the daemon
 /// is down, or after a restart, is still told, once (the watch is removed in the transaction
 /// that queues the message).
+///
+/// While some chat waits it looks every 100 ms; with none it sleeps until a chat starts waiting
+/// here (the bell) or, for watches another daemon of a shared store added, 10 s.
 pub(super) async fn watch_outcomes(ctx: Rc<Ctx>) {
+    let mut idle = false;
     loop {
+        let pause = if idle {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_millis(100)
+        };
         tokio::select! {
             () = ctx.intake.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tokio::time::sleep(pause) => {}
+            () = ctx.watch_bell.notified() => {}
         }
         let store = &ctx.engine.store;
         let Ok(watches) = store.run_watches() else {
             continue;
         };
-        if watches.is_empty() {
+        idle = watches.is_empty();
+        if idle {
             continue;
         }
         let creds = crate::msg::route::creds(&ctx.engine.dirs);

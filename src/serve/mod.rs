@@ -208,6 +208,8 @@ struct Ctx {
     webhooks: RefCell<Option<Arc<crate::triggers::webhook::server::WebhookState>>>,
     /// Rung when a message was queued here (a chat reply): the outbox loop looks at once.
     outbox_bell: Notify,
+    /// Rung when a chat starts waiting for a run's outcome: the outcome watcher wakes up.
+    watch_bell: Notify,
     /// Telegram updates posted to `/webhook/telegram`, for the chat loop.
     telegram: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 }
@@ -234,6 +236,7 @@ async fn daemon(
         webhooks: RefCell::new(None),
         telegram: tg_tx,
         outbox_bell: Notify::new(),
+        watch_bell: Notify::new(),
     });
     tracing::info!(
         target: DAEMON,
