@@ -953,6 +953,7 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
         command: "true".into(),
         env: Vec::new(),
         timeout: Duration::from_secs(30),
+        sudo: false,
     };
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
