@@ -18,6 +18,9 @@ command -v setsid >/dev/null 2>&1 || need_pkgs+=(util-linux)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
+# The ssh tests' `sudo:` runs through the real sudo (an account with a sudoers rule, made by
+# tests/ssh.rs as root).
+[ -x /usr/bin/sudo ] || need_pkgs+=(sudo)
 # The browser tests drive Debian's Chromium (tests/browser.rs).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).

@@ -66,6 +66,12 @@ impl Sshd {
     /// Starts sshd on `port` (0: a free one) with the host key `dir/hostkey` (made if missing);
     /// `dir/client` is the authorized client key.
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, false)
+    }
+
+    /// As [`Sshd::start`]; `passwords`: password authentication allowed (against the system's
+    /// accounts, as a real host).
+    fn start_with(dir: &Path, port: u16, passwords: bool) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let _ = std::fs::create_dir_all("/run/sshd");
         let hostkey = dir.join("hostkey");
@@ -80,11 +86,12 @@ impl Sshd {
         let port = if port == 0 { free_port() } else { port };
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
-             PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication {}\n\
              KbdInteractiveAuthentication no\nMaxSessions 10\nLogLevel ERROR\nSubsystem sftp internal-sftp\n",
             hostkey.display(),
             dir.join("sshd.pid").display(),
             dir.join("authorized_keys").display(),
+            if passwords { "yes" } else { "no" },
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let child = Command::new(SSHD)
@@ -394,6 +401,7 @@ fn pool_reuses_one_connection_for_200_commands() {
                 command: format!("echo {i}"),
                 env: vec![("V".into(), "it's".into())],
                 timeout: Duration::from_secs(10),
+                sudo: false,
             };
             let out = pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await;
             assert!(out.ok(), "command {i}: {out:?}");
@@ -404,6 +412,7 @@ fn pool_reuses_one_connection_for_200_commands() {
             command: "echo \"$V\"; sleep 0.2".into(),
             env: vec![("V".into(), "it's".into())],
             timeout: Duration::from_secs(20),
+            sudo: false,
         };
         let runs = (0..25).map(|_| {
             let (pool, host, cmd, cancel) = (&pool, &host, &cmd, &cancel);
@@ -796,7 +805,7 @@ fn ssh_step_fields_are_checked_with_positions() {
     );
     env.workflow(
         "b",
-        "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n    min_success: 150%\n    parallel: 0\n    fail_fast: maybe\n    sudo: true\n",
+        "steps:\n  - name: a\n    type: ssh\n    hosts: web\n    command: uptime\n    min_success: 150%\n    parallel: 0\n    fail_fast: maybe\n    sudo: yes please\n",
     );
     let r = claw(&env, &["workflow", "validate", "b"]);
     r.expect_code(2);
@@ -807,7 +816,7 @@ fn ssh_step_fields_are_checked_with_positions() {
         e.contains("b.yaml:8:16") && e.contains("`fail_fast`"),
         "{e}"
     );
-    assert!(e.contains("unknown key `sudo`"), "{e}");
+    assert!(e.contains("b.yaml:9:11") && e.contains("`sudo`"), "{e}");
     // With the file valid, --env checks the target against hosts.yaml.
     env.workflow(
         "c",
@@ -1161,6 +1170,7 @@ fn idle_connections_are_closed_by_the_sweep() {
             command: "true".into(),
             env: Vec::new(),
             timeout: Duration::from_secs(10),
+            sudo: false,
         };
         assert!(pool.run(&host, &cmd, &cancel, &mut |_, _| {}).await.ok());
         assert_eq!(pool.open_connections().await, 1);
@@ -1188,4 +1198,269 @@ fn idle_connections_are_closed_by_the_sweep() {
         pool.close_all().await;
         assert_eq!(pool.open_connections().await, 0);
     });
+}
+
+/// `ssh-keygen` with a passphrase (`""`: none) and a key type (`-b` bits for RSA).
+fn keygen_with(path: &Path, kind: &str, passphrase: &str) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let mut c = Command::new("ssh-keygen");
+    c.args(["-q", "-t", kind, "-N", passphrase, "-C", "claw-test"]);
+    if kind == "rsa" {
+        c.args(["-b", "3072"]);
+    }
+    assert!(c.arg("-f").arg(path).status().unwrap().success());
+}
+
+fn authorize(sshd: &Sshd, pubkey: &Path) {
+    let mut keys = read(&sshd.dir.join("authorized_keys"));
+    keys.push_str(&read(pubkey));
+    std::fs::write(sshd.dir.join("authorized_keys"), keys).unwrap();
+}
+
+#[test]
+fn rsa_and_ecdsa_keys_rsa_host_keys_and_an_ed25519_pin_against_an_rsa_only_host() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The host offers only an RSA key; the client keys are RSA, ECDSA and a passphrase-protected
+    // RSA key (its passphrase in the vault).
+    keygen_with(&dir.join("hostkey"), "rsa", "");
+    keygen_with(&dir.join("client"), "rsa", "");
+    let sshd = Sshd::start(&dir, 0);
+    let ecdsa = env.path("keys/ecdsa");
+    let locked = env.path("keys/locked_rsa");
+    std::fs::create_dir_all(env.path("keys")).unwrap();
+    keygen_with(&ecdsa, "ecdsa", "");
+    let pass = "rsa passphrase with spaces";
+    keygen_with(&locked, "rsa", pass);
+    authorize(&sshd, &ecdsa.with_extension("pub"));
+    authorize(&sshd, &locked.with_extension("pub"));
+    fleet(
+        &env,
+        &[
+            ("rsa", sshd.port, &sshd.client_key(), "lab"),
+            ("ec", sshd.port, &ecdsa, "lab"),
+            ("locked", sshd.port, &locked, "lab"),
+        ],
+    );
+
+    // The RSA host key is shown (with the fingerprint ssh-keygen prints) and pinned as RSA.
+    let r = claw(&env, &["ssh", "run", "rsa", "true"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("ssh-rsa") && r.stdout.contains(&sshd.fingerprint()),
+        "{r:?}"
+    );
+    trust(&env, "rsa", &sshd.fingerprint());
+    let pins = read(&env.home.join("known_hosts"));
+    assert!(
+        pins.starts_with(&format!("[127.0.0.1]:{} ssh-rsa ", sshd.port)),
+        "{pins}"
+    );
+
+    claw(&env, &["vault", "init"]).expect_code(0);
+    claw(&env, &["vault", "set", "ssh:locked:passphrase", pass]).expect_code(0);
+    let r = claw(
+        &env,
+        &["ssh", "run", "lab", "--json", "--", "echo", "via-$0"],
+    );
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for i in 0..3 {
+        assert_eq!(v[i]["ok"], true, "{v}");
+        assert!(v[i]["stdout"].as_str().unwrap().starts_with("via-"), "{v}");
+    }
+    // sshd saw SHA-2 signatures (RSA with SHA-1 is refused by OpenSSH 8.8+ by default: the
+    // login above could not have worked with it).
+    assert!(!read(&env.home.join("audit.log")).contains(pass));
+
+    // An ed25519 key pinned for the address while the server offers only RSA: refused.
+    let other = env.path("keys/other_host");
+    keygen_with(&other, "ed25519", "");
+    let pubkey = read(&other.with_extension("pub"));
+    let mut words = pubkey.split_whitespace();
+    let (kt, b64) = (words.next().unwrap(), words.next().unwrap());
+    std::fs::write(
+        env.home.join("known_hosts"),
+        format!("[127.0.0.1]:{} {kt} {b64}\n", sshd.port),
+    )
+    .unwrap();
+    let r = claw(&env, &["ssh", "run", "rsa", "touch", "/tmp/must-not-run"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("HOST KEY CHANGED"), "{r:?}");
+    assert!(
+        r.stdout.contains("ssh-rsa")
+            && r.stdout
+                .contains(&fingerprint(&other.with_extension("pub"))),
+        "{r:?}"
+    );
+}
+
+/// The account the password and sudo tests log in as: `clawssh`, with `password`, allowed
+/// every command through sudo with its password (a sudoers rule). Made once per machine by the
+/// tests (they run as root, as the loopback sshd needs); the password is set again each time.
+fn test_account(password: &str) -> &'static str {
+    static MADE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let user = "clawssh";
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*made {
+        assert!(
+            Path::new("/usr/bin/sudo").is_file(),
+            "sudo is missing: scripts/test.sh installs it"
+        );
+        let exists = Command::new("id")
+            .arg(user)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let ok = Command::new("useradd")
+                .args(["-m", "-s", "/bin/sh", user])
+                .status()
+                .unwrap();
+            assert!(
+                ok.success(),
+                "useradd {user} failed (the tests run as root)"
+            );
+        }
+        std::fs::write(
+            "/etc/sudoers.d/claw-ssh-test",
+            format!("{user} ALL=(ALL:ALL) ALL\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            "/etc/sudoers.d/claw-ssh-test",
+            std::fs::Permissions::from_mode(0o440),
+        )
+        .unwrap();
+        *made = true;
+    }
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    chpasswd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{user}:{password}\n").as_bytes())
+        .unwrap();
+    assert!(chpasswd.wait().unwrap().success());
+    user
+}
+
+const ACCOUNT_PASSWORD: &str = "Claw-ssh test pw 7";
+
+#[test]
+fn password_auth_from_the_vault_and_sudo_with_it() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let user = test_account(ACCOUNT_PASSWORD);
+    let sshd = Sshd::start_with(&env.path("sshd"), 0, true);
+    std::fs::write(
+        env.root.join("hosts.yaml"),
+        format!(
+            "hosts:\n  - {{alias: pw, hostname: 127.0.0.1, port: {p}, username: {user}, auth: password}}\n  \
+             - {{alias: keyed, hostname: 127.0.0.1, port: {p}, username: {user}, key_file: {k}}}\n",
+            p = sshd.port,
+            k = sshd.client_key().display()
+        ),
+    )
+    .unwrap();
+    trust(&env, "pw", &sshd.fingerprint());
+
+    // No password in the vault: a clear error naming the key.
+    let r = claw(&env, &["ssh", "run", "pw", "true"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("ssh:pw:password"), "{r:?}");
+
+    claw(&env, &["vault", "init"]).expect_code(0);
+    claw(
+        &env,
+        &["vault", "set", "ssh:pw:password", "not the password"],
+    )
+    .expect_code(0);
+    let r = claw(&env, &["ssh", "run", "pw", "true"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("refused the password"), "{r:?}");
+
+    claw(&env, &["vault", "set", "ssh:pw:password", ACCOUNT_PASSWORD]).expect_code(0);
+    let r = claw(&env, &["ssh", "run", "pw", "--", "id", "-un"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains(user), "{r:?}");
+
+    // sudo with the same password (no ssh:pw:sudo_password): root, and the password is not on
+    // the command's stdin (`cat` reads it to the end).
+    let r = claw(
+        &env,
+        &["ssh", "run", "pw", "--sudo", "--", "id -u; cat; echo end"],
+    );
+    r.expect_code(0);
+    assert!(r.stdout.contains("\n0\nend\n"), "{r:?}");
+    assert!(!r.stdout.contains(ACCOUNT_PASSWORD) && !r.stderr.contains(ACCOUNT_PASSWORD));
+
+    // Key login, no password anywhere: sudo says what to set instead of hanging.
+    let r = claw(&env, &["ssh", "run", "keyed", "--sudo", "--", "id", "-u"]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("ssh:keyed:sudo_password"), "{r:?}");
+    claw(
+        &env,
+        &["vault", "set", "ssh:keyed:sudo_password", ACCOUNT_PASSWORD],
+    )
+    .expect_code(0);
+    let r = claw(&env, &["ssh", "run", "keyed", "--sudo", "--", "id", "-u"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("\n0\n"), "{r:?}");
+
+    // The step: `sudo: true` with env; a timed-out sudo command leaves nothing on the host.
+    let marker = format!("{}", 100_000 + std::process::id() % 800_000);
+    env.workflow(
+        "root",
+        &format!(
+            "name: root\nsteps:\n  - name: who\n    type: ssh\n    hosts: pw\n    sudo: true\n    \
+             env: {{MODE: fast}}\n    command: echo \"$MODE $(id -u)\"\n  \
+             - name: stuck\n    type: ssh\n    hosts: keyed\n    sudo: true\n    timeout: 2s\n    \
+             needs: [who]\n    command: sleep {marker}3 & sleep {marker}4; echo never\n"
+        ),
+    );
+    let (r, v) = run_workflow(&env, "root", &[]);
+    assert_eq!(
+        step(&v, "who")["outputs"]["hosts"]["pw"]["stdout"],
+        "fast 0\n",
+        "{r:?}"
+    );
+    assert_eq!(step(&v, "stuck")["status"], "failed", "{r:?}");
+    let left = wait_for(Duration::from_secs(8), || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .unwrap();
+        out.stdout.is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "a root process of the sudo command is still running"
+    );
+    assert!(!read(&env.home.join("audit.log")).contains(ACCOUNT_PASSWORD));
+    let logs = Command::new("grep")
+        .args(["-rl", ACCOUNT_PASSWORD])
+        .arg(&env.home)
+        .output()
+        .unwrap();
+    assert!(
+        logs.stdout.is_empty(),
+        "the password is in {}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
 }

@@ -83,7 +83,9 @@ pub(crate) enum BenchCommand {
     },
     /// N sequential `true` commands on one host of hosts.yaml through the connection pool,
     /// against N `ssh` CLI invocations (no ControlMaster) measured in the same run. The host
-    /// must use key authentication with a `key_file` and have its key pinned.
+    /// must use key authentication with a `key_file` and have its key pinned. A target of
+    /// several hosts also times `uptime` on all at once against one, and the RSS of the open
+    /// connections.
     Ssh {
         /// An alias (or a target: its first host is used).
         target: String,
@@ -953,6 +955,7 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
         command: "true".into(),
         env: Vec::new(),
         timeout: Duration::from_secs(30),
+        sudo: false,
     };
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
@@ -1017,8 +1020,35 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
     }
     let cli = started.elapsed();
     let ratio = cli.as_secs_f64() / pooled.as_secs_f64().max(1e-9);
+    // With several hosts: fan-out against one host, and the memory of the open connections.
+    let fleet_hosts: Vec<crate::ssh::Host> = reg
+        .resolve(target)
+        .map(|hs| hs.into_iter().cloned().collect())
+        .unwrap_or_default();
+    let fleet = (fleet_hosts.len() > 1)
+        .then(|| rt.block_on(crate::ssh::bench::fleet(&settings, &fleet_hosts)));
+    if let Some(f) = &fleet
+        && f.failed > 0
+    {
+        return Err(CliError::internal(format!(
+            "uptime failed on {} of {} hosts",
+            f.failed, f.hosts
+        )));
+    }
+    let fleet_json = fleet.as_ref().map(|f| {
+        serde_json::json!({
+            "hosts": f.hosts,
+            "one_host_ms": f.one.as_millis() as u64,
+            "all_hosts_ms": f.all.as_millis() as u64,
+            "fan_out_ratio": f.all.as_secs_f64() / f.one.as_secs_f64().max(1e-9),
+            "connections": f.connections,
+            "rss_before_kib": f.rss_before_kib,
+            "rss_with_connections_kib": f.rss_with_connections_kib,
+        })
+    });
     if json {
         super::output::print_json(&serde_json::json!({
+            "fleet": fleet_json,
             "host": host.alias,
             "commands": n,
             "pool_ms": pooled.as_millis() as u64,
@@ -1046,6 +1076,22 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
         cli.as_secs_f64() * 1000.0 / n as f64
     );
     println!("  speedup                    {ratio:>8.1}x");
+    if let Some(f) = &fleet {
+        println!(
+            "fleet: `uptime` on {} hosts at once {:.1} ms, on one host {:.1} ms: {:.2}x one host's",
+            f.hosts,
+            f.all.as_secs_f64() * 1000.0,
+            f.one.as_secs_f64() * 1000.0,
+            f.all.as_secs_f64() / f.one.as_secs_f64().max(1e-9)
+        );
+        println!(
+            "  RSS {:.1} MiB before, {:.1} MiB with {} pooled connections ({:+.1} MiB)",
+            f.rss_before_kib as f64 / 1024.0,
+            f.rss_with_connections_kib as f64 / 1024.0,
+            f.connections,
+            (f.rss_with_connections_kib as f64 - f.rss_before_kib as f64) / 1024.0
+        );
+    }
     Ok(())
 }
 

@@ -42,6 +42,10 @@ pub(super) enum SshCommand {
         /// One JSON array of per-host results instead of text.
         #[arg(long)]
         json: bool,
+        /// Run it as root through sudo (the password, if sudo asks, is the vault's
+        /// `ssh:<alias>:sudo_password`, else `ssh:<alias>:password`).
+        #[arg(long)]
+        sudo: bool,
     },
     /// Connect and authenticate to each host of a target (host key checked), run nothing.
     Test {
@@ -107,7 +111,16 @@ pub(super) fn run(ctx: &Ctx, cmd: SshCommand) -> CliResult {
             timeout,
             parallel,
             json,
-        } => run_command(ctx, &target, &command.join(" "), timeout, parallel, json),
+            sudo,
+        } => run_command(
+            ctx,
+            &target,
+            &command.join(" "),
+            timeout,
+            parallel,
+            json,
+            sudo,
+        ),
         SshCommand::Test { target } => test(ctx, &target),
         SshCommand::Trust { alias, fingerprint } => trust(ctx, &alias, fingerprint.as_deref()),
         SshCommand::Health { json } => health(ctx, json),
@@ -177,6 +190,7 @@ fn run_command(
     timeout: u64,
     parallel: usize,
     json: bool,
+    sudo: bool,
 ) -> CliResult {
     if command.trim().is_empty() {
         return Err(CliError::usage("the command is empty"));
@@ -191,6 +205,7 @@ fn run_command(
         command: command.to_owned(),
         env: Vec::new(),
         timeout: Duration::from_secs(timeout),
+        sudo,
     };
     let cancel = CancellationToken::new();
     let rt = super::runtime()?;

@@ -489,6 +489,10 @@ pub struct Command {
     /// Exported before it runs (values single-quoted).
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Run it as root through `sudo` on the host; the password (if the host's sudo asks for
+    /// one) is the vault's `ssh:<alias>:sudo_password`, else `ssh:<alias>:password`, sent on
+    /// the command's stdin (never on a command line, never logged). Without either, `sudo -n`.
+    pub sudo: bool,
 }
 
 /// A value single-quoted for a POSIX shell.
@@ -705,21 +709,19 @@ impl Pool {
                 exports.push_str(&format!("export {k}={}\n", quote(v)));
             }
         }
-        let mut line = format!("printf '{PGID_PREFIX}%s\\n' \"$$\"; ");
-        if !exports.is_empty() {
-            line.push_str(&format!(
-                "__claw_env=$(head -c {}) && eval \"$__claw_env\"; unset __claw_env; ",
-                exports.len()
-            ));
-        }
-        line.push_str(&cmd.command);
+        let sudo_password = if cmd.sudo {
+            sudo_password(&self.settings, host)?
+        } else {
+            None
+        };
+        let (line, stdin) = wrap(cmd, &exports, sudo_password.as_ref());
         channel
             .exec(true, line.into_bytes())
             .await
             .map_err(|e| format!("cannot start the command on {}: {e}", host.alias))?;
-        if !exports.is_empty() {
+        if !stdin.is_empty() {
             channel
-                .data(exports.as_bytes())
+                .data(stdin.as_slice())
                 .await
                 .map_err(|e| format!("cannot send the environment to {}: {e}", host.alias))?;
         }
@@ -741,7 +743,8 @@ impl Pool {
                 }
                 let _ = channel.signal(Sig::TERM).await;
                 if let Some(p) = pgid {
-                    self.kill_group(conn, p).await;
+                    self.kill_group(conn, p, cmd.sudo.then_some(sudo_password.as_ref()))
+                        .await;
                 }
                 let _ = channel.close().await;
                 break;
@@ -755,11 +758,17 @@ impl Pool {
                             continue;
                         };
                         let first = String::from_utf8_lossy(&head[..nl]).into_owned();
-                        pgid = first
+                        let found = first
                             .strip_prefix(PGID_PREFIX)
-                            .and_then(|p| p.trim().parse().ok())
-                            .or(Some(0));
-                        let rest = head.split_off(nl + 1);
+                            .and_then(|p| p.trim().parse().ok());
+                        pgid = found.or(Some(0));
+                        // Without the line (a shell that did not run the wrapper as written),
+                        // every byte is the command's.
+                        let rest = if found.is_some() {
+                            head.split_off(nl + 1)
+                        } else {
+                            std::mem::take(&mut head)
+                        };
                         head.clear();
                         capture(&mut out.stdout, &mut out.dropped, &rest);
                         on_data(false, &rest);
@@ -785,6 +794,19 @@ impl Pool {
                 _ => {}
             }
         }
+        if pgid.is_none() && !head.is_empty() {
+            capture(&mut out.stdout, &mut out.dropped, &head);
+            on_data(false, &head);
+        }
+        if cmd.sudo
+            && out.exit_code == Some(1)
+            && String::from_utf8_lossy(&out.stderr).contains("sudo: a password is required")
+        {
+            out.error = Some(format!(
+                "sudo on {} asks for a password and the vault has none: claw vault set ssh:{}:sudo_password",
+                host.alias, host.alias
+            ));
+        }
         if out.timed_out {
             return Err(format!(
                 "timed out after {} on {} (the command was stopped there)",
@@ -807,20 +829,33 @@ impl Pool {
         Ok(())
     }
 
-    /// Stops a process group on the host through a second channel: TERM, then KILL.
-    async fn kill_group(&self, conn: &Conn, pgid: u32) {
+    /// Stops a process group on the host through a second channel: TERM, then KILL (as root
+    /// through sudo for a command run with `sudo`: `Some(password)`).
+    async fn kill_group(&self, conn: &Conn, pgid: u32, sudo: Option<Option<&Secret>>) {
         if pgid <= 1 {
             return;
         }
         let Ok(mut ch) = conn.handle.channel_open_session().await else {
             return;
         };
-        let line = format!(
-            "kill -TERM -- -{pgid} 2>/dev/null; sleep 1; kill -KILL -- -{pgid} 2>/dev/null; true"
+        let kill = format!(
+            "kill -s TERM -- -{pgid} 2>/dev/null; sleep 1; kill -s KILL -- -{pgid} 2>/dev/null; true"
         );
+        let (line, stdin) = match sudo {
+            None => (kill, Vec::new()),
+            Some(None) => (format!("sudo -n -- sh -c {}", quote(&kill)), Vec::new()),
+            Some(Some(pw)) => (
+                format!("sudo -S -p '' -- sh -c {}", quote(&kill)),
+                format!("{}\n", pw.expose()).into_bytes(),
+            ),
+        };
         if ch.exec(true, line.into_bytes()).await.is_err() {
             return;
         }
+        if !stdin.is_empty() {
+            let _ = ch.data(stdin.as_slice()).await;
+        }
+        let _ = ch.eof().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(m) = ch.wait().await {
                 if matches!(m, ChannelMsg::Close) {
@@ -830,6 +865,68 @@ impl Pool {
         })
         .await;
     }
+}
+
+/// The host's sudo password from the vault: `ssh:<alias>:sudo_password`, else
+/// `ssh:<alias>:password`; `None` when neither is set (then `sudo -n`).
+fn sudo_password(settings: &Settings, host: &Host) -> Result<Option<Secret>, String> {
+    for key in [
+        format!("ssh:{}:sudo_password", host.alias),
+        format!("ssh:{}:password", host.alias),
+    ] {
+        if let Some(s) = vault_secret(settings, &key)? {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// What marks the end of the sudo password on a sudo command's stdin.
+const STDIN_MARK: &str = "__claw_stdin__";
+
+/// The command line the host's shell runs, and what goes to its stdin. The first line of
+/// output is the process group to stop on timeout (`__claw_pgid=N`); then the exports are read
+/// from stdin and evaluated, then the command runs.
+///
+/// With `sudo`, the whole of it runs in `sh -c` under sudo (so that the exports and the
+/// process group are root's), and stdin starts with the password line and a mark: the inner
+/// shell reads up to the mark, so the password is never read by the command even when sudo
+/// did not ask for it.
+fn wrap(cmd: &Command, exports: &str, sudo_password: Option<&Secret>) -> (String, Vec<u8>) {
+    let read_env = if exports.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "__claw_env=$(head -c {}) && eval \"$__claw_env\"; unset __claw_env; ",
+            exports.len()
+        )
+    };
+    if !cmd.sudo {
+        let line = format!(
+            "printf '{PGID_PREFIX}%s\\n' \"$$\"; {read_env}{}",
+            cmd.command
+        );
+        return (line, exports.as_bytes().to_vec());
+    }
+    let mut inner = format!(
+        "printf '{PGID_PREFIX}%s\\n' \"$(cut -d' ' -f5 /proc/$$/stat 2>/dev/null || echo $$)\"; "
+    );
+    let mut stdin = Vec::new();
+    let sudo = match sudo_password {
+        Some(pw) => {
+            inner.push_str(&format!(
+                "while IFS= read -r __claw_l; do [ \"$__claw_l\" = {STDIN_MARK} ] && break; done; unset __claw_l; "
+            ));
+            stdin.extend_from_slice(pw.expose().as_bytes());
+            stdin.extend_from_slice(format!("\n{STDIN_MARK}\n").as_bytes());
+            "sudo -S -p ''"
+        }
+        None => "sudo -n",
+    };
+    inner.push_str(&read_env);
+    inner.push_str(&cmd.command);
+    stdin.extend_from_slice(exports.as_bytes());
+    (format!("exec {sudo} -- sh -c {}", quote(&inner)), stdin)
 }
 
 /// A shell variable name.

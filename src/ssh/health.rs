@@ -57,6 +57,7 @@ pub async fn check(pool: &Pool, hosts: &[Host]) -> serde_json::Value {
                     command: "uptime".into(),
                     env: Vec::new(),
                     timeout: Duration::from_secs(30),
+                    sudo: false,
                 };
                 let out = pool.run(h, &cmd, &cancel, &mut |_, _| {}).await;
                 super::audit(pool.settings(), h, &cmd.command, &out);

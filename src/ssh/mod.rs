@@ -3,6 +3,7 @@
 //! bounded parallelism ([`fan_out`]), each audited. A host's failure (unreachable, key, auth,
 //! exit status) is that host's result; the others go on.
 
+pub mod bench;
 pub mod client;
 pub mod health;
 pub mod hosts;

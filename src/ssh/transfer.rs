@@ -33,6 +33,7 @@ async fn remote_sha256(pool: &Pool, host: &Host, path: &str) -> Result<String, S
         command: format!("sha256sum -- {}", quote(path)),
         env: Vec::new(),
         timeout: Duration::from_secs(300),
+        sudo: false,
     };
     let out = pool
         .run(host, &cmd, &CancellationToken::new(), &mut |_, _| {})
@@ -144,6 +145,7 @@ async fn upload_inner(
             command: format!("mv -f -- {} {}", quote(&tmp), quote(remote)),
             env: Vec::new(),
             timeout: Duration::from_secs(60),
+            sudo: false,
         };
         let out = pool
             .run(host, &mv, &CancellationToken::new(), &mut |_, _| {})

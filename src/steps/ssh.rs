@@ -11,6 +11,7 @@
 //!   parallel: 10               # hosts at once (default 10)
 //!   fail_fast: false           # after a failed host, start no more
 //!   min_success: 50%           # hosts that must succeed: a count or a percentage (default all)
+//!   sudo: true                 # as root through sudo (password: vault ssh:<alias>:sudo_password)
 //! ```
 //!
 //! Outputs: `hosts.<alias>.{exit_code, stdout, stderr, ok, error}`, `ok_hosts`, `failed_hosts`.
@@ -35,6 +36,8 @@ pub struct SshStep {
     pub parallel: usize,
     pub fail_fast: bool,
     pub min_success: MinSuccess,
+    /// Run the command as root through sudo on each host.
+    pub sudo: bool,
     /// The hosts, resolved when the attempt is prepared.
     pub resolved: Vec<Host>,
     /// The data directory (known_hosts, vault, audit log), set when the attempt is prepared.
@@ -106,6 +109,7 @@ impl Kind for SshStep {
         "min_success",
         "upload",
         "download",
+        "sudo",
     ];
 
     fn load(cx: &mut LoadCx<'_>, node: &Node) -> Option<Self> {
@@ -115,6 +119,7 @@ impl Kind for SshStep {
             parallel: 10,
             fail_fast: false,
             min_success: MinSuccess::All,
+            sudo: false,
             resolved: Vec::new(),
             home: PathBuf::new(),
             uploads: Vec::new(),
@@ -158,6 +163,11 @@ impl Kind for SshStep {
         {
             step.fail_fast = b;
         }
+        if let Some(v) = node.get("sudo")
+            && let Some(b) = cx.r.boolean(v, "sudo")
+        {
+            step.sudo = b;
+        }
         if let Some(v) = node.get("min_success")
             && let Some(text) = cx.r.string(v, "min_success")
         {
@@ -192,7 +202,8 @@ impl Kind for SshStep {
     }
 
     fn describe(&self) -> String {
-        format!("on {}: {}", self.target, self.command)
+        let sudo = if self.sudo { "sudo " } else { "" };
+        format!("on {}: {sudo}{}", self.target, self.command)
     }
 
     fn templates(&self) -> Vec<&str> {
@@ -221,6 +232,7 @@ impl Kind for SshStep {
             parallel: self.parallel,
             fail_fast: self.fail_fast,
             min_success: self.min_success,
+            sudo: self.sudo,
             resolved,
             home: cx.dirs.home.clone(),
             uploads: render_copies(cx, &self.uploads)?,
@@ -240,6 +252,7 @@ impl Kind for SshStep {
             command: self.command.clone(),
             env,
             timeout: input.timeout,
+            sudo: self.sudo,
         };
         // Uploads first: a host whose upload failed runs nothing more.
         let mut failed: Vec<(Host, String)> = Vec::new();
@@ -348,6 +361,7 @@ impl Kind for SshStep {
         vec![
             ("hosts", self.target.clone().into()),
             ("command", self.command.clone().into()),
+            ("sudo", self.sudo.into()),
         ]
     }
 }

@@ -457,6 +457,7 @@ async fn run_ssh(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32
         command: job.command.clone(),
         env: Vec::new(),
         timeout: SHELL_TIMEOUT,
+        sudo: false,
     };
     let results = crate::ssh::fan_out(
         &pool,
