@@ -27,6 +27,7 @@ impl Server {
             command: command.to_owned(),
             env: Vec::new(),
             timeout: std::time::Duration::from_secs(timeout),
+            sudo: false,
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let results = crate::ssh::fan_out(
