@@ -204,7 +204,10 @@ async fn work(
             () = done.notified() => {}
             () = intake.cancelled() => {}
         }
-        if listener.as_ref().is_none_or(|l| l.is_closed()) {
+        if listener
+            .as_ref()
+            .is_none_or(crate::store::postgres::Listener::is_closed)
+        {
             listener = store.listen().ok();
         }
     }
