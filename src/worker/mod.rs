@@ -15,6 +15,8 @@
 //! interrupts their steps (recorded interrupted, resumable) and releases the runs it still holds so
 //! that another worker takes them at once; a second signal skips the wait.
 
+pub mod bench;
+
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
