@@ -48,7 +48,7 @@ LAYERS = [
     ["triggers"],
     # The long-running daemon, claw as MCP tools, and the dashboard the daemon serves (web: pages
     # and /api/v1).
-    ["serve", "mcp", "web"],
+    ["serve", "mcp", "web", "worker"],
     # Front ends.
     ["cli"],
     # The crate root.

@@ -25,6 +25,9 @@ command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # The scheduler's oracle test runs the Python package cronsim from a venv (Debian: python3-venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+# Scale-out (tests/scale_out.rs, store::tests::postgres): a real PostgreSQL on 127.0.0.1:5432 that
+# the user postgres reaches without a password (CLAW_TEST_PG names another); psql in the tests.
+command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql postgresql-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -133,6 +136,11 @@ export CLAW_CRASH_CYCLES="${CLAW_CRASH_CYCLES:-60}"
 mkdir -p target
 status=0
 cargo test --locked --all-targets 2>&1 | tee target/test-output.txt || status=$?
+if [ "$status" -eq 0 ]; then
+  echo "==> the crash and approval suites on PostgreSQL"
+  CLAW_TEST_STORE=postgres cargo test --locked --test integration -- crash:: approval:: scale_out:: \
+    2>&1 | tee -a target/test-output.txt || status=$?
+fi
 
 if [ "$status" -eq 0 ]; then
   echo "==> cargo doc"

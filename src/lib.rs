@@ -18,7 +18,8 @@
 //! State and settings:
 //! - [`config`]: where the data directory and config root are, `claw.yaml`, settings, the
 //!   process environment (the only reader of it).
-//! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite behind it.
+//! - [`store`]: the only place with SQL; a trait of domain verbs with SQLite (embedded) or
+//!   PostgreSQL (scale-out) behind it.
 //! - [`audit`]: the hash-chained, append-only audit log.
 //! - [`trace`]: the tracing subscriber (`CLAW_LOG`); every line is masked before it is written.
 //! - [`vault`]: the age-encrypted secrets vault.
@@ -37,6 +38,7 @@
 //! Starting work and front ends:
 //! - [`triggers`]: cron jobs, file watchers, webhooks, and the launcher they share.
 //! - [`serve`]: the daemon (`claw serve`).
+//! - [`worker`]: `claw worker`, executing queued runs from the shared PostgreSQL store.
 //! - [`mcp`]: `claw mcp`, claw's tools over the Model Context Protocol.
 //! - [`web`]: the dashboard and its JSON API, on the daemon's listener.
 //! - [`cli`]: the command line, one file per command group; no logic of its own.
@@ -74,5 +76,6 @@ pub mod triggers;
 pub mod vault;
 pub mod web;
 
+pub mod worker;
 pub mod workflow;
 pub mod yaml;

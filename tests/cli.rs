@@ -773,7 +773,7 @@ fn completions_offer_workflows_runs_and_jobs_as_they_are_now() {
     let offered = bash_completes(&env, &["claw", "cron", "run", "nig"]);
     assert_eq!(offered, vec!["nightly-backup".to_owned()]);
     // Subcommands too.
-    let offered = bash_completes(&env, &["claw", "wor"]);
+    let offered = bash_completes(&env, &["claw", "workf"]);
     assert_eq!(offered, vec!["workflow".to_owned()]);
 }
 

@@ -34,6 +34,7 @@ mod packs;
 mod passphrase;
 mod policies;
 mod retry_timeout;
+mod scale_out;
 mod secrets;
 mod seed_examples;
 mod seed_semantics;

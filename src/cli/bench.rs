@@ -96,6 +96,21 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The PostgreSQL store (scale-out): a worker's claim of one run (`FOR UPDATE SKIP
+    /// LOCKED`, fencing epoch bumped) with N runs queued, p50/p99, against one primary-key read
+    /// of a run (the round trip). Uses a scratch database on `CLAW_TEST_PG` (default
+    /// postgres://postgres@127.0.0.1:5432/test).
+    Pg {
+        /// How many runs are queued.
+        #[arg(long, default_value_t = 10_000)]
+        queued: usize,
+        /// How many claims to time.
+        #[arg(long, default_value_t = 500)]
+        claims: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat commands through a real `claw serve`: `!run` from a Telegram chat (a Bot API served
     /// by this process) → run created and executed → replies delivered, p50/p99, beside the
     /// API's own round trip; then a profile of 10 targets that each answer after 200 ms against
@@ -222,6 +237,28 @@ fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
     Ok(())
 }
 
+fn pg(queued: usize, claims: usize, json: bool) -> CliResult {
+    let r = crate::worker::bench::run(queued, claims).map_err(CliError::internal)?;
+    if json {
+        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "pg: claims of one run with {} queued ({} timed)",
+        r.queued, r.claims
+    );
+    println!(
+        "  claim (SKIP LOCKED + epoch)    p50 {:>8.2} ms   p99 {:>8.2} ms",
+        r.claim_p50_ms, r.claim_p99_ms
+    );
+    println!(
+        "  read of one run (baseline)     p50 {:>8.2} ms   p99 {:>8.2} ms",
+        r.baseline_p50_ms, r.baseline_p99_ms
+    );
+    println!("  p50 ratio                      {:>8.2}x", r.p50_ratio);
+    Ok(())
+}
+
 fn msg(commands: usize, json: bool) -> CliResult {
     let r = crate::serve::msg_bench::run(commands).map_err(CliError::internal)?;
     if json {
@@ -289,6 +326,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
             json,
         } => dashboard(runs.max(1), requests.max(1), concurrency.max(1), json),
         BenchCommand::Msg { commands, json } => msg(commands.max(1), json),
+        BenchCommand::Pg {
+            queued,
+            claims,
+            json,
+        } => pg(queued.max(1), claims.max(1).min(queued.max(1)), json),
         BenchCommand::Cron {
             schedules,
             period,

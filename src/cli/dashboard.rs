@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult, Ctx, output};
 use crate::audit::{Action, AuditLog, Event};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::web::auth;
 
 #[derive(Debug, clap::Args)]
@@ -240,8 +240,5 @@ fn new_hash(name: &str) -> Result<String, CliError> {
 }
 
 fn store(ctx: &Ctx) -> Result<Arc<dyn Store>, CliError> {
-    ctx.dirs.ensure_home().map_err(|e| {
-        CliError::internal(format!("cannot create {}: {e}", ctx.dirs.home.display()))
-    })?;
-    Ok(Arc::new(SqliteStore::open(&ctx.dirs.db_path())?))
+    ctx.store()
 }

@@ -92,7 +92,51 @@ pub(crate) fn run(ctx: &Ctx) -> CliResult {
         ),
         Err(e) => r.bad("claw.yaml", &e.message),
     }
-    if dirs.db_path().exists() {
+    let shared = ctx.settings().ok().and_then(|s| s.store);
+    if let Some(url) = shared {
+        // Scale-out: the shared PostgreSQL store, its schema version and the workers alive.
+        match crate::store::PgStore::open(url.as_str()) {
+            Ok(store) => {
+                let version = store
+                    .schema_version()
+                    .map_or_else(|e| e.to_string(), |v| v.to_string());
+                r.ok(
+                    "store",
+                    &format!(
+                        "postgresql {} (schema version {version})",
+                        store.url_shown()
+                    ),
+                );
+                match store.workers_alive(crate::time::now_ms()) {
+                    Ok(w) if w.is_empty() => {
+                        r.warn("workers", "none alive (queued runs wait for `claw worker`)");
+                    }
+                    Ok(w) => r.ok(
+                        "workers",
+                        &format!(
+                            "{} alive: {}",
+                            w.len(),
+                            w.iter()
+                                .map(|w| format!(
+                                    "{} ({} slots{})",
+                                    w.id,
+                                    w.slots,
+                                    if w.labels.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(", labels {}", w.labels.join(","))
+                                    }
+                                ))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                    ),
+                    Err(e) => r.bad("workers", &e.to_string()),
+                }
+            }
+            Err(e) => r.bad("store", &e.to_string()),
+        }
+    } else if dirs.db_path().exists() {
         match crate::store::SqliteStore::open(&dirs.db_path()) {
             Ok(store) => {
                 use crate::store::Store as _;

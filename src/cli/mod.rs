@@ -28,6 +28,7 @@ mod status;
 mod template;
 mod vault;
 mod watcher;
+mod worker;
 mod workflow;
 
 use std::ffi::OsString;
@@ -295,6 +296,12 @@ enum Command {
     /// Print the manual page (roff): `claw man | man -l -`, or save it as
     /// /usr/local/share/man/man1/claw.1.
     Man,
+    /// Execute queued runs from the shared PostgreSQL store (scale-out): claims runs with a
+    /// lease and a fencing epoch, wakes on LISTEN/NOTIFY, resumes runs of dead workers.
+    #[command(after_long_help = "Examples:
+  CLAW_STORE_URL=postgres://claw@db:5432/claw claw worker --slots 4
+  claw worker --labels gpu,lan    also runs whose workflow says runs_on: [gpu] or [gpu, lan]")]
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -331,6 +338,22 @@ impl Ctx {
 
     pub(crate) fn engine(&self) -> Result<Engine, CliError> {
         Ok(Engine::open(self.dirs.clone(), self.settings()?)?)
+    }
+
+    /// The store `claw.yaml` (or `CLAW_STORE_URL`) names: SQLite in the data directory by
+    /// default, PostgreSQL for scale-out.
+    pub(crate) fn store(&self) -> Result<std::sync::Arc<dyn crate::store::Store>, CliError> {
+        self.dirs.ensure_home().map_err(|e| {
+            CliError::internal(format!("cannot create {}: {e}", self.dirs.home.display()))
+        })?;
+        let settings = self.settings()?;
+        Ok(crate::store::open(
+            settings
+                .store
+                .as_ref()
+                .map(crate::config::settings::StoreUrl::as_str),
+            &self.dirs.db_path(),
+        )?)
     }
 }
 
@@ -438,6 +461,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Template(cmd) => template::run(&ctx, cmd),
         Command::Setup { cmd } => setup::run(&ctx, cmd),
         Command::Dashboard(args) => dashboard::run(&ctx, args),
+        Command::Worker(args) => worker::run(&ctx, args),
     }
 }
 

@@ -10,7 +10,7 @@ use super::output;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::AuditLog;
 use crate::msg::{self, Channel, Creds, Delivery, Target};
-use crate::store::{OutboxMessage, SqliteStore, Store};
+use crate::store::{OutboxMessage, Store};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MsgCommand {
@@ -325,10 +325,7 @@ fn test(ctx: &Ctx, name: &str) -> CliResult {
 }
 
 fn store(ctx: &Ctx) -> Result<Arc<dyn Store>, CliError> {
-    ctx.dirs.ensure_home().map_err(|e| {
-        CliError::internal(format!("cannot create {}: {e}", ctx.dirs.home.display()))
-    })?;
-    Ok(Arc::new(SqliteStore::open(&ctx.dirs.db_path())?))
+    ctx.store()
 }
 
 /// The outbox claim's owner and the audit entries' actor.

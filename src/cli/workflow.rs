@@ -522,10 +522,12 @@ pub(crate) fn run_workflow(ctx: &Ctx, arg: &str, raw_params: &[String], how: How
     drive_foreground(&engine, &run.id, Some(&wf), json, quiet)
 }
 
-/// Leaves the queued run to the daemon when one owns the data directory (`claw serve`), else
+/// Leaves the queued run to the daemon when one owns the data directory (`claw serve`) or to the
+/// workers of the shared PostgreSQL store, else
 /// starts `claw run resume ID` in its own process group, detached from this terminal.
 pub(crate) fn spawn_detached(ctx: &Ctx, engine: &Engine, run_id: &str) -> CliResult {
-    if crate::serve::lease::holder(&ctx.dirs.home).is_some() {
+    // On the shared PostgreSQL store, `claw worker` processes (or a daemon) take it from the queue.
+    if crate::serve::lease::holder(&ctx.dirs.home).is_some() || engine.settings().store.is_some() {
         return Ok(());
     }
     let exe = std::env::current_exe()

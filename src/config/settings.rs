@@ -22,6 +22,35 @@ pub struct Settings {
     pub max_step_log_bytes: u64,
     /// How long a step gets between SIGTERM and SIGKILL. `engine.kill_grace`, env `CLAW_KILL_GRACE`.
     pub kill_grace: Duration,
+    /// Where the store is: `None` for the embedded SQLite database in the data directory, or a
+    /// `postgres://` URL (scale-out). `store:` in claw.yaml, env `CLAW_STORE_URL`.
+    pub store: Option<StoreUrl>,
+}
+
+/// A store URL; it may carry a password, so its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(pub String);
+
+impl StoreUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((auth, host)) => match auth.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                    None => self.0.clone(),
+                },
+                None => self.0.clone(),
+            },
+            None => "***".to_owned(),
+        };
+        write!(f, "StoreUrl({shown:?})")
+    }
 }
 
 impl Default for Settings {
@@ -31,6 +60,7 @@ impl Default for Settings {
             retention_max_runs: 200,
             max_step_log_bytes: 10 * 1024 * 1024,
             kill_grace: Duration::from_secs(5),
+            store: None,
         }
     }
 }
@@ -59,6 +89,7 @@ const FOREIGN: &[&str] = &[
     "browser",
     "memory",
     "settings",
+    "store",
 ];
 
 impl Settings {
@@ -76,6 +107,9 @@ impl Settings {
             && let Ok(d) = duration::parse(&g)
         {
             s.kill_grace = d;
+        }
+        if let Some(u) = env_var("CLAW_STORE_URL") {
+            s.store = Some(StoreUrl(u));
         }
         Ok(s)
     }
@@ -95,6 +129,21 @@ impl Settings {
             .chain(FOREIGN.iter().copied())
             .collect();
         for (key, v) in r.entries(root, &known, "claw.yaml") {
+            if key == "store" {
+                // `store: postgres://user@host/db` (scale-out); absent: the embedded SQLite store.
+                if let Some(u) = r.string(v, "store") {
+                    if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+                        self.store = Some(StoreUrl(u));
+                    } else {
+                        r.err(
+                            v.pos,
+                            "`store` must be a PostgreSQL URL (postgres://user@host:5432/database); \
+                             leave it out for the embedded SQLite store",
+                        );
+                    }
+                }
+                continue;
+            }
             let Some((_, fields)) = SECTIONS.iter().find(|(s, _)| *s == key) else {
                 // Sections of later subsystems are read by them.
                 continue;

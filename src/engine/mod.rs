@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Dirs, Settings};
 use crate::error::ExitStatus;
 use crate::expr::Evaluator;
-use crate::store::{RunRecord, RunStatus, SqliteStore, StepRecord, Store, StoreError};
+use crate::store::{RunRecord, RunStatus, StepRecord, Store, StoreError};
 use crate::workflow::Workflow;
 use crate::workflow::load::{self, FileErrors};
 
@@ -151,6 +151,8 @@ pub struct Engine {
     park: CancellationToken,
     /// Rung when the store may hold a new decision (see [`changes`]).
     changes: Arc<changes::Changes>,
+    /// How long a claim of this engine lasts without renewal (ms); renewed every third of it.
+    lease_ms: i64,
 }
 
 /// What starts a run.
@@ -171,12 +173,15 @@ impl Engine {
             context: format!("cannot create the data directory {}", dirs.home.display()),
             source,
         })?;
-        // Each commit is made durable by an `fdatasync` of the WAL (group commit, here with one
-        // writer) rather than SQLite's own `fsync`, which also flushes the inode: the same
-        // promise at about half the cost per step on ext4.
+        // Each commit to SQLite is made durable by an `fdatasync` of the WAL (group commit, here
+        // with one writer) rather than SQLite's own `fsync`, which also flushes the inode: the
+        // same promise at about half the cost per step on ext4.
         let db = dirs.db_path();
-        let store = SqliteStore::open(&db)?.with_group_commit(&db)?;
-        Ok(Self::with_store(dirs, settings, Arc::new(store)))
+        let store: Arc<dyn Store> = match settings.store.as_ref() {
+            None => Arc::new(crate::store::SqliteStore::open(&db)?.with_group_commit(&db)?),
+            Some(url) => crate::store::open(Some(url.as_str()), &db)?,
+        };
+        Ok(Self::with_store(dirs, settings, store))
     }
 
     pub fn with_store(dirs: Dirs, settings: Settings, store: Arc<dyn Store>) -> Self {
@@ -190,7 +195,23 @@ impl Engine {
             shutdown: CancellationToken::new(),
             park: CancellationToken::new(),
             changes: Arc::default(),
+            lease_ms: owner::LEASE_MS,
         }
+    }
+
+    /// Claims last `lease` without renewal (a `claw worker`'s `--lease`); the run loop renews
+    /// them every third of it (at most every [`owner::HEARTBEAT_MS`]).
+    #[must_use]
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease_ms = i64::try_from(lease.as_millis())
+            .unwrap_or(owner::LEASE_MS)
+            .max(1_000);
+        self
+    }
+
+    /// See [`Engine::with_lease`].
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms
     }
 
     /// The settings in force (a copy: the daemon may replace them while runs go on; a step
@@ -348,7 +369,7 @@ impl Engine {
         // Its first step's work waits for the claim to be on disk.
         let claimed = self.write_behind(|store| {
             Ok(
-                store.claim_run(run_id, &self.owner, now + owner::LEASE_MS, &|r| {
+                store.claim_run(run_id, &self.owner, now + self.lease_ms, &|r| {
                     owner::is_dead(r, now_ms())
                 })?,
             )

@@ -55,6 +55,11 @@ pub const ACTOR: &str = "claw:serve";
 const FIRE_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How often the queue and the schedule files are looked at without being told.
 const POLL: Duration = Duration::from_secs(1);
+/// The role the scheduling daemon holds on a shared store.
+const SCHEDULER_ROLE: &str = "scheduler";
+/// How long the scheduler role lasts without renewal (renewed at every pass, at least every
+/// second): a dead holder's role is taken over within this.
+const SCHEDULER_LEASE_MS: i64 = 5_000;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -154,10 +159,16 @@ pub fn run(
     let intake = CancellationToken::new();
     // Group commit: the listener's threads and the runs write at once, and share syncs.
     let db = dirs.db_path();
-    let store = crate::store::SqliteStore::open(&db)
-        .and_then(|s| s.with_group_commit(&db))
-        .map_err(EngineError::from)?;
-    let mut engine = Engine::with_store(dirs, settings, Arc::new(store))
+    let store: Arc<dyn crate::store::Store> = match &settings.store {
+        // Scale-out: the shared PostgreSQL store (its commits are durable when they return).
+        Some(url) => crate::store::open(Some(url.as_str()), &db).map_err(EngineError::from)?,
+        None => Arc::new(
+            crate::store::SqliteStore::open(&db)
+                .and_then(|s| s.with_group_commit(&db))
+                .map_err(EngineError::from)?,
+        ),
+    };
+    let mut engine = Engine::with_store(dirs, settings, store)
         .with_shutdown(shutdown.clone())
         .with_park(intake.clone());
     engine.audit = engine.audit.clone().write_behind();
@@ -256,7 +267,10 @@ async fn daemon(
         &Silent,
     );
     spawn_signals(&ctx, stop);
-    recover_fires(&ctx);
+    // On a shared store the fires are recovered by whichever daemon takes the scheduler role.
+    if !engine.store.shared() {
+        recover_fires(&ctx);
+    }
     // Fire rows are the dedupe record of the past: 30 days is far beyond any catch-up window.
     match engine.store.prune_fires(now_ms() - FIRE_RETENTION_MS) {
         Ok(0) => {}
@@ -639,7 +653,42 @@ async fn cron_loop(ctx: Rc<Ctx>) {
     let mut loaded: Option<u64> = None;
     let mut last_check = tokio::time::Instant::now() - POLL;
     let mut reported: HashSet<String> = HashSet::new();
+    // On a shared store (PostgreSQL, several daemons) one daemon at a time holds the scheduler
+    // role, a lease renewed every pass; another takes it over when the lease expires, reloads
+    // the schedules' persisted state and catches up on the missed fires by their policy.
+    let shared = ctx.engine.store.shared();
+    let mut held = !shared;
     loop {
+        if shared {
+            let now = now_ms();
+            match ctx.engine.store.take_role(
+                SCHEDULER_ROLE,
+                ctx.engine.owner(),
+                now,
+                now + SCHEDULER_LEASE_MS,
+            ) {
+                Ok(Some(epoch)) if !held => {
+                    tracing::info!(target: DAEMON, "took the scheduler role (epoch {epoch})");
+                    held = true;
+                    loaded = None;
+                    recover_fires(&ctx);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) if held => {
+                    tracing::warn!(target: DAEMON, "lost the scheduler role; another daemon holds it");
+                    held = false;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(target: DAEMON, "cannot take the scheduler role: {e}"),
+            }
+            if !held {
+                tokio::select! {
+                    () = ctx.intake.cancelled() => return,
+                    () = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+        }
         if last_check.elapsed() >= POLL || loaded.is_none() {
             last_check = tokio::time::Instant::now();
             let fp = crate::triggers::cron::sources::fingerprint(&dirs);

@@ -7,12 +7,72 @@
 //! starts" (DESIGN.md §10).
 
 pub mod memory;
+pub mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// A numbered schema migration: `src/store/migrations/NNNN_name.sql`.
+///
+/// One list for both backends, one source of truth for the schema's meaning. The file is written
+/// for SQLite in the portable subset both databases read; the PostgreSQL store applies it through
+/// [`postgres::dialect`], a small documented translation (`INTEGER` → `BIGINT`,
+/// `INTEGER PRIMARY KEY AUTOINCREMENT` → `BIGSERIAL PRIMARY KEY`, no `WITHOUT ROWID`, the column
+/// `user` quoted). A migration that needs more than that gives its PostgreSQL text in `postgres`
+/// (a sibling file `NNNN_name.pg.sql`). To add one: write the file, append a line here, and run
+/// the store tests (`cargo test --lib store::`), which run on both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub number: u32,
+    pub sql: &'static str,
+    /// The PostgreSQL text, when the translation of `sql` is not enough.
+    pub postgres: Option<&'static str>,
+}
+
+macro_rules! migration {
+    ($n:literal, $file:literal) => {
+        Migration {
+            number: $n,
+            sql: include_str!(concat!("migrations/", $file)),
+            postgres: None,
+        }
+    };
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_runs.sql"),
+    migration!(2, "0002_approvals.sql"),
+    migration!(3, "0003_webhooks.sql"),
+    migration!(4, "0004_schedules.sql"),
+    migration!(5, "0005_run_indexes.sql"),
+    migration!(6, "0006_outbox.sql"),
+    migration!(7, "0007_chats.sql"),
+    migration!(8, "0008_dashboard.sql"),
+    migration!(9, "0009_chat_sessions.sql"),
+    migration!(10, "0010_chat_buttons.sql"),
+    migration!(11, "0011_scale_out.sql"),
+];
+
+/// Opens the store: PostgreSQL when `url` is a `postgres://` (or `postgresql://`) URL, else the
+/// embedded SQLite database at `sqlite_path`.
+pub fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
+    match url {
+        Some(u) if postgres::is_url(u) => Ok(std::sync::Arc::new(PgStore::open(u)?)),
+        Some(u) => Err(StoreError::Schema(format!(
+            "the store `{}` is not a PostgreSQL URL (postgres://user@host:port/database); leave \
+             `store` unset for the embedded SQLite store",
+            postgres::redact_url(u)
+        ))),
+        None => Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path)?)),
+    }
+}
 
 /// Errors from the database, or stored data that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +84,20 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// From PostgreSQL (the scale-out store).
+    #[error("database error: {}{source}", if context.is_empty() { String::new() } else { format!("{context}: ") })]
+    Pg {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A write of a run's state by a process that no longer holds the run: its lease expired and
+    /// another worker claimed the run (a newer fencing epoch). Nothing was written.
+    #[error(
+        "run {run} was taken over by another process (its lease expired; fencing epoch {held} is \
+         stale): this process's write was refused"
+    )]
+    Fenced { run: String, held: i64 },
     /// The database is not one this claw can use (a newer schema, a row that vanished).
     #[error("database error: {0}")]
     Schema(String),
@@ -41,7 +115,11 @@ impl crate::error::ExitStatus for StoreError {
     fn exit_status(&self) -> u8 {
         match self {
             Self::NoSuchRun(_) | Self::Ambiguous { .. } => crate::error::INVALID,
-            Self::Db { .. } | Self::Schema(_) | Self::Corrupt(_) => crate::error::INTERNAL,
+            Self::Db { .. }
+            | Self::Pg { .. }
+            | Self::Fenced { .. }
+            | Self::Schema(_)
+            | Self::Corrupt(_) => crate::error::INTERNAL,
         }
     }
 }
@@ -784,6 +862,27 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Releases the memory the store keeps only to go faster (page caches); a long-running
     /// process calls it after a burst of work.
     fn release_memory(&self) {}
+
+    /// Whether processes on other machines share this store (PostgreSQL): a daemon's roles are
+    /// then taken through [`Store::take_role`], not given by its data directory's lock.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes or renews the role `role` (the scheduler, among several daemons) for `holder` until
+    /// `lease_until`, unless another holder's lease runs past `now`. Returns the role's epoch
+    /// (bumped at each change of holder) when held, `None` when another process holds it. A
+    /// store that is not shared has one daemon (its data directory's lock): always held.
+    fn take_role(
+        &self,
+        role: &str,
+        holder: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<i64>> {
+        let _ = (role, holder, now, lease_until);
+        Ok(Some(0))
+    }
 
     /// A number that changes when another process (another connection) commits to the store
     /// (`None`: the store cannot tell; watchers then check at every tick).

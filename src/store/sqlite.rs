@@ -24,19 +24,9 @@ use super::{
 /// Pages the WAL holds before SQLite copies them into the database (see `init`).
 const WAL_PAGES: i64 = 128;
 
-/// Numbered migrations; `PRAGMA user_version` holds how many are applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_runs.sql"),
-    include_str!("migrations/0002_approvals.sql"),
-    include_str!("migrations/0003_webhooks.sql"),
-    include_str!("migrations/0004_schedules.sql"),
-    include_str!("migrations/0005_run_indexes.sql"),
-    include_str!("migrations/0006_outbox.sql"),
-    include_str!("migrations/0007_chats.sql"),
-    include_str!("migrations/0008_dashboard.sql"),
-    include_str!("migrations/0009_chat_sessions.sql"),
-    include_str!("migrations/0010_chat_buttons.sql"),
-];
+/// The migrations (one list for both backends, see [`super::MIGRATIONS`]);
+/// `PRAGMA user_version` holds how many are applied.
+const MIGRATIONS: &[super::Migration] = super::MIGRATIONS;
 
 /// SQLite behind one connection. Several claw processes may open the same file; SQLite's locking
 /// (with a busy timeout) serialises their writes.
@@ -442,8 +432,8 @@ impl SqliteStore {
                 MIGRATIONS.len()
             )));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.execute_batch(sql)?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.execute_batch(m.sql)?;
             tx.pragma_update(None, "user_version", i + 1)?;
         }
         tx.commit()?;
@@ -1834,32 +1824,8 @@ fn value_text(v: rusqlite::types::ValueRef<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! SQLite only; the store's behaviour is tested on both backends in `store::tests`.
     use super::*;
-    use crate::store::{Delivery, Phase, StepStatus};
-
-    #[test]
-    fn webhook_deliveries_are_claimed_once() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        assert_eq!(s.claim_delivery("gh", "d1", 100, 0)?, Delivery::New);
-        assert_eq!(
-            s.claim_delivery("gh", "d1", 101, 0)?,
-            Delivery::Seen { run_id: None }
-        );
-        s.set_delivery_run("gh", "d1", Some("r1"))?;
-        assert_eq!(
-            s.claim_delivery("gh", "d1", 102, 0)?,
-            Delivery::Seen {
-                run_id: Some("r1".into())
-            }
-        );
-        // Another hook has its own ids; a failed delivery is forgotten so a retry can run.
-        assert_eq!(s.claim_delivery("other", "d1", 103, 0)?, Delivery::New);
-        s.set_delivery_run("other", "d1", None)?;
-        assert_eq!(s.claim_delivery("other", "d1", 104, 0)?, Delivery::New);
-        // Old ids are forgotten.
-        assert_eq!(s.claim_delivery("gh", "d1", 200, 150)?, Delivery::New);
-        Ok(())
-    }
 
     fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
         RunRecord {
@@ -1881,64 +1847,6 @@ mod tests {
             started_at: None,
             finished_at: None,
         }
-    }
-
-    #[test]
-    fn runs_round_trip_and_prefixes_resolve() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        s.create_run(&run("01abc", "wf", 1))?;
-        s.create_run(&run("01abd", "wf", 2))?;
-        assert_eq!(s.find_run("01abc")?.workflow, "wf");
-        assert!(matches!(
-            s.find_run("01ab"),
-            Err(StoreError::Ambiguous { .. })
-        ));
-        assert!(matches!(s.find_run("zz"), Err(StoreError::NoSuchRun(_))));
-        assert_eq!(s.find_run("01abd")?.created_at, 2);
-        let listed = s.list_runs(&RunFilter::default())?;
-        assert_eq!(
-            listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["01abd", "01abc"]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn the_queue_reads_a_page_at_a_time_and_counts_waiting_runs() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        // Same creation time for two: the id breaks the tie, as in `unfinished_runs`.
-        for (id, at) in [("a", 1), ("c", 2), ("b", 2), ("d", 3), ("e", 4)] {
-            s.create_run(&run(id, "wf", at))?;
-        }
-        s.update_run("d", RunStatus::Succeeded, None, None, 9)?;
-        s.update_run("c", RunStatus::Waiting, None, None, 9)?;
-        let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.unfinished_runs_after(None, 2, &[])?), ["a", "b"]);
-        assert_eq!(
-            ids(s.unfinished_runs_after(Some((2, "b")), 2, &[])?),
-            ["c", "e"]
-        );
-        assert_eq!(
-            ids(s.unfinished_runs_after(Some((4, "e")), 2, &[])?),
-            Vec::<String>::new()
-        );
-        let all: Vec<_> = s.unfinished_runs(None)?.into_iter().map(|r| r.id).collect();
-        assert_eq!(all, ["a", "b", "c", "e"]);
-        assert_eq!(s.count_waiting(&["a", "c", "d", "nope"])?, 1);
-        assert_eq!(s.count_waiting(&[])?, 0);
-        assert_eq!(
-            ids(s.unfinished_runs_after(None, 2, &["a", "c"])?),
-            ["b", "e"]
-        );
-        let mut sched = run("f", "wf", 5);
-        sched.trigger = serde_json::json!({"type": "schedule", "schedule": "wf:0"});
-        s.create_run(&sched)?;
-        sched.id = "g".into();
-        s.create_run(&sched)?;
-        assert!(!s.schedule_run_before("wf:0", 5, "f")?);
-        assert!(s.schedule_run_before("wf:0", 5, "g")?);
-        assert!(!s.schedule_run_before("other", 5, "g")?);
-        Ok(())
     }
 
     #[test]
@@ -1974,130 +1882,6 @@ mod tests {
         // Another connection (another process) sees everything.
         let other = SqliteStore::open(&path)?;
         assert_eq!(other.unfinished_runs(None)?.len(), 165);
-        Ok(())
-    }
-
-    #[test]
-    fn claim_respects_live_owner() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        s.create_run(&run("r1", "wf", 1))?;
-        assert!(s.claim_run("r1", "a", 10, &|_| false)?.is_some());
-        assert!(s.claim_run("r1", "b", 10, &|_| false)?.is_none());
-        assert!(s.claim_run("r1", "b", 10, &|_| true)?.is_some());
-        assert_eq!(s.get_run("r1")?.and_then(|r| r.owner).as_deref(), Some("b"));
-        Ok(())
-    }
-
-    #[test]
-    fn admission_honours_limit_and_order() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        s.create_run(&run("r1", "wf", 1))?;
-        s.create_run(&run("r2", "wf", 2))?;
-        assert!(
-            !s.admit_run("r2", 1, 5, &|_| false)?,
-            "r1 is queued ahead of r2"
-        );
-        assert!(s.admit_run("r1", 1, 5, &|_| false)?);
-        assert!(!s.admit_run("r2", 1, 5, &|_| false)?);
-        s.update_run("r1", RunStatus::Succeeded, None, None, 6)?;
-        assert!(s.admit_run("r2", 1, 7, &|_| false)?);
-        Ok(())
-    }
-
-    #[test]
-    fn steps_and_decisions() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        s.create_run(&run("r1", "wf", 1))?;
-        let mut st = StepRecord::new("a", Phase::Main, 0);
-        st.status = StepStatus::Interrupted;
-        s.record_steps("r1", std::slice::from_ref(&st), None)?;
-        assert!(s.decide_step("r1", "a", Decision::Retry, "me")?);
-        assert!(!s.decide_step("r1", "zz", Decision::Retry, "me")?);
-        let steps = s.steps("r1")?;
-        assert_eq!(steps[0].decision, Some(Decision::Retry));
-        Ok(())
-    }
-
-    #[test]
-    fn prune_keeps_newest_and_unfinished() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        for i in 0..5 {
-            s.create_run(&run(&format!("r{i}"), "wf", i))?;
-            s.update_run(&format!("r{i}"), RunStatus::Succeeded, None, None, i)?;
-        }
-        s.create_run(&run("q", "wf", 0))?;
-        let mut gone = s.prune_runs("wf", -1, 2)?;
-        gone.sort();
-        assert_eq!(gone, ["r0", "r1", "r2"]);
-        assert!(s.get_run("q")?.is_some());
-        Ok(())
-    }
-
-    #[test]
-    fn runs_are_found_and_counted_by_trigger_and_steps_timed() -> Result<()> {
-        let s = SqliteStore::in_memory()?;
-        let mut hooked = run("w1", "wf", 1);
-        hooked.trigger = serde_json::json!({"type": "webhook", "hook": "gh"});
-        s.create_run(&hooked)?;
-        let mut hooked2 = run("w2", "wf", 2);
-        hooked2.trigger = serde_json::json!({"type": "webhook", "hook": "gh"});
-        s.create_run(&hooked2)?;
-        let mut watched = run("f1", "wf", 3);
-        watched.trigger = serde_json::json!({"type": "watcher", "rule": "inbox"});
-        s.create_run(&watched)?;
-        s.create_run(&run("m1", "wf", 4))?;
-        let ids = |v: Vec<RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.runs_by_trigger("webhook", 10)?), ["w2", "w1"]);
-        assert_eq!(ids(s.runs_by_trigger("webhook", 1)?), ["w2"]);
-        assert_eq!(ids(s.runs_by_trigger("watcher", 10)?), ["f1"]);
-        assert!(s.runs_by_trigger("cron", 10)?.is_empty());
-        assert_eq!(
-            s.trigger_counts()?,
-            [
-                ("manual".to_owned(), String::new(), 1),
-                ("watcher".to_owned(), "inbox".to_owned(), 1),
-                ("webhook".to_owned(), "gh".to_owned(), 2),
-            ]
-        );
-
-        let mut steps = Vec::new();
-        for (i, ms) in [5_i64, 50, 500, 5000].into_iter().enumerate() {
-            let mut st = StepRecord::new(&format!("s{i}"), Phase::Main, i as i64);
-            st.status = StepStatus::Succeeded;
-            st.started_at = Some(1000);
-            st.finished_at = Some(1000 + ms);
-            steps.push(st);
-        }
-        // A step still running is not counted.
-        let mut running = StepRecord::new("r", Phase::Main, 9);
-        running.status = StepStatus::Running;
-        running.started_at = Some(1000);
-        steps.push(running);
-        s.record_steps("m1", &steps, None)?;
-        assert!(s.message_counts()?.is_empty());
-        let mut llm = StepRecord::new("ask", Phase::Main, 20);
-        llm.status = StepStatus::Succeeded;
-        llm.outputs = serde_json::json!({"provider": "anthropic", "model": "m1", "text": "hi",
-            "usage": {"input_tokens": 11, "output_tokens": 7}});
-        s.record_steps("w1", &[llm.clone()], None)?;
-        llm.name = "again".into();
-        s.record_steps("w2", &[llm], None)?;
-        assert_eq!(
-            s.llm_usage(None)?,
-            [crate::store::LlmUsage {
-                provider: "anthropic".into(),
-                model: "m1".into(),
-                steps: 2,
-                input_tokens: 22,
-                output_tokens: 14,
-            }]
-        );
-        // w1 was created at 1, w2 at 2.
-        assert_eq!(s.llm_usage(Some(2))?[0].steps, 1);
-        let d = s.step_durations(&[10, 100, 1000])?;
-        assert_eq!(d.buckets, [1, 2, 3]);
-        assert_eq!(d.count, 4);
-        assert_eq!(d.sum_ms, 5555);
         Ok(())
     }
 }

@@ -29,6 +29,9 @@ pub struct Workflow {
     /// Environment for every step; values may hold expressions.
     pub env: Vec<(String, String)>,
     pub concurrency: Option<Concurrency>,
+    /// `runs_on:`: labels a `claw worker` must all have to run it (the PostgreSQL store keeps
+    /// them beside each run, read from the stored definition).
+    pub runs_on: Vec<String>,
     /// Limit for the whole run.
     pub timeout: Option<Duration>,
     pub max_parallel: usize,

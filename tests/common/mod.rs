@@ -11,6 +11,9 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub home: PathBuf,
     pub root: PathBuf,
+    /// The PostgreSQL database the store is in (`CLAW_STORE_URL`), when the test runs on
+    /// PostgreSQL: [`Env::on_postgres`], or every test with `CLAW_TEST_STORE=postgres`.
+    pub pg: Option<claw::store::postgres::ScratchDb>,
 }
 
 /// What a finished `claw` command printed, and how it exited.
@@ -59,7 +62,30 @@ impl Env {
         let home = dir.path().join("home");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("workflows")).expect("mkdir");
-        Self { dir, home, root }
+        let mut env = Self {
+            dir,
+            home,
+            root,
+            pg: None,
+        };
+        if std::env::var("CLAW_TEST_STORE").is_ok_and(|v| v == "postgres") {
+            env.pg = Some(scratch_db());
+        }
+        env
+    }
+
+    /// A test environment whose store is a PostgreSQL database of its own (dropped after).
+    pub fn on_postgres() -> Self {
+        let mut env = Self::new();
+        if env.pg.is_none() {
+            env.pg = Some(scratch_db());
+        }
+        env
+    }
+
+    /// The store URL when on PostgreSQL.
+    pub fn store_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|d| d.url.as_str())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -93,6 +119,10 @@ impl Env {
             .env("CLAW_KILL_GRACE", "1s")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
+        match self.store_url() {
+            Some(url) => c.env("CLAW_STORE_URL", url),
+            None => c.env_remove("CLAW_STORE_URL"),
+        };
         c
     }
 
@@ -140,6 +170,13 @@ impl Env {
             })
             .unwrap_or_default()
     }
+}
+
+/// A database of its own on the test server (`CLAW_TEST_PG`, default the local `test` one).
+pub fn scratch_db() -> claw::store::postgres::ScratchDb {
+    claw::store::postgres::ScratchDb::create("it").unwrap_or_else(|e| {
+        panic!("cannot create a PostgreSQL database for the test (is PostgreSQL running? CLAW_TEST_PG): {e}")
+    })
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.

@@ -327,9 +327,10 @@ impl<'a> Exec<'a> {
 
     fn heartbeat(&mut self) -> Result<()> {
         let now = now_ms();
-        if now - self.last_heartbeat >= owner::HEARTBEAT_MS {
+        let lease = self.engine.lease_ms();
+        if now - self.last_heartbeat >= (lease / 3).min(owner::HEARTBEAT_MS) {
             self.store()
-                .heartbeat(&self.run.id, self.engine.owner(), now + owner::LEASE_MS)?;
+                .heartbeat(&self.run.id, self.engine.owner(), now + lease)?;
             self.last_heartbeat = now;
         }
         Ok(())

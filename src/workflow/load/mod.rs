@@ -51,6 +51,8 @@ const WORKFLOW_KEYS: &[&str] = &[
     "overlap",
     "jitter",
     "triggers",
+    // Scale-out: the labels a `claw worker` must have to run it (docs/scale-out.md).
+    "runs_on",
 ];
 
 /// Reads and loads a workflow file.
@@ -173,6 +175,7 @@ impl Cx<'_> {
             rollback: Vec::new(),
             schedules: Vec::new(),
             triggers: Vec::new(),
+            runs_on: Vec::new(),
         };
         let mut schedule_entries = Vec::new();
         let mut steps_node = None;
@@ -205,6 +208,13 @@ impl Cx<'_> {
                     anywhere.push(value);
                 }
                 "concurrency" => wf.concurrency = self.concurrency(value),
+                "runs_on" => {
+                    wf.runs_on = self
+                        .string_list(value, "runs_on")
+                        .into_iter()
+                        .map(|(l, _)| l)
+                        .collect();
+                }
                 "timeout" => wf.timeout = self.duration(value, "timeout"),
                 "max_parallel" => {
                     if let Some(n) = self.positive_int(value, "max_parallel") {
