@@ -206,6 +206,9 @@ pub fn llm_prompt(reqs: &[String], catalog: &Catalog) -> String {
     p
 }
 
+/// One requirement's pick: its role, its skill, and why it has none.
+pub type Pick = (Role, Option<String>, Option<String>);
+
 /// The LLM's reply as (role, skill, why-not) per requirement. A reply that is not the JSON asked
 /// for is an error naming the field; a skill the catalogue does not have is no skill, with the
 /// reason kept for the task's `error`.
@@ -213,13 +216,13 @@ pub fn parse_llm_plan(
     reply: &str,
     n: usize,
     catalog: &Catalog,
-) -> Result<Vec<(Role, Option<String>, Option<String>)>, String> {
+) -> Result<Vec<Pick>, String> {
     let v = crate::llm::json::repair(reply).map_err(|e| format!("the reply is not JSON: {e}"))?;
     let tasks = v
         .get("tasks")
         .and_then(Value::as_array)
         .ok_or("the reply has no `tasks` list")?;
-    let mut out: Vec<Option<(Role, Option<String>, Option<String>)>> = vec![None; n];
+    let mut out: Vec<Option<Pick>> = vec![None; n];
     for (i, t) in tasks.iter().enumerate() {
         let id = t
             .get("id")
