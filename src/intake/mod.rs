@@ -212,11 +212,7 @@ pub type Pick = (Role, Option<String>, Option<String>);
 /// The LLM's reply as (role, skill, why-not) per requirement. A reply that is not the JSON asked
 /// for is an error naming the field; a skill the catalogue does not have is no skill, with the
 /// reason kept for the task's `error`.
-pub fn parse_llm_plan(
-    reply: &str,
-    n: usize,
-    catalog: &Catalog,
-) -> Result<Vec<Pick>, String> {
+pub fn parse_llm_plan(reply: &str, n: usize, catalog: &Catalog) -> Result<Vec<Pick>, String> {
     let v = crate::llm::json::repair(reply).map_err(|e| format!("the reply is not JSON: {e}"))?;
     let tasks = v
         .get("tasks")
