@@ -274,3 +274,44 @@ fn bad_input_is_refused_and_leaves_the_previous_request() {
     }
     assert_eq!(read(&env.home.join("runtime/current_request.json")), before);
 }
+
+#[test]
+fn telegram_skill_mode_runs_a_message_as_an_intake_request() {
+    let srv = serve();
+    let env = Env::new();
+    skill(
+        &env,
+        "disk-usage",
+        "Report disk usage",
+        "#!/bin/sh\necho 'disk: 42% used'\n",
+    );
+    srv.script(
+        "/v1/messages",
+        vec![anthropic_text(&[
+            "{\"tasks\": [{\"id\": 1, \"role\": \"verifier\", \"skill\": \"disk-usage\"}]}",
+        ])],
+    );
+    let mut daemon = cmd(&env, &srv, &["serve", "--no-http"])
+        .env("TELEGRAM_BOT_TOKEN", "123456:intake-mode-token")
+        .env("TELEGRAM_API_URL", srv.url())
+        .env("ALLOWED_CHAT_IDS", "100")
+        .env("JOB_MODEL", "anthropic")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    srv.say(100, "/mode skill");
+    assert_eq!(srv.reply("100", 1), "mode set to skill");
+    srv.say(100, "how full are the disks");
+    let reply = srv.reply("100", 2);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(reply.contains("disk-usage: ok"), "{reply}");
+    assert!(reply.contains("disk: 42% used"), "{reply}");
+    let saved = runtime(&env);
+    assert_eq!(saved["tasks"][0]["status"], "ok");
+    assert_eq!(saved["tasks"][0]["mapped_by"], "llm");
+    let a = actions(&env);
+    assert_eq!(count(&a, "intake.task_completed"), 1, "{a:?}");
+    assert_eq!(count(&a, "intake.session_saved"), 1, "{a:?}");
+}

@@ -130,74 +130,23 @@ fn run_intake(ctx: &Ctx, text: &str, o: &Opts) -> CliResult {
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
     // The plan comes first: an LLM that cannot be asked leaves the previous request's files.
-    let mut tasks = match o.mapper {
-        Mapper::Keywords => intake::plan_by_keywords(&reqs, &catalog),
-        Mapper::Llm => {
-            let prompt = intake::llm_prompt(&reqs, &catalog);
-            let reply = rt
-                .block_on(intake::ask_llm(
-                    &ctx.dirs,
-                    &settings,
-                    o.provider.as_deref(),
-                    &prompt,
-                    &actor,
-                    &cancel,
-                ))
-                .map_err(|e| {
-                    CliError::failed_with(format!(
-                        "intake run: {e} (--keywords chooses roles and skills without an LLM)"
-                    ))
-                })?;
-            intake::plan_from_llm(&reqs, &reply, &catalog)
-                .map_err(|e| CliError::failed_with(format!("intake run: the LLM's plan: {e}")))?
-        }
-    };
-    intake::clear_context(&home).map_err(CliError::internal)?;
-    intake::audit(
-        &home,
-        &actor,
-        Action::IntakeContextCleared,
-        "runtime",
-        "ok",
-        json!({}),
-    );
-    intake::audit(
-        &home,
-        &actor,
-        Action::IntakeRequirementsExtracted,
-        "request",
-        "ok",
-        json!({"count": reqs.len()}),
-    );
-    for t in &tasks {
-        match &t.skill {
-            Some(s) => intake::audit(
-                &home,
-                &actor,
-                Action::IntakeSkillMapped,
-                s,
-                "ok",
-                json!({"task": t.id, "role": t.assigned_role.as_str(), "by": t.mapped_by}),
-            ),
-            None => intake::audit(
-                &home,
-                &actor,
-                Action::IntakeSkillMapFailed,
-                &format!("task {}", t.id),
-                "failed",
-                json!({"task": t.id, "error": t.error}),
-            ),
-        }
-    }
-    intake::audit(
-        &home,
-        &actor,
-        Action::IntakePlanBuilt,
-        "request",
-        "ok",
-        json!({"tasks": tasks.len(), "mapped": tasks.iter().filter(|t| t.skill.is_some()).count(),
-               "by": if o.mapper == Mapper::Llm { "llm" } else { "keywords" }}),
-    );
+    let mut tasks = rt
+        .block_on(intake::plan(
+            &ctx.dirs,
+            &settings,
+            &catalog,
+            &reqs,
+            o.mapper,
+            o.provider.as_deref(),
+            &actor,
+            &cancel,
+        ))
+        .map_err(|e| {
+            CliError::failed_with(format!(
+                "intake run: {e} (--keywords chooses roles and skills without an LLM)"
+            ))
+        })?;
+    intake::record_plan(&home, &actor, &reqs, &tasks, o.mapper).map_err(CliError::internal)?;
     let recipient = recipient(ctx, o);
     if let Some(to) = &recipient {
         notify(ctx, &rt, to, &intake::start_text(&reqs, o.execute), &actor);
@@ -232,15 +181,7 @@ fn run_intake(ctx: &Ctx, text: &str, o: &Opts) -> CliResult {
         role_assignments: intake::role_assignments(&tasks),
         tasks,
     };
-    let path = intake::save(&home, &request).map_err(CliError::internal)?;
-    intake::audit(
-        &home,
-        &actor,
-        Action::IntakeSessionSaved,
-        &path.display().to_string(),
-        "ok",
-        json!({"tasks": request.tasks.len()}),
-    );
+    let path = intake::finish(&home, &actor, &request).map_err(CliError::internal)?;
     if let Some(to) = &recipient {
         notify(ctx, &rt, to, &intake::finish_text(&request.tasks), &actor);
     }

@@ -338,6 +338,167 @@ pub async fn ask_llm(
         .map_err(|(e, _)| format!("the LLM request failed: {e}"))
 }
 
+/// Clears the previous request's files and audits the plan: `intake.context_cleared`,
+/// `intake.requirements_extracted`, `intake.skill_mapped` / `intake.skill_map_failed` per task,
+/// `intake.plan_built`.
+pub fn record_plan(
+    home: &Path,
+    actor: &str,
+    reqs: &[String],
+    tasks: &[Task],
+    mapper: Mapper,
+) -> Result<(), String> {
+    clear_context(home)?;
+    audit(
+        home,
+        actor,
+        Action::IntakeContextCleared,
+        "runtime",
+        "ok",
+        json!({}),
+    );
+    audit(
+        home,
+        actor,
+        Action::IntakeRequirementsExtracted,
+        "request",
+        "ok",
+        json!({"count": reqs.len()}),
+    );
+    for t in tasks {
+        match &t.skill {
+            Some(s) => audit(
+                home,
+                actor,
+                Action::IntakeSkillMapped,
+                s,
+                "ok",
+                json!({"task": t.id, "role": t.assigned_role.as_str(), "by": t.mapped_by}),
+            ),
+            None => audit(
+                home,
+                actor,
+                Action::IntakeSkillMapFailed,
+                &format!("task {}", t.id),
+                "failed",
+                json!({"task": t.id, "error": t.error}),
+            ),
+        }
+    }
+    let by = if mapper == Mapper::Llm {
+        "llm"
+    } else {
+        "keywords"
+    };
+    audit(
+        home,
+        actor,
+        Action::IntakePlanBuilt,
+        "request",
+        "ok",
+        json!({"tasks": tasks.len(), "mapped": tasks.iter().filter(|t| t.skill.is_some()).count(), "by": by}),
+    );
+    Ok(())
+}
+
+/// Writes `runtime/current_request.json` and audits `intake.session_saved`.
+pub fn finish(home: &Path, actor: &str, req: &Request) -> Result<PathBuf, String> {
+    let path = save(home, req)?;
+    audit(
+        home,
+        actor,
+        Action::IntakeSessionSaved,
+        &path.display().to_string(),
+        "ok",
+        json!({"tasks": req.tasks.len()}),
+    );
+    Ok(path)
+}
+
+/// The plan of `reqs`: by the LLM (an error when it cannot be asked or answers badly) or by
+/// keywords.
+#[allow(clippy::too_many_arguments)]
+pub async fn plan(
+    dirs: &Dirs,
+    settings: &crate::config::Settings,
+    catalog: &Catalog,
+    reqs: &[String],
+    mapper: Mapper,
+    provider: Option<&str>,
+    actor: &str,
+    cancel: &CancellationToken,
+) -> Result<Vec<Task>, String> {
+    match mapper {
+        Mapper::Keywords => Ok(plan_by_keywords(reqs, catalog)),
+        Mapper::Llm => {
+            let prompt = llm_prompt(reqs, catalog);
+            let reply = ask_llm(dirs, settings, provider, &prompt, actor, cancel).await?;
+            plan_from_llm(reqs, &reply, catalog).map_err(|e| format!("the LLM's plan: {e}"))
+        }
+    }
+}
+
+/// A whole request from a chat (the Telegram bot's `/mode skill`): planned by the LLM, or by
+/// keywords when no LLM answers (said in the reply), executed, saved; the reply text.
+pub async fn chat_request(
+    dirs: &Dirs,
+    text: &str,
+    actor: &str,
+    cancel: &CancellationToken,
+) -> String {
+    let reqs = requirements(text);
+    if reqs.is_empty() {
+        return "Send one requirement per line.".to_owned();
+    }
+    let settings = match crate::config::Settings::load(&dirs.root) {
+        Ok(s) => s,
+        Err(e) => return format!("claw.yaml has errors: {}", e.render()),
+    };
+    let catalog = crate::skills::discover(dirs);
+    let mut note = String::new();
+    let (mut tasks, mapper) = match plan(
+        dirs,
+        &settings,
+        &catalog,
+        &reqs,
+        Mapper::Llm,
+        None,
+        actor,
+        cancel,
+    )
+    .await
+    {
+        Ok(t) => (t, Mapper::Llm),
+        Err(e) => {
+            note = format!("(no LLM plan: {e}; skills chosen by keywords)\n");
+            (plan_by_keywords(&reqs, &catalog), Mapper::Keywords)
+        }
+    };
+    if let Err(e) = record_plan(&dirs.home, actor, &reqs, &tasks, mapper) {
+        return format!("Intake failed: {e}");
+    }
+    execute(
+        dirs, &settings, &catalog, &mut tasks, None, 4, actor, cancel,
+    )
+    .await;
+    let request = Request {
+        created_at: now(),
+        execute: true,
+        role: "all".to_owned(),
+        requirements: reqs,
+        role_assignments: role_assignments(&tasks),
+        tasks,
+    };
+    if let Err(e) = finish(&dirs.home, actor, &request) {
+        return format!("Intake failed: {e}");
+    }
+    let mut out = format!("{note}{}", finish_text(&request.tasks));
+    for t in request.tasks.iter().filter(|t| !t.output.is_empty()) {
+        out.push_str(&format!("\n\n{}. {}", t.id, t.output.trim_end()));
+    }
+    out
+}
+
 /// `<data>/runtime`.
 pub fn runtime_dir(home: &Path) -> PathBuf {
     home.join("runtime")
