@@ -659,6 +659,8 @@ pub async fn execute(
                 status,
                 json!({"task": id, "error": error}),
             );
+            // The runner masks the skill's vault values; the process-wide secrets too.
+            let output = crate::redact::global().redact(&output).into_owned();
             (i, status, tail(&output), error)
         });
     }
