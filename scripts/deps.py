@@ -41,7 +41,7 @@ LAYERS = [
     # Step kinds: each one's keys, model, loading, input preparation and execution.
     ["steps"],
     # The workflow model, built from files by its loader, and the catalogue that finds them.
-    ["workflow", "packs"],
+    ["workflow", "packs", "intake"],
     # The engine: runs, the DAG, recording every transition.
     ["engine"],
     # What starts runs: cron, watchers, webhooks (and the launcher they share).

@@ -52,6 +52,7 @@ pub mod engine;
 pub mod error;
 pub mod expr;
 pub mod fsutil;
+pub mod intake;
 pub mod llm;
 pub mod mcp;
 pub mod memory;

@@ -538,4 +538,12 @@ fn the_walkthroughs_run_as_written() {
     }
     let out = run_walkthrough(&env, &env.root, "README.md", "claw workflow validate");
     assert!(out[1].contains("succeeded"), "{out:?}");
+
+    let env = Env::new();
+    let out = run_walkthrough(&env, &env.root, "docs/intake.md", "claw intake run");
+    assert!(
+        out[1].contains("disk-usage") && out[1].contains("planned"),
+        "{out:?}"
+    );
+    assert!(out[3].contains("\"status\": \"ok\""), "{out:?}");
 }

@@ -25,6 +25,7 @@ mod doctor;
 mod hardening;
 mod http;
 mod injection;
+mod intake;
 mod llm;
 mod mcp;
 mod memory;

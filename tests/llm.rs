@@ -18,7 +18,7 @@ use crate::common::*;
 
 /// One scripted answer.
 #[derive(Clone)]
-enum Answer {
+pub(crate) enum Answer {
     /// 200 with these SSE chunks; `gate` pauses after the first chunk until released.
     Sse { chunks: Vec<String>, gate: bool },
     /// An error response: status, Retry-After, JSON body.
@@ -34,10 +34,10 @@ enum Answer {
 }
 
 #[derive(Clone, Debug)]
-struct Seen {
-    path: String,
+pub(crate) struct Seen {
+    pub(crate) path: String,
     head: String,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 #[derive(Default)]
@@ -60,14 +60,14 @@ impl Server {
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-    fn script(&self, path: &str, answers: Vec<Answer>) {
+    pub(crate) fn script(&self, path: &str, answers: Vec<Answer>) {
         self.shared
             .script
             .lock()
             .expect("lock")
             .push((path.to_owned(), answers.into()));
     }
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().expect("lock").clone()
     }
     fn release(&self) {
@@ -285,7 +285,7 @@ fn anthropic_chunks(pieces: &[&str]) -> Vec<String> {
     c
 }
 
-fn anthropic_text(pieces: &[&str]) -> Answer {
+pub(crate) fn anthropic_text(pieces: &[&str]) -> Answer {
     Answer::Sse {
         chunks: anthropic_chunks(pieces),
         gate: false,
@@ -332,7 +332,7 @@ fn error(status: u16, retry_after: Option<u64>, kind: &str) -> Answer {
 }
 
 /// A claw command with both providers pointed at `srv` and keys set.
-fn cmd(env: &Env, srv: &Server, args: &[&str]) -> std::process::Command {
+pub(crate) fn cmd(env: &Env, srv: &Server, args: &[&str]) -> std::process::Command {
     let mut c = env.command(args);
     c.env("ANTHROPIC_BASE_URL", srv.url())
         .env("ANTHROPIC_API_KEY", "sk-ant-test-secret-1234")

@@ -182,6 +182,24 @@ pub enum Action {
     DashboardRunStart,
     /// `mcp.refused`: a request to `/mcp` without the right bearer token.
     McpRefused,
+    /// `intake.context_cleared`: the runtime files of the previous request were cleared.
+    IntakeContextCleared,
+    /// `intake.requirements_extracted`: the request was split into requirements.
+    IntakeRequirementsExtracted,
+    /// `intake.plan_built`: each requirement got a role and a skill (or none).
+    IntakePlanBuilt,
+    /// `intake.skill_mapped`: a requirement was mapped to a skill.
+    IntakeSkillMapped,
+    /// `intake.skill_map_failed`: no skill fits a requirement.
+    IntakeSkillMapFailed,
+    /// `intake.task_started`: a mapped skill started.
+    IntakeTaskStarted,
+    /// `intake.task_completed`: a mapped skill ended (outcome ok or failed).
+    IntakeTaskCompleted,
+    /// `intake.session_saved`: `runtime/current_request.json` was written.
+    IntakeSessionSaved,
+    /// `intake.notification`: a start or finish message was queued.
+    IntakeNotification,
 }
 
 impl Action {
@@ -250,6 +268,15 @@ impl Action {
         Self::DashboardRefused,
         Self::DashboardRunStart,
         Self::McpRefused,
+        Self::IntakeContextCleared,
+        Self::IntakeRequirementsExtracted,
+        Self::IntakePlanBuilt,
+        Self::IntakeSkillMapped,
+        Self::IntakeSkillMapFailed,
+        Self::IntakeTaskStarted,
+        Self::IntakeTaskCompleted,
+        Self::IntakeSessionSaved,
+        Self::IntakeNotification,
     ];
 
     /// The dotted name written in the log.
@@ -319,6 +346,15 @@ impl Action {
             Self::DashboardRefused => "dashboard.refused",
             Self::DashboardRunStart => "dashboard.run.start",
             Self::McpRefused => "mcp.refused",
+            Self::IntakeContextCleared => "intake.context_cleared",
+            Self::IntakeRequirementsExtracted => "intake.requirements_extracted",
+            Self::IntakePlanBuilt => "intake.plan_built",
+            Self::IntakeSkillMapped => "intake.skill_mapped",
+            Self::IntakeSkillMapFailed => "intake.skill_map_failed",
+            Self::IntakeTaskStarted => "intake.task_started",
+            Self::IntakeTaskCompleted => "intake.task_completed",
+            Self::IntakeSessionSaved => "intake.session_saved",
+            Self::IntakeNotification => "intake.notification",
         }
     }
 }

@@ -12,6 +12,7 @@ mod complete;
 mod cron;
 mod dashboard;
 mod doctor;
+mod intake;
 mod llm;
 mod mcp;
 mod memory;
@@ -262,6 +263,10 @@ enum Command {
     /// validate.
     #[command(subcommand)]
     Pack(pack::PackCommand),
+    /// The seed's intake: a request, one requirement per line, mapped to skills (by an LLM or
+    /// by keywords) and, with --execute, run in parallel.
+    #[command(subcommand)]
+    Intake(intake::IntakeCommand),
     /// The starter workflows (`workflow init`): list, init, diff, upgrade, reset.
     #[command(subcommand)]
     Template(template::TemplateCommand),
@@ -458,6 +463,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Mcp => mcp::run(&ctx),
         Command::Policy(cmd) => policy::run(&ctx, cmd),
         Command::Pack(cmd) => pack::run(&ctx, cmd),
+        Command::Intake(cmd) => intake::run(&ctx, cmd),
         Command::Template(cmd) => template::run(&ctx, cmd),
         Command::Setup { cmd } => setup::run(&ctx, cmd),
         Command::Dashboard(args) => dashboard::run(&ctx, args),

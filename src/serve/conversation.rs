@@ -159,7 +159,8 @@ pub fn command(
 }
 
 /// The reply to a free text of an allowed chat: in chat mode the LLM's answer (the history
-/// kept), in skill mode a pointer to the commands; `None` when the reply was cancelled.
+/// kept), in skill mode the result of the text run as an intake request (`crate::intake`);
+/// `None` when the reply was cancelled.
 pub async fn reply(
     store: &dyn Store,
     dirs: &crate::config::Dirs,
@@ -169,10 +170,9 @@ pub async fn reply(
     let now = crate::time::now_ms();
     let mut s = session(store, m, now);
     if s.mode == "skill" {
-        return Some(
-            "Skill mode runs skills by command: /run <skill>, or !<command>. /mode chat to talk."
-                .to_owned(),
-        );
+        // The seed's skill mode: the text is an intake request (one requirement per line),
+        // mapped to skills and run; the reply is the result.
+        return Some(crate::intake::chat_request(dirs, &m.text, &m.identity(), stop).await);
     }
     let config = match crate::steps::llm::load_config(dirs) {
         Ok(c) => c,

@@ -201,6 +201,22 @@ pub async fn run_by_hand(
     actor: &str,
     cancel: &CancellationToken,
 ) -> Result<StepReport, crate::skills::SkillError> {
+    run_by_hand_echo(dirs, settings, skill, args, timeout, actor, cancel, true).await
+}
+
+/// [`run_by_hand`], with the skill's output on claw's own stdout and stderr only when `echo`
+/// (intake runs several at once and reports their output itself).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_by_hand_echo(
+    dirs: &Dirs,
+    settings: &crate::config::Settings,
+    skill: &crate::skills::Skill,
+    args: &[(String, String)],
+    timeout: Option<Duration>,
+    actor: &str,
+    cancel: &CancellationToken,
+    echo: bool,
+) -> Result<StepReport, crate::skills::SkillError> {
     let name = skill.name().to_owned();
     let arg_names: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
     let audit = |outcome: &str, detail: serde_json::Value| {
@@ -267,7 +283,7 @@ pub async fn run_by_hand(
         max_log_bytes: settings.max_step_log_bytes,
         outputs_path,
     };
-    let report = run_launch(&launch, &input, cancel, true).await;
+    let report = run_launch(&launch, &input, cancel, echo).await;
     let outcome = match &report.outcome {
         StepOutcome::Succeeded => "ok",
         StepOutcome::Cancelled => "cancelled",
