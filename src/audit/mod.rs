@@ -180,6 +180,9 @@ pub enum Action {
     DashboardRefused,
     /// `dashboard.run.start`: a run was started from the dashboard or its API.
     DashboardRunStart,
+    /// `browser.submit`: a form was filled and submitted (`browse_fill_and_submit`; the field
+    /// selectors, never the values).
+    BrowserSubmit,
     /// `mcp.refused`: a request to `/mcp` without the right bearer token.
     McpRefused,
 }
@@ -250,6 +253,7 @@ impl Action {
         Self::DashboardRefused,
         Self::DashboardRunStart,
         Self::McpRefused,
+        Self::BrowserSubmit,
     ];
 
     /// The dotted name written in the log.
@@ -319,6 +323,7 @@ impl Action {
             Self::DashboardRefused => "dashboard.refused",
             Self::DashboardRunStart => "dashboard.run.start",
             Self::McpRefused => "mcp.refused",
+            Self::BrowserSubmit => "browser.submit",
         }
     }
 }
