@@ -682,3 +682,166 @@ fn ssh_run_and_health_check_reach_a_real_sshd() {
         "{audit}"
     );
 }
+
+/// The pages the browser tools read: a form, a table, and the form's answer.
+fn serve_pages() -> std::net::SocketAddr {
+    use axum::response::Html;
+    use axum::routing::{get, post};
+    const FORM: &str = r#"<html><head><title>Sign up</title></head><body><h1>Hello pages</h1>
+<form method="post" action="/signup"><input id="who" name="who"><button type="submit">Go</button></form>
+<table id="t"><thead><tr><th>Item</th><th>Price</th></tr></thead><tbody><tr><td>apple</td><td>1.20</td></tr></tbody></table>
+</body></html>"#;
+    let app = axum::Router::new()
+        .route("/form", get(|| async { Html(FORM) }))
+        .route(
+            "/signup",
+            post(|body: String| async move {
+                let who = body.strip_prefix("who=").unwrap_or("?").to_owned();
+                Html(format!(
+                    "<html><head><title>Done</title></head><body><p>Welcome {who}</p></body></html>"
+                ))
+            }),
+        );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap()
+}
+
+const BROWSER_CLIENT: &str = r##"
+import asyncio, json, os, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    base = sys.argv[2]
+    params = StdioServerParameters(command=sys.argv[1], args=["mcp"], env=dict(os.environ))
+    out = {}
+    async with stdio_client(params) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            out["tools"] = {t.name: t.inputSchema for t in (await s.list_tools()).tools}
+            def text(res):
+                return {"text": res.content[0].text, "error": res.isError,
+                        "data": res.structuredContent}
+            out["page"] = text(await s.call_tool("browse_page", {"url": base + "/form"}))
+            out["extract"] = text(await s.call_tool("browse_extract", {"url": base + "/form", "selector": "h1"}))
+            out["table"] = text(await s.call_tool("browse_extract_table", {"url": base + "/form", "selector": "#t"}))
+            out["js"] = text(await s.call_tool("browse_run_js", {"url": base + "/form", "script": "() => 6 * 7"}))
+            out["shot"] = text(await s.call_tool("browse_screenshot", {"url": base + "/form", "selector": "h1"}))
+            out["submit"] = text(await s.call_tool("browse_fill_and_submit", {"url": base + "/form", "fields": json.dumps({"#who": "ada"}), "profile": "work"}))
+            out["bad_fields"] = text(await s.call_tool("browse_fill_and_submit", {"url": base + "/form", "fields": "not json"}))
+            out["bad_url"] = text(await s.call_tool("browse_page", {"url": "file:///etc/passwd"}))
+            out["profiles"] = text(await s.call_tool("list_browser_profiles", {}))
+    print(json.dumps(out))
+
+asyncio.run(main())
+"##;
+
+#[test]
+fn browser_tools_read_and_submit_pages_in_chromium() {
+    let python = mcp_python();
+    let env = Env::new();
+    let addr = serve_pages();
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            BROWSER_CLIENT,
+            env!("CARGO_BIN_EXE_claw"),
+            &format!("http://{addr}"),
+        ])
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let tools = v["tools"].as_object().unwrap();
+    for name in [
+        "browse_page",
+        "browse_screenshot",
+        "browse_extract",
+        "browse_extract_table",
+        "browse_run_js",
+        "browse_fill_and_submit",
+        "list_browser_profiles",
+    ] {
+        assert!(tools.contains_key(name), "no tool {name}");
+    }
+    assert_eq!(
+        tools["browse_extract"],
+        serde_json::json!({
+            "properties": {
+                "url": {"title": "Url", "type": "string"},
+                "selector": {"default": "body", "title": "Selector", "type": "string"},
+                "profile": {"default": "default", "title": "Profile", "type": "string"},
+            },
+            "required": ["url"],
+            "title": "browse_extractArguments",
+            "type": "object",
+        })
+    );
+    let page = &v["page"];
+    assert_eq!(page["error"], false, "{page}");
+    let text = page["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Title: Sign up\nURL: http://") && text.contains("Hello pages"),
+        "{text}"
+    );
+    assert_eq!(v["extract"]["text"], "Hello pages", "{}", v["extract"]);
+    assert_eq!(
+        v["table"]["data"]["rows"],
+        serde_json::json!([{"Item": "apple", "Price": "1.20"}]),
+        "{}",
+        v["table"]
+    );
+    assert_eq!(v["js"]["text"], "42", "{}", v["js"]);
+    let shot = std::path::PathBuf::from(v["shot"]["data"]["path"].as_str().unwrap());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{}", v["shot"]);
+    assert!(shot.starts_with(&env.home), "{}", shot.display());
+    let submit = &v["submit"];
+    assert_eq!(submit["error"], false, "{submit}");
+    assert!(
+        submit["text"].as_str().unwrap().contains("Welcome ada"),
+        "{submit}"
+    );
+    assert_eq!(submit["data"]["title"], "Done");
+    assert_eq!(v["bad_fields"]["error"], true);
+    assert!(
+        v["bad_fields"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("`fields` must be a JSON object"),
+        "{}",
+        v["bad_fields"]
+    );
+    assert_eq!(v["bad_url"]["error"], true, "{}", v["bad_url"]);
+    let profiles = v["profiles"]["text"].as_str().unwrap();
+    assert!(
+        profiles.contains("default") && profiles.contains("work"),
+        "{profiles}"
+    );
+    let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"browser.submit\"")
+            && l.contains("\"mcp:mcp\"")
+            && l.contains("#who")
+            && !l.contains("\"ada\"")),
+        "{audit}"
+    );
+}

@@ -180,6 +180,9 @@ pub enum Action {
     DashboardRefused,
     /// `dashboard.run.start`: a run was started from the dashboard or its API.
     DashboardRunStart,
+    /// `browser.submit`: a form was filled and submitted (`browse_fill_and_submit`; the field
+    /// selectors, never the values).
+    BrowserSubmit,
     /// `mcp.refused`: a request to `/mcp` without the right bearer token.
     McpRefused,
     /// `intake.context_cleared`: the runtime files of the previous request were cleared.
@@ -277,6 +280,7 @@ impl Action {
         Self::IntakeTaskCompleted,
         Self::IntakeSessionSaved,
         Self::IntakeNotification,
+        Self::BrowserSubmit,
     ];
 
     /// The dotted name written in the log.
@@ -355,6 +359,7 @@ impl Action {
             Self::IntakeTaskCompleted => "intake.task_completed",
             Self::IntakeSessionSaved => "intake.session_saved",
             Self::IntakeNotification => "intake.notification",
+            Self::BrowserSubmit => "browser.submit",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! `run_workflow` creates a run like `claw workflow run --detach` (so an approval gate waits for
 //! a person like in any run) and, unless `wait` is false, waits for its end.
 
+mod browser;
 mod cron;
 pub mod http;
 mod msg;
@@ -127,6 +128,13 @@ impl Server {
             "ssh_health_check" => self.ssh_health_check(actor).await,
             "ssh_list_hosts" => self.ssh_list_hosts(),
             "ssh_list_groups" => self.ssh_list_groups(),
+            "browse_page" => self.browse_page(a).await,
+            "browse_screenshot" => self.browse_screenshot(a).await,
+            "browse_extract" => self.browse_extract(a).await,
+            "browse_extract_table" => self.browse_extract_table(a).await,
+            "browse_run_js" => self.browse_run_js(a).await,
+            "browse_fill_and_submit" => self.browse_fill_and_submit(a, actor).await,
+            "list_browser_profiles" => self.list_browser_profiles(),
             other => Err(format!("Unknown tool: {other}")),
         }
     }

@@ -267,6 +267,59 @@ pub const TOOLS: &[Spec] = &[
         description: "List SSH host groups and their members.",
         params: &[],
     },
+    Spec {
+        name: "browse_page",
+        description: "Open a web page in headless Chromium and return its title, URL and text.\n\nArgs:\n    url: The page (http or https).\n    profile: The persistent browser profile (cookies and storage are kept).",
+        params: &[req("url", Str), s("profile", "default")],
+    },
+    Spec {
+        name: "browse_screenshot",
+        description: "Take a PNG screenshot of a web page (or of one element) and return the file's path.\n\nArgs:\n    url: The page.\n    selector: Only this element (a CSS selector; empty: the page).\n    full_page: The whole page, not just the viewport.\n    profile: The persistent browser profile.",
+        params: &[
+            req("url", Str),
+            s("selector", ""),
+            b("full_page", false),
+            s("profile", "default"),
+        ],
+    },
+    Spec {
+        name: "browse_extract",
+        description: "Extract the text of the first element matching a CSS selector.\n\nArgs:\n    url: The page.\n    selector: A CSS selector (default: the whole body).\n    profile: The persistent browser profile.",
+        params: &[
+            req("url", Str),
+            s("selector", "body"),
+            s("profile", "default"),
+        ],
+    },
+    Spec {
+        name: "browse_extract_table",
+        description: "Extract an HTML table as rows (objects keyed by its header cells).\n\nArgs:\n    url: The page.\n    selector: A CSS selector of the table.\n    profile: The persistent browser profile.",
+        params: &[
+            req("url", Str),
+            s("selector", "table"),
+            s("profile", "default"),
+        ],
+    },
+    Spec {
+        name: "browse_run_js",
+        description: "Run JavaScript in a web page and return its result as JSON.\n\nArgs:\n    url: The page.\n    script: An expression, or a function that is called (`() => document.title`).\n    profile: The persistent browser profile.",
+        params: &[req("url", Str), req("script", Str), s("profile", "default")],
+    },
+    Spec {
+        name: "browse_fill_and_submit",
+        description: "Fill a form and submit it, returning the page it leads to.\n\nArgs:\n    url: The page with the form.\n    fields: A JSON object from CSS selector to value, e.g. '{\"#name\": \"Ada\"}'.\n    submit_selector: The element to click (default: the form's submit button).\n    profile: The persistent browser profile.",
+        params: &[
+            req("url", Str),
+            req("fields", Str),
+            s("submit_selector", ""),
+            s("profile", "default"),
+        ],
+    },
+    Spec {
+        name: "list_browser_profiles",
+        description: "List the persistent browser profiles.",
+        params: &[],
+    },
 ];
 
 /// The spec of a tool by name.
