@@ -53,6 +53,42 @@ pub fn close_all() {
     }
 }
 
+/// Opens `url` in a new tab of `options`' profile (dialogs answered as `settings` say, downloads
+/// refused), runs `f` on the page and closes the tab, all within `limit`; a browser that crashed
+/// meanwhile is named in the error. What `claw browse` and the MCP browser tools share.
+pub async fn on_page<T, F>(
+    manager: &Arc<Manager>,
+    options: &Options,
+    settings: &super::Settings,
+    url: &str,
+    limit: std::time::Duration,
+    f: F,
+) -> Result<T, String>
+where
+    F: AsyncFnOnce(&chromiumoxide::Page, &super::Settings) -> Result<T, String>,
+{
+    let work = async {
+        let tab = manager.open_tab(options, settings).await?;
+        let _ = super::actions::answer_dialogs(&tab.page, settings.dialogs).await;
+        let _ = tab.allow_downloads(None).await;
+        let r = async {
+            super::actions::goto(&tab.page, settings, url).await?;
+            f(&tab.page, settings).await
+        }
+        .await;
+        let r = match (r, tab.crashed()) {
+            (Err(e), Some(why)) => Err(format!("{e} ({why})")),
+            (r, _) => r,
+        };
+        tab.close().await;
+        r
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {}s", limit.as_secs())),
+    }
+}
+
 /// What a tab is opened with.
 #[derive(Debug, Clone)]
 pub struct Options {

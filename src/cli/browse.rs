@@ -204,28 +204,9 @@ where
         headed: opts.headed,
         viewport: DEFAULT_VIEWPORT,
     };
-    let result = rt.block_on(async {
-        let work = async {
-            let tab = manager.open_tab(&options, &settings).await?;
-            let _ = actions::answer_dialogs(&tab.page, settings.dialogs).await;
-            let _ = tab.allow_downloads(None).await;
-            let r = async {
-                actions::goto(&tab.page, &settings, url).await?;
-                f(&tab.page, &settings).await
-            }
-            .await;
-            let r = match (r, tab.crashed()) {
-                (Err(e), Some(why)) => Err(format!("{e} ({why})")),
-                (r, _) => r,
-            };
-            tab.close().await;
-            r
-        };
-        match tokio::time::timeout(LIMIT, work).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}s", LIMIT.as_secs())),
-        }
-    });
+    let result = rt.block_on(browser::manager::on_page(
+        &manager, &options, &settings, url, LIMIT, f,
+    ));
     result.map_err(|e| CliError::failed_with(crate::redact::global().redact(&e).into_owned()))
 }
 

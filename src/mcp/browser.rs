@@ -45,26 +45,7 @@ impl Server {
             headed: false,
             viewport: DEFAULT_VIEWPORT,
         };
-        let work = async {
-            let tab = manager.open_tab(&options, &settings).await?;
-            let _ = actions::answer_dialogs(&tab.page, settings.dialogs).await;
-            let _ = tab.allow_downloads(None).await;
-            let r = async {
-                actions::goto(&tab.page, &settings, url).await?;
-                f(&tab.page, &settings).await
-            }
-            .await;
-            let r = match (r, tab.crashed()) {
-                (Err(e), Some(why)) => Err(format!("{e} ({why})")),
-                (r, _) => r,
-            };
-            tab.close().await;
-            r
-        };
-        match tokio::time::timeout(LIMIT, work).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}s", LIMIT.as_secs())),
-        }
+        browser::manager::on_page(&manager, &options, &settings, url, LIMIT, f).await
     }
 
     /// `browse_page(url, profile)`: the title, final URL and text of a page.
