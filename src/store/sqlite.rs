@@ -1827,27 +1827,7 @@ mod tests {
     //! SQLite only; the store's behaviour is tested on both backends in `store::tests`.
     use super::*;
 
-    fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
-        RunRecord {
-            id: id.into(),
-            workflow: workflow.into(),
-            workflow_path: "wf.yaml".into(),
-            definition: "steps: []".into(),
-            params: serde_json::json!({}),
-            trigger: serde_json::json!({"type": "manual"}),
-            status: RunStatus::Queued,
-            owner: None,
-            lease_until: None,
-            dry_run: false,
-            cancel_requested: false,
-            parent_run: None,
-            outputs: serde_json::json!({}),
-            error: None,
-            created_at: created,
-            started_at: None,
-            finished_at: None,
-        }
-    }
+    use crate::store::tests::run;
 
     #[test]
     fn group_commit_syncs_writes_and_groups_them() -> Result<()> {

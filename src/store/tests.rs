@@ -6,7 +6,8 @@
 use super::postgres::{PgStore, ScratchDb};
 use super::*;
 
-fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
+/// A queued run of `workflow` created at `created` (also the SQLite-only tests' fixture).
+pub(super) fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
     RunRecord {
         id: id.into(),
         workflow: workflow.into(),
