@@ -20,6 +20,29 @@ fn mcp_python() -> std::path::PathBuf {
     p
 }
 
+/// The official client running `script` (with `args` after it) in `env`'s data directory and
+/// config root; the environment can be changed further before [`client_json`] runs it.
+fn mcp_client(env: &Env, script: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(mcp_python());
+    cmd.args(["-c", script])
+        .args(args)
+        .env("CLAW_HOME", &env.home)
+        .env("CLAW_ROOT", &env.root)
+        .current_dir(env.dir.path());
+    cmd
+}
+
+/// Runs a client script; it must succeed and print one JSON document.
+fn client_json(mut cmd: std::process::Command) -> serde_json::Value {
+    let out = cmd.output().expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// The client: connects to `claw mcp` over stdio and prints one JSON object of what it saw.
 const CLIENT: &str = r#"
 import asyncio, json, os, sys
@@ -63,7 +86,6 @@ asyncio.run(main())
 
 #[test]
 fn the_official_client_lists_calls_and_runs_over_stdio() {
-    let python = mcp_python();
     let env = Env::new();
     env.workflow(
         "hello",
@@ -81,19 +103,7 @@ fn the_official_client_lists_calls_and_runs_over_stdio() {
         "echo \"hello ${SKILL_WHO:-nobody}\"\nexit \"${SKILL_CODE:-0}\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(python)
-        .args(["-c", CLIENT, env!("CARGO_BIN_EXE_claw")])
-        .env("CLAW_HOME", &env.home)
-        .env("CLAW_ROOT", &env.root)
-        .current_dir(env.dir.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = client_json(mcp_client(&env, CLIENT, &[env!("CARGO_BIN_EXE_claw")]));
 
     // The seed's names and FastMCP's schemas for them.
     let tools = v["tools"].as_object().unwrap();
@@ -332,17 +342,11 @@ fn daemon(env: &Env, vars: &[(&str, &str)]) -> Daemon {
 }
 
 fn http_client(env: &Env, d: &Daemon, token: &str) -> serde_json::Value {
-    let out = std::process::Command::new(mcp_python())
-        .args(["-c", HTTP_CLIENT, &format!("http://{}/mcp", d.1), token])
-        .current_dir(env.dir.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    // The HTTP client talks to the daemon only: no data directory of its own.
+    let mut cmd = std::process::Command::new(mcp_python());
+    cmd.args(["-c", HTTP_CLIENT, &format!("http://{}/mcp", d.1), token])
+        .current_dir(env.dir.path());
+    client_json(cmd)
 }
 
 #[test]
@@ -472,26 +476,17 @@ asyncio.run(main())
 
 #[test]
 fn messages_are_sent_through_the_outbox_by_the_messaging_tools() {
-    let python = mcp_python();
     let env = Env::new();
     let (url, seen) = receiver();
     env.write(
         "home/profiles.yaml",
         &format!("ops:\n  - channel: webhook\n    target: {url}\n"),
     );
-    let out = std::process::Command::new(python)
-        .args(["-c", MSG_CLIENT, env!("CARGO_BIN_EXE_claw"), &url])
-        .env("CLAW_HOME", &env.home)
-        .env("CLAW_ROOT", &env.root)
-        .current_dir(env.dir.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = client_json(mcp_client(
+        &env,
+        MSG_CLIENT,
+        &[env!("CARGO_BIN_EXE_claw"), &url],
+    ));
     let channels = v["channels"]["data"]["channels"].as_array().unwrap();
     assert!(
         channels
@@ -556,7 +551,6 @@ fn ssh_run_and_health_check_reach_a_real_sshd() {
         );
         return;
     }
-    let python = mcp_python();
     let env = Env::new();
     let dir = env.path("sshd");
     std::fs::create_dir_all(&dir).unwrap();
@@ -632,22 +626,11 @@ fn ssh_run_and_health_check_reach_a_real_sshd() {
         .unwrap();
     assert!(trusted.status.success(), "{trusted:?}");
 
-    let out = std::process::Command::new(python)
-        .args(["-c", SSH_CLIENT, env!("CARGO_BIN_EXE_claw")])
-        .env("CLAW_HOME", &env.home)
-        .env("CLAW_ROOT", &env.root)
-        .env("HOME", &user_home)
+    let mut cmd = mcp_client(&env, SSH_CLIENT, &[env!("CARGO_BIN_EXE_claw")]);
+    cmd.env("HOME", &user_home)
         .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_AUTO_ADD_HOST_KEYS")
-        .current_dir(env.dir.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        .env_remove("SSH_AUTO_ADD_HOST_KEYS");
+    let v = client_json(cmd);
     let run = &v["run"];
     assert_eq!(run["error"], false, "{run}");
     let text = run["text"].as_str().unwrap();
@@ -749,27 +732,13 @@ asyncio.run(main())
 
 #[test]
 fn browser_tools_read_and_submit_pages_in_chromium() {
-    let python = mcp_python();
     let env = Env::new();
     let addr = serve_pages();
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            BROWSER_CLIENT,
-            env!("CARGO_BIN_EXE_claw"),
-            &format!("http://{addr}"),
-        ])
-        .env("CLAW_HOME", &env.home)
-        .env("CLAW_ROOT", &env.root)
-        .current_dir(env.dir.path())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = client_json(mcp_client(
+        &env,
+        BROWSER_CLIENT,
+        &[env!("CARGO_BIN_EXE_claw"), &format!("http://{addr}")],
+    ));
     let tools = v["tools"].as_object().unwrap();
     for name in [
         "browse_page",
