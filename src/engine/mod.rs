@@ -173,14 +173,11 @@ impl Engine {
             context: format!("cannot create the data directory {}", dirs.home.display()),
             source,
         })?;
-        // Each commit to SQLite is made durable by an `fdatasync` of the WAL (group commit, here
-        // with one writer) rather than SQLite's own `fsync`, which also flushes the inode: the
-        // same promise at about half the cost per step on ext4.
-        let db = dirs.db_path();
-        let store: Arc<dyn Store> = match settings.store.as_ref() {
-            None => Arc::new(crate::store::SqliteStore::open(&db)?.with_group_commit(&db)?),
-            Some(url) => crate::store::open(Some(url.as_str()), &db)?,
-        };
+        // On SQLite each commit is made durable by an `fdatasync` of the WAL (group commit,
+        // here with one writer) rather than SQLite's own `fsync`, which also flushes the inode:
+        // the same promise at about half the cost per step on ext4.
+        let url = settings.store.as_ref().map(|u| u.as_str().to_owned());
+        let store = crate::store::open(url.as_deref(), &dirs.db_path())?;
         Ok(Self::with_store(dirs, settings, store))
     }
 

@@ -158,16 +158,9 @@ pub fn run(
     let shutdown = CancellationToken::new();
     let intake = CancellationToken::new();
     // Group commit: the listener's threads and the runs write at once, and share syncs.
-    let db = dirs.db_path();
-    let store: Arc<dyn crate::store::Store> = match &settings.store {
-        // Scale-out: the shared PostgreSQL store (its commits are durable when they return).
-        Some(url) => crate::store::open(Some(url.as_str()), &db).map_err(EngineError::from)?,
-        None => Arc::new(
-            crate::store::SqliteStore::open(&db)
-                .and_then(|s| s.with_group_commit(&db))
-                .map_err(EngineError::from)?,
-        ),
-    };
+    // (On PostgreSQL, the shared store of scale-out, commits are durable when they return.)
+    let url = settings.store.as_ref().map(|u| u.as_str().to_owned());
+    let store = crate::store::open(url.as_deref(), &dirs.db_path()).map_err(EngineError::from)?;
     let mut engine = Engine::with_store(dirs, settings, store)
         .with_shutdown(shutdown.clone())
         .with_park(intake.clone());

@@ -61,7 +61,9 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Opens the store: PostgreSQL when `url` is a `postgres://` (or `postgresql://`) URL, else the
-/// embedded SQLite database at `sqlite_path`.
+/// embedded SQLite database at `sqlite_path`, with group commit (each commit is durable when it
+/// returns, through an `fdatasync` of the WAL shared by the writes made meanwhile, see
+/// [`SqliteStore::with_group_commit`]).
 pub fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
     match url {
         Some(u) if postgres::is_url(u) => Ok(std::sync::Arc::new(PgStore::open(u)?)),
@@ -70,7 +72,9 @@ pub fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<std::syn
              `store` unset for the embedded SQLite store",
             postgres::redact_url(u)
         ))),
-        None => Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path)?)),
+        None => Ok(std::sync::Arc::new(
+            SqliteStore::open(sqlite_path)?.with_group_commit(sqlite_path)?,
+        )),
     }
 }
 

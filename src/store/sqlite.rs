@@ -1,9 +1,10 @@
 //! The embedded SQLite store: WAL journal, `synchronous=FULL` (a committed transition survives a
 //! power cut), foreign keys on, numbered migrations embedded in the binary.
 //!
-//! The daemon, where many threads write at once (webhook deliveries, runs' transitions), and the
-//! engine of a foreground `claw workflow run` (where an `fdatasync` costs about half SQLite's
-//! `fsync`, which also flushes the inode) open it with group commit ([`SqliteStore::with_group_commit`]): SQLite commits without its own fsync
+//! [`super::open`], which the engine, the daemon and the CLI go through, opens it with group
+//! commit ([`SqliteStore::with_group_commit`]; the daemon has many threads writing at once, and
+//! a foreground `claw workflow run` pays an `fdatasync`, about half SQLite's `fsync`, which also
+//! flushes the inode): SQLite commits without its own fsync
 //! (`synchronous=NORMAL`) and the caller then waits for a shared `fdatasync` of the WAL
 //! ([`crate::fsutil::GroupSync`]), so a write still returns only once it is on disk, but writes
 //! that arrive together share one sync. The WAL is synced by SQLite before every checkpoint
@@ -401,9 +402,7 @@ impl SqliteStore {
         }
     }
 
-    /// Group commit (see the module's documentation): the daemon, where many threads write, and
-    /// the engine of a foreground run (one `fdatasync` of the WAL per commit instead of SQLite's
-    /// `fsync`).
+    /// Group commit (see the module's documentation), as [`super::open`] applies it.
     pub fn with_group_commit(mut self, path: &Path) -> Result<Self> {
         self.conn().pragma_update(None, "synchronous", "NORMAL")?;
         let mut wal = path.as_os_str().to_owned();
