@@ -4,17 +4,33 @@
 
 use super::{Action, Policies, Rule, Scope};
 
-/// `(name, scope, action, pattern, reason)`.
+/// One built-in rule: `(name, scope, action, pattern, reason, literals)`.
+///
+/// The literals of a regex rule: one of them is in every text the pattern matches, so a text
+/// holding none cannot match and the rule is neither compiled nor run on it (a regex's
+/// compilation costs more than the checks of a short-lived `claw workflow run`; most commands
+/// hold none of these). `literals_are_necessary` in the tests checks each against its pattern.
 ///
 /// The patterns use ASCII classes (`[0-9]`, not `\d`) where Unicode ones would only make the
 /// compiled program larger: a shell splits words on ASCII blanks, and tokens are ASCII.
-pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
+pub(super) type BuiltinRule = (
+    &'static str,
+    Scope,
+    Action,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+/// The built-in rules.
+pub(super) const RULES: &[BuiltinRule] = &[
     (
         "rm-rf-root",
         Scope::Command,
         Action::RequireApproval,
         r#"\brm\s+(?:-\S+\s+)*(?:-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\s+(?:-\S+\s+)*["']?(?:/|/\*|~/?|\$HOME/?|\$\{HOME\}/?)["']?(?:[\s;&|)]|$)"#,
         "recursive delete of /, /* or the home directory",
+        &["rm"],
     ),
     (
         "mkfs",
@@ -22,6 +38,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"(?:^|[\s;&|(])(?:sudo\s+)?mkfs(?:\.[a-z0-9]+)?\b",
         "creating a filesystem erases a disk",
+        &["mkfs"],
     ),
     (
         "dd-to-disk",
@@ -29,6 +46,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\bdd\b[^;&|]*\bof=/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|disk|mapper/)",
         "dd onto a block device",
+        &["of=/dev/"],
     ),
     (
         "redirect-to-disk",
@@ -36,6 +54,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r">\s*/dev/(?:sd[a-z]|hd[a-z]|vd[a-z]|nvme\d|mmcblk\d)",
         "writing onto a block device",
+        &["/dev/"],
     ),
     (
         "curl-pipe-shell",
@@ -43,6 +62,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\b(?:curl|wget)\b[^|;&]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|da|k|fi)?sh\b",
         "running a script straight from the network",
+        &["curl", "wget"],
     ),
     (
         "fork-bomb",
@@ -50,6 +70,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",
         "a fork bomb",
+        &[":()"],
     ),
     (
         "chmod-777-root",
@@ -57,6 +78,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\bchmod\s+(?:-\S+\s+)*0?777\s+/(?:[\s;&|]|$)",
         "world-writable /",
+        &["chmod"],
     ),
     (
         "ssh-private-key",
@@ -64,6 +86,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         "**/.ssh/id_*",
         "an SSH private key",
+        &[],
     ),
     (
         "shadow-file",
@@ -71,6 +94,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         "/etc/shadow",
         "the system's password hashes",
+        &[],
     ),
     (
         "private-key-block",
@@ -78,6 +102,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----",
         "a private key",
+        &["PRIVATE KEY-----"],
     ),
     (
         "aws-access-key",
@@ -85,6 +110,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
         "an AWS access key id",
+        &["AKIA", "ASIA"],
     ),
     (
         "github-token",
@@ -92,6 +118,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b",
         "a GitHub token",
+        &["gh", "github_pat_"],
     ),
     (
         "slack-token",
@@ -99,6 +126,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
         "a Slack token",
+        &["xox"],
     ),
     (
         "telegram-bot-token",
@@ -106,6 +134,7 @@ pub(super) const RULES: &[(&str, Scope, Action, &str, &str)] = &[
         Action::RequireApproval,
         r"\b[0-9]{8,10}:AA[A-Za-z0-9_-]{33}\b",
         "a Telegram bot token",
+        &[":AA"],
     ),
 ];
 
@@ -122,25 +151,6 @@ pub(super) fn builtin_shared() -> std::sync::Arc<Policies> {
     COMPILED.clone()
 }
 
-/// For each built-in regex, literals one of which every match contains: a text holding none of
-/// them cannot match, so the rule is neither compiled nor run on it (a regex's compilation costs
-/// more than the checks of a short-lived `claw workflow run`; most commands hold none of these).
-/// `literals_are_necessary` in the tests checks each against its pattern.
-pub(super) const NEEDS: &[(&str, &[&str])] = &[
-    ("rm-rf-root", &["rm"]),
-    ("mkfs", &["mkfs"]),
-    ("dd-to-disk", &["of=/dev/"]),
-    ("redirect-to-disk", &["/dev/"]),
-    ("curl-pipe-shell", &["curl", "wget"]),
-    ("fork-bomb", &[":()"]),
-    ("chmod-777-root", &["chmod"]),
-    ("private-key-block", &["PRIVATE KEY-----"]),
-    ("aws-access-key", &["AKIA", "ASIA"]),
-    ("github-token", &["gh", "github_pat_"]),
-    ("slack-token", &["xox"]),
-    ("telegram-bot-token", &[":AA"]),
-];
-
 /// A fresh compilation (nothing shared with other tests).
 #[cfg(test)]
 pub(super) fn compile_for_test() -> Policies {
@@ -150,10 +160,9 @@ pub(super) fn compile_for_test() -> Policies {
 fn compile() -> Policies {
     let rules = RULES
         .iter()
-        .filter_map(|(name, scope, action, pattern, reason)| {
-            let needs = NEEDS.iter().find(|(n, _)| n == name).map(|(_, l)| *l);
-            let matcher = match (scope, needs) {
-                (Scope::Command | Scope::Secret, Some(needs)) => {
+        .filter_map(|(name, scope, action, pattern, reason, needs)| {
+            let matcher = match scope {
+                Scope::Command | Scope::Secret if !needs.is_empty() => {
                     super::Matcher::Lazy(std::sync::Arc::new(super::LazyRegex::new(pattern, needs)))
                 }
                 _ => super::load::matcher(*scope, pattern).ok()?,
