@@ -460,6 +460,9 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 }
 
 /// The hash of an entry: sha256 over `prev` then the canonical JSON of the entry without `hash`.
+/// The anchor file's length: its text padded with spaces (see [`AuditLog::write_anchor`]).
+const ANCHOR_BYTES: usize = 128;
+
 pub fn entry_hash(entry: &Map<String, Value>) -> String {
     let prev = entry
         .get("prev")
@@ -637,24 +640,35 @@ impl AuditLog {
     /// (under the log's lock). A hash chain alone cannot show entries cut from its end; the
     /// anchor can. Written after the log, so a crash leaves it behind the log, never ahead (but
     /// without `sync`, a power cut may keep the anchor and lose the log's last lines).
+    ///
+    /// The text is padded with spaces to [`ANCHOR_BYTES`] and overwritten in place: truncating
+    /// a file with data and writing it again made ext4 start writing it back at `close`
+    /// (`auto_da_alloc`, its guard for replace-by-truncate), a sixth of a short step's CPU.
     fn write_anchor(&self, last: &Value) {
+        use std::os::unix::fs::FileExt as _;
         let (Some(seq), Some(hash)) = (
             last.get("seq").and_then(Value::as_u64),
             last.get("hash").and_then(Value::as_str),
         ) else {
             return;
         };
-        let text = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}\n");
+        let mut text = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}");
+        let width = ANCHOR_BYTES.max(text.len() + 1);
+        text.extend(std::iter::repeat_n(' ', width - 1 - text.len()));
+        text.push('\n');
         // Best effort: the log is the record; a missing anchor only weakens the end check.
-        if let Ok(mut f) = OpenOptions::new()
+        if let Ok(f) = OpenOptions::new()
             .create(true)
             .write(true)
-            .truncate(true)
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.anchor_path())
+            && f.write_all_at(text.as_bytes(), 0).is_ok()
+            // An anchor written by an older claw (unpadded) is shorter; a longer file is not
+            // one claw wrote whole: either way nothing may follow the text.
+            && f.metadata().is_ok_and(|m| m.len() != text.len() as u64)
         {
-            let _ = f.write_all(text.as_bytes());
+            let _ = f.set_len(text.len() as u64);
         }
     }
 
@@ -1113,6 +1127,38 @@ mod tests {
         let (_d, log) = log_with(20);
         let r = log.verify().unwrap();
         assert_eq!((r.entries, r.legacy, r.problem), (20, 0, None));
+    }
+
+    #[test]
+    fn the_anchor_is_rewritten_in_place_whatever_was_there() {
+        let (_d, log) = log_with(3);
+        // An anchor left by an older claw (unpadded, shorter), and one with junk after it.
+        for before in [
+            "{\"seq\":1,\"hash\":\"ab\"}\n".to_owned(),
+            format!("{}\n", "x".repeat(300)),
+        ] {
+            std::fs::write(log.anchor_path(), before).unwrap();
+            let last = log
+                .record(&Event::new(
+                    "cli:me",
+                    Action::WorkflowRunStarted,
+                    "r",
+                    "ok",
+                    json!({}),
+                ))
+                .unwrap();
+            let text = std::fs::read_to_string(log.anchor_path()).unwrap();
+            assert_eq!(text.len(), ANCHOR_BYTES);
+            assert!(text.ends_with(" \n"));
+            assert_eq!(
+                log.read_anchor(),
+                Some((
+                    last["seq"].as_u64().unwrap(),
+                    last["hash"].as_str().unwrap().to_owned()
+                ))
+            );
+            assert_eq!(log.verify().unwrap().problem, None);
+        }
     }
 
     #[test]

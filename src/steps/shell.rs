@@ -317,16 +317,13 @@ pub fn parse_json_outputs(
 
 /// Reads `$CLAW_OUTPUT`: `key=value` lines, or `key<<DELIM` … `DELIM` for multi-line values
 /// (the same format as GitHub Actions' `$GITHUB_OUTPUT`). A missing file means no outputs.
-pub fn read_outputs_file(
-    path: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+/// [`report`] removes the file after this, however the step ended.
+fn read_outputs_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(serde_json::Map::new()),
         Err(e) => return Err(format!("cannot read $CLAW_OUTPUT: {e}")),
     };
-    // Consumed: the outputs live (masked) in the store; the raw file must not stay behind.
-    let _ = std::fs::remove_file(path);
     parse_outputs(&text)
 }
 
