@@ -153,6 +153,8 @@ pub struct Engine {
     changes: Arc<changes::Changes>,
     /// How long a claim of this engine lasts without renewal (ms); renewed every third of it.
     lease_ms: i64,
+    /// Its thread drives many runs (the daemon, a worker): it never waits for the disk itself.
+    shared_thread: bool,
 }
 
 /// What starts a run.
@@ -193,6 +195,7 @@ impl Engine {
             park: CancellationToken::new(),
             changes: Arc::default(),
             lease_ms: owner::LEASE_MS,
+            shared_thread: false,
         }
     }
 
@@ -259,6 +262,16 @@ impl Engine {
                 .unwrap_or("claw")
                 .to_owned(),
         }
+    }
+
+    /// For an engine whose thread drives many runs (the daemon, a worker): a step's start waits
+    /// for its record to reach the disk off that thread, so other runs never wait for the disk.
+    /// Without it (a process driving one run), the start waits on the thread, saving two thread
+    /// hand-offs per step.
+    #[must_use]
+    pub fn with_shared_thread(mut self) -> Self {
+        self.shared_thread = true;
+        self
     }
 
     /// Uses `token` as the shutdown signal of every run this engine drives.

@@ -28,8 +28,11 @@ const SCOPES: &[&str] = &["command", "file", "secret", "output"];
 
 /// `policies.yaml` in the config root, else in the data directory (as `hosts.yaml`).
 pub fn find(root: &Path, home: &Path) -> Option<PathBuf> {
-    [root, home]
-        .iter()
+    // One look when the data directory is the config root (CLAW_HOME=CLAW_ROOT): this runs
+    // before every command a step starts.
+    let home = (home != root).then_some(home);
+    std::iter::once(root)
+        .chain(home)
         .map(|d| d.join(FILE_NAME))
         .find(|p| p.is_file())
 }

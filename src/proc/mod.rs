@@ -27,6 +27,63 @@ pub const STDOUT_CAPTURE: usize = 1024 * 1024;
 /// How much of stderr is kept by default.
 pub const STDERR_TAIL: usize = 16 * 1024;
 
+/// What a process waits for just before it starts. The engine commits a step's `running` record
+/// and starts syncing it on a blocking thread; the step's preparation (its policy check, its
+/// files, its command) goes on meanwhile, and only the start itself waits: after a power cut,
+/// claw then knows the attempt may have run. Open (no wait) by default.
+#[derive(Clone, Default)]
+pub struct StartGate(Option<std::sync::Arc<Gate>>);
+
+struct Gate {
+    sync: crate::store::SyncWait,
+    /// Wait on this thread (a process driving one run: no thread hand-off, and if the blocking
+    /// thread has not begun the sync yet this one does it), or await the blocking thread (the
+    /// daemon's thread drives every run and never waits for the disk).
+    inline: bool,
+    behind: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl StartGate {
+    /// A gate that opens once `sync` returns; the sync is started now, on a blocking thread.
+    pub fn after(sync: crate::store::SyncWait, inline: bool) -> Self {
+        let behind = sync.clone();
+        let handle = tokio::task::spawn_blocking(move || behind.wait());
+        Self(Some(std::sync::Arc::new(Gate {
+            sync,
+            inline,
+            behind: tokio::sync::Mutex::new(Some(handle)),
+        })))
+    }
+
+    /// Returns once the gate is open (at once when it already is).
+    pub async fn passed(&self) {
+        let Some(gate) = &self.0 else {
+            return;
+        };
+        if gate.inline {
+            // Group commit: returns at once when the blocking thread's sync covered it already.
+            gate.sync.wait();
+            return;
+        }
+        let mut behind = gate.behind.lock().await;
+        if let Some(sync) = behind.as_mut() {
+            // A waiter dropped here leaves the handle for the next one.
+            let _ = sync.await;
+            *behind = None;
+        }
+    }
+}
+
+impl std::fmt::Debug for StartGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StartGate(after a sync)"
+        } else {
+            "StartGate(open)"
+        })
+    }
+}
+
 /// How to supervise one process.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -47,6 +104,8 @@ pub struct Spec {
     pub echo: bool,
     pub stdout_capture: usize,
     pub stderr_tail: usize,
+    /// Passed just before the process starts.
+    pub start_gate: StartGate,
 }
 
 impl Spec {
@@ -63,6 +122,7 @@ impl Spec {
             echo: false,
             stdout_capture: STDOUT_CAPTURE,
             stderr_tail: STDERR_TAIL,
+            start_gate: StartGate::default(),
         }
     }
 }
@@ -299,6 +359,7 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
         .log
         .as_ref()
         .map(|(path, cap)| LogFile::open(path, *cap));
+    spec.start_gate.passed().await;
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

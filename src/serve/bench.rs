@@ -143,7 +143,11 @@ pub fn cron(
     dirs.ensure_home().map_err(io)?;
     let lead = Duration::from_secs(2);
     write_jobs(&dirs.home, schedules, period, lead)?;
-    let engine = Arc::new(Engine::open(dirs.clone(), Settings::default()).map_err(io)?);
+    let engine = Arc::new(
+        Engine::open(dirs.clone(), Settings::default())
+            .map_err(io)?
+            .with_shared_thread(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -162,6 +162,7 @@ pub fn run(
     let url = settings.store.as_ref().map(|u| u.as_str().to_owned());
     let store = crate::store::open(url.as_deref(), &dirs.db_path()).map_err(EngineError::from)?;
     let mut engine = Engine::with_store(dirs, settings, store)
+        .with_shared_thread()
         .with_shutdown(shutdown.clone())
         .with_park(intake.clone());
     engine.audit = engine.audit.clone().write_behind();

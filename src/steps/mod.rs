@@ -125,6 +125,13 @@ pub trait Kind: Sized + Clone + std::fmt::Debug {
     fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
         Vec::new()
     }
+
+    /// Whether the kind passes [`Runtime::start_gate`] itself, just before its first effect
+    /// outside claw (the shell kind: when its process starts), so that what it prepares before
+    /// overlaps the engine's sync. Otherwise [`run`] passes it before the kind runs.
+    fn passes_start_gate(&self) -> bool {
+        false
+    }
 }
 
 /// What a step does: one variant per kind.
@@ -343,6 +350,10 @@ impl StepKind {
     pub fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
         each_kind!(self, k => k.policy_subjects())
     }
+
+    pub fn passes_start_gate(&self) -> bool {
+        each_kind!(self, k => k.passes_start_gate())
+    }
 }
 
 /// Runs one attempt of a prepared step, after the command policies allowed it: a `deny` rule
@@ -352,6 +363,9 @@ impl StepKind {
 pub async fn run(input: &StepInput, rt: &Runtime) -> StepReport {
     if let Some(refused) = policy_gate(input, rt).await {
         return refused;
+    }
+    if !input.kind.passes_start_gate() {
+        rt.start_gate.passed().await;
     }
     each_kind!(&input.kind, k => k.run(input, rt).await)
 }
@@ -591,6 +605,9 @@ pub struct Runtime {
     /// What kinds that wait on the store use; `None` where no engine is around (a process run
     /// outside any workflow).
     pub services: Option<Arc<dyn Services>>,
+    /// Open once the attempt's `running` record is on disk: nothing the attempt does outside
+    /// claw may happen before (see [`Kind::passes_start_gate`]).
+    pub start_gate: crate::proc::StartGate,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -608,6 +625,7 @@ impl Runtime {
         Self {
             cancel,
             services: None,
+            start_gate: crate::proc::StartGate::default(),
         }
     }
 }

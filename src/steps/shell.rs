@@ -169,6 +169,7 @@ impl Kind for ShellStep {
         let mut spec = spec(program, input, false);
         spec.stdin.clone_from(&self.stdin);
         spec.cwd = cwd;
+        spec.start_gate = rt.start_gate.clone();
         let done = proc::run(cmd, &spec, &rt.cancel).await;
         report(done, input, self.outputs == OutputMode::Json)
     }
@@ -195,6 +196,11 @@ impl Kind for ShellStep {
 
     fn policy_subjects(&self) -> Vec<crate::policy::Subject> {
         vec![crate::policy::Subject::Command(self.command.clone())]
+    }
+
+    /// Its process starts after the gate; its `$CLAW_OUTPUT` file and command are made before.
+    fn passes_start_gate(&self) -> bool {
+        true
     }
 }
 

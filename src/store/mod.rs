@@ -528,15 +528,17 @@ pub enum MessageOutcome {
 
 /// A wait for writes to reach the disk ([`Store::deferred`]); it blocks, so it is made on a
 /// blocking thread.
-pub struct SyncWait(Box<dyn FnOnce() + Send>);
+#[derive(Clone)]
+pub struct SyncWait(std::sync::Arc<dyn Fn() + Send + Sync>);
 
 impl SyncWait {
-    pub fn new(wait: impl FnOnce() + Send + 'static) -> Self {
-        Self(Box::new(wait))
+    /// `wait` may be called more than once, from several threads (group commit's wait).
+    pub fn new(wait: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(wait))
     }
 
     /// Returns once the writes are on disk.
-    pub fn wait(self) {
+    pub fn wait(&self) {
         (self.0)();
     }
 }

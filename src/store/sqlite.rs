@@ -470,6 +470,21 @@ fn status_str(s: RunStatus) -> &'static str {
     s.as_str()
 }
 
+/// `f` in one `BEGIN IMMEDIATE` transaction, as `Connection::transaction_with_behavior` runs it
+/// but with `BEGIN` and `COMMIT` prepared once per connection: this is every step transition's
+/// transaction, and parsing the two statements again each time was a tenth of its cost.
+fn immediate<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let done = f(conn).and_then(|v| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(v)
+    });
+    if done.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    done
+}
+
 fn write_step(conn: &Connection, run_id: &str, s: &StepRecord) -> Result<()> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO steps (run_id, {STEP_COLUMNS}) \
@@ -792,19 +807,16 @@ impl Store for SqliteStore {
         steps: &[StepRecord],
         run_status: Option<RunStatus>,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for s in steps {
-            write_step(&tx, run_id, s)?;
-        }
-        if let Some(status) = run_status {
-            tx.execute(
-                "UPDATE runs SET status = ?2 WHERE id = ?1",
-                params![run_id, status_str(status)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        immediate(&self.conn(), |tx| {
+            for s in steps {
+                write_step(tx, run_id, s)?;
+            }
+            if let Some(status) = run_status {
+                tx.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
+                    .execute(params![run_id, status_str(status)])?;
+            }
+            Ok(())
+        })
     }
 
     fn decide_step(&self, run_id: &str, step: &str, decision: Decision, who: &str) -> Result<bool> {

@@ -105,6 +105,7 @@ pub fn run(
     let engine = Arc::new(
         Engine::with_store(dirs, settings, store.clone())
             .with_lease(opts.lease)
+            .with_shared_thread()
             .with_shutdown(shutdown.clone())
             .with_park(intake.clone()),
     );

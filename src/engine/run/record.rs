@@ -11,6 +11,7 @@ use tokio::time::sleep;
 
 use super::{Done, Exec, STDOUT_TAIL, Stop, rec_name, tail};
 use crate::engine::{Engine, Event, Result, now_ms};
+use crate::proc::StartGate;
 use crate::steps::{self, Runtime, StepKind, StepOutcome, StepReport};
 use crate::store::{Decision, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::workflow::Step;
@@ -117,6 +118,13 @@ impl Exec<'_> {
     /// Commits the recorded states (one transaction: a finished step and the start of the next
     /// one cost one fsync together).
     pub(super) fn flush(&mut self) -> Result<()> {
+        self.flush_store()?;
+        self.write_audit(false);
+        Ok(())
+    }
+
+    /// The store part of [`Exec::flush`].
+    fn flush_store(&mut self) -> Result<()> {
         if !self.unflushed.is_empty() {
             // With group commit this thread does not wait for the disk (other runs' transitions
             // and webhook deliveries share the sync); the next step's work waits instead.
@@ -130,7 +138,6 @@ impl Exec<'_> {
             }
             self.unflushed.clear();
         }
-        self.write_audit(false);
         Ok(())
     }
 
@@ -236,7 +243,15 @@ impl Exec<'_> {
         rec.log_path = Some(input.log_path.display().to_string());
         // Committed before the process starts: after a crash we know this attempt may have run.
         self.record(rec)?;
-        self.flush()?;
+        self.flush_store()?;
+        // The attempt is on disk before its work starts: after a power cut we know it may have
+        // run. The sync starts now; the audit entries and the step's own preparation (its policy
+        // check, its files) go on meanwhile, and the step's first effect waits at the gate.
+        let start_gate = match self.pending_sync.take() {
+            Some(wait) => StartGate::after(wait, !self.engine.shared_thread),
+            None => StartGate::default(),
+        };
+        self.write_audit(false);
         self.progress.event(&Event::StepStarted {
             name: &name,
             attempt,
@@ -245,13 +260,9 @@ impl Exec<'_> {
         let rt = Runtime {
             cancel: self.halt.clone(),
             services: Some(self.services()),
+            start_gate,
         };
-        // The attempt is on disk before its work starts: after a power cut we know it may have run.
-        let synced = self.pending_sync.take();
         tasks.spawn(async move {
-            if let Some(wait) = synced {
-                let _ = tokio::task::spawn_blocking(move || wait.wait()).await;
-            }
             if !delay.is_zero() {
                 tokio::select! {
                     () = sleep(delay) => {}
