@@ -67,6 +67,10 @@ pub(super) struct Declared<'a> {
     pub(super) steps: HashMap<&'a str, usize>,
     pub(super) needs: HashMap<usize, &'a [usize]>,
     pub(super) source: &'a str,
+    /// For [`Declared::is_ancestor`] (built on first use): each step's position in dependency
+    /// order, and for each target asked about, the steps known to need it.
+    #[allow(clippy::type_complexity)]
+    reach: std::cell::RefCell<Option<(HashMap<usize, usize>, HashMap<usize, HashSet<usize>>)>>,
 }
 
 impl<'a> Declared<'a> {
@@ -83,32 +87,69 @@ impl<'a> Declared<'a> {
                 .map(|s| (s.index, s.needs.as_slice()))
                 .collect(),
             source,
+            reach: std::cell::RefCell::default(),
         }
     }
 
-    /// Whether `target` is among the steps `from` needs, directly or through others.
+    /// Whether `target` is among the steps `from` needs, directly or through others. Linear in
+    /// the workflow's size for the usual shapes (every step reading one early step, each
+    /// reading a recent one): the walk skips steps that come before `target` in dependency
+    /// order, and stops at a step already known to need `target`.
     fn is_ancestor(&self, from: usize, target: usize) -> bool {
+        if self.needs.get(&from).is_some_and(|n| n.contains(&target)) {
+            return true;
+        }
+        let mut memo = self.reach.borrow_mut();
+        let (order, known) = memo.get_or_insert_with(|| (self.dependency_order(), HashMap::new()));
+        let floor = order.get(&target).copied();
+        let known = known.entry(target).or_default();
         let mut seen = HashSet::new();
-        let mut stack: Vec<usize> = self
-            .needs
-            .get(&from)
-            .map(|n| n.to_vec())
-            .unwrap_or_default();
+        let mut stack = vec![from];
         while let Some(i) = stack.pop() {
-            if i == target {
-                return true;
-            }
-            // Needs point backwards only when the file is in order; either way, each once.
-            if seen.insert(i) {
-                stack.extend(
-                    self.needs
-                        .get(&i)
-                        .into_iter()
-                        .flat_map(|n| n.iter().copied()),
-                );
+            for &n in self.needs.get(&i).into_iter().flat_map(|n| n.iter()) {
+                if n == target || known.contains(&n) {
+                    known.insert(from);
+                    return true;
+                }
+                // A step before `target` in dependency order cannot need it.
+                let below = matches!((floor, order.get(&n)), (Some(f), Some(&o)) if o < f);
+                if !below && seen.insert(n) {
+                    stack.push(n);
+                }
             }
         }
         false
+    }
+
+    /// Each step's position in an order where every step comes after those it needs (steps in
+    /// a cycle, which validation reports, have none).
+    fn dependency_order(&self) -> HashMap<usize, usize> {
+        let mut by: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut waiting: HashMap<usize, usize> = HashMap::new();
+        for (&step, needs) in &self.needs {
+            waiting.insert(step, needs.len());
+            for &n in needs.iter() {
+                by.entry(n).or_default().push(step);
+            }
+        }
+        let mut ready: Vec<usize> = waiting
+            .iter()
+            .filter(|(_, w)| **w == 0)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut order = HashMap::new();
+        while let Some(s) = ready.pop() {
+            order.insert(s, order.len());
+            for &later in by.get(&s).into_iter().flatten() {
+                if let Some(w) = waiting.get_mut(&later) {
+                    *w = w.saturating_sub(1);
+                    if *w == 0 {
+                        ready.push(later);
+                    }
+                }
+            }
+        }
+        order
     }
 
     fn step_name(&self, index: usize) -> &str {

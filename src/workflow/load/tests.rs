@@ -817,3 +817,38 @@ mod notify {
         assert!(e.contains("needs `profile:` or `to:`"), "{e}");
     }
 }
+
+#[test]
+fn a_step_may_read_what_it_needs_through_others_in_any_file_order() {
+    // Listed last-first, so every `needs:` points further down the file.
+    let p = problem(
+        "name: t\nsteps:\n\
+         \x20 - name: d\n    needs: [c]\n    command: echo ${{ steps.a.outputs.x }}\n\
+         \x20 - name: e\n    needs: [b]\n    command: echo ${{ steps.c.outputs.x }}\n\
+         \x20 - name: c\n    needs: [b]\n    command: echo ${{ steps.a.outputs.x }}\n\
+         \x20 - name: b\n    needs: [a]\n    command: echo ${{ steps.a.outputs.x }}\n\
+         \x20 - name: a\n    needs: []\n    command: \"true\"\n",
+    );
+    assert!(
+        p.contains("step `e` reads `steps.c`, but `c` is not among the steps it needs"),
+        "{p}"
+    );
+}
+
+#[test]
+fn long_chains_reading_early_and_recent_steps_are_checked() {
+    let mut yaml = String::from("name: t\nsteps:\n  - name: s0\n    command: \"true\"\n");
+    for i in 1..3000_usize {
+        let read = if i % 2 == 0 { 0 } else { i.saturating_sub(2) };
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    needs: [s{}]\n    command: echo ${{{{ steps.s{read}.outputs.x }}}}\n",
+            i - 1
+        ));
+    }
+    assert_eq!(load(&yaml).steps.len(), 3000);
+    // A step that needs nothing reading the last one is still refused.
+    yaml.push_str(
+        "  - name: late\n    needs: []\n    command: echo ${{ steps.s2999.outputs.x }}\n",
+    );
+    assert!(problem(&yaml).contains("step `late` reads `steps.s2999`"));
+}
