@@ -12,6 +12,10 @@ Benchmarks (each prints its figures and what they include):
             1,000: linear growth is 10x), beside 1,000 direct spawns.
   history   `claw run show ID` and `claw workflow run` (one step) with 2,000 runs kept against the
             same commands on a store holding a single run.
+  validate  `claw workflow validate` of 1,000- and 10,000-step chains whose every step reads the
+            first step's output (linear growth is 10x).
+  web       `claw bench web`: authenticated webhook deliveries through a real `claw serve` whose
+            runs execute meanwhile, against `GET /healthz` on the same daemon.
 
 Nothing here is a test: figures vary with the machine's load. Use a release build.
 """
@@ -146,7 +150,36 @@ def bench_history(binary, rounds, tmp):
     print(f"  workflow run   {r0 * 1000:7.2f} ms -> {r1 * 1000:7.2f} ms  ({r1 / r0:.2f}x; flat is 1.0x)")
 
 
-BENCHES = {"steps40": bench_steps40, "steps": bench_steps, "history": bench_history}
+def bench_validate(binary, rounds, tmp):
+    home = os.path.join(tmp, "validate")
+    os.makedirs(home)
+    times = {}
+    for n in (1000, 10000):
+        wf = os.path.join(home, f"reads{n}.yaml")
+        with open(wf, "w") as f:
+            f.write(f"name: reads{n}\nsteps:\n  - name: s0\n    command: \"echo a=1 >> $CLAW_OUTPUT\"\n")
+            for i in range(1, n):
+                f.write(f"  - name: s{i}\n    needs: [s{i - 1}]\n"
+                        f"    command: \"echo ${{{{ steps.s0.outputs.a }}}}\"\n")
+        times[n] = median_of(rounds, lambda: claw(binary, home, "workflow", "validate", wf)[0])
+    print("validate: `claw workflow validate`, chains whose every step reads step 0")
+    print(f"  1,000 steps   {times[1000] * 1000:8.1f} ms")
+    print(f"  10,000 steps  {times[10000] * 1000:8.1f} ms  ({times[10000] / times[1000]:.2f}x; linear: 10x)")
+
+
+def bench_web(binary, rounds, tmp):
+    home = os.path.join(tmp, "web")
+    os.makedirs(home)
+    env = dict(os.environ, CLAW_HOME=home, CLAW_ROOT=home, NO_COLOR="1")
+    print("web: `claw bench web --requests 5000` (16 clients)")
+    out = subprocess.run([binary, "bench", "web", "--requests", "5000"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in out.stdout.decode(errors="replace").splitlines():
+        print(f"  {line}")
+
+
+BENCHES = {"steps40": bench_steps40, "steps": bench_steps, "history": bench_history,
+           "validate": bench_validate, "web": bench_web}
 
 
 def main():
