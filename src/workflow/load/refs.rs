@@ -67,6 +67,8 @@ pub(super) struct Declared<'a> {
     pub(super) steps: HashMap<&'a str, usize>,
     pub(super) needs: HashMap<usize, &'a [usize]>,
     pub(super) source: &'a str,
+    /// Byte offset of each line's start in `source` (positions are found per reference).
+    line_starts: Vec<usize>,
     /// For [`Declared::is_ancestor`] (built on first use): each step's position in dependency
     /// order, and for each target asked about, the steps known to need it.
     #[allow(clippy::type_complexity)]
@@ -87,6 +89,9 @@ impl<'a> Declared<'a> {
                 .map(|s| (s.index, s.needs.as_slice()))
                 .collect(),
             source,
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
             reach: std::cell::RefCell::default(),
         }
     }
@@ -178,7 +183,7 @@ impl Cx<'_> {
                         }
                         let lead = s[e.start + 3..].len() - s[e.start + 3..].trim_start().len();
                         for r in expr::references(&e.source) {
-                            let pos = locate(d.source, node.pos, nth, lead + r.offset, &r.root);
+                            let pos = locate(d, node.pos, nth, lead + r.offset, &r.root);
                             self.check_ref(&r, pos, scope, d);
                         }
                         nth += 1;
@@ -210,7 +215,7 @@ impl Cx<'_> {
                 }
                 let lead = s.len() - s.trim_start().len();
                 for r in expr::references(s) {
-                    let pos = locate_bare(d.source, node.pos, lead + r.offset, &r.root);
+                    let pos = locate_bare(d, node.pos, lead + r.offset, &r.root);
                     self.check_ref(&r, pos, scope, d);
                 }
             }
@@ -319,17 +324,10 @@ impl Cx<'_> {
     }
 }
 
-/// The byte offset of a line and (character) column in `source`.
-fn offset_of(source: &str, pos: Pos) -> Option<usize> {
-    let line_start = if pos.line <= 1 {
-        0
-    } else {
-        source
-            .match_indices('\n')
-            .nth(pos.line - 2)
-            .map(|(i, _)| i + 1)?
-    };
-    let line = &source[line_start..];
+/// The byte offset of a line and (character) column in `d`'s source.
+fn offset_of(d: &Declared<'_>, pos: Pos) -> Option<usize> {
+    let line_start = *d.line_starts.get(pos.line.max(1) - 1)?;
+    let line = &d.source[line_start..];
     let col = line
         .char_indices()
         .nth(pos.col.saturating_sub(1))
@@ -337,22 +335,27 @@ fn offset_of(source: &str, pos: Pos) -> Option<usize> {
     Some(line_start + col)
 }
 
-/// The position of byte `offset` of `source`.
-fn pos_of(source: &str, offset: usize) -> Pos {
-    let before = &source[..offset.min(source.len())];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+/// The position of byte `offset` of `d`'s source.
+fn pos_of(d: &Declared<'_>, offset: usize) -> Pos {
+    let offset = offset.min(d.source.len());
+    // The last line starting at or before `offset`.
+    let line = d
+        .line_starts
+        .partition_point(|&start| start <= offset)
+        .max(1);
+    let line_start = d.line_starts[line - 1];
     Pos {
         line,
-        col: before[line_start..].chars().count() + 1,
+        col: d.source[line_start..offset].chars().count() + 1,
     }
 }
 
 /// Where the name `root` at byte `inner` of the `nth` expression of the scalar at `at` stands
 /// in the file; the scalar's own position when the text there is not as written (an escaped
 /// quoted string).
-fn locate(source: &str, at: Pos, nth: usize, inner: usize, root: &str) -> Pos {
-    let Some(start) = offset_of(source, at) else {
+fn locate(d: &Declared<'_>, at: Pos, nth: usize, inner: usize, root: &str) -> Pos {
+    let source = d.source;
+    let Some(start) = offset_of(d, at) else {
         return at;
     };
     let Some((open, _)) = source[start..].match_indices("${{").nth(nth) else {
@@ -360,21 +363,22 @@ fn locate(source: &str, at: Pos, nth: usize, inner: usize, root: &str) -> Pos {
     };
     let name = start + open + 3 + inner;
     if source.get(name..).is_some_and(|s| s.starts_with(root)) {
-        pos_of(source, name)
+        pos_of(d, name)
     } else {
-        pos_of(source, start + open)
+        pos_of(d, start + open)
     }
 }
 
 /// Like [`locate`] for an expression without `${{ }}` (a bare `if:`), quoted or not.
-fn locate_bare(source: &str, at: Pos, inner: usize, root: &str) -> Pos {
-    let Some(start) = offset_of(source, at) else {
+fn locate_bare(d: &Declared<'_>, at: Pos, inner: usize, root: &str) -> Pos {
+    let source = d.source;
+    let Some(start) = offset_of(d, at) else {
         return at;
     };
     for skip in [0, 1] {
         let name = start + skip + inner;
         if source.get(name..).is_some_and(|s| s.starts_with(root)) {
-            return pos_of(source, name);
+            return pos_of(d, name);
         }
     }
     at
