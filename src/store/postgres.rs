@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
-    RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
+    Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, LogChunk,
+    RecoveredFires, Result, RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store,
+    StoreError, Vote,
 };
 
 /// How long a call waits for the server to accept a connection (a restart) before it fails.
@@ -836,44 +837,13 @@ impl PgStore {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// Appends a piece of a step's log (split into chunks of at most [`LOG_CHUNK`] bytes).
-    pub fn append_step_log(&self, run_id: &str, step: &str, text: &str) -> Result<()> {
-        let c = self.pool.get()?;
-        block(async {
-            let mut rest = text;
-            while !rest.is_empty() {
-                let mut cut = rest.len().min(LOG_CHUNK);
-                while !rest.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let (piece, tail) = rest.split_at(cut);
-                c.execute(
-                    "INSERT INTO step_log_chunks (run_id, step, seq, body) VALUES ($1, $2, \
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM step_log_chunks WHERE run_id = $1 AND step = $2), $3)",
-                    &[&run_id, &step, &piece],
-                )
-                .await?;
-                rest = tail;
-            }
-            Ok(())
-        })
-    }
-
     /// A step's log as stored (its chunks in order).
     pub fn step_log(&self, run_id: &str, step: &str) -> Result<String> {
-        let c = self.pool.get()?;
-        let rows = block(async {
-            c.query(
-                "SELECT body FROM step_log_chunks WHERE run_id = $1 AND step = $2 ORDER BY seq",
-                &[&run_id, &step],
-            )
-            .await
-        })?;
-        let mut out = String::new();
-        for r in rows {
-            out.push_str(r.try_get(0)?);
-        }
-        Ok(out)
+        Ok(self
+            .step_log_after(run_id, step, 0)?
+            .into_iter()
+            .map(|c| c.text)
+            .collect())
     }
 
     /// Runs `sql` (tests and `claw store migrate`).
@@ -928,6 +898,67 @@ async fn migrate_locked(c: &mut Client) -> Result<()> {
 }
 
 impl Store for PgStore {
+    /// One transaction: the chunks (of at most [`LOG_CHUNK`] bytes, or a quarter of `cap` when
+    /// smaller, so that at least three quarters of the cap stay when the oldest go; cut at
+    /// character boundaries), then the oldest chunks beyond `cap` bytes dropped.
+    fn append_step_log(&self, run_id: &str, step: &str, text: &str, cap: u64) -> Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let size = usize::try_from(cap / 4)
+            .unwrap_or(usize::MAX)
+            .clamp(4, LOG_CHUNK);
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let mut c = self.pool.get()?;
+        block(async {
+            let tx = c.transaction().await?;
+            let mut rest = text;
+            while !rest.is_empty() {
+                let mut cut = rest.len().min(size);
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let (piece, tail) = rest.split_at(cut);
+                tx.execute(
+                    "INSERT INTO step_log_chunks (run_id, step, seq, body) VALUES ($1, $2, \
+                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM step_log_chunks WHERE run_id = $1 AND step = $2), $3)",
+                    &[&run_id, &step, &piece],
+                )
+                .await?;
+                rest = tail;
+            }
+            // Every chunk with more than `cap` bytes at or after it (newest first) goes.
+            tx.execute(
+                "DELETE FROM step_log_chunks WHERE run_id = $1 AND step = $2 AND seq <= \
+                 (SELECT MAX(seq) FROM (SELECT seq, SUM(octet_length(body)) OVER (ORDER BY seq DESC) AS kept \
+                  FROM step_log_chunks WHERE run_id = $1 AND step = $2) t WHERE kept > $3)",
+                &[&run_id, &step, &cap],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn step_log_after(&self, run_id: &str, step: &str, after: i64) -> Result<Vec<LogChunk>> {
+        let c = self.pool.get()?;
+        let rows = block(async {
+            c.query(
+                "SELECT seq, body FROM step_log_chunks WHERE run_id = $1 AND step = $2 AND seq > $3 ORDER BY seq",
+                &[&run_id, &step, &after],
+            )
+            .await
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogChunk {
+                    seq: r.try_get(0)?,
+                    text: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
     fn shared(&self) -> bool {
         true
     }
