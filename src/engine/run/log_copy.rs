@@ -29,23 +29,49 @@ pub(super) struct LogCopy {
     step: String,
     path: PathBuf,
     cap: u64,
-    /// Where the copied part of the file ends. Starts at the file's length before the attempt:
-    /// earlier attempts (on this machine) were copied by their own `LogCopy`.
-    offset: u64,
+    /// How far the file was copied. Starts at the file's end before the attempt: earlier
+    /// attempts (on this machine) were copied by their own `LogCopy`.
+    at: Position,
     /// Whether a failure was already reported (once per attempt, not at every tick).
     warned: bool,
 }
 
+/// Where the copied part of the log ends: an offset in the file, and which files (inodes) the
+/// log and its rotated `.1` were, to tell when the file was rotated.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    offset: u64,
+    file: Option<u64>,
+    rotated: Option<u64>,
+}
+
+fn inode(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// `<log>.1`, where the log rotates to.
+fn rotated_path(path: &std::path::Path) -> PathBuf {
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    PathBuf::from(old)
+}
+
 impl LogCopy {
     pub(super) fn new(store: Arc<dyn Store>, input: &StepInput) -> Self {
-        let offset = std::fs::metadata(&input.log_path).map_or(0, |m| m.len());
+        let path = input.log_path.clone();
+        let at = Position {
+            offset: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            file: inode(&path),
+            rotated: inode(&rotated_path(&path)),
+        };
         Self {
             store,
             run_id: input.run_id.clone(),
             step: input.step.clone(),
-            path: input.log_path.clone(),
+            path,
             cap: input.max_log_bytes,
-            offset,
+            at,
             warned: false,
         }
     }
@@ -90,7 +116,7 @@ impl LogCopy {
     fn copy(&mut self, last: bool) {
         let (bytes, next) = self.read_new(last);
         if bytes.is_empty() {
-            self.offset = next;
+            self.at = next;
             return;
         }
         let text = String::from_utf8_lossy(&bytes);
@@ -98,7 +124,7 @@ impl LogCopy {
             .store
             .append_step_log(&self.run_id, &self.step, &text, self.cap)
         {
-            Ok(()) => self.offset = next,
+            Ok(()) => self.at = next,
             Err(e) => {
                 if !self.warned {
                     self.warned = true;
@@ -108,31 +134,37 @@ impl LogCopy {
         }
     }
 
-    /// The bytes after `offset` (at most `cap` of them: older ones would be dropped from the
-    /// store anyway), and the offset after them. A file shorter than the offset was rotated
-    /// (to `<name>.1`) or rewritten: the rest of `.1`, when it is the file that was being read,
-    /// then the new file from its start.
-    fn read_new(&self, last: bool) -> (Vec<u8>, u64) {
+    /// The bytes after the copied part (at most `cap` of them: older ones would be dropped from
+    /// the store anyway), and the position after them. When a new `.1` has appeared, the file
+    /// being read was rotated: the rest of `.1` (when it is that file), then the new file from
+    /// its start. A file shorter than the offset was rewritten: read from its start.
+    fn read_new(&self, last: bool) -> (Vec<u8>, Position) {
+        let old = rotated_path(&self.path);
+        let rotated = inode(&old);
+        let file = inode(&self.path);
         let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         let mut out = Vec::new();
-        let mut from = self.offset;
-        if len < from {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            let old = PathBuf::from(old);
-            if std::fs::metadata(&old).is_ok_and(|m| m.len() >= from) {
+        let mut from = self.at.offset;
+        if rotated.is_some() && rotated != self.at.rotated {
+            if self.at.file.is_none() || self.at.file == rotated {
                 read_range(&old, from, u64::MAX, &mut out);
             }
+            from = 0;
+        } else if len < from {
             from = 0;
         }
         let from = from.max(len.saturating_sub(self.cap));
         read_range(&self.path, from, len, &mut out);
-        let mut next = len;
+        let mut next = Position {
+            offset: len,
+            file,
+            rotated,
+        };
         if !last {
             // Held back only from what this file holds (the offset stays inside it).
             let held =
                 (out.len() - whole_chars(&out)).min(usize::try_from(len - from).unwrap_or(0));
-            next -= held as u64;
+            next.offset -= held as u64;
             out.truncate(out.len() - held);
         }
         if out.len() as u64 > self.cap {
