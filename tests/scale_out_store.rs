@@ -158,3 +158,107 @@ fn logs_of_a_run_executed_on_another_machine_are_read_from_the_store() {
     assert!(dump.contains("token is "), "the logs are in the dump");
     assert!(!dump.contains(CANARY), "the secret is in the database");
 }
+
+#[test]
+fn store_migrate_copies_a_sqlite_store_into_postgresql_once() {
+    let env = Env::new();
+    if env.pg.is_some() {
+        return; // CLAW_TEST_STORE=postgres: this test starts from the default store.
+    }
+    env.workflow(
+        "hello",
+        "steps:\n  - name: a\n    command: echo hi\n  - name: b\n    command: echo there\n",
+    );
+    env.claw(&["workflow", "run", "hello"]).expect_code(0);
+    let run = env.last_run().expect("a run");
+    let db = scratch_db();
+
+    // Bad input first: nothing is copied.
+    let bad = env.claw(&["store", "migrate", "--to", "mysql://x@y/z"]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains("not a PostgreSQL URL"),
+        "{}",
+        bad.stderr
+    );
+    let down = env.claw(&[
+        "store",
+        "migrate",
+        "--to",
+        "postgres://claw:hunter2@127.0.0.1:1/claw",
+    ]);
+    down.expect_code(3);
+    assert!(
+        down.stderr.contains("cannot connect") && down.stderr.contains("127.0.0.1:1"),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        !down.stderr.contains("hunter2"),
+        "the password is never shown: {}",
+        down.stderr
+    );
+
+    let first = env.claw(&["store", "migrate", "--to", &db.url, "--json"]);
+    first.expect_code(0);
+    let tables = first.json()["tables"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let count = |name: &str, key: &str| {
+        tables
+            .iter()
+            .find(|t| t["table"] == name)
+            .and_then(|t| t[key].as_u64())
+    };
+    assert_eq!(count("runs", "rows"), Some(1), "{}", first.stdout);
+    assert_eq!(count("runs", "copied"), Some(1));
+    assert_eq!(count("steps", "copied"), Some(2));
+    assert!(
+        count("outbox", "rows").is_some(),
+        "every table is listed: {}",
+        first.stdout
+    );
+
+    // The run is there, seen through the PostgreSQL store.
+    let shown = env
+        .command(&["run", "show", &run, "--json"])
+        .env("CLAW_STORE_URL", &db.url)
+        .output()
+        .expect("claw");
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(shown["steps"].as_array().map(Vec::len), Some(2));
+
+    // A second copy is refused, and with --merge adds nothing.
+    let again = env.claw(&["store", "migrate", "--to", &db.url]);
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains("not empty") && again.stderr.contains("--merge"),
+        "{}",
+        again.stderr
+    );
+    let merged = env.claw(&["store", "migrate", "--to", &db.url, "--merge"]);
+    merged.expect_code(0);
+    assert!(merged.stdout.contains("0 of "), "{}", merged.stdout);
+
+    // A running daemon writes to the SQLite store: refused while it runs.
+    let mut daemon = env.spawn(&["serve"]);
+    let up = wait_for(Duration::from_secs(30), || {
+        let r = env.claw(&["store", "migrate", "--to", &db.url, "--merge"]);
+        (r.code == 2).then_some(r)
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let up = up.expect("refused while the daemon runs");
+    assert!(
+        up.stderr.contains("daemon") && up.stderr.contains("stop it first"),
+        "{}",
+        up.stderr
+    );
+}

@@ -19,6 +19,8 @@
 //! epoch it holds, so a process that was paused past its lease and wakes up cannot overwrite what
 //! its successor did: its write fails with [`StoreError::Fenced`].
 
+pub mod copy;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
