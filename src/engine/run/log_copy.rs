@@ -5,7 +5,7 @@
 //! rotated file for commands and skills; whole files for ssh, browser and http steps; a journal
 //! for llm steps), masked by the run's redactor. Rather than teach each writer about the
 //! database, the engine copies what the file gains: every [`EVERY`] while the step runs and once
-//! when it ends, one transaction per copy (never a round trip per line), so the store holds
+//! when it ends, one statement per copy (never a round trip per line), so the store holds
 //! exactly the masked bytes of the file. The file stays the buffer: a copy that fails (the
 //! server restarting) is retried from the same offset at the next tick, without memory growing.
 
