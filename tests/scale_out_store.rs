@@ -77,6 +77,13 @@ fn logs_of_a_run_executed_on_another_machine_are_read_from_the_store() {
         .stdout
         .trim()
         .to_owned();
+    // Followed from here while it runs there.
+    let follow = here
+        .command(&["run", "logs", &run, "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn claw run logs --follow");
     let log = File::create(here.path("worker.log")).expect("worker log");
     let mut worker = on(&there, &url, &["worker", "--lease", "3s", "--grace", "2s"])
         .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -134,6 +141,14 @@ fn logs_of_a_run_executed_on_another_machine_are_read_from_the_store() {
     );
     assert!(!flood.contains("line 0 of"), "the oldest lines are dropped");
 
+    let followed: Ran = follow.wait_with_output().expect("follow").into();
+    followed.expect_code(0);
+    let followed = followed.stdout;
+    assert!(followed.starts_with("==> talk ("), "{followed}");
+    assert!(followed.contains("start é\n"), "{followed}");
+    assert!(followed.contains("token is "), "{followed}");
+    assert!(followed.ends_with("the end\n"), "{followed}");
+
     let all = here
         .claw(&["run", "logs", &run])
         .expect_code(0)
@@ -141,7 +156,7 @@ fn logs_of_a_run_executed_on_another_machine_are_read_from_the_store() {
         .clone();
     assert!(all.contains("==> talk (succeeded) <=="), "{all}");
     assert!(all.contains("==> flood (succeeded) <=="), "{all}");
-    for text in [&talk, &flood, &all] {
+    for text in [&talk, &flood, &all, &followed] {
         assert!(!text.contains(CANARY), "the secret leaked: {text}");
     }
     // Not a byte of the secret in the database either.

@@ -534,6 +534,12 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
     let mut offsets: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut chunks: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     loop {
+        // Asked before reading: a run that had ended by then has all its output in this pass
+        // (asked after, output written between the read and the question would be missed).
+        let ended = follow && {
+            let now = engine.store.find_run(&run.id)?;
+            now.status.is_finished() || engine.is_orphaned(&now)
+        };
         let steps = engine.store.steps(&run.id)?;
         if let Some(name) = step
             && !steps.iter().any(|s| s.name == name)
@@ -595,8 +601,7 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
             }
             return Ok(());
         }
-        let now = engine.store.find_run(&run.id)?;
-        if now.status.is_finished() || engine.is_orphaned(&now) {
+        if ended {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(300));
