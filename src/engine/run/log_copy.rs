@@ -80,6 +80,9 @@ impl LogCopy {
     /// before returning its output: a step recorded as finished has its whole log in the store.
     pub(super) async fn around<T>(self, work: impl Future<Output = T>) -> T {
         let stop = CancellationToken::new();
+        // Also when this future is dropped unfinished (the step's task aborted): the copier
+        // then makes its last copy and ends, instead of ticking forever.
+        let stopped = stop.clone().drop_guard();
         let copier = {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -106,7 +109,7 @@ impl LogCopy {
             })
         };
         let out = work.await;
-        stop.cancel();
+        drop(stopped);
         let _ = copier.await;
         out
     }
