@@ -602,6 +602,58 @@ fn a_running_steps_log_arrives_over_sse() {
     assert!(t0.elapsed() < Duration::from_secs(20));
 }
 
+/// On PostgreSQL, the live log of a step a worker runs on another machine (another data
+/// directory here, out of the dashboard's reach) comes from the copy in the store.
+#[test]
+fn a_step_running_on_another_machine_streams_its_log_from_the_store() {
+    let here = Env::on_postgres();
+    let there = Env::new();
+    let url = here.store_url().unwrap().to_owned();
+    // Only the worker has the label: the dashboard's daemon leaves the run to it.
+    let wf = "name: far\nruns_on: [far]\nsteps:\n  - name: talk\n    command: for i in 1 2 3 4; do echo line-$i; sleep 0.5; done\n";
+    here.workflow("far", wf);
+    there.workflow("far", wf);
+    add_user(&here, "erin", PASSWORD).expect_code(0);
+    let d = start(&here);
+    let cookie = login(&d, "erin", PASSWORD);
+    let run = here
+        .claw(&["workflow", "run", "far", "--detach"])
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_owned();
+    let mut worker = there
+        .command(&[
+            "worker", "--labels", "far", "--lease", "3s", "--grace", "2s",
+        ])
+        .env("CLAW_STORE_URL", &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = wait_for(Duration::from_secs(30), || {
+        let a = get(&d, &format!("/runs/{run}"), &cookie);
+        a.body.contains("data-stream=").then_some(())
+    });
+    let a = get(&d, &format!("/runs/{run}/steps/talk/stream"), &cookie);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(
+        running.is_some(),
+        "the page offers the live log while the step runs"
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.head.contains("text/event-stream"), "{}", a.head);
+    for i in 1..=4 {
+        assert!(a.body.contains(&format!("data: line-{i}")), "{}", a.body);
+    }
+    assert!(a.body.contains("event: end"), "{}", a.body);
+    assert!(
+        !here.home.join("logs").join("runs").join(&run).exists(),
+        "the step ran elsewhere"
+    );
+}
+
 /// A GET with an API token, as JSON.
 fn api_json(d: &Dash, token: &str, path: &str) -> serde_json::Value {
     let bearer = format!("Bearer {token}");

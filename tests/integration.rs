@@ -36,6 +36,7 @@ mod passphrase;
 mod policies;
 mod retry_timeout;
 mod scale_out;
+mod scale_out_store;
 mod secrets;
 mod seed_examples;
 mod seed_semantics;

@@ -26,6 +26,7 @@ mod setup;
 mod skill;
 mod ssh;
 mod status;
+mod store;
 mod template;
 mod vault;
 mod watcher;
@@ -307,6 +308,10 @@ enum Command {
   CLAW_STORE_URL=postgres://claw@db:5432/claw claw worker --slots 4
   claw worker --labels gpu,lan    also runs whose workflow says runs_on: [gpu] or [gpu, lan]")]
     Worker(worker::WorkerArgs),
+    /// The run store itself: `claw store migrate --to postgres://…` copies this data directory's
+    /// SQLite store into PostgreSQL (scale-out).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -468,6 +473,7 @@ fn dispatch(cli: Cli) -> CliResult {
         Command::Setup { cmd } => setup::run(&ctx, cmd),
         Command::Dashboard(args) => dashboard::run(&ctx, args),
         Command::Worker(args) => worker::run(&ctx, args),
+        Command::Store(cmd) => store::run(&ctx, cmd),
     }
 }
 

@@ -38,6 +38,10 @@ pub(crate) enum RunCommand {
         json: bool,
     },
     /// Print the logs of a run's steps (or of one step).
+    ///
+    /// Read from each step's log file; on the PostgreSQL store, a step executed on another
+    /// machine (a `claw worker` elsewhere) is read from the copy kept in the store (its last
+    /// `max_step_log_bytes`, masked as in the file).
     Logs {
         /// The run: its id or a unique start of it.
         #[arg(add = super::complete::run_ids())]
@@ -525,8 +529,17 @@ fn run_artifacts(engine: &Engine, id: &str) -> Vec<std::path::PathBuf> {
 
 fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResult {
     let run = engine.store.find_run(id)?;
+    // Where each step's log was read up to: a byte offset in its file, or (a step executed on
+    // another machine, whose file is not here) the last chunk read from the shared store.
     let mut offsets: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut chunks: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     loop {
+        // Asked before reading: a run that had ended by then has all its output in this pass
+        // (asked after, output written between the read and the question would be missed).
+        let ended = follow && {
+            let now = engine.store.find_run(&run.id)?;
+            now.status.is_finished() || engine.is_orphaned(&now)
+        };
         let steps = engine.store.steps(&run.id)?;
         if let Some(name) = step
             && !steps.iter().any(|s| s.name == name)
@@ -543,6 +556,16 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
         for s in steps.iter().filter(|s| step.is_none_or(|n| n == s.name)) {
             let Some(path) = &s.log_path else { continue };
             let Ok(mut f) = std::fs::File::open(path) else {
+                let after = chunks.get(&s.name).copied().unwrap_or(0);
+                let new = engine.store.step_log_after(&run.id, &s.name, after)?;
+                let Some(last) = new.last() else { continue };
+                if after == 0 && many {
+                    println!("==> {} ({}) <==", s.name, s.status);
+                }
+                chunks.insert(s.name.clone(), last.seq);
+                for c in &new {
+                    print!("{}", c.text);
+                }
                 continue;
             };
             let from = offsets.get(&s.name).copied().unwrap_or(0);
@@ -562,6 +585,7 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
         if !follow {
             if let Some(name) = step
                 && !offsets.contains_key(name)
+                && !chunks.contains_key(name)
                 && let Some(s) = steps.iter().find(|s| s.name == name)
             {
                 // Said on stderr: stdout stays the log's bytes (empty) for scripts.
@@ -577,8 +601,7 @@ fn logs(engine: &Engine, id: &str, step: Option<&str>, follow: bool) -> CliResul
             }
             return Ok(());
         }
-        let now = engine.store.find_run(&run.id)?;
-        if now.status.is_finished() || engine.is_orphaned(&now) {
+        if ended {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(300));

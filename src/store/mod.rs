@@ -895,6 +895,30 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn data_version(&self) -> Option<u64> {
         None
     }
+
+    /// Appends `text` (already masked) to the copy of a step's log kept in a shared store, so
+    /// that any machine can show it (a worker's log file is on its own disk). At most `cap`
+    /// bytes are kept: the oldest chunks are dropped, as the log file rotates. A store that is
+    /// not shared keeps no copy (the file is on the machine that reads it): nothing is written.
+    fn append_step_log(&self, run_id: &str, step: &str, text: &str, cap: u64) -> Result<()> {
+        let _ = (run_id, step, text, cap);
+        Ok(())
+    }
+
+    /// The chunks of a step's log kept in the store whose number is above `after`, in order;
+    /// the last one's number is where to continue from. Empty when the store keeps no copy.
+    fn step_log_after(&self, run_id: &str, step: &str, after: i64) -> Result<Vec<LogChunk>> {
+        let _ = (run_id, step, after);
+        Ok(Vec::new())
+    }
+}
+
+/// A piece of a step's log kept in a shared store ([`Store::step_log_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Increasing within the step; numbers of dropped chunks (over the cap) are not reused.
+    pub seq: i64,
+    pub text: String,
 }
 
 /// A schedule's persistent state.

@@ -19,16 +19,20 @@
 //! epoch it holds, so a process that was paused past its lease and wakes up cannot overwrite what
 //! its successor did: its write fails with [`StoreError::Fenced`].
 
+pub mod copy;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, RecoveredFires, Result,
-    RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store, StoreError, Vote,
+    Approval, ApprovalRequest, Decision, FireBatch, FireRecord, FireStatus, LogChunk,
+    RecoveredFires, Result, RunFilter, RunRecord, RunStatus, ScheduleState, StepRecord, Store,
+    StoreError, Vote,
 };
 
 /// How long a call waits for the server to accept a connection (a restart) before it fails.
@@ -836,44 +840,13 @@ impl PgStore {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// Appends a piece of a step's log (split into chunks of at most [`LOG_CHUNK`] bytes).
-    pub fn append_step_log(&self, run_id: &str, step: &str, text: &str) -> Result<()> {
-        let c = self.pool.get()?;
-        block(async {
-            let mut rest = text;
-            while !rest.is_empty() {
-                let mut cut = rest.len().min(LOG_CHUNK);
-                while !rest.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let (piece, tail) = rest.split_at(cut);
-                c.execute(
-                    "INSERT INTO step_log_chunks (run_id, step, seq, body) VALUES ($1, $2, \
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM step_log_chunks WHERE run_id = $1 AND step = $2), $3)",
-                    &[&run_id, &step, &piece],
-                )
-                .await?;
-                rest = tail;
-            }
-            Ok(())
-        })
-    }
-
     /// A step's log as stored (its chunks in order).
     pub fn step_log(&self, run_id: &str, step: &str) -> Result<String> {
-        let c = self.pool.get()?;
-        let rows = block(async {
-            c.query(
-                "SELECT body FROM step_log_chunks WHERE run_id = $1 AND step = $2 ORDER BY seq",
-                &[&run_id, &step],
-            )
-            .await
-        })?;
-        let mut out = String::new();
-        for r in rows {
-            out.push_str(r.try_get(0)?);
-        }
-        Ok(out)
+        Ok(self
+            .step_log_after(run_id, step, 0)?
+            .into_iter()
+            .map(|c| c.text)
+            .collect())
     }
 
     /// Runs `sql` (tests and `claw store migrate`).
@@ -928,6 +901,87 @@ async fn migrate_locked(c: &mut Client) -> Result<()> {
 }
 
 impl Store for PgStore {
+    /// One statement (atomic, its own transaction, which does not wait for the WAL flush): the chunks (of at most [`LOG_CHUNK`] bytes, or a
+    /// quarter of `cap` when smaller, so that at least three quarters of the cap stay when the
+    /// oldest go; cut at character boundaries) inserted, and the older chunks beyond `cap` bytes
+    /// deleted. Text longer than `cap` keeps its last `cap` bytes, so the new chunks themselves
+    /// always fit (the statement's delete cannot see the rows it inserts).
+    fn append_step_log(&self, run_id: &str, step: &str, text: &str, cap: u64) -> Result<()> {
+        let cap_bytes = usize::try_from(cap).unwrap_or(usize::MAX);
+        let mut text = text;
+        if text.len() > cap_bytes {
+            let mut cut = text.len() - cap_bytes;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text = &text[cut..];
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let size = (cap_bytes / 4).clamp(4, LOG_CHUNK);
+        let mut pieces: Vec<&str> = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(size);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            pieces.push(piece);
+            rest = tail;
+        }
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let c = self.pool.get()?;
+        // One round trip: typed parameters (no prepare), and the statement is its own
+        // transaction. `cfg`: a copy of a file the worker keeps is not worth a WAL flush per
+        // step (which made a step's end twice as slow); a crash of the server can lose its last
+        // fraction of a second. Every write of the run's state stays synchronous.
+        block(c.query_typed(
+            "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)), \
+                  base AS (SELECT COALESCE(MAX(seq), 0) AS s FROM step_log_chunks \
+                           WHERE run_id = $1 AND step = $2), \
+                  ins AS (INSERT INTO step_log_chunks (run_id, step, seq, body) \
+                          SELECT $1, $2, base.s + p.n, p.body \
+                          FROM cfg, base, unnest($3::text[]) WITH ORDINALITY AS p(body, n) \
+                          RETURNING seq, octet_length(body) AS len), \
+                  every AS (SELECT seq, octet_length(body) AS len FROM step_log_chunks \
+                            WHERE run_id = $1 AND step = $2 \
+                            UNION ALL SELECT seq, len FROM ins), \
+                  cut AS (SELECT MAX(seq) AS s FROM \
+                          (SELECT seq, SUM(len) OVER (ORDER BY seq DESC) AS kept FROM every) k \
+                          WHERE kept > $4) \
+             DELETE FROM step_log_chunks WHERE run_id = $1 AND step = $2 \
+             AND seq <= (SELECT s FROM cut)",
+            &[
+                (&run_id, Type::TEXT),
+                (&step, Type::TEXT),
+                (&pieces, Type::TEXT_ARRAY),
+                (&cap, Type::INT8),
+            ],
+        ))?;
+        Ok(())
+    }
+
+    fn step_log_after(&self, run_id: &str, step: &str, after: i64) -> Result<Vec<LogChunk>> {
+        let c = self.pool.get()?;
+        let rows = block(async {
+            c.query(
+                "SELECT seq, body FROM step_log_chunks WHERE run_id = $1 AND step = $2 AND seq > $3 ORDER BY seq",
+                &[&run_id, &step, &after],
+            )
+            .await
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogChunk {
+                    seq: r.try_get(0)?,
+                    text: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
     fn shared(&self) -> bool {
         true
     }

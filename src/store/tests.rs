@@ -802,10 +802,59 @@ fn step_logs_are_stored_in_capped_chunks() -> Result<()> {
     let (s, _db) = pg("logs")?;
     s.create_run(&run("r1", "wf", 1))?;
     let big = "é".repeat(crate::store::postgres::LOG_CHUNK); // two bytes each: two chunks
-    s.append_step_log("r1", "a", "first\n")?;
-    s.append_step_log("r1", "a", &big)?;
+    s.append_step_log("r1", "a", "first\n", u64::MAX)?;
+    s.append_step_log("r1", "a", &big, u64::MAX)?;
     assert_eq!(s.step_log("r1", "a")?, format!("first\n{big}"));
     assert_eq!(s.step_log("r1", "b")?, "");
+    let chunks = s.step_log_after("r1", "a", 0)?;
+    assert_eq!(chunks.len(), 3);
+    let rest = s.step_log_after("r1", "a", chunks[0].seq)?;
+    assert_eq!(rest, chunks[1..], "continued after a chunk");
+    Ok(())
+}
+
+#[test]
+fn a_step_log_in_the_store_keeps_its_last_cap_bytes() -> Result<()> {
+    let (s, _db) = pg("logcap")?;
+    s.create_run(&run("r1", "wf", 1))?;
+    for i in 0..10 {
+        s.append_step_log("r1", "a", &format!("{i}").repeat(600), 2000)?;
+    }
+    let kept = s.step_log("r1", "a")?;
+    assert!(kept.len() <= 2000, "{}", kept.len());
+    assert!(
+        kept.len() >= 1500,
+        "three quarters of the cap: {}",
+        kept.len()
+    );
+    assert!(
+        kept.ends_with(&"9".repeat(600)),
+        "the newest output is kept"
+    );
+    assert!(!kept.contains('0'), "the oldest is dropped");
+    let chunks = s.step_log_after("r1", "a", 0)?;
+    assert!(
+        chunks[0].seq > 1,
+        "numbers are not reused: {:?}",
+        chunks[0].seq
+    );
+    // A piece larger than the cap keeps its end, cut at character boundaries.
+    s.append_step_log("r1", "b", &"é".repeat(3000), 2000)?;
+    let b = s.step_log("r1", "b")?;
+    assert!(
+        b.len() <= 2000 && b.chars().all(|c| c == 'é'),
+        "{}",
+        b.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_keeps_no_copy_of_step_logs() -> Result<()> {
+    let s = SqliteStore::in_memory()?;
+    s.create_run(&run("r1", "wf", 1))?;
+    s.append_step_log("r1", "a", "text", 1024)?;
+    assert!(s.step_log_after("r1", "a", 0)?.is_empty());
     Ok(())
 }
 

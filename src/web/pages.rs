@@ -1288,9 +1288,10 @@ pub(crate) async fn api_decide(
     })
 }
 
-/// A running step's log as Server-Sent Events: each new piece of the file (masked) as a `log`
-/// event, and `end` when the step has finished and everything is sent. The file must be under
-/// the data directory.
+/// A running step's log as Server-Sent Events: each new piece (whole lines, masked) as a `log`
+/// event, and `end` when the step has finished and everything is sent. Read from the step's log
+/// file, which must be under the data directory; on a shared store (PostgreSQL), a step executed
+/// on another machine (no such file here) is read from the copy kept in the store.
 pub(crate) async fn log_stream(
     State(web): WebState,
     headers: HeaderMap,
@@ -1300,16 +1301,20 @@ pub(crate) async fn log_stream(
     let Ok(Some(run)) = web.engine.store.get_run(&id) else {
         return message(StatusCode::NOT_FOUND, "Not found", "no such run");
     };
-    let Some(path) = step_log(&web, &run.id, &step) else {
-        return message(StatusCode::NOT_FOUND, "Not found", "this step has no log");
+    let source = match step_log(&web, &run.id, &step) {
+        Some(path) => LogSource::File { path, offset: 0 },
+        None if web.engine.store.shared() && has_log(&web, &run.id, &step) => LogSource::Store {
+            after: 0,
+            partial: String::new(),
+        },
+        None => return message(StatusCode::NOT_FOUND, "Not found", "this step has no log"),
     };
-    let state = (web.clone(), run.id, step, path, 0u64, false);
+    let state = (web.clone(), run.id, step, source, false);
     let stream =
-        futures_util::stream::unfold(state, |(web, run, step, path, offset, done)| async move {
+        futures_util::stream::unfold(state, |(web, run, step, mut source, done)| async move {
             if done {
                 return None;
             }
-            let mut offset = offset;
             loop {
                 let finished = web
                     .engine
@@ -1318,20 +1323,17 @@ pub(crate) async fn log_stream(
                     .ok()
                     .and_then(|s| s.into_iter().find(|s| s.name == step))
                     .is_none_or(|s| s.status.is_finished());
-                let chunk = read_from(&path, &mut offset);
+                let chunk = source.read(&web, &run, &step, finished);
                 if !chunk.is_empty() {
                     let masked = crate::redact::global()
                         .redact(chunk.trim_end_matches('\n'))
                         .into_owned();
                     let ev = Event::default().event("log").data(masked);
-                    return Some((
-                        Ok::<_, Infallible>(ev),
-                        (web, run, step, path, offset, false),
-                    ));
+                    return Some((Ok::<_, Infallible>(ev), (web, run, step, source, false)));
                 }
                 if finished {
                     let ev = Event::default().event("end").data("");
-                    return Some((Ok(ev), (web, run, step, path, offset, true)));
+                    return Some((Ok(ev), (web, run, step, source, true)));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -1339,6 +1341,51 @@ pub(crate) async fn log_stream(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// Where a streamed step log is read from, and how far.
+enum LogSource {
+    File {
+        path: std::path::PathBuf,
+        offset: u64,
+    },
+    /// The copy in a shared store: the last chunk read, and the end of a line not yet whole.
+    Store { after: i64, partial: String },
+}
+
+impl LogSource {
+    /// Whole lines appended since the last read (`finished`: the step has ended, so a last line
+    /// without its newline is whole).
+    fn read(&mut self, web: &Web, run: &str, step: &str, finished: bool) -> String {
+        match self {
+            Self::File { path, offset } => read_from(path, offset),
+            Self::Store { after, partial } => {
+                let chunks = web
+                    .engine
+                    .store
+                    .step_log_after(run, step, *after)
+                    .unwrap_or_default();
+                for c in chunks {
+                    *after = c.seq;
+                    partial.push_str(&c.text);
+                }
+                let whole = if finished {
+                    partial.len()
+                } else {
+                    partial.rfind('\n').map_or(0, |i| i + 1)
+                };
+                partial.drain(..whole).collect()
+            }
+        }
+    }
+}
+
+/// Whether the run has the step and the step has (or will have) a log.
+fn has_log(web: &Web, run: &str, step: &str) -> bool {
+    web.engine
+        .store
+        .steps(run)
+        .is_ok_and(|s| s.iter().any(|s| s.name == step && s.log_path.is_some()))
 }
 
 /// The step's log file, if it lies inside the data directory.

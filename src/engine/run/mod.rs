@@ -19,6 +19,7 @@ use crate::store::{Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::workflow::load::strip_braces;
 use crate::workflow::{Condition, OnBusy, OnFailure, Step, Workflow};
 
+mod log_copy;
 mod prepare;
 mod record;
 mod waits;

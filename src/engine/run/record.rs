@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 
+use super::log_copy::LogCopy;
 use super::{Done, Exec, STDOUT_TAIL, Stop, rec_name, tail};
 use crate::engine::{Engine, Event, Result, now_ms};
 use crate::proc::StartGate;
@@ -262,6 +263,12 @@ impl Exec<'_> {
             services: Some(self.services()),
             start_gate,
         };
+        // A shared store (PostgreSQL) keeps a copy of the log for the other machines.
+        let copy = self
+            .engine
+            .store
+            .shared()
+            .then(|| LogCopy::new(std::sync::Arc::clone(&self.engine.store), &input));
         tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::select! {
@@ -271,7 +278,10 @@ impl Exec<'_> {
                     }
                 }
             }
-            let report = steps::run(&input, &rt).await;
+            let report = match copy {
+                Some(c) => c.around(steps::run(&input, &rt)).await,
+                None => steps::run(&input, &rt).await,
+            };
             (name, attempt, report, Some(input.kind))
         });
         Ok(())
