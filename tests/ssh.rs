@@ -288,6 +288,31 @@ fn user_known_hosts_hashed_and_revoked_entries() {
     let r = claw(&env, &["ssh", "run", "box", "true"]);
     r.expect_code(1);
     assert!(r.stdout.contains("REVOKED"), "{r:?}");
+
+    // Only a certificate authority covers the host (claw verifies no certificates): refused
+    // with the cause and the line, even with SSH_AUTO_ADD_HOST_KEYS, and nothing is pinned.
+    std::fs::write(
+        env.home.join("known_hosts"),
+        format!("@cert-authority [127.0.0.1]:* {kt} {b64}\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(&kh).unwrap();
+    let r: Ran = env
+        .command(&["ssh", "run", "box", "true"])
+        .env("HOME", env.path("userhome"))
+        .env_remove("SSH_AUTH_SOCK")
+        .env("SSH_AUTO_ADD_HOST_KEYS", "true")
+        .output()
+        .unwrap()
+        .into();
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("certificate authority (@cert-authority)")
+            && r.stdout.contains("known_hosts:1")
+            && r.stdout.contains(&sshd.fingerprint()),
+        "{r:?}"
+    );
+    assert!(!read(&env.home.join("known_hosts")).contains(&format!("]:{} ", sshd.port)));
 }
 
 #[test]
