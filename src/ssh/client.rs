@@ -323,8 +323,11 @@ fn expand_home(path: &str, settings: &Settings) -> PathBuf {
 /// changed since (size or modification time) is read again.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    keys: StdMutex<HashMap<PathBuf, (Option<std::time::SystemTime>, u64, Arc<PrivateKey>)>>,
+    keys: StdMutex<HashMap<PathBuf, (FileStamp, Arc<PrivateKey>)>>,
 }
+
+/// A file's modification time and size, to see that it changed.
+type FileStamp = (Option<std::time::SystemTime>, u64);
 
 impl KeyCache {
     /// The key in `file`; `passphrase` is asked only when the file is not cached. An error
@@ -340,8 +343,8 @@ impl KeyCache {
             meta.as_ref().map_or(0, std::fs::Metadata::len),
         );
         if let Ok(keys) = self.keys.lock()
-            && let Some((modified, len, key)) = keys.get(file)
-            && (*modified, *len) == stamp
+            && let Some((seen, key)) = keys.get(file)
+            && *seen == stamp
         {
             return Ok(key.clone());
         }
@@ -350,7 +353,7 @@ impl KeyCache {
             .map(Arc::new)
             .map_err(|e| (e, passphrase.is_some()))?;
         if let Ok(mut keys) = self.keys.lock() {
-            keys.insert(file.to_path_buf(), (stamp.0, stamp.1, key.clone()));
+            keys.insert(file.to_path_buf(), (stamp, key.clone()));
         }
         Ok(key)
     }
