@@ -128,7 +128,18 @@ pub async fn fan_out(
                 let alias = host.alias.clone();
                 let mut sink = |err: bool, b: &[u8]| on_data(&alias, err, b);
                 let out = pool.run(&host, cmd, &stop, &mut sink).await;
-                audit(pool.settings(), &host, &cmd.command, &out);
+                // The audit append syncs to disk: on the runtime's thread it would stall every
+                // other host's handshake and reads while it waits (20 hosts: 20 fsyncs in a row).
+                let (settings, h, command) =
+                    (pool.settings().clone(), host.clone(), cmd.command.clone());
+                let o = Output {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    error: out.error.clone(),
+                    ..out
+                };
+                let _ =
+                    tokio::task::spawn_blocking(move || audit(&settings, &h, &command, &o)).await;
                 if !out.ok() && how.fail_fast {
                     failed_fast.cancel();
                 }
