@@ -1489,3 +1489,80 @@ fn password_auth_from_the_vault_and_sudo_with_it() {
         String::from_utf8_lossy(&logs.stdout)
     );
 }
+
+/// claw killed (-9) during an ssh step on two hosts, one finished (exit 3) and one still
+/// running: the resumed run waits for a decision that names the finished host with its exit
+/// code and the one that had not finished.
+#[test]
+fn crash_during_an_ssh_step_names_the_finished_hosts() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let quick = Sshd::start(&env.path("quick"), 0);
+    let slow = Sshd::start(&env.path("slow"), 0);
+    fleet(
+        &env,
+        &[
+            ("quick", quick.port, &quick.client_key(), "pair"),
+            ("slow", slow.port, &slow.client_key(), "pair"),
+        ],
+    );
+    trust(&env, "quick", &quick.fingerprint());
+    trust(&env, "slow", &slow.fingerprint());
+    // SSH_CONNECTION ends with the server's port: the slow host's command sleeps.
+    env.workflow(
+        "pair",
+        &format!(
+            "steps:\n  - name: deploy\n    type: ssh\n    hosts: pair\n    command: 'case \"$SSH_CONNECTION\" in *\" {}\") sleep 20;; *) exit 3;; esac'\n",
+            slow.port
+        ),
+    );
+    let mut child = env
+        .command(&["workflow", "run", "pair", "--quiet"])
+        .env("HOME", env.path("userhome"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the quick host's end is in the step's journal, then kill claw.
+    let journal = wait_for(Duration::from_secs(30), || {
+        let found = walk(&env.home)
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".hosts.jsonl"))?;
+        read(&found).contains("\"host\":\"quick\"").then_some(found)
+    });
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert!(journal.is_some(), "the quick host's end was not journaled");
+    let runs = claw(&env, &["run", "list", "--json", "--limit", "1"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let run = runs[0]["id"].as_str().unwrap().to_owned();
+    let _ = claw(&env, &["run", "resume", &run, "--quiet"]);
+    let shown = env.show(&run);
+    let step = &shown["steps"][0];
+    assert_eq!(step["status"], "interrupted", "{shown}");
+    let msg = step["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("hosts finished: quick (exit 3); not finished: slow"),
+        "{msg}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
