@@ -1539,14 +1539,21 @@ fn crash_during_an_ssh_step_names_the_finished_hosts() {
     let runs = claw(&env, &["run", "list", "--json", "--limit", "1"]);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     let run = runs[0]["id"].as_str().unwrap().to_owned();
-    let _ = claw(&env, &["run", "resume", &run, "--quiet"]);
-    let shown = env.show(&run);
-    let step = &shown["steps"][0];
-    assert_eq!(step["status"], "interrupted", "{shown}");
-    let msg = step["message"].as_str().unwrap_or_default();
+    // The resumed run waits for the decision: read it, then reject the step.
+    let mut resumer = env.spawn(&["run", "resume", &run, "--quiet"]);
+    let msg = wait_for(Duration::from_secs(30), || {
+        let shown = env.show(&run);
+        let step = &shown["steps"][0];
+        (step["status"] == "interrupted")
+            .then(|| step["message"].as_str().unwrap_or_default().to_owned())
+    });
+    env.claw(&["run", "reject", &run, "deploy", "--no-wait"]);
+    let _ = resumer.wait();
+    let msg = msg.unwrap_or_default();
     assert!(
         msg.contains("hosts finished: quick (exit 3); not finished: slow"),
-        "{msg}"
+        "{msg}\n{}",
+        journal.as_deref().map(read).unwrap_or_default()
     );
 }
 

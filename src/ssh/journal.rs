@@ -101,9 +101,9 @@ pub fn summary(path: &Path) -> Option<String> {
             .join(", ")
     };
     let pending = if not.is_empty() {
-        not.join(", ")
-    } else {
         "none".to_owned()
+    } else {
+        not.join(", ")
     };
     Some(format!("hosts finished: {done}; not finished: {pending}"))
 }
