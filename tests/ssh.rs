@@ -288,6 +288,31 @@ fn user_known_hosts_hashed_and_revoked_entries() {
     let r = claw(&env, &["ssh", "run", "box", "true"]);
     r.expect_code(1);
     assert!(r.stdout.contains("REVOKED"), "{r:?}");
+
+    // Only a certificate authority covers the host (claw verifies no certificates): refused
+    // with the cause and the line, even with SSH_AUTO_ADD_HOST_KEYS, and nothing is pinned.
+    std::fs::write(
+        env.home.join("known_hosts"),
+        format!("@cert-authority [127.0.0.1]:* {kt} {b64}\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(&kh).unwrap();
+    let r: Ran = env
+        .command(&["ssh", "run", "box", "true"])
+        .env("HOME", env.path("userhome"))
+        .env_remove("SSH_AUTH_SOCK")
+        .env("SSH_AUTO_ADD_HOST_KEYS", "true")
+        .output()
+        .unwrap()
+        .into();
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("certificate authority (@cert-authority)")
+            && r.stdout.contains("known_hosts:1")
+            && r.stdout.contains(&sshd.fingerprint()),
+        "{r:?}"
+    );
+    assert!(!read(&env.home.join("known_hosts")).contains(&format!("]:{} ", sshd.port)));
 }
 
 #[test]
@@ -1463,4 +1488,88 @@ fn password_auth_from_the_vault_and_sudo_with_it() {
         "the password is in {}",
         String::from_utf8_lossy(&logs.stdout)
     );
+}
+
+/// claw killed (-9) during an ssh step on two hosts, one finished (exit 3) and one still
+/// running: the resumed run waits for a decision that names the finished host with its exit
+/// code and the one that had not finished.
+#[test]
+fn crash_during_an_ssh_step_names_the_finished_hosts() {
+    if !have_sshd() {
+        return;
+    }
+    let env = Env::new();
+    let quick = Sshd::start(&env.path("quick"), 0);
+    let slow = Sshd::start(&env.path("slow"), 0);
+    fleet(
+        &env,
+        &[
+            ("quick", quick.port, &quick.client_key(), "pair"),
+            ("slow", slow.port, &slow.client_key(), "pair"),
+        ],
+    );
+    trust(&env, "quick", &quick.fingerprint());
+    trust(&env, "slow", &slow.fingerprint());
+    // SSH_CONNECTION ends with the server's port: the slow host's command sleeps.
+    env.workflow(
+        "pair",
+        &format!(
+            "steps:\n  - name: deploy\n    type: ssh\n    hosts: pair\n    command: 'case \"$SSH_CONNECTION\" in *\" {}\") sleep 20;; *) exit 3;; esac'\n",
+            slow.port
+        ),
+    );
+    let mut child = env
+        .command(&["workflow", "run", "pair", "--quiet"])
+        .env("HOME", env.path("userhome"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the quick host's end is in the step's journal, then kill claw.
+    let journal = wait_for(Duration::from_secs(30), || {
+        let found = walk(&env.home)
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".hosts.jsonl"))?;
+        read(&found).contains("\"host\":\"quick\"").then_some(found)
+    });
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert!(journal.is_some(), "the quick host's end was not journaled");
+    let runs = claw(&env, &["run", "list", "--json", "--limit", "1"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let run = runs[0]["id"].as_str().unwrap().to_owned();
+    // The resumed run waits for the decision: read it, then reject the step.
+    let mut resumer = env.spawn(&["run", "resume", &run, "--quiet"]);
+    let msg = wait_for(Duration::from_secs(30), || {
+        let shown = env.show(&run);
+        let step = &shown["steps"][0];
+        (step["status"] == "interrupted")
+            .then(|| step["message"].as_str().unwrap_or_default().to_owned())
+    });
+    env.claw(&["run", "reject", &run, "deploy", "--no-wait"]);
+    let _ = resumer.wait();
+    let msg = msg.unwrap_or_default();
+    assert!(
+        msg.contains("hosts finished: quick (exit 3); not finished: slow"),
+        "{msg}\n{}",
+        journal.as_deref().map(read).unwrap_or_default()
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -85,13 +85,17 @@ pub(crate) enum BenchCommand {
     /// against N `ssh` CLI invocations (no ControlMaster) measured in the same run. The host
     /// must use key authentication with a `key_file` and have its key pinned. A target of
     /// several hosts also times `uptime` on all at once against one, and the RSS of the open
-    /// connections.
+    /// connections, and with --ansible, `claw ssh run --parallel N TARGET uptime` against
+    /// `ansible TARGET -i INVENTORY -m command -a uptime -f N`, each a process of its own.
     Ssh {
         /// An alias (or a target: its first host is used).
         target: String,
         /// How many commands each way.
         #[arg(long, default_value_t = 100)]
         commands: usize,
+        /// An Ansible inventory naming the same hosts and key (the `ansible` on PATH runs it).
+        #[arg(long, value_name = "INVENTORY")]
+        ansible: Option<std::path::PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -353,8 +357,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
         BenchCommand::Ssh {
             target,
             commands,
+            ansible,
             json,
-        } => ssh_bench(ctx, &target, commands.max(1), json),
+        } => ssh_bench(ctx, &target, commands.max(1), ansible.as_deref(), json),
         BenchCommand::Engine {
             steps,
             rounds,
@@ -975,7 +980,13 @@ fn memory(memories: usize, queries: usize, json: bool) -> CliResult {
     Ok(())
 }
 
-fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
+fn ssh_bench(
+    ctx: &Ctx,
+    target: &str,
+    n: usize,
+    ansible: Option<&std::path::Path>,
+    json: bool,
+) -> CliResult {
     use crate::ssh::{Command as SshCommand, Pool, Registry, Settings};
     let reg =
         Registry::find(&ctx.dirs.root, &ctx.dirs.home).map_err(|e| CliError::usage(e.render()))?;
@@ -1077,11 +1088,28 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
             f.failed, f.hosts
         )));
     }
+    // With an inventory: the same fan-out as processes, claw's CLI against Ansible's.
+    let versus = match ansible {
+        Some(inv) if fleet_hosts.len() > 1 => Some(versus_ansible(target, fleet_hosts.len(), inv)?),
+        _ => None,
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let versus_json = versus.as_ref().map(|v| {
+        serde_json::json!({
+            "claw_ms": ms(v.claw.0), "claw_cpu_ms": ms(v.claw.1),
+            "ansible_ms": ms(v.ansible.0), "ansible_cpu_ms": ms(v.ansible.1),
+            "speedup": v.ansible.0.as_secs_f64() / v.claw.0.as_secs_f64().max(1e-9),
+        })
+    });
     let fleet_json = fleet.as_ref().map(|f| {
         serde_json::json!({
             "hosts": f.hosts,
             "one_host_ms": f.one.as_millis() as u64,
             "all_hosts_ms": f.all.as_millis() as u64,
+            "one_host_cpu_ms": ms(f.one_cpu),
+            "all_hosts_cpu_ms": ms(f.all_cpu),
+            "one_host_sshd_cpu_ms": ms(f.one_sshd_cpu),
+            "all_hosts_sshd_cpu_ms": ms(f.all_sshd_cpu),
             "fan_out_ratio": f.all.as_secs_f64() / f.one.as_secs_f64().max(1e-9),
             "connections": f.connections,
             "rss_before_kib": f.rss_before_kib,
@@ -1091,6 +1119,7 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
     if json {
         super::output::print_json(&serde_json::json!({
             "fleet": fleet_json,
+            "versus_ansible": versus_json,
             "host": host.alias,
             "commands": n,
             "pool_ms": pooled.as_millis() as u64,
@@ -1127,6 +1156,13 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
             f.all.as_secs_f64() / f.one.as_secs_f64().max(1e-9)
         );
         println!(
+            "  claw's CPU {:.1} ms for all, {:.1} ms for one; the local sshd's CPU {:.1} ms for all, {:.1} ms for one",
+            ms(f.all_cpu),
+            ms(f.one_cpu),
+            ms(f.all_sshd_cpu),
+            ms(f.one_sshd_cpu)
+        );
+        println!(
             "  RSS {:.1} MiB before, {:.1} MiB with {} pooled connections ({:+.1} MiB)",
             f.rss_before_kib as f64 / 1024.0,
             f.rss_with_connections_kib as f64 / 1024.0,
@@ -1134,7 +1170,75 @@ fn ssh_bench(ctx: &Ctx, target: &str, n: usize, json: bool) -> CliResult {
             (f.rss_with_connections_kib as f64 - f.rss_before_kib as f64) / 1024.0
         );
     }
+    if let Some(v) = &versus {
+        println!(
+            "`uptime` on {} hosts, --parallel/-f {}: `claw ssh run` {:.1} ms (CPU {:.1} ms), `ansible -m command` {:.1} ms (CPU {:.1} ms): {:.1}x faster",
+            v.hosts,
+            v.hosts,
+            ms(v.claw.0),
+            ms(v.claw.1),
+            ms(v.ansible.0),
+            ms(v.ansible.1),
+            v.ansible.0.as_secs_f64() / v.claw.0.as_secs_f64().max(1e-9)
+        );
+    }
     Ok(())
+}
+
+/// `claw ssh run` against `ansible`, each a process, each its (wall, CPU with children).
+struct Versus {
+    hosts: usize,
+    claw: (Duration, Duration),
+    ansible: (Duration, Duration),
+}
+
+fn versus_ansible(
+    target: &str,
+    hosts: usize,
+    inventory: &std::path::Path,
+) -> Result<Versus, CliError> {
+    let timed =
+        |mut c: std::process::Command, what: &str| -> Result<(Duration, Duration), CliError> {
+            let cpu0 = crate::ssh::bench::children_cpu();
+            let started = Instant::now();
+            let out = c
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| CliError::internal(format!("cannot start {what}: {e}")))?;
+            let wall = started.elapsed();
+            if !out.status.success() {
+                return Err(CliError::internal(format!(
+                    "{what} failed ({}): {}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+            Ok((wall, crate::ssh::bench::children_cpu().saturating_sub(cpu0)))
+        };
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::internal(format!("cannot find claw's own executable: {e}")))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the benchmark times claw's CLI and Ansible as the user runs them"
+    )]
+    let (mut claw, mut ansible) = (
+        std::process::Command::new(exe),
+        std::process::Command::new("ansible"),
+    );
+    let f = hosts.to_string();
+    claw.args(["ssh", "run", "--parallel", &f, target, "uptime"]);
+    ansible
+        .arg(target)
+        .arg("-i")
+        .arg(inventory)
+        .args(["-m", "command", "-a", "uptime", "-f", &f])
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True");
+    Ok(Versus {
+        hosts,
+        claw: timed(claw, "claw ssh run")?,
+        ansible: timed(ansible, "ansible")?,
+    })
 }
 
 fn browser_bench(rounds: usize, json: bool) -> CliResult {

@@ -381,6 +381,11 @@ fn trust(ctx: &Ctx, alias: &str, expected: Option<&str>) -> CliResult {
                 ),
             });
         }
+        known_hosts::Verdict::CertAuthorityOnly { file, line } => println!(
+            "note: {}:{line} trusts a certificate authority for {name}, but claw does not verify host \
+             certificates: pinning the host's plain key is how claw can reach it",
+            file.display()
+        ),
         known_hosts::Verdict::Unknown => {}
     }
     let audit = |outcome: &str, how: &str| {

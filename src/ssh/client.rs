@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use russh::client::{self, AuthResult, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect, Sig};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -207,12 +207,26 @@ fn refusal(host: &Host, p: &Presented, settings: &Settings) -> String {
             p.fingerprint,
             file.display()
         ),
+        Verdict::CertAuthorityOnly { file, line } => format!(
+            "host key of {} ({}) cannot be verified: {}:{line} trusts a certificate authority (@cert-authority) for it, \
+             but claw does not verify host certificates (its SSH library, russh 0.59, does not negotiate them), \
+             and no plain key is pinned for the host. It offered {} {}; if that is the host's key, pin it with \
+             `claw ssh trust {} --fingerprint {}`",
+            host.alias,
+            known_hosts::host_name(&host.hostname, host.port),
+            file.display(),
+            p.keytype,
+            p.fingerprint,
+            host.alias,
+            p.fingerprint
+        ),
         Verdict::Known { .. } => format!("host key of {} was accepted", host.alias),
     };
     let kind = match p.verdict {
         Verdict::Unknown => "unknown",
         Verdict::Changed { .. } => "changed",
         Verdict::Revoked { .. } => "revoked",
+        Verdict::CertAuthorityOnly { .. } => "certificate_not_supported",
         Verdict::Known { .. } => "known",
     };
     let _ = settings.audit().record(&Event::new(
@@ -303,10 +317,53 @@ fn expand_home(path: &str, settings: &Settings) -> PathBuf {
     }
 }
 
+/// Private keys read from their files, kept for the pool's life: a fleet sharing one key file
+/// decodes it once (a passphrase-protected key costs a bcrypt-pbkdf run per decoding, and it
+/// would run on the runtime's thread once per host), and the vault is read once for it. A file
+/// changed since (size or modification time) is read again.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: StdMutex<HashMap<PathBuf, (FileStamp, Arc<PrivateKey>)>>,
+}
+
+/// A file's modification time and size, to see that it changed.
+type FileStamp = (Option<std::time::SystemTime>, u64);
+
+impl KeyCache {
+    /// The key in `file`; `passphrase` is asked only when the file is not cached. An error
+    /// carries whether a passphrase was found.
+    fn load(
+        &self,
+        file: &std::path::Path,
+        passphrase: impl FnOnce() -> Option<Secret>,
+    ) -> Result<Arc<PrivateKey>, (russh::keys::Error, bool)> {
+        let meta = std::fs::metadata(file).ok();
+        let stamp = (
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.as_ref().map_or(0, std::fs::Metadata::len),
+        );
+        if let Ok(keys) = self.keys.lock()
+            && let Some((seen, key)) = keys.get(file)
+            && *seen == stamp
+        {
+            return Ok(key.clone());
+        }
+        let passphrase = passphrase();
+        let key = russh::keys::load_secret_key(file, passphrase.as_ref().map(Secret::expose))
+            .map(Arc::new)
+            .map_err(|e| (e, passphrase.is_some()))?;
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.insert(file.to_path_buf(), (stamp, key.clone()));
+        }
+        Ok(key)
+    }
+}
+
 async fn authenticate(
     handle: &mut Handle<Checker>,
     host: &Host,
     settings: &Settings,
+    keys: &KeyCache,
 ) -> Result<(), SshError> {
     let who = format!("{} ({})", host.alias, host.address());
     let denied = |how: &str| {
@@ -349,15 +406,14 @@ async fn authenticate(
                 )));
             }
             let pass_key = format!("ssh:{}:passphrase", host.alias);
-            let passphrase = vault_secret(settings, &pass_key).ok().flatten();
             for file in &files {
-                let key = russh::keys::load_secret_key(file, passphrase.as_ref().map(Secret::expose))
-                    .map_err(|e| {
+                let key = keys.load(file, || vault_secret(settings, &pass_key).ok().flatten())
+                    .map_err(|(e, passphrase)| {
                         SshError::Auth(format!(
                             "cannot load the key {} for {}: {e}{}",
                             file.display(),
                             host.alias,
-                            if passphrase.is_none() {
+                            if !passphrase {
                                 format!(" (a passphrase-protected key reads its passphrase from the vault's `{pass_key}`)")
                             } else {
                                 String::new()
@@ -375,10 +431,7 @@ async fn authenticate(
                     None
                 };
                 let r = handle
-                    .authenticate_publickey(
-                        &host.username,
-                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                    )
+                    .authenticate_publickey(&host.username, PrivateKeyWithHashAlg::new(key, hash))
                     .await
                     .map_err(io)?;
                 if matches!(r, AuthResult::Success) {
@@ -455,6 +508,7 @@ type Slot = Arc<Mutex<Option<Arc<Conn>>>>;
 pub struct Pool {
     settings: Settings,
     conns: Mutex<HashMap<String, Slot>>,
+    keys: KeyCache,
     /// Connections opened (for tests and benchmarks: reuse shows as few opens).
     opened: std::sync::atomic::AtomicUsize,
 }
@@ -507,6 +561,7 @@ impl Pool {
         Self {
             settings,
             conns: Mutex::new(HashMap::new()),
+            keys: KeyCache::default(),
             opened: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -543,7 +598,7 @@ impl Pool {
         let mut handle = handshake?;
         match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            authenticate(&mut handle, host, &self.settings),
+            authenticate(&mut handle, host, &self.settings, &self.keys),
         )
         .await
         {

@@ -3,7 +3,8 @@
 //! Lines are `[marker] patterns keytype base64 [comment]`: patterns are comma-separated host
 //! names, `[host]:port` for a port other than 22, wildcards `*` and `?`, `!` negations, or one
 //! hashed entry `|1|salt|hmac-sha1(salt, name)`. `@revoked` marks a key refused for every host;
-//! `@cert-authority` lines are read and ignored (certificates are not accepted). A host may have
+//! `@cert-authority` lines are read but certificates are not verified: a host that only such a
+//! line covers is refused with [`Verdict::CertAuthorityOnly`], never trusted. A host may have
 //! several keys. The data directory's file is read first, then `~/.ssh/known_hosts`.
 
 use std::io::Write;
@@ -41,6 +42,10 @@ pub enum Verdict {
         line: usize,
         expected: Vec<String>,
     },
+    /// No key is pinned for this host, but a `@cert-authority` line (in `file`) covers it: the
+    /// host is meant to be trusted through a certificate, which claw cannot verify (russh 0.59
+    /// negotiates no `*-cert-v01@openssh.com` host key). Refused, and not pinned on first use.
+    CertAuthorityOnly { file: PathBuf, line: usize },
     /// No key is pinned for this host.
     Unknown,
 }
@@ -186,6 +191,17 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, blob: &[u8]) -> Verdict {
             expected: pinned.iter().map(|e| fingerprint(&e.blob)).collect(),
         };
     }
+    for (file, entries) in &loaded {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.marker.as_deref() == Some("@cert-authority") && matches(&e.patterns, &name))
+        {
+            return Verdict::CertAuthorityOnly {
+                file: file.clone(),
+                line: e.line,
+            };
+        }
+    }
     Verdict::Unknown
 }
 
@@ -268,6 +284,12 @@ mod tests {
         assert!(matches!(
             check(&files, "anything", 22, b"key-three"),
             Verdict::Revoked { line: 5, .. }
+        ));
+        // Only a certificate authority covers nas.lan: refused (even when the host presents
+        // the authority's own key), never unknown-and-pinnable on first use.
+        assert!(matches!(
+            check(&files, "nas.lan", 22, b"key-two"),
+            Verdict::CertAuthorityOnly { line: 6, .. }
         ));
         pin(&f, "new", 22, "ssh-ed25519", b"key-new", "claw").unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(

@@ -88,6 +88,13 @@ pub trait Kind: Sized + Clone + std::fmt::Debug {
         false
     }
 
+    /// What an attempt interrupted by a crash had done, read back from what it kept beside its
+    /// log at `log_path` (an `ssh` step: the hosts that had finished and those that had not),
+    /// for the decision the run then waits for.
+    fn interrupted_note(&self, _log_path: &std::path::Path) -> Option<String> {
+        None
+    }
+
     /// A copy with every expression rendered for this attempt, and whatever the attempt needs
     /// looked up (a skill's launch). An `Err` fails the attempt before anything starts.
     fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String>;
@@ -325,6 +332,10 @@ impl StepKind {
 
     pub fn waits(&self) -> bool {
         each_kind!(self, k => k.waits())
+    }
+
+    pub fn interrupted_note(&self, log_path: &std::path::Path) -> Option<String> {
+        each_kind!(self, k => k.interrupted_note(log_path))
     }
 
     pub fn prepare(&self, cx: &mut PrepareCx<'_>) -> Result<Self, String> {

@@ -296,7 +296,25 @@ impl Kind for SshStep {
                 })
                 .collect()
         } else {
-            ssh::fan_out(
+            // The hosts as they finish, for the decision after a crash (see interrupted_note).
+            let journal = ssh::journal::Journal::create(
+                &ssh::journal::path_for(&input.log_path),
+                &self.resolved,
+            )
+            .ok()
+            .map(Arc::new);
+            if let Some(j) = &journal {
+                for (h, e) in &failed {
+                    j.record(
+                        &h.alias,
+                        &ssh::Output {
+                            error: Some(e.clone()),
+                            ..ssh::Output::default()
+                        },
+                    );
+                }
+            }
+            ssh::fan_out_journaled(
                 &pool,
                 &ready,
                 &cmd,
@@ -306,6 +324,7 @@ impl Kind for SshStep {
                 },
                 &rt.cancel,
                 Arc::new(|_: &str, _: bool, _: &[u8]| {}),
+                journal,
             )
             .await
         };
@@ -334,6 +353,10 @@ impl Kind for SshStep {
         }
         results.sort_by_key(|(h, _)| self.resolved.iter().position(|x| x.alias == h.alias));
         report(self, &results, input, rt.cancel.is_cancelled())
+    }
+
+    fn interrupted_note(&self, log_path: &Path) -> Option<String> {
+        ssh::journal::summary(&ssh::journal::path_for(log_path))
     }
 
     fn environment_problems(&self, dirs: &Dirs) -> Vec<String> {

@@ -521,6 +521,14 @@ impl Exec<'_> {
                 Some((_, s)) => self.after_interruption(s),
                 None => Again::Run,
             };
+            // What the attempt had done (an ssh step: which hosts had finished), for the decision.
+            let note = match (self.step_def(&name), self.recs.get(&name)) {
+                (Some((_, s)), Some(r)) => r
+                    .log_path
+                    .as_deref()
+                    .and_then(|p| s.kind.interrupted_note(std::path::Path::new(p))),
+                _ => None,
+            };
             if again == Again::Reopen {
                 // A wait (an approval request, a child run) is found again, same attempt.
                 self.reopen.insert(name.clone());
@@ -541,8 +549,9 @@ impl Exec<'_> {
             } else {
                 rec.status = StepStatus::Interrupted;
                 rec.message = Some(format!(
-                    "interrupted while running (claw stopped) and not idempotent: it may or may not have done its work. \
+                    "interrupted while running (claw stopped) and not idempotent: it may or may not have done its work{}. \
                      Run it again with `claw run approve {run} {name}`, or mark it failed with `claw run reject {run} {name}`",
+                    note.map(|n| format!(" ({n})")).unwrap_or_default(),
                     run = self.run.id
                 ));
                 waiting = true;
