@@ -88,7 +88,9 @@ fn decay_compares_text_and_stats_count() {
 #[test]
 fn search_ranks_as_the_rank_column_does() {
     let mut db = MemoryDb::in_memory().unwrap();
-    let words = ["alpha", "alpine", "beta", "bet", "gamma", "gam", "delta", "alps"];
+    let words = [
+        "alpha", "alpine", "beta", "bet", "gamma", "gam", "delta", "alps",
+    ];
     let rows: Vec<(String, String)> = (0..400usize)
         .map(|i| {
             let value: Vec<&str> = (0..(3 + i % 7))
@@ -99,7 +101,13 @@ fn search_ranks_as_the_rank_column_does() {
         .collect();
     let news: Vec<NewMemory<'_>> = rows.iter().map(|(k, v)| new(k, v)).collect();
     db.remember_many(&news, T0).unwrap();
-    for q in ["\"al\"*", "\"alp\"*", "\"bet\"*", "\"gam\"* \"del\"*", "\"alpha\""] {
+    for q in [
+        "\"al\"*",
+        "\"alp\"*",
+        "\"bet\"*",
+        "\"gam\"* \"del\"*",
+        "\"alpha\"",
+    ] {
         let mut st = db
             .conn
             .prepare(
