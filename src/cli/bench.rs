@@ -334,12 +334,15 @@ fn dashboard(runs: usize, requests: usize, concurrency: usize, json: bool) -> Cl
     }
     let i = &r.idle;
     println!(
-        "  idle daemon RSS: {} KiB with the dashboard (after serving it), {} KiB with --no-dashboard: {:+} KiB (anonymous {} vs {} KiB)",
-        i.dashboard_rss_kib,
+        "  idle daemon RSS (anonymous): --no-dashboard {} KiB ({}); dashboard unused {} KiB ({}), {:+} KiB; dashboard after serving every page {} KiB ({}), {:+} KiB",
         i.no_dashboard_rss_kib,
-        i.delta_kib,
+        i.no_dashboard_anon_kib,
+        i.unused_rss_kib,
+        i.unused_anon_kib,
+        i.unused_delta_kib,
+        i.dashboard_rss_kib,
         i.dashboard_anon_kib,
-        i.no_dashboard_anon_kib
+        i.delta_kib,
     );
     Ok(())
 }

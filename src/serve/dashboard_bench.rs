@@ -68,15 +68,19 @@ pub struct SseBench {
     pub missed: usize,
 }
 
-/// Resident memory (KiB) of an idle `claw serve`: started with `--no-dashboard`, and with the
-/// dashboard after it has served each page and API once.
+/// Resident memory (KiB) of an idle `claw serve`: started with `--no-dashboard`; with the
+/// dashboard, unused; and with the dashboard after it has served each page and API once.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IdleRss {
     pub no_dashboard_rss_kib: u64,
     pub no_dashboard_anon_kib: u64,
+    pub unused_rss_kib: u64,
+    pub unused_anon_kib: u64,
     pub dashboard_rss_kib: u64,
     pub dashboard_anon_kib: u64,
-    /// Dashboard minus no dashboard, VmRSS.
+    /// Dashboard (unused) minus no dashboard, VmRSS.
+    pub unused_delta_kib: i64,
+    /// Dashboard (after serving) minus no dashboard, VmRSS.
     pub delta_kib: i64,
 }
 
@@ -346,9 +350,10 @@ async fn follow(
     })
 }
 
-/// The same data directory served twice, at rest: with `--no-dashboard` (webhooks and
-/// `/healthz` only, `/healthz` asked a few times) and with the dashboard after each page and
-/// API has answered once. Each daemon settles for 3 s before it is read.
+/// The same data directory served three times, at rest: with `--no-dashboard` (webhooks and
+/// `/healthz` only), with the dashboard unused (both asked `/healthz` a few times), and with the
+/// dashboard after each page and API has answered once. Each daemon settles for 3 s before it is
+/// read.
 fn idle_rss(
     rt: &tokio::runtime::Runtime,
     home: &std::path::Path,
@@ -359,7 +364,8 @@ fn idle_rss(
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(io)?;
-    let measure = |dashboard: bool| -> Result<(u64, u64), String> {
+    // (dashboard enabled, pages served)
+    let measure = |dashboard: bool, served: bool| -> Result<(u64, u64), String> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let mut args = vec!["--bind", addr.as_str()];
         if !dashboard {
@@ -368,7 +374,7 @@ fn idle_rss(
         let daemon = BenchDaemon::start(home, root, &args, &[])?;
         rt.block_on(async {
             BenchDaemon::wait_listening(&client, &addr).await?;
-            let paths: &[&str] = if dashboard {
+            let paths: &[&str] = if served {
                 &[
                     "/",
                     "/runs",
@@ -410,13 +416,18 @@ fn idle_rss(
         drop(daemon);
         Ok(got)
     };
-    let (base, base_anon) = measure(false)?;
-    let (dash, dash_anon) = measure(true)?;
+    let (base, base_anon) = measure(false, false)?;
+    let (unused, unused_anon) = measure(true, false)?;
+    let (dash, dash_anon) = measure(true, true)?;
+    let minus = |a: u64, b: u64| i64::try_from(a).unwrap_or(0) - i64::try_from(b).unwrap_or(0);
     Ok(IdleRss {
         no_dashboard_rss_kib: base,
         no_dashboard_anon_kib: base_anon,
+        unused_rss_kib: unused,
+        unused_anon_kib: unused_anon,
         dashboard_rss_kib: dash,
         dashboard_anon_kib: dash_anon,
-        delta_kib: i64::try_from(dash).unwrap_or(0) - i64::try_from(base).unwrap_or(0),
+        unused_delta_kib: minus(unused, base),
+        delta_kib: minus(dash, base),
     })
 }
