@@ -132,7 +132,7 @@ fn profile_dir(env: &Env, name: &str) -> PathBuf {
 }
 
 /// Pids of processes started with `--user-data-dir=<dir>` (Chromium's main process).
-fn chromium_pids(dir: &Path) -> Vec<i32> {
+pub(crate) fn chromium_pids(dir: &Path) -> Vec<i32> {
     let flag = format!("--user-data-dir={}", dir.display());
     std::fs::read_dir("/proc")
         .into_iter()
@@ -147,7 +147,7 @@ fn chromium_pids(dir: &Path) -> Vec<i32> {
 }
 
 /// Live processes (not zombies) whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
+pub(crate) fn group_members(pgid: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

@@ -52,10 +52,17 @@ fn add_user(env: &Env, name: &str, password: &str) -> Ran {
 }
 
 fn start(env: &Env) -> Dash {
+    start_with(env, &["dashboard"])
+}
+
+/// `claw ARGS --bind ADDR` on a free port, once `/healthz` answers.
+fn start_with(env: &Env, args: &[&str]) -> Dash {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    let mut args = args.to_vec();
+    args.extend(["--bind", &addr]);
     let child = env
-        .command(&["dashboard", "--bind", &addr])
+        .command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -192,6 +199,21 @@ fn without_a_user_every_page_answers_503_with_the_command_that_fixes_it() {
         );
     }
     assert_eq!(get(&d, "/healthz", "").status, 200);
+}
+
+#[test]
+fn serve_no_dashboard_leaves_the_pages_and_api_out() {
+    let env = Env::new();
+    add_user(&env, "dan", PASSWORD).expect_code(0);
+    let d = start_with(&env, &["serve", "--no-dashboard"]);
+    for path in ["/", "/login", "/runs", "/api/v1/runs", "/metrics"] {
+        assert_eq!(get(&d, path, "").status, 404, "{path}");
+    }
+    assert_eq!(get(&d, "/healthz", "").status, 200);
+    drop(d);
+    // The same data directory with the dashboard: the pages are there.
+    let d = start_with(&env, &["serve"]);
+    assert_eq!(get(&d, "/login", "").status, 200);
 }
 
 #[test]

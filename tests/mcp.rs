@@ -805,6 +805,15 @@ fn browser_tools_read_and_submit_pages_in_chromium() {
         profiles.contains("default") && profiles.contains("work"),
         "{profiles}"
     );
+    // The client has closed its session and `claw mcp` has exited: no Chromium of this data
+    // directory is left (the default and the `work` profiles were both used).
+    for profile in ["default", "work"] {
+        let dir = env.home.join("browser").join("profiles").join(profile);
+        assert!(
+            crate::browser::chromium_pids(&dir).is_empty(),
+            "a Chromium of profile {profile} outlived claw mcp"
+        );
+    }
     let audit = std::fs::read_to_string(env.home.join("audit.log")).unwrap();
     assert!(
         audit.lines().any(|l| l.contains("\"browser.submit\"")
@@ -813,4 +822,83 @@ fn browser_tools_read_and_submit_pages_in_chromium() {
             && !l.contains("\"ada\"")),
         "{audit}"
     );
+}
+
+/// `claw mcp` over stdio driven by hand (newline-delimited JSON-RPC): initialize, then one
+/// `browse_page` call; returns the child once the answer came and Chromium runs.
+fn mcp_with_a_browser(env: &Env, url: &str) -> (std::process::Child, i32) {
+    use std::io::{BufRead as _, Write as _};
+    let mut child = env
+        .command(&["mcp"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut send = |v: serde_json::Value| writeln!(stdin, "{v}").unwrap();
+    send(
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {},
+        "clientInfo": {"name": "by-hand", "version": "1"}}}),
+    );
+    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "browse_page", "arguments": {"url": url}}}),
+    );
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "claw mcp ended early"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == 2 {
+            assert_eq!(v["result"]["isError"], false, "{v}");
+            break;
+        }
+    }
+    let dir = env.home.join("browser").join("profiles").join("default");
+    let pids = crate::browser::chromium_pids(&dir);
+    assert_eq!(pids.len(), 1, "one Chromium for the profile: {pids:?}");
+    // The pipes stay open (kept by the child's handle and this leak) until the signal.
+    std::mem::forget((stdin, stdout));
+    (child, pids[0])
+}
+
+/// Chromium started by a browser tool ends with `claw mcp` however that ends: on SIGTERM claw
+/// closes its browsers (their profiles written) and exits 0; on SIGKILL the kernel's
+/// parent-death signal (set by the `claw __chromium` launcher) kills Chromium, and the rest of
+/// its process group follows. Nothing of the group is left either way.
+#[test]
+fn chromium_ends_with_claw_mcp_on_sigterm_and_sigkill() {
+    let addr = serve_pages();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
+        let env = Env::new();
+        let (mut child, chromium) = mcp_with_a_browser(&env, &format!("http://{addr}/form"));
+        assert!(!crate::browser::group_members(chromium).is_empty());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let status = child.wait().unwrap();
+        if signal == nix::sys::signal::Signal::SIGTERM {
+            // Handled: claw closed its browsers itself and exited normally.
+            assert!(status.success(), "claw mcp after SIGTERM: {status}");
+        }
+        let gone = crate::common::wait_for(std::time::Duration::from_secs(10), || {
+            crate::browser::group_members(chromium)
+                .is_empty()
+                .then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "after {signal} ({status}), Chromium's group outlived claw mcp: {:?}",
+            crate::browser::group_members(chromium)
+        );
+    }
 }

@@ -318,6 +318,36 @@ fn dashboard(runs: usize, requests: usize, concurrency: usize, json: bool) -> Cl
         "  p99 ratio to /healthz: API {:.2}x, page {:.2}x; {} non-200 answers",
         r.api_p99_ratio, r.page_p99_ratio, r.errors
     );
+    println!(
+        "  log line written by a running step -> received ({} lines{}):",
+        r.sse.lines,
+        if r.sse.missed > 0 {
+            format!(", {} never received over SSE", r.sse.missed)
+        } else {
+            String::new()
+        }
+    );
+    for (name, s) in [
+        ("tail of the file (baseline)", &r.sse.baseline_tail),
+        ("SSE client                 ", &r.sse.sse),
+    ] {
+        println!(
+            "    {name} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms",
+            s.p50_ms, s.p99_ms, s.max_ms
+        );
+    }
+    let i = &r.idle;
+    println!(
+        "  idle daemon RSS (anonymous): --no-dashboard {} KiB ({}); dashboard unused {} KiB ({}), {:+} KiB; dashboard after serving every page {} KiB ({}), {:+} KiB",
+        i.no_dashboard_rss_kib,
+        i.no_dashboard_anon_kib,
+        i.unused_rss_kib,
+        i.unused_anon_kib,
+        i.unused_delta_kib,
+        i.dashboard_rss_kib,
+        i.dashboard_anon_kib,
+        i.delta_kib,
+    );
     Ok(())
 }
 

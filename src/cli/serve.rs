@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// Install and start the systemd user unit running this command (same as `claw daemon install`).
     #[arg(long)]
     install: bool,
+    /// Leave the dashboard and its API (`/`, `/api/v1/…`, `/metrics`) out of the listener: it
+    /// serves the webhooks, `/healthz` and `/mcp` only.
+    #[arg(long, conflicts_with_all = ["no_http", "install"])]
+    no_dashboard: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +139,7 @@ pub(crate) fn serve(ctx: &Ctx, args: ServeArgs) -> CliResult {
         wait: args.wait,
         take_over: args.take_over,
         max_runs: args.max_runs,
+        no_dashboard: args.no_dashboard,
     };
     Ok(serve::run(
         ctx.dirs.clone(),

@@ -243,7 +243,9 @@ pub fn router(
     });
     axum::Router::new()
         .route("/mcp", post(on_post).get(on_get).delete(on_delete))
-        .layer(axum::middleware::from_fn_with_state(mcp.clone(), check))
+        // `route_layer`: the token check guards `/mcp` only; with `layer` it would also answer
+        // every unknown path of the merged listener (503 or 401 instead of 404).
+        .route_layer(axum::middleware::from_fn_with_state(mcp.clone(), check))
         .with_state(mcp)
 }
 

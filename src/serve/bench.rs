@@ -229,7 +229,7 @@ pub fn cron(
 }
 
 /// Resident set and its anonymous part (KiB), and CPU ticks (user + system) of a process.
-fn proc_stats(pid: u32) -> Option<((u64, u64), u64)> {
+pub(super) fn proc_stats(pid: u32) -> Option<((u64, u64), u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         status
@@ -374,6 +374,10 @@ impl BenchDaemon {
         Ok(Self {
             child: cmd.spawn().map_err(io)?,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Returns once `GET http://ADDR/healthz` answers (at most 30 s).

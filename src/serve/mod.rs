@@ -72,6 +72,8 @@ pub struct Options {
     /// Stop a seed cron daemon running on the data directory instead of refusing.
     pub take_over: bool,
     pub max_runs: usize,
+    /// Serve the webhooks, `/healthz` and `/mcp` without the dashboard and its API.
+    pub no_dashboard: bool,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             wait: false,
             take_over: false,
             max_runs: DEFAULT_MAX_RUNS,
+            no_dashboard: false,
         }
     }
 }
@@ -316,7 +319,7 @@ async fn daemon(
     let mut http_thread = None;
     if let Some((l, tls)) = listener {
         let addr = l.local_addr().ok();
-        let router = http_router(&ctx, tls.is_some());
+        let router = http_router(&ctx, tls.is_some(), !opts.no_dashboard);
         let intake = ctx.intake.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1005,7 +1008,7 @@ fn watch_notice(n: &crate::triggers::watch::Notice<'_>) {
     }
 }
 
-fn http_router(ctx: &Rc<Ctx>, tls: bool) -> axum::Router {
+fn http_router(ctx: &Rc<Ctx>, tls: bool, dashboard: bool) -> axum::Router {
     let sink: crate::triggers::webhook::server::LogSink =
         Arc::new(|line: &str| tracing::info!(target: DAEMON, "{line}"));
     let state = Arc::new(crate::triggers::webhook::server::WebhookState::new(
@@ -1014,24 +1017,26 @@ fn http_router(ctx: &Rc<Ctx>, tls: bool) -> axum::Router {
         sink,
     ));
     *ctx.webhooks.borrow_mut() = Some(state.clone());
-    let web = Arc::new(crate::web::Web::new(
-        ctx.engine.clone(),
-        Execution::QueueAndWake(ctx.poke.clone()),
-        tls,
-        &|line| tracing::warn!(target: DAEMON, "{line}"),
-    ));
-    crate::triggers::webhook::server::router(state)
+    let mut router = crate::triggers::webhook::server::router(state)
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(chat::webhook_route(
             ctx.engine.dirs.clone(),
             ctx.telegram.clone(),
-        ))
-        .merge(crate::web::router(web))
-        .merge(crate::mcp::http::router(
-            crate::mcp::Server::new(ctx.engine.dirs.clone(), ctx.engine.settings())
-                .with_daemon_check(|_| true),
-            crate::mcp::http::token_from_settings(&ctx.engine.dirs).as_deref(),
-            ctx.engine.audit.clone(),
-            ctx.intake.clone(),
-        ))
+        ));
+    if dashboard {
+        let web = Arc::new(crate::web::Web::new(
+            ctx.engine.clone(),
+            Execution::QueueAndWake(ctx.poke.clone()),
+            tls,
+            &|line| tracing::warn!(target: DAEMON, "{line}"),
+        ));
+        router = router.merge(crate::web::router(web));
+    }
+    router.merge(crate::mcp::http::router(
+        crate::mcp::Server::new(ctx.engine.dirs.clone(), ctx.engine.settings())
+            .with_daemon_check(|_| true),
+        crate::mcp::http::token_from_settings(&ctx.engine.dirs).as_deref(),
+        ctx.engine.audit.clone(),
+        ctx.intake.clone(),
+    ))
 }

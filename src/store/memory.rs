@@ -259,13 +259,19 @@ impl MemoryDb {
         filter: Filter<'_>,
         limit: u32,
     ) -> Result<Vec<(MemoryRow, f64)>> {
-        // Without filters, FTS5 ranks and cuts on its own index (no row of `memories` is read
-        // until the best `limit` are known); with them, the join filters before the cut.
+        // Without filters, the best `limit` are picked on the index alone (no row of `memories`
+        // is read until they are known); with them, the join filters before the cut.
+        //
+        // `ORDER BY bm25(…) LIMIT n` rather than FTS5's `rank` column: the same scores, but
+        // `ORDER BY rank` makes FTS5 prepare a statement of its own for every query and sort
+        // every match in full before the LIMIT applies, where SQLite's top-n sorter keeps only
+        // `n` rows. For a prefix matching 4,000 of 100,000 memories that is a third of the time;
+        // what remains is bm25 itself (one `_docsize` lookup per match).
         let sql = if filter.category.is_none() && filter.project.is_none() {
             format!(
                 "SELECT {COLUMNS}, f.rank FROM (
-                     SELECT rowid, rank FROM memories_fts
-                     WHERE memories_fts MATCH ?1 AND rank MATCH 'bm25(10.0, 5.0, 1.0)'
+                     SELECT rowid, bm25(memories_fts, 10.0, 5.0, 1.0) AS rank FROM memories_fts
+                     WHERE memories_fts MATCH ?1
                      ORDER BY rank LIMIT ?4
                  ) f JOIN memories m ON m.id = f.rowid
                  WHERE ?2 IS NULL AND ?3 IS NULL ORDER BY f.rank"

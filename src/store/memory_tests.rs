@@ -82,3 +82,60 @@ fn decay_compares_text_and_stats_count() {
     assert_eq!(s.by_category, vec![("fact".to_owned(), 1)]);
     assert_eq!(s.oldest.as_deref(), Some(T1));
 }
+
+/// The search orders by `bm25(…)` with a LIMIT instead of FTS5's `rank` column (configured with
+/// `rank MATCH 'bm25(10, 5, 1)'`): the same rows with the same scores, in the same order.
+#[test]
+fn search_ranks_as_the_rank_column_does() {
+    let mut db = MemoryDb::in_memory().unwrap();
+    let words = [
+        "alpha", "alpine", "beta", "bet", "gamma", "gam", "delta", "alps",
+    ];
+    let rows: Vec<(String, String)> = (0..400usize)
+        .map(|i| {
+            let value: Vec<&str> = (0..(3 + i % 7))
+                .map(|j| words[(i * 7 + j * 3 + i / 5) % words.len()])
+                .collect();
+            (format!("{}-{i}", words[i % words.len()]), value.join(" "))
+        })
+        .collect();
+    let news: Vec<NewMemory<'_>> = rows.iter().map(|(k, v)| new(k, v)).collect();
+    db.remember_many(&news, T0).unwrap();
+    for q in [
+        "\"al\"*",
+        "\"alp\"*",
+        "\"bet\"*",
+        "\"gam\"* \"del\"*",
+        "\"alpha\"",
+    ] {
+        let mut st = db
+            .conn
+            .prepare(
+                "SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ?1
+                 AND rank MATCH 'bm25(10.0, 5.0, 1.0)' ORDER BY rank",
+            )
+            .unwrap();
+        let mut want: Vec<(i64, f64)> = st
+            .query_map([q], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(want.len() > 10, "{q}: {} matches", want.len());
+        let got = |limit: u32| -> Vec<(i64, f64)> {
+            db.search(q, Filter::default(), limit)
+                .unwrap()
+                .into_iter()
+                .map(|(r, rank)| (r.id, rank))
+                .collect()
+        };
+        // The best 10: the same scores in the same order.
+        let ranks = |v: &[(i64, f64)]| v.iter().map(|(_, r)| *r).collect::<Vec<_>>();
+        assert_eq!(ranks(&got(10)), ranks(&want[..10]), "{q}");
+        // Every match: the same rows with the same scores (ties in any order).
+        let mut all = got(10_000);
+        let by = |a: &(i64, f64), b: &(i64, f64)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+        all.sort_by(by);
+        want.sort_by(by);
+        assert_eq!(all, want, "{q}");
+    }
+}

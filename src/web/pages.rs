@@ -1288,10 +1288,56 @@ pub(crate) async fn api_decide(
     })
 }
 
+/// How often a followed log file is looked at (one `stat`): the longest a new line waits
+/// before it is sent.
+const FOLLOW_POLL: Duration = Duration::from_millis(10);
+/// How often a followed step's state is read from the store (to know when to send `end`).
+const FOLLOW_STATE: Duration = Duration::from_millis(250);
+
+/// What a log stream knows between two events.
+struct Follow {
+    web: std::sync::Arc<Web>,
+    run: String,
+    step: String,
+    source: LogSource,
+    /// When the step's state was last read, and whether it had finished then.
+    checked: Option<(tokio::time::Instant, bool)>,
+    done: bool,
+}
+
+impl Follow {
+    /// Whether the step has finished, read from the store at most every [`FOLLOW_STATE`], on a
+    /// blocking thread: the store's connection may be busy with the daemon's writes, and the
+    /// listener's thread must not wait for it.
+    async fn finished(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if let Some((at, finished)) = self.checked
+            && (finished || now.duration_since(at) < FOLLOW_STATE)
+        {
+            return finished;
+        }
+        let (web, run, step) = (self.web.clone(), self.run.clone(), self.step.clone());
+        let finished = tokio::task::spawn_blocking(move || {
+            web.engine
+                .store
+                .steps(&run)
+                .ok()
+                .and_then(|s| s.into_iter().find(|s| s.name == step))
+                .is_none_or(|s| s.status.is_finished())
+        })
+        .await
+        .unwrap_or(true);
+        self.checked = Some((now, finished));
+        finished
+    }
+}
+
 /// A running step's log as Server-Sent Events: each new piece (whole lines, masked) as a `log`
 /// event, and `end` when the step has finished and everything is sent. Read from the step's log
 /// file, which must be under the data directory; on a shared store (PostgreSQL), a step executed
-/// on another machine (no such file here) is read from the copy kept in the store.
+/// on another machine (no such file here) is read from the copy kept in the store. The log is
+/// looked at every [`FOLLOW_POLL`] (a line reaches the client within that, measured by
+/// `claw bench dashboard`); the step's state far less often.
 pub(crate) async fn log_stream(
     State(web): WebState,
     headers: HeaderMap,
@@ -1309,35 +1355,41 @@ pub(crate) async fn log_stream(
         },
         None => return message(StatusCode::NOT_FOUND, "Not found", "this step has no log"),
     };
-    let state = (web.clone(), run.id, step, source, false);
-    let stream =
-        futures_util::stream::unfold(state, |(web, run, step, mut source, done)| async move {
-            if done {
-                return None;
+    let state = Follow {
+        web: web.clone(),
+        run: run.id,
+        step,
+        source,
+        checked: None,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            // The state before the read: a step that had finished before it has nothing more.
+            let finished = f.finished().await;
+            let chunk = f.source.read(&f.web, &f.run, &f.step, finished);
+            if !chunk.is_empty() {
+                let masked = crate::redact::global()
+                    .redact(chunk.trim_end_matches('\n'))
+                    .into_owned();
+                let ev = Event::default().event("log").data(masked);
+                return Some((Ok::<_, Infallible>(ev), f));
             }
-            loop {
-                let finished = web
-                    .engine
-                    .store
-                    .steps(&run)
-                    .ok()
-                    .and_then(|s| s.into_iter().find(|s| s.name == step))
-                    .is_none_or(|s| s.status.is_finished());
-                let chunk = source.read(&web, &run, &step, finished);
-                if !chunk.is_empty() {
-                    let masked = crate::redact::global()
-                        .redact(chunk.trim_end_matches('\n'))
-                        .into_owned();
-                    let ev = Event::default().event("log").data(masked);
-                    return Some((Ok::<_, Infallible>(ev), (web, run, step, source, false)));
-                }
-                if finished {
-                    let ev = Event::default().event("end").data("");
-                    return Some((Ok(ev), (web, run, step, source, true)));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if finished {
+                f.done = true;
+                return Some((Ok(Event::default().event("end").data("")), f));
             }
-        });
+            // The store's copy is a query, and only grows every half second.
+            let poll = match f.source {
+                LogSource::File { .. } => FOLLOW_POLL,
+                LogSource::Store { .. } => FOLLOW_STATE,
+            };
+            tokio::time::sleep(poll).await;
+        }
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -1410,6 +1462,10 @@ fn step_log(web: &Web, run: &str, step: &str) -> Option<std::path::PathBuf> {
 /// What was appended to `path` since `offset` (whole lines only, up to 64 KiB).
 fn read_from(path: &std::path::Path, offset: &mut u64) -> String {
     use std::io::{Read as _, Seek as _};
+    // Most looks find nothing new: a `stat` answers them without opening the file.
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == *offset) {
+        return String::new();
+    }
     let Ok(mut f) = std::fs::File::open(path) else {
         return String::new();
     };
