@@ -2329,9 +2329,16 @@ impl ScratchDb {
     /// Creates an empty database `claw_<tag>_<pid>_<n>` on the server of `CLAW_TEST_PG` (or
     /// [`TEST_SERVER`]).
     pub fn create(tag: &str) -> Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let admin =
             crate::config::env::var("CLAW_TEST_PG").unwrap_or_else(|| TEST_SERVER.to_owned());
+        Self::create_on(&admin, tag)
+    }
+
+    /// Creates an empty database `claw_<tag>_<pid>_<n>` on the server whose maintenance
+    /// database is `admin` (a URL ending in `/database`).
+    pub fn create_on(admin: &str, tag: &str) -> Result<Self> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = admin.to_owned();
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag: String = tag
             .chars()
