@@ -882,6 +882,15 @@ impl PgStore {
         block(c.batch_execute(sql))?;
         Ok(())
     }
+
+    /// The first row of `sql`, each column a `BIGINT` (benchmarks count what they drove).
+    pub fn query_i64s(&self, sql: &str) -> Result<Vec<i64>> {
+        let c = self.pool.get()?;
+        let row = block(c.query_one(sql, &[]))?;
+        (0..row.len())
+            .map(|i| row.try_get::<_, i64>(i).map_err(StoreError::from))
+            .collect()
+    }
 }
 
 async fn migrate_locked(c: &mut Client) -> Result<()> {
