@@ -197,12 +197,24 @@ fn kill_9_of_a_worker_mid_run_another_resumes_it() {
         read(&env.path("b.log"))
     );
     assert_eq!(lines(&c.join("two")), 1, "not re-run without a decision");
+    // A worker holding a run that waits for a person stops at once on SIGTERM, and leaves the
+    // run waiting for the next worker.
+    let log_b = stop(&env, "b", b);
+    assert!(log_b.contains("released 1 unfinished run"), "{log_b}");
+    assert_eq!(status(&env, &run), "waiting");
+    let c2 = worker(&env, "c", &[]);
+    let pid = c2.id().to_string();
+    let held = wait_for(Duration::from_secs(30), || {
+        let owner = psql(&env, &format!("SELECT owner FROM runs WHERE id = '{run}'"));
+        (owner.split('/').nth(2) == Some(pid.as_str())).then_some(())
+    });
+    assert!(held.is_some(), "{}", read(&env.path("c.log")));
     env.claw(&["run", "approve", &run, "two"]).expect_code(0);
     let done = wait_for(Duration::from_secs(30), || {
         (status(&env, &run) == "succeeded").then_some(())
     });
-    let log_b = stop(&env, "b", b);
-    assert!(done.is_some(), "{log_b}");
+    let log_c = stop(&env, "c", c2);
+    assert!(done.is_some(), "{log_c}");
     assert_eq!(lines(&c.join("one")), 1, "a finished step is not run again");
     assert_eq!(lines(&c.join("two")), 2, "run again once, as decided");
     assert_eq!(lines(&c.join("three")), 1);
