@@ -100,17 +100,36 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The PostgreSQL store (scale-out): a worker's claim of one run (`FOR UPDATE SKIP
-    /// LOCKED`, fencing epoch bumped) with N runs queued, p50/p99, against one primary-key read
-    /// of a run (the round trip). Uses a scratch database on `CLAW_TEST_PG` (default
-    /// postgres://postgres@127.0.0.1:5432/test).
+    /// The PostgreSQL store (scale-out), in three parts, each in scratch databases on
+    /// `CLAW_TEST_PG` (default postgres://postgres@127.0.0.1:5432/test):
+    /// a worker's claim of one run (`FOR UPDATE SKIP LOCKED`, fencing epoch bumped; store calls
+    /// in this process) with N runs queued, p50/p99, against one primary-key read of a run (the
+    /// round trip); the throughput of real `claw worker` processes on --runs runs of a one-step
+    /// `sleep 0.05` workflow, for each count of --workers, against one worker; and
+    /// `claw workflow run` (the whole process) of --steps sequential `true` steps on
+    /// PostgreSQL against SQLite.
     Pg {
-        /// How many runs are queued.
+        /// How many runs are queued for the claims.
         #[arg(long, default_value_t = 10_000)]
         queued: usize,
         /// How many claims to time.
         #[arg(long, default_value_t = 500)]
         claims: usize,
+        /// Runs for the throughput part (0: skip it).
+        #[arg(long, default_value_t = 1_000)]
+        runs: usize,
+        /// Worker processes, one measurement per count (the first is the baseline).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+        workers: Vec<usize>,
+        /// `--slots` of each worker.
+        #[arg(long, default_value_t = 4)]
+        slots: usize,
+        /// Steps of the sequential workflow (0: skip that part).
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        /// Rounds of the sequential workflow on each store (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -241,25 +260,87 @@ fn web(requests: usize, concurrency: usize, json: bool) -> CliResult {
     Ok(())
 }
 
-fn pg(queued: usize, claims: usize, json: bool) -> CliResult {
-    let r = crate::worker::bench::run(queued, claims).map_err(CliError::internal)?;
-    if json {
-        super::output::print_json(&serde_json::to_value(&r).unwrap_or_default());
-        return Ok(());
+/// What `claw bench pg` measures.
+struct PgBench {
+    queued: usize,
+    claims: usize,
+    runs: usize,
+    workers: Vec<usize>,
+    slots: usize,
+    steps: usize,
+    rounds: usize,
+}
+
+fn pg(b: &PgBench, json: bool) -> CliResult {
+    use crate::worker::bench;
+    let r = bench::run(b.queued, b.claims).map_err(CliError::internal)?;
+    if !json {
+        println!(
+            "pg: claims of one run with {} queued ({} timed; store calls in this process)",
+            r.queued, r.claims
+        );
+        println!(
+            "  claim (SKIP LOCKED + epoch)    p50 {:>8.2} ms   p99 {:>8.2} ms",
+            r.claim_p50_ms, r.claim_p99_ms
+        );
+        println!(
+            "  read of one run (baseline)     p50 {:>8.2} ms   p99 {:>8.2} ms",
+            r.baseline_p50_ms, r.baseline_p99_ms
+        );
+        println!("  p50 ratio                      {:>8.2}x", r.p50_ratio);
     }
-    println!(
-        "pg: claims of one run with {} queued ({} timed)",
-        r.queued, r.claims
-    );
-    println!(
-        "  claim (SKIP LOCKED + epoch)    p50 {:>8.2} ms   p99 {:>8.2} ms",
-        r.claim_p50_ms, r.claim_p99_ms
-    );
-    println!(
-        "  read of one run (baseline)     p50 {:>8.2} ms   p99 {:>8.2} ms",
-        r.baseline_p50_ms, r.baseline_p99_ms
-    );
-    println!("  p50 ratio                      {:>8.2}x", r.p50_ratio);
+    let mut throughput: Vec<bench::Throughput> = Vec::new();
+    if b.runs > 0 && !b.workers.is_empty() {
+        if !json {
+            println!(
+                "pg: {} runs of a one-step `sleep 0.05` workflow by `claw worker --slots {}` processes",
+                b.runs, b.slots
+            );
+        }
+        for &w in &b.workers {
+            let w = w.max(1);
+            let secs = bench::throughput(b.runs, w, b.slots.max(1)).map_err(CliError::internal)?;
+            let rps = b.runs as f64 / secs.max(1e-9);
+            let base = throughput.first().map_or(rps, |t| t.runs_per_s);
+            let t = bench::Throughput {
+                workers: w,
+                slots: b.slots.max(1),
+                runs: b.runs,
+                seconds: secs,
+                runs_per_s: rps,
+                ratio_vs_one: rps / base.max(1e-9),
+            };
+            if !json {
+                println!(
+                    "  {} worker(s) x {} slots   {:>8.1} runs/s   {:>7.2} s   {:>5.2}x the first",
+                    t.workers, t.slots, t.runs_per_s, t.seconds, t.ratio_vs_one
+                );
+            }
+            throughput.push(t);
+        }
+    }
+    let sequential = if b.steps > 0 {
+        let s = bench::sequential(b.steps, b.rounds.max(1)).map_err(CliError::internal)?;
+        if !json {
+            println!(
+                "pg: `claw workflow run` of {} sequential `true` steps, median of {} rounds",
+                s.steps, s.rounds
+            );
+            println!("  on SQLite (baseline)     {:>9.1} ms", s.sqlite_ms);
+            println!("  on PostgreSQL            {:>9.1} ms", s.postgres_ms);
+            println!("  ratio                    {:>9.2}x", s.ratio);
+        }
+        Some(s)
+    } else {
+        None
+    };
+    if json {
+        super::output::print_json(&serde_json::json!({
+            "claims": r,
+            "throughput": throughput,
+            "sequential": sequential,
+        }));
+    }
     Ok(())
 }
 
@@ -363,8 +444,24 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> CliResult {
         BenchCommand::Pg {
             queued,
             claims,
+            runs,
+            workers,
+            slots,
+            steps,
+            rounds,
             json,
-        } => pg(queued.max(1), claims.max(1).min(queued.max(1)), json),
+        } => pg(
+            &PgBench {
+                queued: queued.max(1),
+                claims: claims.max(1).min(queued.max(1)),
+                runs,
+                workers,
+                slots,
+                steps,
+                rounds,
+            },
+            json,
+        ),
         BenchCommand::Cron {
             schedules,
             period,

@@ -855,6 +855,15 @@ impl PgStore {
         block(c.batch_execute(sql))?;
         Ok(())
     }
+
+    /// The first row of `sql`, each column a `BIGINT` (benchmarks count what they drove).
+    pub fn query_i64s(&self, sql: &str) -> Result<Vec<i64>> {
+        let c = self.pool.get()?;
+        let row = block(c.query_one(sql, &[]))?;
+        (0..row.len())
+            .map(|i| row.try_get::<_, i64>(i).map_err(StoreError::from))
+            .collect()
+    }
 }
 
 async fn migrate_locked(c: &mut Client) -> Result<()> {
@@ -2383,9 +2392,16 @@ impl ScratchDb {
     /// Creates an empty database `claw_<tag>_<pid>_<n>` on the server of `CLAW_TEST_PG` (or
     /// [`TEST_SERVER`]).
     pub fn create(tag: &str) -> Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let admin =
             crate::config::env::var("CLAW_TEST_PG").unwrap_or_else(|| TEST_SERVER.to_owned());
+        Self::create_on(&admin, tag)
+    }
+
+    /// Creates an empty database `claw_<tag>_<pid>_<n>` on the server whose maintenance
+    /// database is `admin` (a URL ending in `/database`).
+    pub fn create_on(admin: &str, tag: &str) -> Result<Self> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = admin.to_owned();
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag: String = tag
             .chars()

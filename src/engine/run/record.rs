@@ -487,7 +487,7 @@ impl Exec<'_> {
         // Woken by the store's change bell (a decision from another process), at the latest
         // every 2 s for the lease's heartbeat.
         let mut changes = self.engine.watch_changes();
-        while self.apply_decisions(phase)? {
+        while !self.interrupting && self.apply_decisions(phase)? {
             self.flush()?;
             self.poll_cancel()?;
             self.heartbeat()?;
@@ -496,7 +496,15 @@ impl Exec<'_> {
                 _ = changes.changed() => {}
                 () = sleep(Duration::from_secs(2)) => {}
                 () = self.cancel.cancelled() => { self.stop = Some(Stop::Cancel); }
+                // The process is stopping (a worker's or the daemon's SIGTERM): nothing runs
+                // while the run waits for a person, so it is put aside at once, still waiting,
+                // for whichever process claims it next.
+                () = self.engine.park_token().cancelled() => { self.interrupting = true; }
+                () = self.engine.shutdown_token().cancelled() => { self.interrupting = true; }
             }
+        }
+        if self.interrupting {
+            return Ok(());
         }
         self.store()
             .update_run(&self.run.id, RunStatus::Running, None, None, now_ms())?;
