@@ -567,4 +567,38 @@ mod tests {
             b"0123456789"
         );
     }
+
+    /// The process starts only after the gate's sync has returned, whether the wait happens on
+    /// the caller's thread or on the blocking thread's.
+    #[test]
+    fn a_process_starts_after_its_gate() {
+        for inline in [true, false] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let marker = dir.path().join("synced");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let done = rt.block_on(async {
+                let synced = marker.clone();
+                let wait = crate::store::SyncWait::new(move || {
+                    // A slow disk: the marker exists once the "sync" is over.
+                    std::thread::sleep(Duration::from_millis(300));
+                    let _ = std::fs::write(&synced, b"");
+                });
+                #[allow(clippy::disallowed_methods, reason = "the process under test")]
+                let mut cmd = Command::new("/bin/sh");
+                cmd.arg("-c").arg(format!("test -f '{}'", marker.display()));
+                let mut spec = Spec::new("sh", Duration::from_secs(10), Duration::from_secs(1));
+                spec.start_gate = StartGate::after(wait, inline);
+                run(cmd, &spec, &CancellationToken::new()).await
+            });
+            assert_eq!(
+                done.exit_code(),
+                Some(0),
+                "inline: {inline}: {:?}",
+                done.end
+            );
+        }
+    }
 }
