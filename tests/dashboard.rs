@@ -1113,23 +1113,10 @@ fn llm_run(env: &Env, id: &str, created: i64, provider: &str, tokens: (u64, u64)
     let store = SqliteStore::open(&env.home.join("claw.db")).unwrap();
     store
         .create_run(&RunRecord {
-            id: id.into(),
-            workflow: "ask".into(),
             workflow_path: "ask.yaml".into(),
             definition: "steps: []".into(),
-            params: serde_json::json!({}),
             trigger: serde_json::json!({"type": "manual"}),
-            status: RunStatus::Queued,
-            owner: None,
-            lease_until: None,
-            dry_run: false,
-            cancel_requested: false,
-            parent_run: None,
-            outputs: serde_json::json!({}),
-            error: None,
-            created_at: created,
-            started_at: None,
-            finished_at: None,
+            ..RunRecord::queued(id, "ask", created)
         })
         .unwrap();
     let mut step = StepRecord::new("ask", Phase::Main, 0);

@@ -74,23 +74,10 @@ mod tests {
 
     fn run_owned_by(owner: &str, lease: Option<i64>) -> RunRecord {
         RunRecord {
-            id: "r".into(),
-            workflow: "w".into(),
-            workflow_path: String::new(),
-            definition: String::new(),
-            params: serde_json::json!({}),
-            trigger: serde_json::json!({}),
             status: crate::store::RunStatus::Running,
             owner: Some(owner.into()),
             lease_until: lease,
-            dry_run: false,
-            cancel_requested: false,
-            parent_run: None,
-            outputs: serde_json::json!({}),
-            error: None,
-            created_at: 0,
-            started_at: None,
-            finished_at: None,
+            ..RunRecord::queued("r", "w", 0)
         }
     }
 

@@ -102,23 +102,12 @@ fn fill(home: &std::path::Path, runs: usize) -> Result<String, String> {
         };
         store
             .create_run(&RunRecord {
-                id: format!("{i:026}"),
-                workflow: format!("wf{}", i % 5),
-                workflow_path: String::new(),
-                definition: String::new(),
                 params: serde_json::json!({"n": i}),
                 trigger: serde_json::json!({"type": "bench"}),
                 status,
-                owner: None,
-                lease_until: None,
-                dry_run: false,
-                cancel_requested: false,
-                parent_run: None,
-                outputs: serde_json::json!({}),
-                error: None,
-                created_at: created,
                 started_at: Some(created),
                 finished_at: Some(created + 250),
+                ..RunRecord::queued(&format!("{i:026}"), &format!("wf{}", i % 5), created)
             })
             .map_err(io)?;
     }

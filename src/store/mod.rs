@@ -341,6 +341,32 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
 }
 
+impl RunRecord {
+    /// A queued run of `workflow` created at `created_at` (ms), with no parameters, owner or
+    /// definition: the base that fixtures and benchmarks fill in (`..RunRecord::queued(…)`).
+    pub fn queued(id: &str, workflow: &str, created_at: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            workflow: workflow.to_owned(),
+            workflow_path: String::new(),
+            definition: String::new(),
+            params: serde_json::json!({}),
+            trigger: serde_json::json!({}),
+            status: RunStatus::Queued,
+            owner: None,
+            lease_until: None,
+            dry_run: false,
+            cancel_requested: false,
+            parent_run: None,
+            outputs: serde_json::json!({}),
+            error: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// A step of a run as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {

@@ -9,23 +9,10 @@ use super::*;
 /// A queued run of `workflow` created at `created` (also the SQLite-only tests' fixture).
 pub(super) fn run(id: &str, workflow: &str, created: i64) -> RunRecord {
     RunRecord {
-        id: id.into(),
-        workflow: workflow.into(),
         workflow_path: "wf.yaml".into(),
         definition: "steps: []".into(),
-        params: serde_json::json!({}),
         trigger: serde_json::json!({"type": "manual"}),
-        status: RunStatus::Queued,
-        owner: None,
-        lease_until: None,
-        dry_run: false,
-        cancel_requested: false,
-        parent_run: None,
-        outputs: serde_json::json!({}),
-        error: None,
-        created_at: created,
-        started_at: None,
-        finished_at: None,
+        ..RunRecord::queued(id, workflow, created)
     }
 }
 
