@@ -387,15 +387,8 @@ fn timed_out_command_leaves_nothing_on_the_host() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
     assert!(!r.stdout.contains("never"), "{r:?}");
-    let left = wait_for(Duration::from_secs(5), || {
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("sleep {marker}")])
-            .output()
-            .unwrap();
-        out.stdout.is_empty().then_some(())
-    });
     assert!(
-        left.is_some(),
+        none_running(&format!("sleep {marker}"), Duration::from_secs(5)),
         "a process of the command is still running on the host"
     );
 }
@@ -802,15 +795,8 @@ fn ssh_step_timeout_stops_the_remote_command() {
     assert!(started.elapsed() < Duration::from_secs(20));
     let s = step(&run, "s");
     assert_eq!(s["status"], "failed", "{s:#}");
-    let gone = wait_for(Duration::from_secs(5), || {
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("sleep {marker}3")])
-            .output()
-            .unwrap();
-        out.stdout.is_empty().then_some(())
-    });
     assert!(
-        gone.is_some(),
+        none_running(&format!("sleep {marker}3"), Duration::from_secs(5)),
         "the step's command is still running on the host"
     );
 }
@@ -977,6 +963,18 @@ fn auto_add_host_keys_pins_on_first_use_and_audits_it() {
     let r = run(true);
     r.expect_code(1);
     assert!(r.stdout.contains("HOST KEY CHANGED"), "{r:?}");
+}
+
+/// Whether, within `within`, no process's command line matches `pattern` (`pgrep -f`).
+fn none_running(pattern: &str, within: Duration) -> bool {
+    wait_for(within, || {
+        let out = Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .unwrap();
+        out.stdout.is_empty().then_some(())
+    })
+    .is_some()
 }
 
 /// The pids of `parent`'s children.
@@ -1466,15 +1464,8 @@ fn password_auth_from_the_vault_and_sudo_with_it() {
         "{r:?}"
     );
     assert_eq!(step(&v, "stuck")["status"], "failed", "{r:?}");
-    let left = wait_for(Duration::from_secs(8), || {
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("sleep {marker}")])
-            .output()
-            .unwrap();
-        out.stdout.is_empty().then_some(())
-    });
     assert!(
-        left.is_some(),
+        none_running(&format!("sleep {marker}"), Duration::from_secs(8)),
         "a root process of the sudo command is still running"
     );
     assert!(!read(&env.home.join("audit.log")).contains(ACCOUNT_PASSWORD));
