@@ -1382,12 +1382,7 @@ pub(crate) async fn log_stream(
                 f.done = true;
                 return Some((Ok(Event::default().event("end").data("")), f));
             }
-            // The store's copy is a query, and only grows every half second.
-            let poll = match f.source {
-                LogSource::File { .. } => FOLLOW_POLL,
-                LogSource::Store { .. } => FOLLOW_STATE,
-            };
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(f.source.poll_every()).await;
         }
     });
     Sse::new(stream)
@@ -1406,6 +1401,15 @@ enum LogSource {
 }
 
 impl LogSource {
+    /// How long to wait between two looks: a file costs a `stat`; the store's copy is a query,
+    /// and only grows every half second.
+    fn poll_every(&self) -> Duration {
+        match self {
+            Self::File { .. } => FOLLOW_POLL,
+            Self::Store { .. } => FOLLOW_STATE,
+        }
+    }
+
     /// Whole lines appended since the last read (`finished`: the step has ended, so a last line
     /// without its newline is whole).
     fn read(&mut self, web: &Web, run: &str, step: &str, finished: bool) -> String {
