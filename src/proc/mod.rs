@@ -34,13 +34,15 @@ pub const STDERR_TAIL: usize = 16 * 1024;
 #[derive(Clone, Default)]
 pub struct StartGate(Option<std::sync::Arc<Gate>>);
 
-struct Gate {
-    sync: crate::store::SyncWait,
-    /// Wait on this thread (a process driving one run: no thread hand-off, and if the blocking
-    /// thread has not begun the sync yet this one does it), or await the blocking thread (the
-    /// daemon's thread drives every run and never waits for the disk).
-    inline: bool,
-    behind: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+/// Where the start waits for the sync that [`StartGate::after`] began on a blocking thread.
+enum Gate {
+    /// On the caller's thread (a process driving one run: no thread hand-off, and if the
+    /// blocking thread has not begun the sync yet, this one does it: group commit makes the
+    /// later of the two a no-op).
+    Inline(crate::store::SyncWait),
+    /// By awaiting the blocking thread (the daemon's thread drives every run and never waits
+    /// for the disk).
+    Behind(tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>),
 }
 
 impl StartGate {
@@ -48,28 +50,26 @@ impl StartGate {
     pub fn after(sync: crate::store::SyncWait, inline: bool) -> Self {
         let behind = sync.clone();
         let handle = tokio::task::spawn_blocking(move || behind.wait());
-        Self(Some(std::sync::Arc::new(Gate {
-            sync,
-            inline,
-            behind: tokio::sync::Mutex::new(Some(handle)),
+        Self(Some(std::sync::Arc::new(if inline {
+            Gate::Inline(sync)
+        } else {
+            Gate::Behind(tokio::sync::Mutex::new(Some(handle)))
         })))
     }
 
     /// Returns once the gate is open (at once when it already is).
     pub async fn passed(&self) {
-        let Some(gate) = &self.0 else {
-            return;
-        };
-        if gate.inline {
-            // Group commit: returns at once when the blocking thread's sync covered it already.
-            gate.sync.wait();
-            return;
-        }
-        let mut behind = gate.behind.lock().await;
-        if let Some(sync) = behind.as_mut() {
-            // A waiter dropped here leaves the handle for the next one.
-            let _ = sync.await;
-            *behind = None;
+        match self.0.as_deref() {
+            None => {}
+            Some(Gate::Inline(sync)) => sync.wait(),
+            Some(Gate::Behind(handle)) => {
+                let mut handle = handle.lock().await;
+                if let Some(sync) = handle.as_mut() {
+                    // A waiter dropped here leaves the handle for the next one.
+                    let _ = sync.await;
+                    *handle = None;
+                }
+            }
         }
     }
 }
