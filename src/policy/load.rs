@@ -104,7 +104,7 @@ pub(super) fn matcher(scope: Scope, pattern: &str) -> Result<Matcher, String> {
                 .build()
                 .map_err(|e| format!("invalid glob: {e}"))?;
             Ok(Matcher::Glob {
-                glob: glob.compile_matcher(),
+                glob: std::sync::Arc::new(super::LazyGlob::new(glob)),
                 name_only: !pattern.contains('/'),
             })
         }

@@ -85,9 +85,37 @@ pub enum Matcher {
     Lazy(std::sync::Arc<LazyRegex>),
     /// A glob on the whole path, or (a pattern without `/`) on the file's name.
     Glob {
-        glob: globset::GlobMatcher,
+        glob: std::sync::Arc<LazyGlob>,
         name_only: bool,
     },
+}
+
+/// A glob checked when it is read and compiled (into a regex) the first time a path is tested:
+/// most commands test none, and the compilation costs more than a short run's other checks.
+#[derive(Debug)]
+pub struct LazyGlob {
+    glob: globset::Glob,
+    compiled: std::sync::OnceLock<globset::GlobMatcher>,
+}
+
+impl LazyGlob {
+    pub(crate) fn new(glob: globset::Glob) -> Self {
+        Self {
+            glob,
+            compiled: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn is_match(&self, path: impl AsRef<Path>) -> bool {
+        self.compiled
+            .get_or_init(|| self.glob.compile_matcher())
+            .is_match(path)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
 }
 
 /// A regex compiled on first use, gated by literals one of which every match contains.

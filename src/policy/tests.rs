@@ -318,3 +318,30 @@ fn builtin_rules_compile_when_a_text_could_match() {
     // mkfs, and redirect-to-disk (the text holds `/dev/`).
     assert_eq!(compiled(&p), 2);
 }
+
+/// A file rule's glob is compiled only when a path is tested, and then matches as before.
+#[test]
+fn builtin_globs_compile_when_a_path_is_tested() {
+    let p = builtin::compile_for_test();
+    let compiled = |p: &Policies| {
+        p.rules
+            .iter()
+            .filter(|r| matches!(&r.matcher, Matcher::Glob { glob, .. } if glob.is_compiled()))
+            .count()
+    };
+    assert!(matches!(
+        p.check_command("true"),
+        Verdict::Allow { by: None }
+    ));
+    assert_eq!(compiled(&p), 0);
+    assert_eq!(
+        p.check_file(std::path::Path::new("/home/u/.ssh/id_ed25519"))
+            .rule(),
+        Some("ssh-private-key")
+    );
+    assert_eq!(compiled(&p), 2);
+    assert!(matches!(
+        p.check_file(std::path::Path::new("/etc/hosts")),
+        Verdict::Allow { by: None }
+    ));
+}
