@@ -398,8 +398,9 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
     let mut err_mask = StreamRedactor::new(spec.redactor.clone());
     let mut out_capture = Tail::new(spec.stdout_capture);
     let mut err_tail = Tail::new(spec.stderr_tail);
-    let mut out_buf = vec![0u8; 16 * 1024];
-    let mut err_buf = vec![0u8; 16 * 1024];
+    // Read into spare capacity: nothing is zeroed first.
+    let mut out_buf = Vec::with_capacity(16 * 1024);
+    let mut err_buf = Vec::with_capacity(16 * 1024);
 
     let deadline = Instant::now() + spec.timeout;
     let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
@@ -527,10 +528,11 @@ fn echo_to(echo: bool, bytes: &[u8], to_stderr: bool) {
 
 async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     pipe: &mut Option<R>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> Option<usize> {
     let p = pipe.as_mut()?;
-    match p.read(buf).await {
+    buf.clear();
+    match p.read_buf(buf).await {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
     }
