@@ -19,7 +19,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -510,6 +510,19 @@ pub struct AuditLog {
     /// The daemon's: synced entries are synced by a shared, background sync (see
     /// [`AuditLog::write_behind`]).
     write_behind: Option<std::sync::Arc<crate::fsutil::GroupSync>>,
+    /// The entry this process appended last, with the file it went to (device, inode) and the
+    /// file's length after it: while the file is that long, the entry is still its last line and
+    /// the next append chains to it without reading the file's end back.
+    tail: std::sync::Arc<std::sync::Mutex<Option<Tail>>>,
+}
+
+/// See [`AuditLog::tail`].
+#[derive(Debug)]
+struct Tail {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    last: Value,
 }
 
 impl AuditLog {
@@ -517,7 +530,14 @@ impl AuditLog {
         Self {
             path: path.to_path_buf(),
             write_behind: None,
+            tail: std::sync::Arc::default(),
         }
+    }
+
+    fn tail_cache(&self) -> std::sync::MutexGuard<'_, Option<Tail>> {
+        self.tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// For the daemon, where the thread that records entries also drives every run: an entry
@@ -574,7 +594,18 @@ impl AuditLog {
                 path: self.path.clone(),
                 source: e.into(),
             })?;
-        let (mut last, torn) = self.read_tail(&mut file)?;
+        let meta = file.metadata().map_err(io("read", &self.path))?;
+        // Another writer (another claw process, a repair, an edit) changes the length: then the
+        // end is read back. The lock is held, so nothing appends between this look and the write.
+        let cached = self.tail_cache().as_ref().and_then(|t| {
+            (t.dev == meta.dev() && t.ino == meta.ino() && t.len == meta.len())
+                .then(|| t.last.clone())
+        });
+        let (mut last, torn) = match cached {
+            Some(last) => (Some(last), None),
+            None => self.read_tail(&mut file, meta.len())?,
+        };
+        let repaired = torn.is_some();
         if let Some((keep, fragment)) = torn {
             // Move the torn bytes aside and say so in the chain.
             let aside = self.path.with_file_name(format!(
@@ -599,15 +630,24 @@ impl AuditLog {
         let mut text = String::new();
         let mut out = Vec::with_capacity(events.len());
         for event in events {
-            let value = Self::entry_after(event, last.as_ref());
-            text.push_str(&value.to_string());
+            let (value, line) = Self::entry_after(event, last.as_ref());
+            text.push_str(&line);
             text.push('\n');
             last = Some(value.clone());
             out.push(value);
         }
         // One write of all the lines (O_APPEND), then to disk.
-        file.write_all(text.as_bytes())
-            .map_err(io("write", &self.path))?;
+        let written = file.write_all(text.as_bytes());
+        *self.tail_cache() = match (&written, &last, repaired) {
+            (Ok(()), Some(v), false) => Some(Tail {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len() + text.len() as u64,
+                last: v.clone(),
+            }),
+            _ => None,
+        };
+        written.map_err(io("write", &self.path))?;
         let mut behind = None;
         if sync {
             match &self.write_behind {
@@ -686,7 +726,8 @@ impl AuditLog {
         Some((v.get("seq")?.as_u64()?, v.get("hash")?.as_str()?.to_owned()))
     }
 
-    fn entry_after(event: &Event, last: Option<&Value>) -> Value {
+    /// The entry chained after `last`, and its line.
+    fn entry_after(event: &Event, last: Option<&Value>) -> (Value, String) {
         let (seq, prev) = match last {
             Some(v) if v.get("hash").is_some() => (
                 v.get("seq").and_then(Value::as_u64).unwrap_or(0) + 1,
@@ -697,7 +738,8 @@ impl AuditLog {
             ),
             _ => (1, GENESIS.to_owned()),
         };
-        Value::Object(build_entry(seq, &prev, event.clone()))
+        let (entry, line) = build_entry(seq, &prev, event.clone());
+        (Value::Object(entry), line)
     }
 
     fn append(
@@ -706,8 +748,7 @@ impl AuditLog {
         event: &Event,
         last: Option<&Value>,
     ) -> Result<Value, AuditError> {
-        let value = Self::entry_after(event, last);
-        let mut line = value.to_string();
+        let (value, mut line) = Self::entry_after(event, last);
         line.push('\n');
         file.write_all(line.as_bytes())
             .map_err(io("write", &self.path))?;
@@ -722,8 +763,8 @@ impl AuditLog {
     fn read_tail(
         &self,
         file: &mut File,
+        len: u64,
     ) -> Result<(Option<Value>, Option<(u64, Vec<u8>)>), AuditError> {
-        let len = file.metadata().map_err(io("read", &self.path))?.len();
         if len == 0 {
             return Ok((None, None));
         }
@@ -1006,13 +1047,13 @@ pub fn write_chain(path: &Path, events: impl IntoIterator<Item = Event>) -> Resu
     let mut out = String::new();
     let mut prev = GENESIS.to_owned();
     for (i, e) in events.into_iter().enumerate() {
-        let entry = build_entry(i as u64 + 1, &prev, e);
+        let (entry, line) = build_entry(i as u64 + 1, &prev, e);
         prev = entry
             .get("hash")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        out.push_str(&Value::Object(entry).to_string());
+        out.push_str(&line);
         out.push('\n');
     }
     let mut f = File::create(path).map_err(io("create", path))?;
@@ -1023,6 +1064,10 @@ pub fn write_chain(path: &Path, events: impl IntoIterator<Item = Event>) -> Resu
 /// The tracing mirror of a recorded entry (target `claw::audit`), emitted once the entry is on
 /// disk, so the trace never shows an entry the log does not have. The detail is masked.
 fn trace_entry(seq: u64, event: &Event) {
+    // The masked copy of the detail is made only for a subscriber that takes the line.
+    if !tracing::enabled!(target: "claw::audit", tracing::Level::INFO) {
+        return;
+    }
     let detail = crate::redact::global().redact_json(&event.detail);
     tracing::info!(
         target: "claw::audit",
@@ -1074,8 +1119,9 @@ fn summary(target: &str, outcome: &str, detail: &Value) -> String {
     out.replace(['\n', '\r'], " ")
 }
 
-/// An entry with its hash, chained to `prev`.
-fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
+/// An entry with its hash, chained to `prev`, and its line (the entry's compact JSON, keys
+/// sorted, exactly what serializing it gives).
+fn build_entry(seq: u64, prev: &str, e: Event) -> (Map<String, Value>, String) {
     let mut entry = Map::new();
     entry.insert("ts".into(), crate::time::iso_utc(chrono::Utc::now()).into());
     entry.insert("seq".into(), seq.into());
@@ -1090,9 +1136,64 @@ fn build_entry(seq: u64, prev: &str, e: Event) -> Map<String, Value> {
     entry.insert("outcome".into(), e.outcome.into());
     entry.insert("metadata".into(), e.detail);
     entry.insert("prev".into(), prev.into());
-    let hash = entry_hash(&entry);
+    let (hash, line) = hash_and_line(&entry);
     entry.insert("hash".into(), hash.into());
-    entry
+    (entry, line)
+}
+
+/// [`entry_hash`] and the entry's line once `hash` is added, from one serialization: the
+/// canonical form (the entry without `hash`) is hashed, then `hash` is put in at its place in
+/// key order.
+fn hash_and_line(entry: &Map<String, Value>) -> (String, String) {
+    let mut canon = Vec::with_capacity(512);
+    canon.push(b'{');
+    // Where `"hash":…` goes: before the first key that sorts after it.
+    let mut at = None;
+    for (k, v) in entry.iter().filter(|(k, _)| k.as_str() != "hash") {
+        if at.is_none() && k.as_str() > "hash" {
+            at = Some(canon.len());
+        }
+        if canon.len() > 1 {
+            canon.push(b',');
+        }
+        // Writing a string and a JSON value into memory cannot fail.
+        let _ = serde_json::to_writer(&mut canon, k);
+        canon.push(b':');
+        let _ = serde_json::to_writer(&mut canon, v);
+    }
+    canon.push(b'}');
+    let mut h = Sha256::new();
+    h.update(
+        entry
+            .get("prev")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(&canon);
+    let hash = hex::encode(h.finalize());
+    let at = at.unwrap_or(canon.len() - 1);
+    let field = format!("\"hash\":\"{hash}\"");
+    let mut line = Vec::with_capacity(canon.len() + field.len() + 1);
+    line.extend_from_slice(&canon[..at]);
+    match (at, canon.len()) {
+        // `{}`: the field alone.
+        (1, 2) => line.extend_from_slice(field.as_bytes()),
+        // First: a comma after it.
+        (1, _) => {
+            line.extend_from_slice(field.as_bytes());
+            line.push(b',');
+        }
+        _ => {
+            line.push(b',');
+            line.extend_from_slice(field.as_bytes());
+        }
+    }
+    line.extend_from_slice(&canon[at..]);
+    // serde_json writes UTF-8 only.
+    let line = String::from_utf8(line)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (hash, line)
 }
 
 #[cfg(test)]
@@ -1300,6 +1401,73 @@ mod tests {
             .unwrap();
         let r = log.verify().unwrap();
         assert_eq!((r.entries, r.problem), (5, None), "3 kept + repair + new");
+    }
+
+    #[test]
+    fn an_entry_line_is_its_serialization_and_its_hash_the_canonical_one() {
+        for detail in [
+            json!({}),
+            json!({"a": "x\"y\n", "b": [1, 2.5, null], "é": {"z": true}}),
+            json!("plain"),
+        ] {
+            let (entry, line) = build_entry(
+                7,
+                GENESIS,
+                Event::new("me", Action::VaultSet, "t\u{1}", "ok", detail),
+            );
+            assert_eq!(line, Value::Object(entry.clone()).to_string());
+            assert_eq!(entry["hash"], entry_hash(&entry));
+        }
+        // Every place the hash can take among other keys.
+        for keys in [
+            vec![],
+            vec!["a"],
+            vec!["z"],
+            vec!["a", "z"],
+            vec!["prev", "a"],
+        ] {
+            let mut m: Map<String, Value> =
+                keys.iter().map(|k| ((*k).to_owned(), json!(1))).collect();
+            let (hash, line) = hash_and_line(&m);
+            m.insert("hash".into(), hash.clone().into());
+            assert_eq!(line, Value::Object(m.clone()).to_string(), "{keys:?}");
+            assert_eq!(hash, entry_hash(&m));
+        }
+    }
+
+    #[test]
+    fn an_append_after_another_writer_chains_to_its_entry() {
+        let (dir, a) = log_with(3);
+        let b = AuditLog::in_dir(dir.path());
+        let ev = |t: &str| Event::new("t", Action::VaultSet, t, "ok", json!({}));
+        a.record(&ev("a1")).unwrap();
+        b.record(&ev("b1")).unwrap();
+        // `a` appended last before `b` did: it reads the end back instead of chaining to its own.
+        let a2 = a.record(&ev("a2")).unwrap();
+        assert_eq!(a2["seq"], 6);
+        let r = a.verify().unwrap();
+        assert_eq!((r.entries, r.problem), (6, None));
+    }
+
+    #[test]
+    fn a_log_replaced_by_another_of_the_same_length_is_read_again() {
+        let (dir, a) = log_with(2);
+        let (other, _) = log_with(2);
+        let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+        let replacement = other.path().join("audit.log");
+        assert_eq!(
+            len(a.path()),
+            len(&replacement),
+            "the test needs equal lengths"
+        );
+        // Another file (another inode) in its place, as a restore from a backup would leave it.
+        std::fs::copy(&replacement, dir.path().join("new.log")).unwrap();
+        std::fs::rename(dir.path().join("new.log"), a.path()).unwrap();
+        std::fs::copy(other.path().join("audit.log.anchor"), a.anchor_path()).unwrap();
+        a.record(&Event::new("t", Action::VaultSet, "x", "ok", json!({})))
+            .unwrap();
+        let r = a.verify().unwrap();
+        assert_eq!((r.entries, r.problem), (3, None));
     }
 
     #[test]
