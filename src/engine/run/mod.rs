@@ -210,20 +210,19 @@ impl<'a> Exec<'a> {
         } else {
             crate::audit::Action::WorkflowRunResumed
         };
-        self.engine.audit(
-            &crate::audit::Event::new(
-                &Engine::actor_of(&self.run),
-                action,
-                &self.run.id,
-                "ok",
-                serde_json::json!({
-                    "workflow": self.wf.name,
-                    "dry_run": self.run.dry_run,
-                    "params": self.run.params.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
-                }),
-            ),
-            self.progress,
-        );
+        // Written with the first step's entries and synced with the next synced entry, like
+        // them: the store already holds the run's start durably.
+        self.audit_buf.push(crate::audit::Event::new(
+            &Engine::actor_of(&self.run),
+            action,
+            &self.run.id,
+            "ok",
+            serde_json::json!({
+                "workflow": self.wf.name,
+                "dry_run": self.run.dry_run,
+                "params": self.run.params.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+            }),
+        ));
         tracing::info!(run = %self.run.id, workflow = %self.wf.name, action = %action, dry_run = self.run.dry_run, "run started");
         if let Some(limit) = self.wf.timeout {
             let started = self.run.started_at.unwrap_or_else(now_ms);
@@ -785,7 +784,8 @@ impl<'a> Exec<'a> {
         };
         // The last step records and the run's end in one transaction.
         let last = std::mem::take(&mut self.unflushed);
-        // Step entries first: the run's own (synced) entry then carries them to disk.
+        // Step entries first (a crash of claw cannot lose them): the run's own, synced, entry
+        // then carries them to disk.
         self.write_audit(false);
         self.engine.write_behind(|store| {
             Ok(store.finish_run(
@@ -798,16 +798,13 @@ impl<'a> Exec<'a> {
             )?)
         })?;
         tracing::info!(run = %self.run.id, workflow = %self.wf.name, status = %status.as_str(), error = error.as_deref().unwrap_or_default(), "run finished");
-        self.engine.audit(
-            &crate::audit::Event::new(
-                &Engine::actor_of(&self.run),
-                crate::audit::Action::WorkflowRunFinished,
-                &self.run.id,
-                status.as_str(),
-                serde_json::json!({"workflow": self.wf.name, "error": error}),
-            ),
-            self.progress,
-        );
+        self.audit_now(crate::audit::Event::new(
+            &Engine::actor_of(&self.run),
+            crate::audit::Action::WorkflowRunFinished,
+            &self.run.id,
+            status.as_str(),
+            serde_json::json!({"workflow": self.wf.name, "error": error}),
+        ));
         if !self.run.dry_run {
             self.announce_end(status, error.as_deref()).await;
         }

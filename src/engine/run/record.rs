@@ -43,7 +43,7 @@ impl Exec<'_> {
 
     /// The audit entry a kind gives an attempt's end (a skill run's `skill.run`).
     fn audit_attempt(
-        &self,
+        &mut self,
         step: &Step,
         prepared: &StepKind,
         outcome: &str,
@@ -62,7 +62,7 @@ impl Exec<'_> {
             exit_code,
         };
         if let Some(event) = prepared.audit(&attempt) {
-            self.engine.audit(&event, self.progress);
+            self.audit_now(event);
         }
     }
 
@@ -140,6 +140,12 @@ impl Exec<'_> {
             self.unflushed.clear();
         }
         Ok(())
+    }
+
+    /// Writes an entry after the buffered ones, all synced before this returns.
+    pub(super) fn audit_now(&mut self, event: crate::audit::Event) {
+        self.audit_buf.push(event);
+        self.write_audit(true);
     }
 
     /// Writes the buffered step entries to the audit log (synced with the next synced entry:
@@ -269,7 +275,9 @@ impl Exec<'_> {
             .store
             .shared()
             .then(|| LogCopy::new(std::sync::Arc::clone(&self.engine.store), &input));
-        tasks.spawn(async move {
+        // The attempt's state (the largest of every step kind's) lives in one heap allocation,
+        // so spawning the task and finishing it move a pointer, not kilobytes per step.
+        tasks.spawn(Box::pin(async move {
             if !delay.is_zero() {
                 tokio::select! {
                     () = sleep(delay) => {}
@@ -283,7 +291,7 @@ impl Exec<'_> {
                 None => steps::run(&input, &rt).await,
             };
             (name, attempt, report, Some(input.kind))
-        });
+        }));
         Ok(())
     }
 
@@ -631,16 +639,13 @@ impl Exec<'_> {
         self.flush()?;
         self.store()
             .update_run(&self.run.id, status, None, None, now_ms())?;
-        self.engine.audit(
-            &crate::audit::Event::new(
-                &Engine::actor_of(&self.run),
-                crate::audit::Action::WorkflowRunInterrupted,
-                &self.run.id,
-                "interrupted",
-                serde_json::json!({"workflow": self.wf.name, "waiting": waiting}),
-            ),
-            self.progress,
-        );
+        self.audit_now(crate::audit::Event::new(
+            &Engine::actor_of(&self.run),
+            crate::audit::Action::WorkflowRunInterrupted,
+            &self.run.id,
+            "interrupted",
+            serde_json::json!({"workflow": self.wf.name, "waiting": waiting}),
+        ));
         self.reload()
     }
 }

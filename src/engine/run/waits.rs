@@ -152,7 +152,7 @@ impl Exec<'_> {
                     self.run.status = RunStatus::Waiting;
                 }
                 if let Some(event) = audit {
-                    self.engine.audit(&event, self.progress);
+                    self.audit_now(event);
                 }
                 self.progress
                     .event(&crate::engine::Event::Waiting { message: &announce });
