@@ -503,13 +503,20 @@ pub(crate) fn run_workflow(ctx: &Ctx, arg: &str, raw_params: &[String], how: How
         .map_err(|errs| CliError::usage(errs.join("\nerror: ")))?;
     let engine = ctx.engine()?;
     let user = crate::config::env::local_user();
-    let run = engine.create_run(&NewRun {
+    let new = NewRun {
         workflow: &wf,
         params: bound,
         trigger: serde_json::json!({"type": "manual", "user": user}),
         dry_run,
         claim: !detach,
-    })?;
+    };
+    // A detached run is durable before its id is printed; a run driven here is synced with its
+    // first step.
+    let run = if detach {
+        engine.create_run(&new)?
+    } else {
+        engine.create_run_here(&new)?
+    };
     if detach {
         spawn_detached(ctx, &engine, &run.id)?;
         if json {

@@ -316,6 +316,21 @@ impl Engine {
         Ok(run)
     }
 
+    /// [`Engine::create_run`] for a run this process drives at once (`claw workflow run` in the
+    /// foreground). The record is committed now, and it is synced together with the run's first
+    /// durable step, that is its first step's start or, at the latest, its end: a sync covers
+    /// every commit before it. A crash of claw cannot lose the run, because it is committed. A
+    /// power cut before that first sync can lose it, but the run had done nothing by then.
+    pub fn create_run_here(&self, new: &NewRun<'_>) -> Result<RunRecord> {
+        let run = self.run_record(new, now_ms());
+        let store = self.store.as_ref();
+        let mut created = Ok(());
+        // Without group commit (PostgreSQL) the write is durable when it returns.
+        drop(store.deferred(&mut || created = store.create_run(&run)));
+        created?;
+        Ok(run)
+    }
+
     /// The record [`Engine::create_run`] stores, not stored yet (the scheduler stores it in the
     /// transaction that claims its fire).
     pub fn run_record(&self, new: &NewRun<'_>, now: i64) -> RunRecord {
@@ -512,11 +527,17 @@ impl Engine {
     pub fn prune(&self, workflow: &str) -> Result<usize> {
         let max_age =
             i64::try_from(self.settings().retention_max_age.as_millis()).unwrap_or(i64::MAX);
-        let gone = self.store.prune_runs(
-            workflow,
-            now_ms().saturating_sub(max_age),
-            self.settings().retention_max_runs,
-        )?;
+        // Not waited for: a prune lost to a power cut is made again by the next one.
+        let store = self.store.as_ref();
+        let mut gone = Ok(Vec::new());
+        drop(store.deferred(&mut || {
+            gone = store.prune_runs(
+                workflow,
+                now_ms().saturating_sub(max_age),
+                self.settings().retention_max_runs,
+            );
+        }));
+        let gone = gone?;
         for id in &gone {
             let _ = std::fs::remove_dir_all(self.dirs.run_log_dir(id));
         }

@@ -14,6 +14,7 @@ mod outputs;
 mod recovery;
 mod retries;
 mod stopping;
+mod syncs;
 
 use std::cell::RefCell;
 use std::future::Future;
