@@ -399,6 +399,31 @@ mod tests {
         }
     }
 
+    /// docs/cron.md: only the newest due fire is on time, even when older ones also fell inside
+    /// the grace minute (a seconds schedule across a pause of a few seconds).
+    #[test]
+    fn only_the_newest_fire_of_a_short_pause_is_on_time() {
+        let every_10s = Schedule::parse("every 10s", Some("UTC")).unwrap();
+        let (last, now) = (t("2024-01-01T10:00:00Z"), t("2024-01-01T10:00:31Z"));
+        let none = plan(&every_10s, "s", last, now, &policy(CatchUp::None));
+        assert_eq!(times(&none), vec![t("2024-01-01T10:00:30Z")]);
+        assert!(!none.enqueue[0].late);
+        assert_eq!(none.missed.len(), 1);
+        assert_eq!(
+            (none.missed[0].reason, none.missed[0].count),
+            (MissReason::PolicyNone, 2)
+        );
+        let all = plan(&every_10s, "s", last, now, &policy(CatchUp::All));
+        assert_eq!(
+            times(&all),
+            vec![
+                t("2024-01-01T10:00:10Z"),
+                t("2024-01-01T10:00:20Z"),
+                t("2024-01-01T10:00:30Z")
+            ]
+        );
+    }
+
     #[test]
     fn nothing_due_gives_the_next_fire() {
         let p = plan(
