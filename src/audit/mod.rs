@@ -459,48 +459,50 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// The hash of an entry: sha256 over `prev` then the canonical JSON of the entry without `hash`.
 /// The anchor file's length: its text padded with spaces (see [`AuditLog::write_anchor`]).
 const ANCHOR_BYTES: usize = 128;
 
+/// The hash of an entry: sha256 over `prev` then the canonical JSON of the entry without `hash`.
 pub fn entry_hash(entry: &Map<String, Value>) -> String {
-    let prev = entry
-        .get("prev")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    hash_of(entry, &canonical(entry).0)
+}
+
+/// The canonical form of an entry: the compact JSON of its fields but `hash`, keys sorted (what
+/// serializing the map without `hash` gives). With it, where `"hash":…` goes in the entry's
+/// line: before the first key that sorts after it.
+fn canonical(entry: &Map<String, Value>) -> (Vec<u8>, usize) {
+    let mut canon = Vec::with_capacity(512);
+    canon.push(b'{');
+    let mut at = None;
+    for (k, v) in entry.iter().filter(|(k, _)| k.as_str() != "hash") {
+        if at.is_none() && k.as_str() > "hash" {
+            at = Some(canon.len());
+        }
+        if canon.len() > 1 {
+            canon.push(b',');
+        }
+        // Writing a string and a JSON value into memory cannot fail.
+        let _ = serde_json::to_writer(&mut canon, k);
+        canon.push(b':');
+        let _ = serde_json::to_writer(&mut canon, v);
+    }
+    canon.push(b'}');
+    let at = at.unwrap_or(canon.len() - 1);
+    (canon, at)
+}
+
+/// sha256 over the entry's `prev`, then its canonical form.
+fn hash_of(entry: &Map<String, Value>, canon: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    // serde_json's map keeps keys sorted (no `preserve_order`): the entry without its `hash`,
-    // serialized compactly, is the canonical form. It is streamed into the hash, not copied.
-    let body = WithoutHash(entry);
-    if serde_json::to_writer(HashWriter(&mut h), &body).is_err() {
-        // Writing into a hasher cannot fail; a map of JSON values always serializes.
-        unreachable!("serializing an audit entry into its hash failed");
-    }
+    h.update(
+        entry
+            .get("prev")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(canon);
     hex::encode(h.finalize())
-}
-
-/// An entry's fields but `hash`, serialized like the map itself.
-struct WithoutHash<'a>(&'a Map<String, Value>);
-
-impl serde::Serialize for WithoutHash<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != "hash"))
-    }
-}
-
-/// Bytes written go into the hash.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The audit log of one data directory.
@@ -1145,34 +1147,8 @@ fn build_entry(seq: u64, prev: &str, e: Event) -> (Map<String, Value>, String) {
 /// canonical form (the entry without `hash`) is hashed, then `hash` is put in at its place in
 /// key order.
 fn hash_and_line(entry: &Map<String, Value>) -> (String, String) {
-    let mut canon = Vec::with_capacity(512);
-    canon.push(b'{');
-    // Where `"hash":…` goes: before the first key that sorts after it.
-    let mut at = None;
-    for (k, v) in entry.iter().filter(|(k, _)| k.as_str() != "hash") {
-        if at.is_none() && k.as_str() > "hash" {
-            at = Some(canon.len());
-        }
-        if canon.len() > 1 {
-            canon.push(b',');
-        }
-        // Writing a string and a JSON value into memory cannot fail.
-        let _ = serde_json::to_writer(&mut canon, k);
-        canon.push(b':');
-        let _ = serde_json::to_writer(&mut canon, v);
-    }
-    canon.push(b'}');
-    let mut h = Sha256::new();
-    h.update(
-        entry
-            .get("prev")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    h.update(&canon);
-    let hash = hex::encode(h.finalize());
-    let at = at.unwrap_or(canon.len() - 1);
+    let (canon, at) = canonical(entry);
+    let hash = hash_of(entry, &canon);
     let field = format!("\"hash\":\"{hash}\"");
     let mut line = Vec::with_capacity(canon.len() + field.len() + 1);
     line.extend_from_slice(&canon[..at]);
@@ -1417,6 +1393,13 @@ mod tests {
             );
             assert_eq!(line, Value::Object(entry.clone()).to_string());
             assert_eq!(entry["hash"], entry_hash(&entry));
+            // The hash is over `prev` and serde_json's own text of the entry without `hash`.
+            let mut without = entry.clone();
+            without.remove("hash");
+            let mut h = Sha256::new();
+            h.update(GENESIS.as_bytes());
+            h.update(Value::Object(without).to_string().as_bytes());
+            assert_eq!(entry["hash"], hex::encode(h.finalize()));
         }
         // Every place the hash can take among other keys.
         for keys in [
