@@ -323,11 +323,7 @@ impl Engine {
     /// power cut before that first sync can lose it, but the run had done nothing by then.
     pub fn create_run_here(&self, new: &NewRun<'_>) -> Result<RunRecord> {
         let run = self.run_record(new, now_ms());
-        let store = self.store.as_ref();
-        let mut created = Ok(());
-        // Without group commit (PostgreSQL) the write is durable when it returns.
-        drop(store.deferred(&mut || created = store.create_run(&run)));
-        created?;
+        self.write_unsynced(|store| Ok(store.create_run(&run)?))?;
         Ok(run)
     }
 
@@ -348,6 +344,29 @@ impl Engine {
     /// so the thread that drives the runs never waits for the disk; otherwise they are durable
     /// when this returns.
     pub(crate) fn write_behind<T>(&self, f: impl FnOnce(&dyn Store) -> Result<T>) -> Result<T> {
+        let (out, wait) = self.deferred_write(f);
+        if let Some(wait) = wait {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || wait.wait())),
+                Err(_) => wait.wait(),
+            }
+        }
+        out
+    }
+
+    /// Store writes that need no sync of their own: committed now (a crash of claw cannot lose
+    /// them) and made durable by the next sync, which covers every commit before it. Without
+    /// group commit (PostgreSQL) they are durable when this returns.
+    pub(crate) fn write_unsynced<T>(&self, f: impl FnOnce(&dyn Store) -> Result<T>) -> Result<T> {
+        self.deferred_write(f).0
+    }
+
+    /// Runs store writes under [`Store::deferred`]: what they returned, and what makes them
+    /// durable (nothing to wait for when they already are).
+    fn deferred_write<T>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T>,
+    ) -> (Result<T>, Option<crate::store::SyncWait>) {
         let store = self.store.as_ref();
         let mut f = Some(f);
         let mut out = None;
@@ -356,13 +375,9 @@ impl Engine {
                 out = Some(f(store));
             }
         });
-        if let Some(wait) = wait {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn_blocking(move || wait.wait())),
-                Err(_) => wait.wait(),
-            }
-        }
-        out.unwrap_or_else(|| Err(EngineError::Invalid("a store write did not run".into())))
+        let out =
+            out.unwrap_or_else(|| Err(EngineError::Invalid("a store write did not run".into())));
+        (out, wait)
     }
 
     /// Loads the workflow definition a run was created with.
@@ -528,16 +543,10 @@ impl Engine {
         let max_age =
             i64::try_from(self.settings().retention_max_age.as_millis()).unwrap_or(i64::MAX);
         // Not waited for: a prune lost to a power cut is made again by the next one.
-        let store = self.store.as_ref();
-        let mut gone = Ok(Vec::new());
-        drop(store.deferred(&mut || {
-            gone = store.prune_runs(
-                workflow,
-                now_ms().saturating_sub(max_age),
-                self.settings().retention_max_runs,
-            );
-        }));
-        let gone = gone?;
+        let keep = self.settings().retention_max_runs;
+        let gone = self.write_unsynced(|store| {
+            Ok(store.prune_runs(workflow, now_ms().saturating_sub(max_age), keep)?)
+        })?;
         for id in &gone {
             let _ = std::fs::remove_dir_all(self.dirs.run_log_dir(id));
         }
