@@ -87,12 +87,15 @@ fn a_foreground_run_record_rides_its_first_steps_sync() {
 fn pruning_waits_for_no_sync() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let (engine, store) = engine(&tmp, 1);
+    let rec = Recorder::default();
     let wf = one_step(&engine);
-    for _ in 0..3 {
+    let drive = || {
         let run = engine.create_run_here(&new_run(&wf)).expect("create");
-        let rec = Recorder::default();
         block_on(engine.drive_loaded(&run.id, Some(&wf), &CancellationToken::new(), &rec))
             .expect("the run ends");
+    };
+    for _ in 0..3 {
+        drive();
     }
     // Each run pruned the one before it when it finished: one is left.
     let left = |s: &SqliteStore| {
@@ -105,7 +108,25 @@ fn pruning_waits_for_no_sync() {
             .len()
     };
     assert_eq!(left(&store), 1);
+    // Three more runs kept, then a prune that deletes two of them: no sync of its own.
+    engine.set_settings(Settings {
+        retention_max_runs: 200,
+        ..engine.settings()
+    });
+    for _ in 0..3 {
+        drive();
+    }
+    assert_eq!(left(&store), 4);
+    engine.set_settings(Settings {
+        retention_max_runs: 2,
+        ..engine.settings()
+    });
     let before = store.group_syncs();
-    assert_eq!(engine.prune("one").expect("prune"), 0);
-    assert_eq!(store.group_syncs(), before);
+    assert_eq!(engine.prune("one").expect("prune"), 2);
+    assert_eq!(
+        store.group_syncs(),
+        before,
+        "the deletion waited for a sync"
+    );
+    assert_eq!(left(&store), 2);
 }
