@@ -248,20 +248,27 @@ pub(super) fn proc_stats(pid: u32) -> Option<((u64, u64), u64)> {
     Some((rss, ticks))
 }
 
-/// Starts `claw serve --no-http` on `home`, lets it settle, and measures it at rest.
-fn measure_daemon(home: &Path, root: &Path) -> Result<((u64, u64), f64, f64), String> {
+/// This `claw` binary with a data directory and config root of its own, its input closed: the
+/// processes the benchmarks drive (`claw serve`, `claw worker`, `claw workflow run`).
+pub(crate) fn claw_at(home: &Path, root: &Path) -> Result<std::process::Command, String> {
     let exe = std::env::current_exe().map_err(io)?;
     #[allow(
         clippy::disallowed_methods,
-        reason = "the web benchmark drives a real `claw serve`"
+        reason = "the benchmarks drive real claw processes, as a user deploys them"
     )]
-    let mut child = std::process::Command::new(exe)
-        .arg("--home")
+    let mut c = std::process::Command::new(exe);
+    c.arg("--home")
         .arg(home)
         .arg("--root")
         .arg(root)
+        .stdin(std::process::Stdio::null());
+    Ok(c)
+}
+
+/// Starts `claw serve --no-http` on `home`, lets it settle, and measures it at rest.
+fn measure_daemon(home: &Path, root: &Path) -> Result<((u64, u64), f64, f64), String> {
+    let mut child = claw_at(home, root)?
         .args(["serve", "--no-http"])
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -350,19 +357,9 @@ impl BenchDaemon {
         args: &[&str],
         env: &[(&str, Option<&str>)],
     ) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(io)?;
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the daemon benchmarks drive a real `claw serve`"
-        )]
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--home")
-            .arg(home)
-            .arg("--root")
-            .arg(root)
-            .arg("serve")
+        let mut cmd = claw_at(home, root)?;
+        cmd.arg("serve")
             .args(args)
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         for (k, v) in env {

@@ -91,22 +91,6 @@ fn io(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// The `claw` binary of this process, with a data directory and config root of its own.
-fn claw(home: &Path, root: &Path) -> Result<std::process::Command, String> {
-    let exe = std::env::current_exe().map_err(io)?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the PostgreSQL benchmark drives real `claw worker` and `claw workflow run` processes"
-    )]
-    let mut c = std::process::Command::new(exe);
-    c.arg("--home")
-        .arg(home)
-        .arg("--root")
-        .arg(root)
-        .stdin(Stdio::null());
-    Ok(c)
-}
-
 /// Queues `runs` runs of a one-step `sleep 0.05` workflow in a scratch database, starts
 /// `workers` `claw worker --slots <slots>` processes, and waits until every run succeeded; the
 /// time from the first run's start to the last one's end, in seconds.
@@ -161,7 +145,7 @@ fn drive_workers(
     for i in 0..workers {
         let log = std::fs::File::create(scratch.join(format!("worker-{i}.log"))).map_err(io)?;
         let log2 = log.try_clone().map_err(io)?;
-        let child = claw(&scratch.join(format!("worker-{i}")), scratch)?
+        let child = crate::serve::bench::claw_at(&scratch.join(format!("worker-{i}")), scratch)?
             .args(["worker", "--slots", &slots.to_string()])
             .env("CLAW_STORE_URL", url)
             .stdout(Stdio::from(log))
@@ -261,7 +245,7 @@ fn sequential_in(
     std::fs::write(scratch.join("workflows").join("seq.yaml"), yaml).map_err(io)?;
     let home = scratch.join("home");
     let once = |pg: bool| -> Result<f64, String> {
-        let mut c = claw(&home, scratch)?;
+        let mut c = crate::serve::bench::claw_at(&home, scratch)?;
         c.args(["workflow", "run", "seq"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
