@@ -531,7 +531,7 @@ fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliRe
                     "schedule": what, "expr": s.expr(), "tz": s.tz().name(), "describe": s.describe(),
                     "next": s.upcoming(now, n).iter().map(|t| serde_json::json!({
                         "utc": time::rfc3339(t),
-                        "local": time::rfc3339(&t.with_timezone(&s.tz())),
+                        "local": time::rfc3339(&t.with_timezone(s.tz())),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -548,7 +548,7 @@ fn next(ctx: &Ctx, file: &JobsFile, target: &str, n: usize, json: bool) -> CliRe
         for t in fires {
             println!(
                 "  {}   {}",
-                time::human_with_offset(&t.with_timezone(&s.tz())),
+                time::human_with_offset(&t.with_timezone(s.tz())),
                 time::human(&t)
             );
         }

@@ -26,7 +26,7 @@ use chrono::{
     DateTime, Datelike, Days, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime,
     Offset, TimeDelta, TimeZone, Timelike, Utc,
 };
-use chrono_tz::Tz;
+use crate::time::zone::Zone;
 
 /// A parsed schedule with its zone.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ pub struct Schedule {
     /// The expression as written (trimmed).
     text: String,
     kind: Kind,
-    tz: Tz,
+    tz: Zone,
     /// For `every`: fires are at `anchor + k * interval`, k ≥ 1. Default: the Unix epoch.
     anchor: Option<DateTime<Utc>>,
 }
@@ -105,8 +105,8 @@ impl Schedule {
         &self.text
     }
 
-    pub fn tz(&self) -> Tz {
-        self.tz
+    pub fn tz(&self) -> &Zone {
+        &self.tz
     }
 
     /// The interval of an `every` schedule.
@@ -137,7 +137,7 @@ impl Schedule {
                 // A start inside the second pass of a fall-back fold can yield a wall-clock fire
                 // of the first pass (cronsim does); step past it so the result is after `after`.
                 for _ in 0..4 {
-                    let fire = cron.next_from(from, self.tz)?;
+                    let fire = cron.next_from(from, &self.tz)?;
                     if fire > after {
                         return Some(fire);
                     }
@@ -189,13 +189,13 @@ impl fmt::Display for Schedule {
 }
 
 /// Parses an IANA zone name.
-pub fn parse_tz(name: &str) -> Result<Tz, String> {
+pub fn parse_tz(name: &str) -> Result<Zone, String> {
     let name = name.trim();
-    name.parse::<Tz>().map_err(|_| {
-        let hint =
-            crate::diagnostic::did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
+    Zone::named(name).ok_or_else(|| {
+        let names = Zone::names();
+        let hint = crate::diagnostic::did_you_mean(name, names.iter().map(String::as_str))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
         format!(
             "unknown time zone `{name}` (expected an IANA name such as Europe/Berlin or UTC){hint}"
         )
@@ -204,18 +204,18 @@ pub fn parse_tz(name: &str) -> Result<Tz, String> {
 
 /// The machine's zone: `TZ` (a name, `:name` or a path under `zoneinfo/`), else `/etc/localtime`,
 /// else UTC.
-pub fn local_zone() -> Tz {
+pub fn local_zone() -> Zone {
     if let Some(tz) = crate::config::env::var("TZ") {
         let tz = tz.trim_start_matches(':');
         let name = tz.rsplit_once("zoneinfo/").map_or(tz, |(_, n)| n);
-        if let Ok(z) = name.parse::<Tz>() {
+        if let Some(z) = Zone::named(name) {
             return z;
         }
     }
     iana_time_zone::get_timezone()
         .ok()
-        .and_then(|n| n.parse::<Tz>().ok())
-        .unwrap_or(Tz::UTC)
+        .and_then(|n| Zone::named(&n))
+        .unwrap_or_else(Zone::utc)
 }
 
 /// `H:MM` or `HH:MM` (the seed's bare time of day; also what it reads after `daily at`).
@@ -600,7 +600,7 @@ impl CronExpr {
     }
 
     /// The first fire at or after one second past `from` (cronsim's `next` from a start time).
-    fn next_from(&self, from: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    fn next_from(&self, from: DateTime<Utc>, tz: &Zone) -> Option<DateTime<Utc>> {
         let mut c = Cursor::start(self, from, tz);
         c.tick(1);
         if !c.advance() {
@@ -636,17 +636,17 @@ fn last_weekday(year: i32, month: u32) -> u32 {
 /// wall clock (`wall`: the gap/fold fixups) or in real time through UTC.
 struct Cursor<'a> {
     cron: &'a CronExpr,
-    tz: Tz,
+    tz: &'a Zone,
     dt: NaiveDateTime,
     fold: bool,
     wall: bool,
 }
 
 impl<'a> Cursor<'a> {
-    fn start(cron: &'a CronExpr, from: DateTime<Utc>, tz: Tz) -> Self {
+    fn start(cron: &'a CronExpr, from: DateTime<Utc>, tz: &'a Zone) -> Self {
         let from = from.with_nanosecond(0).unwrap_or(from);
         let (dt, fold) = from_utc(tz, from);
-        let wall = cron.wall_clock && tz != Tz::UTC;
+        let wall = cron.wall_clock && !tz.is_utc();
         Self {
             cron,
             tz,
@@ -803,7 +803,7 @@ impl<'a> Cursor<'a> {
 /// A local time to an instant, as Python's `zoneinfo` does it (PEP 495): in a fold `fold` picks
 /// the second occurrence; in a gap, `fold = false` uses the offset from before the transition
 /// (so the instant lands after the gap) and `fold = true` the one after it.
-fn to_utc(tz: Tz, local: NaiveDateTime, fold: bool) -> DateTime<Utc> {
+fn to_utc(tz: &Zone, local: NaiveDateTime, fold: bool) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
         LocalResult::Ambiguous(a, b) => if fold { b } else { a }.with_timezone(&Utc),
@@ -815,7 +815,7 @@ fn to_utc(tz: Tz, local: NaiveDateTime, fold: bool) -> DateTime<Utc> {
 }
 
 /// The offset in force just before (`before`) or just after a gap containing `local`.
-fn gap_offset(tz: Tz, local: NaiveDateTime, before: bool) -> FixedOffset {
+fn gap_offset(tz: &Zone, local: NaiveDateTime, before: bool) -> FixedOffset {
     let step = TimeDelta::minutes(if before { -15 } else { 15 });
     let mut probe = local;
     for _ in 0..(4 * 48) {
@@ -830,8 +830,8 @@ fn gap_offset(tz: Tz, local: NaiveDateTime, before: bool) -> FixedOffset {
 }
 
 /// An instant to local time and its PEP 495 `fold` (true for the second pass of an ambiguous time).
-fn from_utc(tz: Tz, t: DateTime<Utc>) -> (NaiveDateTime, bool) {
-    let local = t.with_timezone(&tz).naive_local();
+fn from_utc(tz: &Zone, t: DateTime<Utc>) -> (NaiveDateTime, bool) {
+    let local = t.with_timezone(tz).naive_local();
     let fold = match tz.from_local_datetime(&local) {
         LocalResult::Ambiguous(_, b) => b.with_timezone(&Utc) == t,
         _ => false,

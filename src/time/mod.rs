@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod instant;
+pub mod zone;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
