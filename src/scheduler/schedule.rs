@@ -22,11 +22,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::time::zone::Zone;
 use chrono::{
     DateTime, Datelike, Days, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime,
     Offset, TimeDelta, TimeZone, Timelike, Utc,
 };
-use crate::time::zone::Zone;
 
 /// A parsed schedule with its zone.
 #[derive(Debug, Clone, PartialEq)]

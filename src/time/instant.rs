@@ -313,7 +313,11 @@ mod tests {
     fn a_date_whose_midnight_is_skipped_starts_when_the_day_does() {
         // Santiago moved its clocks from 00:00 to 01:00 on 2022-09-11.
         let day = NaiveDate::from_ymd_opt(2022, 9, 11).unwrap();
-        let start = local_midnight(day, &crate::time::zone::Zone::named("America/Santiago").unwrap()).unwrap();
+        let start = local_midnight(
+            day,
+            &crate::time::zone::Zone::named("America/Santiago").unwrap(),
+        )
+        .unwrap();
         assert_eq!(rfc3339_secs(start), "2022-09-11T04:00:00Z");
     }
 }

@@ -172,10 +172,10 @@ fn fixed(offset: jiff::tz::Offset) -> FixedOffset {
 
 /// A UTC date-time as an instant, clamped to the range the rules cover.
 fn timestamp(utc: &NaiveDateTime) -> jiff::Timestamp {
-    let secs = utc
-        .and_utc()
-        .timestamp()
-        .clamp(jiff::Timestamp::MIN.as_second(), jiff::Timestamp::MAX.as_second());
+    let secs = utc.and_utc().timestamp().clamp(
+        jiff::Timestamp::MIN.as_second(),
+        jiff::Timestamp::MAX.as_second(),
+    );
     jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
@@ -241,8 +241,14 @@ mod tests {
                 .unwrap_or_default()
         };
         // 02:30 does not exist on the spring-forward day.
-        assert!(matches!(ny.from_local_datetime(&day(2, 30)), LocalResult::None));
-        let one = ny.from_local_datetime(&day(1, 30)).single().map(|t| t.to_rfc3339());
+        assert!(matches!(
+            ny.from_local_datetime(&day(2, 30)),
+            LocalResult::None
+        ));
+        let one = ny
+            .from_local_datetime(&day(1, 30))
+            .single()
+            .map(|t| t.to_rfc3339());
         assert_eq!(one.as_deref(), Some("2026-03-08T01:30:00-05:00"));
         // 01:30 happens twice on the fall-back day: EDT first, then EST.
         let fold = NaiveDate::from_ymd_opt(2026, 11, 1)
