@@ -868,10 +868,15 @@ fn many_waiting_gates_cost_nothing_and_still_hear_decisions() {
         f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
             + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
     };
+    // The steady state: the lower of two windows, so that work left over from the 150 starts
+    // (finishing under a loaded machine's scheduling) does not count as the cost of waiting.
     std::thread::sleep(Duration::from_secs(1));
-    let before = ticks();
-    std::thread::sleep(Duration::from_secs(4));
-    let used = ticks() - before;
+    let window = || {
+        let before = ticks();
+        std::thread::sleep(Duration::from_secs(4));
+        ticks() - before
+    };
+    let used = window().min(window());
     // Clock ticks (1/100 s): with a query per gate every 300 ms and per run every 250 ms this
     // was 12 on the machine the test was written on; one watcher for all of them makes it 3.
     assert!(
