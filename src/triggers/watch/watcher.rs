@@ -308,11 +308,15 @@ impl RuleState {
             match (old, new) {
                 (None, None) => {}
                 (None, Some(n)) if n.is_dir => {
-                    // A new directory: its files were created before its watch existed.
+                    // A new directory: its files were created before its watch existed. Each is
+                    // decided now, as it is: events of its own already queued (the watch came up
+                    // while it was being written) are part of that `created`, not a later
+                    // `modified`.
                     if self.rule.recursive {
                         self.snapshot.insert(p.clone(), n);
                         for (child, _) in self.scan(&p) {
                             if !self.snapshot.contains_key(&child) {
+                                self.dirty.remove(&child);
                                 queue.push_back(child);
                             }
                         }
@@ -767,6 +771,51 @@ mod tests {
         assert!(msg.starts_with("cannot watch /data: the inotify watch limit is reached (fs.inotify.max_user_watches = "), "{msg}");
         let e = notify::Error::io(std::io::Error::from_raw_os_error(nix::libc::EMFILE));
         assert!(describe(&e, None).contains("fs.inotify.max_user_instances"));
+    }
+
+    /// A file written in a directory made a moment before: the directory's scan reports it
+    /// `created`, and its own events, queued once the new directory's watch came up while it was
+    /// being written, add no `modified`.
+    #[test]
+    fn a_file_in_a_new_directory_is_created_once() {
+        let d = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "- name: r\n  path: {}/*.txt\n  recursive: true\n  events: [created, modified]\n  action: shell\n  command: 'true'\n  debounce: 50ms\n",
+            d.path().display()
+        );
+        let rule = super::super::rules::load_str(Path::new("watchers.yaml"), yaml, d.path(), None)
+            .unwrap()
+            .remove(0);
+        let mut st = RuleState {
+            rule,
+            excluded: Excluded::default(),
+            capped: false,
+            present: true,
+            snapshot: HashMap::new(),
+            dirty: HashMap::new(),
+        };
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let file = sub.join("deep.txt");
+        std::fs::write(&file, "x").unwrap();
+        let t0 = Instant::now();
+        st.mark(&sub, t0, false, None);
+        // The file's own events arrive just after the directory's.
+        st.mark(&file, t0 + Duration::from_millis(20), true, None);
+        let kinds = |evs: Vec<FsEvent>| {
+            evs.into_iter()
+                .map(|e| (e.kind, e.path))
+                .collect::<Vec<_>>()
+        };
+        let first = kinds(st.flush(t0 + Duration::from_millis(60)));
+        assert_eq!(first, vec![(EventKind::Created, file.clone())]);
+        let later = kinds(st.flush(t0 + Duration::from_secs(5)));
+        assert!(later.is_empty(), "reported again: {later:?}");
+        // A write after the scan is news.
+        std::fs::write(&file, "xy").unwrap();
+        st.mark(&file, t0 + Duration::from_secs(6), true, None);
+        let modified = kinds(st.flush(t0 + Duration::from_secs(7)));
+        assert_eq!(modified, vec![(EventKind::Modified, file)]);
     }
 
     #[test]
