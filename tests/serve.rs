@@ -16,6 +16,16 @@ struct Daemon {
     log: PathBuf,
 }
 
+/// A test that fails while its daemon runs must not leave it running (it would go on using CPU
+/// beside every later test and benchmark): dropping the handle stops it. A daemon that has
+/// already exited (and been waited for) is not signalled again.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Daemon {
     fn start(env: &Env, args: &[&str]) -> Daemon {
         let n = std::fs::read_dir(env.dir.path()).map_or(0, Iterator::count);
