@@ -18,11 +18,11 @@ fn database() -> &'static TimeZoneDatabase {
     DB.get_or_init(TimeZoneDatabase::bundled)
 }
 
-/// An IANA zone: `Europe/Berlin`, `America/New_York`, `UTC`.
+/// An IANA zone: `Europe/Berlin`, `America/New_York`, `UTC`. Cloning it (every offset it
+/// gives carries it) shares the rules.
 #[derive(Clone)]
 pub struct Zone {
-    /// The database's own spelling of the name.
-    name: String,
+    /// Always one of the database's zones (it has an IANA name).
     rules: jiff::tz::TimeZone,
 }
 
@@ -30,16 +30,15 @@ impl Zone {
     /// UTC.
     pub fn utc() -> Zone {
         Zone {
-            name: "UTC".to_owned(),
             rules: jiff::tz::TimeZone::UTC,
         }
     }
 
-    /// The zone named `name` (an IANA name, any ASCII case), or `None`.
+    /// The zone named `name` (an IANA name, any ASCII case), or `None` (also for jiff's
+    /// `Etc/Unknown`, which names no zone).
     pub fn named(name: &str) -> Option<Zone> {
         let rules = database().get(name).ok()?;
-        let name = rules.iana_name().unwrap_or(name).to_owned();
-        Some(Zone { name, rules })
+        rules.iana_name().is_some().then_some(Zone { rules })
     }
 
     /// Every name the database knows, for suggestions.
@@ -50,14 +49,14 @@ impl Zone {
             .collect()
     }
 
-    /// The zone's IANA name.
+    /// The zone's IANA name, as the database spells it.
     pub fn name(&self) -> &str {
-        &self.name
+        self.rules.iana_name().unwrap_or("UTC")
     }
 
     /// Whether this is `UTC` itself (by that name).
     pub fn is_utc(&self) -> bool {
-        self.name == "UTC"
+        self.name() == "UTC"
     }
 
     fn offset_at(&self, utc: &NaiveDateTime) -> ZoneOffset {
@@ -83,7 +82,7 @@ impl Zone {
 
 impl PartialEq for Zone {
     fn eq(&self, other: &Zone) -> bool {
-        self.name == other.name
+        self.name() == other.name()
     }
 }
 
@@ -91,13 +90,13 @@ impl Eq for Zone {}
 
 impl fmt::Debug for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Zone({})", self.name)
+        write!(f, "Zone({})", self.name())
     }
 }
 
 impl fmt::Display for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.name())
     }
 }
 
@@ -216,6 +215,7 @@ mod tests {
         assert!(!zone("Etc/UTC").is_utc());
         assert!(Zone::named("Mars/Olympus_Mons").is_none());
         assert!(Zone::named("../../etc/passwd").is_none());
+        assert!(Zone::named("Etc/Unknown").is_none());
         assert!(Zone::names().iter().any(|n| n == "America/Santiago"));
     }
 
