@@ -887,9 +887,10 @@ fn many_waiting_gates_cost_nothing_and_still_hear_decisions() {
     };
     let used = window().min(window());
     // Clock ticks (1/100 s): with a query per gate every 300 ms and per run every 250 ms this
-    // was 12 on the machine the test was written on; one watcher for all of them makes it 3.
+    // was 12 on the machine the test was written on; one watcher for all of them makes it 3
+    // there, and 6-7 for this debug build on a slower VM (release builds of the same code: 3-5).
     assert!(
-        used <= 6,
+        used <= 8,
         "{GATES} waiting gates used {used} ticks of CPU in 4 s"
     );
     let first = ids[0].clone();
