@@ -106,6 +106,9 @@ pub struct Spec {
     pub stderr_tail: usize,
     /// Passed just before the process starts.
     pub start_gate: StartGate,
+    /// Once the process has started, a spare file is made here while it runs, for the next
+    /// step's `$CLAW_OUTPUT` ([`crate::fsutil::make_spare`]).
+    pub spare_dir: Option<PathBuf>,
 }
 
 impl Spec {
@@ -123,6 +126,7 @@ impl Spec {
             stdout_capture: STDOUT_CAPTURE,
             stderr_tail: STDERR_TAIL,
             start_gate: StartGate::default(),
+            spare_dir: None,
         }
     }
 }
@@ -381,6 +385,9 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
             };
         }
     };
+    if let Some(dir) = &spec.spare_dir {
+        crate::fsutil::make_spare(dir);
+    }
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

@@ -619,6 +619,10 @@ pub struct Runtime {
     /// Open once the attempt's `running` record is on disk: nothing the attempt does outside
     /// claw may happen before (see [`Kind::passes_start_gate`]).
     pub start_gate: crate::proc::StartGate,
+    /// Where a spare file for the next `$CLAW_OUTPUT` is made while this attempt's process runs
+    /// ([`crate::fsutil::make_spare`]): the run's log directory, whose spare the engine removes
+    /// when the run ends. `None`: no spare.
+    pub spare_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -637,6 +641,7 @@ impl Runtime {
             cancel,
             services: None,
             start_gate: crate::proc::StartGate::default(),
+            spare_dir: None,
         }
     }
 }

@@ -170,6 +170,7 @@ impl Kind for ShellStep {
         spec.stdin.clone_from(&self.stdin);
         spec.cwd = cwd;
         spec.start_gate = rt.start_gate.clone();
+        spec.spare_dir.clone_from(&rt.spare_dir);
         let done = proc::run(cmd, &spec, &rt.cancel).await;
         report(done, input, self.outputs == OutputMode::Json)
     }
@@ -221,7 +222,7 @@ pub fn on_path(prog: &str) -> bool {
 pub fn spec(what: &str, input: &StepInput, echo: bool) -> proc::Spec {
     if !input.outputs_path.as_os_str().is_empty() {
         // A failure shows as a read error in `report` when the command could not write it.
-        let _ = crate::fsutil::create_private(&input.outputs_path);
+        let _ = crate::fsutil::create_private_from_spare(&input.outputs_path);
     }
     proc::Spec {
         log: Some((input.log_path.clone(), input.max_log_bytes)),

@@ -782,6 +782,7 @@ impl<'a> Exec<'a> {
         } else {
             error
         };
+        crate::fsutil::remove_spare(&self.log_dir);
         // The last step records and the run's end in one transaction.
         let last = std::mem::take(&mut self.unflushed);
         // Step entries first (a crash of claw cannot lose them): the run's own, synced, entry

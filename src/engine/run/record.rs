@@ -268,6 +268,7 @@ impl Exec<'_> {
             cancel: self.halt.clone(),
             services: Some(self.services()),
             start_gate,
+            spare_dir: Some(self.log_dir.clone()),
         };
         // A shared store (PostgreSQL) keeps a copy of the log for the other machines.
         let copy = self
