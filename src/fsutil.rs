@@ -347,6 +347,11 @@ impl GroupSync {
         st.written
     }
 
+    /// How many writes were recorded so far ([`GroupSync::note_write`]).
+    pub fn writes(&self) -> u64 {
+        self.state().written
+    }
+
     /// How many syncs served the writes so far (fewer than the writes when they were grouped).
     pub fn syncs(&self) -> u64 {
         self.state().syncs

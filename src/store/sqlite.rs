@@ -9,10 +9,14 @@
 //! ([`crate::fsutil::GroupSync`]), so a write still returns only once it is on disk, but writes
 //! that arrive together share one sync. The WAL is synced by SQLite before every checkpoint
 //! copies it into the database, so what is synced in the WAL stays durable through checkpoints.
+//! With group commit those checkpoints are made on a thread of their own after a sync, while
+//! the writer goes on (a step's process starts meanwhile), instead of inside a commit: see
+//! [`Checkpoints`].
 
 use std::cell::Cell;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -25,6 +29,14 @@ use super::{
 /// Pages the WAL holds before SQLite copies them into the database (see `init`).
 const WAL_PAGES: i64 = 128;
 
+/// With group commit: commits between two checkpoints made beside the writer ([`Checkpoints`]),
+/// about [`WAL_PAGES`] pages of step transitions.
+const CHECKPOINT_COMMITS: u64 = 40;
+
+/// With group commit: pages at which the writer checkpoints in its commit after all, as it does
+/// without group commit at [`WAL_PAGES`] (only when the checkpoints beside it fall behind).
+const WAL_BACKSTOP_PAGES: i64 = 1000;
+
 /// The migrations (one list for both backends, see [`super::MIGRATIONS`]);
 /// `PRAGMA user_version` holds how many are applied.
 const MIGRATIONS: &[super::Migration] = super::MIGRATIONS;
@@ -35,7 +47,100 @@ const MIGRATIONS: &[super::Migration] = super::MIGRATIONS;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Group commit of the WAL (the daemon's store), see the module's documentation.
-    group: Option<std::sync::Arc<crate::fsutil::GroupSync>>,
+    group: Option<Arc<Group>>,
+}
+
+/// Group commit's state: the WAL sync the writers share, and the checkpoints made beside them.
+#[derive(Debug)]
+struct Group {
+    sync: crate::fsutil::GroupSync,
+    checkpoints: Checkpoints,
+}
+
+impl Group {
+    /// Waits for `ticket` to be on disk ([`sync_or_abort`]), then starts a checkpoint if one is
+    /// due.
+    fn wait(&self, ticket: u64) {
+        sync_or_abort(&self.sync, ticket);
+        self.checkpoints.after_sync(self.sync.writes());
+    }
+}
+
+/// Checkpoints of a group-commit store, made on a thread of their own with a connection of their
+/// own. SQLite's automatic checkpoint runs inside the commit that crosses its threshold: two
+/// fsyncs (the WAL, then the database) and the copy, about a millisecond here, added to that
+/// commit, that is to the gap between one step and the next. Started after a sync instead, every
+/// [`CHECKPOINT_COMMITS`] commits, a checkpoint copies what the WAL holds while the writer goes
+/// on: `PASSIVE` never waits for the writer nor makes it wait, and the WAL starts over once a
+/// checkpoint has copied all of it. SQLite's own checkpoint stays as a backstop at
+/// [`WAL_BACKSTOP_PAGES`]. A checkpoint cut short (claw exits or is killed meanwhile) loses
+/// nothing: the WAL still holds every frame, and the next checkpoint copies them again.
+#[derive(Debug)]
+struct Checkpoints {
+    path: PathBuf,
+    /// The commit count at which the last checkpoint was started.
+    started_at: AtomicU64,
+    /// The connection they use, opened by the first; held by the one running.
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl Checkpoints {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            started_at: AtomicU64::new(0),
+            conn: Arc::default(),
+        }
+    }
+
+    /// Starts a checkpoint when [`CHECKPOINT_COMMITS`] commits were made since the last one.
+    fn after_sync(&self, commits: u64) {
+        let last = self.started_at.load(Ordering::Relaxed);
+        if commits < last + CHECKPOINT_COMMITS
+            || self
+                .started_at
+                .compare_exchange(last, commits, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let (path, conn) = (self.path.clone(), Arc::clone(&self.conn));
+        // A thread that cannot start leaves the WAL to SQLite's own checkpoint (the backstop).
+        let _ = std::thread::Builder::new()
+            .name("claw-checkpoint".into())
+            .spawn(move || checkpoint(&path, &conn));
+    }
+}
+
+/// One `PASSIVE` checkpoint of the database at `path`, unless another is running.
+fn checkpoint(path: &Path, conn: &Mutex<Option<Connection>>) {
+    let Ok(mut held) = conn.try_lock() else {
+        return;
+    };
+    if held.is_none() {
+        *held = open_checkpointer(path)
+            .inspect_err(|e| tracing::debug!("cannot open the store to checkpoint it: {e}"))
+            .ok();
+    }
+    if let Some(c) = held.as_ref()
+        && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    {
+        tracing::debug!("checkpoint of the store's WAL: {e}");
+    }
+}
+
+/// The checkpoints' connection: it never writes rows, and closing it leaves the WAL alone, as
+/// every claw connection does (see `init`).
+fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    Ok(conn)
 }
 
 thread_local! {
@@ -47,7 +152,7 @@ thread_local! {
 /// releases the connection first and then waits for the write to be on disk.
 struct Conn<'a> {
     guard: Option<MutexGuard<'a, Connection>>,
-    group: Option<&'a crate::fsutil::GroupSync>,
+    group: Option<&'a Group>,
     changes: u64,
 }
 
@@ -75,7 +180,7 @@ impl Drop for Conn<'_> {
         };
         // Rows changed and no transaction left open: something was committed.
         let ticket = (guard.total_changes() != self.changes && guard.is_autocommit())
-            .then(|| group.note_write());
+            .then(|| group.sync.note_write());
         drop(guard);
         let Some(ticket) = ticket else {
             return;
@@ -84,7 +189,7 @@ impl Drop for Conn<'_> {
             DEFERRED.with(|d| d.set(Some(ticket)));
             return;
         }
-        sync_or_abort(group, ticket);
+        group.wait(ticket);
     }
 }
 
@@ -404,20 +509,23 @@ impl SqliteStore {
 
     /// Group commit (see the module's documentation), as [`super::open`] applies it.
     pub fn with_group_commit(mut self, path: &Path) -> Result<Self> {
-        self.conn().pragma_update(None, "synchronous", "NORMAL")?;
+        {
+            let conn = self.conn();
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
+        }
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        self.group = Some(std::sync::Arc::new(crate::fsutil::GroupSync::new(
-            wal.into(),
-        )));
+        self.group = Some(Arc::new(Group {
+            sync: crate::fsutil::GroupSync::new(wal.into()),
+            checkpoints: Checkpoints::new(path),
+        }));
         Ok(self)
     }
 
     /// How many WAL syncs group commit has made (none without it).
     pub fn group_syncs(&self) -> u64 {
-        self.group
-            .as_deref()
-            .map_or(0, crate::fsutil::GroupSync::syncs)
+        self.group.as_deref().map_or(0, |g| g.sync.syncs())
     }
 
     fn migrate(&self) -> Result<()> {
@@ -539,7 +647,7 @@ impl Store for SqliteStore {
         f();
         let ticket = DEFERRED.with(Cell::get).unwrap_or(0);
         drop(reset);
-        (ticket > 0).then(|| SyncWait::new(move || sync_or_abort(&group, ticket)))
+        (ticket > 0).then(|| SyncWait::new(move || group.wait(ticket)))
     }
 
     fn create_run(&self, r: &RunRecord) -> Result<()> {
@@ -1873,6 +1981,41 @@ mod tests {
         // Another connection (another process) sees everything.
         let other = SqliteStore::open(&path)?;
         assert_eq!(other.unfinished_runs(None)?.len(), 165);
+        Ok(())
+    }
+
+    #[test]
+    fn group_commit_checkpoints_beside_the_writer() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| corrupt("tempdir", e))?;
+        let path = dir.path().join("claw.db");
+        let s = SqliteStore::open(&path)?.with_group_commit(&path)?;
+        let db_len = || std::fs::metadata(&path).map_or(0, |m| m.len());
+        let before = db_len();
+        // Far fewer pages than SQLite's own checkpoint (the backstop) waits for.
+        let commits = CHECKPOINT_COMMITS * 3;
+        for i in 0..commits {
+            s.create_run(&run(&format!("r{i}"), "wf", i as i64))?;
+        }
+        // The checkpoints run on threads of their own: the database file takes the pages.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while db_len() <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            db_len() > before,
+            "nothing was checkpointed ({} bytes)",
+            db_len()
+        );
+        // Not by the writer: its own checkpoint waits for far more pages than were written.
+        let backstop: i64 = s
+            .conn()
+            .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
+        assert_eq!(backstop, WAL_BACKSTOP_PAGES);
+        // Every run is there, for this connection and another process's.
+        let other = SqliteStore::open(&path)?;
+        assert_eq!(other.unfinished_runs(None)?.len() as u64, commits);
+        assert_eq!(s.unfinished_runs(None)?.len() as u64, commits);
+        assert!(other.quick_check()?.is_empty());
         Ok(())
     }
 }
