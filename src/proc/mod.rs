@@ -48,13 +48,14 @@ enum Gate {
 impl StartGate {
     /// A gate that opens once `sync` returns; the sync is started now, on a blocking thread.
     pub fn after(sync: crate::store::SyncWait, inline: bool) -> Self {
-        let behind = sync.clone();
-        let handle = tokio::task::spawn_blocking(move || behind.wait());
-        Self(Some(std::sync::Arc::new(if inline {
-            Gate::Inline(sync)
-        } else {
-            Gate::Behind(tokio::sync::Mutex::new(Some(handle)))
-        })))
+        if inline {
+            sync.start();
+            return Self(Some(std::sync::Arc::new(Gate::Inline(sync))));
+        }
+        let handle = tokio::task::spawn_blocking(move || sync.wait());
+        Self(Some(std::sync::Arc::new(Gate::Behind(
+            tokio::sync::Mutex::new(Some(handle)),
+        ))))
     }
 
     /// Returns once the gate is open (at once when it already is).

@@ -164,6 +164,10 @@ pub fn run(
     // (On PostgreSQL, the shared store of scale-out, commits are durable when they return.)
     let url = settings.store.as_ref().map(|u| u.as_str().to_owned());
     let store = crate::store::open(url.as_deref(), &dirs.db_path()).map_err(EngineError::from)?;
+    // The thread that drives every run never waits for a checkpoint's fsyncs.
+    store
+        .checkpoint_beside_writers()
+        .map_err(EngineError::from)?;
     let mut engine = Engine::with_store(dirs, settings, store)
         .with_shared_thread()
         .with_shutdown(shutdown.clone())

@@ -555,17 +555,39 @@ pub enum MessageOutcome {
 /// A wait for writes to reach the disk ([`Store::deferred`]); it blocks, so it is made on a
 /// blocking thread.
 #[derive(Clone)]
-pub struct SyncWait(std::sync::Arc<dyn Fn() + Send + Sync>);
+pub struct SyncWait {
+    wait: std::sync::Arc<dyn Fn() + Send + Sync>,
+    start: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
+}
 
 impl SyncWait {
     /// `wait` may be called more than once, from several threads (group commit's wait).
     pub fn new(wait: impl Fn() + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(wait))
+        Self {
+            wait: std::sync::Arc::new(wait),
+            start: None,
+        }
+    }
+
+    /// With `start`, which sets the writes on their way to the disk without waiting for them
+    /// (see [`SyncWait::start`]).
+    #[must_use]
+    pub fn with_start(mut self, start: impl Fn() + Send + Sync + 'static) -> Self {
+        self.start = Some(std::sync::Arc::new(start));
+        self
+    }
+
+    /// Sets the writes on their way to the disk and returns at once, so that the thread can
+    /// prepare what comes next while the disk works; [`SyncWait::wait`] then waits for less.
+    pub fn start(&self) {
+        if let Some(start) = &self.start {
+            start();
+        }
     }
 
     /// Returns once the writes are on disk.
     pub fn wait(&self) {
-        (self.0)();
+        (self.wait)();
     }
 }
 
@@ -637,6 +659,13 @@ pub struct ApiToken {
 }
 
 pub trait Store: Send + Sync + fmt::Debug {
+    /// For a process whose writing thread must not wait for the disk (the daemon): the store's
+    /// own upkeep (SQLite's WAL checkpoints) is done beside the writers from now on, rather than
+    /// inside the commit that makes it due. Nothing where there is no such upkeep.
+    fn checkpoint_beside_writers(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs `f`, whose writes each commit when made but reach the disk together when this
     /// returns (one sync for all, where the store groups syncs): for a caller that acknowledges
     /// only once `f` is done (a webhook's 202). Inside `f`, a write is not yet durable.
