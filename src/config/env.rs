@@ -16,6 +16,20 @@ pub fn process_env() -> Vec<(OsString, OsString)> {
         .collect()
 }
 
+/// claw's whole environment as a process it starts inherits it (the vault passphrase included:
+/// [`crate::proc::Command`] removes it where a step must not get it).
+#[allow(clippy::disallowed_methods)]
+pub fn inherited_all() -> Vec<(OsString, OsString)> {
+    std::env::vars_os().collect()
+}
+
+/// One variable of claw's environment as a process it starts inherits it (set but empty is
+/// kept, unlike [`var`]).
+#[allow(clippy::disallowed_methods)]
+pub fn inherited(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
 /// One environment variable; unset and empty are the same.
 #[allow(clippy::disallowed_methods)]
 pub fn var(name: &str) -> Option<String> {

@@ -55,7 +55,7 @@ pub async fn complete(
         clippy::disallowed_methods,
         reason = "the claude-cli provider runs its program on purpose; the supervisor runs it"
     )]
-    let mut cmd = tokio::process::Command::new(&p.command);
+    let mut cmd = crate::proc::Command::new(&p.command);
     cmd.arg("-p")
         .arg(prompt_text(req))
         .arg("--output-format")

@@ -10,17 +10,19 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::Command;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::redact::{Redactor, StreamRedactor};
+
+mod spawn;
+pub use spawn::Command;
 
 /// How much of stdout is kept in memory by default (for `outputs: json` and `steps.<name>.stdout`).
 pub const STDOUT_CAPTURE: usize = 1024 * 1024;
@@ -347,25 +349,19 @@ fn write_log(log: &mut Option<LogFile>, bytes: &[u8]) {
 /// Runs a prepared command (program, arguments, environment and directory already set) under
 /// supervision, until it ends, times out or `cancel` fires.
 pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> Finished {
-    cmd.stdin(if spec.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     // Every process this command starts inherits the mark, even one that leaves the process
     // group (`setsid`, a double fork): on a timeout or cancel those are found and stopped too.
     let tree = uuid::Uuid::new_v4().simple().to_string();
     cmd.env(TREE_VAR, &tree);
-    // Its own process group, so that the step and everything it starts can be signalled at once
-    // (and a Ctrl-C on claw's terminal reaches claw, which then stops the step cleanly).
-    cmd.process_group(0);
+    // It gets a process group of its own (see `spawn`), so that the step and everything it
+    // starts can be signalled at once (and a Ctrl-C on claw's terminal reaches claw, which then
+    // stops the step cleanly).
     let mut log = spec
         .log
         .as_ref()
         .map(|(path, cap)| LogFile::open(path, *cap));
     spec.start_gate.passed().await;
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn::spawn(&cmd, spec.stdin.is_some()) {
         Ok(c) => c,
         Err(e) => {
             let why = match &spec.cwd {
@@ -389,10 +385,7 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
     if let Some(dir) = &spec.spare_dir {
         crate::fsutil::make_spare(dir);
     }
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
+    let pgid = Some(child.id());
 
     if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
         tokio::spawn(async move {

@@ -114,14 +114,14 @@ impl Launch {
 
     /// The process to spawn. A confined skill goes through the `claw __sandbox` launcher
     /// (`launcher` is claw's own executable).
-    pub fn command(&self, launcher: &Path) -> tokio::process::Command {
+    pub fn command(&self, launcher: &Path) -> crate::proc::Command {
         let mut cmd = match &self.confinement {
             None => {
                 #[allow(
                     clippy::disallowed_methods,
                     reason = "a skill's launch; the supervisor runs it"
                 )]
-                let mut c = tokio::process::Command::new(&self.program);
+                let mut c = crate::proc::Command::new(&self.program);
                 c.args(&self.args);
                 c
             }
@@ -130,7 +130,7 @@ impl Launch {
                     clippy::disallowed_methods,
                     reason = "a confined skill's launch through `claw __sandbox`; the supervisor runs it"
                 )]
-                let mut c = tokio::process::Command::new(launcher);
+                let mut c = crate::proc::Command::new(launcher);
                 c.args(sandbox::launcher_args(
                     &conf.read,
                     &conf.write,
@@ -175,7 +175,7 @@ pub fn cli_command<I>(
     dirs: &crate::config::Dirs,
     name: &str,
     args: I,
-) -> std::io::Result<tokio::process::Command>
+) -> std::io::Result<crate::proc::Command>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -183,7 +183,7 @@ where
         clippy::disallowed_methods,
         reason = "`claw skill run` as a child, for skill jobs and watcher actions"
     )]
-    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    let mut cmd = crate::proc::Command::new(std::env::current_exe()?);
     cmd.arg("--home")
         .arg(&dirs.home)
         .arg("--root")

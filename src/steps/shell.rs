@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::process::Command;
+use crate::proc::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{Kind, LoadCx, PrepareCx, Runtime, StepInput, StepOutcome, StepReport};

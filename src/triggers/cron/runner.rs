@@ -414,7 +414,7 @@ async fn run_shell(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i
         clippy::disallowed_methods,
         reason = "a shell job's command; the supervisor runs it"
     )]
-    let mut cmd = tokio::process::Command::new("/bin/sh");
+    let mut cmd = crate::proc::Command::new("/bin/sh");
     cmd.arg("-c").arg(&job.command);
     for (k, v) in &job.args {
         cmd.env(format!("JOB_{}", k.to_ascii_uppercase()), arg_text(v));
@@ -493,7 +493,7 @@ async fn run_ssh(job: &Job, engine: &Engine, cancel: &CancellationToken) -> (i32
 /// group, SIGTERM then SIGKILL after the grace period, masked output) with the seed's 300 s limit;
 /// its exit code and output (stdout then stderr), or the seed's `Exception: …` text.
 async fn supervise(
-    cmd: tokio::process::Command,
+    cmd: crate::proc::Command,
     what: &str,
     kill_grace: Duration,
     cancel: &CancellationToken,
