@@ -196,7 +196,7 @@ fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
 #[derive(Debug)]
 pub(super) struct Child {
     pid: Pid,
-    /// Readable once the process has exited (`CLONE_PIDFD`).
+    /// Readable once the process has exited (`pidfd_open`).
     pidfd: AsyncFd<OwnedFd>,
     status: Option<ExitStatus>,
     pub(super) stdin: Option<pipe::Sender>,
@@ -387,20 +387,17 @@ fn start(args: &ChildArgs) -> io::Result<(Pid, OwnedFd)> {
         Some(&SigSet::all()),
         Some(&mut old),
     )?;
-    let mut pidfd: c_int = -1;
     // SAFETY: `child` is an `extern "C" fn` that only reads `args` and writes its atomic
     // `error`, through the pointer passed here. `args` and every pointer in it (strings and
     // arrays owned by `spawn`'s frame) stay valid until the child has exec'd or exited, because
     // CLONE_VFORK suspends this thread until then. `top` is the aligned end of `stack`, a live
-    // allocation of CHILD_STACK bytes that nothing else uses while the child runs. CLONE_PIDFD
-    // writes the process's pidfd to `pidfd` (the `parent_tid` argument), a live local.
+    // allocation of CHILD_STACK bytes that nothing else uses while the child runs.
     let pid = unsafe {
         libc::clone(
             child,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             std::ptr::from_ref(args).cast_mut().cast::<c_void>(),
-            &raw mut pidfd,
         )
     };
     let cloned = io::Error::last_os_error();
@@ -410,15 +407,24 @@ fn start(args: &ChildArgs) -> io::Result<(Pid, OwnedFd)> {
         return Err(cloned);
     }
     let pid = Pid::from_raw(pid);
-    // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor for the child in `pidfd`,
-    // which nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    match args.error.load(Ordering::Acquire) {
-        0 => Ok((pid, pidfd)),
-        errno => {
-            // It exited with 127 before running anything: reap it.
+    if let errno @ 1.. = args.error.load(Ordering::Acquire) {
+        // It exited with 127 before running anything: reap it.
+        let _ = waitpid(pid, None);
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    // A pidfd, even if the process has already exited (it is not reaped yet, so the pid is still
+    // the child's). Not CLONE_PIDFD: valgrind, which runs the link-order script, refuses it.
+    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1; it touches no
+    // memory of this process.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    match c_int::try_from(fd) {
+        // SAFETY: a descriptor `pidfd_open` just returned, which nothing else owns.
+        Ok(fd @ 0..) => Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) })),
+        _ => {
+            let e = io::Error::last_os_error();
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            Err(io::Error::from_raw_os_error(errno))
+            Err(e)
         }
     }
 }
