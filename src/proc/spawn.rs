@@ -196,8 +196,7 @@ fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
 #[derive(Debug)]
 pub(super) struct Child {
     pid: Pid,
-    /// Readable once the process has exited (`pidfd_open`).
-    pidfd: AsyncFd<OwnedFd>,
+    exit: Exit,
     status: Option<ExitStatus>,
     pub(super) stdin: Option<pipe::Sender>,
     pub(super) stdout: Option<pipe::Receiver>,
@@ -210,17 +209,56 @@ impl Child {
         self.pid
     }
 
-    /// Waits for the process to exit and reaps it (at once when it already was).
+    /// Waits for the process to exit and reaps it (at once when it already was). Cancel-safe:
+    /// a wait dropped before the end leaves the next one to go on.
     pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let pid = self.pid;
         loop {
             if let Some(status) = self.status {
                 return Ok(status);
             }
-            let mut ready = self.pidfd.readable().await?;
-            match reap(self.pid)? {
-                Some(status) => self.status = Some(status),
-                None => ready.clear_ready(),
+            match &mut self.exit {
+                Exit::Pidfd(fd) => {
+                    let mut ready = fd.readable().await?;
+                    match reap(pid)? {
+                        Some(status) => self.status = Some(status),
+                        None => ready.clear_ready(),
+                    }
+                }
+                Exit::Thread(waiter) => {
+                    let waiter = waiter.get_or_insert_with(|| {
+                        tokio::task::spawn_blocking(move || reap_blocking(pid))
+                    });
+                    let status = waiter.await.map_err(io::Error::other)??;
+                    self.status = Some(status);
+                }
             }
+        }
+    }
+}
+
+/// How claw learns that a process has exited.
+#[derive(Debug)]
+enum Exit {
+    /// Its pidfd turns readable (`pidfd_open`, Linux 5.3 and later).
+    Pidfd(AsyncFd<OwnedFd>),
+    /// Where there is no pidfd (an older kernel, valgrind): a blocking thread's `waitpid`, made
+    /// by the first wait.
+    Thread(Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>),
+}
+
+/// Waits for `pid` to exit and reaps it.
+fn reap_blocking(pid: Pid) -> io::Result<ExitStatus> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::from_raw((code & 0xff) << 8)),
+            Ok(WaitStatus::Signaled(_, signal, core)) => {
+                return Ok(ExitStatus::from_raw(
+                    signal as i32 | if core { 0x80 } else { 0 },
+                ));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -239,8 +277,12 @@ fn reap(pid: Pid) -> io::Result<Option<ExitStatus>> {
 impl Drop for Child {
     fn drop(&mut self) {
         // A process whose supervision was dropped before it ended is still reaped, by a thread
-        // that waits for it, so that it does not stay a zombie for the rest of claw's life.
-        if self.status.is_none() && !matches!(reap(self.pid), Ok(Some(_))) {
+        // that waits for it, so that it does not stay a zombie for the rest of claw's life (a
+        // blocking waiter already started does that itself).
+        if self.status.is_none()
+            && !matches!(self.exit, Exit::Thread(Some(_)))
+            && !matches!(reap(self.pid), Ok(Some(_)))
+        {
             let pid = self.pid;
             let _ = std::thread::Builder::new()
                 .name("claw-reap".into())
@@ -318,23 +360,23 @@ pub(super) fn spawn(cmd: &Command, stdin: bool) -> io::Result<Child> {
     let (pid, pidfd) = start(&args)?;
     // The child's ends are its own now.
     drop((in_read, out_write, err_write));
-    // SAFETY: `pidfd` is an open descriptor owned by the `OwnedFd` that the `AsyncFd` takes and
-    // keeps until it is dropped; nothing closes or replaces it meanwhile.
-    #[allow(unsafe_code)]
-    let registered =
-        unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
-    let pidfd = match registered {
-        Ok(fd) => fd,
-        Err(e) => {
-            let e = e.into_parts().1;
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            return Err(e);
+    let exit = match pidfd {
+        Some(pidfd) => {
+            // SAFETY: `pidfd` is an open descriptor owned by the `OwnedFd` that the `AsyncFd`
+            // takes and keeps until it is dropped; nothing closes or replaces it meanwhile.
+            #[allow(unsafe_code)]
+            let registered =
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
+            match registered {
+                Ok(fd) => Exit::Pidfd(fd),
+                Err(_) => Exit::Thread(None),
+            }
         }
+        None => Exit::Thread(None),
     };
     let mut child = Child {
         pid,
-        pidfd,
+        exit,
         status: None,
         stdin: None,
         stdout: None,
@@ -374,7 +416,7 @@ const CHILD_STACK: usize = 64 * 1024;
 /// Every signal is blocked meanwhile (in the child too, until it has reset what it must), so
 /// that no handler of claw's runs in the child.
 #[allow(unsafe_code)]
-fn start(args: &ChildArgs) -> io::Result<(Pid, OwnedFd)> {
+fn start(args: &ChildArgs) -> io::Result<(Pid, Option<OwnedFd>)> {
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down from its end, 16-byte aligned as the ABI wants.
     let top = {
@@ -413,19 +455,15 @@ fn start(args: &ChildArgs) -> io::Result<(Pid, OwnedFd)> {
         return Err(io::Error::from_raw_os_error(errno));
     }
     // A pidfd, even if the process has already exited (it is not reaped yet, so the pid is still
-    // the child's). Not CLONE_PIDFD: valgrind, which runs the link-order script, refuses it.
+    // the child's). Not CLONE_PIDFD: valgrind, which runs the link-order script, refuses it (and
+    // has no pidfd_open either: then the wait is a blocking thread's, see `Exit`).
     // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1; it touches no
     // memory of this process.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     match c_int::try_from(fd) {
         // SAFETY: a descriptor `pidfd_open` just returned, which nothing else owns.
-        Ok(fd @ 0..) => Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) })),
-        _ => {
-            let e = io::Error::last_os_error();
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-            Err(e)
-        }
+        Ok(fd @ 0..) => Ok((pid, Some(unsafe { OwnedFd::from_raw_fd(fd) }))),
+        _ => Ok((pid, None)),
     }
 }
 
@@ -637,6 +675,31 @@ mod tests {
         assert_eq!(out, "some input\n");
         let (_, out, _) = run(&Command::new("/bin/cat"), None).unwrap();
         assert_eq!(out, "");
+    }
+
+    /// Without a pidfd (an old kernel, valgrind) a blocking thread waits, and a wait given up
+    /// before the end leaves the next one to go on.
+    #[test]
+    fn a_wait_without_a_pidfd_and_a_wait_given_up() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for pidfd in [true, false] {
+            let status = rt.block_on(async {
+                let mut cmd = Command::new("/bin/sh");
+                cmd.args(["-c", "sleep 0.3; exit 4"]);
+                let mut child = spawn(&cmd, false).unwrap();
+                if !pidfd {
+                    child.exit = Exit::Thread(None);
+                }
+                let early =
+                    tokio::time::timeout(std::time::Duration::from_millis(20), child.wait()).await;
+                assert!(early.is_err(), "it had not exited yet");
+                child.wait().await.unwrap()
+            });
+            assert_eq!(status.code(), Some(4), "pidfd: {pidfd}");
+        }
     }
 
     #[test]
