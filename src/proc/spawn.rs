@@ -417,10 +417,12 @@ const CHILD_STACK: usize = 64 * 1024;
 /// that no handler of claw's runs in the child.
 #[allow(unsafe_code)]
 fn start(args: &ChildArgs) -> io::Result<(Pid, Option<OwnedFd>)> {
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Not zeroed (the child writes its stack before reading it): zeroing 64 KiB at every start
+    // was 2.6 M of a 40-step run's 30 M instructions.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // The stack grows down from its end, 16-byte aligned as the ABI wants.
     let top = {
-        let end = stack.as_mut_ptr_range().end as usize;
+        let end = stack.spare_capacity_mut().as_mut_ptr_range().end as usize;
         (end & !15) as *mut c_void
     };
     let mut old = SigSet::empty();
@@ -432,8 +434,9 @@ fn start(args: &ChildArgs) -> io::Result<(Pid, Option<OwnedFd>)> {
     // SAFETY: `child` is an `extern "C" fn` that only reads `args` and writes its atomic
     // `error`, through the pointer passed here. `args` and every pointer in it (strings and
     // arrays owned by `spawn`'s frame) stay valid until the child has exec'd or exited, because
-    // CLONE_VFORK suspends this thread until then. `top` is the aligned end of `stack`, a live
-    // allocation of CHILD_STACK bytes that nothing else uses while the child runs.
+    // CLONE_VFORK suspends this thread until then. `top` is the aligned end of `stack`'s spare
+    // capacity, a live allocation of CHILD_STACK bytes that nothing else uses while the child
+    // runs.
     let pid = unsafe {
         libc::clone(
             child,
