@@ -100,20 +100,8 @@ impl Command {
         self
     }
 
-    pub fn get_program(&self) -> &OsStr {
-        &self.program
-    }
-
-    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
-        self.args.iter().map(OsString::as_os_str)
-    }
-
-    pub fn get_current_dir(&self) -> Option<&Path> {
-        self.cwd.as_deref()
-    }
-
     /// The value the process gets for `key` (`None`: unset).
-    pub fn get_env(&self, key: &str) -> Option<OsString> {
+    fn get_env(&self, key: &str) -> Option<OsString> {
         let set = self.env.iter().rev().find(|(k, _)| k == key);
         match set {
             Some((_, v)) => v.clone(),
