@@ -202,6 +202,31 @@ impl Drop for Conn<'_> {
     }
 }
 
+/// [`Store::list_runs`]'s query with only the filters given (in this order: workflow, status,
+/// parent, then the limit), so that SQLite can use their indexes: with `?1 IS NULL OR …` for each,
+/// the children of a run (`claw run show`) were found by reading every run kept.
+fn list_runs_sql(workflow: bool, status: bool, parent: bool) -> String {
+    let mut conds = Vec::new();
+    for (on, column) in [
+        (workflow, "workflow"),
+        (status, "status"),
+        (parent, "parent_run"),
+    ] {
+        if on {
+            conds.push(format!("{column} = ?{}", conds.len() + 1));
+        }
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    format!(
+        "SELECT {RUN_COLUMNS} FROM runs{filter} ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        conds.len() + 1
+    )
+}
+
 /// Waits for `ticket` to be on disk. When the sync fails the kernel may already have dropped the
 /// unwritten pages, so no later sync can make the write durable, and the caller is about to act
 /// as if it were (answer 202, start a step): claw stops instead, as PostgreSQL does after a failed
@@ -708,16 +733,17 @@ impl Store for SqliteStore {
     }
 
     fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
-             AND (?4 IS NULL OR parent_run = ?4) ORDER BY created_at DESC, id DESC LIMIT ?3"
-        ))?;
+        let status = f.status.map(status_str);
         let limit = f.limit.map_or(-1, i64::from);
-        collect(stmt.query_map(
-            params![f.workflow, f.status.map(status_str), limit, f.parent],
-            run_from_row,
-        )?)
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        args.extend(f.workflow.as_ref().map(|w| w as &dyn rusqlite::ToSql));
+        args.extend(status.as_ref().map(|s| s as &dyn rusqlite::ToSql));
+        args.extend(f.parent.as_ref().map(|p| p as &dyn rusqlite::ToSql));
+        args.push(&limit);
+        let sql = list_runs_sql(f.workflow.is_some(), status.is_some(), f.parent.is_some());
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        collect(stmt.query_map(args.as_slice(), run_from_row)?)
     }
 
     fn unfinished_runs(&self, workflow: Option<&str>) -> Result<Vec<RunRecord>> {
@@ -2036,6 +2062,36 @@ mod tests {
         assert_eq!(other.unfinished_runs(None)?.len() as u64, commits);
         assert_eq!(s.unfinished_runs(None)?.len() as u64, commits);
         assert!(other.quick_check()?.is_empty());
+        Ok(())
+    }
+
+    /// Each filter of `list_runs` finds its runs through an index, not by reading every run kept.
+    #[test]
+    fn listing_runs_by_parent_or_workflow_uses_an_index() -> Result<()> {
+        let s = SqliteStore::in_memory()?;
+        let conn = s.conn();
+        for (workflow, status, parent, index) in [
+            (false, false, true, "runs_parent"),
+            (true, false, false, "runs_workflow"),
+            (true, true, false, "runs_workflow_status"),
+            (false, true, false, "runs_"),
+        ] {
+            let sql = list_runs_sql(workflow, status, parent);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let args: Vec<&dyn rusqlite::ToSql> =
+                (0..(usize::from(workflow) + usize::from(status) + usize::from(parent)))
+                    .map(|_| &"x" as &dyn rusqlite::ToSql)
+                    .chain([&-1i64 as &dyn rusqlite::ToSql])
+                    .collect();
+            let plan: Vec<String> = stmt
+                .query_map(args.as_slice(), |r| r.get::<_, String>(3))?
+                .collect::<std::result::Result<_, _>>()?;
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains(&format!("INDEX {index}")) && plan.contains("SEARCH"),
+                "{sql}: {plan}"
+            );
+        }
         Ok(())
     }
 }
