@@ -299,6 +299,7 @@ fn telegram_skill_mode_runs_a_message_as_an_intake_request() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("serve");
     srv.say(100, "/mode skill");
     assert_eq!(srv.reply("100", 1), "mode set to skill");

@@ -1516,6 +1516,7 @@ fn telegram_chat_mode_talks_with_history_model_reset_and_cancel() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("serve");
     let llm_requests = |srv: &Server| -> Vec<Seen> {
         srv.seen()

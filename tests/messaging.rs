@@ -458,6 +458,7 @@ fn a_hundred_queued_messages_survive_an_outage_and_arrive_in_order_through_the_d
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("serve");
     let delivered = wait_for(Duration::from_secs(60), || {
         let ok = srv.seen().iter().filter(|s| s.path == "/seq").count();
@@ -677,6 +678,7 @@ fn a_daemon_killed_mid_send_loses_nothing_and_repeats_at_most_the_message_in_fli
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
+            .map(Reaped)
             .expect("serve")
     };
     let count = || srv.seen().iter().filter(|s| s.path == "/slow").count();

@@ -439,6 +439,7 @@ fn a_chat_trigger_is_checked_as_written_and_a_refused_one_starts_no_run() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .unwrap();
     tg.say(100, "!deploy prod");
     let refused = tg.reply("100", 1);

@@ -568,7 +568,7 @@ fn postgres_restarted_under_load_workers_reconnect_and_nothing_is_lost() {
 
 /// `claw serve` with a data directory of its own (`<dir>/<name>-home`) on the shared store, its
 /// log in `<dir>/<name>.log`.
-fn daemon(env: &Env, name: &str) -> Child {
+fn daemon(env: &Env, name: &str) -> Reaped {
     let log = File::create(env.path(&format!("{name}.log"))).expect("daemon log");
     let log2 = log.try_clone().expect("daemon log");
     env.command(&["serve", "--no-http"])
@@ -576,6 +576,7 @@ fn daemon(env: &Env, name: &str) -> Child {
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .spawn()
+        .map(Reaped)
         .expect("spawn claw serve")
 }
 

@@ -16,6 +16,32 @@ pub struct Env {
     pub pg: Option<claw::store::postgres::ScratchDb>,
 }
 
+/// A process a test started (a `claw serve`), killed and reaped when dropped: a test that fails
+/// while it runs does not leave it running beside every later test. One already waited for is
+/// not signalled again.
+#[derive(Debug)]
+pub struct Reaped(pub Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What a finished `claw` command printed, and how it exited.
 #[derive(Debug)]
 pub struct Ran {
