@@ -30,17 +30,18 @@ pub const STDOUT_CAPTURE: usize = 1024 * 1024;
 pub const STDERR_TAIL: usize = 16 * 1024;
 
 /// What a process waits for just before it starts. The engine commits a step's `running` record
-/// and starts syncing it on a blocking thread; the step's preparation (its policy check, its
-/// files, its command) goes on meanwhile, and only the start itself waits: after a power cut,
-/// claw then knows the attempt may have run. Open (no wait) by default.
+/// and starts its sync (the writeback on the run's own thread, or the whole sync on a blocking
+/// thread in the daemon); the step's preparation (its policy check, its files, its command) goes
+/// on meanwhile, and only the start itself waits: after a power cut, claw then knows the attempt
+/// may have run. Open (no wait) by default.
 #[derive(Clone, Default)]
 pub struct StartGate(Option<std::sync::Arc<Gate>>);
 
-/// Where the start waits for the sync that [`StartGate::after`] began on a blocking thread.
+/// Where the start waits for the sync that [`StartGate::after`] began.
 enum Gate {
-    /// On the caller's thread (a process driving one run: no thread hand-off, and if the
-    /// blocking thread has not begun the sync yet, this one does it: group commit makes the
-    /// later of the two a no-op).
+    /// On the caller's thread (a process driving one run): the writeback began when the gate
+    /// was made ([`crate::store::SyncWait::start`]), and the wait makes the sync itself. A
+    /// blocking thread would wake too late to overlap anything with the preparation.
     Inline(crate::store::SyncWait),
     /// By awaiting the blocking thread (the daemon's thread drives every run and never waits
     /// for the disk).
@@ -48,7 +49,8 @@ enum Gate {
 }
 
 impl StartGate {
-    /// A gate that opens once `sync` returns; the sync is started now, on a blocking thread.
+    /// A gate that opens once `sync` returns. `inline`: the writeback starts now and the gate's
+    /// wait syncs on the caller's thread; else the sync starts now on a blocking thread.
     pub fn after(sync: crate::store::SyncWait, inline: bool) -> Self {
         if inline {
             sync.start();
@@ -333,11 +335,9 @@ fn signal_marked(tree: &str, signal: Signal) {
     }
 }
 
-fn signal_group(pgid: Option<Pid>, signal: Signal) {
-    if let Some(pgid) = pgid {
-        // ESRCH (nobody left in the group) is the normal case after a clean exit.
-        let _ = killpg(pgid, signal);
-    }
+fn signal_group(pgid: Pid, signal: Signal) {
+    // ESRCH (nobody left in the group) is the normal case after a clean exit.
+    let _ = killpg(pgid, signal);
 }
 
 fn write_log(log: &mut Option<LogFile>, bytes: &[u8]) {
@@ -385,7 +385,7 @@ pub async fn run(mut cmd: Command, spec: &Spec, cancel: &CancellationToken) -> F
     if let Some(dir) = &spec.spare_dir {
         crate::fsutil::make_spare(dir);
     }
-    let pgid = Some(child.id());
+    let pgid = child.id();
 
     if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
         tokio::spawn(async move {

@@ -552,8 +552,9 @@ pub enum MessageOutcome {
     Dead { error: String },
 }
 
-/// A wait for writes to reach the disk ([`Store::deferred`]); it blocks, so it is made on a
-/// blocking thread.
+/// A wait for writes to reach the disk ([`Store::deferred`]). It blocks: the daemon makes it on a
+/// blocking thread; a one-run process starts it ([`SyncWait::start`]) and makes it later on its
+/// own thread.
 #[derive(Clone)]
 pub struct SyncWait {
     wait: std::sync::Arc<dyn Fn() + Send + Sync>,
