@@ -11,19 +11,11 @@ use nix::unistd::Pid;
 use crate::common::*;
 
 /// A `claw serve` process with its log in a file.
+/// A test that fails while its daemon runs does not leave it running: dropping the handle stops
+/// it ([`Reaped`]).
 struct Daemon {
-    child: Child,
+    child: Reaped,
     log: PathBuf,
-}
-
-/// A test that fails while its daemon runs must not leave it running (it would go on using CPU
-/// beside every later test and benchmark): dropping the handle stops it. A daemon that has
-/// already exited (and been waited for) is not signalled again.
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Daemon {
@@ -41,6 +33,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
+            .map(Reaped)
             .expect("spawn claw serve");
         let d = Daemon { child, log };
         let pid = d.child.id().to_string();

@@ -9,15 +9,14 @@ pub const VAULT_PASSPHRASE: &str = "CLAW_VAULT_PASSPHRASE";
 
 /// claw's environment as `${{ env.* }}` and a step's process see it: its own, less the vault
 /// passphrase.
-#[allow(clippy::disallowed_methods)]
 pub fn process_env() -> Vec<(OsString, OsString)> {
-    std::env::vars_os()
-        .filter(|(k, _)| k != VAULT_PASSPHRASE)
-        .collect()
+    let mut all = inherited_all();
+    all.retain(|(k, _)| k != VAULT_PASSPHRASE);
+    all
 }
 
-/// claw's whole environment as a process it starts inherits it (the vault passphrase included:
-/// [`crate::proc::Command`] removes it where a step must not get it).
+/// claw's whole environment as a process it starts inherits it, the vault passphrase included
+/// (a step's command removes it: `steps::shell`; `claw skill run` as a child needs it).
 #[allow(clippy::disallowed_methods)]
 pub fn inherited_all() -> Vec<(OsString, OsString)> {
     std::env::vars_os().collect()
