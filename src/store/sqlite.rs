@@ -2072,9 +2072,9 @@ mod tests {
         let conn = s.conn();
         for (workflow, status, parent, index) in [
             (false, false, true, "runs_parent"),
-            (true, false, false, "runs_workflow"),
+            (true, false, false, "runs_workflow_created"),
             (true, true, false, "runs_workflow_status"),
-            (false, true, false, "runs_"),
+            (false, true, false, "runs_status"),
         ] {
             let sql = list_runs_sql(workflow, status, parent);
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
@@ -2088,7 +2088,7 @@ mod tests {
                 .collect::<std::result::Result<_, _>>()?;
             let plan = plan.join("; ");
             assert!(
-                plan.contains(&format!("INDEX {index}")) && plan.contains("SEARCH"),
+                plan.contains(&format!("SEARCH runs USING INDEX {index} (")),
                 "{sql}: {plan}"
             );
         }
